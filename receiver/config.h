@@ -1,0 +1,107 @@
+// The receiver's YAML config (DESIGN.md, "Receiver config").
+#ifndef HOIST_RECEIVER_CONFIG_H_
+#define HOIST_RECEIVER_CONFIG_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/tls.h"
+#include "hoist/v1/types.pb.h"
+
+namespace hoist::receiver {
+
+enum class WebhookAuth { kToken, kHmacSha256 };
+enum class OnFailure { kRollback, kPause, kContinue };
+
+struct WebhookConfig {
+  std::string listen = "0.0.0.0:7979";
+  std::string path = "/webhooks/artifactory";
+  std::string tls_cert;                   // optional HTTPS (resolved paths)
+  std::string tls_key;
+  std::vector<std::string> secret_files;  // resolved paths; one or more
+  std::vector<std::string> secrets;       // their contents (trailing newline stripped)
+  WebhookAuth auth = WebhookAuth::kToken;
+  int64_t max_body_bytes = 1048576;
+  int64_t dedupe_window_seconds = 600;
+};
+
+struct AgentCallConfig {
+  int64_t deadline_seconds = 300;
+  int64_t connect_timeout_seconds = 10;
+  int64_t retry_seconds = 60;
+};
+
+struct AgentEntry {
+  std::string name;
+  std::string address;   // host:port
+  std::string tls_name;  // name the agent's certificate must carry; default: host part of address
+  std::map<std::string, std::string> labels;
+};
+
+struct TriggerConfig {
+  std::string domain = "docker";
+  std::vector<std::string> event_types = {"promoted"};
+  std::string repo_key;             // empty: any
+  std::string image;                // full image path inside the repo
+  std::vector<std::string> tags;    // globs with *; empty: any
+};
+
+struct TargetsConfig {
+  std::map<std::string, std::string> labels;  // every label must match
+  std::vector<std::string> names;             // or explicit agent names (not both)
+};
+
+struct RolloutPolicy {
+  int64_t canary = 0;          // hosts deployed first, alone
+  std::string batch = "1";     // "N" or "P%"
+  int64_t pause_seconds = 0;   // between batches
+  OnFailure on_failure = OnFailure::kRollback;
+};
+
+struct ServiceConfig {
+  std::string name;
+  TriggerConfig trigger;
+  std::string image;                    // repository, deployed as image@digest
+  TargetsConfig targets;
+  hoist::v1::ContainerSpec container;
+  hoist::v1::HealthCheck health;
+  RolloutPolicy rollout;
+};
+
+struct ReceiverConfig {
+  WebhookConfig webhook;
+  std::string control_listen = "0.0.0.0:7980";
+  std::string metrics_listen;           // optional
+  TlsFiles tls;                         // Control server cert and client cert toward agents
+  std::vector<std::string> operators;   // authz.operators
+  std::vector<std::string> viewers;     // authz.viewers
+  std::string state = "/var/lib/hoist/receiver.db";
+  AgentCallConfig agent_call;
+  std::vector<AgentEntry> agents;
+  std::vector<ServiceConfig> services;
+  std::string config_file;
+
+  const ServiceConfig* FindService(const std::string& name) const;
+  const AgentEntry* FindAgent(const std::string& name) const;
+};
+
+// Loads and validates `path`, including cross-checks (unknown agents in
+// targets, services with no targets, duplicate names, bad port or volume
+// specs, unreadable secret files). Every problem is reported as
+// "FILE:LINE: problem" in one INVALID_ARGUMENT.
+absl::StatusOr<ReceiverConfig> LoadReceiverConfig(const std::string& path);
+
+// The agents a service targets, in config order.
+std::vector<const AgentEntry*> ResolveTargets(const ReceiverConfig& config,
+                                              const ServiceConfig& service);
+
+// Number of hosts per batch for `batch` ("N" or "P%") over `targets` hosts;
+// at least 1. INVALID_ARGUMENT for a malformed spec.
+absl::StatusOr<int> BatchSize(const std::string& batch, int targets);
+
+}  // namespace hoist::receiver
+
+#endif  // HOIST_RECEIVER_CONFIG_H_

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Builds and runs Hoist's whole test suite on a fresh Debian 12 machine (as root):
+#   1. installs packages (deploy/install-deps.sh)
+#   2. builds and runs every unit, integration and end-to-end test (ctest);
+#      the ctest harness fixture starts a private dockerd, a registry, test
+#      images and certificates, and tears them down afterwards
+#   3. runs ./deploy/demo.sh --non-interactive
+#   4. builds the suite with ASan+UBSan and runs it again
+#   5. runs each libFuzzer target for a bounded time
+#
+# Flags:
+#   --quick            steps 1-2 only
+#   --sanitize         step 4 only (after 1)
+#   --tsan             also a ThreadSanitizer build of the concurrent parts
+#   --fuzz-seconds N   seconds per fuzz target (default 30)
+#   --soak             also the long soak (tests/soak.sh), not in CI
+#   -R REGEX           only ctest tests matching REGEX
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+quick=0 only_sanitize=0 tsan=0 soak=0 fuzz_seconds=30 regex=""
+while (($#)); do
+  case "$1" in
+    --quick) quick=1 ;;
+    --sanitize) only_sanitize=1 ;;
+    --tsan) tsan=1 ;;
+    --soak) soak=1 ;;
+    --fuzz-seconds) fuzz_seconds=$2; shift ;;
+    -R) regex=$2; shift ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown flag $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+step() { printf '\n==== %s ====\n' "$*"; }
+JOBS=$(nproc)
+
+step "install dependencies"
+./deploy/install-deps.sh
+
+ctest_args=(--output-on-failure --timeout 900)
+[[ -n $regex ]] && ctest_args+=(-R "$regex")
+
+build_and_test() {  # build_and_test DIR [cmake args...]
+  local dir=$1; shift
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+  ninja -C "$dir" -j "$JOBS"
+  (cd "$dir" && ctest "${ctest_args[@]}")
+}
+
+if ((only_sanitize == 0)); then
+  step "build and test (ctest)"
+  build_and_test build
+  ((quick)) && exit 0
+
+  step "demo (non-interactive)"
+  ./deploy/demo.sh --non-interactive
+fi
+
+step "ASan+UBSan build and test"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  build_and_test build-asan -DHOIST_SANITIZE=ON
+((only_sanitize)) && exit 0
+
+if ((tsan)); then
+  step "TSan build of the concurrent parts"
+  TSAN_OPTIONS=halt_on_error=1 build_and_test build-tsan -DHOIST_TSAN=ON
+fi
+
+step "fuzz targets (${fuzz_seconds}s each)"
+cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DHOIST_FUZZ=ON \
+  -DHOIST_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+ninja -C build-fuzz -j "$JOBS" hoist_fuzz_targets
+for target in build-fuzz/tests/fuzz/fuzz_*; do
+  [[ -x $target ]] || continue
+  name=$(basename "$target")
+  corpus=$(mktemp -d)
+  cp -r "$ROOT/tests/fuzz/corpus/${name#fuzz_}/." "$corpus/" 2>/dev/null || true
+  echo "fuzz: $name for ${fuzz_seconds}s"
+  "$target" -max_total_time="$fuzz_seconds" -print_final_stats=1 "$corpus" 2>&1 | tail -5
+  rm -rf "$corpus"
+done
+
+if ((soak)); then
+  step "soak"
+  ./tests/soak.sh
+fi
+step "all passed"
