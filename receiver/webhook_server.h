@@ -1,0 +1,125 @@
+// The public webhook front end: an HTTP(S) server (cpp-httplib) that takes
+// JFrog Artifactory webhooks and answers exactly per DESIGN.md's "Webhook
+// HTTP contract". It only authenticates, parses, matches rules and calls
+// RolloutSubmitter::Submit; it never deploys inside a request.
+//
+// The decision logic is HandleWebhook(), a plain function over a
+// WebhookRequest, so it is testable and fuzzable without sockets. The
+// WebhookServer class is a thin adapter from httplib to it.
+#ifndef HOIST_RECEIVER_WEBHOOK_SERVER_H_
+#define HOIST_RECEIVER_WEBHOOK_SERVER_H_
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/metrics.h"
+#include "receiver/config.h"
+#include "receiver/deploy_intent.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace hoist::receiver {
+
+// The parts of an HTTP request to the webhook path that the contract
+// looks at. `auth_header` and `content_type` are empty when absent.
+struct WebhookRequest {
+  bool has_auth_header = false;
+  std::string auth_header;   // X-JFrog-Event-Auth (any case of the name)
+  std::string content_type;  // Content-Type, with any parameters
+  std::string body;          // raw bytes as received (already size-limited)
+};
+
+struct WebhookResponse {
+  int status = 500;
+  std::string body;  // JSON object
+};
+
+// Steps 4..10 of the contract (auth, content type, parse, rules, submit) for
+// a POST to the webhook path whose body fits max_body_bytes. Thread-safe as
+// long as `submitter` is. `submitter` is called only for authentic events
+// that match a service, once per matching service.
+//
+// When one event matches several services, one intent per service is
+// submitted; the answer is 202 when at least one was accepted or joined
+// (duplicate) and carries the first such service's "rollout_id", "service"
+// and "duplicate", plus "rollouts": [{rollout_id, service, duplicate}, ...]
+// for all of them (replayed ones appear as {service, ignored}). 503 when any
+// Submit fails (a retry is safe: the ones that succeeded become duplicates).
+WebhookResponse HandleWebhook(const ReceiverConfig& config,
+                              RolloutSubmitter& submitter,
+                              const WebhookRequest& request);
+
+// Serves the webhook path, GET /healthz and GET /metrics.
+//
+// Thread-safety: UpdateConfig(), port() and Stop() may be called from any
+// thread while requests are served.
+class WebhookServer {
+ public:
+  struct Options {
+    // Required. webhook.listen (host:port; port 0 picks a free port),
+    // webhook.tls_cert/tls_key (HTTPS when both are set), secrets, auth,
+    // max_body_bytes, path and services are read from it.
+    std::shared_ptr<const ReceiverConfig> config;
+    // Required, not owned; must outlive the server.
+    RolloutSubmitter* submitter = nullptr;
+    // Optional, not owned. Series: hoist_webhook_requests_total{code},
+    // hoist_webhook_request_duration_seconds. When null the server keeps
+    // a registry of its own (still served on /metrics).
+    MetricsRegistry* metrics = nullptr;
+    // Worker threads. Every open connection, idle or not, holds one until
+    // its read or keep-alive timeout, so this bounds how many sockets an
+    // attacker must hold open to delay authentic deliveries.
+    int threads = 128;
+    int read_timeout_seconds = 5;
+    int write_timeout_seconds = 5;
+    int keep_alive_max_count = 100;
+    int keep_alive_timeout_seconds = 5;
+  };
+
+  // Binds, then serves on a background thread. Returns once the socket
+  // listens (connections are queued by the kernel even before the accept
+  // loop runs). INVALID_ARGUMENT for a bad listen address or TLS files,
+  // UNAVAILABLE when the address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<WebhookServer>> Start(Options options);
+
+  ~WebhookServer();  // Stop()s.
+  WebhookServer(const WebhookServer&) = delete;
+  WebhookServer& operator=(const WebhookServer&) = delete;
+
+  // Stops accepting, finishes in-flight requests, joins. Idempotent.
+  void Stop();
+
+  // The bound port (useful after listening on port 0).
+  int port() const { return port_; }
+
+  // Swaps the config used for later requests (SIGHUP: secrets, auth mode,
+  // path, max_body_bytes, services). listen and TLS files are read only at
+  // Start(); changing them needs a restart. `config` must not be null.
+  void UpdateConfig(std::shared_ptr<const ReceiverConfig> config);
+
+  std::shared_ptr<const ReceiverConfig> config() const;
+
+ private:
+  explicit WebhookServer(Options options);
+
+  Options options_;
+  std::unique_ptr<MetricsRegistry> own_metrics_;
+  MetricsRegistry* metrics_ = nullptr;
+  std::unique_ptr<httplib::Server> http_;
+  std::thread thread_;
+  int port_ = 0;
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const ReceiverConfig> config_ ABSL_GUARDED_BY(mu_);
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace hoist::receiver
+
+#endif  // HOIST_RECEIVER_WEBHOOK_SERVER_H_
