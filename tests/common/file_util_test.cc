@@ -1,0 +1,32 @@
+#include "common/file_util.h"
+
+#include "gtest/gtest.h"
+
+namespace hoist {
+namespace {
+
+TEST(FileUtilTest, AtomicWriteThenRead) {
+  const std::string path = ::testing::TempDir() + "/hoist_file_util_test.txt";
+  ASSERT_TRUE(WriteFileAtomically(path, "one").ok());
+  ASSERT_TRUE(WriteFileAtomically(path, "two").ok());
+  auto text = ReadFile(path);
+  ASSERT_TRUE(text.ok());
+  EXPECT_EQ(*text, "two");
+}
+
+TEST(FileUtilTest, ReadMissingIsNotFoundAndNamesPath) {
+  auto text = ReadFile("/nonexistent/x");
+  EXPECT_EQ(text.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(text.status().message().find("/nonexistent/x"), std::string::npos);
+}
+
+TEST(FileUtilTest, ResolvePathAndDirName) {
+  EXPECT_EQ(ResolvePath("/etc/hoist", "ca.pem"), "/etc/hoist/ca.pem");
+  EXPECT_EQ(ResolvePath("/etc/hoist", "/abs/ca.pem"), "/abs/ca.pem");
+  EXPECT_EQ(ResolvePath("/etc/hoist", ""), "");
+  EXPECT_EQ(DirName("/etc/hoist/agent.yaml"), "/etc/hoist");
+  EXPECT_EQ(DirName("agent.yaml"), ".");
+}
+
+}  // namespace
+}  // namespace hoist
