@@ -1,0 +1,123 @@
+// DeployManager: the deploy state machine of one host (DESIGN.md, "Deploy on
+// a host, in this order"). Implements AgentHandler; knows nothing of gRPC.
+//
+// Each deploy runs on its own worker thread and always runs to completion,
+// whoever watches it. One deploy per container name at a time. Progress is
+// appended to the deploy's DeployLog; the last 100 logs are kept for Watch().
+//
+// Durable state lives in `state_dir`/state.json (StateStore): per container
+// name the current digest, previous digests, the last deploy's outcome, and a
+// journal entry written before the old container is stopped, so that
+// Recover() can restore a half-swapped pair after the agent was killed.
+//
+// Thread-safe. The destructor waits for running deploys to finish.
+#ifndef HOIST_NODEAGENT_DEPLOY_MANAGER_H_
+#define HOIST_NODEAGENT_DEPLOY_MANAGER_H_
+
+#include <deque>
+#include <list>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "hoist/v1/agent.pb.h"
+#include "nodeagent/agent_handler.h"
+#include "nodeagent/config.h"
+#include "nodeagent/deploy_log.h"
+#include "nodeagent/docker_client.h"
+#include "nodeagent/state_store.h"
+
+namespace hoist::nodeagent {
+
+class DeployManager : public AgentHandler {
+ public:
+  struct Options {
+    std::shared_ptr<DockerClient> docker;  // required
+    Clock* clock = RealClock();            // not owned; outlives the manager
+    std::string host;                      // reported in events and GetStatus
+    std::string state_dir;                 // required; created if missing
+    int keep_images = 3;                   // per container name; >= 1
+    // Pull credentials; the password file is read at pull time, never logged.
+    std::vector<RegistryAuth> registries;
+    // After start with no health check configured, the new container must
+    // still be running this long later (catches an immediate crash).
+    absl::Duration settle = absl::Seconds(1);
+    // Pull progress events per layer at most this often (plus completion).
+    absl::Duration progress_interval = absl::Milliseconds(250);
+    size_t max_logs = 100;                 // logs kept for Watch()
+  };
+
+  // Validates the options, creates state_dir and loads the state store.
+  static absl::StatusOr<std::unique_ptr<DeployManager>> Create(Options options);
+  ~DeployManager() override;
+
+  DeployManager(const DeployManager&) = delete;
+  DeployManager& operator=(const DeployManager&) = delete;
+
+  // Crash recovery; call once on start, before serving. For every journaled
+  // in-progress deploy: removes the new (temporary) container and starts the
+  // old one again if it was running before, records "agent restarted
+  // mid-deploy: restored …" as the container's last_error, and logs it. Also
+  // removes orphaned temporary containers (NAME.hoist-new-*). Returns the
+  // first error but tries every entry.
+  absl::Status Recover();
+
+  // Whether the engine answered a ping just now.
+  bool DockerReachable();
+
+  // Replaces the registry credentials (SIGHUP reload). Deploys already
+  // pulling keep the old ones.
+  void SetRegistries(std::vector<RegistryAuth> registries);
+
+  // AgentHandler.
+  absl::StatusOr<std::shared_ptr<DeployLog>> Deploy(const hoist::v1::DeployRequest& request) override;
+  absl::StatusOr<std::shared_ptr<DeployLog>> Rollback(
+      const hoist::v1::RollbackRequest& request) override;
+  absl::StatusOr<std::shared_ptr<DeployLog>> Watch(const std::string& deploy_id) override;
+  hoist::v1::AgentStatus GetStatus() override;
+  absl::StatusOr<hoist::v1::ListContainersResponse> ListContainers() override;
+
+  // Validation of a request, exposed for tests: INVALID_ARGUMENT naming the field.
+  static absl::Status ValidateRequest(const hoist::v1::DeployRequest& request);
+
+ private:
+  explicit DeployManager(Options options, std::unique_ptr<StateStore> store);
+
+  struct Worker {
+    std::thread thread;
+    bool done = false;
+  };
+
+  // Starts a validated deploy (Deploy and Rollback).
+  absl::StatusOr<std::shared_ptr<DeployLog>> Start(const hoist::v1::DeployRequest& request)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void RunDeploy(hoist::v1::DeployRequest request, std::shared_ptr<DeployLog> log);
+  void Finished(const std::string& container_name, Worker* worker) ABSL_LOCKS_EXCLUDED(mu_);
+  void ReapLocked(std::vector<std::thread>* to_join) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Remember(std::shared_ptr<DeployLog> log) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string RegistryAuthFor(const std::string& image);
+
+  const Options options_;
+  const std::unique_ptr<StateStore> store_;
+  const absl::Time started_;
+
+  absl::Mutex mu_;
+  // Running deploys by container name.
+  std::map<std::string, std::shared_ptr<DeployLog>> busy_ ABSL_GUARDED_BY(mu_);
+  // Recent logs by deploy id, and their order (oldest first).
+  std::map<std::string, std::shared_ptr<DeployLog>> logs_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::string> log_order_ ABSL_GUARDED_BY(mu_);
+  std::list<std::unique_ptr<Worker>> workers_ ABSL_GUARDED_BY(mu_);
+  std::vector<RegistryAuth> registries_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace hoist::nodeagent
+
+#endif  // HOIST_NODEAGENT_DEPLOY_MANAGER_H_

@@ -1,0 +1,73 @@
+// StateStore: the agent's durable memory per container name, one JSON file
+// (`state_dir`/state.json) rewritten atomically on every change.
+//
+// Thread-safe.
+#ifndef HOIST_NODEAGENT_STATE_STORE_H_
+#define HOIST_NODEAGENT_STATE_STORE_H_
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "hoist/v1/agent.pb.h"
+
+namespace hoist::nodeagent {
+
+// A deploy in progress, written before the old container is stopped so a
+// restarted agent can find the half-swapped pair.
+struct DeployJournal {
+  std::string deploy_id;
+  std::string old_id;            // empty on a first deploy
+  bool old_was_running = false;  // whether to start the old one on restore
+  std::string new_name;          // temporary name of the new container
+  std::string new_id;
+  std::string phase;             // "stopping_old", "starting", "health_checking", "swapping"
+};
+
+struct ContainerState {
+  std::string current_digest;
+  std::vector<std::string> previous_digests;  // newest first
+  std::string last_deploy_id;
+  hoist::v1::DeployPhase last_phase = hoist::v1::DEPLOY_PHASE_UNSPECIFIED;
+  std::string last_error;
+  // The last request that succeeded (Rollback reuses its spec and health check).
+  std::optional<hoist::v1::DeployRequest> last_request;
+  std::optional<DeployJournal> journal;
+};
+
+class StateStore {
+ public:
+  // Loads `path` (a missing file is an empty store). INTERNAL/INVALID_ARGUMENT
+  // when the file cannot be read or parsed.
+  static absl::StatusOr<std::unique_ptr<StateStore>> Open(const std::string& path);
+
+  // The state of `name` (default when unknown).
+  ContainerState Get(const std::string& name) const;
+  std::map<std::string, ContainerState> All() const;
+  // Applies `mutate` to `name`'s state and writes the file. On a write error
+  // the in-memory state keeps the change and the error is returned.
+  absl::Status Update(const std::string& name, const std::function<void(ContainerState*)>& mutate);
+
+  // Serialization, exposed for tests.
+  static std::string ToJson(const std::map<std::string, ContainerState>& states);
+  static absl::StatusOr<std::map<std::string, ContainerState>> FromJson(const std::string& json);
+
+ private:
+  StateStore(std::string path, std::map<std::string, ContainerState> states)
+      : path_(std::move(path)), states_(std::move(states)) {}
+  absl::Status WriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const std::string path_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, ContainerState> states_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace hoist::nodeagent
+
+#endif  // HOIST_NODEAGENT_STATE_STORE_H_
