@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Webhook throughput and latency: Hoist's receiver against adnanh/webhook
+# (Debian `webhook`), both on this machine, measured side by side in one run
+# with wrk (32 connections). Traffic goes to 127.0.0.1 only; every load is
+# bounded by --seconds.
+#
+#   bench/webhook_bench.sh [--seconds N] [--build DIR]
+#
+# Prints, for forged requests (wrong secret) and authentic duplicate
+# deliveries: requests/s and p99 of each, and the ratio Hoist/webhook; then
+# the latency of authentic new webhooks sent during a flood of forged ones.
+# Targets (issue 4): forged >= 1.5x, duplicates >= 5x, Hoist p99 < 5 ms,
+# authentic during flood answered 202 within 100 ms. Never gates CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+SECONDS_PER_RUN=10
+BUILD=build
+while (($#)); do
+  case "$1" in
+    --seconds) SECONDS_PER_RUN=$2; shift ;;
+    --build) BUILD=$2; shift ;;
+    *) echo "usage: $0 [--seconds N] [--build DIR]" >&2; exit 2 ;;
+  esac
+  shift
+done
+RECEIVER=$ROOT/$BUILD/receiver/hoist-receiver
+[[ -x $RECEIVER ]] || { echo "build $RECEIVER first (cmake -B $BUILD && ninja -C $BUILD hoist-receiver)" >&2; exit 2; }
+command -v wrk >/dev/null && command -v webhook >/dev/null || { echo "needs wrk and webhook (deploy/install-deps.sh)" >&2; exit 2; }
+
+T=$(mktemp -d /tmp/hoist-bench.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$T"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() {  # wait_http URL: until it answers at all, at most 10 s
+  for _ in $(seq 1 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done
+  echo "timed out waiting for $1" >&2; return 1
+}
+
+SECRET=bench-secret-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
+printf '%s\n' "$SECRET" >"$T/secret"
+"$ROOT/deploy/certs.sh" ca "$T/certs" >/dev/null
+"$ROOT/deploy/certs.sh" receiver "$T/certs" --dns localhost --ip 127.0.0.1 >/dev/null
+
+HPORT=$(free_port)
+cat >"$T/receiver.yaml" <<YAML
+webhook:
+  listen: "127.0.0.1:$HPORT"
+  path: "/webhooks/artifactory"
+  secret_files: ["secret"]
+  auth: token
+  max_body_bytes: 1048576
+  dedupe_window_seconds: 600
+control: {listen: "127.0.0.1:0"}
+tls: {ca: certs/ca.pem, cert: certs/receiver.pem, key: certs/receiver-key.pem}
+authz: {operators: ["spiffe://hoist/operator"], viewers: []}
+state: "receiver.db"
+# The agent address has no listener: this benchmark measures the webhook
+# front end; rollouts it starts fail fast in the background.
+agent_call: {deadline_seconds: 5, connect_timeout_seconds: 1, retry_seconds: 1}
+agents:
+  - {name: bench-1, address: "127.0.0.1:1", tls_name: "localhost", labels: {role: web}}
+services:
+  - name: helloworld
+    trigger: {domain: docker, event_types: [promoted], repo_key: docker-local-staging, image: helloworld, tags: ["latest"]}
+    image: "127.0.0.1:5000/helloworld"
+    targets: {labels: {role: web}}
+    container: {name: helloworld}
+YAML
+"$RECEIVER" --config "$T/receiver.yaml" 2>"$T/receiver.log" &
+pids+=($!)
+RPID=$!
+
+WPORT=$(free_port)
+cat >"$T/hooks.json" <<JSON
+[{"id": "artifactory", "execute-command": "/bin/true", "response-message": "accepted",
+  "trigger-rule": {"and": [
+    {"match": {"type": "value", "value": "$SECRET", "parameter": {"source": "header", "name": "X-Jfrog-Event-Auth"}}},
+    {"match": {"type": "value", "value": "docker", "parameter": {"source": "payload", "name": "domain"}}},
+    {"match": {"type": "value", "value": "promoted", "parameter": {"source": "payload", "name": "event_type"}}},
+    {"match": {"type": "value", "value": "docker-local-staging", "parameter": {"source": "payload", "name": "data.repo_key"}}},
+    {"match": {"type": "value", "value": "helloworld", "parameter": {"source": "payload", "name": "data.image_name"}}}]}}]
+JSON
+webhook -hooks "$T/hooks.json" -ip 127.0.0.1 -port "$WPORT" >"$T/webhook.log" 2>&1 &
+pids+=($!)
+WPID=$!
+
+HOIST_URL="http://127.0.0.1:$HPORT/webhooks/artifactory"
+PEER_URL="http://127.0.0.1:$WPORT/hooks/artifactory"
+wait_http "http://127.0.0.1:$HPORT/healthz"
+wait_http "$PEER_URL"
+
+body() {  # body SHA256HEX
+  printf '{"domain":"docker","event_type":"promoted","data":{"image_name":"helloworld","name":"manifest.json","path":"helloworld/latest/manifest.json","platforms":[],"repo_key":"docker-local-staging","sha256":"%s","size":949,"tag":"latest"},"subscription_key":"bench","jpd_origin":"https://example.jfrog.io","source":"jfrog/jfrt@bench"}' "$1"
+}
+body "$(printf 'a%.0s' $(seq 64))" >"$T/body.json"
+
+run_wrk() {  # run_wrk URL AUTH -> RESULT line
+  BODY_FILE=$T/body.json AUTH=$2 wrk -t2 -c32 -d"${SECONDS_PER_RUN}s" --latency \
+    -s "$ROOT/bench/webhook_post.lua" "$1" | grep '^RESULT'
+}
+field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" <<<"$2"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "inf"; else printf "%.2f", a / b }'; }
+
+# Sanity: Hoist accepts the authentic body once (202) before the duplicate run.
+code=$(curl -s -o "$T/first.json" -w '%{http_code}' -H 'Content-Type: application/json' \
+  -H "X-Jfrog-Event-Auth: $SECRET" --data-binary @"$T/body.json" "$HOIST_URL")
+[[ $code == 202 ]] || { echo "receiver answered $code to the first authentic delivery: $(cat "$T/first.json")" >&2; exit 1; }
+
+echo "forged requests (wrong secret), ${SECONDS_PER_RUN}s each, wrk -t2 -c32"
+h_forged=$(run_wrk "$HOIST_URL" wrong-secret)
+p_forged=$(run_wrk "$PEER_URL" wrong-secret)
+echo "authentic duplicate deliveries"
+h_dup=$(run_wrk "$HOIST_URL" "$SECRET")
+p_dup=$(run_wrk "$PEER_URL" "$SECRET")
+
+echo "authentic new webhooks during a ${SECONDS_PER_RUN}s flood of forged requests"
+BODY_FILE=$T/body.json AUTH=wrong wrk -t2 -c32 -d"${SECONDS_PER_RUN}s" -s "$ROOT/bench/webhook_post.lua" \
+  "$HOIST_URL" >"$T/flood.txt" &
+flood=$!
+sleep 1  # let the flood reach full rate before measuring (load shape, not a wait for a result)
+worst=0
+for i in $(seq 1 5); do
+  body "$(printf '%064x' "$((1000 + i))")" >"$T/new.json"
+  out=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' -H 'Content-Type: application/json' \
+    -H "X-Jfrog-Event-Auth: $SECRET" --data-binary @"$T/new.json" "$HOIST_URL")
+  code=${out% *}; t=${out#* }
+  ms=$(awk -v t="$t" 'BEGIN { printf "%.1f", t * 1000 }')
+  echo "  authentic #$i: HTTP $code in $ms ms"
+  worst=$(awk -v a="$worst" -v b="$ms" 'BEGIN { print (b > a) ? b : a }')
+  sleep 1
+done
+wait "$flood" || true
+
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+printf '\n%-28s %12s %10s %12s %10s %8s\n' "case" "hoist rps" "hoist p99" "webhook rps" "wh p99" "ratio"
+for name in forged dup; do
+  h=h_$name; p=p_$name
+  printf '%-28s %12s %9sms %12s %9sms %7sx\n' "$name" "$(field rps "${!h}")" "$(field p99_ms "${!h}")" \
+    "$(field rps "${!p}")" "$(field p99_ms "${!p}")" "$(ratio "$(field rps "${!h}")" "$(field rps "${!p}")")"
+done
+echo "authentic during forged flood: worst ${worst} ms (target 100 ms)"
+echo "RSS after the run: hoist-receiver $(rss_kb "$RPID") kB, webhook $(rss_kb "$WPID") kB"
+echo "made by: bench/webhook_bench.sh --seconds $SECONDS_PER_RUN"
