@@ -1,0 +1,209 @@
+#include "cli/cli_options.h"
+
+#include <map>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace hoist::cli {
+namespace {
+
+// Positional argument names per command, for validation and messages.
+const std::map<std::string, std::vector<std::string>>& CommandArgs() {
+  static const auto* const kArgs = new std::map<std::string, std::vector<std::string>>{
+      {"agents", {}},           {"rollouts", {}},
+      {"rollout", {"ID"}},      {"watch", {"ID"}},
+      {"deploy", {"SERVICE", "DIGEST|TAG"}},
+      {"rollback", {"SERVICE"}}, {"resume", {"ID"}},
+  };
+  return *kArgs;
+}
+
+absl::Status Usage(absl::string_view message) {
+  return absl::InvalidArgumentError(message);
+}
+
+absl::Status ParsePositiveInt(const std::string& flag, const std::string& value,
+                              int* out) {
+  int parsed = 0;
+  if (!absl::SimpleAtoi(value, &parsed) || parsed < 0) {
+    return Usage(absl::StrCat(flag, " wants a non-negative integer, got \"", value, "\""));
+  }
+  *out = parsed;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+bool IsDigest(const std::string& value) {
+  if (!absl::StartsWith(value, "sha256:") || value.size() != 7 + 64) return false;
+  for (size_t i = 7; i < value.size(); ++i) {
+    const char c = value[i];
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+absl::StatusOr<CliOptions> ParseCliOptions(const std::vector<std::string>& argv,
+                                           const EnvLookup& env) {
+  CliOptions options;
+  std::vector<std::string> positional;
+  bool service_set = false, limit_set = false;
+
+  for (size_t i = 1; i < argv.size(); ++i) {
+    const std::string& arg = argv[i];
+    if (arg == "-h" || arg == "--help") {
+      options.help = true;
+      continue;
+    }
+    if (arg == "--version") {
+      options.version = true;
+      continue;
+    }
+    if (arg == "--") {  // the rest is positional
+      positional.insert(positional.end(), argv.begin() + i + 1, argv.end());
+      break;
+    }
+    if (!absl::StartsWith(arg, "-") || arg == "-") {
+      positional.push_back(arg);
+      continue;
+    }
+    std::string name = arg, value;
+    bool has_value = false;
+    if (const size_t eq = arg.find('='); eq != std::string::npos) {
+      name = arg.substr(0, eq);
+      value = arg.substr(eq + 1);
+      has_value = true;
+    }
+    static const char* const kValued[] = {"--server", "--ca",     "--cert",
+                                          "--key",    "--tls-name", "--output",
+                                          "--timeout", "--service", "--limit", "-o"};
+    bool known = false;
+    for (const char* k : kValued) known = known || name == k;
+    if (!known) return Usage(absl::StrCat("unknown flag ", name));
+    if (!has_value) {
+      if (i + 1 >= argv.size()) return Usage(absl::StrCat(name, " needs a value"));
+      value = argv[++i];
+    }
+    if (name == "--server") {
+      options.server = value;
+    } else if (name == "--ca") {
+      options.ca = value;
+    } else if (name == "--cert") {
+      options.cert = value;
+    } else if (name == "--key") {
+      options.key = value;
+    } else if (name == "--tls-name") {
+      options.tls_name = value;
+    } else if (name == "--output" || name == "-o") {
+      if (value == "text") {
+        options.output = OutputFormat::kText;
+      } else if (value == "json") {
+        options.output = OutputFormat::kJson;
+      } else {
+        return Usage(absl::StrCat("--output must be text or json, got \"", value, "\""));
+      }
+    } else if (name == "--timeout") {
+      absl::Status s = ParsePositiveInt(name, value, &options.timeout_seconds);
+      if (!s.ok()) return s;
+      if (options.timeout_seconds == 0) return Usage("--timeout must be at least 1");
+    } else if (name == "--service") {
+      options.service = value;
+      service_set = true;
+    } else if (name == "--limit") {
+      absl::Status s = ParsePositiveInt(name, value, &options.limit);
+      if (!s.ok()) return s;
+      limit_set = true;
+    }
+  }
+  if (options.help || options.version) return options;
+
+  if (positional.empty()) return Usage("no command given (see --help)");
+  options.command = positional.front();
+  options.args.assign(positional.begin() + 1, positional.end());
+  const auto it = CommandArgs().find(options.command);
+  if (it == CommandArgs().end()) {
+    return Usage(absl::StrCat("unknown command \"", options.command, "\" (see --help)"));
+  }
+  if (options.args.size() != it->second.size()) {
+    return Usage(absl::StrCat("usage: hoistctl ", options.command,
+                              it->second.empty() ? "" : " ",
+                              absl::StrJoin(it->second, " "),
+                              options.command == "rollouts" ? " [--service S] [--limit N]" : ""));
+  }
+  if ((service_set || limit_set) && options.command != "rollouts") {
+    return Usage("--service and --limit apply to `rollouts` only");
+  }
+  if (options.command == "deploy") {
+    const std::string& ref = options.args[1];
+    if (ref.empty()) return Usage("deploy: empty DIGEST|TAG");
+    if (absl::StartsWith(ref, "sha256:") && !IsDigest(ref)) {
+      return Usage(absl::StrCat("deploy: \"", ref,
+                                "\" is not a digest (sha256: and 64 lowercase hex digits)"));
+    }
+  }
+  for (const std::string& a : options.args) {
+    if (a.empty()) return Usage(absl::StrCat(options.command, ": empty argument"));
+  }
+
+  // Connection settings: flags win over the environment.
+  struct Setting {
+    std::string* field;
+    const char* flag;
+    const char* env;
+  };
+  const Setting settings[] = {{&options.server, "--server", "HOIST_SERVER"},
+                              {&options.ca, "--ca", "HOIST_CA"},
+                              {&options.cert, "--cert", "HOIST_CERT"},
+                              {&options.key, "--key", "HOIST_KEY"}};
+  for (const Setting& s : settings) {
+    if (s.field->empty()) {
+      const char* from_env = env ? env(s.env) : nullptr;
+      if (from_env != nullptr) *s.field = from_env;
+    }
+    if (s.field->empty()) {
+      return Usage(absl::StrCat("missing ", s.flag, " (or $", s.env, ")"));
+    }
+  }
+  return options;
+}
+
+std::string UsageText() {
+  return R"(hoistctl: operator CLI for Hoist's Control API (gRPC over mTLS).
+
+Usage: hoistctl [flags] COMMAND [args]
+
+Commands:
+  agents                         configured agents, reachability and versions
+  rollouts [--service S] [--limit N]
+                                 rollouts, newest first
+  rollout ID                     one rollout with its per-host results
+  watch ID                       follow a rollout until it ends
+                                 (exit 0 SUCCEEDED; 1 FAILED, ROLLED_BACK,
+                                 SUPERSEDED or PAUSED)
+  deploy SERVICE DIGEST|TAG      manual deploy ("sha256:..." is a digest, else a tag)
+  rollback SERVICE               each host back to its digest before the last
+                                 successful rollout
+  resume ID                      continue a PAUSED rollout
+
+Flags (environment variable in brackets):
+  --server HOST:PORT   Control API address            [HOIST_SERVER]
+  --ca FILE            fleet CA certificate (PEM)     [HOIST_CA]
+  --cert FILE          client certificate (PEM)       [HOIST_CERT]
+  --key FILE           client key (PEM)               [HOIST_KEY]
+  --tls-name NAME      verify the server as NAME instead of HOST
+  --output text|json   json: proto field names (snake_case), like grpcurl;
+                       `watch` prints one JSON RolloutEvent per line
+  --timeout SECONDS    deadline of each call (default 30; watch: 6 hours)
+  --help, --version
+
+Exit codes:
+  0 ok; 1 the operation failed (server error, or a watched rollout did not
+  succeed); 2 usage; 3 cannot reach or authenticate to the server
+  (UNAVAILABLE, UNAUTHENTICATED, PERMISSION_DENIED, DEADLINE_EXCEEDED).
+)";
+}
+
+}  // namespace hoist::cli

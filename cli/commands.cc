@@ -1,0 +1,148 @@
+#include "cli/commands.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "cli/format.h"
+
+namespace hoist::cli {
+namespace {
+
+// Reports a failed call and returns its exit code.
+int Fail(const CliOptions& options, const absl::Status& status, std::ostream& err) {
+  const int code = ExitCodeForStatus(status);
+  err << "hoistctl " << options.command << ": " << absl::StatusCodeToString(status.code())
+      << ": " << status.message() << "\n";
+  if (code == kExitUnreachable) {
+    err << "hoistctl: cannot reach or authenticate to " << options.server
+        << " (check --server, --ca, --cert, --key and that the certificate holds an allowed "
+           "identity)\n";
+  }
+  return code;
+}
+
+// Prints `message` as JSON or through `text`; returns the exit code.
+template <typename Message, typename TextFn>
+int Print(const CliOptions& options, const Message& message, TextFn text, std::ostream& out,
+          std::ostream& err) {
+  if (options.output == OutputFormat::kJson) {
+    absl::StatusOr<std::string> json = ToJson(message, /*pretty=*/true);
+    if (!json.ok()) return Fail(options, json.status(), err);
+    out << *json;
+  } else {
+    out << text(message);
+  }
+  out.flush();
+  return kExitOk;
+}
+
+int PrintRolloutResult(const CliOptions& options, const absl::StatusOr<hoist::v1::Rollout>& r,
+                       std::ostream& out, std::ostream& err) {
+  if (!r.ok()) return Fail(options, r.status(), err);
+  const int code = Print(options, *r, FormatRollout, out, err);
+  if (code == kExitOk && options.output == OutputFormat::kText && !WatchStopsAt(r->state())) {
+    out << "\nFollow it with: hoistctl watch " << r->id() << "\n";
+  }
+  return code;
+}
+
+int Watch(const CliOptions& options, ControlClient& client, std::ostream& out,
+          std::ostream& err, bool tty) {
+  WatchView view;
+  size_t drawn = 0;  // lines of the live view currently on screen
+  constexpr int kBarWidth = 24;
+  std::string json_error;
+  const absl::Status status = client.WatchRollout(
+      options.args[0], [&](const hoist::v1::RolloutEvent& event) {
+        std::vector<std::string> log_lines = view.Apply(event);
+        if (options.output == OutputFormat::kJson) {
+          absl::StatusOr<std::string> json = ToJson(event, /*pretty=*/false);
+          if (!json.ok()) {
+            json_error = std::string(json.status().message());
+            return false;
+          }
+          out << *json << "\n";
+        } else if (tty) {
+          // Redraw the live view in place: up `drawn` lines, clear each line.
+          if (drawn > 0) out << "\x1b[" << drawn << "A";
+          const std::vector<std::string> screen = view.Render(kBarWidth);
+          for (const std::string& line : screen) out << "\r\x1b[2K" << line << "\n";
+          for (size_t i = screen.size(); i < drawn; ++i) out << "\r\x1b[2K\n";
+          if (drawn > screen.size()) {
+            out << "\x1b[" << (drawn - screen.size()) << "A";
+          } else {
+            drawn = screen.size();
+          }
+        } else {
+          for (const std::string& line : log_lines) out << line << "\n";
+        }
+        out.flush();
+        return !WatchStopsAt(view.rollout().state());
+      });
+  if (!json_error.empty()) return Fail(options, absl::InternalError(json_error), err);
+  if (!status.ok()) return Fail(options, status, err);
+  const hoist::v1::RolloutState state = view.rollout().state();
+  if (!view.seen_any() || !WatchStopsAt(state)) {
+    err << "hoistctl watch: the stream ended before rollout " << options.args[0]
+        << " finished (state " << StateName(state) << ")\n";
+    return kExitFailed;
+  }
+  if (options.output == OutputFormat::kText) {
+    out << "rollout " << view.rollout().id() << " ended " << StateName(state);
+    if (!view.rollout().error().empty()) out << ": " << view.rollout().error();
+    out << "\n";
+    if (state == hoist::v1::ROLLOUT_STATE_PAUSED) {
+      out << "Continue it with: hoistctl resume " << view.rollout().id() << "\n";
+    }
+  }
+  out.flush();
+  return ExitCodeForRolloutState(state);
+}
+
+}  // namespace
+
+int RunCommand(const CliOptions& options, ControlClient& client, std::ostream& out,
+               std::ostream& err, bool tty) {
+  const std::string& command = options.command;
+  if (command == "agents") {
+    auto r = client.ListAgents();
+    if (!r.ok()) return Fail(options, r.status(), err);
+    return Print(options, *r, FormatAgents, out, err);
+  }
+  if (command == "rollouts") {
+    hoist::v1::ListRolloutsRequest request;
+    request.set_service(options.service);
+    request.set_limit(options.limit);
+    auto r = client.ListRollouts(request);
+    if (!r.ok()) return Fail(options, r.status(), err);
+    return Print(options, *r, FormatRollouts, out, err);
+  }
+  if (command == "rollout") {
+    auto r = client.GetRollout(options.args[0]);
+    if (!r.ok()) return Fail(options, r.status(), err);
+    return Print(options, *r, FormatRollout, out, err);
+  }
+  if (command == "watch") return Watch(options, client, out, err, tty);
+  if (command == "deploy") {
+    hoist::v1::ManualDeployRequest request;
+    request.set_service(options.args[0]);
+    const std::string& ref = options.args[1];
+    if (IsDigest(ref)) {
+      request.set_digest(ref);
+    } else {
+      request.set_tag(ref);
+    }
+    return PrintRolloutResult(options, client.Deploy(request), out, err);
+  }
+  if (command == "rollback") {
+    return PrintRolloutResult(options, client.Rollback(options.args[0]), out, err);
+  }
+  if (command == "resume") {
+    return PrintRolloutResult(options, client.Resume(options.args[0]), out, err);
+  }
+  err << "hoistctl: unknown command " << command << "\n";
+  return kExitUsage;
+}
+
+}  // namespace hoist::cli

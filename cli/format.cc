@@ -1,0 +1,297 @@
+#include "cli/format.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "absl/time/time.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace hoist::cli {
+namespace {
+
+using hoist::v1::DeployPhase;
+using hoist::v1::RolloutState;
+
+// Left-aligned columns separated by two spaces; trailing blanks trimmed.
+std::string Table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> widths;
+  for (const auto& row : rows) {
+    if (widths.size() < row.size()) widths.resize(row.size(), 0);
+    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+  }
+  std::string out;
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      absl::StrAppend(&line, row[i]);
+      if (i + 1 < row.size()) line.append(widths[i] - row[i].size() + 2, ' ');
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    absl::StrAppend(&out, line, "\n");
+  }
+  return out;
+}
+
+std::string OrDash(const std::string& s) { return s.empty() ? "-" : s; }
+
+bool IsTerminalPhase(DeployPhase phase) {
+  return phase == hoist::v1::DEPLOY_PHASE_SUCCEEDED ||
+         phase == hoist::v1::DEPLOY_PHASE_ROLLED_BACK ||
+         phase == hoist::v1::DEPLOY_PHASE_FAILED;
+}
+
+}  // namespace
+
+std::string StateName(RolloutState state) {
+  const std::string& name = hoist::v1::RolloutState_Name(state);
+  if (name.empty()) return absl::StrCat("STATE_", static_cast<int>(state));
+  return std::string(absl::StripPrefix(name, "ROLLOUT_STATE_"));
+}
+
+std::string PhaseName(DeployPhase phase) {
+  const std::string& name = hoist::v1::DeployPhase_Name(phase);
+  if (name.empty()) return absl::StrCat("PHASE_", static_cast<int>(phase));
+  return std::string(absl::StripPrefix(name, "DEPLOY_PHASE_"));
+}
+
+std::string FormatTime(const google::protobuf::Timestamp& time) {
+  if (time.seconds() == 0 && time.nanos() == 0) return "-";
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixSeconds(time.seconds()),
+                          absl::UTCTimeZone());
+}
+
+std::string ShortDigest(const std::string& digest) {
+  if (absl::StartsWith(digest, "sha256:") && digest.size() > 7 + 12) {
+    return digest.substr(0, 7 + 12);
+  }
+  return digest;
+}
+
+std::string ProgressBar(int64_t current, int64_t total, int width) {
+  if (width <= 0) return "[]";
+  int filled = 0;
+  if (total > 0) {
+    const int64_t clamped = std::min(std::max<int64_t>(current, 0), total);
+    filled = static_cast<int>(clamped * width / total);
+  }
+  return absl::StrCat("[", std::string(filled, '#'), std::string(width - filled, '-'), "]");
+}
+
+std::string HumanBytes(int64_t bytes) {
+  static const char* const kUnits[] = {"B", "KB", "MB", "GB"};
+  double value = static_cast<double>(bytes);
+  int unit = 0;
+  while (value >= 1024 && unit < 3) {
+    value /= 1024;
+    ++unit;
+  }
+  char buffer[32];
+  if (unit == 0) {
+    std::snprintf(buffer, sizeof(buffer), "%lld B", static_cast<long long>(bytes));
+  } else {
+    std::snprintf(buffer, sizeof(buffer), "%.1f %s", value, kUnits[unit]);
+  }
+  return buffer;
+}
+
+std::string FormatAgents(const hoist::v1::ListAgentsResponse& response) {
+  std::vector<std::vector<std::string>> rows = {
+      {"NAME", "ADDRESS", "REACHABLE", "VERSION", "DOCKER", "LAST SEEN", "LABELS", "ERROR"}};
+  for (const hoist::v1::AgentInfo& a : response.agents()) {
+    // Labels sorted for stable output (proto maps are unordered).
+    std::map<std::string, std::string> labels(a.labels().begin(), a.labels().end());
+    std::vector<std::string> pairs;
+    for (const auto& [k, v] : labels) pairs.push_back(absl::StrCat(k, "=", v));
+    rows.push_back({a.name(), a.address(), a.reachable() ? "yes" : "no", OrDash(a.version()),
+                    OrDash(a.docker_version()), FormatTime(a.last_seen()),
+                    pairs.empty() ? "-" : absl::StrJoin(pairs, ","), OrDash(a.last_error())});
+  }
+  return Table(rows);
+}
+
+std::string FormatRollouts(const hoist::v1::ListRolloutsResponse& response) {
+  std::vector<std::vector<std::string>> rows = {
+      {"ID", "SERVICE", "STATE", "DIGEST", "TAG", "TRIGGER", "CREATED", "HOSTS OK"}};
+  for (const hoist::v1::Rollout& r : response.rollouts()) {
+    int ok = 0;
+    for (const auto& h : r.hosts()) ok += h.phase() == hoist::v1::DEPLOY_PHASE_SUCCEEDED;
+    rows.push_back({r.id(), r.service(), StateName(r.state()), OrDash(ShortDigest(r.digest())),
+                    OrDash(r.tag()), OrDash(r.trigger()), FormatTime(r.created()),
+                    absl::StrCat(ok, "/", r.hosts_size())});
+  }
+  return Table(rows);
+}
+
+std::string FormatRollout(const hoist::v1::Rollout& r) {
+  std::vector<std::vector<std::string>> fields = {
+      {"Rollout:", r.id()},
+      {"Service:", r.service()},
+      {"State:", StateName(r.state())},
+      {"Image:", OrDash(r.image())},
+      {"Digest:", OrDash(r.digest())},
+      {"Tag:", OrDash(r.tag())},
+      {"Trigger:", OrDash(r.trigger())},
+      {"Created:", FormatTime(r.created())},
+      {"Finished:", FormatTime(r.finished())},
+  };
+  if (!r.superseded_by().empty()) fields.push_back({"Superseded by:", r.superseded_by()});
+  if (!r.error().empty()) fields.push_back({"Error:", r.error()});
+  std::string out = Table(fields);
+  if (r.hosts_size() == 0) return absl::StrCat(out, "Hosts: none\n");
+  std::vector<std::vector<std::string>> rows = {
+      {"  AGENT", "PHASE", "DEPLOY ID", "STARTED", "FINISHED", "ERROR"}};
+  for (const hoist::v1::HostResult& h : r.hosts()) {
+    rows.push_back({absl::StrCat("  ", h.agent()), PhaseName(h.phase()), OrDash(h.deploy_id()),
+                    FormatTime(h.started()), FormatTime(h.finished()), OrDash(h.error())});
+  }
+  return absl::StrCat(out, "Hosts:\n", Table(rows));
+}
+
+absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message, bool pretty) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;
+  options.add_whitespace = pretty;
+  std::string out;
+  const auto status = google::protobuf::util::MessageToJsonString(message, &out, options);
+  if (!status.ok()) {
+    return absl::InternalError(absl::StrCat("JSON conversion: ", status.ToString()));
+  }
+  if (pretty && !out.empty() && out.back() != '\n') out.push_back('\n');
+  return out;
+}
+
+bool WatchStopsAt(RolloutState state) {
+  switch (state) {
+    case hoist::v1::ROLLOUT_STATE_SUCCEEDED:
+    case hoist::v1::ROLLOUT_STATE_FAILED:
+    case hoist::v1::ROLLOUT_STATE_ROLLED_BACK:
+    case hoist::v1::ROLLOUT_STATE_SUPERSEDED:
+    case hoist::v1::ROLLOUT_STATE_PAUSED:
+      return true;
+    default:
+      return false;
+  }
+}
+
+int ExitCodeForRolloutState(RolloutState state) {
+  return state == hoist::v1::ROLLOUT_STATE_SUCCEEDED ? 0 : 1;
+}
+
+int ExitCodeForStatus(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kOk:
+      return 0;
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kUnauthenticated:
+    case absl::StatusCode::kPermissionDenied:
+    case absl::StatusCode::kDeadlineExceeded:
+      return 3;
+    default:
+      return 1;
+  }
+}
+
+std::vector<std::string> WatchView::Apply(const hoist::v1::RolloutEvent& event) {
+  std::vector<std::string> lines;
+  const hoist::v1::Rollout& next = event.rollout();
+  const bool first = !seen_any_;
+  std::map<std::string, DeployPhase> old_phases;
+  for (const auto& h : rollout_.hosts()) old_phases[h.agent()] = h.phase();
+
+  if (event.has_rollout()) {
+    if (first) {
+      lines.push_back(absl::StrCat("rollout ", next.id(), ": service ", next.service(), ", ",
+                                   OrDash(ShortDigest(next.digest())),
+                                   next.tag().empty() ? "" : absl::StrCat(" (", next.tag(), ")"),
+                                   ", ", next.hosts_size(), " host(s), ",
+                                   StateName(next.state())));
+    } else if (next.state() != rollout_.state()) {
+      lines.push_back(absl::StrCat("rollout ", next.id(), ": ", StateName(next.state()),
+                                   next.error().empty() ? "" : absl::StrCat(": ", next.error())));
+    }
+    rollout_ = next;
+    seen_any_ = true;
+  }
+
+  // Host changes: from the event's host, or (first event) every host.
+  std::vector<hoist::v1::HostResult> changed;
+  if (event.has_host() && !event.host().agent().empty()) {
+    changed.push_back(event.host());
+    // Keep the view's copy current even if the server sent no full rollout.
+    bool found = false;
+    for (auto& h : *rollout_.mutable_hosts()) {
+      if (h.agent() == event.host().agent()) {
+        h = event.host();
+        found = true;
+      }
+    }
+    if (!found) *rollout_.add_hosts() = event.host();
+  }
+  for (const hoist::v1::HostResult& h : changed) {
+    const auto old = old_phases.find(h.agent());
+    const bool phase_changed = old == old_phases.end() || old->second != h.phase();
+    if (event.has_pull()) {
+      pulls_[h.agent()] = event.pull();
+    }
+    if (h.phase() != hoist::v1::DEPLOY_PHASE_PULLING) pulls_.erase(h.agent());
+    const std::string& message = event.message();
+    const bool new_message = !message.empty() && host_messages_[h.agent()] != message;
+    if (!message.empty()) host_messages_[h.agent()] = message;
+    if (phase_changed || new_message) {
+      std::string line = absl::StrCat("  ", h.agent(), ": ", PhaseName(h.phase()));
+      if (!message.empty()) absl::StrAppend(&line, " - ", message);
+      if (!h.error().empty() && (IsTerminalPhase(h.phase()) ||
+                                 h.phase() == hoist::v1::DEPLOY_PHASE_ROLLING_BACK)) {
+        absl::StrAppend(&line, " (error: ", h.error(), ")");
+      }
+      lines.push_back(line);
+    }
+  }
+  if (changed.empty() && !event.message().empty() && event.message() != last_message_) {
+    lines.push_back(absl::StrCat("  ", event.message()));
+  }
+  if (!event.message().empty()) last_message_ = event.message();
+  return lines;
+}
+
+std::vector<std::string> WatchView::Render(int bar_width) const {
+  std::vector<std::string> lines;
+  lines.push_back(absl::StrCat("Rollout ", rollout_.id(), "  service ", rollout_.service(), "  ",
+                               OrDash(ShortDigest(rollout_.digest())), "  ",
+                               StateName(rollout_.state())));
+  size_t name_width = 0;
+  for (const auto& h : rollout_.hosts()) name_width = std::max(name_width, h.agent().size());
+  for (const hoist::v1::HostResult& h : rollout_.hosts()) {
+    std::string line = absl::StrCat("  ", h.agent(), std::string(name_width - h.agent().size(), ' '),
+                                    "  ", PhaseName(h.phase()));
+    line.append(line.size() < name_width + 20 ? name_width + 20 - line.size() : 1, ' ');
+    const auto pull = pulls_.find(h.agent());
+    if (h.phase() == hoist::v1::DEPLOY_PHASE_PULLING && pull != pulls_.end()) {
+      const hoist::v1::PullProgress& p = pull->second;
+      const int percent = p.total_bytes() > 0
+                              ? static_cast<int>(std::min<int64_t>(p.current_bytes(), p.total_bytes()) *
+                                                 100 / p.total_bytes())
+                              : 0;
+      absl::StrAppend(&line, ProgressBar(p.current_bytes(), p.total_bytes(), bar_width), " ",
+                      percent, "%  ", HumanBytes(p.current_bytes()), " / ",
+                      p.total_bytes() > 0 ? HumanBytes(p.total_bytes()) : "?", "  layer ",
+                      p.layer().substr(0, 12));
+    } else if (!h.error().empty()) {
+      absl::StrAppend(&line, "error: ", h.error());
+    } else {
+      const auto message = host_messages_.find(h.agent());
+      if (message != host_messages_.end()) absl::StrAppend(&line, message->second);
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    lines.push_back(line);
+  }
+  if (!last_message_.empty()) lines.push_back(absl::StrCat("  ", last_message_));
+  return lines;
+}
+
+}  // namespace hoist::cli
