@@ -1,0 +1,230 @@
+// hoistctl commands against a fake ControlClient: what each command sends,
+// what it prints, and its exit code.
+#include "cli/commands.h"
+
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace hoist::cli {
+namespace {
+
+class FakeControlClient : public ControlClient {
+ public:
+  absl::Status error;  // returned by every call when not OK
+  hoist::v1::ListRolloutsRequest last_list;
+  hoist::v1::ManualDeployRequest last_deploy;
+  std::string last_id, last_service;
+  std::vector<hoist::v1::RolloutEvent> events;  // WatchRollout sends these
+  absl::Status watch_end = absl::OkStatus();
+  int events_delivered = 0;
+
+  absl::StatusOr<hoist::v1::ListAgentsResponse> ListAgents() override {
+    if (!error.ok()) return error;
+    hoist::v1::ListAgentsResponse r;
+    r.add_agents()->set_name("web-1");
+    return r;
+  }
+  absl::StatusOr<hoist::v1::ListRolloutsResponse> ListRollouts(
+      const hoist::v1::ListRolloutsRequest& request) override {
+    last_list = request;
+    if (!error.ok()) return error;
+    hoist::v1::ListRolloutsResponse r;
+    r.add_rollouts()->set_id("r-1");
+    return r;
+  }
+  absl::StatusOr<hoist::v1::Rollout> GetRollout(const std::string& id) override {
+    last_id = id;
+    if (!error.ok()) return error;
+    return Rollout(id, hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  }
+  absl::StatusOr<hoist::v1::Rollout> Deploy(
+      const hoist::v1::ManualDeployRequest& request) override {
+    last_deploy = request;
+    if (!error.ok()) return error;
+    return Rollout("r-new", hoist::v1::ROLLOUT_STATE_PENDING);
+  }
+  absl::StatusOr<hoist::v1::Rollout> Rollback(const std::string& service) override {
+    last_service = service;
+    if (!error.ok()) return error;
+    return Rollout("r-back", hoist::v1::ROLLOUT_STATE_RUNNING);
+  }
+  absl::StatusOr<hoist::v1::Rollout> Resume(const std::string& id) override {
+    last_id = id;
+    if (!error.ok()) return error;
+    return Rollout(id, hoist::v1::ROLLOUT_STATE_RUNNING);
+  }
+  absl::Status WatchRollout(
+      const std::string& id,
+      const std::function<bool(const hoist::v1::RolloutEvent&)>& on_event) override {
+    last_id = id;
+    if (!error.ok()) return error;
+    for (const auto& e : events) {
+      ++events_delivered;
+      if (!on_event(e)) return absl::OkStatus();
+    }
+    return watch_end;
+  }
+
+  static hoist::v1::Rollout Rollout(const std::string& id, hoist::v1::RolloutState state) {
+    hoist::v1::Rollout r;
+    r.set_id(id);
+    r.set_service("web");
+    r.set_state(state);
+    return r;
+  }
+  static hoist::v1::RolloutEvent Event(hoist::v1::RolloutState state) {
+    hoist::v1::RolloutEvent e;
+    *e.mutable_rollout() = Rollout("r-9", state);
+    return e;
+  }
+};
+
+CliOptions Options(const std::string& command, std::vector<std::string> args,
+                   OutputFormat output = OutputFormat::kText) {
+  CliOptions o;
+  o.server = "127.0.0.1:1";
+  o.command = command;
+  o.args = std::move(args);
+  o.output = output;
+  return o;
+}
+
+struct RunResult {
+  int code;
+  std::string out, err;
+};
+
+RunResult Execute(const CliOptions& options, FakeControlClient& client, bool tty = false) {
+  std::ostringstream out, err;
+  const int code = RunCommand(options, client, out, err, tty);
+  return {code, out.str(), err.str()};
+}
+
+TEST(CommandsTest, DeploySendsDigestOrTag) {
+  const std::string digest =
+      "sha256:ee34c5c94b4d7d0b319af21a84ebb0bcc16ef01be9a6ee0277329256ecee29b0";
+  FakeControlClient client;
+  RunResult run = Execute(Options("deploy", {"web", digest}), client);
+  EXPECT_EQ(run.code, 0) << run.err;
+  EXPECT_EQ(client.last_deploy.service(), "web");
+  EXPECT_EQ(client.last_deploy.digest(), digest);
+  EXPECT_EQ(client.last_deploy.tag(), "");
+  EXPECT_NE(run.out.find("hoistctl watch r-new"), std::string::npos) << run.out;
+
+  run = Execute(Options("deploy", {"web", "v2"}), client);
+  EXPECT_EQ(run.code, 0);
+  EXPECT_EQ(client.last_deploy.digest(), "");
+  EXPECT_EQ(client.last_deploy.tag(), "v2");
+}
+
+TEST(CommandsTest, RolloutsPassesFilter) {
+  FakeControlClient client;
+  CliOptions o = Options("rollouts", {}, OutputFormat::kJson);
+  o.service = "web";
+  o.limit = 3;
+  RunResult run = Execute(o, client);
+  EXPECT_EQ(run.code, 0);
+  EXPECT_EQ(client.last_list.service(), "web");
+  EXPECT_EQ(client.last_list.limit(), 3);
+  EXPECT_EQ(nlohmann::json::parse(run.out)["rollouts"][0]["id"], "r-1");
+}
+
+TEST(CommandsTest, ErrorsMapToExitCodes) {
+  struct Case {
+    std::string command;
+    std::vector<std::string> args;
+    absl::Status error;
+    int code;
+  };
+  const std::vector<Case> cases = {
+      {"agents", {}, absl::UnavailableError("connect failed"), 3},
+      {"rollouts", {}, absl::PermissionDeniedError("spiffe://hoist/rogue"), 3},
+      {"rollout", {"r-x"}, absl::NotFoundError("no rollout r-x"), 1},
+      {"watch", {"r-x"}, absl::UnauthenticatedError("no cert"), 3},
+      {"deploy", {"web", "v1"}, absl::FailedPreconditionError("unknown tag"), 1},
+      {"rollback", {"web"}, absl::NotFoundError("no previous digest"), 1},
+      {"resume", {"r-1"}, absl::FailedPreconditionError("not paused"), 1},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.command);
+    FakeControlClient client;
+    client.error = c.error;
+    RunResult run = Execute(Options(c.command, c.args), client);
+    EXPECT_EQ(run.code, c.code);
+    EXPECT_TRUE(run.out.empty()) << run.out;
+    EXPECT_NE(run.err.find(std::string(c.error.message())), std::string::npos) << run.err;
+  }
+}
+
+TEST(CommandsTest, WatchExitCodeFollowsFinalState) {
+  struct Case {
+    hoist::v1::RolloutState final_state;
+    int code;
+  };
+  const std::vector<Case> cases = {
+      {hoist::v1::ROLLOUT_STATE_SUCCEEDED, 0},  {hoist::v1::ROLLOUT_STATE_ROLLED_BACK, 1},
+      {hoist::v1::ROLLOUT_STATE_FAILED, 1},     {hoist::v1::ROLLOUT_STATE_SUPERSEDED, 1},
+      {hoist::v1::ROLLOUT_STATE_PAUSED, 1},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(hoist::v1::RolloutState_Name(c.final_state));
+    FakeControlClient client;
+    client.events = {FakeControlClient::Event(hoist::v1::ROLLOUT_STATE_RUNNING),
+                     FakeControlClient::Event(c.final_state),
+                     // Never read: watch stops at the final state even if
+                     // the server keeps the stream open (PAUSED does).
+                     FakeControlClient::Event(hoist::v1::ROLLOUT_STATE_RUNNING)};
+    RunResult run = Execute(Options("watch", {"r-9"}), client);
+    EXPECT_EQ(run.code, c.code) << run.out << run.err;
+    EXPECT_EQ(client.events_delivered, 2);
+    EXPECT_NE(run.out.find("rollout r-9 ended " + hoist::v1::RolloutState_Name(c.final_state).substr(14)),
+              std::string::npos)
+        << run.out;
+  }
+}
+
+TEST(CommandsTest, WatchStreamEndingEarlyIsAFailure) {
+  FakeControlClient client;
+  client.events = {FakeControlClient::Event(hoist::v1::ROLLOUT_STATE_RUNNING)};
+  RunResult run = Execute(Options("watch", {"r-9"}), client);
+  EXPECT_EQ(run.code, 1);
+  EXPECT_NE(run.err.find("ended before rollout r-9 finished (state RUNNING)"), std::string::npos)
+      << run.err;
+
+  client.watch_end = absl::UnavailableError("receiver restarting");
+  run = Execute(Options("watch", {"r-9"}), client);
+  EXPECT_EQ(run.code, 3);
+}
+
+TEST(CommandsTest, WatchJsonPrintsOneEventPerLine) {
+  FakeControlClient client;
+  client.events = {FakeControlClient::Event(hoist::v1::ROLLOUT_STATE_RUNNING),
+                   FakeControlClient::Event(hoist::v1::ROLLOUT_STATE_SUCCEEDED)};
+  RunResult run = Execute(Options("watch", {"r-9"}, OutputFormat::kJson), client);
+  EXPECT_EQ(run.code, 0);
+  std::istringstream lines(run.out);
+  std::vector<std::string> states;
+  for (std::string line; std::getline(lines, line);) {
+    states.push_back(nlohmann::json::parse(line)["rollout"]["state"]);
+  }
+  EXPECT_EQ(states, (std::vector<std::string>{"ROLLOUT_STATE_RUNNING", "ROLLOUT_STATE_SUCCEEDED"}));
+}
+
+TEST(CommandsTest, WatchOnTerminalRedrawsInPlace) {
+  FakeControlClient client;
+  client.events = {FakeControlClient::Event(hoist::v1::ROLLOUT_STATE_RUNNING),
+                   FakeControlClient::Event(hoist::v1::ROLLOUT_STATE_SUCCEEDED)};
+  RunResult run = Execute(Options("watch", {"r-9"}), client, /*tty=*/true);
+  EXPECT_EQ(run.code, 0);
+  // The second screen moves the cursor up over the first (one header line).
+  EXPECT_NE(run.out.find("\x1b[1A"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("\x1b[2KRollout r-9  service web  -  SUCCEEDED"), std::string::npos)
+      << run.out;
+}
+
+}  // namespace
+}  // namespace hoist::cli
