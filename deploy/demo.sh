@@ -1,0 +1,489 @@
+#!/usr/bin/env bash
+# demo.sh: a local Hoist fleet on one Debian 12 machine (run as root).
+#
+#   ./deploy/demo.sh                    install deps, build, start the fleet, promote v1
+#                                       then v2 with signed Artifactory webhooks, watch
+#                                       both rollouts; then waits (Enter or Ctrl-C tears down)
+#   ./deploy/demo.sh --non-interactive  the same without pauses; checks that both hosts
+#                                       answer "hello from v2", tears down, exits 0 (else 1)
+#   ./deploy/demo.sh --keep             leave the fleet running at the end (stop it later)
+#   ./deploy/demo.sh stop               tear down a fleet left running
+#   --skip-build                        use the binaries already in $HOIST_BUILD_DIR
+#
+# What runs (all under $HOIST_DEMO_DIR, default /tmp/hoist-demo):
+#   - bridge hoist-demo0 (10.233.0.1/24) and two "hosts": network namespaces
+#     hoist-demo-host-1 (10.233.0.2) and hoist-demo-host-2 (10.233.0.3), each with
+#     its own containerd + dockerd and its own hoist-agent on :7981;
+#   - a docker-registry on 10.233.0.1:5000 holding the demo app 10.233.0.1:5000/hello
+#     (busybox httpd answering "hello from v1" / "hello from v2" on :8080);
+#   - hoist-receiver in the root namespace: webhook on 127.0.0.1:7979
+#     (hmac-sha256), Control API on 127.0.0.1:7980 (mTLS);
+#   - certificates from deploy/certs.sh.
+# Environment: HOIST_DEMO_DIR, HOIST_BUILD_DIR (default ./build),
+# HOIST_DEMO_TIMEOUT (seconds per readiness wait, default 60).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SRC=$(pwd)
+
+DEMO_DIR=${HOIST_DEMO_DIR:-/tmp/hoist-demo}
+BUILD_DIR=${HOIST_BUILD_DIR:-$SRC/build}
+WAIT=${HOIST_DEMO_TIMEOUT:-60}
+NET=10.233.0
+BRIDGE=hoist-demo0
+HOSTS=(host-1 host-2)
+REGISTRY=$NET.1:5000
+WEBHOOK=127.0.0.1:7979
+CONTROL=127.0.0.1:7980
+WEBHOOK_PATH=/webhooks/artifactory
+MARKER=.hoist-demo  # only a directory holding this file is ever removed
+
+interactive=1 keep=0 skip_build=0 mode=run
+while (($#)); do
+  case $1 in
+    --non-interactive) interactive=0 ;;
+    --keep) keep=1 ;;
+    --skip-build) skip_build=1 ;;
+    stop) mode=stop ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "demo.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+[[ -t 0 ]] || interactive=0
+
+bold=$'\e[1m' dim=$'\e[2m' reset=$'\e[0m'
+[[ -t 1 ]] || bold='' dim='' reset=''
+step() { printf '\n%s==> %s%s\n' "$bold" "$*" "$reset"; }
+info() { printf '    %s\n' "$*"; }
+die() { printf '\n%sdemo.sh: %s%s\n' "$bold" "$*" "$reset" >&2; exit 1; }
+ns_of() { echo "hoist-demo-$1"; }
+addr_of() { local i; for i in "${!HOSTS[@]}"; do [[ ${HOSTS[$i]} == "$1" ]] && echo "$NET.$((i + 2))"; done; }
+in_host() { local h=$1; shift; nsenter --net="/var/run/netns/$(ns_of "$h")" "$@"; }
+alive() { [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null; }
+pid_of() { cat "$DEMO_DIR/pids/$1" 2>/dev/null || true; }
+
+# wait_for WHAT PIDNAME CMD...: polls CMD every 0.2 s for $WAIT seconds; fails
+# early if the daemon PIDNAME (may be "") died, showing its log.
+wait_for() {
+  local what=$1 pidname=$2 i
+  shift 2
+  for ((i = 0; i < WAIT * 5; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    if [[ -n $pidname ]] && ! alive "$(pid_of "$pidname")"; then
+      tail -n 20 "$DEMO_DIR/logs/$pidname.log" >&2 2>/dev/null || true
+      die "$what: $pidname exited (log: $DEMO_DIR/logs/$pidname.log)"
+    fi
+    sleep 0.2
+  done
+  [[ -n $pidname ]] && tail -n 20 "$DEMO_DIR/logs/$pidname.log" >&2 2>/dev/null
+  die "$what: not ready after ${WAIT}s"
+}
+
+# start NAME CMD...: runs CMD detached (own session), logs to logs/NAME.log.
+start() {
+  local name=$1
+  shift
+  setsid "$@" </dev/null >"$DEMO_DIR/logs/$name.log" 2>&1 &
+  echo $! >"$DEMO_DIR/pids/$name"
+}
+
+pause() {
+  ((interactive)) || return 0
+  printf '\n%s[press Enter to continue]%s ' "$dim" "$reset"
+  read -r _ || true
+}
+
+# ---------------------------------------------------------------- teardown
+stop_pid() {  # stop_pid NAME SECONDS: TERM, wait, KILL
+  local pid i
+  pid=$(pid_of "$1")
+  [[ $pid =~ ^[0-9]+$ ]] || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < $2 * 10; i++)); do alive "$pid" || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+teardown() {
+  local d=$DEMO_DIR h
+  if [[ -f $d/$MARKER ]]; then
+    echo "demo.sh: tearing down $d"
+    stop_pid receiver 10
+    for h in "${HOSTS[@]}"; do stop_pid "agent-$h" 10 & done
+    wait
+    for h in "${HOSTS[@]}"; do
+      local sock=$d/$h/docker.sock
+      if [[ -S $sock ]]; then
+        local ids
+        ids=$(timeout 20 docker -H "unix://$sock" ps -aq 2>/dev/null || true)
+        [[ -n $ids ]] && timeout 60 docker -H "unix://$sock" rm -f $ids >/dev/null 2>&1 || true
+      fi
+      stop_pid "dockerd-$h" 30 &
+    done
+    stop_pid registry 10 &
+    wait
+    local p
+    for p in $(pgrep -f "containerd-shim.*$d/" || true); do kill -KILL "$p" 2>/dev/null || true; done
+    for h in "${HOSTS[@]}"; do stop_pid "containerd-$h" 15 & done
+    wait
+    local m
+    for m in $(awk -v r="$d/" 'index($5, r) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
+      umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+    done
+  fi
+  for h in "${HOSTS[@]}"; do
+    ip netns del "$(ns_of "$h")" 2>/dev/null || true
+    ip link del "hdemo-$h" 2>/dev/null || true
+  done
+  ip link del "$BRIDGE" 2>/dev/null || true
+  if [[ -f $d/$MARKER ]]; then
+    rm -rf "$d" 2>/dev/null || { sleep 1; rm -rf "$d"; } || echo "demo.sh: cannot remove $d" >&2
+  fi
+}
+
+if [[ $mode == stop ]]; then
+  [[ $(id -u) -eq 0 ]] || die "run as root"
+  teardown
+  echo "demo.sh: stopped"
+  exit 0
+fi
+
+# ---------------------------------------------------------------- set-up
+[[ $(id -u) -eq 0 ]] || die "run as root (it creates network namespaces and docker daemons)"
+if [[ -e $DEMO_DIR && ! -f $DEMO_DIR/$MARKER ]]; then
+  die "$DEMO_DIR exists and is not a demo directory; set HOIST_DEMO_DIR"
+fi
+if [[ -f $DEMO_DIR/$MARKER ]] || ip link show "$BRIDGE" >/dev/null 2>&1; then
+  echo "demo.sh: a previous demo is still set up; removing it first"
+  teardown
+fi
+
+on_exit() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if ((rc != 0)); then
+    echo "demo.sh: failed (exit $rc); logs were in $DEMO_DIR/logs" >&2
+    if [[ -d $DEMO_DIR/logs ]]; then
+      cp -r "$DEMO_DIR/logs" "/tmp/hoist-demo-logs.$$" 2>/dev/null &&
+        echo "demo.sh: copied them to /tmp/hoist-demo-logs.$$" >&2
+    fi
+  fi
+  if ((rc != 0 || keep == 0)); then teardown; fi
+  exit "$rc"
+}
+trap on_exit EXIT
+trap 'echo; echo "demo.sh: interrupted"; exit 130' INT TERM
+
+step "1/9 Installing Debian packages (deploy/install-deps.sh)"
+./deploy/install-deps.sh
+
+BIN=$BUILD_DIR
+if ((skip_build)); then
+  step "2/9 Using the binaries in $BUILD_DIR (--skip-build)"
+else
+  step "2/9 Building hoist-agent, hoist-receiver, hoistctl in $BUILD_DIR"
+  cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  ninja -C "$BUILD_DIR" hoist-agent hoist-receiver hoistctl
+fi
+AGENT_BIN=$(find "$BIN" -name hoist-agent -type f -perm -u+x -not -path '*CMakeFiles*' | head -n1)
+RECEIVER_BIN=$(find "$BIN" -name hoist-receiver -type f -perm -u+x -not -path '*CMakeFiles*' | head -n1)
+HOISTCTL_BIN=$(find "$BIN" -name hoistctl -type f -perm -u+x -not -path '*CMakeFiles*' | head -n1)
+for b in AGENT_BIN RECEIVER_BIN HOISTCTL_BIN; do
+  [[ -n ${!b} ]] || die "no ${b%_BIN} binary found under $BIN"
+done
+
+mkdir -p "$DEMO_DIR"
+touch "$DEMO_DIR/$MARKER"
+mkdir -p "$DEMO_DIR"/{pids,logs,pki,img,registry}
+D=$DEMO_DIR
+
+step "3/9 Network: bridge $BRIDGE ($NET.1/24) and one namespace per host"
+ip link add "$BRIDGE" type bridge
+ip addr add "$NET.1/24" dev "$BRIDGE"
+ip link set "$BRIDGE" up
+for h in "${HOSTS[@]}"; do
+  ns=$(ns_of "$h")
+  ip netns add "$ns"
+  ip link add "hdemo-$h" type veth peer name eth0 netns "$ns"
+  ip link set "hdemo-$h" master "$BRIDGE" up
+  ip -n "$ns" link set lo up
+  ip -n "$ns" addr add "$(addr_of "$h")/24" dev eth0
+  ip -n "$ns" link set eth0 up
+  info "$h: netns $ns, address $(addr_of "$h")"
+done
+
+step "4/9 Registry on $REGISTRY and a Docker engine inside each host"
+cat >"$D/registry/config.yml" <<EOF
+version: 0.1
+log: {level: warn, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $D/registry/data}, delete: {enabled: true}}
+http: {addr: "$REGISTRY"}
+EOF
+start registry docker-registry serve "$D/registry/config.yml"
+for h in "${HOSTS[@]}"; do
+  e=$D/$h
+  mkdir -p "$e"/{data,exec,ctd-root,ctd-state,agent-state}
+  cat >"$e/containerd.toml" <<EOF
+version = 2
+root = "$e/ctd-root"
+state = "$e/ctd-state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$e/ctd.sock"
+[ttrpc]
+  address = "$e/ctd.sock.ttrpc"
+EOF
+  echo '{}' >"$e/daemon.json"
+  start "containerd-$h" in_host "$h" containerd --config "$e/containerd.toml"
+done
+for h in "${HOSTS[@]}"; do
+  wait_for "containerd in $h" "containerd-$h" test -S "$D/$h/ctd.sock"
+done
+start_dockerd() {  # start_dockerd HOST DRIVER
+  local h=$1 e=$D/$1
+  start "dockerd-$h" in_host "$h" dockerd --config-file "$e/daemon.json" \
+    --data-root "$e/data" --exec-root "$e/exec" --pidfile "$e/dockerd.pid" \
+    -H "unix://$e/docker.sock" --containerd "$e/ctd.sock" --storage-driver "$2" \
+    --insecure-registry "$NET.0/24" --iptables=false --ip-masq=false --ip-forward=false \
+    --bip 172.31.251.1/24 --userland-proxy=true --shutdown-timeout 3 --log-level warn
+}
+docker_ping() { curl -sf --max-time 2 --unix-socket "$1" http://d/_ping | grep -q OK; }
+for h in "${HOSTS[@]}"; do start_dockerd "$h" overlay2; done
+for h in "${HOSTS[@]}"; do
+  ok=0
+  for ((i = 0; i < WAIT * 5; i++)); do
+    docker_ping "$D/$h/docker.sock" && { ok=1; break; }
+    alive "$(pid_of "dockerd-$h")" || break
+    sleep 0.2
+  done
+  if ((ok == 0)) && ! alive "$(pid_of "dockerd-$h")"; then
+    info "$h: dockerd with overlay2 exited; retrying with vfs"
+    start_dockerd "$h" vfs
+    wait_for "dockerd in $h" "dockerd-$h" docker_ping "$D/$h/docker.sock"
+  fi
+  ((ok)) || docker_ping "$D/$h/docker.sock" || die "dockerd in $h did not answer /_ping in ${WAIT}s"
+  info "$h: dockerd up ($(docker -H "unix://$D/$h/docker.sock" version -f '{{.Server.Version}}'))"
+done
+wait_for "registry" registry curl -sf --max-time 2 "http://$REGISTRY/v2/"
+in_host "${HOSTS[0]}" curl -sf --max-time 2 "http://$REGISTRY/v2/" >/dev/null ||
+  die "registry not reachable from ${HOSTS[0]}"
+info "registry up on $REGISTRY (reachable from the hosts)"
+
+step "5/9 Demo app images hello:v1 and hello:v2 (busybox httpd), pushed to the registry"
+DOCKER=(docker -H "unix://$D/${HOSTS[0]}/docker.sock")
+declare -A DIGEST
+for v in v1 v2; do
+  r=$D/img/$v
+  mkdir -p "$r/bin" "$r/www"
+  cp /bin/busybox "$r/bin/busybox"
+  for a in sh httpd sleep; do ln -sf busybox "$r/bin/$a"; done
+  printf 'hello from %s\n' "$v" >"$r/www/index.html"
+  tar -C "$r" -c . | "${DOCKER[@]}" import \
+    -c 'CMD ["/bin/sh","-c","trap \"exit 0\" TERM; /bin/httpd -f -p 8080 -h /www & wait"]' \
+    -c 'EXPOSE 8080' - "$REGISTRY/hello:$v" >/dev/null
+  out=$("${DOCKER[@]}" push "$REGISTRY/hello:$v" 2>&1) || die "push hello:$v failed: $out"
+  DIGEST[$v]=$(grep -oE 'digest: sha256:[0-9a-f]{64}' <<<"$out" | head -n1 | cut -d' ' -f2)
+  [[ -n ${DIGEST[$v]} ]] || die "no digest in the push output of hello:$v"
+  "${DOCKER[@]}" rmi "$REGISTRY/hello:$v" >/dev/null  # so both hosts pull it
+  info "$REGISTRY/hello:$v = ${DIGEST[$v]}"
+done
+
+step "6/9 Certificates (deploy/certs.sh) and configs"
+./deploy/certs.sh ca "$D/pki" --cn "Hoist demo CA" 2>/dev/null
+./deploy/certs.sh receiver "$D/pki" --dns localhost --ip 127.0.0.1
+for h in "${HOSTS[@]}"; do ./deploy/certs.sh agent "$D/pki" "$h" --ip "$(addr_of "$h")"; done
+./deploy/certs.sh client "$D/pki" operator spiffe://hoist/operator
+info "CA, receiver, ${HOSTS[*]}, operator in $D/pki"
+SECRET=$(openssl rand -hex 24)
+printf '%s' "$SECRET" >"$D/webhook-secret"
+chmod 600 "$D/webhook-secret"
+for h in "${HOSTS[@]}"; do
+  cat >"$D/$h/agent.yaml" <<EOF
+# hoist-agent on $h (runs inside netns $(ns_of "$h"))
+listen: "$(addr_of "$h"):7981"
+host: "$h"
+tls: {ca: "$D/pki/ca.pem", cert: "$D/pki/$h.pem", key: "$D/pki/$h-key.pem"}
+authz:
+  deployers: ["spiffe://hoist/receiver"]
+  viewers: ["spiffe://hoist/operator"]
+docker: {endpoint: "unix://$D/$h/docker.sock"}
+state_dir: "$D/$h/agent-state"
+keep_images: 3
+metrics_listen: "127.0.0.1:9981"
+EOF
+done
+{
+  cat <<EOF
+# hoist-receiver of the demo fleet
+webhook:
+  listen: "$WEBHOOK"
+  path: "$WEBHOOK_PATH"
+  secret_files: ["$D/webhook-secret"]
+  auth: "hmac-sha256"
+  max_body_bytes: 1048576
+  dedupe_window_seconds: 600
+control: {listen: "$CONTROL"}
+metrics_listen: "127.0.0.1:9980"
+tls: {ca: "$D/pki/ca.pem", cert: "$D/pki/receiver.pem", key: "$D/pki/receiver-key.pem"}
+authz: {operators: ["spiffe://hoist/operator"], viewers: []}
+state: "$D/receiver.db"
+agent_call: {deadline_seconds: 120, connect_timeout_seconds: 5, retry_seconds: 30}
+agents:
+EOF
+  for h in "${HOSTS[@]}"; do
+    echo "  - {name: $h, address: \"$(addr_of "$h"):7981\", tls_name: \"$h\", labels: {role: web}}"
+  done
+  cat <<EOF
+services:
+  - name: hello
+    trigger:
+      domain: docker
+      event_types: [promoted]
+      repo_key: docker-prod
+      image: hello
+    image: "$REGISTRY/hello"
+    targets: {labels: {role: web}}
+    container:
+      name: hello
+      ports: ["127.0.0.1:8080:8080/tcp"]
+      restart: unless-stopped
+      stop_timeout_seconds: 5
+      health: {http_get: "http://127.0.0.1:8080/", interval_seconds: 1, timeout_seconds: 20}
+    rollout: {canary: 0, batch: "1", pause_seconds: 0, on_failure: rollback}
+EOF
+} >"$D/receiver.yaml"
+"$AGENT_BIN" --check-config --config "$D/${HOSTS[0]}/agent.yaml" || die "agent config rejected"
+"$RECEIVER_BIN" --check-config --config "$D/receiver.yaml" || die "receiver config rejected"
+info "configs: $D/receiver.yaml, $D/<host>/agent.yaml (both pass --check-config)"
+
+step "7/9 Starting an agent in each host and the receiver"
+tcp_open() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
+for h in "${HOSTS[@]}"; do
+  start "agent-$h" in_host "$h" "$AGENT_BIN" --config "$D/$h/agent.yaml"
+done
+for h in "${HOSTS[@]}"; do
+  wait_for "hoist-agent on $h" "agent-$h" tcp_open "$(addr_of "$h")" 7981
+  info "$h: hoist-agent listening on $(addr_of "$h"):7981 (pid $(pid_of "agent-$h"))"
+done
+start receiver "$RECEIVER_BIN" --config "$D/receiver.yaml"
+wait_for "hoist-receiver webhook" receiver curl -sf --max-time 2 "http://$WEBHOOK/healthz"
+wait_for "hoist-receiver control" receiver tcp_open 127.0.0.1 "${CONTROL##*:}"
+info "receiver: webhook http://$WEBHOOK$WEBHOOK_PATH, control $CONTROL (pid $(pid_of receiver))"
+
+export HOIST_SERVER=$CONTROL HOIST_CA=$D/pki/ca.pem HOIST_CERT=$D/pki/operator.pem \
+  HOIST_KEY=$D/pki/operator-key.pem
+hoistctl() { "$HOISTCTL_BIN" "$@"; }
+both_reachable() {
+  [[ $(hoistctl --output json agents | jq '[.agents[] | select(.reachable)] | length') == "${#HOSTS[@]}" ]]
+}
+wait_for "both agents reachable from the receiver" receiver both_reachable
+info "\$ hoistctl agents"
+hoistctl agents | sed 's/^/    /'
+
+answers() {  # prints each host's answer on 127.0.0.1:8080
+  local h
+  for h in "${HOSTS[@]}"; do
+    printf '    %s: %s\n' "$h" "$(in_host "$h" curl -s --max-time 2 http://127.0.0.1:8080/ || echo '(no answer)')"
+  done
+}
+
+# promote VERSION: POSTs the Artifactory "docker promoted" webhook for
+# hello:VERSION, signed like Artifactory does with payload signing, then
+# watches the rollout it started.
+promote() {
+  local v=$1 hex=${DIGEST[$1]#sha256:} body sig response id rc
+  body=$(jq -cn --arg tag "$v" --arg sha "$hex" '{
+      domain: "docker", event_type: "promoted",
+      data: {image_name: "hello", name: "manifest.json", path: "hello/\($tag)/manifest.json",
+             platforms: [], repo_key: "docker-prod", sha256: $sha, size: 527, tag: $tag},
+      subscription_key: "hoist-demo", jpd_origin: "https://artifactory.example.com",
+      source: "jfrog/jfrt@01hdemo"}')
+  sig=$(printf '%s' "$body" | openssl dgst -sha256 -hmac "$SECRET" -r | cut -d' ' -f1)
+  info "\$ curl -X POST http://$WEBHOOK$WEBHOOK_PATH -H 'X-JFrog-Event-Auth: <hmac-sha256 of body>' -d '<docker promoted hello:$v>'"
+  response=$(curl -sS --max-time 10 -w '\n%{http_code}' -X POST "http://$WEBHOOK$WEBHOOK_PATH" \
+    -H 'Content-Type: application/json' -H "X-JFrog-Event-Auth: $sig" \
+    -H 'User-Agent: JFrog Event/7.77.0 (hoist-demo)' --data-binary "$body") ||
+    die "POST to the webhook failed"
+  info "HTTP $(tail -n1 <<<"$response"): $(head -n1 <<<"$response")"
+  [[ $(tail -n1 <<<"$response") == 202 ]] || die "webhook answered $(tail -n1 <<<"$response"), expected 202"
+  id=$(head -n1 <<<"$response" | jq -r .rollout_id)
+  [[ -n $id && $id != null ]] || die "no rollout_id in the webhook answer"
+  info "\$ hoistctl watch $id"
+  set +e
+  hoistctl watch "$id"
+  rc=$?
+  set -e
+  ((rc == 0)) || die "rollout $id did not succeed (hoistctl watch exit $rc); see hoistctl rollout $id"
+  ROLLOUT[$v]=$id
+}
+declare -A ROLLOUT
+
+step "8/9 Artifactory promotes hello:v1 -> webhook -> rollout to both hosts"
+promote v1
+info "Each host's container answers (curl inside its namespace):"
+answers
+pause
+
+step "9/9 Artifactory promotes hello:v2 -> rolling update, one host at a time"
+promote v2
+info "Each host's container now answers:"
+answers
+
+failed=0
+for h in "${HOSTS[@]}"; do
+  got=$(in_host "$h" curl -s --max-time 2 http://127.0.0.1:8080/ || true)
+  if [[ $got != "hello from v2" ]]; then
+    echo "demo.sh: CHECK FAILED: $h answers \"$got\", expected \"hello from v2\"" >&2
+    failed=1
+  fi
+done
+((failed == 0)) || exit 1
+echo
+echo "${bold}Both hosts serve v2.${reset}"
+
+cat <<EOF
+
+${bold}Look around${reset} (the fleet keeps running until you tear it down):
+
+  # the operator's connection settings for hoistctl
+  export HOIST_SERVER=$CONTROL HOIST_CA=$D/pki/ca.pem \\
+         HOIST_CERT=$D/pki/operator.pem HOIST_KEY=$D/pki/operator-key.pem
+  alias hoistctl=$HOISTCTL_BIN
+
+  hoistctl agents                      # both agents, reachable, versions
+  hoistctl rollouts --service hello    # v2 then v1, newest first
+  hoistctl rollout ${ROLLOUT[v2]}        # per-host phases of the v2 rollout
+  hoistctl --output json rollout ${ROLLOUT[v2]} | jq .hosts
+  hoistctl rollback hello              # each host back to v1 (then: hoistctl watch ID)
+  hoistctl deploy hello v2             # a manual deploy by tag (or by sha256: digest)
+
+  # the same over grpcurl (not a Debian package; for an operator who has it)
+  grpcurl -cacert $D/pki/ca.pem -cert $D/pki/operator.pem \\
+          -key $D/pki/operator-key.pem $CONTROL list
+  grpcurl -cacert $D/pki/ca.pem -cert $D/pki/operator.pem \\
+          -key $D/pki/operator-key.pem $CONTROL hoist.v1.Control/ListAgents
+  grpcurl -cacert $D/pki/ca.pem -cert $D/pki/operator.pem \\
+          -key $D/pki/operator-key.pem -d '{"service": "hello"}' \\
+          $CONTROL hoist.v1.Control/ListRollouts
+  grpcurl -cacert $D/pki/ca.pem -cert $D/pki/operator.pem \\
+          -key $D/pki/operator-key.pem -d '{"id": "${ROLLOUT[v2]}"}' \\
+          $CONTROL hoist.v1.Control/WatchRollout
+
+  # the hosts
+  nsenter --net=/var/run/netns/$(ns_of "${HOSTS[0]}") curl -s http://127.0.0.1:8080/
+  docker -H unix://$D/${HOSTS[0]}/docker.sock ps
+  curl -s http://127.0.0.1:9980/metrics | grep ^hoist_    # receiver metrics
+  less $D/logs/receiver.log $D/logs/agent-${HOSTS[0]}.log
+
+  # tear down
+  $SRC/deploy/demo.sh stop
+EOF
+
+if ((interactive && !keep)); then
+  printf '\n%s[press Enter (or Ctrl-C) to tear the demo down; run with --keep to leave it running]%s ' \
+    "$dim" "$reset"
+  read -r _ || true
+elif ((keep)); then
+  echo
+  echo "demo.sh: fleet left running (--keep); stop it with: ./deploy/demo.sh stop"
+fi
+exit 0
