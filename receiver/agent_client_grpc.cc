@@ -1,0 +1,165 @@
+#include "receiver/agent_client_grpc.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/crypto.h"
+
+namespace hoist::receiver {
+namespace {
+
+// Reads one server stream through the callback API and reports into the
+// caller's callbacks. Deletes itself when the call is done.
+template <typename Request>
+class EventReader : public grpc::ClientReadReactor<hoist::v1::DeployEvent> {
+ public:
+  EventReader(DeployEventCallback on_event, DoneCallback on_done, absl::Duration deadline)
+      : on_event_(std::move(on_event)), on_done_(std::move(on_done)) {
+    context_.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+    context_.set_wait_for_ready(false);
+  }
+
+  grpc::ClientContext* context() { return &context_; }
+  Request* request() { return &request_; }
+
+  void Begin() {
+    StartRead(&event_);
+    StartCall();
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // OnDone follows with the final status
+    if (on_event_) on_event_(event_);
+    StartRead(&event_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    DoneCallback done = std::move(on_done_);
+    absl::Status s = FromGrpcStatus(status);
+    delete this;
+    if (done) done(std::move(s));
+  }
+
+ private:
+  grpc::ClientContext context_;
+  Request request_;
+  hoist::v1::DeployEvent event_;
+  DeployEventCallback on_event_;
+  DoneCallback on_done_;
+};
+
+}  // namespace
+
+std::string AgentTlsName(const AgentEntry& agent) {
+  if (!agent.tls_name.empty()) return agent.tls_name;
+  const std::string& a = agent.address;
+  if (!a.empty() && a[0] == '[') {
+    size_t end = a.find(']');
+    return end == std::string::npos ? a : a.substr(1, end - 1);
+  }
+  size_t colon = a.rfind(':');
+  return colon == std::string::npos ? a : a.substr(0, colon);
+}
+
+AgentClientGrpc::AgentClientGrpc(const AgentEntry& agent,
+                                 std::shared_ptr<grpc::ChannelCredentials> credentials,
+                                 const AgentCallConfig& call)
+    : name_(agent.name), tls_name_(AgentTlsName(agent)) {
+  grpc::ChannelArguments args;
+  args.SetSslTargetNameOverride(tls_name_);
+  // A connection attempt gives up after connect_timeout_seconds (gRPC uses
+  // the minimum reconnect backoff as its minimum connect deadline).
+  const int connect_ms = static_cast<int>(std::max<int64_t>(call.connect_timeout_seconds, 1) * 1000);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, connect_ms);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 1000);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 10000);
+  // Keepalive within the default server policy (pings no more often than
+  // every 5 minutes), so a silently dead agent is noticed on long deploys.
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 5 * 60 * 1000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20 * 1000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
+  // Each agent gets its own connection even when two share an address.
+  args.SetString("hoist.agent", agent.name);
+  channel_ = grpc::CreateCustomChannel(agent.address, std::move(credentials), args);
+  stub_ = hoist::v1::NodeAgent::NewStub(channel_);
+}
+
+void AgentClientGrpc::Deploy(const hoist::v1::DeployRequest& request, absl::Duration deadline,
+                             DeployEventCallback on_event, DoneCallback on_done) {
+  auto* reader = new EventReader<hoist::v1::DeployRequest>(std::move(on_event),
+                                                           std::move(on_done), deadline);
+  *reader->request() = request;
+  stub_->async()->Deploy(reader->context(), reader->request(), reader);
+  reader->Begin();
+}
+
+void AgentClientGrpc::Rollback(const hoist::v1::RollbackRequest& request,
+                               absl::Duration deadline, DeployEventCallback on_event,
+                               DoneCallback on_done) {
+  auto* reader = new EventReader<hoist::v1::RollbackRequest>(std::move(on_event),
+                                                             std::move(on_done), deadline);
+  *reader->request() = request;
+  stub_->async()->Rollback(reader->context(), reader->request(), reader);
+  reader->Begin();
+}
+
+void AgentClientGrpc::WatchDeploy(const std::string& deploy_id, absl::Duration deadline,
+                                  DeployEventCallback on_event, DoneCallback on_done) {
+  auto* reader = new EventReader<hoist::v1::WatchDeployRequest>(std::move(on_event),
+                                                                std::move(on_done), deadline);
+  reader->request()->set_deploy_id(deploy_id);
+  stub_->async()->WatchDeploy(reader->context(), reader->request(), reader);
+  reader->Begin();
+}
+
+absl::StatusOr<hoist::v1::AgentStatus> AgentClientGrpc::GetStatus(absl::Duration deadline) {
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  context.set_wait_for_ready(false);
+  hoist::v1::GetStatusRequest request;
+  hoist::v1::AgentStatus status;
+  grpc::Status s = stub_->GetStatus(&context, request, &status);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return status;
+}
+
+AgentClientPoolGrpc::AgentClientPoolGrpc(const std::vector<AgentEntry>& agents,
+                                         const TlsMaterial& tls, const AgentCallConfig& call) {
+  Update(agents, tls, call);
+}
+
+absl::StatusOr<std::shared_ptr<AgentClient>> AgentClientPoolGrpc::Get(
+    const std::string& agent_name) {
+  absl::MutexLock lock(&mu_);
+  auto it = clients_.find(agent_name);
+  if (it == clients_.end()) {
+    return absl::NotFoundError(absl::StrCat("agent ", agent_name, " is not configured"));
+  }
+  return it->second.client;
+}
+
+void AgentClientPoolGrpc::Update(const std::vector<AgentEntry>& agents, const TlsMaterial& tls,
+                                 const AgentCallConfig& call) {
+  const std::string creds_key =
+      Sha256Hex(absl::StrCat(tls.ca_pem, "\n", tls.cert_pem, "\n", tls.key_pem, "\n",
+                             call.connect_timeout_seconds));
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  std::map<std::string, Entry> next;
+  absl::MutexLock lock(&mu_);
+  for (const AgentEntry& agent : agents) {
+    const std::string key =
+        absl::StrCat(agent.address, "|", AgentTlsName(agent), "|", creds_key);
+    auto old = clients_.find(agent.name);
+    if (old != clients_.end() && old->second.key == key) {
+      Entry e = old->second;
+      e.agent = agent;
+      next[agent.name] = std::move(e);
+      continue;
+    }
+    if (!credentials) credentials = MutualTlsChannelCredentials(tls);
+    next[agent.name] = Entry{agent, key, std::make_shared<AgentClientGrpc>(agent, credentials, call)};
+  }
+  clients_.swap(next);
+}
+
+}  // namespace hoist::receiver

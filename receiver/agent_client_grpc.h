@@ -1,0 +1,79 @@
+// AgentClientGrpc: the production AgentClient over one long-lived mTLS gRPC
+// channel per agent, and AgentClientPoolGrpc, the pool of them built from the
+// receiver config.
+//
+// The channel presents the receiver's certificate, trusts only the fleet CA
+// and checks the agent's certificate against the agent's `tls_name`
+// (ssl_target_name_override), whatever address it is dialled at. Calls do not
+// wait for a connection (wait_for_ready = false): an agent that cannot be
+// reached within agent_call.connect_timeout_seconds fails the call with
+// UNAVAILABLE, which the rollout executor retries. Streaming calls use the
+// gRPC callback API (no thread per call). Thread-safe.
+#ifndef HOIST_RECEIVER_AGENT_CLIENT_GRPC_H_
+#define HOIST_RECEIVER_AGENT_CLIENT_GRPC_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "common/tls.h"
+#include "grpcpp/grpcpp.h"
+#include "hoist/v1/agent.grpc.pb.h"
+#include "receiver/agent_client.h"
+#include "receiver/config.h"
+
+namespace hoist::receiver {
+
+class AgentClientGrpc : public AgentClient {
+ public:
+  // Creates the channel to `agent.address` (connects lazily).
+  AgentClientGrpc(const AgentEntry& agent, std::shared_ptr<grpc::ChannelCredentials> credentials,
+                  const AgentCallConfig& call);
+
+  void Deploy(const hoist::v1::DeployRequest& request, absl::Duration deadline,
+              DeployEventCallback on_event, DoneCallback on_done) override;
+  void Rollback(const hoist::v1::RollbackRequest& request, absl::Duration deadline,
+                DeployEventCallback on_event, DoneCallback on_done) override;
+  void WatchDeploy(const std::string& deploy_id, absl::Duration deadline,
+                   DeployEventCallback on_event, DoneCallback on_done) override;
+  absl::StatusOr<hoist::v1::AgentStatus> GetStatus(absl::Duration deadline) override;
+
+  // The TLS name the agent's certificate is checked against.
+  const std::string& tls_name() const { return tls_name_; }
+
+ private:
+  std::string name_;
+  std::string tls_name_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<hoist::v1::NodeAgent::Stub> stub_;
+};
+
+// The TLS name of `agent`: its tls_name, or the host part of its address.
+std::string AgentTlsName(const AgentEntry& agent);
+
+// One AgentClientGrpc per configured agent. Update() (SIGHUP) swaps in new
+// clients for agents whose address, tls_name or credentials changed; calls
+// in flight on old clients finish on them. Thread-safe.
+class AgentClientPoolGrpc : public AgentClientPool {
+ public:
+  AgentClientPoolGrpc(const std::vector<AgentEntry>& agents, const TlsMaterial& tls,
+                      const AgentCallConfig& call);
+  absl::StatusOr<std::shared_ptr<AgentClient>> Get(const std::string& agent_name) override;
+  void Update(const std::vector<AgentEntry>& agents, const TlsMaterial& tls,
+              const AgentCallConfig& call);
+
+ private:
+  struct Entry {
+    AgentEntry agent;
+    std::string key;  // address, tls_name and credentials it was built with
+    std::shared_ptr<AgentClient> client;
+  };
+  absl::Mutex mu_;
+  std::map<std::string, Entry> clients_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace hoist::receiver
+
+#endif  // HOIST_RECEIVER_AGENT_CLIENT_GRPC_H_

@@ -1,0 +1,323 @@
+#include "receiver/control_service.h"
+
+#include <future>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/log.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+
+namespace hoist::receiver {
+namespace {
+
+const std::vector<std::string> kViewerRoles = {"operators", "viewers"};
+const std::vector<std::string> kOperatorRoles = {"operators"};
+
+google::protobuf::Timestamp ToProto(absl::Time t) {
+  google::protobuf::Timestamp ts;
+  const int64_t us = absl::ToUnixMicros(t);
+  ts.set_seconds(us / 1000000);
+  ts.set_nanos(static_cast<int32_t>((us % 1000000) * 1000));
+  return ts;
+}
+
+std::shared_ptr<const RoleAuthorizer> MakeAuthorizer(const ReceiverConfig& config) {
+  return std::make_shared<const RoleAuthorizer>(
+      std::map<std::string, std::vector<std::string>>{{"operators", config.operators},
+                                                      {"viewers", config.viewers}});
+}
+
+grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* context,
+                                     const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+// Streams a rollout subscription to one client. Deletes itself in OnDone.
+class WatchReactor : public grpc::ServerWriteReactor<hoist::v1::RolloutEvent> {
+ public:
+  // Shared with the subscription's notify callback, which may outlive us.
+  struct Link {
+    absl::Mutex mu;
+    WatchReactor* reactor ABSL_GUARDED_BY(mu) = nullptr;
+  };
+
+  WatchReactor() : link_(std::make_shared<Link>()) {
+    absl::MutexLock lock(&link_->mu);
+    link_->reactor = this;
+  }
+
+  void Begin(RolloutManager* manager, const std::string& id) {
+    std::shared_ptr<Link> link = link_;
+    absl::StatusOr<std::shared_ptr<RolloutSubscription>> sub =
+        manager->Watch(id, [link] {
+          absl::MutexLock lock(&link->mu);
+          if (link->reactor != nullptr) link->reactor->PumpLocked();
+        });
+    absl::MutexLock lock(&link_->mu);
+    if (!sub.ok()) {
+      finished_ = true;
+      Finish(ToGrpcStatus(sub.status()));
+      return;
+    }
+    sub_ = *sub;
+    PumpLocked();
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&link_->mu);
+    writing_ = false;
+    if (!ok || cancelled_) {
+      if (!finished_) {
+        finished_ = true;
+        Finish(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
+      }
+      return;
+    }
+    PumpLocked();
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&link_->mu);
+    cancelled_ = true;
+    if (!writing_ && !finished_) {
+      finished_ = true;
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
+    }
+  }
+
+  void OnDone() override {
+    {
+      absl::MutexLock lock(&link_->mu);
+      link_->reactor = nullptr;
+    }
+    if (sub_) sub_->Cancel();
+    delete this;
+  }
+
+  // Writes the next queued event, or finishes once the rollout ended.
+  void PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(link_->mu) {
+    if (writing_ || finished_ || cancelled_ || !sub_) return;
+    bool ended = false;
+    if (sub_->Pop(&event_, &ended)) {
+      writing_ = true;
+      StartWrite(&event_);
+      return;
+    }
+    if (ended) {
+      finished_ = true;
+      Finish(grpc::Status::OK);
+    }
+  }
+
+ private:
+  std::shared_ptr<Link> link_;
+  std::shared_ptr<RolloutSubscription> sub_;
+  hoist::v1::RolloutEvent event_;
+  bool writing_ = false;
+  bool finished_ = false;
+  bool cancelled_ = false;
+};
+
+}  // namespace
+
+ControlService::ControlService(RolloutManager* manager, AgentClientPool* pool,
+                               std::shared_ptr<const ReceiverConfig> config,
+                               absl::Duration status_deadline)
+    : manager_(manager), pool_(pool), status_deadline_(status_deadline) {
+  UpdateConfig(std::move(config));
+}
+
+ControlService::~ControlService() {
+  absl::MutexLock lock(&mu_);
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return background_ == 0; };
+  mu_.Await(absl::Condition(&idle));
+}
+
+void ControlService::UpdateConfig(std::shared_ptr<const ReceiverConfig> config) {
+  auto authorizer = MakeAuthorizer(*config);
+  absl::MutexLock lock(&mu_);
+  config_ = std::move(config);
+  authorizer_ = std::move(authorizer);
+}
+
+std::shared_ptr<const ReceiverConfig> ControlService::config() {
+  absl::MutexLock lock(&mu_);
+  return config_;
+}
+
+absl::Status ControlService::Authorize(grpc::CallbackServerContext* context,
+                                       bool operator_only) {
+  std::shared_ptr<const RoleAuthorizer> authorizer;
+  {
+    absl::MutexLock lock(&mu_);
+    authorizer = authorizer_;
+  }
+  std::shared_ptr<const grpc::AuthContext> auth = context->auth_context();
+  if (auth == nullptr) return absl::UnauthenticatedError("no client certificate");
+  absl::Status s = authorizer->CheckPeer(*auth, operator_only ? kOperatorRoles : kViewerRoles);
+  if (!s.ok()) {
+    LogWarning("control call refused", {{"error", std::string(s.message())}});
+  }
+  return s;
+}
+
+grpc::ServerUnaryReactor* ControlService::ListAgents(grpc::CallbackServerContext* context,
+                                                     const hoist::v1::ListAgentsRequest*,
+                                                     hoist::v1::ListAgentsResponse* response) {
+  absl::Status auth = Authorize(context, false);
+  if (!auth.ok()) return FinishWith(context, auth);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  std::shared_ptr<const ReceiverConfig> cfg = config();
+  {
+    absl::MutexLock lock(&mu_);
+    ++background_;
+  }
+  // GetStatus is blocking: ask every agent concurrently off the gRPC thread.
+  std::thread([this, cfg, reactor, response] {
+    std::vector<std::future<absl::StatusOr<hoist::v1::AgentStatus>>> results;
+    for (const AgentEntry& agent : cfg->agents) {
+      results.push_back(std::async(std::launch::async, [this, name = agent.name] {
+        absl::StatusOr<std::shared_ptr<AgentClient>> client = pool_->Get(name);
+        if (!client.ok()) return absl::StatusOr<hoist::v1::AgentStatus>(client.status());
+        return (*client)->GetStatus(status_deadline_);
+      }));
+    }
+    const absl::Time now = absl::Now();
+    for (size_t i = 0; i < cfg->agents.size(); ++i) {
+      const AgentEntry& agent = cfg->agents[i];
+      absl::StatusOr<hoist::v1::AgentStatus> status = results[i].get();
+      hoist::v1::AgentInfo* info = response->add_agents();
+      info->set_name(agent.name);
+      info->set_address(agent.address);
+      for (const auto& [k, v] : agent.labels) (*info->mutable_labels())[k] = v;
+      info->set_reachable(status.ok());
+      AgentSeen seen;
+      {
+        absl::MutexLock lock(&mu_);
+        AgentSeen& s = seen_[agent.name];
+        if (status.ok()) {
+          s.last_seen = now;
+        } else {
+          s.last_error = std::string(status.status().message());
+        }
+        seen = s;
+      }
+      if (status.ok()) {
+        info->set_version(status->version());
+        info->set_docker_version(status->docker_version());
+      }
+      if (seen.last_seen != absl::InfinitePast()) *info->mutable_last_seen() = ToProto(seen.last_seen);
+      if (!status.ok()) info->set_last_error(seen.last_error);
+    }
+    reactor->Finish(grpc::Status::OK);
+    absl::MutexLock lock(&mu_);
+    --background_;
+  }).detach();
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ControlService::ListRollouts(
+    grpc::CallbackServerContext* context, const hoist::v1::ListRolloutsRequest* request,
+    hoist::v1::ListRolloutsResponse* response) {
+  absl::Status auth = Authorize(context, false);
+  if (!auth.ok()) return FinishWith(context, auth);
+  int limit = request->limit() <= 0 ? 50 : std::min(request->limit(), 1000);
+  absl::StatusOr<std::vector<hoist::v1::Rollout>> rows =
+      manager_->ListRollouts(request->service(), limit);
+  if (rows.ok()) {
+    for (hoist::v1::Rollout& r : *rows) *response->add_rollouts() = std::move(r);
+  }
+  return FinishWith(context, rows.status());
+}
+
+grpc::ServerUnaryReactor* ControlService::GetRollout(grpc::CallbackServerContext* context,
+                                                     const hoist::v1::GetRolloutRequest* request,
+                                                     hoist::v1::Rollout* response) {
+  absl::Status auth = Authorize(context, false);
+  if (!auth.ok()) return FinishWith(context, auth);
+  absl::StatusOr<hoist::v1::Rollout> r = manager_->GetRollout(request->id());
+  if (r.ok()) *response = std::move(*r);
+  return FinishWith(context, r.status());
+}
+
+grpc::ServerWriteReactor<hoist::v1::RolloutEvent>* ControlService::WatchRollout(
+    grpc::CallbackServerContext* context, const hoist::v1::WatchRolloutRequest* request) {
+  auto* reactor = new WatchReactor();
+  absl::Status auth = Authorize(context, false);
+  if (!auth.ok()) {
+    // OnDone deletes the reactor.
+    reactor->Finish(ToGrpcStatus(auth));
+    return reactor;
+  }
+  reactor->Begin(manager_, request->id());
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ControlService::Deploy(grpc::CallbackServerContext* context,
+                                                 const hoist::v1::ManualDeployRequest* request,
+                                                 hoist::v1::Rollout* response) {
+  absl::Status auth = Authorize(context, true);
+  if (!auth.ok()) return FinishWith(context, auth);
+  absl::StatusOr<hoist::v1::Rollout> r =
+      manager_->ManualDeploy(request->service(), request->digest(), request->tag());
+  if (r.ok()) *response = std::move(*r);
+  return FinishWith(context, r.status());
+}
+
+grpc::ServerUnaryReactor* ControlService::Rollback(
+    grpc::CallbackServerContext* context, const hoist::v1::RollbackServiceRequest* request,
+    hoist::v1::Rollout* response) {
+  absl::Status auth = Authorize(context, true);
+  if (!auth.ok()) return FinishWith(context, auth);
+  absl::StatusOr<hoist::v1::Rollout> r = manager_->RollbackService(request->service());
+  if (r.ok()) *response = std::move(*r);
+  return FinishWith(context, r.status());
+}
+
+grpc::ServerUnaryReactor* ControlService::Resume(grpc::CallbackServerContext* context,
+                                                 const hoist::v1::ResumeRequest* request,
+                                                 hoist::v1::Rollout* response) {
+  absl::Status auth = Authorize(context, true);
+  if (!auth.ok()) return FinishWith(context, auth);
+  absl::StatusOr<hoist::v1::Rollout> r = manager_->Resume(request->id());
+  if (r.ok()) *response = std::move(*r);
+  return FinishWith(context, r.status());
+}
+
+absl::StatusOr<std::unique_ptr<ControlServer>> ControlServer::Start(const std::string& listen,
+                                                                    const TlsMaterial& tls,
+                                                                    ControlService* service) {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  std::unique_ptr<ControlServer> server(new ControlServer());
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(listen, MutualTlsServerCredentials(tls), &server->port_);
+  builder.RegisterService(service);
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("control: cannot listen on ", listen));
+  }
+  grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
+  if (health != nullptr) {
+    health->SetServingStatus("", true);
+    health->SetServingStatus("hoist.v1.Control", true);
+  }
+  return server;
+}
+
+ControlServer::~ControlServer() { Shutdown(); }
+
+void ControlServer::Shutdown() {
+  if (server_ == nullptr) return;
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  server_->Wait();
+  server_.reset();
+}
+
+}  // namespace hoist::receiver

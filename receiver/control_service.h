@@ -1,0 +1,103 @@
+// ControlService: the gRPC Control API (hoist.v1.Control), a thin adapter
+// over RolloutManager and the agent pool, with the callback API.
+//
+// Authorization by client certificate identity (RoleAuthorizer):
+// authz.operators may call everything; authz.viewers may call ListAgents,
+// ListRollouts, GetRollout and WatchRollout. Other peers get
+// PERMISSION_DENIED naming their identity.
+//
+// ControlServer runs it on control.listen over mTLS, with the standard
+// health service and server reflection (open to any certificate of the
+// fleet CA).
+//
+// Thread-safety: all methods are safe from any thread.
+#ifndef HOIST_RECEIVER_CONTROL_SERVICE_H_
+#define HOIST_RECEIVER_CONTROL_SERVICE_H_
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/tls.h"
+#include "grpcpp/grpcpp.h"
+#include "hoist/v1/control.grpc.pb.h"
+#include "receiver/agent_client.h"
+#include "receiver/config.h"
+#include "receiver/rollout_manager.h"
+
+namespace hoist::receiver {
+
+class ControlService : public hoist::v1::Control::CallbackService {
+ public:
+  // `manager` and `pool` are not owned and must outlive the service.
+  ControlService(RolloutManager* manager, AgentClientPool* pool,
+                 std::shared_ptr<const ReceiverConfig> config,
+                 absl::Duration status_deadline = absl::Seconds(2));
+  ~ControlService() override;  // waits for background ListAgents work
+
+  // New authz and agent list for later calls (SIGHUP).
+  void UpdateConfig(std::shared_ptr<const ReceiverConfig> config);
+
+  grpc::ServerUnaryReactor* ListAgents(grpc::CallbackServerContext* context,
+                                       const hoist::v1::ListAgentsRequest* request,
+                                       hoist::v1::ListAgentsResponse* response) override;
+  grpc::ServerUnaryReactor* ListRollouts(grpc::CallbackServerContext* context,
+                                         const hoist::v1::ListRolloutsRequest* request,
+                                         hoist::v1::ListRolloutsResponse* response) override;
+  grpc::ServerUnaryReactor* GetRollout(grpc::CallbackServerContext* context,
+                                       const hoist::v1::GetRolloutRequest* request,
+                                       hoist::v1::Rollout* response) override;
+  grpc::ServerWriteReactor<hoist::v1::RolloutEvent>* WatchRollout(
+      grpc::CallbackServerContext* context,
+      const hoist::v1::WatchRolloutRequest* request) override;
+  grpc::ServerUnaryReactor* Deploy(grpc::CallbackServerContext* context,
+                                   const hoist::v1::ManualDeployRequest* request,
+                                   hoist::v1::Rollout* response) override;
+  grpc::ServerUnaryReactor* Rollback(grpc::CallbackServerContext* context,
+                                     const hoist::v1::RollbackServiceRequest* request,
+                                     hoist::v1::Rollout* response) override;
+  grpc::ServerUnaryReactor* Resume(grpc::CallbackServerContext* context,
+                                   const hoist::v1::ResumeRequest* request,
+                                   hoist::v1::Rollout* response) override;
+
+ private:
+  struct AgentSeen {
+    absl::Time last_seen = absl::InfinitePast();
+    std::string last_error;
+  };
+  absl::Status Authorize(grpc::CallbackServerContext* context, bool operator_only);
+  std::shared_ptr<const ReceiverConfig> config();
+
+  RolloutManager* const manager_;
+  AgentClientPool* const pool_;
+  const absl::Duration status_deadline_;
+  absl::Mutex mu_;
+  std::shared_ptr<const ReceiverConfig> config_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const RoleAuthorizer> authorizer_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, AgentSeen> seen_ ABSL_GUARDED_BY(mu_);
+  int background_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// The Control gRPC server.
+class ControlServer {
+ public:
+  // Listens on `listen` ("host:port", port 0 picks one) with mTLS from `tls`.
+  // UNAVAILABLE when it cannot bind.
+  static absl::StatusOr<std::unique_ptr<ControlServer>> Start(const std::string& listen,
+                                                              const TlsMaterial& tls,
+                                                              ControlService* service);
+  ~ControlServer();  // Shutdown()s
+  // Ends calls in progress (after a short grace) and stops. Idempotent.
+  void Shutdown();
+  int port() const { return port_; }
+
+ private:
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+};
+
+}  // namespace hoist::receiver
+
+#endif  // HOIST_RECEIVER_CONTROL_SERVICE_H_

@@ -1,0 +1,381 @@
+#include "receiver/journal_sqlite.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace hoist::receiver {
+namespace {
+
+// A prepared statement, finalized on scope exit.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) : db_(db) {
+    rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
+  }
+  ~Stmt() { sqlite3_finalize(stmt_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  absl::Status status() const {
+    if (rc_ == SQLITE_OK) return absl::OkStatus();
+    return absl::InternalError(absl::StrCat("sqlite prepare: ", sqlite3_errmsg(db_)));
+  }
+  void BindText(int i, const std::string& s) {
+    sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+  }
+  void BindBlob(int i, const std::string& s) {
+    sqlite3_bind_blob(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+  }
+  void BindInt(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
+  // SQLITE_ROW, SQLITE_DONE or an error code.
+  int Step() { return sqlite3_step(stmt_); }
+  absl::Status StepDone() {
+    int rc = Step();
+    if (rc == SQLITE_DONE) return absl::OkStatus();
+    return Error(rc);
+  }
+  absl::Status Error(int rc) const {
+    std::string msg = absl::StrCat("sqlite: ", sqlite3_errmsg(db_));
+    if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED || rc == SQLITE_FULL || rc == SQLITE_IOERR) {
+      return absl::UnavailableError(msg);
+    }
+    return absl::InternalError(msg);
+  }
+  std::string Text(int col) {
+    const unsigned char* p = sqlite3_column_text(stmt_, col);
+    return p ? std::string(reinterpret_cast<const char*>(p),
+                           static_cast<size_t>(sqlite3_column_bytes(stmt_, col)))
+             : std::string();
+  }
+  std::string Blob(int col) {
+    const void* p = sqlite3_column_blob(stmt_, col);
+    return p ? std::string(static_cast<const char*>(p),
+                           static_cast<size_t>(sqlite3_column_bytes(stmt_, col)))
+             : std::string();
+  }
+  int64_t Int(int col) { return sqlite3_column_int64(stmt_, col); }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_;
+};
+
+int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
+absl::Time FromMicros(int64_t us) { return absl::FromUnixMicros(us); }
+
+int64_t TimestampMicros(const google::protobuf::Timestamp& ts) {
+  return ts.seconds() * 1000000 + ts.nanos() / 1000;
+}
+
+const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS deliveries (
+  dedupe_key TEXT PRIMARY KEY,
+  rollout_id TEXT NOT NULL,
+  service TEXT NOT NULL,
+  accepted INTEGER NOT NULL,
+  summary TEXT NOT NULL,
+  duplicates INTEGER NOT NULL DEFAULT 0,
+  last_duplicate INTEGER
+);
+CREATE TABLE IF NOT EXISTS rollouts (
+  id TEXT PRIMARY KEY,
+  service TEXT NOT NULL,
+  state INTEGER NOT NULL,
+  created INTEGER NOT NULL,
+  blob BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rollouts_service_created ON rollouts(service, created);
+CREATE INDEX IF NOT EXISTS rollouts_created ON rollouts(created);
+CREATE TABLE IF NOT EXISTS host_events (
+  rollout_id TEXT NOT NULL,
+  agent TEXT NOT NULL,
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  blob BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS host_events_rollout ON host_events(rollout_id, agent, seq);
+)sql";
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SqliteJournal>> SqliteJournal::Open(const std::string& path) {
+  const std::string lock_path = path + ".lock";
+  int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("journal lock ", lock_path, ": ", std::strerror(errno)));
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    ::close(fd);
+    if (err == EWOULDBLOCK) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "journal ", path, " is in use by another hoist-receiver (lock ", lock_path,
+          " is held); run one receiver per journal"));
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat("journal lock ", lock_path, ": ", std::strerror(err)));
+  }
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                           nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    sqlite3_close(db);
+    ::close(fd);
+    return absl::UnavailableError(absl::StrCat("open journal ", path, ": ", msg));
+  }
+  std::unique_ptr<SqliteJournal> journal(new SqliteJournal(db, fd));
+  {
+    absl::MutexLock lock(&journal->mu_);
+    sqlite3_busy_timeout(db, 5000);
+    HOIST_RETURN_IF_ERROR(Annotate(journal->Exec("PRAGMA journal_mode=WAL"), path));
+    HOIST_RETURN_IF_ERROR(journal->Exec("PRAGMA synchronous=FULL"));
+    HOIST_RETURN_IF_ERROR(journal->Exec("PRAGMA foreign_keys=ON"));
+    HOIST_RETURN_IF_ERROR(Annotate(journal->Exec(kSchema), path));
+    Stmt q(db, "SELECT version FROM schema_version LIMIT 1");
+    HOIST_RETURN_IF_ERROR(q.status());
+    rc = q.Step();
+    if (rc == SQLITE_ROW) {
+      int64_t version = q.Int(0);
+      if (version != kSchemaVersion) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("journal ", path, " has schema version ", version,
+                         "; this hoist-receiver understands version ", kSchemaVersion));
+      }
+    } else if (rc == SQLITE_DONE) {
+      Stmt ins(db, "INSERT INTO schema_version(version) VALUES (?)");
+      HOIST_RETURN_IF_ERROR(ins.status());
+      ins.BindInt(1, kSchemaVersion);
+      HOIST_RETURN_IF_ERROR(ins.StepDone());
+    } else {
+      return q.Error(rc);
+    }
+  }
+  return journal;
+}
+
+SqliteJournal::SqliteJournal(sqlite3* db, int lock_fd) : db_(db), lock_fd_(lock_fd) {}
+
+SqliteJournal::~SqliteJournal() {
+  {
+    absl::MutexLock lock(&mu_);
+    sqlite3_close(db_);
+    db_ = nullptr;
+  }
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
+}
+
+absl::Status SqliteJournal::Exec(const char* sql) {
+  char* err = nullptr;
+  int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
+  if (rc == SQLITE_OK) return absl::OkStatus();
+  std::string msg = err ? err : sqlite3_errstr(rc);
+  sqlite3_free(err);
+  if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
+    return absl::UnavailableError(absl::StrCat("sqlite: ", msg));
+  }
+  return absl::InternalError(absl::StrCat("sqlite: ", msg));
+}
+
+absl::StatusOr<std::optional<DeliveryRecord>> SqliteJournal::FindDelivery(
+    const std::string& dedupe_key) {
+  absl::MutexLock lock(&mu_);
+  Stmt q(db_,
+         "SELECT rollout_id, service, accepted, summary FROM deliveries WHERE dedupe_key = ?");
+  HOIST_RETURN_IF_ERROR(q.status());
+  q.BindText(1, dedupe_key);
+  int rc = q.Step();
+  if (rc == SQLITE_DONE) return std::optional<DeliveryRecord>();
+  if (rc != SQLITE_ROW) return q.Error(rc);
+  DeliveryRecord r;
+  r.dedupe_key = dedupe_key;
+  r.rollout_id = q.Text(0);
+  r.service = q.Text(1);
+  r.accepted = FromMicros(q.Int(2));
+  r.summary = q.Text(3);
+  return std::optional<DeliveryRecord>(std::move(r));
+}
+
+absl::Status SqliteJournal::AcceptDelivery(const DeliveryRecord& delivery,
+                                           const hoist::v1::Rollout& rollout) {
+  absl::MutexLock lock(&mu_);
+  HOIST_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  absl::Status status = [&]() -> absl::Status {
+    if (!delivery.dedupe_key.empty()) {
+      Stmt ins(db_,
+               "INSERT INTO deliveries(dedupe_key, rollout_id, service, accepted, summary) "
+               "VALUES (?, ?, ?, ?, ?)");
+      HOIST_RETURN_IF_ERROR(ins.status());
+      ins.BindText(1, delivery.dedupe_key);
+      ins.BindText(2, delivery.rollout_id);
+      ins.BindText(3, delivery.service);
+      ins.BindInt(4, ToMicros(delivery.accepted));
+      ins.BindText(5, delivery.summary);
+      HOIST_RETURN_IF_ERROR(ins.StepDone());
+    }
+    return SaveRolloutLocked(rollout);
+  }();
+  if (!status.ok()) {
+    Exec("ROLLBACK").IgnoreError();
+    return status;
+  }
+  return Exec("COMMIT");
+}
+
+absl::Status SqliteJournal::CountDuplicate(const std::string& dedupe_key, absl::Time at) {
+  absl::MutexLock lock(&mu_);
+  Stmt up(db_,
+          "UPDATE deliveries SET duplicates = duplicates + 1, last_duplicate = ? "
+          "WHERE dedupe_key = ?");
+  HOIST_RETURN_IF_ERROR(up.status());
+  up.BindInt(1, ToMicros(at));
+  up.BindText(2, dedupe_key);
+  return up.StepDone();
+}
+
+absl::StatusOr<int64_t> SqliteJournal::DuplicateCount(const std::string& dedupe_key) {
+  absl::MutexLock lock(&mu_);
+  Stmt q(db_, "SELECT duplicates FROM deliveries WHERE dedupe_key = ?");
+  HOIST_RETURN_IF_ERROR(q.status());
+  q.BindText(1, dedupe_key);
+  int rc = q.Step();
+  if (rc == SQLITE_DONE) return 0;
+  if (rc != SQLITE_ROW) return q.Error(rc);
+  return q.Int(0);
+}
+
+absl::Status SqliteJournal::SaveRolloutLocked(const hoist::v1::Rollout& rollout) {
+  Stmt up(db_,
+          "INSERT INTO rollouts(id, service, state, created, blob) VALUES (?, ?, ?, ?, ?) "
+          "ON CONFLICT(id) DO UPDATE SET service = excluded.service, state = excluded.state, "
+          "created = excluded.created, blob = excluded.blob");
+  HOIST_RETURN_IF_ERROR(up.status());
+  std::string blob;
+  if (!rollout.SerializeToString(&blob)) return absl::InternalError("serialize rollout");
+  up.BindText(1, rollout.id());
+  up.BindText(2, rollout.service());
+  up.BindInt(3, rollout.state());
+  up.BindInt(4, TimestampMicros(rollout.created()));
+  up.BindBlob(5, blob);
+  return up.StepDone();
+}
+
+absl::Status SqliteJournal::SaveRollout(const hoist::v1::Rollout& rollout) {
+  absl::MutexLock lock(&mu_);
+  return SaveRolloutLocked(rollout);
+}
+
+absl::Status SqliteJournal::AppendHostEvent(const std::string& rollout_id,
+                                            const std::string& agent,
+                                            const hoist::v1::DeployEvent& event) {
+  absl::MutexLock lock(&mu_);
+  Stmt ins(db_, "INSERT INTO host_events(rollout_id, agent, blob) VALUES (?, ?, ?)");
+  HOIST_RETURN_IF_ERROR(ins.status());
+  std::string blob;
+  if (!event.SerializeToString(&blob)) return absl::InternalError("serialize event");
+  ins.BindText(1, rollout_id);
+  ins.BindText(2, agent);
+  ins.BindBlob(3, blob);
+  return ins.StepDone();
+}
+
+absl::StatusOr<std::vector<hoist::v1::Rollout>> SqliteJournal::QueryRollouts(
+    const std::string& sql, const std::vector<std::string>& text_args, int limit) {
+  Stmt q(db_, sql.c_str());
+  HOIST_RETURN_IF_ERROR(q.status());
+  int i = 1;
+  for (const std::string& a : text_args) q.BindText(i++, a);
+  if (limit >= 0) q.BindInt(i++, limit);
+  std::vector<hoist::v1::Rollout> out;
+  while (true) {
+    int rc = q.Step();
+    if (rc == SQLITE_DONE) break;
+    if (rc != SQLITE_ROW) return q.Error(rc);
+    hoist::v1::Rollout r;
+    if (!r.ParseFromString(q.Blob(0))) {
+      return absl::DataLossError("journal holds a rollout that does not parse");
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+absl::StatusOr<hoist::v1::Rollout> SqliteJournal::GetRollout(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  HOIST_ASSIGN_OR_RETURN(auto rows,
+                         QueryRollouts("SELECT blob FROM rollouts WHERE id = ?", {id}, -1));
+  if (rows.empty()) return absl::NotFoundError(absl::StrCat("no rollout ", id));
+  return std::move(rows.front());
+}
+
+absl::StatusOr<std::vector<hoist::v1::Rollout>> SqliteJournal::ListRollouts(
+    const std::string& service, int limit) {
+  absl::MutexLock lock(&mu_);
+  if (limit <= 0) limit = 50;
+  if (service.empty()) {
+    return QueryRollouts("SELECT blob FROM rollouts ORDER BY created DESC, rowid DESC LIMIT ?",
+                         {}, limit);
+  }
+  return QueryRollouts(
+      "SELECT blob FROM rollouts WHERE service = ? ORDER BY created DESC, rowid DESC LIMIT ?",
+      {service}, limit);
+}
+
+absl::StatusOr<std::vector<hoist::v1::Rollout>> SqliteJournal::ListUnfinished() {
+  absl::MutexLock lock(&mu_);
+  return QueryRollouts(
+      absl::StrCat("SELECT blob FROM rollouts WHERE state IN (",
+                   hoist::v1::ROLLOUT_STATE_PENDING, ", ", hoist::v1::ROLLOUT_STATE_RUNNING, ", ",
+                   hoist::v1::ROLLOUT_STATE_PAUSED, ") ORDER BY created ASC, rowid ASC"),
+      {}, -1);
+}
+
+absl::StatusOr<std::vector<hoist::v1::DeployEvent>> SqliteJournal::HostEvents(
+    const std::string& rollout_id, const std::string& agent) {
+  absl::MutexLock lock(&mu_);
+  Stmt q(db_, "SELECT blob FROM host_events WHERE rollout_id = ? AND agent = ? ORDER BY seq");
+  HOIST_RETURN_IF_ERROR(q.status());
+  q.BindText(1, rollout_id);
+  q.BindText(2, agent);
+  std::vector<hoist::v1::DeployEvent> out;
+  while (true) {
+    int rc = q.Step();
+    if (rc == SQLITE_DONE) break;
+    if (rc != SQLITE_ROW) return q.Error(rc);
+    hoist::v1::DeployEvent e;
+    if (!e.ParseFromString(q.Blob(0))) {
+      return absl::DataLossError("journal holds a host event that does not parse");
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> SqliteJournal::IntegrityCheck() {
+  absl::MutexLock lock(&mu_);
+  Stmt q(db_, "PRAGMA integrity_check");
+  HOIST_RETURN_IF_ERROR(q.status());
+  std::string out;
+  while (true) {
+    int rc = q.Step();
+    if (rc == SQLITE_DONE) break;
+    if (rc != SQLITE_ROW) return q.Error(rc);
+    if (!out.empty()) out += "\n";
+    out += q.Text(0);
+  }
+  return out;
+}
+
+}  // namespace hoist::receiver

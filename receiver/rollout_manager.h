@@ -1,0 +1,204 @@
+// RolloutManager: turns deploy intents into rollouts and executes them.
+//
+//  - Submit (the webhook seam): deduplicates by DeployIntent::dedupe_key (a
+//    key seen within webhook.dedupe_window_seconds answers kDuplicate with
+//    the first rollout, from memory, and is counted in the journal
+//    asynchronously; a key seen earlier than that answers kReplay), otherwise
+//    journals a PENDING rollout durably before returning.
+//  - Coalescing: one rollout per service at a time. Rollouts submitted while
+//    one holds the service wait; when it ends only the newest waiting one runs
+//    and the others end SUPERSEDED (superseded_by set, nothing deployed). A
+//    PAUSED rollout keeps holding its service until it is resumed.
+//  - Execution: canary hosts first, then waves of BatchSize, pause_seconds
+//    between waves (on the Clock). Per host one asynchronous Deploy call with
+//    deploy id "<rollout_id>-<agent>"; UNAVAILABLE is retried with backoff
+//    (the same deploy id attaches on the agent) until agent_call.retry_seconds,
+//    then the host FAILED. on_failure: rollback | pause | continue.
+//  - Recovery (Recover(), before Start()): RUNNING rollouts resume with the
+//    same deploy ids, PENDING ones queue again, PAUSED ones stay paused.
+//  - Watch: a subscription gets the full rollout first, then each change.
+//    Slow subscribers never block the executor: each has a bounded queue that
+//    drops its oldest events (every event carries the whole rollout, so the
+//    newest state is never lost).
+//
+// Threads: a fixed set of executor threads (one rollout each at a time; no
+// thread per host: agent calls are asynchronous and report into a per-rollout
+// inbox the executor waits on) and one housekeeping thread for asynchronous
+// journal writes. All public methods are thread-safe.
+#ifndef HOIST_RECEIVER_ROLLOUT_MANAGER_H_
+#define HOIST_RECEIVER_ROLLOUT_MANAGER_H_
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/clock.h"
+#include "hoist/v1/control.pb.h"
+#include "receiver/agent_client.h"
+#include "receiver/config.h"
+#include "receiver/deploy_intent.h"
+#include "receiver/journal.h"
+
+namespace hoist::receiver {
+
+// A watcher's view of one rollout. Thread-safe.
+class RolloutSubscription {
+ public:
+  explicit RolloutSubscription(std::function<void()> notify, size_t capacity = 64);
+
+  // Takes the oldest queued event into `*event` and returns true; false when
+  // nothing is queued now. `*ended` (optional) is set when the rollout reached
+  // a final state and every event was taken: nothing more will come.
+  bool Pop(hoist::v1::RolloutEvent* event, bool* ended = nullptr);
+  // Blocks (real time) up to `timeout` for the next event. False on timeout
+  // or when the subscription ended with nothing left.
+  bool Next(hoist::v1::RolloutEvent* event, absl::Duration timeout);
+  // Stops delivery; later events are discarded.
+  void Cancel();
+  bool cancelled();
+  // Number of events dropped because the queue was full.
+  int64_t dropped();
+
+ private:
+  friend class RolloutManager;
+  // Queues `event` (dropping the oldest when full) and calls notify.
+  void Push(const hoist::v1::RolloutEvent& event, bool final_event);
+
+  std::function<void()> notify_;
+  const size_t capacity_;
+  absl::Mutex mu_;
+  std::deque<hoist::v1::RolloutEvent> queue_ ABSL_GUARDED_BY(mu_);
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+struct RolloutManagerOptions {
+  Journal* journal = nullptr;      // required; outlives the manager
+  AgentClientPool* pool = nullptr; // required; outlives the manager
+  Clock* clock = nullptr;          // default RealClock()
+  int executor_threads = 4;        // rollouts of different services run in parallel up to this
+  absl::Duration retry_initial_backoff = absl::Seconds(1);
+  absl::Duration retry_max_backoff = absl::Seconds(10);
+};
+
+class RolloutManager : public RolloutSubmitter {
+ public:
+  RolloutManager(RolloutManagerOptions options, std::shared_ptr<const ReceiverConfig> config);
+  ~RolloutManager() override;  // Stop()s
+
+  RolloutManager(const RolloutManager&) = delete;
+  RolloutManager& operator=(const RolloutManager&) = delete;
+
+  // Loads unfinished rollouts from the journal (see the file comment). Call
+  // once, before Start().
+  absl::Status Recover();
+  // Starts the executor and housekeeping threads.
+  void Start();
+  // Stops the threads. Rollouts in progress stay RUNNING in the journal and
+  // resume on the next Recover(). Idempotent.
+  void Stop();
+
+  // Config used by rollouts that start after this call (SIGHUP reload).
+  void UpdateConfig(std::shared_ptr<const ReceiverConfig> config);
+  std::shared_ptr<const ReceiverConfig> config();
+
+  // RolloutSubmitter.
+  absl::StatusOr<SubmitResult> Submit(const DeployIntent& intent) override;
+
+  // Control API operations.
+  // Deploys `digest` (or `tag` when digest is empty) of `service` now; never
+  // deduplicated. NOT_FOUND for an unknown service.
+  absl::StatusOr<hoist::v1::Rollout> ManualDeploy(const std::string& service,
+                                                  const std::string& digest,
+                                                  const std::string& tag);
+  // Deploys the digest of the service's previous SUCCEEDED rollout before its
+  // latest SUCCEEDED one (trigger "rollback"). FAILED_PRECONDITION when the
+  // journal has no such earlier digest.
+  absl::StatusOr<hoist::v1::Rollout> RollbackService(const std::string& service);
+  // Continues a PAUSED rollout with its remaining hosts.
+  absl::StatusOr<hoist::v1::Rollout> Resume(const std::string& id);
+  absl::StatusOr<hoist::v1::Rollout> GetRollout(const std::string& id);
+  absl::StatusOr<std::vector<hoist::v1::Rollout>> ListRollouts(const std::string& service,
+                                                              int limit);
+  // Subscribes to `id`: the full rollout is queued first. `notify` is called
+  // (from any thread, must not block or call back into the manager) whenever
+  // an event was queued. NOT_FOUND for an unknown rollout.
+  absl::StatusOr<std::shared_ptr<RolloutSubscription>> Watch(const std::string& id,
+                                                            std::function<void()> notify);
+
+  // Waits (real time) until no rollout is queued or executing. For tests.
+  bool WaitIdle(absl::Duration timeout);
+
+ private:
+  struct Inbox;
+  struct DedupeEntry {
+    std::string rollout_id;
+    std::string service;
+    absl::Time accepted;
+  };
+  struct ServiceSlot {
+    std::string current;               // queued, running or paused rollout
+    std::vector<std::string> waiting;  // PENDING ones, oldest first
+  };
+  enum class HostOp { kDeploy, kRollback };
+
+  absl::StatusOr<hoist::v1::Rollout> CreateRollout(const DeployIntent& intent,
+                                                   const DeliveryRecord* delivery);
+  // Puts a PENDING/RUNNING rollout into its service's queue.
+  void EnqueueLocked(const std::string& id, const std::string& service)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ExecutorLoop();
+  void HousekeepingLoop();
+  void RunRollout(const std::string& id);
+  // Executes `op` on the hosts at `indices` concurrently and waits for all.
+  // False when the manager is stopping (results incomplete).
+  bool RunHosts(const std::string& id, const std::vector<int>& indices, HostOp op,
+                const std::string& rollback_reason);
+  // Applies `fn` to the active rollout, journals and publishes it.
+  void Update(const std::string& id, const std::function<void(hoist::v1::Rollout*)>& fn,
+              int host_index, const std::string& message, bool save = true,
+              const hoist::v1::PullProgress* pull = nullptr);
+  // Ends the rollout in `state` and hands its service to the next waiting one.
+  void Finish(const std::string& id, hoist::v1::RolloutState state, const std::string& error);
+  void PublishLocked(const hoist::v1::Rollout& rollout, int host_index,
+                     const std::string& message, const hoist::v1::PullProgress* pull)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Save(const hoist::v1::Rollout& rollout);
+  bool Stopping();
+
+  RolloutManagerOptions options_;
+  Journal* const journal_;
+  AgentClientPool* const pool_;
+  Clock* const clock_;
+
+  absl::Mutex submit_mu_;  // serializes the new-delivery path of Submit
+  absl::Mutex mu_;
+  std::shared_ptr<const ReceiverConfig> config_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, hoist::v1::Rollout> active_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, ServiceSlot> slots_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::string> ready_ ABSL_GUARDED_BY(mu_);
+  int busy_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, DedupeEntry> dedupe_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::vector<std::shared_ptr<RolloutSubscription>>> watchers_
+      ABSL_GUARDED_BY(mu_);
+  std::deque<std::pair<std::string, absl::Time>> duplicate_counts_ ABSL_GUARDED_BY(mu_);
+  std::set<std::shared_ptr<Inbox>> inboxes_ ABSL_GUARDED_BY(mu_);
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_;
+};
+
+// True for SUCCEEDED, FAILED, ROLLED_BACK and SUPERSEDED.
+bool IsFinalRolloutState(hoist::v1::RolloutState state);
+
+}  // namespace hoist::receiver
+
+#endif  // HOIST_RECEIVER_ROLLOUT_MANAGER_H_

@@ -1,0 +1,227 @@
+#include "receiver/journal_sqlite.h"
+
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+
+namespace hoist::receiver {
+namespace {
+
+std::string TempDir() {
+  std::string tmpl = "/tmp/hoist-journal-test-XXXXXX";
+  char* dir = mkdtemp(tmpl.data());
+  EXPECT_NE(dir, nullptr);
+  return tmpl;
+}
+
+hoist::v1::Rollout MakeRollout(const std::string& id, const std::string& service,
+                               hoist::v1::RolloutState state, int64_t created_seconds) {
+  hoist::v1::Rollout r;
+  r.set_id(id);
+  r.set_service(service);
+  r.set_image("registry/app");
+  r.set_digest("sha256:" + std::string(64, 'a'));
+  r.set_state(state);
+  r.set_trigger("webhook");
+  r.mutable_created()->set_seconds(created_seconds);
+  hoist::v1::HostResult* h = r.add_hosts();
+  h->set_agent("web-1");
+  h->set_deploy_id(id + "-web-1");
+  return r;
+}
+
+class JournalTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = TempDir();
+    path_ = dir_ + "/receiver.db";
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string dir_;
+  std::string path_;
+};
+
+TEST_F(JournalTest, AcceptedDeliverySurvivesReopen) {
+  DeliveryRecord d{"docker|promoted|repo|app/1|abc", "r-1", "app",
+                   absl::FromUnixSeconds(1700000000), "promoted app:1"};
+  {
+    auto j = SqliteJournal::Open(path_);
+    ASSERT_TRUE(j.ok()) << j.status();
+    ASSERT_TRUE((*j)->AcceptDelivery(d, MakeRollout("r-1", "app",
+                                                    hoist::v1::ROLLOUT_STATE_PENDING, 100))
+                    .ok());
+  }
+  auto j = SqliteJournal::Open(path_);
+  ASSERT_TRUE(j.ok()) << j.status();
+  auto found = (*j)->FindDelivery(d.dedupe_key);
+  ASSERT_TRUE(found.ok()) << found.status();
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((*found)->rollout_id, "r-1");
+  EXPECT_EQ((*found)->service, "app");
+  EXPECT_EQ((*found)->accepted, d.accepted);
+  EXPECT_EQ((*found)->summary, "promoted app:1");
+  auto r = (*j)->GetRollout("r-1");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->state(), hoist::v1::ROLLOUT_STATE_PENDING);
+  EXPECT_EQ(r->hosts(0).deploy_id(), "r-1-web-1");
+  auto missing = (*j)->FindDelivery("other");
+  ASSERT_TRUE(missing.ok());
+  EXPECT_FALSE(missing->has_value());
+  auto check = (*j)->IntegrityCheck();
+  ASSERT_TRUE(check.ok());
+  EXPECT_EQ(*check, "ok");
+}
+
+TEST_F(JournalTest, DuplicateKeyIsRejectedAndNothingIsWritten) {
+  auto j = SqliteJournal::Open(path_);
+  ASSERT_TRUE(j.ok());
+  DeliveryRecord d{"k", "r-1", "app", absl::FromUnixSeconds(1), ""};
+  ASSERT_TRUE(
+      (*j)->AcceptDelivery(d, MakeRollout("r-1", "app", hoist::v1::ROLLOUT_STATE_PENDING, 1))
+          .ok());
+  DeliveryRecord again{"k", "r-2", "app", absl::FromUnixSeconds(2), ""};
+  EXPECT_FALSE(
+      (*j)->AcceptDelivery(again, MakeRollout("r-2", "app", hoist::v1::ROLLOUT_STATE_PENDING, 2))
+          .ok());
+  // The transaction rolled back: no rollout r-2.
+  EXPECT_EQ((*j)->GetRollout("r-2").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(JournalTest, CountsDuplicates) {
+  auto j = SqliteJournal::Open(path_);
+  ASSERT_TRUE(j.ok());
+  DeliveryRecord d{"k", "r-1", "app", absl::FromUnixSeconds(1), ""};
+  ASSERT_TRUE(
+      (*j)->AcceptDelivery(d, MakeRollout("r-1", "app", hoist::v1::ROLLOUT_STATE_PENDING, 1))
+          .ok());
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE((*j)->CountDuplicate("k", absl::FromUnixSeconds(10 + i)).ok());
+  }
+  auto n = (*j)->DuplicateCount("k");
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 3);
+}
+
+TEST_F(JournalTest, ListsNewestFirstFilteredAndUnfinishedOldestFirst) {
+  auto j = SqliteJournal::Open(path_);
+  ASSERT_TRUE(j.ok());
+  struct Row {
+    const char* id;
+    const char* service;
+    hoist::v1::RolloutState state;
+    int64_t created;
+  };
+  const Row rows[] = {
+      {"a", "app", hoist::v1::ROLLOUT_STATE_SUCCEEDED, 10},
+      {"b", "db", hoist::v1::ROLLOUT_STATE_RUNNING, 20},
+      {"c", "app", hoist::v1::ROLLOUT_STATE_PENDING, 30},
+      {"d", "app", hoist::v1::ROLLOUT_STATE_PAUSED, 40},
+      {"e", "app", hoist::v1::ROLLOUT_STATE_SUPERSEDED, 50},
+  };
+  for (const Row& r : rows) {
+    ASSERT_TRUE((*j)->SaveRollout(MakeRollout(r.id, r.service, r.state, r.created)).ok());
+  }
+  auto all = (*j)->ListRollouts("", 10);
+  ASSERT_TRUE(all.ok());
+  std::string ids;
+  for (const auto& r : *all) ids += r.id();
+  EXPECT_EQ(ids, "edcba");
+  auto app = (*j)->ListRollouts("app", 2);
+  ASSERT_TRUE(app.ok());
+  ids.clear();
+  for (const auto& r : *app) ids += r.id();
+  EXPECT_EQ(ids, "ed");
+  auto unfinished = (*j)->ListUnfinished();
+  ASSERT_TRUE(unfinished.ok());
+  ids.clear();
+  for (const auto& r : *unfinished) ids += r.id();
+  EXPECT_EQ(ids, "bcd");
+
+  // SaveRollout replaces: finishing "b" removes it from the unfinished list.
+  auto b = MakeRollout("b", "db", hoist::v1::ROLLOUT_STATE_SUCCEEDED, 20);
+  b.mutable_hosts(0)->set_phase(hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  ASSERT_TRUE((*j)->SaveRollout(b).ok());
+  unfinished = (*j)->ListUnfinished();
+  ASSERT_TRUE(unfinished.ok());
+  ids.clear();
+  for (const auto& r : *unfinished) ids += r.id();
+  EXPECT_EQ(ids, "cd");
+  auto got = (*j)->GetRollout("b");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->hosts(0).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+}
+
+TEST_F(JournalTest, HostEventsInOrderPerAgent) {
+  auto j = SqliteJournal::Open(path_);
+  ASSERT_TRUE(j.ok());
+  const hoist::v1::DeployPhase phases[] = {hoist::v1::DEPLOY_PHASE_PULLING,
+                                           hoist::v1::DEPLOY_PHASE_STARTING,
+                                           hoist::v1::DEPLOY_PHASE_SUCCEEDED};
+  for (const std::string agent : {"web-1", "web-2"}) {
+    for (auto p : phases) {
+      hoist::v1::DeployEvent e;
+      e.set_deploy_id("r-1-" + agent);
+      e.set_phase(p);
+      ASSERT_TRUE((*j)->AppendHostEvent("r-1", agent, e).ok());
+    }
+  }
+  auto events = (*j)->HostEvents("r-1", "web-2");
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ((*events)[i].phase(), phases[i]);
+    EXPECT_EQ((*events)[i].deploy_id(), "r-1-web-2");
+  }
+  auto none = (*j)->HostEvents("r-2", "web-1");
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
+TEST_F(JournalTest, SecondOpenOfTheSameFileIsRefusedUntilTheFirstCloses) {
+  auto first = SqliteJournal::Open(path_);
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto second = SqliteJournal::Open(path_);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(second.status().message().find("another hoist-receiver"), absl::string_view::npos)
+      << second.status();
+  first->reset();
+  auto third = SqliteJournal::Open(path_);
+  EXPECT_TRUE(third.ok()) << third.status();
+}
+
+TEST_F(JournalTest, SecondProcessIsRefused) {
+  auto first = SqliteJournal::Open(path_);
+  ASSERT_TRUE(first.ok());
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    auto second = SqliteJournal::Open(path_);
+    _exit(!second.ok() && second.status().code() == absl::StatusCode::kFailedPrecondition ? 0
+                                                                                          : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST_F(JournalTest, UsesWalAndFullSync) {
+  {
+    auto j = SqliteJournal::Open(path_);
+    ASSERT_TRUE(j.ok());
+    ASSERT_TRUE((*j)->SaveRollout(MakeRollout("a", "app", hoist::v1::ROLLOUT_STATE_PENDING, 1))
+                    .ok());
+    // WAL mode keeps a -wal file next to the database while open.
+    EXPECT_EQ(access((path_ + "-wal").c_str(), F_OK), 0);
+  }
+}
+
+}  // namespace
+}  // namespace hoist::receiver
