@@ -120,15 +120,19 @@ std::string& SelfStartedDir() {
   static std::string* dir = new std::string();
   return *dir;
 }
+pid_t self_started_pid = 0;  // the process that brought it up
 
 void TearDownSelfStarted() {
   const std::string& dir = SelfStartedDir();
-  if (dir.empty()) return;
+  // A forked child (e.g. a gtest death test) calling exit() must not tear
+  // down its parent's harness.
+  if (dir.empty() || getpid() != self_started_pid) return;
   std::cerr << "hoist test harness: tearing down " << dir << std::endl;
   CommandResult r = RunCommand(absl::StrCat(ShellQuote(HOIST_HARNESS_SCRIPT), " down ",
                                             ShellQuote(dir)));
   if (r.exit_code != 0) std::cerr << r.output;
-  rmdir(dir.c_str());
+  RunCommand(absl::StrCat("rm -f ", ShellQuote(dir + "/lock"), " ", ShellQuote(dir + "/up.log"),
+                          " && rmdir ", ShellQuote(dir)));
 }
 
 HarnessEnv LoadOrStart() {
@@ -144,13 +148,27 @@ HarnessEnv LoadOrStart() {
   char dir_template[] = "/tmp/hoist-hself.XXXXXX";
   if (mkdtemp(dir_template) == nullptr) Fatal("mkdtemp failed");
   SelfStartedDir() = dir_template;
+  self_started_pid = getpid();
   std::atexit(TearDownSelfStarted);
+  // If this process dies without running atexit handlers (a crash, abort,
+  // SIGKILL), a detached reaper tears the harness down once it is gone.
+  const std::string down =
+      absl::StrCat(ShellQuote(HOIST_HARNESS_SCRIPT), " down ", ShellQuote(dir_template));
+  RunCommand(absl::StrCat("setsid sh -c ",
+                          ShellQuote(absl::StrCat("tail --pid=", getpid(), " -f /dev/null; ", down,
+                                                  "; rm -rf ", ShellQuote(dir_template))),
+                          " >/dev/null 2>&1 </dev/null &"));
   std::cerr << "hoist test harness: HOIST_HARNESS_ENV not set; starting one in " << dir_template
             << std::endl;
-  CommandResult r =
-      RunCommand(absl::StrCat(ShellQuote(HOIST_HARNESS_SCRIPT), " up ", ShellQuote(dir_template)));
+  // Output to a file, not a pipe: `up` finishes (and its reaper then tears
+  // it down) even if this process dies meanwhile.
+  const std::string up_log = absl::StrCat(dir_template, "/up.log");
+  CommandResult r = RunCommand(absl::StrCat(ShellQuote(HOIST_HARNESS_SCRIPT), " up ",
+                                            ShellQuote(dir_template), " >", ShellQuote(up_log), " 2>&1"));
   if (r.exit_code != 0) {
-    Fatal(absl::StrCat("harness.sh up failed (exit ", r.exit_code, "):\n", r.output));
+    auto log = ReadFile(up_log);
+    Fatal(absl::StrCat("harness.sh up failed (exit ", r.exit_code, "):\n",
+                       log.ok() ? *log : r.output));
   }
   auto env = ParseEnvFile(absl::StrCat(dir_template, "/env"));
   if (!env.ok()) Fatal(env.status().ToString());

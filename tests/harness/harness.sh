@@ -14,8 +14,9 @@
 #     its own containerd + dockerd started by `nsenter --net=` (dockerd makes
 #     its own docker0 inside the namespace; -p 127.0.0.1:8080:8080 works
 #     there through docker-proxy and is reached from inside that namespace);
-#   - docker-registry on 0.0.0.0:PORT (127.0.0.1:PORT from the root namespace,
-#     10.231.N.1:PORT from the hosts); every dockerd has
+#   - docker-registry on 127.0.0.1:PORT (root namespace) and a second one on
+#     10.231.N.1:PORT (for the hosts), sharing one storage directory, so a
+#     push to either is pulled from both; every dockerd has
 #     --insecure-registry 10.231.0.0/16;
 #   - test images hoist-test:{v1,v2,crash,unhealthy,stubborn} built from
 #     busybox-static and pushed (digests in DIR/env);
@@ -28,6 +29,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CERTS_SH=$(cd "$HERE/../../deploy" && pwd)/certs.sh
 IMAGES=(v1 v2 crash unhealthy stubborn)
 HOSTS=(h1 h2)
+# Knobs (environment): HOIST_HARNESS_PING_TIMEOUT (s, default 60),
+# HOIST_HARNESS_STORAGE_DRIVERS (tried in order, default "overlay2 vfs").
 PING_TIMEOUT=${HOIST_HARNESS_PING_TIMEOUT:-60}
 
 log() { echo "harness: $*" >&2; }
@@ -38,7 +41,7 @@ die() { log "$*"; exit 1; }
 start_bg() {
   local logf=$1
   shift
-  setsid "$@" </dev/null >"$logf" 2>&1 &
+  setsid "$@" </dev/null >"$logf" 2>&1 9>&- &
   echo $!
 }
 
@@ -78,9 +81,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 EOF
   echo '{}' >"$d/daemon.json"
   start_bg "$d/containerd.log" "${enter[@]}" containerd --config "$d/containerd.toml" >"$ROOT/pids/$name-containerd"
-  wait_until 30 test -S "$d/ctd.sock" || die "$name: containerd did not start (see $d/containerd.log)"
+  wait_until 30 test -S "$d/ctd.sock" || die "$name: containerd did not start: $(tail -n 20 "$d/containerd.log")"
   local driver
-  for driver in overlay2 vfs; do
+  # shellcheck disable=SC2086
+  for driver in ${HOIST_HARNESS_STORAGE_DRIVERS:-overlay2 vfs}; do
     start_bg "$d/dockerd.log" "${enter[@]}" dockerd --config-file "$d/daemon.json" \
       --data-root "$d/data" --exec-root "$d/exec" --pidfile "$d/dockerd.pid" \
       -H "unix://$d/docker.sock" --containerd "$d/ctd.sock" --storage-driver "$driver" \
@@ -95,12 +99,12 @@ EOF
       sleep 0.1
     done
     if alive "$pid"; then
-      die "$name: dockerd did not answer /_ping in ${PING_TIMEOUT}s (see $d/dockerd.log)"
+      die "$name: dockerd did not answer /_ping in ${PING_TIMEOUT}s: $(tail -n 20 "$d/dockerd.log")"
     fi
     log "$name: dockerd with $driver exited: $(tail -n 3 "$d/dockerd.log")"
-    [[ $driver == vfs ]] || log "$name: retrying with vfs"
+    log "$name: trying the next storage driver"
   done
-  die "$name: dockerd failed to start (see $d/dockerd.log)"
+  die "$name: dockerd failed to start: $(tail -n 20 "$d/dockerd.log")"
 }
 
 # pick_net: chooses N with 10.231.N.0/24, 10.232.N.0/24 and our link names free.
@@ -190,6 +194,8 @@ up() {
   echo "$ROOT" >"$dir/root"
   UP_DIR=$dir
   trap 'rc=$?; if ((rc != 0)); then log "up failed; tearing down"; down "$UP_DIR" || true; fi; exit $rc' EXIT
+  trap 'exit 143' TERM
+  trap 'exit 130' INT
   mkdir -p "$ROOT/pids" "$ROOT/img" "$ROOT/tmp"
   local start=$SECONDS
 
@@ -216,7 +222,15 @@ up() {
   local port
   port=$(free_port) || die "no free port"
   mkdir -p "$ROOT/registry/data"
-  cat >"$ROOT/registry/config.yml" <<EOF
+  # Two registry processes share one storage directory: one on loopback for
+  # the root namespace, one on the bridge address for the hosts. Nothing
+  # listens on the machine's other interfaces.
+  local where addr secret
+  secret=$(openssl rand -hex 16)
+  for where in lo br; do
+    addr=127.0.0.1
+    [[ $where == br ]] && addr=10.231.$n.1
+    cat >"$ROOT/registry/$where.yml" <<EOF
 version: 0.1
 log:
   level: warn
@@ -228,9 +242,12 @@ storage:
   delete:
     enabled: true
 http:
-  addr: 0.0.0.0:$port
+  addr: $addr:$port
+  secret: $secret
 EOF
-  start_bg "$ROOT/registry/registry.log" docker-registry serve "$ROOT/registry/config.yml" >"$ROOT/pids/registry"
+    start_bg "$ROOT/registry/$where.log" docker-registry serve "$ROOT/registry/$where.yml" \
+      >"$ROOT/pids/registry-$where"
+  done
 
   # Engines start in parallel; each writes its result to a file.
   local pids=() e
@@ -248,8 +265,11 @@ EOF
 
   REGISTRY=127.0.0.1:$port
   wait_until 30 curl -sf --max-time 2 "http://$REGISTRY/v2/" ||
-    die "registry did not answer (see $ROOT/registry/registry.log)"
-  curl -sf --max-time 2 "http://10.231.$n.1:$port/v2/" >/dev/null || die "registry not reachable on the bridge"
+    die "registry did not answer on $REGISTRY: $(tail -n 5 "$ROOT/registry/lo.log")"
+  wait_until 30 curl -sf --max-time 2 "http://10.231.$n.1:$port/v2/" ||
+    die "registry did not answer on 10.231.$n.1:$port: $(tail -n 5 "$ROOT/registry/br.log")"
+  nsenter "--net=/var/run/netns/hoist-$n-${HOSTS[0]}" curl -sf --max-time 2 "http://10.231.$n.1:$port/v2/" \
+    >/dev/null || die "registry not reachable from inside ${HOSTS[0]}"
 
   DOCKER=(env "DOCKER_CONFIG=$ROOT/docker-config" docker -H "unix://$ROOT/root/docker.sock")
   local name
@@ -319,7 +339,8 @@ down() {
       fi
     done
     for e in root "${HOSTS[@]}"; do stop_pid "$root/pids/$e-dockerd" 30 & done
-    stop_pid "$root/pids/registry" 10 &
+    stop_pid "$root/pids/registry-lo" 10 &
+    stop_pid "$root/pids/registry-br" 10 &
     wait
     # Shims left behind by a killed engine carry our root in their arguments.
     local p
@@ -347,8 +368,22 @@ down() {
   rm -f "$dir/env" "$dir/env.tmp" "$dir/root"
 }
 
+# DIR/lock serializes up and down on one DIR (e.g. a reaper's down waits for
+# an up still in progress). Daemons are started with fd 9 closed.
 case ${1:-} in
-  up) [[ -n ${2:-} ]] || die "usage: harness.sh up DIR"; up "$2" ;;
-  down) [[ -n ${2:-} ]] || die "usage: harness.sh down DIR"; trap - EXIT; down "$2" ;;
+  up)
+    [[ -n ${2:-} ]] || die "usage: harness.sh up DIR"
+    mkdir -p "$2"
+    exec 9>"$2/lock"
+    flock -w 600 9 || die "$2 is locked by another harness.sh"
+    up "$2"
+    ;;
+  down)
+    [[ -n ${2:-} ]] || die "usage: harness.sh down DIR"
+    [[ -d $2 ]] || exit 0
+    exec 9>"$2/lock"
+    flock -w 600 9 || die "$2 is locked by another harness.sh"
+    down "$2"
+    ;;
   *) die "usage: harness.sh up|down DIR" ;;
 esac
