@@ -1,0 +1,114 @@
+// AgentServer: the agent's gRPC server (mTLS, NodeAgent service, reflection,
+// grpc.health.v1.Health), and MetricsHttpServer: the optional /metrics and
+// /healthz endpoint on `metrics_listen`.
+//
+// Any certificate from the fleet CA may use reflection and health (they are
+// separate services, outside NodeAgent's role checks); NodeAgent calls need a
+// role (see agent_service.h). The health status of "" and
+// "hoist.v1.NodeAgent" follows Docker's reachability, polled on a thread.
+//
+// TLS files are read once at Start(); a certificate change needs a restart.
+#ifndef HOIST_NODEAGENT_AGENT_SERVER_H_
+#define HOIST_NODEAGENT_AGENT_SERVER_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/metrics.h"
+#include "common/tls.h"
+#include "grpcpp/grpcpp.h"
+#include "nodeagent/agent_handler.h"
+#include "nodeagent/agent_service.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace hoist::nodeagent {
+
+class AgentServer {
+ public:
+  struct Options {
+    std::string listen;        // "HOST:PORT"; port 0 picks a free port
+    TlsMaterial tls;           // server certificate, key and the fleet CA
+    AgentHandler* handler = nullptr;  // not owned; must outlive the server
+    std::shared_ptr<const RoleAuthorizer> authorizer;
+    // Polled for the health status; defaults to handler->GetStatus().docker_reachable().
+    std::function<bool()> docker_reachable;
+    absl::Duration health_poll_interval = absl::Seconds(2);
+    MetricsRegistry* metrics = nullptr;  // optional; not owned
+  };
+
+  // Binds, starts serving and starts the health poller. UNAVAILABLE when the
+  // address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<AgentServer>> Start(Options options);
+
+  // Shutdown(absl::Seconds(5)) unless already shut down.
+  ~AgentServer();
+
+  AgentServer(const AgentServer&) = delete;
+  AgentServer& operator=(const AgentServer&) = delete;
+
+  // The port actually bound (the chosen one when `listen` asked for 0).
+  int port() const { return port_; }
+  // `listen` with the bound port, e.g. "127.0.0.1:43121".
+  const std::string& address() const { return address_; }
+
+  // Swaps the NodeAgent authorizer (SIGHUP reload). Thread-safe.
+  void SetAuthorizer(std::shared_ptr<const RoleAuthorizer> authorizer);
+
+  // Stops the health poller, stops accepting calls, and waits for calls in
+  // progress until `deadline` from now, then cancels the rest. Deploys keep
+  // running in the handler. Idempotent; thread-safe.
+  void Shutdown(absl::Duration deadline);
+
+  // Sets the health status now from docker_reachable (tests; the poller does
+  // this periodically).
+  void RefreshHealth();
+
+ private:
+  explicit AgentServer(Options options);
+  void PollHealth();
+
+  Options options_;
+  std::unique_ptr<AgentService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  std::string address_;
+
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool last_serving_ ABSL_GUARDED_BY(mu_) = false;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread poller_;
+};
+
+// Serves GET /metrics (the registry in Prometheus text format) and GET
+// /healthz ("ok", or 503 when `healthy` says no) on a small thread pool.
+class MetricsHttpServer {
+ public:
+  // UNAVAILABLE when `listen` cannot be bound. `registry` must outlive the server.
+  static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Start(
+      const std::string& listen, MetricsRegistry* registry, std::function<bool()> healthy);
+  ~MetricsHttpServer();  // stops and joins
+
+  int port() const { return port_; }
+
+ private:
+  MetricsHttpServer() = default;
+  std::unique_ptr<httplib::Server> http_;
+  std::thread thread_;
+  int port_ = 0;
+};
+
+// Splits "HOST:PORT" ("[v6]:PORT" too); false when malformed.
+bool SplitHostPort(const std::string& address, std::string* host, int* port);
+
+}  // namespace hoist::nodeagent
+
+#endif  // HOIST_NODEAGENT_AGENT_SERVER_H_

@@ -1,0 +1,330 @@
+#include "nodeagent/agent_service.h"
+
+#include <atomic>
+#include <deque>
+#include <functional>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/log.h"
+
+namespace hoist::nodeagent {
+namespace {
+
+using hoist::v1::DeployEvent;
+
+const std::vector<std::string>& DeployerRoles() {
+  static const auto* roles = new std::vector<std::string>{kDeployersRole};
+  return *roles;
+}
+const std::vector<std::string>& ViewerRoles() {
+  static const auto* roles = new std::vector<std::string>{kDeployersRole, kViewersRole};
+  return *roles;
+}
+
+// Streams one DeployLog to one client: replay from the first event, then
+// follow. One write in flight; the log's watcher callback only schedules
+// the next write. gRPC operations (StartWrite, Finish) are started outside
+// mu_, because gRPC may run the resulting reaction inline on this thread.
+// OnDone hands the cleanup to `cleanup` (another thread): the watcher may be
+// running on this very thread inside DeployLog::Append, and RemoveWatcher
+// waits for it.
+class LogStreamReactor final : public grpc::ServerWriteReactor<DeployEvent> {
+ public:
+  LogStreamReactor(std::shared_ptr<DeployLog> log,
+                   std::function<void(std::function<void()>)> cleanup)
+      : log_(std::move(log)), cleanup_(std::move(cleanup)) {
+    // Register before the first read so no event can slip between the two.
+    watcher_ = log_->AddWatcher([this] { NextWrite(); });
+    NextWrite();
+  }
+
+  void OnWriteDone(bool ok) override {
+    bool finish = false;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      ++next_;
+      // !ok: the client went away; the deploy goes on without it.
+      if (!ok || cancelled_) finish = TakeFinishLocked();
+    }
+    if (finish) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "stream closed by the client"));
+      return;
+    }
+    NextWrite();
+  }
+
+  void OnCancel() override {
+    bool finish = false;
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+      if (!writing_) finish = TakeFinishLocked();
+    }
+    if (finish) Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+  }
+
+  void OnDone() override {
+    cleanup_([this] {
+      log_->RemoveWatcher(watcher_);  // waits out a callback in progress
+      delete this;
+    });
+  }
+
+ private:
+  // Starts the next write if none is in flight, or finishes after the
+  // terminal event was written. Never blocks.
+  void NextWrite() {
+    enum { kNothing, kWrite, kFinish } action = kNothing;
+    {
+      absl::MutexLock lock(&mu_);
+      if (writing_ || finish_started_ || cancelled_) return;
+      std::vector<DeployEvent> events;
+      const bool log_finished = log_->Read(next_, &events);
+      if (!events.empty()) {
+        current_ = std::move(events.front());
+        writing_ = true;
+        action = kWrite;
+      } else if (log_finished && TakeFinishLocked()) {
+        action = kFinish;
+      }
+    }
+    // current_ is stable while writing_ is set.
+    if (action == kWrite) StartWrite(&current_);
+    if (action == kFinish) Finish(grpc::Status::OK);
+  }
+
+  // True exactly once: the caller then calls Finish().
+  bool TakeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finish_started_) return false;
+    finish_started_ = true;
+    return true;
+  }
+
+  const std::shared_ptr<DeployLog> log_;
+  const std::function<void(std::function<void()>)> cleanup_;
+  int watcher_ = -1;
+  absl::Mutex mu_;
+  size_t next_ ABSL_GUARDED_BY(mu_) = 0;  // index of the next event to write
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_started_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  DeployEvent current_;
+};
+
+// Finishes a stream at once with an error.
+class ErrorStreamReactor final : public grpc::ServerWriteReactor<DeployEvent> {
+ public:
+  explicit ErrorStreamReactor(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+// A small fixed pool running tasks in order of arrival. Destruction runs the
+// tasks still queued, then joins.
+class AgentService::Worker {
+ public:
+  explicit Worker(int threads) {
+    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
+  }
+  ~Worker() {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    for (auto& t : threads_) t.join();
+  }
+  void Run(std::function<void()> task) {
+    absl::MutexLock lock(&mu_);
+    tasks_.push_back(std::move(task));
+  }
+
+ private:
+  void Loop() {
+    for (;;) {
+      std::function<void()> task;
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(
+            +[](Worker* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) {
+              return w->stopping_ || !w->tasks_.empty();
+            },
+            this));
+        if (tasks_.empty()) return;  // stopping and drained
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      }
+      task();
+    }
+  }
+
+  absl::Mutex mu_;
+  std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_;
+};
+
+std::shared_ptr<const RoleAuthorizer> MakeAgentAuthorizer(const std::vector<std::string>& deployers,
+                                                          const std::vector<std::string>& viewers) {
+  return std::make_shared<const RoleAuthorizer>(std::map<std::string, std::vector<std::string>>{
+      {kDeployersRole, deployers}, {kViewersRole, viewers}});
+}
+
+AgentService::AgentService(AgentHandler* handler, std::shared_ptr<const RoleAuthorizer> authorizer,
+                           MetricsRegistry* metrics)
+    : handler_(handler),
+      metrics_(metrics),
+      worker_(std::make_unique<Worker>(2)),
+      authorizer_(std::move(authorizer)) {}
+
+AgentService::~AgentService() = default;
+
+void AgentService::SetAuthorizer(std::shared_ptr<const RoleAuthorizer> authorizer) {
+  absl::MutexLock lock(&mu_);
+  authorizer_ = std::move(authorizer);
+}
+
+absl::Status AgentService::Authorize(grpc::CallbackServerContext* context,
+                                     const std::vector<std::string>& roles) {
+  std::shared_ptr<const RoleAuthorizer> authorizer;
+  {
+    absl::MutexLock lock(&mu_);
+    authorizer = authorizer_;
+  }
+  auto auth_context = context->auth_context();
+  if (auth_context == nullptr) return absl::UnauthenticatedError("no TLS peer");
+  absl::Status status = authorizer->CheckPeer(*auth_context, roles);
+  if (!status.ok()) {
+    LogWarning("call refused", {{"peer", context->peer()}, {"reason", std::string(status.message())}});
+  }
+  return status;
+}
+
+void AgentService::CountCall(const char* method, const absl::Status& status) {
+  if (metrics_ == nullptr) return;
+  metrics_
+      ->GetCounter("hoist_agent_rpcs_total", "NodeAgent calls by method and result code.",
+                   {{"method", method}, {"code", absl::StatusCodeToString(status.code())}})
+      ->Increment();
+}
+
+void AgentService::TrackOutcome(const std::shared_ptr<DeployLog>& log) {
+  if (metrics_ == nullptr || log->finished()) return;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = tracked_.begin(); it != tracked_.end();) {
+      it = it->second.expired() ? tracked_.erase(it) : std::next(it);
+    }
+    auto [it, inserted] = tracked_.emplace(log->deploy_id(), log);
+    if (!inserted) {
+      if (it->second.lock() == log) return;  // already tracked
+      it->second = log;
+    }
+  }
+  struct State {
+    std::atomic<bool> counted{false};
+    absl::Time start = absl::Now();
+  };
+  auto state = std::make_shared<State>();
+  MetricsRegistry* metrics = metrics_;
+  DeployLog* raw = log.get();  // the callback runs inside raw->Append, so raw is alive
+  auto count = [state, metrics, raw] {
+    const hoist::v1::DeployPhase phase = raw->last().phase();
+    if (!IsTerminalPhase(phase) || state->counted.exchange(true)) return;
+    std::string name = hoist::v1::DeployPhase_Name(phase);
+    metrics
+        ->GetCounter("hoist_agent_deploys_total", "Deploys on this host by terminal phase.",
+                     {{"phase", name}})
+        ->Increment();
+    metrics
+        ->GetHistogram("hoist_agent_deploy_duration_seconds",
+                       "Time from a deploy's request to its terminal event.",
+                       MetricsRegistry::DurationBuckets())
+        ->Observe(absl::ToDoubleSeconds(absl::Now() - state->start));
+  };
+  log->AddWatcher(count);
+  count();  // it may have ended before the watcher was added
+}
+
+grpc::ServerWriteReactor<DeployEvent>* AgentService::Stream(
+    const char* method, absl::StatusOr<std::shared_ptr<DeployLog>> log) {
+  CountCall(method, log.status());
+  if (!log.ok()) return new ErrorStreamReactor(ToGrpcStatus(log.status()));
+  Worker* worker = worker_.get();
+  return new LogStreamReactor(*std::move(log),
+                              [worker](std::function<void()> task) { worker->Run(std::move(task)); });
+}
+
+grpc::ServerWriteReactor<DeployEvent>* AgentService::Deploy(
+    grpc::CallbackServerContext* context, const hoist::v1::DeployRequest* request) {
+  if (absl::Status s = Authorize(context, DeployerRoles()); !s.ok()) return Stream("Deploy", s);
+  auto log = handler_->Deploy(*request);
+  if (log.ok()) {
+    LogInfo("deploy requested", {{"deploy_id", request->deploy_id()},
+                                 {"service", request->service()},
+                                 {"digest", request->digest()},
+                                 {"peer", context->peer()}});
+    TrackOutcome(*log);
+  }
+  return Stream("Deploy", std::move(log));
+}
+
+grpc::ServerWriteReactor<DeployEvent>* AgentService::Rollback(
+    grpc::CallbackServerContext* context, const hoist::v1::RollbackRequest* request) {
+  if (absl::Status s = Authorize(context, DeployerRoles()); !s.ok()) return Stream("Rollback", s);
+  auto log = handler_->Rollback(*request);
+  if (log.ok()) {
+    LogInfo("rollback requested", {{"deploy_id", request->deploy_id()},
+                                   {"container", request->container_name()},
+                                   {"peer", context->peer()}});
+    TrackOutcome(*log);
+  }
+  return Stream("Rollback", std::move(log));
+}
+
+grpc::ServerWriteReactor<DeployEvent>* AgentService::WatchDeploy(
+    grpc::CallbackServerContext* context, const hoist::v1::WatchDeployRequest* request) {
+  if (absl::Status s = Authorize(context, ViewerRoles()); !s.ok()) return Stream("WatchDeploy", s);
+  return Stream("WatchDeploy", handler_->Watch(request->deploy_id()));
+}
+
+grpc::ServerUnaryReactor* AgentService::GetStatus(grpc::CallbackServerContext* context,
+                                                  const hoist::v1::GetStatusRequest* /*request*/,
+                                                  hoist::v1::AgentStatus* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (absl::Status s = Authorize(context, ViewerRoles()); !s.ok()) {
+    CountCall("GetStatus", s);
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
+  worker_->Run([this, reactor, response] {
+    *response = handler_->GetStatus();
+    CountCall("GetStatus", absl::OkStatus());
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AgentService::ListContainers(
+    grpc::CallbackServerContext* context, const hoist::v1::ListContainersRequest* /*request*/,
+    hoist::v1::ListContainersResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (absl::Status s = Authorize(context, ViewerRoles()); !s.ok()) {
+    CountCall("ListContainers", s);
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
+  worker_->Run([this, reactor, response] {
+    auto list = handler_->ListContainers();
+    CountCall("ListContainers", list.status());
+    if (list.ok()) *response = *std::move(list);
+    reactor->Finish(ToGrpcStatus(list.status()));
+  });
+  return reactor;
+}
+
+}  // namespace hoist::nodeagent

@@ -1,0 +1,229 @@
+// LoadAgentConfig: strict reading of the agent's YAML (DESIGN.md, "Agent config").
+#include "nodeagent/config.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstring>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "common/yaml_config.h"
+
+namespace hoist::nodeagent {
+namespace {
+
+// reader.Child(key), with an absent key as a null node: yaml-cpp's lookup of
+// a missing key yields an invalid node that throws when inspected.
+YAML::Node Sub(MapReader& reader, const std::string& key) {
+  YAML::Node child = reader.Child(key);
+  return child.IsDefined() ? child : YAML::Node();
+}
+
+// Empty when `address` is "HOST:PORT" (HOST a name, an IPv4 address or a
+// bracketed IPv6 address; PORT 0..65535); otherwise why not.
+std::string HostPortProblem(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos) return "must be HOST:PORT";
+  const std::string host = address.substr(0, colon);
+  const std::string port = address.substr(colon + 1);
+  if (host.empty()) return "must be HOST:PORT (host is empty)";
+  if (host.front() == '[') {
+    if (host.back() != ']' || host.size() < 3) return "has a malformed [IPv6] host";
+  } else {
+    if (host.find(':') != std::string::npos) {
+      return "must put an IPv6 host in brackets, e.g. [::]:7981";
+    }
+    for (char c : host) {
+      if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' &&
+          c != '_') {
+        return absl::StrCat("has an invalid host \"", host, "\"");
+      }
+    }
+  }
+  int port_number = -1;
+  if (port.empty() || !absl::SimpleAtoi(port, &port_number) || port_number < 0 ||
+      port_number > 65535 || !absl::ascii_isdigit(static_cast<unsigned char>(port[0]))) {
+    return absl::StrCat("has an invalid port \"", port, "\" (0-65535)");
+  }
+  return "";
+}
+
+// Empty when `path` is a regular file this process can open for reading.
+std::string ReadableFileProblem(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) {
+    return absl::StrCat("cannot read ", path, ": ", std::strerror(errno));
+  }
+  if (!S_ISREG(st.st_mode)) return absl::StrCat(path, " is not a regular file");
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::StrCat("cannot read ", path, ": ", std::strerror(errno));
+  close(fd);
+  return "";
+}
+
+// Reads a required path-valued key, resolves it against `base_dir` and
+// checks the file is readable; problems are reported at the key's line.
+std::string ReadFileKey(MapReader& reader, const std::string& key, const std::string& base_dir) {
+  const std::string value = reader.String(key, "", /*required=*/true);
+  if (value.empty()) {
+    if (reader.Has(key)) {
+      reader.errors()->Add(reader.Child(key),
+                           absl::StrCat(reader.where(), ".", key, " must not be empty"));
+    }
+    return "";
+  }
+  const std::string path = ResolvePath(base_dir, value);
+  const std::string problem = ReadableFileProblem(path);
+  if (!problem.empty()) {
+    reader.errors()->Add(reader.Child(key), absl::StrCat(reader.where(), ".", key, ": ", problem));
+  }
+  return path;
+}
+
+// A list of non-empty identity strings.
+std::vector<std::string> ReadIdentities(MapReader& reader, const std::string& key) {
+  std::vector<std::string> out;
+  YAML::Node list = Sub(reader, key);
+  if (!list.IsDefined() || list.IsNull()) return out;
+  const std::string where = absl::StrCat(reader.where(), ".", key);
+  if (!list.IsSequence()) {
+    reader.errors()->Add(list, absl::StrCat(where, " must be a list of identities"));
+    return out;
+  }
+  for (const YAML::Node& item : list) {
+    if (!item.IsScalar()) {
+      reader.errors()->Add(item, absl::StrCat(where, " must contain only strings"));
+      continue;
+    }
+    const std::string id(absl::StripAsciiWhitespace(item.Scalar()));
+    if (id.empty()) {
+      reader.errors()->Add(item, absl::StrCat(where, " contains an empty identity"));
+      continue;
+    }
+    out.push_back(id);
+  }
+  return out;
+}
+
+std::string DefaultHostName() {
+  char name[HOST_NAME_MAX + 1] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0 || name[0] == '\0') return "localhost";
+  return name;
+}
+
+}  // namespace
+
+absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
+  auto root = LoadYamlFile(path);
+  if (!root.ok()) return root.status();
+
+  AgentConfig config;
+  config.config_file = path;
+  const std::string base_dir = DirName(path);
+  ConfigErrors errors(path);
+  MapReader top(*root, "config", &errors);
+  if (!root->IsDefined() || root->IsNull()) {
+    errors.AddAtLine(1, "config is empty");
+  }
+
+  config.listen = top.String("listen", config.listen);
+  if (const std::string p = HostPortProblem(config.listen); !p.empty()) {
+    errors.Add(top.Child("listen"), absl::StrCat("listen \"", config.listen, "\" ", p));
+  }
+
+  if (!top.Has("tls")) {
+    errors.Add(*root, "config: missing required key \"tls\" (mTLS is mandatory)");
+    top.Child("tls");
+  } else {
+    MapReader tls(Sub(top, "tls"), "tls", &errors);
+    config.tls.ca = ReadFileKey(tls, "ca", base_dir);
+    config.tls.cert = ReadFileKey(tls, "cert", base_dir);
+    config.tls.key = ReadFileKey(tls, "key", base_dir);
+    tls.Finish();
+  }
+
+  {
+    MapReader authz(Sub(top, "authz"), "authz", &errors);
+    config.deployers = ReadIdentities(authz, "deployers");
+    config.viewers = ReadIdentities(authz, "viewers");
+    authz.Finish();
+  }
+
+  {
+    MapReader docker(Sub(top, "docker"), "docker", &errors);
+    config.docker_endpoint = docker.String("endpoint", config.docker_endpoint);
+    const std::string socket = absl::StartsWith(config.docker_endpoint, "unix://")
+                                   ? config.docker_endpoint.substr(strlen("unix://"))
+                                   : "";
+    if (socket.empty() || socket[0] != '/') {
+      errors.Add(docker.Has("endpoint") ? docker.Child("endpoint") : top.Child("docker"),
+                 absl::StrCat("docker.endpoint \"", config.docker_endpoint,
+                              "\" must be unix:///absolute/path/to/docker.sock"));
+    }
+    docker.Finish();
+  }
+
+  {
+    YAML::Node list = Sub(top, "registries");
+    if (list.IsDefined() && !list.IsNull()) {
+      if (!list.IsSequence()) {
+        errors.Add(list, "registries must be a list of {server, username, password_file}");
+      } else {
+        int index = 0;
+        for (const YAML::Node& item : list) {
+          MapReader reg(item, absl::StrCat("registries[", index++, "]"), &errors);
+          RegistryAuth auth;
+          auth.server = reg.String("server", "", /*required=*/true);
+          if (reg.Has("server") && auth.server.empty()) {
+            errors.Add(reg.Child("server"), absl::StrCat(reg.where(), ".server must not be empty"));
+          }
+          auth.username = reg.String("username");
+          if (reg.Has("password_file")) {
+            auth.password_file = ReadFileKey(reg, "password_file", base_dir);
+          } else {
+            reg.Child("password_file");
+          }
+          if (auth.username.empty() != auth.password_file.empty()) {
+            errors.Add(item, absl::StrCat(reg.where(),
+                                          " needs both username and password_file, or neither"));
+          }
+          reg.Finish();
+          config.registries.push_back(std::move(auth));
+        }
+      }
+    }
+  }
+
+  config.state_dir = ResolvePath(base_dir, top.String("state_dir", config.state_dir));
+  if (config.state_dir.empty()) {
+    errors.Add(top.Child("state_dir"), "state_dir must not be empty");
+  }
+  config.keep_images = static_cast<int>(top.Int("keep_images", config.keep_images, 1, 1000));
+
+  config.metrics_listen = top.String("metrics_listen");
+  if (!config.metrics_listen.empty()) {
+    if (const std::string p = HostPortProblem(config.metrics_listen); !p.empty()) {
+      errors.Add(top.Child("metrics_listen"),
+                 absl::StrCat("metrics_listen \"", config.metrics_listen, "\" ", p));
+    }
+  }
+
+  config.host = top.String("host");
+  if (top.Has("host") && config.host.empty()) {
+    errors.Add(top.Child("host"), "host must not be empty (omit it to use the hostname)");
+  }
+  if (config.host.empty()) config.host = DefaultHostName();
+
+  top.Finish();
+  if (!errors.empty()) return errors.ToStatus();
+  return config;
+}
+
+}  // namespace hoist::nodeagent
