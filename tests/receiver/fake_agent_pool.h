@@ -1,0 +1,215 @@
+// FakeAgentClientPool: scripted agents for rollout manager and Control tests.
+//
+// Each agent answers Deploy with the next scripted Behavior (default
+// kSucceed). kBlock keeps the call open until Release() finishes it with a
+// given behavior. Every call is recorded. Callbacks are invoked on the
+// calling thread (kSucceed, kFail, kUnavailable) or on the test's thread
+// (Release), like gRPC's they must not block. Thread-safe.
+#ifndef HOIST_TESTS_RECEIVER_FAKE_AGENT_POOL_H_
+#define HOIST_TESTS_RECEIVER_FAKE_AGENT_POOL_H_
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "receiver/agent_client.h"
+
+namespace hoist::receiver::testing {
+
+enum class Behavior {
+  kSucceed,      // PULLING, STARTING, SUCCEEDED; stream OK
+  kFail,         // PULLING, ROLLING_BACK, ROLLED_BACK with an error; stream OK
+  kUnavailable,  // stream ends UNAVAILABLE at once, no events
+  kAborted,      // stream ends ABORTED (busy with another deploy)
+  kBlock,        // stays open until Release()
+};
+
+struct RecordedCall {
+  std::string agent;
+  std::string kind;  // "deploy" or "rollback"
+  std::string deploy_id;
+  std::string digest;
+  std::string container_name;
+};
+
+class FakeAgentClientPool : public AgentClientPool {
+ public:
+  // Scripts the next Deploy calls of `agent`, in order.
+  void Script(const std::string& agent, std::vector<Behavior> behaviors) {
+    absl::MutexLock lock(&mu_);
+    for (Behavior b : behaviors) scripts_[agent].push_back(b);
+  }
+  void SetDefault(Behavior b) {
+    absl::MutexLock lock(&mu_);
+    default_ = b;
+  }
+
+  absl::StatusOr<std::shared_ptr<AgentClient>> Get(const std::string& name) override {
+    return std::shared_ptr<AgentClient>(std::make_shared<Client>(this, name));
+  }
+
+  std::vector<RecordedCall> calls() {
+    absl::MutexLock lock(&mu_);
+    return calls_;
+  }
+  // Agents of the calls currently blocked, in call order.
+  std::vector<std::string> Blocked() {
+    absl::MutexLock lock(&mu_);
+    std::vector<std::string> out;
+    for (const auto& b : blocked_) out.push_back(b.call.agent);
+    return out;
+  }
+  // Waits (real time) until exactly `n` calls are blocked.
+  bool WaitBlocked(size_t n, absl::Duration timeout = absl::Seconds(10)) {
+    absl::MutexLock lock(&mu_);
+    auto cond = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return blocked_.size() == n; };
+    return mu_.AwaitWithTimeout(absl::Condition(&cond), timeout);
+  }
+  // Finishes every blocked call of `agent` ("" for all) with `how`.
+  void Release(const std::string& agent, Behavior how) {
+    std::vector<Blocked_> release;
+    {
+      absl::MutexLock lock(&mu_);
+      for (auto it = blocked_.begin(); it != blocked_.end();) {
+        if (agent.empty() || it->call.agent == agent) {
+          release.push_back(std::move(*it));
+          it = blocked_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (auto& b : release) Answer(b.call, how, b.on_event, b.on_done);
+  }
+  int64_t status_calls() {
+    absl::MutexLock lock(&mu_);
+    return status_calls_;
+  }
+  // Agents whose GetStatus fails UNAVAILABLE.
+  void SetDown(const std::string& agent) {
+    absl::MutexLock lock(&mu_);
+    down_.push_back(agent);
+  }
+
+ private:
+  struct Blocked_ {
+    RecordedCall call;
+    DeployEventCallback on_event;
+    DoneCallback on_done;
+  };
+
+  class Client : public AgentClient {
+   public:
+    Client(FakeAgentClientPool* pool, std::string name) : pool_(pool), name_(std::move(name)) {}
+    void Deploy(const hoist::v1::DeployRequest& r, absl::Duration, DeployEventCallback on_event,
+                DoneCallback on_done) override {
+      pool_->Call(RecordedCall{name_, "deploy", r.deploy_id(), r.digest(), r.container().name()},
+                  std::move(on_event), std::move(on_done));
+    }
+    void Rollback(const hoist::v1::RollbackRequest& r, absl::Duration,
+                  DeployEventCallback on_event, DoneCallback on_done) override {
+      pool_->Call(RecordedCall{name_, "rollback", r.deploy_id(), "", r.container_name()},
+                  std::move(on_event), std::move(on_done));
+    }
+    void WatchDeploy(const std::string&, absl::Duration, DeployEventCallback,
+                     DoneCallback on_done) override {
+      on_done(absl::UnimplementedError("fake"));
+    }
+    absl::StatusOr<hoist::v1::AgentStatus> GetStatus(absl::Duration) override {
+      return pool_->Status(name_);
+    }
+
+   private:
+    FakeAgentClientPool* pool_;
+    std::string name_;
+  };
+
+  absl::StatusOr<hoist::v1::AgentStatus> Status(const std::string& name) {
+    absl::MutexLock lock(&mu_);
+    ++status_calls_;
+    for (const auto& d : down_) {
+      if (d == name) return absl::UnavailableError(absl::StrCat(name, " is down"));
+    }
+    hoist::v1::AgentStatus s;
+    s.set_host(name);
+    s.set_version("0.1.0-fake");
+    s.set_docker_version("20.10-fake");
+    s.set_docker_reachable(true);
+    return s;
+  }
+
+  void Call(RecordedCall call, DeployEventCallback on_event, DoneCallback on_done) {
+    Behavior how;
+    {
+      absl::MutexLock lock(&mu_);
+      calls_.push_back(call);
+      how = default_;
+      if (call.kind == "rollback") {
+        how = Behavior::kSucceed;
+      } else {
+        auto& q = scripts_[call.agent];
+        if (!q.empty()) {
+          how = q.front();
+          q.pop_front();
+        }
+      }
+      if (how == Behavior::kBlock) {
+        blocked_.push_back(Blocked_{call, std::move(on_event), std::move(on_done)});
+        return;
+      }
+    }
+    Answer(call, how, on_event, on_done);
+  }
+
+  static void Answer(const RecordedCall& call, Behavior how, const DeployEventCallback& on_event,
+                     const DoneCallback& on_done) {
+    auto event = [&](hoist::v1::DeployPhase p, const std::string& error = "") {
+      hoist::v1::DeployEvent e;
+      e.set_deploy_id(call.deploy_id);
+      e.set_host(call.agent);
+      e.set_phase(p);
+      e.set_message(hoist::v1::DeployPhase_Name(p));
+      e.set_error(error);
+      on_event(e);
+    };
+    switch (how) {
+      case Behavior::kSucceed:
+        event(hoist::v1::DEPLOY_PHASE_PULLING);
+        event(hoist::v1::DEPLOY_PHASE_STARTING);
+        event(hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+        on_done(absl::OkStatus());
+        return;
+      case Behavior::kFail:
+        event(hoist::v1::DEPLOY_PHASE_PULLING);
+        event(hoist::v1::DEPLOY_PHASE_ROLLING_BACK, "health check failed");
+        event(hoist::v1::DEPLOY_PHASE_ROLLED_BACK, "health check failed: exit code 1");
+        on_done(absl::OkStatus());
+        return;
+      case Behavior::kUnavailable:
+        on_done(absl::UnavailableError("connection refused"));
+        return;
+      case Behavior::kAborted:
+        on_done(absl::AbortedError("busy with deploy other-1"));
+        return;
+      case Behavior::kBlock:
+        on_done(absl::InternalError("fake: cannot answer with kBlock"));
+        return;
+    }
+  }
+
+  absl::Mutex mu_;
+  std::map<std::string, std::deque<Behavior>> scripts_ ABSL_GUARDED_BY(mu_);
+  Behavior default_ ABSL_GUARDED_BY(mu_) = Behavior::kSucceed;
+  std::vector<RecordedCall> calls_ ABSL_GUARDED_BY(mu_);
+  std::vector<Blocked_> blocked_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> down_ ABSL_GUARDED_BY(mu_);
+  int64_t status_calls_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace hoist::receiver::testing
+
+#endif  // HOIST_TESTS_RECEIVER_FAKE_AGENT_POOL_H_

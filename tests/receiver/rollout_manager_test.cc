@@ -1,0 +1,463 @@
+#include "receiver/rollout_manager.h"
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/receiver/fake_agent_pool.h"
+#include "tests/receiver/rollout_test_util.h"
+
+namespace hoist::receiver {
+namespace {
+
+using ::hoist::receiver::testing::Behavior;
+using ::hoist::receiver::testing::Digest;
+using ::hoist::receiver::testing::FakeAgentClientPool;
+using ::hoist::receiver::testing::MakeConfig;
+using ::hoist::receiver::testing::RecordedCall;
+using ::hoist::receiver::testing::TempJournal;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+RolloutPolicy Policy(int64_t canary, const std::string& batch, OnFailure on_failure) {
+  RolloutPolicy p;
+  p.canary = canary;
+  p.batch = batch;
+  p.on_failure = on_failure;
+  return p;
+}
+
+DeployIntent Intent(int n, const std::string& key = "") {
+  DeployIntent i;
+  i.service = "app";
+  i.digest = Digest(n);
+  i.tag = absl::StrCat("v", n);
+  i.trigger = "webhook";
+  i.dedupe_key = key.empty() ? absl::StrCat("docker|promoted|repo|app/", n) : key;
+  i.summary = absl::StrCat("promoted app:v", n);
+  return i;
+}
+
+std::vector<std::string> Agents(const std::vector<RecordedCall>& calls, const std::string& kind) {
+  std::vector<std::string> out;
+  for (const auto& c : calls) {
+    if (c.kind == kind) out.push_back(c.agent);
+  }
+  return out;
+}
+
+class RolloutManagerTest : public ::testing::Test {
+ protected:
+  void Make(std::shared_ptr<ReceiverConfig> config, Clock* clock = nullptr) {
+    config_ = config;
+    RolloutManagerOptions o;
+    o.journal = journal_.get();
+    o.pool = &pool_;
+    o.clock = clock;
+    o.retry_initial_backoff = absl::Milliseconds(20);
+    o.retry_max_backoff = absl::Milliseconds(100);
+    manager_ = std::make_unique<RolloutManager>(o, config);
+  }
+
+  // Waits until rollout `id` is in `state` (via a Watch subscription).
+  hoist::v1::Rollout AwaitState(const std::string& id, hoist::v1::RolloutState state,
+                                absl::Duration timeout = absl::Seconds(10)) {
+    auto sub = manager_->Watch(id, nullptr);
+    EXPECT_TRUE(sub.ok()) << sub.status();
+    hoist::v1::RolloutEvent e;
+    const absl::Time end = absl::Now() + timeout;
+    while (absl::Now() < end && (*sub)->Next(&e, end - absl::Now())) {
+      if (e.rollout().state() == state) return e.rollout();
+    }
+    auto r = manager_->GetRollout(id);
+    EXPECT_TRUE(r.ok());
+    ADD_FAILURE() << "rollout " << id << " did not reach "
+                  << hoist::v1::RolloutState_Name(state) << "; it is "
+                  << (r.ok() ? r->DebugString() : r.status().ToString());
+    return r.ok() ? *r : hoist::v1::Rollout();
+  }
+
+  std::string SubmitOk(const DeployIntent& intent) {
+    auto r = manager_->Submit(intent);
+    EXPECT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->kind, SubmitResult::Kind::kAccepted);
+    return r->rollout_id;
+  }
+
+  TempJournal journal_;
+  FakeAgentClientPool pool_;
+  std::shared_ptr<ReceiverConfig> config_;
+  std::unique_ptr<RolloutManager> manager_;
+};
+
+TEST_F(RolloutManagerTest, CanaryFirstThenBatches) {
+  Make(MakeConfig(5, Policy(1, "2", OnFailure::kRollback)));
+  pool_.SetDefault(Behavior::kBlock);
+  manager_->Start();
+  const std::string id = SubmitOk(Intent(1));
+  const std::vector<std::vector<std::string>> waves = {
+      {"web-1"}, {"web-2", "web-3"}, {"web-4", "web-5"}};
+  for (const auto& wave : waves) {
+    ASSERT_TRUE(pool_.WaitBlocked(wave.size())) << absl::StrJoin(pool_.Blocked(), ",");
+    EXPECT_EQ(pool_.Blocked(), wave);
+    pool_.Release("", Behavior::kSucceed);
+  }
+  hoist::v1::Rollout r = AwaitState(id, hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  ASSERT_EQ(r.hosts_size(), 5);
+  for (const auto& h : r.hosts()) {
+    EXPECT_EQ(h.phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED) << h.agent();
+    EXPECT_EQ(h.deploy_id(), absl::StrCat(id, "-", h.agent()));
+    EXPECT_TRUE(h.has_started() && h.has_finished());
+  }
+  for (const RecordedCall& c : pool_.calls()) {
+    EXPECT_EQ(c.digest, Digest(1));
+    EXPECT_EQ(c.container_name, "app");
+  }
+  // Every host's events were journaled.
+  auto events = journal_.get()->HostEvents(id, "web-3");
+  ASSERT_TRUE(events.ok());
+  ASSERT_FALSE(events->empty());
+  EXPECT_EQ(events->back().phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  auto stored = journal_.get()->GetRollout(id);
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+}
+
+TEST_F(RolloutManagerTest, PercentBatchAllAtOnce) {
+  Make(MakeConfig(4, Policy(0, "100%", OnFailure::kRollback)));
+  pool_.SetDefault(Behavior::kBlock);
+  manager_->Start();
+  const std::string id = SubmitOk(Intent(1));
+  ASSERT_TRUE(pool_.WaitBlocked(4));
+  pool_.Release("", Behavior::kSucceed);
+  AwaitState(id, hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+}
+
+TEST_F(RolloutManagerTest, FailureUnderRollbackTakesUpgradedHostsBack) {
+  Make(MakeConfig(3, Policy(0, "1", OnFailure::kRollback)));
+  pool_.Script("web-2", {Behavior::kFail});
+  manager_->Start();
+  const std::string id = SubmitOk(Intent(1));
+  hoist::v1::Rollout r = AwaitState(id, hoist::v1::ROLLOUT_STATE_ROLLED_BACK);
+  EXPECT_THAT(Agents(pool_.calls(), "deploy"), ElementsAre("web-1", "web-2"));
+  EXPECT_THAT(Agents(pool_.calls(), "rollback"), ElementsAre("web-1"));
+  for (const RecordedCall& c : pool_.calls()) {
+    if (c.kind == "rollback") {
+      EXPECT_EQ(c.container_name, "app");
+      EXPECT_EQ(c.deploy_id, absl::StrCat(id, "-web-1-rollback"));
+    }
+  }
+  EXPECT_EQ(r.hosts(0).phase(), hoist::v1::DEPLOY_PHASE_ROLLED_BACK);
+  EXPECT_THAT(r.hosts(0).error(), HasSubstr("web-2 failed"));
+  EXPECT_EQ(r.hosts(1).phase(), hoist::v1::DEPLOY_PHASE_ROLLED_BACK);
+  EXPECT_THAT(r.hosts(1).error(), HasSubstr("health check failed"));
+  EXPECT_EQ(r.hosts(2).phase(), hoist::v1::DEPLOY_PHASE_UNSPECIFIED);  // never reached
+  EXPECT_THAT(r.error(), HasSubstr("web-2"));
+  EXPECT_TRUE(r.has_finished());
+}
+
+TEST_F(RolloutManagerTest, FailureUnderPauseWaitsForResume) {
+  Make(MakeConfig(3, Policy(0, "1", OnFailure::kPause)));
+  pool_.Script("web-2", {Behavior::kFail});
+  manager_->Start();
+  const std::string id = SubmitOk(Intent(1));
+  hoist::v1::Rollout paused = AwaitState(id, hoist::v1::ROLLOUT_STATE_PAUSED);
+  EXPECT_THAT(paused.error(), HasSubstr("web-2"));
+  EXPECT_THAT(Agents(pool_.calls(), "deploy"), ElementsAre("web-1", "web-2"));
+  EXPECT_TRUE(manager_->WaitIdle(absl::Seconds(5)));
+  EXPECT_THAT(Agents(pool_.calls(), "deploy"), ElementsAre("web-1", "web-2"));
+  // A paused rollout holds its service: a new event waits.
+  const std::string next = SubmitOk(Intent(2));
+  EXPECT_EQ(manager_->GetRollout(next)->state(), hoist::v1::ROLLOUT_STATE_PENDING);
+
+  auto resumed = manager_->Resume(id);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  hoist::v1::Rollout end = AwaitState(id, hoist::v1::ROLLOUT_STATE_FAILED);
+  EXPECT_EQ(end.hosts(2).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  EXPECT_EQ(end.hosts(1).phase(), hoist::v1::DEPLOY_PHASE_ROLLED_BACK);
+  EXPECT_THAT(end.error(), HasSubstr("web-2"));
+  EXPECT_THAT(Agents(pool_.calls(), "rollback"), ElementsAre());
+  // Then the waiting one runs.
+  AwaitState(next, hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  // Resume of a rollout that is not paused is refused.
+  EXPECT_EQ(manager_->Resume(id).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(RolloutManagerTest, FailureUnderContinueCarriesOnAndEndsFailed) {
+  Make(MakeConfig(3, Policy(0, "1", OnFailure::kContinue)));
+  pool_.Script("web-2", {Behavior::kAborted});
+  manager_->Start();
+  const std::string id = SubmitOk(Intent(1));
+  hoist::v1::Rollout r = AwaitState(id, hoist::v1::ROLLOUT_STATE_FAILED);
+  EXPECT_THAT(Agents(pool_.calls(), "deploy"), ElementsAre("web-1", "web-2", "web-3"));
+  EXPECT_EQ(r.hosts(1).phase(), hoist::v1::DEPLOY_PHASE_FAILED);
+  EXPECT_THAT(r.hosts(1).error(), HasSubstr("busy with deploy other-1"));
+  EXPECT_THAT(r.error(), HasSubstr("web-2"));
+  EXPECT_THAT(r.error(), ::testing::Not(HasSubstr("web-1")));
+}
+
+TEST_F(RolloutManagerTest, UnreachableAgentIsRetriedThenFails) {
+  auto config = MakeConfig(2, Policy(0, "2", OnFailure::kContinue));
+  config->agent_call.retry_seconds = 1;
+  Make(config);
+  pool_.Script("web-1", std::vector<Behavior>(1000, Behavior::kUnavailable));
+  manager_->Start();
+  const std::string id = SubmitOk(Intent(1));
+  hoist::v1::Rollout r = AwaitState(id, hoist::v1::ROLLOUT_STATE_FAILED);
+  EXPECT_GE(Agents(pool_.calls(), "deploy").size(), 4u);  // web-2 once, web-1 retried
+  EXPECT_EQ(r.hosts(0).phase(), hoist::v1::DEPLOY_PHASE_FAILED);
+  EXPECT_THAT(r.hosts(0).error(), HasSubstr("unreachable"));
+  EXPECT_THAT(r.hosts(0).error(), HasSubstr("connection refused"));
+  EXPECT_EQ(r.hosts(1).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  EXPECT_THAT(r.error(), HasSubstr("web-1: unreachable"));
+}
+
+TEST_F(RolloutManagerTest, AgentBackWithinRetryWindowSucceedsWithTheSameDeployId) {
+  Make(MakeConfig(1, Policy(0, "1", OnFailure::kRollback)));
+  pool_.Script("web-1", {Behavior::kUnavailable, Behavior::kUnavailable, Behavior::kSucceed});
+  manager_->Start();
+  const std::string id = SubmitOk(Intent(1));
+  AwaitState(id, hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  std::set<std::string> ids;
+  for (const auto& c : pool_.calls()) ids.insert(c.deploy_id);
+  EXPECT_EQ(pool_.calls().size(), 3u);
+  EXPECT_THAT(ids, ElementsAre(absl::StrCat(id, "-web-1")));
+}
+
+TEST_F(RolloutManagerTest, BurstOfFiftyDeploysAtMostTwiceAndTheNewestLast) {
+  Make(MakeConfig(2, Policy(0, "2", OnFailure::kRollback)));
+  pool_.Script("web-1", {Behavior::kBlock});
+  manager_->Start();
+  std::vector<std::string> ids;
+  ids.push_back(SubmitOk(Intent(0)));
+  ASSERT_TRUE(pool_.WaitBlocked(1));
+  for (int i = 1; i < 50; ++i) ids.push_back(SubmitOk(Intent(i)));
+  pool_.Release("web-1", Behavior::kSucceed);
+  AwaitState(ids.back(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  ASSERT_TRUE(manager_->WaitIdle(absl::Seconds(10)));
+  std::set<std::string> digests;
+  for (const auto& c : pool_.calls()) digests.insert(c.digest);
+  EXPECT_THAT(digests, ElementsAre(Digest(0), Digest(49)));
+  EXPECT_EQ(manager_->GetRollout(ids[0])->state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  for (int i = 1; i < 49; ++i) {
+    auto r = manager_->GetRollout(ids[i]);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->state(), hoist::v1::ROLLOUT_STATE_SUPERSEDED) << i;
+    EXPECT_EQ(r->superseded_by(), ids.back()) << i;
+    for (const auto& h : r->hosts()) EXPECT_EQ(h.phase(), hoist::v1::DEPLOY_PHASE_UNSPECIFIED);
+  }
+  // The journal agrees.
+  auto listed = journal_.get()->ListRollouts("app", 100);
+  ASSERT_TRUE(listed.ok());
+  int superseded = 0;
+  for (const auto& r : *listed) superseded += r.state() == hoist::v1::ROLLOUT_STATE_SUPERSEDED;
+  EXPECT_EQ(superseded, 48);
+}
+
+TEST_F(RolloutManagerTest, DuplicateWithinWindowReplayAfter) {
+  FakeClock clock;
+  Make(MakeConfig(1, Policy(0, "1", OnFailure::kRollback)), &clock);
+  manager_->Start();
+  const DeployIntent intent = Intent(7, "docker|promoted|repo|app/v7|abc");
+  const std::string id = SubmitOk(intent);
+  clock.Advance(absl::Seconds(599));
+  auto dup = manager_->Submit(intent);
+  ASSERT_TRUE(dup.ok());
+  EXPECT_EQ(dup->kind, SubmitResult::Kind::kDuplicate);
+  EXPECT_EQ(dup->rollout_id, id);
+  EXPECT_EQ(dup->service, "app");
+  // Counted in the journal, asynchronously.
+  bool counted = false;
+  for (int i = 0; i < 500 && !counted; ++i) {
+    auto n = journal_.get()->DuplicateCount(intent.dedupe_key);
+    counted = n.ok() && *n == 1;
+    if (!counted) absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_TRUE(counted);
+  clock.Advance(absl::Seconds(2));
+  auto replay = manager_->Submit(intent);
+  ASSERT_TRUE(replay.ok());
+  EXPECT_EQ(replay->kind, SubmitResult::Kind::kReplay);
+  EXPECT_EQ(replay->rollout_id, id);
+  EXPECT_TRUE(manager_->WaitIdle(absl::Seconds(10)));
+  // One rollout only.
+  EXPECT_EQ(journal_.get()->ListRollouts("", 10)->size(), 1u);
+}
+
+TEST_F(RolloutManagerTest, DedupeSurvivesRestartThroughTheJournal) {
+  FakeClock clock;
+  const DeployIntent intent = Intent(3, "key-3");
+  Make(MakeConfig(1, Policy(0, "1", OnFailure::kRollback)), &clock);
+  manager_->Start();
+  const std::string id = SubmitOk(intent);
+  ASSERT_TRUE(manager_->WaitIdle(absl::Seconds(10)));
+  manager_.reset();
+  Make(config_, &clock);
+  ASSERT_TRUE(manager_->Recover().ok());
+  manager_->Start();
+  auto again = manager_->Submit(intent);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->kind, SubmitResult::Kind::kDuplicate);
+  EXPECT_EQ(again->rollout_id, id);
+  clock.Advance(absl::Seconds(601));
+  EXPECT_EQ(manager_->Submit(intent)->kind, SubmitResult::Kind::kReplay);
+}
+
+TEST_F(RolloutManagerTest, RecoveryResumesRunningWithTheSameDeployIdsAndQueuesPending) {
+  auto config = MakeConfig(2, Policy(0, "1", OnFailure::kRollback));
+  hoist::v1::Rollout running;
+  running.set_id("r-old");
+  running.set_service("app");
+  running.set_image("registry.test/prod/app");
+  running.set_digest(Digest(1));
+  running.set_state(hoist::v1::ROLLOUT_STATE_RUNNING);
+  running.mutable_created()->set_seconds(100);
+  auto* h1 = running.add_hosts();
+  h1->set_agent("web-1");
+  h1->set_deploy_id("r-old-web-1");
+  h1->set_phase(hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  auto* h2 = running.add_hosts();
+  h2->set_agent("web-2");
+  h2->set_deploy_id("r-old-web-2");
+  h2->set_phase(hoist::v1::DEPLOY_PHASE_PULLING);
+  ASSERT_TRUE(journal_.get()->SaveRollout(running).ok());
+  hoist::v1::Rollout pending = running;
+  pending.set_id("r-new");
+  pending.set_digest(Digest(2));
+  pending.set_state(hoist::v1::ROLLOUT_STATE_PENDING);
+  pending.mutable_created()->set_seconds(200);
+  for (auto& h : *pending.mutable_hosts()) {
+    h.set_phase(hoist::v1::DEPLOY_PHASE_UNSPECIFIED);
+    h.set_deploy_id("r-new-" + h.agent());
+  }
+  ASSERT_TRUE(journal_.get()->SaveRollout(pending).ok());
+
+  Make(config);
+  ASSERT_TRUE(manager_->Recover().ok());
+  manager_->Start();
+  hoist::v1::Rollout r = AwaitState("r-old", hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  AwaitState("r-new", hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  std::vector<std::string> deploys;
+  for (const auto& c : pool_.calls()) deploys.push_back(c.deploy_id);
+  // web-1 had finished: not redeployed; web-2 reattached with its id; then r-new.
+  EXPECT_THAT(deploys, ElementsAre("r-old-web-2", "r-new-web-1", "r-new-web-2"));
+}
+
+TEST_F(RolloutManagerTest, RollbackServiceDeploysThePreviousSuccessfulDigest) {
+  Make(MakeConfig(1, Policy(0, "1", OnFailure::kRollback)));
+  manager_->Start();
+  EXPECT_EQ(manager_->RollbackService("app").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  AwaitState(SubmitOk(Intent(1)), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  AwaitState(SubmitOk(Intent(2)), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  auto rb = manager_->RollbackService("app");
+  ASSERT_TRUE(rb.ok()) << rb.status();
+  EXPECT_EQ(rb->trigger(), "rollback");
+  EXPECT_EQ(rb->digest(), Digest(1));
+  AwaitState(rb->id(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  EXPECT_EQ(pool_.calls().back().digest, Digest(1));
+  EXPECT_EQ(manager_->RollbackService("nope").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(RolloutManagerTest, ManualDeployIsNeverDeduplicated) {
+  Make(MakeConfig(1, Policy(0, "1", OnFailure::kRollback)));
+  manager_->Start();
+  auto a = manager_->ManualDeploy("app", Digest(5), "");
+  auto b = manager_->ManualDeploy("app", Digest(5), "");
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_NE(a->id(), b->id());
+  EXPECT_EQ(a->trigger(), "manual");
+  AwaitState(b->id(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  EXPECT_EQ(manager_->ManualDeploy("app", "", "").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(manager_->ManualDeploy("nope", Digest(1), "").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(RolloutManagerTest, WatchGetsTheFullRolloutFirstThenChangesAndEnds) {
+  Make(MakeConfig(2, Policy(0, "1", OnFailure::kRollback)));
+  pool_.SetDefault(Behavior::kBlock);
+  manager_->Start();
+  const std::string id = SubmitOk(Intent(1));
+  ASSERT_TRUE(pool_.WaitBlocked(1));
+  auto sub = manager_->Watch(id, nullptr);
+  ASSERT_TRUE(sub.ok());
+  hoist::v1::RolloutEvent first;
+  ASSERT_TRUE((*sub)->Next(&first, absl::Seconds(5)));
+  EXPECT_EQ(first.rollout().id(), id);
+  EXPECT_EQ(first.rollout().hosts_size(), 2);
+  EXPECT_EQ(first.rollout().state(), hoist::v1::ROLLOUT_STATE_RUNNING);
+  pool_.Release("", Behavior::kSucceed);
+  ASSERT_TRUE(pool_.WaitBlocked(1));
+  pool_.Release("", Behavior::kSucceed);
+  hoist::v1::RolloutEvent e;
+  int events = 0;
+  hoist::v1::RolloutState last = hoist::v1::ROLLOUT_STATE_UNSPECIFIED;
+  bool saw_host = false;
+  while ((*sub)->Next(&e, absl::Seconds(5))) {
+    ++events;
+    last = e.rollout().state();
+    saw_host |= e.has_host() && e.host().phase() == hoist::v1::DEPLOY_PHASE_SUCCEEDED;
+  }
+  EXPECT_GT(events, 2);
+  EXPECT_TRUE(saw_host);
+  EXPECT_EQ(last, hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  // Watching a finished rollout gives its final state and ends.
+  auto done = manager_->Watch(id, nullptr);
+  ASSERT_TRUE(done.ok());
+  ASSERT_TRUE((*done)->Next(&e, absl::Seconds(1)));
+  EXPECT_EQ(e.rollout().state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  EXPECT_FALSE((*done)->Next(&e, absl::Milliseconds(50)));
+  EXPECT_EQ(manager_->Watch("r-none", nullptr).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(RolloutManagerTest, SlowWatcherNeverBlocksTheExecutor) {
+  Make(MakeConfig(3, Policy(0, "1", OnFailure::kRollback)));
+  manager_->Start();
+  // Subscribe to many rollouts and never read.
+  std::vector<std::shared_ptr<RolloutSubscription>> subs;
+  std::string last;
+  for (int i = 0; i < 5; ++i) {
+    last = manager_->ManualDeploy("app", Digest(i), "")->id();
+    auto s = manager_->Watch(last, nullptr);
+    ASSERT_TRUE(s.ok());
+    subs.push_back(*s);
+  }
+  ASSERT_TRUE(manager_->WaitIdle(absl::Seconds(10)));
+  // The newest state is still the last event queued.
+  hoist::v1::RolloutEvent e, newest;
+  while (subs.back()->Pop(&e)) newest = e;
+  EXPECT_EQ(newest.rollout().id(), last);
+  EXPECT_TRUE(IsFinalRolloutState(newest.rollout().state()));
+}
+
+TEST_F(RolloutManagerTest, PauseBetweenBatchesUsesTheClock) {
+  FakeClock clock;
+  Make(MakeConfig(2, [] {
+         RolloutPolicy p = Policy(0, "1", OnFailure::kRollback);
+         p.pause_seconds = 30;
+         return p;
+       }()),
+       &clock);
+  manager_->Start();
+  const std::string id = SubmitOk(Intent(1));
+  // web-1 deployed; the executor then waits 30 s of the fake clock.
+  bool waiting = false;
+  for (int i = 0; i < 500 && !waiting; ++i) {
+    waiting = pool_.calls().size() == 1 && clock.sleepers() > 0;
+    if (!waiting) absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_TRUE(waiting);
+  EXPECT_EQ(pool_.calls().size(), 1u);
+  clock.Advance(absl::Seconds(31));
+  AwaitState(id, hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  EXPECT_EQ(pool_.calls().size(), 2u);
+}
+
+}  // namespace
+}  // namespace hoist::receiver
