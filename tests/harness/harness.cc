@@ -2,6 +2,7 @@
 #include "tests/harness/harness.h"
 
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sched.h>
@@ -17,8 +18,6 @@
 #include <iostream>
 #include <mutex>
 #include <thread>
-
-#include <curl/curl.h>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
@@ -61,7 +60,8 @@ absl::StatusOr<HarnessEnv> ParseEnvFile(const std::string& path) {
   auto contents = ReadFile(path);
   if (!contents.ok()) return contents.status();
   std::map<std::string, std::string> kv;
-  for (absl::string_view line : absl::StrSplit(*contents, '\n', absl::SkipEmpty())) {
+  for (absl::string_view line :
+       absl::StrSplit(*contents, '\n', absl::SkipEmpty())) {
     size_t eq = line.find('=');
     if (eq == absl::string_view::npos || line[0] == '#') continue;
     kv[std::string(line.substr(0, eq))] = std::string(line.substr(eq + 1));
@@ -69,7 +69,8 @@ absl::StatusOr<HarnessEnv> ParseEnvFile(const std::string& path) {
   auto get = [&](const std::string& key) -> absl::StatusOr<std::string> {
     auto it = kv.find(key);
     if (it == kv.end() || it->second.empty()) {
-      return absl::FailedPreconditionError(absl::StrCat(path, ": missing ", key));
+      return absl::FailedPreconditionError(
+          absl::StrCat(path, ": missing ", key));
     }
     return it->second;
   };
@@ -98,13 +99,15 @@ absl::StatusOr<HarnessEnv> ParseEnvFile(const std::string& path) {
   }
   auto hosts = get("HOSTS");
   if (!hosts.ok()) return hosts.status();
-  for (absl::string_view name : absl::StrSplit(*hosts, ',', absl::SkipEmpty())) {
+  for (absl::string_view name :
+       absl::StrSplit(*hosts, ',', absl::SkipEmpty())) {
     TestHost host;
     host.name = std::string(name);
     const std::string prefix = absl::StrCat("HOST_", name, "_");
-    for (auto [suffix, out] : {std::pair<const char*, std::string*>{"NETNS", &host.netns},
-                               {"ADDRESS", &host.address},
-                               {"DOCKER_ENDPOINT", &host.docker_endpoint}}) {
+    for (auto [suffix, out] :
+         {std::pair<const char*, std::string*>{"NETNS", &host.netns},
+          {"ADDRESS", &host.address},
+          {"DOCKER_ENDPOINT", &host.docker_endpoint}}) {
       auto v = get(prefix + suffix);
       if (!v.ok()) return v.status();
       *out = *v;
@@ -128,11 +131,12 @@ void TearDownSelfStarted() {
   // down its parent's harness.
   if (dir.empty() || getpid() != self_started_pid) return;
   std::cerr << "hoist test harness: tearing down " << dir << std::endl;
-  CommandResult r = RunCommand(absl::StrCat(ShellQuote(HOIST_HARNESS_SCRIPT), " down ",
-                                            ShellQuote(dir)));
+  CommandResult r = RunCommand(absl::StrCat(ShellQuote(HOIST_HARNESS_SCRIPT),
+                                            " down ", ShellQuote(dir)));
   if (r.exit_code != 0) std::cerr << r.output;
-  RunCommand(absl::StrCat("rm -f ", ShellQuote(dir + "/lock"), " ", ShellQuote(dir + "/up.log"),
-                          " && rmdir ", ShellQuote(dir)));
+  RunCommand(absl::StrCat("rm -f ", ShellQuote(dir + "/lock"), " ",
+                          ShellQuote(dir + "/up.log"), " && rmdir ",
+                          ShellQuote(dir)));
 }
 
 HarnessEnv LoadOrStart() {
@@ -140,8 +144,9 @@ HarnessEnv LoadOrStart() {
   if (env_path != nullptr && env_path[0] != '\0') {
     auto env = ParseEnvFile(env_path);
     if (!env.ok()) {
-      Fatal(absl::StrCat("cannot read HOIST_HARNESS_ENV: ", env.status().ToString(),
-                         " (did the harness_up test run? see tests/harness/README.md)"));
+      Fatal(absl::StrCat(
+          "cannot read HOIST_HARNESS_ENV: ", env.status().ToString(),
+          " (did the harness_up test run? see tests/harness/README.md)"));
     }
     return *std::move(env);
   }
@@ -152,19 +157,21 @@ HarnessEnv LoadOrStart() {
   std::atexit(TearDownSelfStarted);
   // If this process dies without running atexit handlers (a crash, abort,
   // SIGKILL), a detached reaper tears the harness down once it is gone.
-  const std::string down =
-      absl::StrCat(ShellQuote(HOIST_HARNESS_SCRIPT), " down ", ShellQuote(dir_template));
-  RunCommand(absl::StrCat("setsid sh -c ",
-                          ShellQuote(absl::StrCat("tail --pid=", getpid(), " -f /dev/null; ", down,
-                                                  "; rm -rf ", ShellQuote(dir_template))),
-                          " >/dev/null 2>&1 </dev/null &"));
-  std::cerr << "hoist test harness: HOIST_HARNESS_ENV not set; starting one in " << dir_template
-            << std::endl;
+  const std::string down = absl::StrCat(ShellQuote(HOIST_HARNESS_SCRIPT),
+                                        " down ", ShellQuote(dir_template));
+  RunCommand(absl::StrCat(
+      "setsid sh -c ",
+      ShellQuote(absl::StrCat("tail --pid=", getpid(), " -f /dev/null; ", down,
+                              "; rm -rf ", ShellQuote(dir_template))),
+      " >/dev/null 2>&1 </dev/null &"));
+  std::cerr << "hoist test harness: HOIST_HARNESS_ENV not set; starting one in "
+            << dir_template << std::endl;
   // Output to a file, not a pipe: `up` finishes (and its reaper then tears
   // it down) even if this process dies meanwhile.
   const std::string up_log = absl::StrCat(dir_template, "/up.log");
-  CommandResult r = RunCommand(absl::StrCat(ShellQuote(HOIST_HARNESS_SCRIPT), " up ",
-                                            ShellQuote(dir_template), " >", ShellQuote(up_log), " 2>&1"));
+  CommandResult r = RunCommand(absl::StrCat(ShellQuote(HOIST_HARNESS_SCRIPT),
+                                            " up ", ShellQuote(dir_template),
+                                            " >", ShellQuote(up_log), " 2>&1"));
   if (r.exit_code != 0) {
     auto log = ReadFile(up_log);
     Fatal(absl::StrCat("harness.sh up failed (exit ", r.exit_code, "):\n",
@@ -183,15 +190,18 @@ size_t AppendBody(char* data, size_t size, size_t n, void* user) {
 // Only loopback and the harness's own 10.231.0.0/16 are ever contacted.
 bool AllowedUrl(const std::string& url) {
   absl::string_view rest = url;
-  if (!absl::ConsumePrefix(&rest, "http://") && !absl::ConsumePrefix(&rest, "https://")) {
+  if (!absl::ConsumePrefix(&rest, "http://") &&
+      !absl::ConsumePrefix(&rest, "https://")) {
     return false;
   }
-  return absl::StartsWith(rest, "127.") || absl::StartsWith(rest, "localhost:") ||
+  return absl::StartsWith(rest, "127.") ||
+         absl::StartsWith(rest, "localhost:") ||
          absl::StartsWith(rest, "localhost/") || rest == "localhost" ||
          absl::StartsWith(rest, "[::1]") || absl::StartsWith(rest, "10.231.");
 }
 
-absl::StatusOr<std::string> CurlGet(const std::string& url, absl::Duration timeout) {
+absl::StatusOr<std::string> CurlGet(const std::string& url,
+                                    absl::Duration timeout) {
   static std::once_flag init;
   std::call_once(init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   CURL* curl = curl_easy_init();
@@ -211,11 +221,12 @@ absl::StatusOr<std::string> CurlGet(const std::string& url, absl::Duration timeo
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
   curl_easy_cleanup(curl);
   if (rc != CURLE_OK) {
-    return absl::UnavailableError(
-        absl::StrCat("GET ", url, ": ", error[0] != '\0' ? error : curl_easy_strerror(rc)));
+    return absl::UnavailableError(absl::StrCat(
+        "GET ", url, ": ", error[0] != '\0' ? error : curl_easy_strerror(rc)));
   }
   if (code < 200 || code >= 400) {
-    return absl::FailedPreconditionError(absl::StrCat("GET ", url, ": HTTP ", code, ": ", body));
+    return absl::FailedPreconditionError(
+        absl::StrCat("GET ", url, ": HTTP ", code, ": ", body));
   }
   return body;
 }
@@ -224,7 +235,8 @@ absl::StatusOr<std::string> CurlGet(const std::string& url, absl::Duration timeo
 
 const std::string& HarnessEnv::Digest(const std::string& name) const {
   auto it = digests.find(name);
-  if (it == digests.end()) Fatal(absl::StrCat("no test image named '", name, "'"));
+  if (it == digests.end())
+    Fatal(absl::StrCat("no test image named '", name, "'"));
   return it->second;
 }
 
@@ -236,8 +248,10 @@ const HarnessEnv& Harness() {
 std::string MakeTempDir(const std::string& prefix) {
   const std::string base = Harness().root + "/t";
   mkdir(base.c_str(), 0755);
-  std::string path = absl::StrCat(base, "/", prefix.empty() ? "d" : prefix, ".XXXXXX");
-  if (mkdtemp(path.data()) == nullptr) Fatal(absl::StrCat("mkdtemp ", path, " failed"));
+  std::string path =
+      absl::StrCat(base, "/", prefix.empty() ? "d" : prefix, ".XXXXXX");
+  if (mkdtemp(path.data()) == nullptr)
+    Fatal(absl::StrCat("mkdtemp ", path, " failed"));
   return path;
 }
 
@@ -251,7 +265,8 @@ CommandResult RunCommand(const std::string& command) {
   }
   char buf[4096];
   size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) result.output.append(buf, n);
+  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0)
+    result.output.append(buf, n);
   int status = pclose(pipe);
   if (status == -1) {
     result.exit_code = -1;
@@ -263,7 +278,8 @@ CommandResult RunCommand(const std::string& command) {
   return result;
 }
 
-absl::StatusOr<std::string> HttpGet(const std::string& url, absl::Duration timeout,
+absl::StatusOr<std::string> HttpGet(const std::string& url,
+                                    absl::Duration timeout,
                                     const std::string& netns) {
   if (!AllowedUrl(url)) {
     return absl::InvalidArgumentError(
@@ -273,10 +289,12 @@ absl::StatusOr<std::string> HttpGet(const std::string& url, absl::Duration timeo
   // A network namespace is per thread: enter it on a thread of our own.
   absl::StatusOr<std::string> result = absl::InternalError("not run");
   std::thread worker([&] {
-    const std::string path = netns[0] == '/' ? netns : "/var/run/netns/" + netns;
+    const std::string path =
+        netns[0] == '/' ? netns : "/var/run/netns/" + netns;
     int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-      result = absl::NotFoundError(absl::StrCat("netns ", path, ": cannot open"));
+      result =
+          absl::NotFoundError(absl::StrCat("netns ", path, ": cannot open"));
       return;
     }
     int rc = setns(fd, CLONE_NEWNET);
@@ -318,18 +336,22 @@ bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout) {
 }
 
 void RemoveAllContainers(const std::string& docker_endpoint) {
-  const std::string docker = absl::StrCat("docker -H ", ShellQuote(docker_endpoint));
-  CommandResult r = RunCommand(
-      absl::StrCat("ids=$(", docker, " ps -aq) && { [ -z \"$ids\" ] || ", docker, " rm -f $ids; }"));
+  const std::string docker =
+      absl::StrCat("docker -H ", ShellQuote(docker_endpoint));
+  CommandResult r = RunCommand(absl::StrCat("ids=$(", docker,
+                                            " ps -aq) && { [ -z \"$ids\" ] || ",
+                                            docker, " rm -f $ids; }"));
   if (r.exit_code != 0) {
-    std::cerr << "hoist test harness: removing containers of " << docker_endpoint
-              << " failed: " << r.output << std::endl;
+    std::cerr << "hoist test harness: removing containers of "
+              << docker_endpoint << " failed: " << r.output << std::endl;
   }
 }
 
 std::string BinaryPath(const std::string& name) {
   static const std::map<std::string, std::string> kSubdirs = {
-      {"hoist-agent", "nodeagent"}, {"hoist-receiver", "receiver"}, {"hoistctl", "cli"}};
+      {"hoist-agent", "nodeagent"},
+      {"hoist-receiver", "receiver"},
+      {"hoistctl", "cli"}};
   auto sub = kSubdirs.find(name);
   const char* bin_dir = getenv("HOIST_BIN_DIR");
   if (bin_dir != nullptr && bin_dir[0] != '\0') {

@@ -9,7 +9,12 @@
 //
 // Harness() reads the env file named by $HOIST_HARNESS_ENV. When that is not
 // set (a test binary run by hand), it runs `harness.sh up` into a temp dir
-// itself and `harness.sh down` at process exit.
+// itself and `harness.sh down` at process exit (a detached reaper also tears
+// it down if the process dies without exiting normally).
+//
+// Thread-safety: every function here may be called from any thread; the
+// HarnessEnv returned by Harness() is immutable. See README.md beside this
+// file for what runs, the env file keys and teardown.
 #ifndef HOIST_TESTS_HARNESS_HARNESS_H_
 #define HOIST_TESTS_HARNESS_HARNESS_H_
 

@@ -21,7 +21,9 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-std::string Docker(const std::string& endpoint) { return absl::StrCat("docker -H ", endpoint); }
+std::string Docker(const std::string& endpoint) {
+  return absl::StrCat("docker -H ", endpoint);
+}
 
 std::string Trimmed(const std::string& s) {
   return std::string(absl::StripAsciiWhitespace(s));
@@ -32,7 +34,8 @@ class HarnessTest : public ::testing::Test {
   void SetUp() override {
     const HarnessEnv& env = Harness();
     RemoveAllContainers(env.docker_endpoint);
-    for (const TestHost& host : env.hosts) RemoveAllContainers(host.docker_endpoint);
+    for (const TestHost& host : env.hosts)
+      RemoveAllContainers(host.docker_endpoint);
   }
   void TearDown() override { SetUp(); }
 };
@@ -57,8 +60,9 @@ TEST_F(HarnessTest, EnvDescribesTwoHostsAndAllImages) {
 
 TEST_F(HarnessTest, RootDaemonAnswersPing) {
   const HarnessEnv& env = Harness();
-  CommandResult r = RunCommand(
-      absl::StrCat("curl -sS --max-time 5 --unix-socket ", env.docker_socket, " http://d/_ping"));
+  CommandResult r =
+      RunCommand(absl::StrCat("curl -sS --max-time 5 --unix-socket ",
+                              env.docker_socket, " http://d/_ping"));
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(r.output, "OK");
   EXPECT_NE(env.docker_socket, "/var/run/docker.sock");
@@ -68,8 +72,10 @@ TEST_F(HarnessTest, EachHostDaemonAnswersAndIsDistinct) {
   const HarnessEnv& env = Harness();
   std::vector<std::string> ids;  // data roots
   for (const std::string& endpoint :
-       {env.docker_endpoint, env.hosts[0].docker_endpoint, env.hosts[1].docker_endpoint}) {
-    CommandResult r = RunCommand(Docker(endpoint) + " info --format '{{.DockerRootDir}}'");
+       {env.docker_endpoint, env.hosts[0].docker_endpoint,
+        env.hosts[1].docker_endpoint}) {
+    CommandResult r =
+        RunCommand(Docker(endpoint) + " info --format '{{.DockerRootDir}}'");
     ASSERT_EQ(r.exit_code, 0) << endpoint << ": " << r.output;
     ids.push_back(Trimmed(r.output));
     // A private engine: its data lives under the harness root.
@@ -82,24 +88,29 @@ TEST_F(HarnessTest, EachHostDaemonAnswersAndIsDistinct) {
 
 TEST_F(HarnessTest, RegistryServesPushedDigests) {
   const HarnessEnv& env = Harness();
-  auto catalog = HttpGet(absl::StrCat("http://", env.registry, "/v2/_catalog"), absl::Seconds(5));
+  auto catalog = HttpGet(absl::StrCat("http://", env.registry, "/v2/_catalog"),
+                         absl::Seconds(5));
   ASSERT_TRUE(catalog.ok()) << catalog.status();
   EXPECT_THAT(*catalog, HasSubstr("hoist-test"));
-  CommandResult r = RunCommand(absl::StrCat(
-      "curl -sSI --max-time 5 -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' "
-      "http://",
-      env.registry, "/v2/hoist-test/manifests/v1"));
+  CommandResult r = RunCommand(
+      absl::StrCat("curl -sSI --max-time 5 -H 'Accept: "
+                   "application/vnd.docker.distribution.manifest.v2+json' "
+                   "http://",
+                   env.registry, "/v2/hoist-test/manifests/v1"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_THAT(r.output, HasSubstr(absl::StrCat("Docker-Content-Digest: ", env.Digest("v1"))));
+  EXPECT_THAT(r.output, HasSubstr(absl::StrCat("Docker-Content-Digest: ",
+                                               env.Digest("v1"))));
 }
 
 TEST_F(HarnessTest, PullByDigestOnHostFromBridgeAndOnRootDaemon) {
   const HarnessEnv& env = Harness();
   const std::string on_host = env.image_repo_bridge + "@" + env.Digest("v2");
-  CommandResult r = RunCommand(Docker(env.hosts[0].docker_endpoint) + " pull " + on_host);
+  CommandResult r =
+      RunCommand(Docker(env.hosts[0].docker_endpoint) + " pull " + on_host);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   r = RunCommand(Docker(env.hosts[0].docker_endpoint) +
-                 " image inspect --format '{{join .RepoDigests \" \"}}' " + on_host);
+                 " image inspect --format '{{join .RepoDigests \" \"}}' " +
+                 on_host);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr(on_host));
 
@@ -110,18 +121,21 @@ TEST_F(HarnessTest, PullByDigestOnHostFromBridgeAndOnRootDaemon) {
 
 TEST_F(HarnessTest, NewPushIsPullableFromAHost) {
   const HarnessEnv& env = Harness();
-  const std::string tag = absl::StrCat(env.registry, "/selftest:", getpid(), "-", rand() % 100000);
-  CommandResult r = RunCommand(absl::StrCat(Docker(env.docker_endpoint), " tag ", env.image_repo,
-                                            ":v1 ", tag, " && ", Docker(env.docker_endpoint),
-                                            " push ", tag));
+  const std::string tag =
+      absl::StrCat(env.registry, "/selftest:", getpid(), "-", rand() % 100000);
+  CommandResult r = RunCommand(
+      absl::StrCat(Docker(env.docker_endpoint), " tag ", env.image_repo, ":v1 ",
+                   tag, " && ", Docker(env.docker_endpoint), " push ", tag));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const std::string bridge_tag =
-      env.registry_bridge + tag.substr(env.registry.size());  // same repo:tag via the bridge
+      env.registry_bridge +
+      tag.substr(env.registry.size());  // same repo:tag via the bridge
   r = RunCommand(Docker(env.hosts[1].docker_endpoint) + " pull " + bridge_tag);
   EXPECT_EQ(r.exit_code, 0) << r.output;
 }
 
-// Runs `image` detached on `endpoint`, publishing 127.0.0.1:8080; returns the id.
+// Runs `image` detached on `endpoint`, publishing 127.0.0.1:8080; returns the
+// id.
 std::string RunPublished(const std::string& endpoint, const std::string& image,
                          const std::string& name) {
   CommandResult r = RunCommand(Docker(endpoint) + " run -d --name " + name +
@@ -134,8 +148,10 @@ TEST_F(HarnessTest, EachHostPublishesItsOwnLoopback8080) {
   const HarnessEnv& env = Harness();
   const TestHost& h1 = env.hosts[0];
   const TestHost& h2 = env.hosts[1];
-  RunPublished(h1.docker_endpoint, env.image_repo_bridge + "@" + env.Digest("v1"), "web");
-  RunPublished(h2.docker_endpoint, env.image_repo_bridge + "@" + env.Digest("v2"), "web");
+  RunPublished(h1.docker_endpoint,
+               env.image_repo_bridge + "@" + env.Digest("v1"), "web");
+  RunPublished(h2.docker_endpoint,
+               env.image_repo_bridge + "@" + env.Digest("v2"), "web");
   std::string body1, body2;
   EXPECT_TRUE(WaitFor(
       [&] {
@@ -158,14 +174,15 @@ TEST_F(HarnessTest, EachHostPublishesItsOwnLoopback8080) {
 TEST_F(HarnessTest, RootDaemonPublishesOnLoopback) {
   const HarnessEnv& env = Harness();
   const int port = FreeTcpPort();
-  CommandResult r = RunCommand(absl::StrCat(Docker(env.docker_endpoint), " run -d -p 127.0.0.1:",
-                                            port, ":8080 ", env.image_repo, "@",
-                                            env.Digest("stubborn")));
+  CommandResult r = RunCommand(
+      absl::StrCat(Docker(env.docker_endpoint), " run -d -p 127.0.0.1:", port,
+                   ":8080 ", env.image_repo, "@", env.Digest("stubborn")));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::string body;
   EXPECT_TRUE(WaitFor(
       [&] {
-        auto b = HttpGet(absl::StrCat("http://127.0.0.1:", port, "/"), absl::Seconds(1));
+        auto b = HttpGet(absl::StrCat("http://127.0.0.1:", port, "/"),
+                         absl::Seconds(1));
         if (b.ok()) body = *b;
         return b.ok();
       },
@@ -176,49 +193,66 @@ TEST_F(HarnessTest, RootDaemonPublishesOnLoopback) {
 TEST_F(HarnessTest, ImagesBehaveAsDocumented) {
   const HarnessEnv& env = Harness();
   const std::string docker = Docker(env.docker_endpoint);
-  auto image = [&](const char* name) { return env.image_repo + "@" + env.Digest(name); };
+  auto image = [&](const char* name) {
+    return env.image_repo + "@" + env.Digest(name);
+  };
 
   CommandResult r = RunCommand(docker + " run --name crash " + image("crash"));
   EXPECT_EQ(r.exit_code, 1) << r.output;
 
   // v1 stops at once on SIGTERM with status 0.
-  ASSERT_EQ(RunCommand(docker + " run -d --name v1 " + image("v1")).exit_code, 0);
+  ASSERT_EQ(RunCommand(docker + " run -d --name v1 " + image("v1")).exit_code,
+            0);
   absl::Time start = absl::Now();
   r = RunCommand(docker + " stop -t 10 v1");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
-  EXPECT_EQ(Trimmed(RunCommand(docker + " inspect -f '{{.State.ExitCode}}' v1").output), "0");
+  EXPECT_EQ(
+      Trimmed(
+          RunCommand(docker + " inspect -f '{{.State.ExitCode}}' v1").output),
+      "0");
 
   // stubborn ignores SIGTERM: stop waits out its timeout and kills it.
-  ASSERT_EQ(RunCommand(docker + " run -d --name stubborn " + image("stubborn")).exit_code, 0);
+  ASSERT_EQ(RunCommand(docker + " run -d --name stubborn " + image("stubborn"))
+                .exit_code,
+            0);
   start = absl::Now();
   r = RunCommand(docker + " stop -t 1 stubborn");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_GE(absl::Now() - start, absl::Seconds(1));
-  EXPECT_EQ(Trimmed(RunCommand(docker + " inspect -f '{{.State.ExitCode}}' stubborn").output),
-            "137");
+  EXPECT_EQ(
+      Trimmed(RunCommand(docker + " inspect -f '{{.State.ExitCode}}' stubborn")
+                  .output),
+      "137");
 
   // unhealthy keeps running and never answers HTTP.
   const int port = FreeTcpPort();
-  ASSERT_EQ(RunCommand(absl::StrCat(docker, " run -d --name unhealthy -p 127.0.0.1:", port,
-                                    ":8080 ", image("unhealthy")))
-                .exit_code,
-            0);
+  ASSERT_EQ(
+      RunCommand(absl::StrCat(docker, " run -d --name unhealthy -p 127.0.0.1:",
+                              port, ":8080 ", image("unhealthy")))
+          .exit_code,
+      0);
   EXPECT_TRUE(WaitFor(
       [&] {
-        return Trimmed(RunCommand(docker + " inspect -f '{{.State.Running}}' unhealthy").output) ==
-               "true";
+        return Trimmed(RunCommand(docker +
+                                  " inspect -f '{{.State.Running}}' unhealthy")
+                           .output) == "true";
       },
       absl::Seconds(10)));
-  EXPECT_FALSE(HttpGet(absl::StrCat("http://127.0.0.1:", port, "/"), absl::Seconds(1)).ok());
-  EXPECT_EQ(Trimmed(RunCommand(docker + " inspect -f '{{.State.Running}}' unhealthy").output),
-            "true");
+  EXPECT_FALSE(
+      HttpGet(absl::StrCat("http://127.0.0.1:", port, "/"), absl::Seconds(1))
+          .ok());
+  EXPECT_EQ(
+      Trimmed(RunCommand(docker + " inspect -f '{{.State.Running}}' unhealthy")
+                  .output),
+      "true");
 }
 
 TEST_F(HarnessTest, RemoveAllContainersLeavesNone) {
   const HarnessEnv& env = Harness();
   const std::string docker = Docker(env.hosts[0].docker_endpoint);
-  ASSERT_EQ(RunCommand(docker + " create " + env.image_repo_bridge + "@" + env.Digest("v1"))
+  ASSERT_EQ(RunCommand(docker + " create " + env.image_repo_bridge + "@" +
+                       env.Digest("v1"))
                 .exit_code,
             0)
       << "pull first";
@@ -239,7 +273,8 @@ std::string Verify(const std::string& ca, const std::string& cert) {
 }
 
 std::string Sans(const std::string& cert) {
-  return RunCommand("openssl x509 -noout -ext subjectAltName -in " + cert).output;
+  return RunCommand("openssl x509 -noout -ext subjectAltName -in " + cert)
+      .output;
 }
 
 TEST_F(HarnessTest, GoodCertificatesVerifyAndCarryTheirIdentity) {
@@ -254,9 +289,11 @@ TEST_F(HarnessTest, GoodCertificatesVerifyAndCarryTheirIdentity) {
     EXPECT_THAT(Verify(env.Cert("ca.pem"), cert), HasSubstr("OK ")) << c.file;
     EXPECT_THAT(Sans(cert), HasSubstr(absl::StrCat("URI:", c.uri))) << c.file;
     // The key file belongs to the certificate.
-    CommandResult cert_pub = RunCommand("openssl x509 -noout -pubkey -in " + cert);
+    CommandResult cert_pub =
+        RunCommand("openssl x509 -noout -pubkey -in " + cert);
     CommandResult key_pub =
-        RunCommand("openssl pkey -pubout -in " + env.Cert(std::string(c.file) + "-key.pem"));
+        RunCommand("openssl pkey -pubout -in " +
+                   env.Cert(std::string(c.file) + "-key.pem"));
     EXPECT_EQ(cert_pub.exit_code, 0);
     EXPECT_EQ(cert_pub.output, key_pub.output) << c.file;
   }
@@ -270,9 +307,12 @@ TEST_F(HarnessTest, GoodCertificatesVerifyAndCarryTheirIdentity) {
   const std::string receiver = Sans(env.Cert("receiver.pem"));
   EXPECT_THAT(receiver, HasSubstr("DNS:localhost"));
   EXPECT_THAT(receiver, HasSubstr("IP Address:127.0.0.1"));
-  EXPECT_THAT(RunCommand("openssl x509 -noout -ext extendedKeyUsage -in " + env.Cert("agent.pem"))
-                  .output,
-              HasSubstr("TLS Web Server Authentication, TLS Web Client Authentication"));
+  EXPECT_THAT(
+      RunCommand("openssl x509 -noout -ext extendedKeyUsage -in " +
+                 env.Cert("agent.pem"))
+          .output,
+      HasSubstr(
+          "TLS Web Server Authentication, TLS Web Client Authentication"));
 }
 
 TEST_F(HarnessTest, BadCertificatesFailAsIntended) {
@@ -286,12 +326,14 @@ TEST_F(HarnessTest, BadCertificatesFailAsIntended) {
   const std::string expired = Verify(ca, env.Cert("expired.pem"));
   EXPECT_THAT(expired, HasSubstr("FAIL "));
   EXPECT_THAT(expired, HasSubstr("expired"));
-  EXPECT_THAT(Sans(env.Cert("expired.pem")), HasSubstr("URI:spiffe://hoist/receiver"));
+  EXPECT_THAT(Sans(env.Cert("expired.pem")),
+              HasSubstr("URI:spiffe://hoist/receiver"));
 
   const std::string notyet = Verify(ca, env.Cert("notyet.pem"));
   EXPECT_THAT(notyet, HasSubstr("FAIL "));
   EXPECT_THAT(notyet, HasSubstr("not yet valid"));
-  EXPECT_THAT(Sans(env.Cert("notyet.pem")), HasSubstr("URI:spiffe://hoist/receiver"));
+  EXPECT_THAT(Sans(env.Cert("notyet.pem")),
+              HasSubstr("URI:spiffe://hoist/receiver"));
 }
 
 TEST_F(HarnessTest, HelpersWork) {
@@ -305,10 +347,13 @@ TEST_F(HarnessTest, HelpersWork) {
 
   const int port = FreeTcpPort();
   EXPECT_GT(port, 0);
-  EXPECT_FALSE(HttpGet(absl::StrCat("http://127.0.0.1:", port, "/"), absl::Seconds(1)).ok());
+  EXPECT_FALSE(
+      HttpGet(absl::StrCat("http://127.0.0.1:", port, "/"), absl::Seconds(1))
+          .ok());
   EXPECT_EQ(HttpGet("http://192.0.2.1/", absl::Seconds(1)).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_FALSE(HttpGet("http://127.0.0.1:1/", absl::Seconds(1), "no-such-netns").ok());
+  EXPECT_FALSE(
+      HttpGet("http://127.0.0.1:1/", absl::Seconds(1), "no-such-netns").ok());
 
   int calls = 0;
   EXPECT_TRUE(WaitFor([&] { return ++calls == 3; }, absl::Seconds(5)));
@@ -325,8 +370,10 @@ TEST_F(HarnessTest, HelpersWork) {
 
 TEST(BinaryPathTest, MapsNamesToBuildTreeAndHonorsHoistBinDir) {
   unsetenv("HOIST_BIN_DIR");
-  EXPECT_TRUE(absl::EndsWith(BinaryPath("hoist-agent"), "/nodeagent/hoist-agent"));
-  EXPECT_TRUE(absl::EndsWith(BinaryPath("hoist-receiver"), "/receiver/hoist-receiver"));
+  EXPECT_TRUE(
+      absl::EndsWith(BinaryPath("hoist-agent"), "/nodeagent/hoist-agent"));
+  EXPECT_TRUE(
+      absl::EndsWith(BinaryPath("hoist-receiver"), "/receiver/hoist-receiver"));
   EXPECT_TRUE(absl::EndsWith(BinaryPath("hoistctl"), "/cli/hoistctl"));
   setenv("HOIST_BIN_DIR", "/opt/hoist/bin", 1);
   EXPECT_EQ(BinaryPath("hoistctl"), "/opt/hoist/bin/cli/hoistctl");
