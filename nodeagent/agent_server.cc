@@ -1,5 +1,6 @@
 #include "nodeagent/agent_server.h"
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
@@ -8,6 +9,9 @@
 #include "common/log.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/security/tls_certificate_provider.h"
+#include "grpcpp/security/tls_credentials_options.h"
 #include "httplib.h"
 
 namespace hoist::nodeagent {
@@ -17,6 +21,20 @@ constexpr char kServiceName[] = "hoist.v1.NodeAgent";
 
 std::chrono::system_clock::time_point FromNow(absl::Duration d) {
   return std::chrono::system_clock::now() + absl::ToChronoMilliseconds(d);
+}
+
+// mTLS credentials re-reading `files` every `refresh`: a client certificate
+// is requested, required and verified against the watched CA.
+std::shared_ptr<grpc::ServerCredentials> WatchedMutualTlsServerCredentials(
+    const TlsFiles& files, absl::Duration refresh) {
+  auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      files.key, files.cert, files.ca,
+      static_cast<unsigned int>(std::max<int64_t>(1, absl::ToInt64Seconds(refresh))));
+  grpc::experimental::TlsServerCredentialsOptions options(provider);
+  options.watch_root_certs();
+  options.watch_identity_key_cert_pairs();
+  options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  return grpc::experimental::TlsServerCredentials(options);
 }
 
 }  // namespace
@@ -57,7 +75,11 @@ absl::StatusOr<std::unique_ptr<AgentServer>> AgentServer::Start(Options options)
   grpc::ServerBuilder builder;
   // A second agent on the same port must fail, not share it.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.AddListeningPort(o.listen, MutualTlsServerCredentials(o.tls), &server->port_);
+  builder.AddListeningPort(o.listen,
+                           o.tls_files.cert.empty()
+                               ? MutualTlsServerCredentials(o.tls)
+                               : WatchedMutualTlsServerCredentials(o.tls_files, o.tls_refresh),
+                           &server->port_);
   builder.RegisterService(server->service_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {

@@ -7,7 +7,10 @@
 // role (see agent_service.h). The health status of "" and
 // "hoist.v1.NodeAgent" follows Docker's reachability, polled on a thread.
 //
-// TLS files are read once at Start(); a certificate change needs a restart.
+// TLS: with Options::tls_files set, gRPC's file watcher re-reads the CA,
+// certificate and key every `tls_refresh` (a renewed certificate or a rotated
+// CA is picked up without a restart or a dropped connection; write the new
+// files by rename). Otherwise the PEM data in Options::tls is used as given.
 #ifndef HOIST_NODEAGENT_AGENT_SERVER_H_
 #define HOIST_NODEAGENT_AGENT_SERVER_H_
 
@@ -36,6 +39,8 @@ class AgentServer {
   struct Options {
     std::string listen;        // "HOST:PORT"; port 0 picks a free port
     TlsMaterial tls;           // server certificate, key and the fleet CA
+    TlsFiles tls_files;        // when set (cert non-empty): watched files instead of `tls`
+    absl::Duration tls_refresh = absl::Seconds(10);
     AgentHandler* handler = nullptr;  // not owned; must outlive the server
     std::shared_ptr<const RoleAuthorizer> authorizer;
     // Polled for the health status; defaults to handler->GetStatus().docker_reachable().

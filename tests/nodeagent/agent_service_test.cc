@@ -398,6 +398,49 @@ TEST_F(AgentServiceTest, SwappedAuthorizerAppliesToNewCalls) {
   EXPECT_EQ(GetStatusAs("viewer", &status).error_code(), grpc::StatusCode::PERMISSION_DENIED);
 }
 
+// ---- watched TLS files ----
+
+TEST_F(AgentServiceTest, WatchedTlsFilesPickUpARotatedCaWithoutRestart) {
+  const auto& h = hoist::testing::Harness();
+  const std::string dir = hoist::testing::MakeTempDir("agent-tls-watch");
+  for (const char* name : {"ca.pem", "agent.pem", "agent-key.pem"}) {
+    ASSERT_EQ(hoist::testing::RunCommand("cp " + h.Cert(name) + " " + dir + "/" + name).exit_code, 0);
+  }
+  AgentServer::Options options;
+  options.listen = "127.0.0.1:0";
+  options.tls_files = {dir + "/ca.pem", dir + "/agent.pem", dir + "/agent-key.pem"};
+  options.tls_refresh = absl::Seconds(1);
+  options.handler = &handler_;
+  options.authorizer = MakeAgentAuthorizer({"spiffe://hoist/receiver"}, {});
+  auto server = AgentServer::Start(std::move(options));
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+
+  // Both clients verify the agent against the fleet CA; "foreign" presents a
+  // certificate from another CA with the receiver's identity.
+  TlsMaterial foreign = HarnessTls("foreign");
+  foreign.ca_pem = HarnessTls("receiver").ca_pem;
+  auto call = [port](std::shared_ptr<grpc::ChannelCredentials> credentials) {
+    grpc::ClientContext context;
+    SetDeadline(&context, 5);
+    hoist::v1::AgentStatus status;
+    return NodeAgent::NewStub(AgentChannel(port, credentials))->GetStatus(&context, {}, &status);
+  };
+  auto receiver_creds = [] { return MutualTlsChannelCredentials(HarnessTls("receiver")); };
+  auto foreign_creds = [&foreign] { return MutualTlsChannelCredentials(foreign); };
+  EXPECT_TRUE(call(receiver_creds()).ok());
+  EXPECT_EQ(call(foreign_creds()).error_code(), grpc::StatusCode::UNAVAILABLE);
+
+  // Rotate the trusted CA to the foreign one (written aside, then renamed).
+  ASSERT_EQ(hoist::testing::RunCommand("cp " + h.Cert("foreign-ca.pem") + " " + dir +
+                                       "/ca.new && mv " + dir + "/ca.new " + dir + "/ca.pem")
+                .exit_code,
+            0);
+  EXPECT_TRUE(hoist::testing::WaitFor([&] { return call(foreign_creds()).ok(); },
+                                      absl::Seconds(20)));
+  EXPECT_EQ(call(receiver_creds()).error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
 // ---- health ----
 
 grpc::health::v1::HealthCheckResponse::ServingStatus CheckHealth(int port, const std::string& cert,
