@@ -368,6 +368,60 @@ TEST_F(HarnessTest, HelpersWork) {
   EXPECT_THAT(r.output, HasSubstr("err"));
 }
 
+// deploy/certs.sh as an operator uses it (the harness only exercises the
+// happy paths above).
+class CertsShTest : public ::testing::Test {
+ protected:
+  CommandResult Certs(const std::string& args) {
+    return RunCommand(
+        absl::StrCat(HOIST_SOURCE_DIR, "/deploy/certs.sh ", args));
+  }
+};
+
+TEST_F(CertsShTest, RejectsBadUsageWithoutWritingFiles) {
+  const std::string dir = MakeTempDir("certs");
+  // No CA yet.
+  CommandResult r = Certs("client " + dir + " alice spiffe://hoist/operator");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.output, HasSubstr("no CA"));
+  ASSERT_EQ(Certs("ca " + dir).exit_code, 0);
+  r = Certs("client " + dir + " alice operator");  // not a spiffe:// URI
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.output, HasSubstr("spiffe://"));
+  r = Certs("receiver " + dir + " --start 20300101000000Z");  // --end missing
+  EXPECT_NE(r.exit_code, 0);
+  r = Certs("agent " + dir + " n1 --bogus x");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.output, HasSubstr("unknown option"));
+  EXPECT_NE(Certs("frobnicate " + dir).exit_code, 0);
+  CommandResult ls = RunCommand("ls " + dir);
+  EXPECT_EQ(Trimmed(ls.output), "ca-key.pem\nca.pem");
+}
+
+TEST_F(CertsShTest, RotationReplacesLeafAndKeepsCa) {
+  const std::string dir = MakeTempDir("certs");
+  ASSERT_EQ(Certs("ca " + dir).exit_code, 0);
+  const std::string ca_before = RunCommand("cat " + dir + "/ca.pem").output;
+  ASSERT_EQ(Certs("agent " + dir + " node1.example --ip 10.231.9.9").exit_code,
+            0);
+  const std::string key_before =
+      RunCommand("cat " + dir + "/node1.example-key.pem").output;
+  CommandResult r = Certs("agent " + dir + " node1.example --ip 10.231.9.9");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_EQ(Certs("ca " + dir).exit_code, 0);  // kept, not replaced
+  EXPECT_EQ(RunCommand("cat " + dir + "/ca.pem").output, ca_before);
+  EXPECT_NE(RunCommand("cat " + dir + "/node1.example-key.pem").output,
+            key_before);
+  EXPECT_THAT(Verify(dir + "/ca.pem", dir + "/node1.example.pem"),
+              HasSubstr("OK "));
+  const std::string sans = Sans(dir + "/node1.example.pem");
+  EXPECT_THAT(sans, HasSubstr("URI:spiffe://hoist/agent"));
+  EXPECT_THAT(sans, HasSubstr("DNS:node1.example"));
+  EXPECT_THAT(sans, HasSubstr("IP Address:10.231.9.9"));
+  EXPECT_EQ(RunCommand("stat -c %a " + dir + "/node1.example-key.pem").output,
+            "600\n");
+}
+
 TEST(BinaryPathTest, MapsNamesToBuildTreeAndHonorsHoistBinDir) {
   unsetenv("HOIST_BIN_DIR");
   EXPECT_TRUE(
