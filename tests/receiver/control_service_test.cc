@@ -1,0 +1,256 @@
+#include "receiver/control_service.h"
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/harness/harness.h"
+#include "tests/receiver/fake_agent_pool.h"
+#include "tests/receiver/rollout_test_util.h"
+
+namespace hoist::receiver {
+namespace {
+
+using ::hoist::receiver::testing::Behavior;
+using ::hoist::receiver::testing::Digest;
+using ::hoist::receiver::testing::FakeAgentClientPool;
+using ::hoist::receiver::testing::MakeConfig;
+using ::hoist::receiver::testing::TempJournal;
+using ::hoist::testing::Harness;
+using ::testing::HasSubstr;
+
+TlsMaterial Material(const std::string& cert) {
+  auto m = LoadTlsMaterial(TlsFiles{Harness().Cert("ca.pem"), Harness().Cert(cert + ".pem"),
+                                    Harness().Cert(cert + "-key.pem")});
+  EXPECT_TRUE(m.ok()) << m.status();
+  return *m;
+}
+
+void SetDeadline(grpc::ClientContext* context, absl::Duration d = absl::Seconds(10)) {
+  context->set_deadline(absl::ToChronoTime(absl::Now() + d));
+}
+
+class ControlServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    RolloutPolicy policy;
+    policy.batch = "1";
+    config_ = MakeConfig(2, policy);
+    config_->operators = {"spiffe://hoist/operator"};
+    config_->viewers = {"spiffe://hoist/viewer"};
+    RolloutManagerOptions o;
+    o.journal = journal_.get();
+    o.pool = &pool_;
+    manager_ = std::make_unique<RolloutManager>(o, config_);
+    manager_->Start();
+    service_ = std::make_unique<ControlService>(manager_.get(), &pool_, config_,
+                                                absl::Seconds(1));
+    auto server = ControlServer::Start("127.0.0.1:0", Material("receiver"), service_.get());
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+  }
+  void TearDown() override {
+    server_.reset();
+    manager_->Stop();
+  }
+
+  std::unique_ptr<hoist::v1::Control::Stub> Stub(const std::string& cert) {
+    grpc::ChannelArguments args;
+    args.SetSslTargetNameOverride("localhost");
+    args.SetString("test.identity", cert);  // a separate connection per identity
+    auto channel = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                             MutualTlsChannelCredentials(Material(cert)), args);
+    return hoist::v1::Control::NewStub(channel);
+  }
+
+  TempJournal journal_;
+  FakeAgentClientPool pool_;
+  std::shared_ptr<ReceiverConfig> config_;
+  std::unique_ptr<RolloutManager> manager_;
+  std::unique_ptr<ControlService> service_;
+  std::unique_ptr<ControlServer> server_;
+};
+
+TEST_F(ControlServiceTest, OperatorDeploysAndViewerReads) {
+  auto op = Stub("operator");
+  hoist::v1::ManualDeployRequest req;
+  req.set_service("app");
+  req.set_digest(Digest(4));
+  hoist::v1::Rollout created;
+  grpc::ClientContext c1;
+  SetDeadline(&c1);
+  grpc::Status s = op->Deploy(&c1, req, &created);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(created.trigger(), "manual");
+  EXPECT_EQ(created.digest(), Digest(4));
+  EXPECT_EQ(created.hosts_size(), 2);
+  ASSERT_TRUE(manager_->WaitIdle(absl::Seconds(10)));
+
+  auto viewer = Stub("viewer");
+  grpc::ClientContext c2;
+  SetDeadline(&c2);
+  hoist::v1::GetRolloutRequest get;
+  get.set_id(created.id());
+  hoist::v1::Rollout got;
+  s = viewer->GetRollout(&c2, get, &got);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(got.state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+
+  grpc::ClientContext c3;
+  SetDeadline(&c3);
+  hoist::v1::ListRolloutsRequest list;
+  list.set_service("app");
+  hoist::v1::ListRolloutsResponse rows;
+  s = viewer->ListRollouts(&c3, list, &rows);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(rows.rollouts_size(), 1);
+  EXPECT_EQ(rows.rollouts(0).id(), created.id());
+
+  grpc::ClientContext c4;
+  SetDeadline(&c4);
+  get.set_id("r-missing");
+  s = viewer->GetRollout(&c4, get, &got);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(ControlServiceTest, ViewerCannotDeployRollbackOrResume) {
+  auto viewer = Stub("viewer");
+  {
+    grpc::ClientContext c;
+    SetDeadline(&c);
+    hoist::v1::ManualDeployRequest req;
+    req.set_service("app");
+    req.set_digest(Digest(1));
+    hoist::v1::Rollout r;
+    grpc::Status s = viewer->Deploy(&c, req, &r);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_THAT(s.error_message(), HasSubstr("spiffe://hoist/viewer"));
+  }
+  {
+    grpc::ClientContext c;
+    SetDeadline(&c);
+    hoist::v1::RollbackServiceRequest req;
+    req.set_service("app");
+    hoist::v1::Rollout r;
+    EXPECT_EQ(viewer->Rollback(&c, req, &r).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+  {
+    grpc::ClientContext c;
+    SetDeadline(&c);
+    hoist::v1::ResumeRequest req;
+    req.set_id("r-1");
+    hoist::v1::Rollout r;
+    EXPECT_EQ(viewer->Resume(&c, req, &r).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+  EXPECT_TRUE(pool_.calls().empty());
+  EXPECT_TRUE(journal_.get()->ListRollouts("", 10)->empty());
+}
+
+TEST_F(ControlServiceTest, IdentityWithoutRoleCannotEvenRead) {
+  auto rogue = Stub("rogue");
+  grpc::ClientContext c;
+  SetDeadline(&c);
+  hoist::v1::ListRolloutsResponse rows;
+  grpc::Status s = rogue->ListRollouts(&c, hoist::v1::ListRolloutsRequest(), &rows);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(s.error_message(), HasSubstr("spiffe://hoist/rogue"));
+  grpc::ClientContext c2;
+  SetDeadline(&c2);
+  hoist::v1::WatchRolloutRequest w;
+  w.set_id("r-1");
+  auto reader = rogue->WatchRollout(&c2, w);
+  hoist::v1::RolloutEvent e;
+  EXPECT_FALSE(reader->Read(&e));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(ControlServiceTest, WatchSendsTheFullRolloutFirstThenChanges) {
+  pool_.SetDefault(Behavior::kBlock);
+  auto op = Stub("operator");
+  auto created = manager_->ManualDeploy("app", Digest(2), "");
+  ASSERT_TRUE(created.ok());
+  ASSERT_TRUE(pool_.WaitBlocked(1));
+
+  auto viewer = Stub("viewer");
+  grpc::ClientContext c;
+  SetDeadline(&c, absl::Seconds(20));
+  hoist::v1::WatchRolloutRequest w;
+  w.set_id(created->id());
+  auto reader = viewer->WatchRollout(&c, w);
+  hoist::v1::RolloutEvent first;
+  ASSERT_TRUE(reader->Read(&first));
+  EXPECT_EQ(first.rollout().id(), created->id());
+  EXPECT_EQ(first.rollout().state(), hoist::v1::ROLLOUT_STATE_RUNNING);
+  ASSERT_EQ(first.rollout().hosts_size(), 2);
+  EXPECT_EQ(first.rollout().hosts(0).agent(), "web-1");
+
+  pool_.Release("", Behavior::kSucceed);
+  ASSERT_TRUE(pool_.WaitBlocked(1));
+  pool_.Release("", Behavior::kSucceed);
+  hoist::v1::RolloutEvent e;
+  int n = 0;
+  hoist::v1::RolloutState last = hoist::v1::ROLLOUT_STATE_UNSPECIFIED;
+  bool saw_web2 = false;
+  while (reader->Read(&e)) {
+    ++n;
+    last = e.rollout().state();
+    saw_web2 |= e.host().agent() == "web-2";
+  }
+  grpc::Status s = reader->Finish();
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  EXPECT_GT(n, 2);
+  EXPECT_TRUE(saw_web2);
+  EXPECT_EQ(last, hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+}
+
+TEST_F(ControlServiceTest, WatchOfUnknownRolloutIsNotFound) {
+  auto viewer = Stub("viewer");
+  grpc::ClientContext c;
+  SetDeadline(&c);
+  hoist::v1::WatchRolloutRequest w;
+  w.set_id("r-none");
+  auto reader = viewer->WatchRollout(&c, w);
+  hoist::v1::RolloutEvent e;
+  EXPECT_FALSE(reader->Read(&e));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(ControlServiceTest, ListAgentsReportsReachability) {
+  pool_.SetDown("web-2");
+  auto viewer = Stub("viewer");
+  grpc::ClientContext c;
+  SetDeadline(&c);
+  hoist::v1::ListAgentsResponse resp;
+  grpc::Status s = viewer->ListAgents(&c, hoist::v1::ListAgentsRequest(), &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(resp.agents_size(), 2);
+  EXPECT_EQ(resp.agents(0).name(), "web-1");
+  EXPECT_TRUE(resp.agents(0).reachable());
+  EXPECT_EQ(resp.agents(0).version(), "0.1.0-fake");
+  EXPECT_EQ(resp.agents(0).docker_version(), "20.10-fake");
+  EXPECT_TRUE(resp.agents(0).has_last_seen());
+  EXPECT_EQ(resp.agents(0).labels().at("role"), "web");
+  EXPECT_FALSE(resp.agents(1).reachable());
+  EXPECT_THAT(resp.agents(1).last_error(), HasSubstr("web-2 is down"));
+  EXPECT_EQ(pool_.status_calls(), 2);
+}
+
+TEST_F(ControlServiceTest, ResumeOfARolloutThatIsNotPausedIsRefused) {
+  auto created = manager_->ManualDeploy("app", Digest(2), "");
+  ASSERT_TRUE(created.ok());
+  ASSERT_TRUE(manager_->WaitIdle(absl::Seconds(10)));
+  auto op = Stub("operator");
+  grpc::ClientContext c;
+  SetDeadline(&c);
+  hoist::v1::ResumeRequest req;
+  req.set_id(created->id());
+  hoist::v1::Rollout r;
+  grpc::Status s = op->Resume(&c, req, &r);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("not PAUSED"));
+}
+
+}  // namespace
+}  // namespace hoist::receiver
