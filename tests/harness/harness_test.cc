@@ -171,6 +171,25 @@ TEST_F(HarnessTest, EachHostPublishesItsOwnLoopback8080) {
   EXPECT_EQ(body2, "hoist-test v2");
 }
 
+// The receiver (root namespace) dials agents at their host addresses.
+TEST_F(HarnessTest, RootNamespaceReachesAHostAddress) {
+  const HarnessEnv& env = Harness();
+  const TestHost& h1 = env.hosts[0];
+  CommandResult r =
+      RunCommand(Docker(h1.docker_endpoint) + " run -d -p 8080:8080 " +
+                 env.image_repo_bridge + "@" + env.Digest("v2"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::string body;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto b = HttpGet("http://" + h1.address + ":8080/", absl::Seconds(1));
+        if (b.ok()) body = *b;
+        return b.ok();
+      },
+      absl::Seconds(15)));
+  EXPECT_EQ(body, "hoist-test v2");
+}
+
 TEST_F(HarnessTest, RootDaemonPublishesOnLoopback) {
   const HarnessEnv& env = Harness();
   const int port = FreeTcpPort();
