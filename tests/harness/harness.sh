@@ -115,7 +115,7 @@ pick_net() {
   for try in $(seq 1 254 | shuf); do
     n=$try
     grep -qE "inet 10\.23[12]\.$n\." <<<"$addrs" && continue
-    grep -qE ": hoistd?$n[:@]" <<<"$links" && continue
+    grep -qE ": hoistd?${n}[:@-]" <<<"$links" && continue
     [[ -e /var/run/netns/hoist-$n-h1 || -e /var/run/netns/hoist-$n-h2 ]] && continue
     # Creating the bridge is the lock: it fails if another harness took N.
     ip link add "hoist$n" type bridge 2>/dev/null || continue
@@ -184,6 +184,15 @@ make_certs() {
     --start "$(date -u -d '+1 day' +%Y%m%d%H%M%SZ)" --end "$(date -u -d '+2 days' +%Y%m%d%H%M%SZ)"
 }
 
+on_up_exit() {
+  local rc=$?
+  if ((rc != 0)); then
+    log "up failed; tearing down"
+    down "$UP_DIR" || true
+  fi
+  exit "$rc"
+}
+
 up() {
   local dir=$1
   mkdir -p "$dir"
@@ -193,7 +202,7 @@ up() {
   chmod 755 "$ROOT"
   echo "$ROOT" >"$dir/root"
   UP_DIR=$dir
-  trap 'rc=$?; if ((rc != 0)); then log "up failed; tearing down"; down "$UP_DIR" || true; fi; exit $rc' EXIT
+  trap on_up_exit EXIT
   trap 'exit 143' TERM
   trap 'exit 130' INT
   mkdir -p "$ROOT/pids" "$ROOT/img" "$ROOT/tmp"
@@ -333,9 +342,11 @@ down() {
     for e in root "${HOSTS[@]}"; do
       local sock=$root/$e/docker.sock
       if [[ -S $sock ]] && docker_ping "$sock"; then
-        local ids
-        ids=$(DOCKER_CONFIG=$root/docker-config timeout 30 docker -H "unix://$sock" ps -aq 2>/dev/null || true)
-        [[ -n $ids ]] && DOCKER_CONFIG=$root/docker-config timeout 60 docker -H "unix://$sock" rm -f $ids >/dev/null 2>&1
+        local ids=()
+        mapfile -t ids < <(DOCKER_CONFIG=$root/docker-config timeout 30 docker -H "unix://$sock" ps -aq 2>/dev/null || true)
+        if ((${#ids[@]} > 0)); then
+          DOCKER_CONFIG=$root/docker-config timeout 60 docker -H "unix://$sock" rm -f "${ids[@]}" >/dev/null 2>&1 || true
+        fi
       fi
     done
     for e in root "${HOSTS[@]}"; do stop_pid "$root/pids/$e-dockerd" 30 & done
@@ -349,9 +360,9 @@ down() {
     wait
     # Anything still mounted under the root (overlay, netns, shm), deepest first.
     local m
-    for m in $(awk -v r="$root/" 'index($5, r) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
+    while read -r m; do
       umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "cannot unmount $m"
-    done
+    done < <(awk -v r="$root/" 'index($5, r) == 1 {print $5}' /proc/self/mountinfo | sort -r)
   fi
   if [[ -n $n ]]; then
     local h
