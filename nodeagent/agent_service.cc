@@ -178,7 +178,8 @@ AgentService::AgentService(AgentHandler* handler, std::shared_ptr<const RoleAuth
                            MetricsRegistry* metrics)
     : handler_(handler),
       metrics_(metrics),
-      worker_(std::make_unique<Worker>(2)),
+      worker_(std::make_unique<Worker>(4)),
+      cleanup_(std::make_unique<Worker>(1)),
       authorizer_(std::move(authorizer)) {}
 
 AgentService::~AgentService() = default;
@@ -254,9 +255,10 @@ grpc::ServerWriteReactor<DeployEvent>* AgentService::Stream(
     const char* method, absl::StatusOr<std::shared_ptr<DeployLog>> log) {
   CountCall(method, log.status());
   if (!log.ok()) return new ErrorStreamReactor(ToGrpcStatus(log.status()));
-  Worker* worker = worker_.get();
-  return new LogStreamReactor(*std::move(log),
-                              [worker](std::function<void()> task) { worker->Run(std::move(task)); });
+  Worker* cleanup = cleanup_.get();
+  return new LogStreamReactor(*std::move(log), [cleanup](std::function<void()> task) {
+    cleanup->Run(std::move(task));
+  });
 }
 
 grpc::ServerWriteReactor<DeployEvent>* AgentService::Deploy(

@@ -83,8 +83,11 @@ class AgentService final : public hoist::v1::NodeAgent::CallbackService {
 
   AgentHandler* const handler_;
   MetricsRegistry* const metrics_;
-  // Runs unary handler calls off the gRPC callback threads (they may talk to Docker).
+  // Runs unary handler calls off the gRPC callback threads (they may talk to
+  // Docker, which can be slow when it is in trouble).
   std::unique_ptr<Worker> worker_;
+  // Runs finished streams' cleanup; never blocked behind Docker calls.
+  std::unique_ptr<Worker> cleanup_;
 
   absl::Mutex mu_;
   std::shared_ptr<const RoleAuthorizer> authorizer_ ABSL_GUARDED_BY(mu_);
