@@ -1,0 +1,362 @@
+#include "receiver/webhook_server.h"
+
+#include <httplib.h>
+
+#include <chrono>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "common/log.h"
+#include "nlohmann/json.hpp"
+#include "receiver/payload.h"
+#include "receiver/rules.h"
+#include "receiver/webhook_auth.h"
+
+namespace hoist::receiver {
+namespace {
+
+using Json = nlohmann::json;
+
+std::string Dump(const Json& json) {
+  // Replace invalid UTF-8 (e.g. from a hostile body echoed in a reason)
+  // instead of throwing.
+  return json.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+WebhookResponse JsonAnswer(int status, const char* key,
+                           const std::string& text) {
+  Json body = Json::object();
+  body[key] = text;
+  return {status, Dump(body)};
+}
+
+WebhookResponse Error(int status, const std::string& reason) {
+  return JsonAnswer(status, "error", reason);
+}
+
+// "application/json" with optional parameters ("; charset=utf-8").
+bool IsJsonContentType(absl::string_view content_type) {
+  const absl::string_view media =
+      content_type.substr(0, content_type.find(';'));
+  return absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(media),
+                                "application/json");
+}
+
+std::string Rfc3339(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
+}
+
+}  // namespace
+
+WebhookResponse HandleWebhook(const ReceiverConfig& config,
+                              RolloutSubmitter& submitter,
+                              const WebhookRequest& request) {
+  const WebhookConfig& webhook = config.webhook;
+  if (absl::Status auth = VerifyWebhookAuth(webhook.auth, webhook.secrets,
+                                            request.has_auth_header,
+                                            request.auth_header, request.body);
+      !auth.ok()) {
+    return Error(401, std::string(auth.message()));
+  }
+  if (!IsJsonContentType(request.content_type)) {
+    return Error(415,
+                 absl::StrCat("Content-Type must be application/json, got \"",
+                              request.content_type, "\""));
+  }
+  absl::StatusOr<WebhookEvent> event = ParseWebhookPayload(request.body);
+  if (!event.ok()) return Error(400, std::string(event.status().message()));
+  const RuleDecision decision = MatchServices(config, *event);
+  if (!decision.bad_request.empty()) return Error(400, decision.bad_request);
+  if (decision.services.empty())
+    return JsonAnswer(200, "ignored", decision.ignored);
+
+  std::vector<SubmitResult> results;
+  for (const ServiceConfig* service : decision.services) {
+    const DeployIntent intent = BuildDeployIntent(*service, *event);
+    absl::StatusOr<SubmitResult> result = submitter.Submit(intent);
+    if (!result.ok()) {
+      LogError("webhook event could not be recorded",
+               {{"service", service->name},
+                {"error", std::string(result.status().message())}});
+      return Error(
+          503, absl::StrCat("cannot record the event for service ",
+                            service->name, ": ", result.status().message()));
+    }
+    if (result->service.empty()) result->service = service->name;
+    LogInfo(
+        "webhook event submitted",
+        {{"service", result->service},
+         {"rollout_id", result->rollout_id},
+         {"kind", result->kind == SubmitResult::Kind::kAccepted    ? "accepted"
+                  : result->kind == SubmitResult::Kind::kDuplicate ? "duplicate"
+                                                                   : "replay"},
+         {"event", intent.summary}});
+    results.push_back(*std::move(result));
+  }
+
+  const SubmitResult* first = nullptr;
+  const SubmitResult* first_replay = nullptr;
+  Json rollouts = Json::array();
+  for (const SubmitResult& result : results) {
+    Json entry = Json::object();
+    entry["service"] = result.service;
+    if (result.kind == SubmitResult::Kind::kReplay) {
+      if (first_replay == nullptr) first_replay = &result;
+      entry["ignored"] = absl::StrCat("replay of an event accepted at ",
+                                      Rfc3339(result.first_accepted));
+    } else {
+      if (first == nullptr) first = &result;
+      entry["rollout_id"] = result.rollout_id;
+      entry["duplicate"] = result.kind == SubmitResult::Kind::kDuplicate;
+    }
+    rollouts.push_back(std::move(entry));
+  }
+  if (first == nullptr) {
+    return JsonAnswer(200, "ignored",
+                      absl::StrCat("replay of an event accepted at ",
+                                   Rfc3339(first_replay->first_accepted)));
+  }
+  Json body = Json::object();
+  body["rollout_id"] = first->rollout_id;
+  body["service"] = first->service;
+  body["duplicate"] = first->kind == SubmitResult::Kind::kDuplicate;
+  if (results.size() > 1) body["rollouts"] = std::move(rollouts);
+  return {202, Dump(body)};
+}
+
+// ---------------------------------------------------------------------------
+
+WebhookServer::WebhookServer(Options options) : options_(std::move(options)) {
+  config_ = options_.config;
+  if (options_.metrics == nullptr) {
+    own_metrics_ = std::make_unique<MetricsRegistry>();
+    metrics_ = own_metrics_.get();
+  } else {
+    metrics_ = options_.metrics;
+  }
+}
+
+WebhookServer::~WebhookServer() { Stop(); }
+
+std::shared_ptr<const ReceiverConfig> WebhookServer::config() const {
+  absl::MutexLock lock(&mu_);
+  return config_;
+}
+
+void WebhookServer::UpdateConfig(std::shared_ptr<const ReceiverConfig> config) {
+  if (config == nullptr) return;
+  absl::MutexLock lock(&mu_);
+  config_ = std::move(config);
+}
+
+void WebhookServer::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_) return;
+    stopped_ = true;
+  }
+  if (http_ != nullptr) http_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+namespace {
+
+void SetJson(httplib::Response& res, const WebhookResponse& answer) {
+  res.status = answer.status;
+  res.set_content(answer.body, "application/json");
+}
+
+// The checks of the contract that need only the request line and headers
+// (405, 404, 413, plus /healthz and /metrics). Returns true when `res` is
+// the answer; false when the request is a POST to the webhook path whose
+// body may be read.
+bool AnswerFromHeaders(const ReceiverConfig& config, MetricsRegistry& metrics,
+                       const httplib::Request& req, httplib::Response& res) {
+  if (req.path == config.webhook.path) {
+    if (req.method != "POST") {
+      res.set_header("Allow", "POST");
+      SetJson(res, Error(405, absl::StrCat("method ", req.method,
+                                           " not allowed; use POST")));
+      return true;
+    }
+    if (req.has_header("Content-Length")) {
+      uint64_t length = 0;
+      if (!absl::SimpleAtoi(req.get_header_value("Content-Length"), &length)) {
+        res.set_header("Connection", "close");
+        SetJson(res, Error(400, "bad Content-Length"));
+        return true;
+      }
+      if (length > static_cast<uint64_t>(config.webhook.max_body_bytes)) {
+        res.set_header("Connection", "close");
+        SetJson(res, Error(413, absl::StrCat("body of ", length,
+                                             " bytes is over the limit of ",
+                                             config.webhook.max_body_bytes)));
+        return true;
+      }
+    }
+    return false;
+  }
+  if (req.path == "/healthz" || req.path == "/metrics") {
+    if (req.method != "GET" && req.method != "HEAD") {
+      res.set_header("Allow", "GET");
+      SetJson(res, Error(405, absl::StrCat("method ", req.method,
+                                           " not allowed; use GET")));
+      return true;
+    }
+    res.status = 200;
+    if (req.path == "/healthz") {
+      res.set_content("ok\n", "text/plain");
+    } else {
+      res.set_content(metrics.Render(), "text/plain; version=0.0.4");
+    }
+    return true;
+  }
+  SetJson(res, Error(404, "not found"));
+  return true;
+}
+
+bool ParseListen(const std::string& listen, std::string* host, int* port) {
+  const size_t colon = listen.rfind(':');
+  if (colon == std::string::npos) return false;
+  *host = listen.substr(0, colon);
+  if (host->size() >= 2 && host->front() == '[' && host->back() == ']') {
+    *host = host->substr(1, host->size() - 2);
+  }
+  return !host->empty() && absl::SimpleAtoi(listen.substr(colon + 1), port) &&
+         *port >= 0 && *port <= 65535;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<WebhookServer>> WebhookServer::Start(
+    Options options) {
+  if (options.config == nullptr || options.submitter == nullptr) {
+    return absl::InvalidArgumentError(
+        "WebhookServer needs a config and a submitter");
+  }
+  const WebhookConfig& webhook = options.config->webhook;
+  std::string host;
+  int port = 0;
+  if (!ParseListen(webhook.listen, &host, &port)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "webhook.listen \"", webhook.listen, "\" must be host:port"));
+  }
+  std::unique_ptr<WebhookServer> server(new WebhookServer(std::move(options)));
+  if (!webhook.tls_cert.empty()) {
+    auto ssl = std::make_unique<httplib::SSLServer>(webhook.tls_cert.c_str(),
+                                                    webhook.tls_key.c_str());
+    if (!ssl->is_valid()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot load webhook TLS certificate ", webhook.tls_cert,
+                       " and key ", webhook.tls_key));
+    }
+    server->http_ = std::move(ssl);
+  } else {
+    server->http_ = std::make_unique<httplib::Server>();
+  }
+  httplib::Server& http = *server->http_;
+  const Options& opts = server->options_;
+  const size_t threads = static_cast<size_t>(std::max(opts.threads, 1));
+  http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  http.set_tcp_nodelay(true);
+  http.set_read_timeout(opts.read_timeout_seconds, 0);
+  http.set_write_timeout(opts.write_timeout_seconds, 0);
+  http.set_keep_alive_max_count(
+      static_cast<size_t>(std::max(opts.keep_alive_max_count, 1)));
+  http.set_keep_alive_timeout(opts.keep_alive_timeout_seconds);
+
+  WebhookServer* self = server.get();
+  MetricsRegistry* metrics = server->metrics_;
+  Histogram* latency =
+      metrics->GetHistogram("hoist_webhook_request_duration_seconds",
+                            "Time to answer an authenticated-or-not POST to "
+                            "the webhook path, body read included.",
+                            MetricsRegistry::DurationBuckets());
+
+  // Answers before the body is read (and before "100 Continue" is sent).
+  http.set_expect_100_continue_handler(
+      [self, metrics](const httplib::Request& req, httplib::Response& res) {
+        if (!AnswerFromHeaders(*self->config(), *metrics, req, res)) return 100;
+        // httplib writes this answer without adding a Content-Length; without
+        // one the client would wait for the connection to close.
+        res.set_header("Content-Length", absl::StrCat(res.body.size()));
+        return res.status;
+      });
+  http.set_pre_routing_handler(
+      [self, metrics](const httplib::Request& req, httplib::Response& res) {
+        return AnswerFromHeaders(*self->config(), *metrics, req, res)
+                   ? httplib::Server::HandlerResponse::Handled
+                   : httplib::Server::HandlerResponse::Unhandled;
+      });
+  // Only a POST to the webhook path gets here (the pre-routing handler
+  // answered everything else), so the pattern may match any path: the
+  // path can change on UpdateConfig().
+  http.Post(".*", [self, latency](
+                      const httplib::Request& req, httplib::Response& res,
+                      const httplib::ContentReader& content_reader) {
+    const auto start = std::chrono::steady_clock::now();
+    std::shared_ptr<const ReceiverConfig> config = self->config();
+    const size_t max = static_cast<size_t>(config->webhook.max_body_bytes);
+    WebhookRequest request;
+    bool too_big = false;
+    const bool read = content_reader([&](const char* data, size_t length) {
+      if (request.body.size() + length > max) {
+        too_big = true;
+        return false;  // read no further
+      }
+      request.body.append(data, length);
+      return true;
+    });
+    if (too_big) {
+      res.set_header("Connection", "close");
+      SetJson(res, Error(413, absl::StrCat("body is over the limit of ", max,
+                                           " bytes")));
+    } else if (!read) {
+      res.set_header("Connection", "close");
+      SetJson(res, Error(400, "could not read the body"));
+    } else {
+      request.has_auth_header = req.has_header(kWebhookAuthHeader);
+      request.auth_header = req.get_header_value(kWebhookAuthHeader);
+      request.content_type = req.get_header_value("Content-Type");
+      SetJson(res, HandleWebhook(*config, *self->options_.submitter, request));
+    }
+    latency->Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count());
+  });
+  http.set_logger([self, metrics](const httplib::Request& req,
+                                  const httplib::Response& res) {
+    if (req.path != self->config()->webhook.path) return;
+    metrics
+        ->GetCounter("hoist_webhook_requests_total",
+                     "Requests to the webhook path, by HTTP status code.",
+                     {{"code", absl::StrCat(res.status)}})
+        ->Increment();
+  });
+
+  if (port == 0) {
+    port = http.bind_to_any_port(host);
+    if (port < 0) port = -1;
+  } else if (!http.bind_to_port(host, port)) {
+    port = -1;
+  }
+  if (port <= 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", webhook.listen));
+  }
+  server->port_ = port;
+  server->thread_ = std::thread([self] { self->http_->listen_after_bind(); });
+  LogInfo("webhook server listening",
+          {{"listen", webhook.listen},
+           {"port", absl::StrCat(port)},
+           {"tls", webhook.tls_cert.empty() ? "off" : "on"}});
+  return server;
+}
+
+}  // namespace hoist::receiver

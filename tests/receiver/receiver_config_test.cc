@@ -1,0 +1,381 @@
+// LoadReceiverConfig: a full valid config, and table-driven mistakes, each
+// reported at its exact line.
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "receiver/config.h"
+
+namespace hoist::receiver {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Pair;
+using ::testing::UnorderedElementsAre;
+
+const std::string kTestdata = HOIST_RECEIVER_TESTDATA;
+
+// A fresh directory holding a secret file, removed at the end of the test.
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/hoist-config-test-XXXXXX";
+    path_ = mkdtemp(tmpl);
+    Write("secret", "s3cret\n");
+  }
+  ~TempDir() { std::system(("rm -rf '" + path_ + "'").c_str()); }
+  std::string Write(const std::string& name,
+                    const std::string& contents) const {
+    const std::string file = path_ + "/" + name;
+    std::ofstream(file) << contents;
+    return file;
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+TEST(ReceiverConfigTest, FullConfigParsesEveryKey) {
+  absl::StatusOr<ReceiverConfig> config =
+      LoadReceiverConfig(kTestdata + "/receiver_full.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  const WebhookConfig& w = config->webhook;
+  EXPECT_EQ(w.listen, "0.0.0.0:7979");
+  EXPECT_EQ(w.path, "/webhooks/artifactory");
+  EXPECT_EQ(w.tls_cert, kTestdata + "/webhook.pem");
+  EXPECT_EQ(w.tls_key, kTestdata + "/webhook-key.pem");
+  EXPECT_THAT(w.secret_files, ElementsAre(kTestdata + "/webhook-secret",
+                                          kTestdata + "/webhook-secret-next"));
+  // One trailing newline stripped; a file without one kept as is.
+  EXPECT_THAT(w.secrets, ElementsAre("first-secret", "second-secret"));
+  EXPECT_EQ(w.auth, WebhookAuth::kHmacSha256);
+  EXPECT_EQ(w.max_body_bytes, 65536);
+  EXPECT_EQ(w.dedupe_window_seconds, 300);
+  EXPECT_EQ(config->control_listen, "0.0.0.0:7980");
+  EXPECT_EQ(config->metrics_listen, "127.0.0.1:9980");
+  EXPECT_EQ(config->tls.ca, kTestdata + "/ca.pem");
+  EXPECT_EQ(config->tls.cert, kTestdata + "/receiver.pem");
+  EXPECT_EQ(config->tls.key, kTestdata + "/receiver-key.pem");
+  EXPECT_THAT(config->operators, ElementsAre("spiffe://hoist/operator"));
+  EXPECT_THAT(config->viewers, ElementsAre("spiffe://hoist/viewer"));
+  EXPECT_EQ(config->state, kTestdata + "/state/receiver.db");
+  EXPECT_EQ(config->agent_call.deadline_seconds, 120);
+  EXPECT_EQ(config->agent_call.connect_timeout_seconds, 5);
+  EXPECT_EQ(config->agent_call.retry_seconds, 30);
+
+  ASSERT_EQ(config->agents.size(), 3u);
+  EXPECT_EQ(config->agents[0].name, "web-1");
+  EXPECT_EQ(config->agents[0].address, "web-1.internal:7981");
+  EXPECT_EQ(config->agents[0].tls_name, "web-1.example");
+  EXPECT_EQ(config->agents[1].tls_name,
+            "10.0.0.2");  // defaults to the address's host
+  EXPECT_THAT(config->agents[1].labels,
+              UnorderedElementsAre(Pair("role", "web"), Pair("zone", "b")));
+
+  ASSERT_EQ(config->services.size(), 2u);
+  const ServiceConfig& s = config->services[0];
+  EXPECT_EQ(s.name, "helloworld");
+  EXPECT_EQ(s.trigger.domain, "docker");
+  EXPECT_THAT(s.trigger.event_types, ElementsAre("promoted", "pushed"));
+  EXPECT_EQ(s.trigger.repo_key, "docker-local-staging");
+  EXPECT_EQ(s.trigger.image, "team/helloworld");
+  EXPECT_THAT(s.trigger.tags, ElementsAre("latest", "v1.*"));
+  EXPECT_EQ(s.image, "registry.example.com:5000/docker-local-prod/helloworld");
+  EXPECT_THAT(s.targets.labels, ElementsAre(Pair("role", "web")));
+  const hoist::v1::ContainerSpec& c = s.container;
+  EXPECT_EQ(c.name(), "helloworld");
+  EXPECT_THAT(c.ports(), ElementsAre("127.0.0.1:8080:8080/tcp", "9090:90"));
+  EXPECT_THAT(c.env(), ElementsAre("MODE=prod"));
+  EXPECT_THAT(c.env_files(), ElementsAre("/etc/hoist/helloworld.env"));
+  EXPECT_THAT(c.volumes(), ElementsAre("/srv/data:/data:ro", "cache:/cache"));
+  EXPECT_EQ(c.labels().at("team"), "web");
+  EXPECT_EQ(c.network(), "backend");
+  EXPECT_EQ(c.user(), "1000:1000");
+  EXPECT_THAT(c.entrypoint(), ElementsAre("/bin/app"));
+  EXPECT_THAT(c.command(), ElementsAre("--serve", "--port=8080"));
+  EXPECT_EQ(c.memory_mb(), 256);
+  EXPECT_DOUBLE_EQ(c.cpus(), 1.5);
+  EXPECT_EQ(c.log_driver(), "json-file");
+  EXPECT_EQ(c.log_options().at("max-size"), "10m");
+  EXPECT_EQ(c.restart(), "always");
+  EXPECT_EQ(c.stop_timeout_seconds(), 20);
+  EXPECT_EQ(s.health.http_get(), "http://127.0.0.1:8080/");
+  EXPECT_EQ(s.health.interval_seconds(), 2);
+  EXPECT_EQ(s.health.timeout_seconds(), 60);
+  EXPECT_EQ(s.rollout.canary, 1);
+  EXPECT_EQ(s.rollout.batch, "50%");
+  EXPECT_EQ(s.rollout.pause_seconds, 5);
+  EXPECT_EQ(s.rollout.on_failure, OnFailure::kPause);
+
+  // The second service takes every default.
+  const ServiceConfig& d = config->services[1];
+  EXPECT_THAT(d.trigger.event_types, ElementsAre("promoted"));
+  EXPECT_TRUE(d.trigger.repo_key.empty());
+  EXPECT_TRUE(d.trigger.tags.empty());
+  EXPECT_EQ(d.container.name(), "db-tools");
+  EXPECT_EQ(d.container.restart(), "unless-stopped");
+  EXPECT_EQ(d.container.stop_timeout_seconds(), 10);
+  EXPECT_EQ(d.health.interval_seconds(), 1);
+  EXPECT_EQ(d.health.timeout_seconds(), 30);
+  EXPECT_EQ(d.rollout.batch, "1");
+  EXPECT_EQ(d.rollout.on_failure, OnFailure::kRollback);
+
+  std::vector<std::string> web;
+  for (const AgentEntry* a : ResolveTargets(*config, s)) web.push_back(a->name);
+  EXPECT_THAT(web, ElementsAre("web-1", "web-2"));
+  std::vector<std::string> db;
+  for (const AgentEntry* a : ResolveTargets(*config, d)) db.push_back(a->name);
+  EXPECT_THAT(db, ElementsAre("db-1"));
+  EXPECT_EQ(config->FindService("db-tools"), &d);
+  EXPECT_EQ(config->FindService("nope"), nullptr);
+}
+
+// Lines 1-7; services follow from line 8.
+constexpr char kPrefix[] =
+    "webhook:\n"                                                         // 1
+    "  listen: \"127.0.0.1:0\"\n"                                        // 2
+    "  secret_files: [secret]\n"                                         // 3
+    "tls: {ca: ca.pem, cert: r.pem, key: r-key.pem}\n"                   // 4
+    "agents:\n"                                                          // 5
+    "  - {name: web-1, address: \"web-1:7981\", labels: {role: web}}\n"  // 6
+    "services:\n";                                                       // 7
+
+// A valid service starting at line 8 (5 lines).
+constexpr char kService[] =
+    "  - name: hello\n"                     // 8
+    "    trigger: {image: hello}\n"         // 9
+    "    image: reg.example/hello\n"        // 10
+    "    targets: {labels: {role: web}}\n"  // 11
+    "    container: {name: hello}\n";       // 12
+
+TEST(ReceiverConfigTest, MinimalConfigIsValid) {
+  TempDir dir;
+  absl::StatusOr<ReceiverConfig> config =
+      LoadReceiverConfig(dir.Write("c.yaml", std::string(kPrefix) + kService));
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->webhook.auth, WebhookAuth::kToken);
+  EXPECT_EQ(config->webhook.max_body_bytes, 1048576);
+  EXPECT_EQ(config->webhook.dedupe_window_seconds, 600);
+  EXPECT_THAT(config->webhook.secrets, ElementsAre("s3cret"));
+  EXPECT_EQ(config->tls.ca, dir.path() + "/ca.pem");
+}
+
+struct Mistake {
+  const char* name;
+  std::string yaml;  // whole config
+  int line;
+  const char* fragment;
+};
+
+std::string WithService(const std::string& service) {
+  return std::string(kPrefix) + service;
+}
+
+std::string Replace(std::string text, const std::string& from,
+                    const std::string& to) {
+  const size_t at = text.find(from);
+  if (at == std::string::npos) return "<<Replace: no " + from + ">>";
+  return text.replace(at, from.size(), to);
+}
+
+const std::string kValid = WithService(kService);
+
+std::vector<Mistake> Mistakes() {
+  return {
+      {"unknown top-level key", kValid + "colour: blue\n", 13,
+       "unknown key \"colour\""},
+      {"unknown key in container",
+       Replace(kValid, "{name: hello}", "{name: hello, nmae: x}"), 12,
+       "unknown key \"nmae\""},
+      {"unknown agent in targets",
+       Replace(kValid, "{labels: {role: web}}", "{names: [web-1, web-9]}"), 11,
+       "unknown agent \"web-9\""},
+      {"names and labels",
+       Replace(kValid, "{labels: {role: web}}",
+               "{names: [web-1], labels: {role: web}}"),
+       11, "not both"},
+      {"service matching no agent",
+       Replace(kValid, "{role: web}}\n    container",
+               "{role: db}}\n    container"),
+       11, "matches no agent"},
+      {"duplicate service",
+       kValid + Replace(kService, "{name: hello}", "{name: hello2}"), 13,
+       "duplicate service name \"hello\" (first at line 8)"},
+      {"duplicate agent",
+       Replace(kValid, "services:\n",
+               "  - {name: web-1, address: \"x:1\"}\nservices:\n"),
+       7, "duplicate agent name \"web-1\""},
+      {"duplicate container name on one host",
+       kValid + Replace(kService, "name: hello\n", "name: hello2\n"), 17,
+       "container name \"hello\" of service \"hello2\" is also used by service "
+       "\"hello\""},
+      {"bad port",
+       Replace(kValid, "{name: hello}",
+               "{name: hello, ports: [\"8080:70000\"]}"),
+       12, "bad port spec \"8080:70000\""},
+      {"bad port protocol",
+       Replace(kValid, "{name: hello}",
+               "{name: hello, ports: [\"80:80/sctp\"]}"),
+       12, "protocol must be tcp or udp"},
+      {"relative volume destination",
+       Replace(kValid, "{name: hello}",
+               "{name: hello, volumes: [\"/srv:data\"]}"),
+       12, "destination must be an absolute path"},
+      {"bad volume mode",
+       Replace(kValid, "{name: hello}",
+               "{name: hello, volumes: [\"/a:/b:rx\"]}"),
+       12, "mode must be ro or rw"},
+      {"container name with shell characters",
+       Replace(kValid, "{name: hello}", "{name: \"a;rm -rf\"}"), 12,
+       "container name \"a;rm -rf\" must match"},
+      {"container name with ..",
+       Replace(kValid, "{name: hello}", "{name: \"a..b\"}"), 12,
+       "without \"..\""},
+      {"service name invalid",
+       Replace(kValid, "name: hello\n", "name: \"-hello\"\n"), 8,
+       "service name \"-hello\" must match"},
+      {"image with bad characters",
+       Replace(kValid, "reg.example/hello", "\"reg.example/he llo\""), 10,
+       "character ' ' not allowed"},
+      {"image with a tag",
+       Replace(kValid, "reg.example/hello", "reg.example/hello:latest"), 10,
+       "must not carry a tag"},
+      {"bad batch",
+       Replace(kValid, "{name: hello}\n",
+               "{name: hello}\n    rollout: {batch: \"150%\"}\n"),
+       13, "rollout.batch \"150%\""},
+      {"bad on_failure",
+       Replace(kValid, "{name: hello}\n",
+               "{name: hello}\n    rollout: {on_failure: explode}\n"),
+       13, "must be rollback, pause or continue"},
+      {"listen not host:port",
+       Replace(kValid, "\"127.0.0.1:0\"", "\"localhost\""), 2,
+       "webhook.listen \"localhost\" must be host:port"},
+      {"bad auth",
+       Replace(kValid, "  secret_files", "  auth: basic\n  secret_files"), 3,
+       "must be token or hmac-sha256"},
+      {"unreadable secret file",
+       Replace(kValid, "[secret]", "[secret, missing-secret]"), 3,
+       "cannot read secret file"},
+      {"empty secret file", Replace(kValid, "[secret]", "[empty-secret]"), 3,
+       "is empty"},
+      {"wrong type",
+       Replace(kValid, "{name: hello}", "{name: hello, memory_mb: lots}"), 12,
+       "memory_mb must be an integer"},
+      {"stop timeout out of range",
+       Replace(kValid, "{name: hello}",
+               "{name: hello, stop_timeout_seconds: -1}"),
+       12, "stop_timeout_seconds must be between 0 and 3600"},
+      {"deleted event type",
+       Replace(kValid, "{image: hello}",
+               "{image: hello, event_types: [deleted]}"),
+       9, "\"deleted\" must be pushed or promoted"},
+      {"missing trigger image",
+       Replace(kValid, "{image: hello}", "{repo_key: r}"), 9,
+       "missing required key \"image\""},
+      {"agent address", Replace(kValid, "\"web-1:7981\"", "\"web-1\""), 6,
+       "agent address \"web-1\" must be host:port"},
+  };
+}
+
+class ReceiverConfigMistakeTest : public ::testing::TestWithParam<Mistake> {};
+
+TEST_P(ReceiverConfigMistakeTest, ReportedAtItsLine) {
+  const Mistake& m = GetParam();
+  ASSERT_EQ(m.yaml.find("<<Replace"), std::string::npos) << m.yaml;
+  TempDir dir;
+  dir.Write("empty-secret", "\n");
+  const std::string file = dir.Write("c.yaml", m.yaml);
+  absl::StatusOr<ReceiverConfig> config = LoadReceiverConfig(file);
+  ASSERT_FALSE(config.ok()) << m.name;
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(config.status().message()),
+              HasSubstr(absl::StrCat(file, ":", m.line, ": ")))
+      << m.name;
+  // The fragment appears on that very line of the report.
+  const std::string message(config.status().message());
+  bool found = false;
+  size_t start = 0;
+  while (start <= message.size()) {
+    size_t end = message.find('\n', start);
+    if (end == std::string::npos) end = message.size();
+    const std::string line = message.substr(start, end - start);
+    if (line.rfind(absl::StrCat(file, ":", m.line, ": "), 0) == 0 &&
+        line.find(m.fragment) != std::string::npos) {
+      found = true;
+    }
+    start = end + 1;
+  }
+  EXPECT_TRUE(found) << m.name << ": want line " << m.line << " with \""
+                     << m.fragment << "\" in:\n"
+                     << message;
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, ReceiverConfigMistakeTest,
+                         ::testing::ValuesIn(Mistakes()),
+                         [](const ::testing::TestParamInfo<Mistake>& info) {
+                           std::string name = info.param.name;
+                           for (char& c : name) {
+                             if (!isalnum(static_cast<unsigned char>(c)))
+                               c = '_';
+                           }
+                           return name;
+                         });
+
+TEST(ReceiverConfigTest, KeepsGoingAfterTheFirstProblem) {
+  TempDir dir;
+  std::string yaml = Replace(kValid, "{name: hello}",
+                             "{name: hello, ports: [\"x\"], volumes: [\"y\"]}");
+  yaml += "extra: 1\n";
+  absl::StatusOr<ReceiverConfig> config =
+      LoadReceiverConfig(dir.Write("c.yaml", yaml));
+  ASSERT_FALSE(config.ok());
+  const std::string message(config.status().message());
+  EXPECT_THAT(message, HasSubstr("bad port spec"));
+  EXPECT_THAT(message, HasSubstr("bad volume spec"));
+  EXPECT_THAT(message, HasSubstr("unknown key \"extra\""));
+}
+
+TEST(ReceiverConfigTest, YamlSyntaxErrorNamesTheLine) {
+  TempDir dir;
+  const std::string file =
+      dir.Write("c.yaml", "webhook:\n  listen: [unclosed\n");
+  absl::StatusOr<ReceiverConfig> config = LoadReceiverConfig(file);
+  ASSERT_FALSE(config.ok());
+  EXPECT_THAT(std::string(config.status().message()), HasSubstr(file + ":"));
+}
+
+TEST(BatchSizeTest, CountsAndPercentages) {
+  struct Case {
+    std::string batch;
+    int targets;
+    int want;
+  };
+  for (const Case& c : std::vector<Case>{{"1", 10, 1},
+                                         {"2", 10, 2},
+                                         {"20", 3, 3},
+                                         {"25%", 10, 3},
+                                         {"100%", 7, 7},
+                                         {"1%", 7, 1},
+                                         {"50%", 0, 1}}) {
+    absl::StatusOr<int> size = BatchSize(c.batch, c.targets);
+    ASSERT_TRUE(size.ok()) << c.batch << ": " << size.status();
+    EXPECT_EQ(*size, c.want) << c.batch << " of " << c.targets;
+  }
+  for (const std::string bad :
+       {"", "0", "0%", "101%", "-1", "two", "5%%", "1.5", "%"}) {
+    EXPECT_EQ(BatchSize(bad, 10).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
+}
+
+}  // namespace
+}  // namespace hoist::receiver
