@@ -41,7 +41,7 @@ die() { log "$*"; exit 1; }
 start_bg() {
   local logf=$1
   shift
-  setsid "$@" </dev/null >"$logf" 2>&1 9>&- &
+  setsid "$@" </dev/null >"$logf" 2>&1 8>&- 9>&- &
   echo $!
 }
 
@@ -186,8 +186,15 @@ make_certs() {
 
 on_up_exit() {
   local rc=$?
+  # A signal may arrive while a step's output is redirected; log to the
+  # original stderr (fd 8, saved by up).
+  exec >&8 2>&8
   if ((rc != 0)); then
     log "up failed; tearing down"
+    # Stop our own background steps first so none starts a daemon after down.
+    local j
+    for j in $(jobs -p); do kill "$j" 2>/dev/null || true; done
+    wait 2>/dev/null || true
     down "$UP_DIR" || true
   fi
   exit "$rc"
@@ -202,6 +209,7 @@ up() {
   chmod 755 "$ROOT"
   echo "$ROOT" >"$dir/root"
   UP_DIR=$dir
+  exec 8>&2
   trap on_up_exit EXIT
   trap 'exit 143' TERM
   trap 'exit 130' INT
@@ -380,7 +388,7 @@ down() {
 }
 
 # DIR/lock serializes up and down on one DIR (e.g. a reaper's down waits for
-# an up still in progress). Daemons are started with fd 9 closed.
+# an up still in progress). Daemons are started with fds 8 and 9 closed.
 case ${1:-} in
   up)
     [[ -n ${2:-} ]] || die "usage: harness.sh up DIR"
