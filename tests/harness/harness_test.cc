@@ -190,6 +190,29 @@ TEST_F(HarnessTest, RootNamespaceReachesAHostAddress) {
   EXPECT_EQ(body, "hoist-test v2");
 }
 
+// A host's containerd runs in the host's namespace too, so a host-network
+// container listens on the host's loopback and address, not the machine's.
+TEST_F(HarnessTest, HostNetworkContainerListensInsideTheHost) {
+  const HarnessEnv& env = Harness();
+  const TestHost& h2 = env.hosts[1];
+  CommandResult r =
+      RunCommand(Docker(h2.docker_endpoint) + " run -d --network host " +
+                 env.image_repo_bridge + "@" + env.Digest("v1"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::string inside, via_address;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto b = HttpGet("http://127.0.0.1:8080/", absl::Seconds(1), h2.netns);
+        if (b.ok()) inside = *b;
+        return b.ok();
+      },
+      absl::Seconds(15)));
+  EXPECT_EQ(inside, "hoist-test v1");
+  auto b = HttpGet("http://" + h2.address + ":8080/", absl::Seconds(2));
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(*b, "hoist-test v1");
+}
+
 TEST_F(HarnessTest, RootDaemonPublishesOnLoopback) {
   const HarnessEnv& env = Harness();
   const int port = FreeTcpPort();
