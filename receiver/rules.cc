@@ -136,7 +136,7 @@ DeployIntent BuildDeployIntent(const ServiceConfig& service,
   intent.digest = absl::StrCat("sha256:", event.sha256);
   intent.tag = event.tag;
   intent.trigger = "webhook";
-  intent.dedupe_key = DedupeKey(event);
+  intent.dedupe_key = absl::StrCat(DedupeKey(event), "|", service.name);
   intent.summary = absl::StrCat(
       "docker ", event.event_type, " ", event.repo_key, "/", event.image, ":",
       event.tag, "@sha256:", event.sha256.substr(0, 12));

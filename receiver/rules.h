@@ -53,13 +53,14 @@ RuleDecision MatchServices(const ReceiverConfig& config,
                            const WebhookEvent& event);
 
 // domain|event_type|repo_key|path|sha256 — identifies a delivery (JFrog
-// sends no delivery id). The same event matching two services yields the
-// same key for both; submitters dedupe on (service, dedupe_key).
+// sends no delivery id).
 std::string DedupeKey(const WebhookEvent& event);
 
 // The intent to deploy `service` for `event` (trigger "webhook"; image =
-// service.image, digest = "sha256:" + event.sha256). `event` must have
-// passed MatchServices for `service` (valid sha256).
+// service.image, digest = "sha256:" + event.sha256). Its dedupe_key is
+// DedupeKey(event) + "|" + service.name, so that one event matching two
+// services starts one rollout for each, while a repeat of it joins them.
+// `event` must have passed MatchServices for `service` (valid sha256).
 DeployIntent BuildDeployIntent(const ServiceConfig& service,
                                const WebhookEvent& event);
 

@@ -150,16 +150,21 @@ TEST(BuildDeployIntentTest, Fields) {
   EXPECT_EQ(intent.digest, std::string("sha256:") + kSha);
   EXPECT_EQ(intent.tag, "v1.2");
   EXPECT_EQ(intent.trigger, "webhook");
-  EXPECT_EQ(intent.dedupe_key,
+  EXPECT_EQ(DedupeKey(DockerEvent()),
             std::string("docker|promoted|docker-local-staging|"
                         "team/helloworld/v1.2/manifest.json|") +
                 kSha);
-  EXPECT_EQ(intent.dedupe_key, DedupeKey(DockerEvent()));
+  EXPECT_EQ(intent.dedupe_key, DedupeKey(DockerEvent()) + "|hello");
   EXPECT_FALSE(intent.summary.empty());
 
+  // Another digest is another delivery; another service another rollout.
   WebhookEvent other = DockerEvent();
   other.sha256[0] = 'f';
-  EXPECT_NE(DedupeKey(other), intent.dedupe_key);
+  EXPECT_NE(BuildDeployIntent(s, other).dedupe_key, intent.dedupe_key);
+  EXPECT_NE(
+      BuildDeployIntent(Service("hello2", "team/helloworld"), DockerEvent())
+          .dedupe_key,
+      intent.dedupe_key);
 }
 
 }  // namespace

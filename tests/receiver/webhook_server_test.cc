@@ -52,15 +52,15 @@ std::string Event(const std::string& domain = "docker",
   return body.dump();
 }
 
-// Records intents; answers like a rollout manager with an in-memory dedupe
-// map keyed by (service, dedupe_key).
+// Records intents; answers like the rollout manager, with an in-memory
+// dedupe map keyed by dedupe_key.
 class FakeSubmitter : public RolloutSubmitter {
  public:
   absl::StatusOr<SubmitResult> Submit(const DeployIntent& intent) override {
     absl::MutexLock lock(&mu_);
     intents_.push_back(intent);
     if (fail_) return absl::UnavailableError("journal is down");
-    const std::string key = intent.service + "#" + intent.dedupe_key;
+    const std::string& key = intent.dedupe_key;
     auto it = seen_.find(key);
     if (it != seen_.end()) {
       SubmitResult result = it->second;
@@ -254,7 +254,7 @@ TEST_F(WebhookServerTest, NewEventIsAcceptedAndSubmittedOnce) {
   EXPECT_EQ(
       intents[0].dedupe_key,
       std::string("docker|promoted|staging|helloworld/latest/manifest.json|") +
-          kSha);
+          kSha + "|hello");
 }
 
 TEST_F(WebhookServerTest, DuplicateWithinWindowJoinsTheFirstRollout) {
