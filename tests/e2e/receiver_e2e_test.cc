@@ -1,0 +1,146 @@
+// End to end: webhook -> hoist-receiver -> mTLS gRPC -> hoist-agent in two
+// network-namespace hosts -> their dockerd, with the harness's registry and
+// test images. What each host serves is checked from inside its namespace.
+#include <signal.h>
+
+#include <set>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "receiver/journal_sqlite.h"
+#include "tests/e2e/e2e_util.h"
+
+namespace hoist::e2e {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string Id(const std::pair<int, std::string>& answer) {
+  EXPECT_EQ(answer.first, 202) << answer.second;
+  return Fleet::RolloutId(answer.second);
+}
+
+TEST(ReceiverE2eTest, TokenWebhookDeploysThePromotedDigestToBothHosts) {
+  Fleet fleet(FleetOptions{});
+  ASSERT_TRUE(fleet.AwaitAgents());
+  // A wrong token is refused and deploys nothing.
+  EXPECT_EQ(fleet.Post(Fleet::PromotedEvent("v1", "v1"), "wrong-token").first, 401);
+  const std::string body = Fleet::PromotedEvent("v1", "v1");
+  const std::string id = Id(fleet.Post(body));
+  ASSERT_FALSE(id.empty());
+  // The same delivery again is a duplicate of the first rollout.
+  auto again = fleet.Post(body);
+  EXPECT_EQ(again.first, 202);
+  EXPECT_THAT(again.second, HasSubstr("\"duplicate\":true"));
+  EXPECT_EQ(Fleet::RolloutId(again.second), id);
+
+  hoist::v1::Rollout r = fleet.AwaitFinal(id);
+  ASSERT_EQ(r.state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED) << r.DebugString();
+  EXPECT_EQ(r.digest(), Harness().Digest("v1"));
+  ASSERT_EQ(r.hosts_size(), 2);
+  for (const auto& h : r.hosts()) EXPECT_EQ(h.phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  EXPECT_EQ(Fleet::Serves(0), "hoist-test v1");
+  EXPECT_EQ(Fleet::Serves(1), "hoist-test v1");
+}
+
+TEST(ReceiverE2eTest, HmacWebhookDeploys) {
+  FleetOptions o;
+  o.auth = "hmac-sha256";
+  o.batch = "100%";
+  Fleet fleet(o);
+  ASSERT_TRUE(fleet.AwaitAgents());
+  const std::string body = Fleet::PromotedEvent("v2", "v2");
+  // The token itself is not a valid signature.
+  EXPECT_EQ(fleet.Post(body, Fleet::kSecret).first, 401);
+  const std::string id = Id(fleet.Post(body));
+  hoist::v1::Rollout r = fleet.AwaitFinal(id);
+  ASSERT_EQ(r.state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED) << r.DebugString();
+  EXPECT_EQ(Fleet::Serves(0), "hoist-test v2");
+  EXPECT_EQ(Fleet::Serves(1), "hoist-test v2");
+}
+
+TEST(ReceiverE2eTest, BurstOfFiftyPromotionsRunsAtMostTwoRollouts) {
+  FleetOptions o;
+  o.batch = "100%";
+  Fleet fleet(o);
+  ASSERT_TRUE(fleet.AwaitAgents());
+  std::vector<std::string> ids;
+  for (int i = 0; i < 50; ++i) {
+    // Distinct deliveries (tags), alternating images; the last one is v2.
+    ids.push_back(Id(fleet.Post(Fleet::PromotedEvent(absl::StrCat("t", i), i % 2 ? "v2" : "v1"))));
+  }
+  hoist::v1::Rollout last = fleet.AwaitFinal(ids.back());
+  ASSERT_EQ(last.state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED) << last.DebugString();
+  int ran = 0;
+  for (const std::string& id : ids) {
+    hoist::v1::Rollout r = fleet.AwaitFinal(id);
+    if (r.state() == hoist::v1::ROLLOUT_STATE_SUPERSEDED) {
+      EXPECT_EQ(r.superseded_by(), ids.back());
+    } else {
+      ++ran;
+    }
+  }
+  EXPECT_LE(ran, 2);
+  EXPECT_EQ(Fleet::Serves(0), "hoist-test v2");
+  EXPECT_EQ(Fleet::Serves(1), "hoist-test v2");
+}
+
+TEST(ReceiverE2eTest, CrashingImageIsRolledBackEverywhere) {
+  FleetOptions o;
+  o.batch = "100%";
+  o.health_timeout_seconds = 10;
+  Fleet fleet(o);
+  ASSERT_TRUE(fleet.AwaitAgents());
+  hoist::v1::Rollout first = fleet.AwaitFinal(Id(fleet.Post(Fleet::PromotedEvent("v1", "v1"))));
+  ASSERT_EQ(first.state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED) << first.DebugString();
+  hoist::v1::Rollout r =
+      fleet.AwaitFinal(Id(fleet.Post(Fleet::PromotedEvent("crash", "crash"))));
+  ASSERT_EQ(r.state(), hoist::v1::ROLLOUT_STATE_ROLLED_BACK) << r.DebugString();
+  EXPECT_FALSE(r.error().empty());
+  for (const auto& h : r.hosts()) {
+    EXPECT_EQ(h.phase(), hoist::v1::DEPLOY_PHASE_ROLLED_BACK) << h.agent();
+    EXPECT_FALSE(h.error().empty()) << h.agent();
+  }
+  EXPECT_EQ(Fleet::Serves(0), "hoist-test v1");
+  EXPECT_EQ(Fleet::Serves(1), "hoist-test v1");
+}
+
+TEST(ReceiverE2eTest, ReceiverKilledMidRolloutRecoversAfterRestart) {
+  FleetOptions o;
+  o.batch = "1";
+  o.pause_seconds = 4;
+  Fleet fleet(o);
+  ASSERT_TRUE(fleet.AwaitAgents());
+  const std::string id = Id(fleet.Post(Fleet::PromotedEvent("v1", "v1")));
+  // Kill it during the pause after the first host succeeded.
+  ASSERT_TRUE(hoist::testing::WaitFor(
+      [&] {
+        auto r = fleet.Get(id);
+        return r.ok() && r->hosts(0).phase() == hoist::v1::DEPLOY_PHASE_SUCCEEDED;
+      },
+      absl::Seconds(120)));
+  fleet.KillReceiver();
+  {
+    auto journal = receiver::SqliteJournal::Open(fleet.db_path());
+    ASSERT_TRUE(journal.ok()) << journal.status();
+    auto check = (*journal)->IntegrityCheck();
+    ASSERT_TRUE(check.ok());
+    EXPECT_EQ(*check, "ok");
+    auto stored = (*journal)->GetRollout(id);
+    ASSERT_TRUE(stored.ok());
+    EXPECT_EQ(stored->state(), hoist::v1::ROLLOUT_STATE_RUNNING);
+  }
+  fleet.StartReceiver();
+  hoist::v1::Rollout r = fleet.AwaitFinal(id);
+  ASSERT_TRUE(r.state() == hoist::v1::ROLLOUT_STATE_SUCCEEDED ||
+              (r.state() == hoist::v1::ROLLOUT_STATE_FAILED && !r.error().empty()))
+      << r.DebugString();
+  EXPECT_EQ(r.state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  EXPECT_EQ(Fleet::Serves(0), "hoist-test v1");
+  EXPECT_EQ(Fleet::Serves(1), "hoist-test v1");
+}
+
+}  // namespace
+}  // namespace hoist::e2e
