@@ -76,7 +76,7 @@ class WebhookServer {
     // Worker threads. Every open connection, idle or not, holds one until
     // its read or keep-alive timeout, so this bounds how many sockets an
     // attacker must hold open to delay authentic deliveries.
-    int threads = 128;
+    int threads = 256;
     int read_timeout_seconds = 5;
     int write_timeout_seconds = 5;
     int keep_alive_max_count = 100;

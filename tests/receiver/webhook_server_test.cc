@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <string>
@@ -564,6 +565,48 @@ TEST_F(WebhookServerTest, IdleConnectionsDoNotStarveAnAuthenticRequest) {
   // Well under the 5 s read timeout that frees an idle connection's thread.
   EXPECT_LT(elapsed, std::chrono::seconds(2));
   for (int fd : idle) close(fd);
+}
+
+TEST(WebhookServerTlsTest, ServesHttpsWhenCertAndKeyAreSet) {
+  char tmpl[] = "/tmp/hoist-webhook-tls-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  const std::string cert = dir + "/cert.pem";
+  const std::string key = dir + "/key.pem";
+  const std::string command =
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+      "-nodes -days 1 "
+      "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout '" +
+      key + "' -out '" + cert + "' >/dev/null 2>&1";
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+
+  FakeSubmitter submitter;
+  auto config = BaseConfig();
+  config->webhook.tls_cert = cert;
+  config->webhook.tls_key = key;
+  WebhookServer::Options options;
+  options.config = config;
+  options.submitter = &submitter;
+  absl::StatusOr<std::unique_ptr<WebhookServer>> server =
+      WebhookServer::Start(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+
+  httplib::SSLClient client("127.0.0.1", (*server)->port());
+  client.set_ca_cert_path(cert);
+  client.enable_server_certificate_verification(true);
+  client.set_read_timeout(10, 0);
+  httplib::Headers headers = {{"X-JFrog-Event-Auth", kSecret}};
+  auto result = client.Post(kPath, headers, Event(), "application/json");
+  ASSERT_TRUE(result) << httplib::to_string(result.error());
+  EXPECT_EQ(result->status, 202);
+  EXPECT_EQ(submitter.intents().size(), 1u);
+
+  // Plain HTTP to the HTTPS port gets no answer.
+  httplib::Client plain("127.0.0.1", (*server)->port());
+  plain.set_read_timeout(5, 0);
+  auto refused = plain.Post(kPath, headers, Event(), "application/json");
+  EXPECT_TRUE(!refused || refused->status != 202);
+  (*server)->Stop();
+  std::system(("rm -rf '" + dir + "'").c_str());
 }
 
 TEST(WebhookServerStartTest, BadListenAndTlsFilesAreReported) {
