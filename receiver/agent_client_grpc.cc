@@ -13,7 +13,8 @@ namespace {
 template <typename Request>
 class EventReader : public grpc::ClientReadReactor<hoist::v1::DeployEvent> {
  public:
-  EventReader(DeployEventCallback on_event, DoneCallback on_done, absl::Duration deadline)
+  EventReader(DeployEventCallback on_event, DoneCallback on_done,
+              absl::Duration deadline)
       : on_event_(std::move(on_event)), on_done_(std::move(on_done)) {
     context_.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
     context_.set_wait_for_ready(false);
@@ -61,15 +62,17 @@ std::string AgentTlsName(const AgentEntry& agent) {
   return colon == std::string::npos ? a : a.substr(0, colon);
 }
 
-AgentClientGrpc::AgentClientGrpc(const AgentEntry& agent,
-                                 std::shared_ptr<grpc::ChannelCredentials> credentials,
-                                 const AgentCallConfig& call)
+AgentClientGrpc::AgentClientGrpc(
+    const AgentEntry& agent,
+    std::shared_ptr<grpc::ChannelCredentials> credentials,
+    const AgentCallConfig& call)
     : name_(agent.name), tls_name_(AgentTlsName(agent)) {
   grpc::ChannelArguments args;
   args.SetSslTargetNameOverride(tls_name_);
   // A connection attempt gives up after connect_timeout_seconds (gRPC uses
   // the minimum reconnect backoff as its minimum connect deadline).
-  const int connect_ms = static_cast<int>(std::max<int64_t>(call.connect_timeout_seconds, 1) * 1000);
+  const int connect_ms = static_cast<int>(
+      std::max<int64_t>(call.connect_timeout_seconds, 1) * 1000);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, connect_ms);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 1000);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 10000);
@@ -80,39 +83,46 @@ AgentClientGrpc::AgentClientGrpc(const AgentEntry& agent,
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
   // Each agent gets its own connection even when two share an address.
   args.SetString("hoist.agent", agent.name);
-  channel_ = grpc::CreateCustomChannel(agent.address, std::move(credentials), args);
+  channel_ =
+      grpc::CreateCustomChannel(agent.address, std::move(credentials), args);
   stub_ = hoist::v1::NodeAgent::NewStub(channel_);
 }
 
-void AgentClientGrpc::Deploy(const hoist::v1::DeployRequest& request, absl::Duration deadline,
-                             DeployEventCallback on_event, DoneCallback on_done) {
-  auto* reader = new EventReader<hoist::v1::DeployRequest>(std::move(on_event),
-                                                           std::move(on_done), deadline);
+void AgentClientGrpc::Deploy(const hoist::v1::DeployRequest& request,
+                             absl::Duration deadline,
+                             DeployEventCallback on_event,
+                             DoneCallback on_done) {
+  auto* reader = new EventReader<hoist::v1::DeployRequest>(
+      std::move(on_event), std::move(on_done), deadline);
   *reader->request() = request;
   stub_->async()->Deploy(reader->context(), reader->request(), reader);
   reader->Begin();
 }
 
 void AgentClientGrpc::Rollback(const hoist::v1::RollbackRequest& request,
-                               absl::Duration deadline, DeployEventCallback on_event,
+                               absl::Duration deadline,
+                               DeployEventCallback on_event,
                                DoneCallback on_done) {
-  auto* reader = new EventReader<hoist::v1::RollbackRequest>(std::move(on_event),
-                                                             std::move(on_done), deadline);
+  auto* reader = new EventReader<hoist::v1::RollbackRequest>(
+      std::move(on_event), std::move(on_done), deadline);
   *reader->request() = request;
   stub_->async()->Rollback(reader->context(), reader->request(), reader);
   reader->Begin();
 }
 
-void AgentClientGrpc::WatchDeploy(const std::string& deploy_id, absl::Duration deadline,
-                                  DeployEventCallback on_event, DoneCallback on_done) {
-  auto* reader = new EventReader<hoist::v1::WatchDeployRequest>(std::move(on_event),
-                                                                std::move(on_done), deadline);
+void AgentClientGrpc::WatchDeploy(const std::string& deploy_id,
+                                  absl::Duration deadline,
+                                  DeployEventCallback on_event,
+                                  DoneCallback on_done) {
+  auto* reader = new EventReader<hoist::v1::WatchDeployRequest>(
+      std::move(on_event), std::move(on_done), deadline);
   reader->request()->set_deploy_id(deploy_id);
   stub_->async()->WatchDeploy(reader->context(), reader->request(), reader);
   reader->Begin();
 }
 
-absl::StatusOr<hoist::v1::AgentStatus> AgentClientGrpc::GetStatus(absl::Duration deadline) {
+absl::StatusOr<hoist::v1::AgentStatus> AgentClientGrpc::GetStatus(
+    absl::Duration deadline) {
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
   context.set_wait_for_ready(false);
@@ -124,7 +134,8 @@ absl::StatusOr<hoist::v1::AgentStatus> AgentClientGrpc::GetStatus(absl::Duration
 }
 
 AgentClientPoolGrpc::AgentClientPoolGrpc(const std::vector<AgentEntry>& agents,
-                                         const TlsMaterial& tls, const AgentCallConfig& call) {
+                                         const TlsMaterial& tls,
+                                         const AgentCallConfig& call) {
   Update(agents, tls, call);
 }
 
@@ -133,16 +144,18 @@ absl::StatusOr<std::shared_ptr<AgentClient>> AgentClientPoolGrpc::Get(
   absl::MutexLock lock(&mu_);
   auto it = clients_.find(agent_name);
   if (it == clients_.end()) {
-    return absl::NotFoundError(absl::StrCat("agent ", agent_name, " is not configured"));
+    return absl::NotFoundError(
+        absl::StrCat("agent ", agent_name, " is not configured"));
   }
   return it->second.client;
 }
 
-void AgentClientPoolGrpc::Update(const std::vector<AgentEntry>& agents, const TlsMaterial& tls,
+void AgentClientPoolGrpc::Update(const std::vector<AgentEntry>& agents,
+                                 const TlsMaterial& tls,
                                  const AgentCallConfig& call) {
   const std::string creds_key =
-      Sha256Hex(absl::StrCat(tls.ca_pem, "\n", tls.cert_pem, "\n", tls.key_pem, "\n",
-                             call.connect_timeout_seconds));
+      Sha256Hex(absl::StrCat(tls.ca_pem, "\n", tls.cert_pem, "\n", tls.key_pem,
+                             "\n", call.connect_timeout_seconds));
   std::shared_ptr<grpc::ChannelCredentials> credentials;
   std::map<std::string, Entry> next;
   absl::MutexLock lock(&mu_);
@@ -157,7 +170,9 @@ void AgentClientPoolGrpc::Update(const std::vector<AgentEntry>& agents, const Tl
       continue;
     }
     if (!credentials) credentials = MutualTlsChannelCredentials(tls);
-    next[agent.name] = Entry{agent, key, std::make_shared<AgentClientGrpc>(agent, credentials, call)};
+    next[agent.name] =
+        Entry{agent, key,
+              std::make_shared<AgentClientGrpc>(agent, credentials, call)};
   }
   clients_.swap(next);
 }

@@ -29,16 +29,19 @@ namespace hoist::receiver {
 class AgentClientGrpc : public AgentClient {
  public:
   // Creates the channel to `agent.address` (connects lazily).
-  AgentClientGrpc(const AgentEntry& agent, std::shared_ptr<grpc::ChannelCredentials> credentials,
+  AgentClientGrpc(const AgentEntry& agent,
+                  std::shared_ptr<grpc::ChannelCredentials> credentials,
                   const AgentCallConfig& call);
 
   void Deploy(const hoist::v1::DeployRequest& request, absl::Duration deadline,
               DeployEventCallback on_event, DoneCallback on_done) override;
-  void Rollback(const hoist::v1::RollbackRequest& request, absl::Duration deadline,
-                DeployEventCallback on_event, DoneCallback on_done) override;
+  void Rollback(const hoist::v1::RollbackRequest& request,
+                absl::Duration deadline, DeployEventCallback on_event,
+                DoneCallback on_done) override;
   void WatchDeploy(const std::string& deploy_id, absl::Duration deadline,
                    DeployEventCallback on_event, DoneCallback on_done) override;
-  absl::StatusOr<hoist::v1::AgentStatus> GetStatus(absl::Duration deadline) override;
+  absl::StatusOr<hoist::v1::AgentStatus> GetStatus(
+      absl::Duration deadline) override;
 
   // The TLS name the agent's certificate is checked against.
   const std::string& tls_name() const { return tls_name_; }
@@ -58,9 +61,10 @@ std::string AgentTlsName(const AgentEntry& agent);
 // in flight on old clients finish on them. Thread-safe.
 class AgentClientPoolGrpc : public AgentClientPool {
  public:
-  AgentClientPoolGrpc(const std::vector<AgentEntry>& agents, const TlsMaterial& tls,
-                      const AgentCallConfig& call);
-  absl::StatusOr<std::shared_ptr<AgentClient>> Get(const std::string& agent_name) override;
+  AgentClientPoolGrpc(const std::vector<AgentEntry>& agents,
+                      const TlsMaterial& tls, const AgentCallConfig& call);
+  absl::StatusOr<std::shared_ptr<AgentClient>> Get(
+      const std::string& agent_name) override;
   void Update(const std::vector<AgentEntry>& agents, const TlsMaterial& tls,
               const AgentCallConfig& call);
 

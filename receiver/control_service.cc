@@ -25,10 +25,11 @@ google::protobuf::Timestamp ToProto(absl::Time t) {
   return ts;
 }
 
-std::shared_ptr<const RoleAuthorizer> MakeAuthorizer(const ReceiverConfig& config) {
+std::shared_ptr<const RoleAuthorizer> MakeAuthorizer(
+    const ReceiverConfig& config) {
   return std::make_shared<const RoleAuthorizer>(
-      std::map<std::string, std::vector<std::string>>{{"operators", config.operators},
-                                                      {"viewers", config.viewers}});
+      std::map<std::string, std::vector<std::string>>{
+          {"operators", config.operators}, {"viewers", config.viewers}});
 }
 
 grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* context,
@@ -135,11 +136,14 @@ ControlService::ControlService(RolloutManager* manager, AgentClientPool* pool,
 
 ControlService::~ControlService() {
   absl::MutexLock lock(&mu_);
-  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return background_ == 0; };
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return background_ == 0;
+  };
   mu_.Await(absl::Condition(&idle));
 }
 
-void ControlService::UpdateConfig(std::shared_ptr<const ReceiverConfig> config) {
+void ControlService::UpdateConfig(
+    std::shared_ptr<const ReceiverConfig> config) {
   auto authorizer = MakeAuthorizer(*config);
   absl::MutexLock lock(&mu_);
   config_ = std::move(config);
@@ -159,17 +163,19 @@ absl::Status ControlService::Authorize(grpc::CallbackServerContext* context,
     authorizer = authorizer_;
   }
   std::shared_ptr<const grpc::AuthContext> auth = context->auth_context();
-  if (auth == nullptr) return absl::UnauthenticatedError("no client certificate");
-  absl::Status s = authorizer->CheckPeer(*auth, operator_only ? kOperatorRoles : kViewerRoles);
+  if (auth == nullptr)
+    return absl::UnauthenticatedError("no client certificate");
+  absl::Status s = authorizer->CheckPeer(
+      *auth, operator_only ? kOperatorRoles : kViewerRoles);
   if (!s.ok()) {
     LogWarning("control call refused", {{"error", std::string(s.message())}});
   }
   return s;
 }
 
-grpc::ServerUnaryReactor* ControlService::ListAgents(grpc::CallbackServerContext* context,
-                                                     const hoist::v1::ListAgentsRequest*,
-                                                     hoist::v1::ListAgentsResponse* response) {
+grpc::ServerUnaryReactor* ControlService::ListAgents(
+    grpc::CallbackServerContext* context, const hoist::v1::ListAgentsRequest*,
+    hoist::v1::ListAgentsResponse* response) {
   absl::Status auth = Authorize(context, false);
   if (!auth.ok()) return FinishWith(context, auth);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
@@ -182,9 +188,11 @@ grpc::ServerUnaryReactor* ControlService::ListAgents(grpc::CallbackServerContext
   std::thread([this, cfg, reactor, response] {
     std::vector<std::future<absl::StatusOr<hoist::v1::AgentStatus>>> results;
     for (const AgentEntry& agent : cfg->agents) {
-      results.push_back(std::async(std::launch::async, [this, name = agent.name] {
+      results.push_back(std::async(std::launch::async, [this,
+                                                        name = agent.name] {
         absl::StatusOr<std::shared_ptr<AgentClient>> client = pool_->Get(name);
-        if (!client.ok()) return absl::StatusOr<hoist::v1::AgentStatus>(client.status());
+        if (!client.ok())
+          return absl::StatusOr<hoist::v1::AgentStatus>(client.status());
         return (*client)->GetStatus(status_deadline_);
       }));
     }
@@ -212,7 +220,8 @@ grpc::ServerUnaryReactor* ControlService::ListAgents(grpc::CallbackServerContext
         info->set_version(status->version());
         info->set_docker_version(status->docker_version());
       }
-      if (seen.last_seen != absl::InfinitePast()) *info->mutable_last_seen() = ToProto(seen.last_seen);
+      if (seen.last_seen != absl::InfinitePast())
+        *info->mutable_last_seen() = ToProto(seen.last_seen);
       if (!status.ok()) info->set_last_error(seen.last_error);
     }
     reactor->Finish(grpc::Status::OK);
@@ -223,7 +232,8 @@ grpc::ServerUnaryReactor* ControlService::ListAgents(grpc::CallbackServerContext
 }
 
 grpc::ServerUnaryReactor* ControlService::ListRollouts(
-    grpc::CallbackServerContext* context, const hoist::v1::ListRolloutsRequest* request,
+    grpc::CallbackServerContext* context,
+    const hoist::v1::ListRolloutsRequest* request,
     hoist::v1::ListRolloutsResponse* response) {
   absl::Status auth = Authorize(context, false);
   if (!auth.ok()) return FinishWith(context, auth);
@@ -231,14 +241,15 @@ grpc::ServerUnaryReactor* ControlService::ListRollouts(
   absl::StatusOr<std::vector<hoist::v1::Rollout>> rows =
       manager_->ListRollouts(request->service(), limit);
   if (rows.ok()) {
-    for (hoist::v1::Rollout& r : *rows) *response->add_rollouts() = std::move(r);
+    for (hoist::v1::Rollout& r : *rows)
+      *response->add_rollouts() = std::move(r);
   }
   return FinishWith(context, rows.status());
 }
 
-grpc::ServerUnaryReactor* ControlService::GetRollout(grpc::CallbackServerContext* context,
-                                                     const hoist::v1::GetRolloutRequest* request,
-                                                     hoist::v1::Rollout* response) {
+grpc::ServerUnaryReactor* ControlService::GetRollout(
+    grpc::CallbackServerContext* context,
+    const hoist::v1::GetRolloutRequest* request, hoist::v1::Rollout* response) {
   absl::Status auth = Authorize(context, false);
   if (!auth.ok()) return FinishWith(context, auth);
   absl::StatusOr<hoist::v1::Rollout> r = manager_->GetRollout(request->id());
@@ -247,7 +258,8 @@ grpc::ServerUnaryReactor* ControlService::GetRollout(grpc::CallbackServerContext
 }
 
 grpc::ServerWriteReactor<hoist::v1::RolloutEvent>* ControlService::WatchRollout(
-    grpc::CallbackServerContext* context, const hoist::v1::WatchRolloutRequest* request) {
+    grpc::CallbackServerContext* context,
+    const hoist::v1::WatchRolloutRequest* request) {
   auto* reactor = new WatchReactor();
   absl::Status auth = Authorize(context, false);
   if (!auth.ok()) {
@@ -259,30 +271,33 @@ grpc::ServerWriteReactor<hoist::v1::RolloutEvent>* ControlService::WatchRollout(
   return reactor;
 }
 
-grpc::ServerUnaryReactor* ControlService::Deploy(grpc::CallbackServerContext* context,
-                                                 const hoist::v1::ManualDeployRequest* request,
-                                                 hoist::v1::Rollout* response) {
+grpc::ServerUnaryReactor* ControlService::Deploy(
+    grpc::CallbackServerContext* context,
+    const hoist::v1::ManualDeployRequest* request,
+    hoist::v1::Rollout* response) {
   absl::Status auth = Authorize(context, true);
   if (!auth.ok()) return FinishWith(context, auth);
-  absl::StatusOr<hoist::v1::Rollout> r =
-      manager_->ManualDeploy(request->service(), request->digest(), request->tag());
+  absl::StatusOr<hoist::v1::Rollout> r = manager_->ManualDeploy(
+      request->service(), request->digest(), request->tag());
   if (r.ok()) *response = std::move(*r);
   return FinishWith(context, r.status());
 }
 
 grpc::ServerUnaryReactor* ControlService::Rollback(
-    grpc::CallbackServerContext* context, const hoist::v1::RollbackServiceRequest* request,
+    grpc::CallbackServerContext* context,
+    const hoist::v1::RollbackServiceRequest* request,
     hoist::v1::Rollout* response) {
   absl::Status auth = Authorize(context, true);
   if (!auth.ok()) return FinishWith(context, auth);
-  absl::StatusOr<hoist::v1::Rollout> r = manager_->RollbackService(request->service());
+  absl::StatusOr<hoist::v1::Rollout> r =
+      manager_->RollbackService(request->service());
   if (r.ok()) *response = std::move(*r);
   return FinishWith(context, r.status());
 }
 
-grpc::ServerUnaryReactor* ControlService::Resume(grpc::CallbackServerContext* context,
-                                                 const hoist::v1::ResumeRequest* request,
-                                                 hoist::v1::Rollout* response) {
+grpc::ServerUnaryReactor* ControlService::Resume(
+    grpc::CallbackServerContext* context,
+    const hoist::v1::ResumeRequest* request, hoist::v1::Rollout* response) {
   absl::Status auth = Authorize(context, true);
   if (!auth.ok()) return FinishWith(context, auth);
   absl::StatusOr<hoist::v1::Rollout> r = manager_->Resume(request->id());
@@ -290,20 +305,23 @@ grpc::ServerUnaryReactor* ControlService::Resume(grpc::CallbackServerContext* co
   return FinishWith(context, r.status());
 }
 
-absl::StatusOr<std::unique_ptr<ControlServer>> ControlServer::Start(const std::string& listen,
-                                                                    const TlsMaterial& tls,
-                                                                    ControlService* service) {
+absl::StatusOr<std::unique_ptr<ControlServer>> ControlServer::Start(
+    const std::string& listen, const TlsMaterial& tls,
+    ControlService* service) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   std::unique_ptr<ControlServer> server(new ControlServer());
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(listen, MutualTlsServerCredentials(tls), &server->port_);
+  builder.AddListeningPort(listen, MutualTlsServerCredentials(tls),
+                           &server->port_);
   builder.RegisterService(service);
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("control: cannot listen on ", listen));
+    return absl::UnavailableError(
+        absl::StrCat("control: cannot listen on ", listen));
   }
-  grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
+  grpc::HealthCheckServiceInterface* health =
+      server->server_->GetHealthCheckService();
   if (health != nullptr) {
     health->SetServingStatus("", true);
     health->SetServingStatus("hoist.v1.Control", true);

@@ -40,24 +40,29 @@ class ControlService : public hoist::v1::Control::CallbackService {
   // New authz and agent list for later calls (SIGHUP).
   void UpdateConfig(std::shared_ptr<const ReceiverConfig> config);
 
-  grpc::ServerUnaryReactor* ListAgents(grpc::CallbackServerContext* context,
-                                       const hoist::v1::ListAgentsRequest* request,
-                                       hoist::v1::ListAgentsResponse* response) override;
-  grpc::ServerUnaryReactor* ListRollouts(grpc::CallbackServerContext* context,
-                                         const hoist::v1::ListRolloutsRequest* request,
-                                         hoist::v1::ListRolloutsResponse* response) override;
-  grpc::ServerUnaryReactor* GetRollout(grpc::CallbackServerContext* context,
-                                       const hoist::v1::GetRolloutRequest* request,
-                                       hoist::v1::Rollout* response) override;
+  grpc::ServerUnaryReactor* ListAgents(
+      grpc::CallbackServerContext* context,
+      const hoist::v1::ListAgentsRequest* request,
+      hoist::v1::ListAgentsResponse* response) override;
+  grpc::ServerUnaryReactor* ListRollouts(
+      grpc::CallbackServerContext* context,
+      const hoist::v1::ListRolloutsRequest* request,
+      hoist::v1::ListRolloutsResponse* response) override;
+  grpc::ServerUnaryReactor* GetRollout(
+      grpc::CallbackServerContext* context,
+      const hoist::v1::GetRolloutRequest* request,
+      hoist::v1::Rollout* response) override;
   grpc::ServerWriteReactor<hoist::v1::RolloutEvent>* WatchRollout(
       grpc::CallbackServerContext* context,
       const hoist::v1::WatchRolloutRequest* request) override;
-  grpc::ServerUnaryReactor* Deploy(grpc::CallbackServerContext* context,
-                                   const hoist::v1::ManualDeployRequest* request,
-                                   hoist::v1::Rollout* response) override;
-  grpc::ServerUnaryReactor* Rollback(grpc::CallbackServerContext* context,
-                                     const hoist::v1::RollbackServiceRequest* request,
-                                     hoist::v1::Rollout* response) override;
+  grpc::ServerUnaryReactor* Deploy(
+      grpc::CallbackServerContext* context,
+      const hoist::v1::ManualDeployRequest* request,
+      hoist::v1::Rollout* response) override;
+  grpc::ServerUnaryReactor* Rollback(
+      grpc::CallbackServerContext* context,
+      const hoist::v1::RollbackServiceRequest* request,
+      hoist::v1::Rollout* response) override;
   grpc::ServerUnaryReactor* Resume(grpc::CallbackServerContext* context,
                                    const hoist::v1::ResumeRequest* request,
                                    hoist::v1::Rollout* response) override;
@@ -67,7 +72,8 @@ class ControlService : public hoist::v1::Control::CallbackService {
     absl::Time last_seen = absl::InfinitePast();
     std::string last_error;
   };
-  absl::Status Authorize(grpc::CallbackServerContext* context, bool operator_only);
+  absl::Status Authorize(grpc::CallbackServerContext* context,
+                         bool operator_only);
   std::shared_ptr<const ReceiverConfig> config();
 
   RolloutManager* const manager_;
@@ -85,9 +91,9 @@ class ControlServer {
  public:
   // Listens on `listen` ("host:port", port 0 picks one) with mTLS from `tls`.
   // UNAVAILABLE when it cannot bind.
-  static absl::StatusOr<std::unique_ptr<ControlServer>> Start(const std::string& listen,
-                                                              const TlsMaterial& tls,
-                                                              ControlService* service);
+  static absl::StatusOr<std::unique_ptr<ControlServer>> Start(
+      const std::string& listen, const TlsMaterial& tls,
+      ControlService* service);
   ~ControlServer();  // Shutdown()s
   // Ends calls in progress (after a short grace) and stops. Idempotent.
   void Shutdown();

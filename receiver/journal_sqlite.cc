@@ -27,13 +27,16 @@ class Stmt {
 
   absl::Status status() const {
     if (rc_ == SQLITE_OK) return absl::OkStatus();
-    return absl::InternalError(absl::StrCat("sqlite prepare: ", sqlite3_errmsg(db_)));
+    return absl::InternalError(
+        absl::StrCat("sqlite prepare: ", sqlite3_errmsg(db_)));
   }
   void BindText(int i, const std::string& s) {
-    sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()),
+                      SQLITE_TRANSIENT);
   }
   void BindBlob(int i, const std::string& s) {
-    sqlite3_bind_blob(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_blob(stmt_, i, s.data(), static_cast<int>(s.size()),
+                      SQLITE_TRANSIENT);
   }
   void BindInt(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
   // SQLITE_ROW, SQLITE_DONE or an error code.
@@ -45,21 +48,24 @@ class Stmt {
   }
   absl::Status Error(int rc) const {
     std::string msg = absl::StrCat("sqlite: ", sqlite3_errmsg(db_));
-    if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED || rc == SQLITE_FULL || rc == SQLITE_IOERR) {
+    if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED || rc == SQLITE_FULL ||
+        rc == SQLITE_IOERR) {
       return absl::UnavailableError(msg);
     }
     return absl::InternalError(msg);
   }
   std::string Text(int col) {
     const unsigned char* p = sqlite3_column_text(stmt_, col);
-    return p ? std::string(reinterpret_cast<const char*>(p),
-                           static_cast<size_t>(sqlite3_column_bytes(stmt_, col)))
+    return p ? std::string(
+                   reinterpret_cast<const char*>(p),
+                   static_cast<size_t>(sqlite3_column_bytes(stmt_, col)))
              : std::string();
   }
   std::string Blob(int col) {
     const void* p = sqlite3_column_blob(stmt_, col);
-    return p ? std::string(static_cast<const char*>(p),
-                           static_cast<size_t>(sqlite3_column_bytes(stmt_, col)))
+    return p ? std::string(
+                   static_cast<const char*>(p),
+                   static_cast<size_t>(sqlite3_column_bytes(stmt_, col)))
              : std::string();
   }
   int64_t Int(int col) { return sqlite3_column_int64(stmt_, col); }
@@ -108,7 +114,8 @@ CREATE INDEX IF NOT EXISTS host_events_rollout ON host_events(rollout_id, agent,
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<SqliteJournal>> SqliteJournal::Open(const std::string& path) {
+absl::StatusOr<std::unique_ptr<SqliteJournal>> SqliteJournal::Open(
+    const std::string& path) {
   const std::string lock_path = path + ".lock";
   int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
@@ -120,27 +127,30 @@ absl::StatusOr<std::unique_ptr<SqliteJournal>> SqliteJournal::Open(const std::st
     ::close(fd);
     if (err == EWOULDBLOCK) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "journal ", path, " is in use by another hoist-receiver (lock ", lock_path,
-          " is held); run one receiver per journal"));
+          "journal ", path, " is in use by another hoist-receiver (lock ",
+          lock_path, " is held); run one receiver per journal"));
     }
     return absl::FailedPreconditionError(
         absl::StrCat("journal lock ", lock_path, ": ", std::strerror(err)));
   }
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                           nullptr);
+  int rc = sqlite3_open_v2(
+      path.c_str(), &db,
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+      nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     sqlite3_close(db);
     ::close(fd);
-    return absl::UnavailableError(absl::StrCat("open journal ", path, ": ", msg));
+    return absl::UnavailableError(
+        absl::StrCat("open journal ", path, ": ", msg));
   }
   std::unique_ptr<SqliteJournal> journal(new SqliteJournal(db, fd));
   {
     absl::MutexLock lock(&journal->mu_);
     sqlite3_busy_timeout(db, 5000);
-    HOIST_RETURN_IF_ERROR(Annotate(journal->Exec("PRAGMA journal_mode=WAL"), path));
+    HOIST_RETURN_IF_ERROR(
+        Annotate(journal->Exec("PRAGMA journal_mode=WAL"), path));
     HOIST_RETURN_IF_ERROR(journal->Exec("PRAGMA synchronous=FULL"));
     HOIST_RETURN_IF_ERROR(journal->Exec("PRAGMA foreign_keys=ON"));
     HOIST_RETURN_IF_ERROR(Annotate(journal->Exec(kSchema), path));
@@ -150,9 +160,9 @@ absl::StatusOr<std::unique_ptr<SqliteJournal>> SqliteJournal::Open(const std::st
     if (rc == SQLITE_ROW) {
       int64_t version = q.Int(0);
       if (version != kSchemaVersion) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("journal ", path, " has schema version ", version,
-                         "; this hoist-receiver understands version ", kSchemaVersion));
+        return absl::FailedPreconditionError(absl::StrCat(
+            "journal ", path, " has schema version ", version,
+            "; this hoist-receiver understands version ", kSchemaVersion));
       }
     } else if (rc == SQLITE_DONE) {
       Stmt ins(db, "INSERT INTO schema_version(version) VALUES (?)");
@@ -166,7 +176,8 @@ absl::StatusOr<std::unique_ptr<SqliteJournal>> SqliteJournal::Open(const std::st
   return journal;
 }
 
-SqliteJournal::SqliteJournal(sqlite3* db, int lock_fd) : db_(db), lock_fd_(lock_fd) {}
+SqliteJournal::SqliteJournal(sqlite3* db, int lock_fd)
+    : db_(db), lock_fd_(lock_fd) {}
 
 SqliteJournal::~SqliteJournal() {
   {
@@ -193,7 +204,8 @@ absl::StatusOr<std::optional<DeliveryRecord>> SqliteJournal::FindDelivery(
     const std::string& dedupe_key) {
   absl::MutexLock lock(&mu_);
   Stmt q(db_,
-         "SELECT rollout_id, service, accepted, summary FROM deliveries WHERE dedupe_key = ?");
+         "SELECT rollout_id, service, accepted, summary FROM deliveries WHERE "
+         "dedupe_key = ?");
   HOIST_RETURN_IF_ERROR(q.status());
   q.BindText(1, dedupe_key);
   int rc = q.Step();
@@ -215,7 +227,8 @@ absl::Status SqliteJournal::AcceptDelivery(const DeliveryRecord& delivery,
   absl::Status status = [&]() -> absl::Status {
     if (!delivery.dedupe_key.empty()) {
       Stmt ins(db_,
-               "INSERT INTO deliveries(dedupe_key, rollout_id, service, accepted, summary) "
+               "INSERT INTO deliveries(dedupe_key, rollout_id, service, "
+               "accepted, summary) "
                "VALUES (?, ?, ?, ?, ?)");
       HOIST_RETURN_IF_ERROR(ins.status());
       ins.BindText(1, delivery.dedupe_key);
@@ -234,18 +247,21 @@ absl::Status SqliteJournal::AcceptDelivery(const DeliveryRecord& delivery,
   return Exec("COMMIT");
 }
 
-absl::Status SqliteJournal::CountDuplicate(const std::string& dedupe_key, absl::Time at) {
+absl::Status SqliteJournal::CountDuplicate(const std::string& dedupe_key,
+                                           absl::Time at) {
   absl::MutexLock lock(&mu_);
-  Stmt up(db_,
-          "UPDATE deliveries SET duplicates = duplicates + 1, last_duplicate = ? "
-          "WHERE dedupe_key = ?");
+  Stmt up(
+      db_,
+      "UPDATE deliveries SET duplicates = duplicates + 1, last_duplicate = ? "
+      "WHERE dedupe_key = ?");
   HOIST_RETURN_IF_ERROR(up.status());
   up.BindInt(1, ToMicros(at));
   up.BindText(2, dedupe_key);
   return up.StepDone();
 }
 
-absl::StatusOr<int64_t> SqliteJournal::DuplicateCount(const std::string& dedupe_key) {
+absl::StatusOr<int64_t> SqliteJournal::DuplicateCount(
+    const std::string& dedupe_key) {
   absl::MutexLock lock(&mu_);
   Stmt q(db_, "SELECT duplicates FROM deliveries WHERE dedupe_key = ?");
   HOIST_RETURN_IF_ERROR(q.status());
@@ -256,14 +272,18 @@ absl::StatusOr<int64_t> SqliteJournal::DuplicateCount(const std::string& dedupe_
   return q.Int(0);
 }
 
-absl::Status SqliteJournal::SaveRolloutLocked(const hoist::v1::Rollout& rollout) {
+absl::Status SqliteJournal::SaveRolloutLocked(
+    const hoist::v1::Rollout& rollout) {
   Stmt up(db_,
-          "INSERT INTO rollouts(id, service, state, created, blob) VALUES (?, ?, ?, ?, ?) "
-          "ON CONFLICT(id) DO UPDATE SET service = excluded.service, state = excluded.state, "
+          "INSERT INTO rollouts(id, service, state, created, blob) VALUES (?, "
+          "?, ?, ?, ?) "
+          "ON CONFLICT(id) DO UPDATE SET service = excluded.service, state = "
+          "excluded.state, "
           "created = excluded.created, blob = excluded.blob");
   HOIST_RETURN_IF_ERROR(up.status());
   std::string blob;
-  if (!rollout.SerializeToString(&blob)) return absl::InternalError("serialize rollout");
+  if (!rollout.SerializeToString(&blob))
+    return absl::InternalError("serialize rollout");
   up.BindText(1, rollout.id());
   up.BindText(2, rollout.service());
   up.BindInt(3, rollout.state());
@@ -277,14 +297,16 @@ absl::Status SqliteJournal::SaveRollout(const hoist::v1::Rollout& rollout) {
   return SaveRolloutLocked(rollout);
 }
 
-absl::Status SqliteJournal::AppendHostEvent(const std::string& rollout_id,
-                                            const std::string& agent,
-                                            const hoist::v1::DeployEvent& event) {
+absl::Status SqliteJournal::AppendHostEvent(
+    const std::string& rollout_id, const std::string& agent,
+    const hoist::v1::DeployEvent& event) {
   absl::MutexLock lock(&mu_);
-  Stmt ins(db_, "INSERT INTO host_events(rollout_id, agent, blob) VALUES (?, ?, ?)");
+  Stmt ins(db_,
+           "INSERT INTO host_events(rollout_id, agent, blob) VALUES (?, ?, ?)");
   HOIST_RETURN_IF_ERROR(ins.status());
   std::string blob;
-  if (!event.SerializeToString(&blob)) return absl::InternalError("serialize event");
+  if (!event.SerializeToString(&blob))
+    return absl::InternalError("serialize event");
   ins.BindText(1, rollout_id);
   ins.BindText(2, agent);
   ins.BindBlob(3, blob);
@@ -292,7 +314,8 @@ absl::Status SqliteJournal::AppendHostEvent(const std::string& rollout_id,
 }
 
 absl::StatusOr<std::vector<hoist::v1::Rollout>> SqliteJournal::QueryRollouts(
-    const std::string& sql, const std::vector<std::string>& text_args, int limit) {
+    const std::string& sql, const std::vector<std::string>& text_args,
+    int limit) {
   Stmt q(db_, sql.c_str());
   HOIST_RETURN_IF_ERROR(q.status());
   int i = 1;
@@ -312,10 +335,12 @@ absl::StatusOr<std::vector<hoist::v1::Rollout>> SqliteJournal::QueryRollouts(
   return out;
 }
 
-absl::StatusOr<hoist::v1::Rollout> SqliteJournal::GetRollout(const std::string& id) {
+absl::StatusOr<hoist::v1::Rollout> SqliteJournal::GetRollout(
+    const std::string& id) {
   absl::MutexLock lock(&mu_);
-  HOIST_ASSIGN_OR_RETURN(auto rows,
-                         QueryRollouts("SELECT blob FROM rollouts WHERE id = ?", {id}, -1));
+  HOIST_ASSIGN_OR_RETURN(
+      auto rows,
+      QueryRollouts("SELECT blob FROM rollouts WHERE id = ?", {id}, -1));
   if (rows.empty()) return absl::NotFoundError(absl::StrCat("no rollout ", id));
   return std::move(rows.front());
 }
@@ -325,27 +350,34 @@ absl::StatusOr<std::vector<hoist::v1::Rollout>> SqliteJournal::ListRollouts(
   absl::MutexLock lock(&mu_);
   if (limit <= 0) limit = 50;
   if (service.empty()) {
-    return QueryRollouts("SELECT blob FROM rollouts ORDER BY created DESC, rowid DESC LIMIT ?",
-                         {}, limit);
+    return QueryRollouts(
+        "SELECT blob FROM rollouts ORDER BY created DESC, rowid DESC LIMIT ?",
+        {}, limit);
   }
   return QueryRollouts(
-      "SELECT blob FROM rollouts WHERE service = ? ORDER BY created DESC, rowid DESC LIMIT ?",
+      "SELECT blob FROM rollouts WHERE service = ? ORDER BY created DESC, "
+      "rowid DESC LIMIT ?",
       {service}, limit);
 }
 
-absl::StatusOr<std::vector<hoist::v1::Rollout>> SqliteJournal::ListUnfinished() {
+absl::StatusOr<std::vector<hoist::v1::Rollout>>
+SqliteJournal::ListUnfinished() {
   absl::MutexLock lock(&mu_);
   return QueryRollouts(
       absl::StrCat("SELECT blob FROM rollouts WHERE state IN (",
-                   hoist::v1::ROLLOUT_STATE_PENDING, ", ", hoist::v1::ROLLOUT_STATE_RUNNING, ", ",
-                   hoist::v1::ROLLOUT_STATE_PAUSED, ") ORDER BY created ASC, rowid ASC"),
+                   hoist::v1::ROLLOUT_STATE_PENDING, ", ",
+                   hoist::v1::ROLLOUT_STATE_RUNNING, ", ",
+                   hoist::v1::ROLLOUT_STATE_PAUSED,
+                   ") ORDER BY created ASC, rowid ASC"),
       {}, -1);
 }
 
 absl::StatusOr<std::vector<hoist::v1::DeployEvent>> SqliteJournal::HostEvents(
     const std::string& rollout_id, const std::string& agent) {
   absl::MutexLock lock(&mu_);
-  Stmt q(db_, "SELECT blob FROM host_events WHERE rollout_id = ? AND agent = ? ORDER BY seq");
+  Stmt q(db_,
+         "SELECT blob FROM host_events WHERE rollout_id = ? AND agent = ? "
+         "ORDER BY seq");
   HOIST_RETURN_IF_ERROR(q.status());
   q.BindText(1, rollout_id);
   q.BindText(2, agent);
@@ -356,7 +388,8 @@ absl::StatusOr<std::vector<hoist::v1::DeployEvent>> SqliteJournal::HostEvents(
     if (rc != SQLITE_ROW) return q.Error(rc);
     hoist::v1::DeployEvent e;
     if (!e.ParseFromString(q.Blob(0))) {
-      return absl::DataLossError("journal holds a host event that does not parse");
+      return absl::DataLossError(
+          "journal holds a host event that does not parse");
     }
     out.push_back(std::move(e));
   }

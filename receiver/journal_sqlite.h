@@ -28,7 +28,8 @@ class SqliteJournal : public Journal {
  public:
   // Opens (creating if needed) the journal at `path`, creates or checks the
   // schema. FAILED_PRECONDITION when another process holds the journal.
-  static absl::StatusOr<std::unique_ptr<SqliteJournal>> Open(const std::string& path);
+  static absl::StatusOr<std::unique_ptr<SqliteJournal>> Open(
+      const std::string& path);
   ~SqliteJournal() override;
 
   SqliteJournal(const SqliteJournal&) = delete;
@@ -38,13 +39,15 @@ class SqliteJournal : public Journal {
       const std::string& dedupe_key) override;
   absl::Status AcceptDelivery(const DeliveryRecord& delivery,
                               const hoist::v1::Rollout& rollout) override;
-  absl::Status CountDuplicate(const std::string& dedupe_key, absl::Time at) override;
+  absl::Status CountDuplicate(const std::string& dedupe_key,
+                              absl::Time at) override;
   absl::Status SaveRollout(const hoist::v1::Rollout& rollout) override;
-  absl::Status AppendHostEvent(const std::string& rollout_id, const std::string& agent,
+  absl::Status AppendHostEvent(const std::string& rollout_id,
+                               const std::string& agent,
                                const hoist::v1::DeployEvent& event) override;
   absl::StatusOr<hoist::v1::Rollout> GetRollout(const std::string& id) override;
-  absl::StatusOr<std::vector<hoist::v1::Rollout>> ListRollouts(const std::string& service,
-                                                              int limit) override;
+  absl::StatusOr<std::vector<hoist::v1::Rollout>> ListRollouts(
+      const std::string& service, int limit) override;
   absl::StatusOr<std::vector<hoist::v1::Rollout>> ListUnfinished() override;
   absl::StatusOr<std::vector<hoist::v1::DeployEvent>> HostEvents(
       const std::string& rollout_id, const std::string& agent) override;
@@ -64,8 +67,8 @@ class SqliteJournal : public Journal {
   absl::Status SaveRolloutLocked(const hoist::v1::Rollout& rollout)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::vector<hoist::v1::Rollout>> QueryRollouts(
-      const std::string& sql, const std::vector<std::string>& text_args, int limit)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+      const std::string& sql, const std::vector<std::string>& text_args,
+      int limit) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Mutex mu_;
   sqlite3* db_ ABSL_GUARDED_BY(mu_);

@@ -37,28 +37,34 @@ std::string HostPart(const std::string& listen) {
 // Optional /metrics and /healthz on metrics_listen.
 class MetricsServer {
  public:
-  static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(const std::string& listen,
-                                                              MetricsRegistry* metrics) {
+  static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(
+      const std::string& listen, MetricsRegistry* metrics) {
     std::unique_ptr<MetricsServer> s(new MetricsServer());
     s->http_.new_task_queue = [] { return new httplib::ThreadPool(2); };
-    s->http_.Get("/metrics", [metrics](const httplib::Request&, httplib::Response& res) {
-      res.set_content(metrics->Render(), "text/plain; version=0.0.4");
-    });
-    s->http_.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-      res.set_content("ok\n", "text/plain");
-    });
+    s->http_.Get(
+        "/metrics", [metrics](const httplib::Request&, httplib::Response& res) {
+          res.set_content(metrics->Render(), "text/plain; version=0.0.4");
+        });
+    s->http_.Get("/healthz",
+                 [](const httplib::Request&, httplib::Response& res) {
+                   res.set_content("ok\n", "text/plain");
+                 });
     const size_t colon = listen.rfind(':');
     if (colon == std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat("metrics_listen \"", listen, "\": no port"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("metrics_listen \"", listen, "\": no port"));
     }
     const std::string host = listen.substr(0, colon);
     const int port = std::atoi(listen.c_str() + colon + 1);
-    s->port_ = port == 0 ? s->http_.bind_to_any_port(host.c_str())
-                         : (s->http_.bind_to_port(host.c_str(), port) ? port : -1);
+    s->port_ = port == 0
+                   ? s->http_.bind_to_any_port(host.c_str())
+                   : (s->http_.bind_to_port(host.c_str(), port) ? port : -1);
     if (s->port_ <= 0) {
-      return absl::UnavailableError(absl::StrCat("metrics: cannot listen on ", listen));
+      return absl::UnavailableError(
+          absl::StrCat("metrics: cannot listen on ", listen));
     }
-    s->thread_ = std::thread([srv = s.get()] { srv->http_.listen_after_bind(); });
+    s->thread_ =
+        std::thread([srv = s.get()] { srv->http_.listen_after_bind(); });
     return s;
   }
   ~MetricsServer() {
@@ -77,11 +83,14 @@ class MetricsServer {
 int Run(int argc, char** argv) {
   BlockDaemonSignals();
   absl::StatusOr<DaemonFlags> flags = ParseDaemonFlags(argc, argv);
-  const std::string usage = DaemonUsage(
-      kProgram, "Takes JFrog Artifactory webhooks and rolls the promoted images out to the "
-                "node agents over mTLS gRPC; serves the Control API.");
+  const std::string usage =
+      DaemonUsage(kProgram,
+                  "Takes JFrog Artifactory webhooks and rolls the promoted "
+                  "images out to the "
+                  "node agents over mTLS gRPC; serves the Control API.");
   if (!flags.ok()) {
-    std::cerr << kProgram << ": " << flags.status().message() << "\n\n" << usage;
+    std::cerr << kProgram << ": " << flags.status().message() << "\n\n"
+              << usage;
     return 2;
   }
   if (flags->help) {
@@ -114,11 +123,13 @@ int Run(int argc, char** argv) {
     std::error_code ec;
     std::filesystem::create_directories(DirName(config->state), ec);
   }
-  absl::StatusOr<std::unique_ptr<SqliteJournal>> journal = SqliteJournal::Open(config->state);
+  absl::StatusOr<std::unique_ptr<SqliteJournal>> journal =
+      SqliteJournal::Open(config->state);
   if (!journal.ok()) {
     std::cerr << kProgram << ": " << journal.status().message() << "\n";
-    LogError("cannot open the journal", {{"state", config->state},
-                                         {"error", journal.status().ToString()}});
+    LogError(
+        "cannot open the journal",
+        {{"state", config->state}, {"error", journal.status().ToString()}});
     return 1;
   }
 
@@ -127,9 +138,11 @@ int Run(int argc, char** argv) {
   RolloutManagerOptions options;
   options.journal = journal->get();
   options.pool = &pool;
+  options.metrics = &metrics;
   auto manager = std::make_unique<RolloutManager>(options, config);
   if (absl::Status s = manager->Recover(); !s.ok()) {
-    LogError("cannot recover rollouts from the journal", {{"error", s.ToString()}});
+    LogError("cannot recover rollouts from the journal",
+             {{"error", s.ToString()}});
     return 1;
   }
   manager->Start();
@@ -138,11 +151,12 @@ int Run(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<ControlServer>> control_server =
       ControlServer::Start(config->control_listen, *tls, &control);
   if (!control_server.ok()) {
-    LogError("cannot start the Control server", {{"error", control_server.status().ToString()}});
+    LogError("cannot start the Control server",
+             {{"error", control_server.status().ToString()}});
     return 1;
   }
-  std::cerr << "control listening on " << HostPart(config->control_listen) << ":"
-            << (*control_server)->port() << std::endl;
+  std::cerr << "control listening on " << HostPart(config->control_listen)
+            << ":" << (*control_server)->port() << std::endl;
 
   WebhookServer::Options webhook_options;
   webhook_options.config = config;
@@ -151,23 +165,25 @@ int Run(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<WebhookServer>> webhook =
       WebhookServer::Start(std::move(webhook_options));
   if (!webhook.ok()) {
-    LogError("cannot start the webhook server", {{"error", webhook.status().ToString()}});
+    LogError("cannot start the webhook server",
+             {{"error", webhook.status().ToString()}});
     return 1;
   }
-  std::cerr << "webhook listening on " << HostPart(config->webhook.listen) << ":"
-            << (*webhook)->port() << std::endl;
+  std::cerr << "webhook listening on " << HostPart(config->webhook.listen)
+            << ":" << (*webhook)->port() << std::endl;
 
   std::unique_ptr<MetricsServer> metrics_server;
   if (!config->metrics_listen.empty()) {
     absl::StatusOr<std::unique_ptr<MetricsServer>> m =
         MetricsServer::Start(config->metrics_listen, &metrics);
     if (!m.ok()) {
-      LogError("cannot start the metrics server", {{"error", m.status().ToString()}});
+      LogError("cannot start the metrics server",
+               {{"error", m.status().ToString()}});
       return 1;
     }
     metrics_server = std::move(*m);
-    std::cerr << "metrics listening on " << HostPart(config->metrics_listen) << ":"
-              << metrics_server->port() << std::endl;
+    std::cerr << "metrics listening on " << HostPart(config->metrics_listen)
+              << ":" << metrics_server->port() << std::endl;
   }
   LogInfo("hoist-receiver started", {{"version", HoistVersion()},
                                      {"config", flags->config},
@@ -187,12 +203,14 @@ int Run(int argc, char** argv) {
     }
     absl::StatusOr<TlsMaterial> next_tls = LoadTlsMaterial(next->tls);
     if (!next_tls.ok()) {
-      LogError("reload refused: cannot read TLS files; keeping the running config",
-               {{"error", next_tls.status().ToString()}});
+      LogError(
+          "reload refused: cannot read TLS files; keeping the running config",
+          {{"error", next_tls.status().ToString()}});
       continue;
     }
     if (next->webhook.listen != config->webhook.listen ||
-        next->control_listen != config->control_listen || next->state != config->state ||
+        next->control_listen != config->control_listen ||
+        next->state != config->state ||
         next->metrics_listen != config->metrics_listen) {
       LogWarning("listen addresses and state take effect only after a restart");
     }
@@ -201,9 +219,10 @@ int Run(int argc, char** argv) {
     manager->UpdateConfig(config);
     control.UpdateConfig(config);
     (*webhook)->UpdateConfig(config);
-    LogInfo("config reloaded", {{"config", flags->config},
-                                {"services", absl::StrCat(config->services.size())},
-                                {"agents", absl::StrCat(config->agents.size())}});
+    LogInfo("config reloaded",
+            {{"config", flags->config},
+             {"services", absl::StrCat(config->services.size())},
+             {"agents", absl::StrCat(config->agents.size())}});
   }
 
   (*webhook)->Stop();

@@ -20,6 +20,7 @@ using hoist::v1::HostResult;
 using hoist::v1::Rollout;
 using hoist::v1::RolloutEvent;
 using hoist::v1::RolloutState;
+using hoist::v1::RolloutState_Name;
 
 namespace {
 
@@ -32,7 +33,8 @@ google::protobuf::Timestamp ToProto(absl::Time t) {
 }
 
 bool IsFinalPhase(DeployPhase p) {
-  return p == hoist::v1::DEPLOY_PHASE_SUCCEEDED || p == hoist::v1::DEPLOY_PHASE_ROLLED_BACK ||
+  return p == hoist::v1::DEPLOY_PHASE_SUCCEEDED ||
+         p == hoist::v1::DEPLOY_PHASE_ROLLED_BACK ||
          p == hoist::v1::DEPLOY_PHASE_FAILED;
 }
 
@@ -45,8 +47,9 @@ std::string FailedHostsSummary(const Rollout& r) {
     if (h.phase() == hoist::v1::DEPLOY_PHASE_SUCCEEDED) continue;
     std::string why = h.error();
     if (why.empty()) {
-      why = h.phase() == hoist::v1::DEPLOY_PHASE_UNSPECIFIED ? "not reached"
-                                                              : PhaseName(h.phase());
+      why = h.phase() == hoist::v1::DEPLOY_PHASE_UNSPECIFIED
+                ? "not reached"
+                : PhaseName(h.phase());
     }
     parts.push_back(absl::StrCat(h.agent(), ": ", why));
   }
@@ -56,14 +59,17 @@ std::string FailedHostsSummary(const Rollout& r) {
 }  // namespace
 
 bool IsFinalRolloutState(RolloutState s) {
-  return s == hoist::v1::ROLLOUT_STATE_SUCCEEDED || s == hoist::v1::ROLLOUT_STATE_FAILED ||
-         s == hoist::v1::ROLLOUT_STATE_ROLLED_BACK || s == hoist::v1::ROLLOUT_STATE_SUPERSEDED;
+  return s == hoist::v1::ROLLOUT_STATE_SUCCEEDED ||
+         s == hoist::v1::ROLLOUT_STATE_FAILED ||
+         s == hoist::v1::ROLLOUT_STATE_ROLLED_BACK ||
+         s == hoist::v1::ROLLOUT_STATE_SUPERSEDED;
 }
 
 // ---------------------------------------------------------------------------
 // RolloutSubscription
 
-RolloutSubscription::RolloutSubscription(std::function<void()> notify, size_t capacity)
+RolloutSubscription::RolloutSubscription(std::function<void()> notify,
+                                         size_t capacity)
     : notify_(std::move(notify)), capacity_(std::max<size_t>(capacity, 2)) {}
 
 void RolloutSubscription::Push(const RolloutEvent& event, bool final_event) {
@@ -152,11 +158,49 @@ RolloutManager::RolloutManager(RolloutManagerOptions options,
       clock_(options.clock ? options.clock : RealClock()),
       config_(std::move(config)) {
   if (options_.executor_threads < 1) options_.executor_threads = 1;
+  if (options_.metrics == nullptr)
+    own_metrics_ = std::make_unique<MetricsRegistry>();
+  metrics_ = options_.metrics ? options_.metrics : own_metrics_.get();
+}
+
+void RolloutManager::CountRollout(const Rollout& r) {
+  metrics_
+      ->GetCounter(
+          "hoist_rollouts_total",
+          "Rollouts that ended, by service and final state.",
+          {{"service", r.service()}, {"state", RolloutState_Name(r.state())}})
+      ->Increment();
+}
+
+void RolloutManager::CountHost(const std::string& agent, DeployPhase phase) {
+  metrics_
+      ->GetCounter("hoist_host_deploys_total",
+                   "Host deploys that ended, by agent and phase.",
+                   {{"agent", agent}, {"phase", PhaseName(phase)}})
+      ->Increment();
+}
+
+void RolloutManager::PruneDedupe() {
+  absl::MutexLock lock(&mu_);
+  const absl::Time cutoff =
+      clock_->Now() - absl::Seconds(config_->webhook.dedupe_window_seconds);
+  for (auto it = dedupe_.begin(); it != dedupe_.end();) {
+    if (it->second.accepted < cutoff) {
+      it = dedupe_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  metrics_
+      ->GetGauge("hoist_rollouts_active",
+                 "Rollouts pending, running or paused.")
+      ->Set(static_cast<double>(active_.size()));
 }
 
 RolloutManager::~RolloutManager() { Stop(); }
 
-void RolloutManager::UpdateConfig(std::shared_ptr<const ReceiverConfig> config) {
+void RolloutManager::UpdateConfig(
+    std::shared_ptr<const ReceiverConfig> config) {
   absl::MutexLock lock(&mu_);
   config_ = std::move(config);
 }
@@ -199,7 +243,8 @@ void RolloutManager::Stop() {
 }
 
 absl::Status RolloutManager::Recover() {
-  HOIST_ASSIGN_OR_RETURN(std::vector<Rollout> unfinished, journal_->ListUnfinished());
+  HOIST_ASSIGN_OR_RETURN(std::vector<Rollout> unfinished,
+                         journal_->ListUnfinished());
   absl::MutexLock lock(&mu_);
   // Rollouts already holding their service (RUNNING, PAUSED) first, so that
   // PENDING ones queue behind them.
@@ -213,19 +258,22 @@ absl::Status RolloutManager::Recover() {
       active_[id] = std::move(r);
       if (state == hoist::v1::ROLLOUT_STATE_PAUSED) {
         slots_[service].current = id;
-        LogInfo("recovered paused rollout", {{"rollout_id", id}, {"service", service}});
+        LogInfo("recovered paused rollout",
+                {{"rollout_id", id}, {"service", service}});
       } else {
         EnqueueLocked(id, service);
-        LogInfo("recovered rollout", {{"rollout_id", id},
-                                      {"service", service},
-                                      {"state", hoist::v1::RolloutState_Name(state)}});
+        LogInfo("recovered rollout",
+                {{"rollout_id", id},
+                 {"service", service},
+                 {"state", hoist::v1::RolloutState_Name(state)}});
       }
     }
   }
   return absl::OkStatus();
 }
 
-void RolloutManager::EnqueueLocked(const std::string& id, const std::string& service) {
+void RolloutManager::EnqueueLocked(const std::string& id,
+                                   const std::string& service) {
   ServiceSlot& slot = slots_[service];
   if (slot.current.empty()) {
     slot.current = id;
@@ -235,12 +283,13 @@ void RolloutManager::EnqueueLocked(const std::string& id, const std::string& ser
   }
 }
 
-absl::StatusOr<Rollout> RolloutManager::CreateRollout(const DeployIntent& intent,
-                                                      const DeliveryRecord* delivery) {
+absl::StatusOr<Rollout> RolloutManager::CreateRollout(
+    const DeployIntent& intent, const DeliveryRecord* delivery) {
   std::shared_ptr<const ReceiverConfig> config = this->config();
   const ServiceConfig* service = config->FindService(intent.service);
   if (service == nullptr) {
-    return absl::NotFoundError(absl::StrCat("no service named ", intent.service));
+    return absl::NotFoundError(
+        absl::StrCat("no service named ", intent.service));
   }
   std::vector<const AgentEntry*> targets = ResolveTargets(*config, *service);
   if (targets.empty()) {
@@ -249,8 +298,9 @@ absl::StatusOr<Rollout> RolloutManager::CreateRollout(const DeployIntent& intent
   }
   const absl::Time now = clock_->Now();
   Rollout r;
-  r.set_id(absl::StrCat("r-", absl::FormatTime("%Y%m%dT%H%M%S", now, absl::UTCTimeZone()),
-                        "-", RandomHex(4)));
+  r.set_id(absl::StrCat(
+      "r-", absl::FormatTime("%Y%m%dT%H%M%S", now, absl::UTCTimeZone()), "-",
+      RandomHex(4)));
   r.set_service(intent.service);
   r.set_image(intent.image.empty() ? service->image : intent.image);
   r.set_digest(intent.digest);
@@ -288,7 +338,8 @@ absl::StatusOr<Rollout> RolloutManager::CreateRollout(const DeployIntent& intent
   return r;
 }
 
-absl::StatusOr<SubmitResult> RolloutManager::Submit(const DeployIntent& intent) {
+absl::StatusOr<SubmitResult> RolloutManager::Submit(
+    const DeployIntent& intent) {
   auto classify = [&](const DedupeEntry& e, absl::Duration window,
                       absl::Time now) -> SubmitResult {
     SubmitResult result;
@@ -306,9 +357,14 @@ absl::StatusOr<SubmitResult> RolloutManager::Submit(const DeployIntent& intent) 
     if (it != dedupe_.end()) {
       const absl::Time now = clock_->Now();
       SubmitResult r =
-          classify(it->second, absl::Seconds(config_->webhook.dedupe_window_seconds), now);
+          classify(it->second,
+                   absl::Seconds(config_->webhook.dedupe_window_seconds), now);
       if (r.kind == SubmitResult::Kind::kDuplicate) {
         duplicate_counts_.emplace_back(intent.dedupe_key, now);
+        metrics_
+            ->GetCounter("hoist_webhook_duplicates_total",
+                         "Deliveries answered as duplicates of an earlier one.")
+            ->Increment();
       }
       return r;
     }
@@ -325,7 +381,8 @@ absl::StatusOr<SubmitResult> RolloutManager::Submit(const DeployIntent& intent) 
       absl::StatusOr<std::optional<DeliveryRecord>> found =
           journal_->FindDelivery(intent.dedupe_key);
       if (!found.ok()) {
-        return absl::UnavailableError(absl::StrCat("journal: ", found.status().message()));
+        return absl::UnavailableError(
+            absl::StrCat("journal: ", found.status().message()));
       }
       if (found->has_value()) {
         const DeliveryRecord& d = **found;
@@ -337,7 +394,8 @@ absl::StatusOr<SubmitResult> RolloutManager::Submit(const DeployIntent& intent) 
     if (known) {
       absl::MutexLock lock(&mu_);
       const absl::Time now = clock_->Now();
-      SubmitResult r = classify(*known, absl::Seconds(config_->webhook.dedupe_window_seconds), now);
+      SubmitResult r = classify(
+          *known, absl::Seconds(config_->webhook.dedupe_window_seconds), now);
       if (r.kind == SubmitResult::Kind::kDuplicate) {
         duplicate_counts_.emplace_back(intent.dedupe_key, now);
       }
@@ -349,7 +407,8 @@ absl::StatusOr<SubmitResult> RolloutManager::Submit(const DeployIntent& intent) 
   delivery.service = intent.service;
   delivery.summary = intent.summary;
   HOIST_ASSIGN_OR_RETURN(
-      Rollout r, CreateRollout(intent, intent.dedupe_key.empty() ? nullptr : &delivery));
+      Rollout r,
+      CreateRollout(intent, intent.dedupe_key.empty() ? nullptr : &delivery));
   SubmitResult result;
   result.kind = SubmitResult::Kind::kAccepted;
   result.rollout_id = r.id();
@@ -362,32 +421,37 @@ absl::StatusOr<Rollout> RolloutManager::ManualDeploy(const std::string& service,
                                                      const std::string& digest,
                                                      const std::string& tag) {
   if (digest.empty() && tag.empty()) {
-    return absl::InvalidArgumentError("a manual deploy needs a digest or a tag");
+    return absl::InvalidArgumentError(
+        "a manual deploy needs a digest or a tag");
   }
   if (!digest.empty() && digest.rfind("sha256:", 0) != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("digest must look like sha256:<hex>, got \"", digest, "\""));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "digest must look like sha256:<hex>, got \"", digest, "\""));
   }
   DeployIntent intent;
   intent.service = service;
   intent.digest = digest;
   intent.tag = tag;
   intent.trigger = "manual";
-  intent.summary = absl::StrCat("manual deploy of ", digest.empty() ? tag : digest);
+  intent.summary =
+      absl::StrCat("manual deploy of ", digest.empty() ? tag : digest);
   return CreateRollout(intent, nullptr);
 }
 
-absl::StatusOr<Rollout> RolloutManager::RollbackService(const std::string& service) {
+absl::StatusOr<Rollout> RolloutManager::RollbackService(
+    const std::string& service) {
   if (config()->FindService(service) == nullptr) {
     return absl::NotFoundError(absl::StrCat("no service named ", service));
   }
-  HOIST_ASSIGN_OR_RETURN(std::vector<Rollout> history, journal_->ListRollouts(service, 1000));
+  HOIST_ASSIGN_OR_RETURN(std::vector<Rollout> history,
+                         journal_->ListRollouts(service, 1000));
   // Newest first: the latest SUCCEEDED rollout, then the first earlier
   // SUCCEEDED one with another digest.
   const Rollout* latest = nullptr;
   const Rollout* previous = nullptr;
   for (const Rollout& r : history) {
-    if (r.state() != hoist::v1::ROLLOUT_STATE_SUCCEEDED || r.digest().empty()) continue;
+    if (r.state() != hoist::v1::ROLLOUT_STATE_SUCCEEDED || r.digest().empty())
+      continue;
     if (latest == nullptr) {
       latest = &r;
     } else if (r.digest() != latest->digest()) {
@@ -396,20 +460,21 @@ absl::StatusOr<Rollout> RolloutManager::RollbackService(const std::string& servi
     }
   }
   if (latest == nullptr) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("service ", service, " has no successful rollout to go back from"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "service ", service, " has no successful rollout to go back from"));
   }
   if (previous == nullptr) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "service ", service, " has no successful rollout before ", latest->id(),
-        " with another digest to go back to"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("service ", service, " has no successful rollout before ",
+                     latest->id(), " with another digest to go back to"));
   }
   DeployIntent intent;
   intent.service = service;
   intent.image = previous->image();
   intent.digest = previous->digest();
   intent.trigger = "rollback";
-  intent.summary = absl::StrCat("rollback from ", latest->id(), " to ", previous->id());
+  intent.summary =
+      absl::StrCat("rollback from ", latest->id(), " to ", previous->id());
   return CreateRollout(intent, nullptr);
 }
 
@@ -418,16 +483,19 @@ absl::StatusOr<Rollout> RolloutManager::Resume(const std::string& id) {
   {
     absl::MutexLock lock(&mu_);
     auto it = active_.find(id);
-    if (it == active_.end() || it->second.state() != hoist::v1::ROLLOUT_STATE_PAUSED) {
-      RolloutState state = it == active_.end() ? hoist::v1::ROLLOUT_STATE_UNSPECIFIED
-                                               : it->second.state();
+    if (it == active_.end() ||
+        it->second.state() != hoist::v1::ROLLOUT_STATE_PAUSED) {
+      RolloutState state = it == active_.end()
+                               ? hoist::v1::ROLLOUT_STATE_UNSPECIFIED
+                               : it->second.state();
       if (it == active_.end()) {
         absl::StatusOr<Rollout> stored = journal_->GetRollout(id);
         if (!stored.ok()) return stored.status();
         state = stored->state();
       }
-      return absl::FailedPreconditionError(absl::StrCat(
-          "rollout ", id, " is ", hoist::v1::RolloutState_Name(state), ", not PAUSED"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("rollout ", id, " is ",
+                       hoist::v1::RolloutState_Name(state), ", not PAUSED"));
     }
     it->second.set_state(hoist::v1::ROLLOUT_STATE_RUNNING);
     it->second.clear_error();
@@ -452,9 +520,10 @@ absl::StatusOr<Rollout> RolloutManager::GetRollout(const std::string& id) {
   return journal_->GetRollout(id);
 }
 
-absl::StatusOr<std::vector<Rollout>> RolloutManager::ListRollouts(const std::string& service,
-                                                                 int limit) {
-  HOIST_ASSIGN_OR_RETURN(std::vector<Rollout> rows, journal_->ListRollouts(service, limit));
+absl::StatusOr<std::vector<Rollout>> RolloutManager::ListRollouts(
+    const std::string& service, int limit) {
+  HOIST_ASSIGN_OR_RETURN(std::vector<Rollout> rows,
+                         journal_->ListRollouts(service, limit));
   // The in-memory copy of an active rollout is the freshest.
   absl::MutexLock lock(&mu_);
   for (Rollout& r : rows) {
@@ -527,13 +596,15 @@ void RolloutManager::PublishLocked(const Rollout& rollout, int host_index,
 void RolloutManager::Save(const Rollout& rollout) {
   absl::Status s = journal_->SaveRollout(rollout);
   if (!s.ok()) {
-    LogError("journal write failed", {{"rollout_id", rollout.id()}, {"error", s.ToString()}});
+    LogError("journal write failed",
+             {{"rollout_id", rollout.id()}, {"error", s.ToString()}});
   }
 }
 
-void RolloutManager::Update(const std::string& id, const std::function<void(Rollout*)>& fn,
-                            int host_index, const std::string& message, bool save,
-                            const hoist::v1::PullProgress* pull) {
+void RolloutManager::Update(const std::string& id,
+                            const std::function<void(Rollout*)>& fn,
+                            int host_index, const std::string& message,
+                            bool save, const hoist::v1::PullProgress* pull) {
   Rollout copy;
   {
     absl::MutexLock lock(&mu_);
@@ -547,7 +618,8 @@ void RolloutManager::Update(const std::string& id, const std::function<void(Roll
   PublishLocked(copy, host_index, message, pull);
 }
 
-void RolloutManager::Finish(const std::string& id, RolloutState state, const std::string& error) {
+void RolloutManager::Finish(const std::string& id, RolloutState state,
+                            const std::string& error) {
   const absl::Time now = clock_->Now();
   Rollout copy;
   {
@@ -560,10 +632,12 @@ void RolloutManager::Finish(const std::string& id, RolloutState state, const std
     copy = it->second;
   }
   Save(copy);
+  CountRollout(copy);
   std::vector<Rollout> superseded;
   {
     absl::MutexLock lock(&mu_);
-    PublishLocked(copy, -1, absl::StrCat("rollout ", hoist::v1::RolloutState_Name(state)),
+    PublishLocked(copy, -1,
+                  absl::StrCat("rollout ", hoist::v1::RolloutState_Name(state)),
                   nullptr);
     active_.erase(id);
     ServiceSlot& slot = slots_[copy.service()];
@@ -586,15 +660,18 @@ void RolloutManager::Finish(const std::string& id, RolloutState state, const std
   }
   for (const Rollout& r : superseded) {
     Save(r);
+    CountRollout(r);
     absl::MutexLock lock(&mu_);
-    PublishLocked(r, -1, absl::StrCat("superseded by ", r.superseded_by()), nullptr);
+    PublishLocked(r, -1, absl::StrCat("superseded by ", r.superseded_by()),
+                  nullptr);
     active_.erase(r.id());
   }
-  LogInfo("rollout finished", {{"rollout_id", id},
-                               {"service", copy.service()},
-                               {"state", hoist::v1::RolloutState_Name(state)},
-                               {"error", error},
-                               {"superseded", absl::StrCat(superseded.size())}});
+  LogInfo("rollout finished",
+          {{"rollout_id", id},
+           {"service", copy.service()},
+           {"state", hoist::v1::RolloutState_Name(state)},
+           {"error", error},
+           {"superseded", absl::StrCat(superseded.size())}});
 }
 
 void RolloutManager::ExecutorLoop() {
@@ -625,13 +702,17 @@ void RolloutManager::HousekeepingLoop() {
       auto has_work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return stopping_ || !duplicate_counts_.empty();
       };
-      mu_.Await(absl::Condition(&has_work));
+      // Real time: pruning is housekeeping, not behaviour tests drive.
+      mu_.AwaitWithTimeout(absl::Condition(&has_work), absl::Seconds(60));
       batch.swap(duplicate_counts_);
       if (batch.empty() && stopping_) return;
     }
+    PruneDedupe();
     for (const auto& [key, at] : batch) {
       absl::Status s = journal_->CountDuplicate(key, at);
-      if (!s.ok()) LogWarning("could not count duplicate delivery", {{"error", s.ToString()}});
+      if (!s.ok())
+        LogWarning("could not count duplicate delivery",
+                   {{"error", s.ToString()}});
     }
   }
 }
@@ -654,8 +735,8 @@ void RolloutManager::RunRollout(const std::string& id) {
   const RolloutPolicy policy = service->rollout;
   const bool resumed = r.state() != hoist::v1::ROLLOUT_STATE_PENDING;
   Update(
-      id, [](Rollout* x) { x->set_state(hoist::v1::ROLLOUT_STATE_RUNNING); }, -1,
-      resumed ? "rollout running (resumed)" : "rollout running");
+      id, [](Rollout* x) { x->set_state(hoist::v1::ROLLOUT_STATE_RUNNING); },
+      -1, resumed ? "rollout running (resumed)" : "rollout running");
   LogInfo("rollout running", {{"rollout_id", id}, {"service", r.service()}});
 
   const int n = r.hosts_size();
@@ -671,7 +752,8 @@ void RolloutManager::RunRollout(const std::string& id) {
     std::vector<int> out;
     for (int i : idx) {
       DeployPhase p = x.hosts(i).phase();
-      if (IsFinalPhase(p) && p != hoist::v1::DEPLOY_PHASE_SUCCEEDED) out.push_back(i);
+      if (IsFinalPhase(p) && p != hoist::v1::DEPLOY_PHASE_SUCCEEDED)
+        out.push_back(i);
     }
     return out;
   };
@@ -679,9 +761,11 @@ void RolloutManager::RunRollout(const std::string& id) {
     Rollout now = snapshot();
     std::vector<int> upgraded;
     for (int i = 0; i < now.hosts_size(); ++i) {
-      if (now.hosts(i).phase() == hoist::v1::DEPLOY_PHASE_SUCCEEDED) upgraded.push_back(i);
+      if (now.hosts(i).phase() == hoist::v1::DEPLOY_PHASE_SUCCEEDED)
+        upgraded.push_back(i);
     }
-    if (!upgraded.empty() && !RunHosts(id, upgraded, HostOp::kRollback, reason)) return;
+    if (!upgraded.empty() && !RunHosts(id, upgraded, HostOp::kRollback, reason))
+      return;
     Finish(id, hoist::v1::ROLLOUT_STATE_ROLLED_BACK,
            absl::StrCat(reason, "; hosts: ", FailedHostsSummary(snapshot())));
   };
@@ -692,7 +776,8 @@ void RolloutManager::RunRollout(const std::string& id) {
     std::vector<int> all(n);
     for (int i = 0; i < n; ++i) all[i] = i;
     std::vector<int> failed = failed_in(now, all);
-    if (resumed && !failed.empty() && policy.on_failure == OnFailure::kRollback) {
+    if (resumed && !failed.empty() &&
+        policy.on_failure == OnFailure::kRollback) {
       do_rollback(absl::StrCat(now.hosts(failed.front()).agent(), " failed"));
       return;
     }
@@ -707,8 +792,11 @@ void RolloutManager::RunRollout(const std::string& id) {
     }
     if (todo.empty()) continue;
     if (!first_wave && policy.pause_seconds > 0) {
-      Update(id, [](Rollout*) {}, -1,
-             absl::StrCat("pausing ", policy.pause_seconds, "s before the next batch"), false);
+      Update(
+          id, [](Rollout*) {}, -1,
+          absl::StrCat("pausing ", policy.pause_seconds,
+                       "s before the next batch"),
+          false);
       auto inbox = std::make_shared<Inbox>();
       {
         absl::MutexLock lock(&mu_);
@@ -717,7 +805,9 @@ void RolloutManager::RunRollout(const std::string& id) {
       }
       {
         absl::MutexLock lock(&inbox->mu);
-        auto stop = [&inbox]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(inbox->mu) { return inbox->stop; };
+        auto stop = [&inbox]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(inbox->mu) {
+          return inbox->stop;
+        };
         clock_->AwaitWithTimeout(&inbox->mu, absl::Condition(&stop),
                                  absl::Seconds(policy.pause_seconds));
       }
@@ -732,7 +822,8 @@ void RolloutManager::RunRollout(const std::string& id) {
     Rollout after = snapshot();
     std::vector<std::string> names;
     for (int i : failed) names.push_back(after.hosts(i).agent());
-    const std::string reason = absl::StrCat(absl::StrJoin(names, ", "), " failed");
+    const std::string reason =
+        absl::StrCat(absl::StrJoin(names, ", "), " failed");
     switch (policy.on_failure) {
       case OnFailure::kRollback:
         do_rollback(reason);
@@ -759,11 +850,13 @@ void RolloutManager::RunRollout(const std::string& id) {
   } else {
     Finish(id, hoist::v1::ROLLOUT_STATE_FAILED,
            absl::StrCat("hosts that did not get ",
-                        end.digest().empty() ? end.tag() : end.digest(), ": ", failed));
+                        end.digest().empty() ? end.tag() : end.digest(), ": ",
+                        failed));
   }
 }
 
-bool RolloutManager::RunHosts(const std::string& id, const std::vector<int>& indices, HostOp op,
+bool RolloutManager::RunHosts(const std::string& id,
+                              const std::vector<int>& indices, HostOp op,
                               const std::string& rollback_reason) {
   struct Call {
     int host;
@@ -810,6 +903,7 @@ bool RolloutManager::RunHosts(const std::string& id, const std::vector<int>& ind
 
   auto host_done = [&](Call& c, DeployPhase phase, const std::string& error) {
     c.done = true;
+    CountHost(c.agent, phase);
     const absl::Time now = clock_->Now();
     Update(
         id,
@@ -819,7 +913,9 @@ bool RolloutManager::RunHosts(const std::string& id, const std::vector<int>& ind
           if (!error.empty()) h->set_error(error);
           *h->mutable_finished() = ToProto(now);
         },
-        c.host, absl::StrCat(c.agent, ": ", PhaseName(phase), error.empty() ? "" : ": ", error));
+        c.host,
+        absl::StrCat(c.agent, ": ", PhaseName(phase), error.empty() ? "" : ": ",
+                     error));
   };
 
   auto start_call = [&](Call& c) {
@@ -846,7 +942,8 @@ bool RolloutManager::RunHosts(const std::string& id, const std::vector<int>& ind
             id,
             [&](Rollout* x) {
               HostResult* h = x->mutable_hosts(host);
-              if (!h->has_started()) *h->mutable_started() = ToProto(clock_->Now());
+              if (!h->has_started())
+                *h->mutable_started() = ToProto(clock_->Now());
               h->clear_error();
             },
             host, absl::StrCat(c.agent, ": deploying"), false);
@@ -865,7 +962,8 @@ bool RolloutManager::RunHosts(const std::string& id, const std::vector<int>& ind
     } else {
       hoist::v1::RollbackRequest req;
       req.set_deploy_id(absl::StrCat(r.hosts(host).deploy_id(), "-rollback"));
-      req.set_container_name(service != nullptr ? service->container.name() : r.service());
+      req.set_container_name(service != nullptr ? service->container.name()
+                                                : r.service());
       (*client)->Rollback(req, deadline, on_event, on_done);
     }
   };
@@ -878,7 +976,8 @@ bool RolloutManager::RunHosts(const std::string& id, const std::vector<int>& ind
     absl::Time next_retry = absl::InfiniteFuture();
     for (auto& [i, c] : calls) {
       if (!c.done) all_done = false;
-      if (!c.done && !c.in_flight) next_retry = std::min(next_retry, c.retry_at);
+      if (!c.done && !c.in_flight)
+        next_retry = std::min(next_retry, c.retry_at);
     }
     if (all_done) break;
     std::deque<Inbox::Item> items;
@@ -917,7 +1016,8 @@ bool RolloutManager::RunHosts(const std::string& id, const std::vector<int>& ind
         if (changed || final_phase || !e.error().empty()) {
           c.last_journaled = phase;
           absl::Status s = journal_->AppendHostEvent(id, c.agent, e);
-          if (!s.ok()) LogError("journal write failed", {{"error", s.ToString()}});
+          if (!s.ok())
+            LogError("journal write failed", {{"error", s.ToString()}});
         }
         if (op == HostOp::kDeploy) {
           Update(
@@ -925,12 +1025,14 @@ bool RolloutManager::RunHosts(const std::string& id, const std::vector<int>& ind
               [&](Rollout* x) {
                 HostResult* h = x->mutable_hosts(c.host);
                 // Terminal phases are recorded when the stream ends.
-                if (phase != hoist::v1::DEPLOY_PHASE_UNSPECIFIED && !final_phase) {
+                if (phase != hoist::v1::DEPLOY_PHASE_UNSPECIFIED &&
+                    !final_phase) {
                   h->set_phase(phase);
                 }
               },
               c.host, absl::StrCat(c.agent, ": ", e.message()),
-              /*save=*/changed && !final_phase, e.has_pull() ? &e.pull() : nullptr);
+              /*save=*/changed && !final_phase,
+              e.has_pull() ? &e.pull() : nullptr);
         }
         continue;
       }
@@ -940,7 +1042,8 @@ bool RolloutManager::RunHosts(const std::string& id, const std::vector<int>& ind
       if (c.saw_final) {
         if (op == HostOp::kDeploy) {
           std::string err = c.final_error;
-          if (err.empty() && c.final_phase != hoist::v1::DEPLOY_PHASE_SUCCEEDED) {
+          if (err.empty() &&
+              c.final_phase != hoist::v1::DEPLOY_PHASE_SUCCEEDED) {
             err = absl::StrCat("deploy ended ", PhaseName(c.final_phase));
           }
           host_done(c, c.final_phase, err);
@@ -948,27 +1051,36 @@ bool RolloutManager::RunHosts(const std::string& id, const std::vector<int>& ind
           host_done(c, hoist::v1::DEPLOY_PHASE_ROLLED_BACK,
                     absl::StrCat("rolled back: ", rollback_reason));
         } else {
-          host_done(c, hoist::v1::DEPLOY_PHASE_FAILED,
-                    absl::StrCat("rollback failed: ",
-                                 c.final_error.empty() ? PhaseName(c.final_phase) : c.final_error));
+          host_done(
+              c, hoist::v1::DEPLOY_PHASE_FAILED,
+              absl::StrCat("rollback failed: ", c.final_error.empty()
+                                                    ? PhaseName(c.final_phase)
+                                                    : c.final_error));
         }
-      } else if (s.code() == absl::StatusCode::kUnavailable && now - c.first < retry_for) {
+      } else if (s.code() == absl::StatusCode::kUnavailable &&
+                 now - c.first < retry_for) {
         c.retry_at = now + c.backoff;
         c.backoff = std::min(c.backoff * 2, options_.retry_max_backoff);
-        Update(id, [](Rollout*) {}, c.host,
-               absl::StrCat(c.agent, ": unreachable, retrying: ", s.message()), false);
-        LogWarning("agent unreachable, retrying",
-                   {{"rollout_id", id}, {"agent", c.agent}, {"error", s.ToString()}});
+        Update(
+            id, [](Rollout*) {}, c.host,
+            absl::StrCat(c.agent, ": unreachable, retrying: ", s.message()),
+            false);
+        LogWarning(
+            "agent unreachable, retrying",
+            {{"rollout_id", id}, {"agent", c.agent}, {"error", s.ToString()}});
       } else {
         std::string err;
         if (s.code() == absl::StatusCode::kUnavailable) {
-          err = absl::StrCat("unreachable for ", call_config.retry_seconds, "s: ", s.message());
+          err = absl::StrCat("unreachable for ", call_config.retry_seconds,
+                             "s: ", s.message());
         } else if (s.ok()) {
           err = "the agent ended the stream without a result";
         } else {
-          err = absl::StrCat(absl::StatusCodeToString(s.code()), ": ", s.message());
+          err = absl::StrCat(absl::StatusCodeToString(s.code()), ": ",
+                             s.message());
         }
-        if (op == HostOp::kRollback) err = absl::StrCat("rollback failed: ", err);
+        if (op == HostOp::kRollback)
+          err = absl::StrCat("rollback failed: ", err);
         host_done(c, hoist::v1::DEPLOY_PHASE_FAILED, err);
       }
     }

@@ -40,6 +40,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
+#include "common/metrics.h"
 #include "hoist/v1/control.pb.h"
 #include "receiver/agent_client.h"
 #include "receiver/config.h"
@@ -51,7 +52,8 @@ namespace hoist::receiver {
 // A watcher's view of one rollout. Thread-safe.
 class RolloutSubscription {
  public:
-  explicit RolloutSubscription(std::function<void()> notify, size_t capacity = 64);
+  explicit RolloutSubscription(std::function<void()> notify,
+                               size_t capacity = 64);
 
   // Takes the oldest queued event into `*event` and returns true; false when
   // nothing is queued now. `*ended` (optional) is set when the rollout reached
@@ -81,17 +83,23 @@ class RolloutSubscription {
 };
 
 struct RolloutManagerOptions {
-  Journal* journal = nullptr;      // required; outlives the manager
-  AgentClientPool* pool = nullptr; // required; outlives the manager
-  Clock* clock = nullptr;          // default RealClock()
-  int executor_threads = 4;        // rollouts of different services run in parallel up to this
+  Journal* journal = nullptr;       // required; outlives the manager
+  AgentClientPool* pool = nullptr;  // required; outlives the manager
+  Clock* clock = nullptr;           // default RealClock()
+  int executor_threads =
+      4;  // rollouts of different services run in parallel up to this
   absl::Duration retry_initial_backoff = absl::Seconds(1);
   absl::Duration retry_max_backoff = absl::Seconds(10);
+  // Optional, not owned. Series: hoist_rollouts_total{service,state},
+  // hoist_rollouts_active, hoist_host_deploys_total{agent,phase},
+  // hoist_webhook_duplicates_total.
+  MetricsRegistry* metrics = nullptr;
 };
 
 class RolloutManager : public RolloutSubmitter {
  public:
-  RolloutManager(RolloutManagerOptions options, std::shared_ptr<const ReceiverConfig> config);
+  RolloutManager(RolloutManagerOptions options,
+                 std::shared_ptr<const ReceiverConfig> config);
   ~RolloutManager() override;  // Stop()s
 
   RolloutManager(const RolloutManager&) = delete;
@@ -122,17 +130,18 @@ class RolloutManager : public RolloutSubmitter {
   // Deploys the digest of the service's previous SUCCEEDED rollout before its
   // latest SUCCEEDED one (trigger "rollback"). FAILED_PRECONDITION when the
   // journal has no such earlier digest.
-  absl::StatusOr<hoist::v1::Rollout> RollbackService(const std::string& service);
+  absl::StatusOr<hoist::v1::Rollout> RollbackService(
+      const std::string& service);
   // Continues a PAUSED rollout with its remaining hosts.
   absl::StatusOr<hoist::v1::Rollout> Resume(const std::string& id);
   absl::StatusOr<hoist::v1::Rollout> GetRollout(const std::string& id);
-  absl::StatusOr<std::vector<hoist::v1::Rollout>> ListRollouts(const std::string& service,
-                                                              int limit);
+  absl::StatusOr<std::vector<hoist::v1::Rollout>> ListRollouts(
+      const std::string& service, int limit);
   // Subscribes to `id`: the full rollout is queued first. `notify` is called
   // (from any thread, must not block or call back into the manager) whenever
   // an event was queued. NOT_FOUND for an unknown rollout.
-  absl::StatusOr<std::shared_ptr<RolloutSubscription>> Watch(const std::string& id,
-                                                            std::function<void()> notify);
+  absl::StatusOr<std::shared_ptr<RolloutSubscription>> Watch(
+      const std::string& id, std::function<void()> notify);
 
   // Waits (real time) until no rollout is queued or executing. For tests.
   bool WaitIdle(absl::Duration timeout);
@@ -150,8 +159,8 @@ class RolloutManager : public RolloutSubmitter {
   };
   enum class HostOp { kDeploy, kRollback };
 
-  absl::StatusOr<hoist::v1::Rollout> CreateRollout(const DeployIntent& intent,
-                                                   const DeliveryRecord* delivery);
+  absl::StatusOr<hoist::v1::Rollout> CreateRollout(
+      const DeployIntent& intent, const DeliveryRecord* delivery);
   // Puts a PENDING/RUNNING rollout into its service's queue.
   void EnqueueLocked(const std::string& id, const std::string& service)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -160,18 +169,26 @@ class RolloutManager : public RolloutSubmitter {
   void RunRollout(const std::string& id);
   // Executes `op` on the hosts at `indices` concurrently and waits for all.
   // False when the manager is stopping (results incomplete).
-  bool RunHosts(const std::string& id, const std::vector<int>& indices, HostOp op,
-                const std::string& rollback_reason);
+  bool RunHosts(const std::string& id, const std::vector<int>& indices,
+                HostOp op, const std::string& rollback_reason);
   // Applies `fn` to the active rollout, journals and publishes it.
-  void Update(const std::string& id, const std::function<void(hoist::v1::Rollout*)>& fn,
+  void Update(const std::string& id,
+              const std::function<void(hoist::v1::Rollout*)>& fn,
               int host_index, const std::string& message, bool save = true,
               const hoist::v1::PullProgress* pull = nullptr);
   // Ends the rollout in `state` and hands its service to the next waiting one.
-  void Finish(const std::string& id, hoist::v1::RolloutState state, const std::string& error);
+  void Finish(const std::string& id, hoist::v1::RolloutState state,
+              const std::string& error);
   void PublishLocked(const hoist::v1::Rollout& rollout, int host_index,
-                     const std::string& message, const hoist::v1::PullProgress* pull)
+                     const std::string& message,
+                     const hoist::v1::PullProgress* pull)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Save(const hoist::v1::Rollout& rollout);
+  // Forgets in-memory dedupe entries older than the window (the journal
+  // still answers for them).
+  void PruneDedupe();
+  void CountRollout(const hoist::v1::Rollout& rollout);
+  void CountHost(const std::string& agent, hoist::v1::DeployPhase phase);
   bool Stopping();
 
   RolloutManagerOptions options_;
@@ -187,13 +204,16 @@ class RolloutManager : public RolloutSubmitter {
   std::deque<std::string> ready_ ABSL_GUARDED_BY(mu_);
   int busy_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, DedupeEntry> dedupe_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::vector<std::shared_ptr<RolloutSubscription>>> watchers_
+  std::map<std::string, std::vector<std::shared_ptr<RolloutSubscription>>>
+      watchers_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::pair<std::string, absl::Time>> duplicate_counts_
       ABSL_GUARDED_BY(mu_);
-  std::deque<std::pair<std::string, absl::Time>> duplicate_counts_ ABSL_GUARDED_BY(mu_);
   std::set<std::shared_ptr<Inbox>> inboxes_ ABSL_GUARDED_BY(mu_);
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
+  std::unique_ptr<MetricsRegistry> own_metrics_;
+  MetricsRegistry* metrics_ = nullptr;
 };
 
 // True for SUCCEEDED, FAILED, ROLLED_BACK and SUPERSEDED.

@@ -4,7 +4,8 @@
 
 namespace hoist::receiver {
 
-std::vector<std::vector<int>> PlanWaves(int hosts, int64_t canary, int batch_size) {
+std::vector<std::vector<int>> PlanWaves(int hosts, int64_t canary,
+                                        int batch_size) {
   std::vector<std::vector<int>> waves;
   if (hosts <= 0) return waves;
   if (batch_size < 1) batch_size = 1;
@@ -16,7 +17,8 @@ std::vector<std::vector<int>> PlanWaves(int hosts, int64_t canary, int batch_siz
   }
   while (next < hosts) {
     waves.emplace_back();
-    for (int i = 0; i < batch_size && next < hosts; ++i, ++next) waves.back().push_back(next);
+    for (int i = 0; i < batch_size && next < hosts; ++i, ++next)
+      waves.back().push_back(next);
   }
   return waves;
 }

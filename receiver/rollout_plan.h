@@ -11,7 +11,8 @@ namespace hoist::receiver {
 // as one wave (when canary > 0), then the rest in waves of `batch_size`
 // (at least 1), in order. Hosts beyond the end are never planned; a canary
 // larger than `hosts` makes a single wave of all of them.
-std::vector<std::vector<int>> PlanWaves(int hosts, int64_t canary, int batch_size);
+std::vector<std::vector<int>> PlanWaves(int hosts, int64_t canary,
+                                        int batch_size);
 
 }  // namespace hoist::receiver
 

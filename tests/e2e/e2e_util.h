@@ -37,7 +37,8 @@ using ::hoist::testing::Harness;
 // by the destructor if still running.
 class Process {
  public:
-  Process(const std::vector<std::string>& argv, const std::string& log) : log_(log) {
+  Process(const std::vector<std::string>& argv, const std::string& log)
+      : log_(log) {
     pid_ = fork();
     if (pid_ == 0) {
       int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -46,7 +47,8 @@ class Process {
         dup2(fd, 2);
       }
       std::vector<char*> args;
-      for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+      for (const std::string& a : argv)
+        args.push_back(const_cast<char*>(a.c_str()));
       args.push_back(nullptr);
       // Daemons block signals in their own main(); start with none blocked.
       sigset_t none;
@@ -84,7 +86,8 @@ class Process {
   }
   std::string Log() const { return ReadFile(log_).value_or(""); }
   // Waits until the log has a line starting with `prefix`; returns its rest.
-  std::optional<std::string> AwaitLine(const std::string& prefix, absl::Duration timeout) {
+  std::optional<std::string> AwaitLine(const std::string& prefix,
+                                       absl::Duration timeout) {
     std::string found;
     bool ok = hoist::testing::WaitFor(
         [&] {
@@ -110,7 +113,7 @@ class Process {
 };
 
 struct FleetOptions {
-  std::string auth = "token";     // token | hmac-sha256
+  std::string auth = "token";  // token | hmac-sha256
   std::string batch = "1";
   int64_t pause_seconds = 0;
   std::string on_failure = "rollback";
@@ -126,15 +129,18 @@ class Fleet {
   explicit Fleet(FleetOptions options) : options_(std::move(options)) {
     const auto& env = Harness();
     dir_ = hoist::testing::MakeTempDir("e2e");
-    EXPECT_TRUE(WriteFileAtomically(dir_ + "/secret", absl::StrCat(kSecret, "\n")).ok());
+    EXPECT_TRUE(
+        WriteFileAtomically(dir_ + "/secret", absl::StrCat(kSecret, "\n"))
+            .ok());
     agent_port_ = hoist::testing::FreeTcpPort();
     for (const auto& host : env.hosts) {
       hoist::testing::RemoveAllContainers(host.docker_endpoint);
       const std::string cfg = absl::StrCat(dir_, "/agent-", host.name, ".yaml");
       EXPECT_TRUE(WriteFileAtomically(cfg, AgentConfig(host)).ok());
       agents_.push_back(std::make_unique<Process>(
-          std::vector<std::string>{"nsenter", absl::StrCat("--net=/var/run/netns/", host.netns),
-                                   hoist::testing::BinaryPath("hoist-agent"), "--config", cfg},
+          std::vector<std::string>{
+              "nsenter", absl::StrCat("--net=/var/run/netns/", host.netns),
+              hoist::testing::BinaryPath("hoist-agent"), "--config", cfg},
           absl::StrCat(dir_, "/agent-", host.name, ".log")));
     }
     EXPECT_TRUE(WriteFileAtomically(config_path(), ReceiverConfig()).ok());
@@ -146,9 +152,11 @@ class Fleet {
     if (receiver_) receiver_->Wait(absl::Seconds(10));
     for (auto& a : agents_) a->Wait(absl::Seconds(10));
     if (::testing::Test::HasFailure()) {
-      std::cerr << "---- receiver log ----\n" << (receiver_ ? receiver_->Log() : "") << "\n";
+      std::cerr << "---- receiver log ----\n"
+                << (receiver_ ? receiver_->Log() : "") << "\n";
       for (size_t i = 0; i < agents_.size(); ++i) {
-        std::cerr << "---- agent " << i << " log ----\n" << agents_[i]->Log() << "\n";
+        std::cerr << "---- agent " << i << " log ----\n"
+                  << agents_[i]->Log() << "\n";
       }
     }
     for (const auto& host : Harness().hosts) {
@@ -162,11 +170,13 @@ class Fleet {
 
   void StartReceiver() {
     receiver_ = std::make_unique<Process>(
-        std::vector<std::string>{hoist::testing::BinaryPath("hoist-receiver"), "--config",
-                                 config_path()},
+        std::vector<std::string>{hoist::testing::BinaryPath("hoist-receiver"),
+                                 "--config", config_path()},
         absl::StrCat(dir_, "/receiver-", ++receiver_starts_, ".log"));
-    auto control = receiver_->AwaitLine("control listening on ", absl::Seconds(30));
-    auto webhook = receiver_->AwaitLine("webhook listening on ", absl::Seconds(30));
+    auto control =
+        receiver_->AwaitLine("control listening on ", absl::Seconds(30));
+    auto webhook =
+        receiver_->AwaitLine("webhook listening on ", absl::Seconds(30));
     ASSERT_TRUE(control && webhook) << receiver_->Log();
     control_address_ = *control;
     webhook_port_ = std::atoi(webhook->substr(webhook->rfind(':') + 1).c_str());
@@ -181,9 +191,9 @@ class Fleet {
 
   hoist::v1::Control::Stub* Control() {
     if (!stub_) {
-      auto material = LoadTlsMaterial(TlsFiles{Harness().Cert("ca.pem"),
-                                               Harness().Cert("operator.pem"),
-                                               Harness().Cert("operator-key.pem")});
+      auto material = LoadTlsMaterial(
+          TlsFiles{Harness().Cert("ca.pem"), Harness().Cert("operator.pem"),
+                   Harness().Cert("operator-key.pem")});
       EXPECT_TRUE(material.ok());
       grpc::ChannelArguments args;
       args.SetSslTargetNameOverride("localhost");
@@ -200,7 +210,9 @@ class Fleet {
           grpc::ClientContext c;
           c.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
           hoist::v1::ListAgentsResponse resp;
-          if (!Control()->ListAgents(&c, hoist::v1::ListAgentsRequest(), &resp).ok()) {
+          if (!Control()
+                   ->ListAgents(&c, hoist::v1::ListAgentsRequest(), &resp)
+                   .ok()) {
             return false;
           }
           int up = 0;
@@ -212,26 +224,30 @@ class Fleet {
 
   // Body of a docker "promoted" event for image hoist-test:`tag` at the test
   // image `image_name`'s digest.
-  static std::string PromotedEvent(const std::string& tag, const std::string& image_name) {
+  static std::string PromotedEvent(const std::string& tag,
+                                   const std::string& image_name) {
     const std::string digest = Harness().Digest(image_name);
     return absl::StrCat(
         R"({"domain":"docker","event_type":"promoted","data":{"image_name":"hoist-test",)",
-        R"("name":"manifest.json","path":"hoist-test/)", tag, R"(/manifest.json",)",
-        R"("repo_key":"staging","sha256":")", digest.substr(7), R"(","size":949,"tag":")", tag,
-        R"("}})");
+        R"("name":"manifest.json","path":"hoist-test/)", tag,
+        R"(/manifest.json",)", R"("repo_key":"staging","sha256":")",
+        digest.substr(7), R"(","size":949,"tag":")", tag, R"("}})");
   }
 
   // POSTs a webhook; returns {status, body} (status -1 when no answer).
-  std::pair<int, std::string> Post(const std::string& body, const std::string& auth = "") {
+  std::pair<int, std::string> Post(const std::string& body,
+                                   const std::string& auth = "") {
     httplib::Client client("127.0.0.1", webhook_port_);
     client.set_connection_timeout(5);
     client.set_read_timeout(10);
     const std::string header =
-        !auth.empty() ? auth
-                      : (options_.auth == "token" ? std::string(kSecret)
-                                                  : HmacSha256Hex(kSecret, body));
+        !auth.empty()
+            ? auth
+            : (options_.auth == "token" ? std::string(kSecret)
+                                        : HmacSha256Hex(kSecret, body));
     httplib::Headers headers = {{"X-JFrog-Event-Auth", header}};
-    auto res = client.Post("/webhooks/artifactory", headers, body, "application/json");
+    auto res =
+        client.Post("/webhooks/artifactory", headers, body, "application/json");
     if (!res) return {-1, ""};
     return {res->status, res->body};
   }
@@ -257,7 +273,8 @@ class Fleet {
   }
 
   // Waits until the rollout is in a final state (or PAUSED); returns it.
-  hoist::v1::Rollout AwaitFinal(const std::string& id, absl::Duration timeout = absl::Seconds(180)) {
+  hoist::v1::Rollout AwaitFinal(const std::string& id,
+                                absl::Duration timeout = absl::Seconds(180)) {
     hoist::v1::Rollout last;
     hoist::testing::WaitFor(
         [&] {
@@ -282,55 +299,61 @@ class Fleet {
   // What the service answers inside host `i`'s network namespace.
   static std::string Serves(size_t i) {
     const auto& host = Harness().hosts.at(i);
-    auto body = hoist::testing::HttpGet("http://127.0.0.1:8080/", absl::Seconds(3), host.netns);
-    return body.ok() ? std::string(absl::StripAsciiWhitespace(*body)) : body.status().ToString();
+    auto body = hoist::testing::HttpGet("http://127.0.0.1:8080/",
+                                        absl::Seconds(3), host.netns);
+    return body.ok() ? std::string(absl::StripAsciiWhitespace(*body))
+                     : body.status().ToString();
   }
 
  private:
   std::string AgentConfig(const hoist::testing::TestHost& host) const {
     const auto& env = Harness();
-    return absl::StrCat("listen: \"", host.address, ":", agent_port_, "\"\n",
-                        "tls: {ca: \"", env.Cert("ca.pem"), "\", cert: \"", env.Cert("agent.pem"),
-                        "\", key: \"", env.Cert("agent-key.pem"), "\"}\n",
-                        "authz: {deployers: [\"spiffe://hoist/receiver\"], viewers: "
-                        "[\"spiffe://hoist/operator\"]}\n",
-                        "docker: {endpoint: \"", host.docker_endpoint, "\"}\n",
-                        "state_dir: \"", dir_, "/agent-state-", host.name, "\"\n",
-                        "keep_images: 3\n");
+    return absl::StrCat(
+        "listen: \"", host.address, ":", agent_port_, "\"\n", "tls: {ca: \"",
+        env.Cert("ca.pem"), "\", cert: \"", env.Cert("agent.pem"),
+        "\", key: \"", env.Cert("agent-key.pem"), "\"}\n",
+        "authz: {deployers: [\"spiffe://hoist/receiver\"], viewers: "
+        "[\"spiffe://hoist/operator\"]}\n",
+        "docker: {endpoint: \"", host.docker_endpoint, "\"}\n", "state_dir: \"",
+        dir_, "/agent-state-", host.name, "\"\n", "keep_images: 3\n");
   }
 
   std::string ReceiverConfig() const {
     const auto& env = Harness();
     std::string agents;
     for (const auto& host : env.hosts) {
-      absl::StrAppend(&agents, "  - {name: ", host.name, ", address: \"", host.address, ":",
-                      agent_port_, "\", tls_name: \"", host.address,
-                      "\", labels: {role: web}}\n");
+      absl::StrAppend(&agents, "  - {name: ", host.name, ", address: \"",
+                      host.address, ":", agent_port_, "\", tls_name: \"",
+                      host.address, "\", labels: {role: web}}\n");
     }
     return absl::StrCat(
-        "webhook:\n  listen: \"127.0.0.1:0\"\n  path: \"/webhooks/artifactory\"\n",
+        "webhook:\n  listen: \"127.0.0.1:0\"\n  path: "
+        "\"/webhooks/artifactory\"\n",
         "  secret_files: [\"secret\"]\n  auth: \"", options_.auth, "\"\n",
         "  dedupe_window_seconds: 600\n",
-        "control: {listen: \"127.0.0.1:0\"}\n",
-        "tls: {ca: \"", env.Cert("ca.pem"), "\", cert: \"", env.Cert("receiver.pem"),
+        "control: {listen: \"127.0.0.1:0\"}\n", "tls: {ca: \"",
+        env.Cert("ca.pem"), "\", cert: \"", env.Cert("receiver.pem"),
         "\", key: \"", env.Cert("receiver-key.pem"), "\"}\n",
         "authz: {operators: [\"spiffe://hoist/operator\"], viewers: []}\n",
         "state: \"state/receiver.db\"\n",
-        "agent_call: {deadline_seconds: 120, connect_timeout_seconds: 5, retry_seconds: 30}\n",
-        "agents:\n", agents,
-        "services:\n  - name: web\n",
-        "    trigger: {domain: docker, event_types: [promoted], repo_key: staging, image: "
+        "agent_call: {deadline_seconds: 120, connect_timeout_seconds: 5, "
+        "retry_seconds: 30}\n",
+        "agents:\n", agents, "services:\n  - name: web\n",
+        "    trigger: {domain: docker, event_types: [promoted], repo_key: "
+        "staging, image: "
         "hoist-test}\n",
         "    image: \"", env.image_repo_bridge, "\"\n",
         "    targets: {labels: {role: web}}\n",
         "    container:\n      name: ", kContainer, "\n",
         "      ports: [\"127.0.0.1:8080:8080/tcp\"]\n",
         "      stop_timeout_seconds: 2\n",
-        "      health: {http_get: \"http://127.0.0.1:8080/\", interval_seconds: 1, "
+        "      health: {http_get: \"http://127.0.0.1:8080/\", "
+        "interval_seconds: 1, "
         "timeout_seconds: ",
         options_.health_timeout_seconds, "}\n",
-        "    rollout: {canary: 0, batch: \"", options_.batch, "\", pause_seconds: ",
-        options_.pause_seconds, ", on_failure: ", options_.on_failure, "}\n");
+        "    rollout: {canary: 0, batch: \"", options_.batch,
+        "\", pause_seconds: ", options_.pause_seconds,
+        ", on_failure: ", options_.on_failure, "}\n");
   }
 
   FleetOptions options_;

@@ -26,7 +26,8 @@ TEST(ReceiverE2eTest, TokenWebhookDeploysThePromotedDigestToBothHosts) {
   Fleet fleet(FleetOptions{});
   ASSERT_TRUE(fleet.AwaitAgents());
   // A wrong token is refused and deploys nothing.
-  EXPECT_EQ(fleet.Post(Fleet::PromotedEvent("v1", "v1"), "wrong-token").first, 401);
+  EXPECT_EQ(fleet.Post(Fleet::PromotedEvent("v1", "v1"), "wrong-token").first,
+            401);
   const std::string body = Fleet::PromotedEvent("v1", "v1");
   const std::string id = Id(fleet.Post(body));
   ASSERT_FALSE(id.empty());
@@ -40,7 +41,8 @@ TEST(ReceiverE2eTest, TokenWebhookDeploysThePromotedDigestToBothHosts) {
   ASSERT_EQ(r.state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED) << r.DebugString();
   EXPECT_EQ(r.digest(), Harness().Digest("v1"));
   ASSERT_EQ(r.hosts_size(), 2);
-  for (const auto& h : r.hosts()) EXPECT_EQ(h.phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  for (const auto& h : r.hosts())
+    EXPECT_EQ(h.phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
   EXPECT_EQ(Fleet::Serves(0), "hoist-test v1");
   EXPECT_EQ(Fleet::Serves(1), "hoist-test v1");
 }
@@ -69,10 +71,12 @@ TEST(ReceiverE2eTest, BurstOfFiftyPromotionsRunsAtMostTwoRollouts) {
   std::vector<std::string> ids;
   for (int i = 0; i < 50; ++i) {
     // Distinct deliveries (tags), alternating images; the last one is v2.
-    ids.push_back(Id(fleet.Post(Fleet::PromotedEvent(absl::StrCat("t", i), i % 2 ? "v2" : "v1"))));
+    ids.push_back(Id(fleet.Post(
+        Fleet::PromotedEvent(absl::StrCat("t", i), i % 2 ? "v2" : "v1"))));
   }
   hoist::v1::Rollout last = fleet.AwaitFinal(ids.back());
-  ASSERT_EQ(last.state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED) << last.DebugString();
+  ASSERT_EQ(last.state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED)
+      << last.DebugString();
   int ran = 0;
   for (const std::string& id : ids) {
     hoist::v1::Rollout r = fleet.AwaitFinal(id);
@@ -93,8 +97,10 @@ TEST(ReceiverE2eTest, CrashingImageIsRolledBackEverywhere) {
   o.health_timeout_seconds = 10;
   Fleet fleet(o);
   ASSERT_TRUE(fleet.AwaitAgents());
-  hoist::v1::Rollout first = fleet.AwaitFinal(Id(fleet.Post(Fleet::PromotedEvent("v1", "v1"))));
-  ASSERT_EQ(first.state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED) << first.DebugString();
+  hoist::v1::Rollout first =
+      fleet.AwaitFinal(Id(fleet.Post(Fleet::PromotedEvent("v1", "v1"))));
+  ASSERT_EQ(first.state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED)
+      << first.DebugString();
   hoist::v1::Rollout r =
       fleet.AwaitFinal(Id(fleet.Post(Fleet::PromotedEvent("crash", "crash"))));
   ASSERT_EQ(r.state(), hoist::v1::ROLLOUT_STATE_ROLLED_BACK) << r.DebugString();
@@ -118,7 +124,8 @@ TEST(ReceiverE2eTest, ReceiverKilledMidRolloutRecoversAfterRestart) {
   ASSERT_TRUE(hoist::testing::WaitFor(
       [&] {
         auto r = fleet.Get(id);
-        return r.ok() && r->hosts(0).phase() == hoist::v1::DEPLOY_PHASE_SUCCEEDED;
+        return r.ok() &&
+               r->hosts(0).phase() == hoist::v1::DEPLOY_PHASE_SUCCEEDED;
       },
       absl::Seconds(120)));
   fleet.KillReceiver();
@@ -134,8 +141,9 @@ TEST(ReceiverE2eTest, ReceiverKilledMidRolloutRecoversAfterRestart) {
   }
   fleet.StartReceiver();
   hoist::v1::Rollout r = fleet.AwaitFinal(id);
-  ASSERT_TRUE(r.state() == hoist::v1::ROLLOUT_STATE_SUCCEEDED ||
-              (r.state() == hoist::v1::ROLLOUT_STATE_FAILED && !r.error().empty()))
+  ASSERT_TRUE(
+      r.state() == hoist::v1::ROLLOUT_STATE_SUCCEEDED ||
+      (r.state() == hoist::v1::ROLLOUT_STATE_FAILED && !r.error().empty()))
       << r.DebugString();
   EXPECT_EQ(r.state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
   EXPECT_EQ(Fleet::Serves(0), "hoist-test v1");

@@ -27,14 +27,16 @@ class ReceiverProcessTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = hoist::testing::MakeTempDir("receiver-process");
-    auto tls = LoadTlsMaterial(TlsFiles{Harness().Cert("ca.pem"), Harness().Cert("agent.pem"),
+    auto tls = LoadTlsMaterial(TlsFiles{Harness().Cert("ca.pem"),
+                                        Harness().Cert("agent.pem"),
                                         Harness().Cert("agent-key.pem")});
     ASSERT_TRUE(tls.ok());
     for (int i = 0; i < 2; ++i) {
       agents_.push_back(std::make_unique<receiver::testing::FakeNodeAgent>());
       grpc::ServerBuilder b;
       int port = 0;
-      b.AddListeningPort("127.0.0.1:0", MutualTlsServerCredentials(*tls), &port);
+      b.AddListeningPort("127.0.0.1:0", MutualTlsServerCredentials(*tls),
+                         &port);
       b.RegisterService(agents_.back().get());
       servers_.push_back(b.BuildAndStart());
       ASSERT_NE(servers_.back(), nullptr);
@@ -54,60 +56,72 @@ class ReceiverProcessTest : public ::testing::Test {
     const auto& env = Harness();
     std::string agents;
     for (size_t i = 0; i < ports_.size(); ++i) {
-      absl::StrAppend(&agents, "  - {name: a", i + 1, ", address: \"127.0.0.1:", ports_[i],
+      absl::StrAppend(&agents, "  - {name: a", i + 1,
+                      ", address: \"127.0.0.1:", ports_[i],
                       "\", tls_name: localhost, labels: {role: web}}\n");
     }
-    ASSERT_TRUE(WriteFileAtomically(
-                    config(),
-                    absl::StrCat(
-                        "webhook:\n  listen: \"127.0.0.1:0\"\n  secret_files: [secret]\n",
-                        "  auth: token\n", "control: {listen: \"127.0.0.1:0\"}\n",
-                        "tls: {ca: \"", env.Cert("ca.pem"), "\", cert: \"",
-                        env.Cert("receiver.pem"), "\", key: \"", env.Cert("receiver-key.pem"),
-                        "\"}\n", "authz: {operators: [\"spiffe://hoist/operator\"]}\n",
-                        "state: state/receiver.db\n",
-                        "agent_call: {deadline_seconds: 30, connect_timeout_seconds: 2, "
-                        "retry_seconds: 5}\n",
-                        "agents:\n", agents, "services:\n  - name: web\n",
-                        "    trigger: {repo_key: staging, image: app}\n",
-                        "    image: registry.test/app\n    targets: {labels: {role: web}}\n",
-                        "    container: {name: app}\n", extra))
-                    .ok());
+    ASSERT_TRUE(
+        WriteFileAtomically(
+            config(),
+            absl::StrCat("webhook:\n  listen: \"127.0.0.1:0\"\n  secret_files: "
+                         "[secret]\n",
+                         "  auth: token\n",
+                         "control: {listen: \"127.0.0.1:0\"}\n", "tls: {ca: \"",
+                         env.Cert("ca.pem"), "\", cert: \"",
+                         env.Cert("receiver.pem"), "\", key: \"",
+                         env.Cert("receiver-key.pem"), "\"}\n",
+                         "authz: {operators: [\"spiffe://hoist/operator\"]}\n",
+                         "state: state/receiver.db\n",
+                         "agent_call: {deadline_seconds: 30, "
+                         "connect_timeout_seconds: 2, "
+                         "retry_seconds: 5}\n",
+                         "agents:\n", agents, "services:\n  - name: web\n",
+                         "    trigger: {repo_key: staging, image: app}\n",
+                         "    image: registry.test/app\n    targets: {labels: "
+                         "{role: web}}\n",
+                         "    container: {name: app}\n", extra))
+            .ok());
   }
 
   void Start() {
     receiver_ = std::make_unique<Process>(
-        std::vector<std::string>{BinaryPath("hoist-receiver"), "--config", config()},
+        std::vector<std::string>{BinaryPath("hoist-receiver"), "--config",
+                                 config()},
         dir_ + "/receiver.log");
-    auto webhook = receiver_->AwaitLine("webhook listening on ", absl::Seconds(30));
-    auto control = receiver_->AwaitLine("control listening on ", absl::Seconds(30));
+    auto webhook =
+        receiver_->AwaitLine("webhook listening on ", absl::Seconds(30));
+    auto control =
+        receiver_->AwaitLine("control listening on ", absl::Seconds(30));
     ASSERT_TRUE(webhook && control) << receiver_->Log();
     webhook_port_ = std::atoi(webhook->substr(webhook->rfind(':') + 1).c_str());
     control_ = *control;
   }
 
-  std::pair<int, std::string> Post(const std::string& tag, const std::string& token = kSecret) {
+  std::pair<int, std::string> Post(const std::string& tag,
+                                   const std::string& token = kSecret) {
     httplib::Client client("127.0.0.1", webhook_port_);
     client.set_connection_timeout(5);
     client.set_read_timeout(10);
     const std::string body = absl::StrCat(
         R"({"domain":"docker","event_type":"promoted","data":{"image_name":"app",)",
-        R"("name":"manifest.json","path":"app/)", tag, R"(/manifest.json","repo_key":"staging",)",
-        R"("sha256":")", kDigest.substr(7), R"(","tag":")", tag, R"("}})");
-    auto res = client.Post("/webhooks/artifactory", {{"X-JFrog-Event-Auth", token}}, body,
-                           "application/json");
+        R"("name":"manifest.json","path":"app/)", tag,
+        R"(/manifest.json","repo_key":"staging",)", R"("sha256":")",
+        kDigest.substr(7), R"(","tag":")", tag, R"("}})");
+    auto res =
+        client.Post("/webhooks/artifactory", {{"X-JFrog-Event-Auth", token}},
+                    body, "application/json");
     if (!res) return {-1, ""};
     return {res->status, res->body};
   }
 
   hoist::v1::Rollout AwaitFinal(const std::string& id) {
-    auto material = LoadTlsMaterial(TlsFiles{Harness().Cert("ca.pem"),
-                                             Harness().Cert("operator.pem"),
-                                             Harness().Cert("operator-key.pem")});
+    auto material = LoadTlsMaterial(
+        TlsFiles{Harness().Cert("ca.pem"), Harness().Cert("operator.pem"),
+                 Harness().Cert("operator-key.pem")});
     grpc::ChannelArguments args;
     args.SetSslTargetNameOverride("localhost");
-    auto stub = hoist::v1::Control::NewStub(
-        grpc::CreateCustomChannel(control_, MutualTlsChannelCredentials(*material), args));
+    auto stub = hoist::v1::Control::NewStub(grpc::CreateCustomChannel(
+        control_, MutualTlsChannelCredentials(*material), args));
     hoist::v1::Rollout last;
     hoist::testing::WaitFor(
         [&] {
@@ -142,11 +156,13 @@ TEST_F(ReceiverProcessTest, FlagsAndCheckConfig) {
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_THAT(help.output, HasSubstr("--check-config"));
   EXPECT_EQ(RunCommand(bin + " --bogus").exit_code, 2);
-  auto ok = RunCommand(absl::StrCat(bin, " --check-config --config ", config()));
+  auto ok =
+      RunCommand(absl::StrCat(bin, " --check-config --config ", config()));
   EXPECT_EQ(ok.exit_code, 0) << ok.output;
   EXPECT_THAT(ok.output, HasSubstr("config OK"));
   WriteConfig("    bogus_key: 1\n");
-  auto bad = RunCommand(absl::StrCat(bin, " --check-config --config ", config()));
+  auto bad =
+      RunCommand(absl::StrCat(bin, " --check-config --config ", config()));
   EXPECT_EQ(bad.exit_code, 2) << bad.output;
   EXPECT_THAT(bad.output, HasSubstr("receiver.yaml:"));
   EXPECT_THAT(bad.output, HasSubstr("bogus_key"));
@@ -167,7 +183,8 @@ TEST_F(ReceiverProcessTest, WebhookRollsOutToEveryAgent) {
     EXPECT_EQ(deploys[0].image(), "registry.test/app");
     EXPECT_EQ(deploys[0].container().name(), "app");
   }
-  EXPECT_THAT(agents_[0]->peers(), ::testing::Contains("spiffe://hoist/receiver"));
+  EXPECT_THAT(agents_[0]->peers(),
+              ::testing::Contains("spiffe://hoist/receiver"));
   receiver_->Signal(SIGTERM);
   auto status = receiver_->Wait(absl::Seconds(20));
   ASSERT_TRUE(status.has_value());
@@ -176,7 +193,8 @@ TEST_F(ReceiverProcessTest, WebhookRollsOutToEveryAgent) {
 
 TEST_F(ReceiverProcessTest, SecondReceiverOnTheSameJournalRefusesToStart) {
   Start();
-  auto second = RunCommand(absl::StrCat(BinaryPath("hoist-receiver"), " --config ", config()));
+  auto second = RunCommand(
+      absl::StrCat(BinaryPath("hoist-receiver"), " --config ", config()));
   EXPECT_EQ(second.exit_code, 1);
   EXPECT_THAT(second.output, HasSubstr("another hoist-receiver"));
   // The first one still works.
@@ -188,7 +206,9 @@ TEST_F(ReceiverProcessTest, SighupReloadsAGoodConfigAndRefusesABadOne) {
   WriteConfig("    bogus_key: 1\n");
   receiver_->Signal(SIGHUP);
   ASSERT_TRUE(hoist::testing::WaitFor(
-      [&] { return receiver_->Log().find("reload refused") != std::string::npos; },
+      [&] {
+        return receiver_->Log().find("reload refused") != std::string::npos;
+      },
       absl::Seconds(20)))
       << receiver_->Log();
   EXPECT_EQ(Post("v1").first, 202);  // the old config still serves
@@ -197,7 +217,9 @@ TEST_F(ReceiverProcessTest, SighupReloadsAGoodConfigAndRefusesABadOne) {
   WriteConfig("");
   receiver_->Signal(SIGHUP);
   ASSERT_TRUE(hoist::testing::WaitFor(
-      [&] { return receiver_->Log().find("config reloaded") != std::string::npos; },
+      [&] {
+        return receiver_->Log().find("config reloaded") != std::string::npos;
+      },
       absl::Seconds(20)))
       << receiver_->Log();
   EXPECT_EQ(Post("v2", kSecret).first, 401);

@@ -18,7 +18,8 @@ using ::hoist::testing::Harness;
 using ::testing::Contains;
 using ::testing::ElementsAre;
 
-TlsMaterial Material(const std::string& cert, const std::string& ca = "ca.pem") {
+TlsMaterial Material(const std::string& cert,
+                     const std::string& ca = "ca.pem") {
   TlsFiles files{Harness().Cert(ca), Harness().Cert(cert + ".pem"),
                  Harness().Cert(cert + "-key.pem")};
   auto m = LoadTlsMaterial(files);
@@ -56,15 +57,17 @@ class AgentClientGrpcTest : public ::testing::Test {
  protected:
   void SetUp() override {
     grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", MutualTlsServerCredentials(Material("agent")),
-                             &port_);
+    builder.AddListeningPort(
+        "127.0.0.1:0", MutualTlsServerCredentials(Material("agent")), &port_);
     builder.RegisterService(&agent_);
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
     ASSERT_GT(port_, 0);
   }
   void TearDown() override {
-    if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    if (server_)
+      server_->Shutdown(std::chrono::system_clock::now() +
+                        std::chrono::seconds(1));
   }
 
   AgentEntry Entry(const std::string& tls_name, int port = 0) {
@@ -80,7 +83,8 @@ class AgentClientGrpcTest : public ::testing::Test {
     AgentCallConfig call;
     call.connect_timeout_seconds = 2;
     return std::make_unique<AgentClientGrpc>(
-        Entry(tls_name, port), MutualTlsChannelCredentials(Material(cert)), call);
+        Entry(tls_name, port), MutualTlsChannelCredentials(Material(cert)),
+        call);
   }
 
   testing::FakeNodeAgent agent_;
@@ -153,7 +157,8 @@ TEST_F(AgentClientGrpcTest, TlsNameMismatchFails) {
   client->Deploy(req, absl::Seconds(5), result.OnEvent(), result.OnDone());
   ASSERT_TRUE(result.Wait());
   absl::MutexLock lock(&result.mu);
-  EXPECT_EQ(result.status.code(), absl::StatusCode::kUnavailable) << result.status;
+  EXPECT_EQ(result.status.code(), absl::StatusCode::kUnavailable)
+      << result.status;
   EXPECT_TRUE(result.events.empty());
   EXPECT_TRUE(agent_.deploys().empty());
 }
@@ -175,7 +180,8 @@ TEST_F(AgentClientGrpcTest, UnreachableAgentFailsUnavailableQuickly) {
   ASSERT_TRUE(result.Wait());
   EXPECT_LT(absl::Now() - start, absl::Seconds(10));
   absl::MutexLock lock(&result.mu);
-  EXPECT_EQ(result.status.code(), absl::StatusCode::kUnavailable) << result.status;
+  EXPECT_EQ(result.status.code(), absl::StatusCode::kUnavailable)
+      << result.status;
 }
 
 TEST_F(AgentClientGrpcTest, DeadlineEndsAStuckStream) {
@@ -183,15 +189,18 @@ TEST_F(AgentClientGrpcTest, DeadlineEndsAStuckStream) {
   StreamResult result;
   hoist::v1::DeployRequest req;
   req.set_deploy_id("slow");
-  client->Deploy(req, absl::Milliseconds(300), result.OnEvent(), result.OnDone());
+  client->Deploy(req, absl::Milliseconds(300), result.OnEvent(),
+                 result.OnDone());
   ASSERT_TRUE(result.Wait());
   absl::MutexLock lock(&result.mu);
-  EXPECT_EQ(result.status.code(), absl::StatusCode::kDeadlineExceeded) << result.status;
+  EXPECT_EQ(result.status.code(), absl::StatusCode::kDeadlineExceeded)
+      << result.status;
 }
 
 TEST_F(AgentClientGrpcTest, PoolGivesConfiguredAgentsAndKeepsUnchangedClients) {
   AgentCallConfig call;
-  AgentClientPoolGrpc pool({Entry("agent.hoist.test")}, Material("receiver"), call);
+  AgentClientPoolGrpc pool({Entry("agent.hoist.test")}, Material("receiver"),
+                           call);
   auto a = pool.Get("h1");
   ASSERT_TRUE(a.ok());
   EXPECT_TRUE((*a)->GetStatus(absl::Seconds(5)).ok());

@@ -22,13 +22,15 @@ using ::hoist::testing::Harness;
 using ::testing::HasSubstr;
 
 TlsMaterial Material(const std::string& cert) {
-  auto m = LoadTlsMaterial(TlsFiles{Harness().Cert("ca.pem"), Harness().Cert(cert + ".pem"),
+  auto m = LoadTlsMaterial(TlsFiles{Harness().Cert("ca.pem"),
+                                    Harness().Cert(cert + ".pem"),
                                     Harness().Cert(cert + "-key.pem")});
   EXPECT_TRUE(m.ok()) << m.status();
   return *m;
 }
 
-void SetDeadline(grpc::ClientContext* context, absl::Duration d = absl::Seconds(10)) {
+void SetDeadline(grpc::ClientContext* context,
+                 absl::Duration d = absl::Seconds(10)) {
   context->set_deadline(absl::ToChronoTime(absl::Now() + d));
 }
 
@@ -47,7 +49,8 @@ class ControlServiceTest : public ::testing::Test {
     manager_->Start();
     service_ = std::make_unique<ControlService>(manager_.get(), &pool_, config_,
                                                 absl::Seconds(1));
-    auto server = ControlServer::Start("127.0.0.1:0", Material("receiver"), service_.get());
+    auto server = ControlServer::Start("127.0.0.1:0", Material("receiver"),
+                                       service_.get());
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
   }
@@ -59,9 +62,11 @@ class ControlServiceTest : public ::testing::Test {
   std::unique_ptr<hoist::v1::Control::Stub> Stub(const std::string& cert) {
     grpc::ChannelArguments args;
     args.SetSslTargetNameOverride("localhost");
-    args.SetString("test.identity", cert);  // a separate connection per identity
-    auto channel = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", server_->port()),
-                                             MutualTlsChannelCredentials(Material(cert)), args);
+    args.SetString("test.identity",
+                   cert);  // a separate connection per identity
+    auto channel = grpc::CreateCustomChannel(
+        absl::StrCat("127.0.0.1:", server_->port()),
+        MutualTlsChannelCredentials(Material(cert)), args);
     return hoist::v1::Control::NewStub(channel);
   }
 
@@ -134,7 +139,8 @@ TEST_F(ControlServiceTest, ViewerCannotDeployRollbackOrResume) {
     hoist::v1::RollbackServiceRequest req;
     req.set_service("app");
     hoist::v1::Rollout r;
-    EXPECT_EQ(viewer->Rollback(&c, req, &r).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_EQ(viewer->Rollback(&c, req, &r).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
   }
   {
     grpc::ClientContext c;
@@ -142,7 +148,8 @@ TEST_F(ControlServiceTest, ViewerCannotDeployRollbackOrResume) {
     hoist::v1::ResumeRequest req;
     req.set_id("r-1");
     hoist::v1::Rollout r;
-    EXPECT_EQ(viewer->Resume(&c, req, &r).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_EQ(viewer->Resume(&c, req, &r).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
   }
   EXPECT_TRUE(pool_.calls().empty());
   EXPECT_TRUE(journal_.get()->ListRollouts("", 10)->empty());
@@ -153,7 +160,8 @@ TEST_F(ControlServiceTest, IdentityWithoutRoleCannotEvenRead) {
   grpc::ClientContext c;
   SetDeadline(&c);
   hoist::v1::ListRolloutsResponse rows;
-  grpc::Status s = rogue->ListRollouts(&c, hoist::v1::ListRolloutsRequest(), &rows);
+  grpc::Status s =
+      rogue->ListRollouts(&c, hoist::v1::ListRolloutsRequest(), &rows);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_THAT(s.error_message(), HasSubstr("spiffe://hoist/rogue"));
   grpc::ClientContext c2;
@@ -223,7 +231,8 @@ TEST_F(ControlServiceTest, ListAgentsReportsReachability) {
   grpc::ClientContext c;
   SetDeadline(&c);
   hoist::v1::ListAgentsResponse resp;
-  grpc::Status s = viewer->ListAgents(&c, hoist::v1::ListAgentsRequest(), &resp);
+  grpc::Status s =
+      viewer->ListAgents(&c, hoist::v1::ListAgentsRequest(), &resp);
   ASSERT_TRUE(s.ok()) << s.error_message();
   ASSERT_EQ(resp.agents_size(), 2);
   EXPECT_EQ(resp.agents(0).name(), "web-1");

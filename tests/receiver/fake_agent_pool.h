@@ -48,7 +48,8 @@ class FakeAgentClientPool : public AgentClientPool {
     default_ = b;
   }
 
-  absl::StatusOr<std::shared_ptr<AgentClient>> Get(const std::string& name) override {
+  absl::StatusOr<std::shared_ptr<AgentClient>> Get(
+      const std::string& name) override {
     return std::shared_ptr<AgentClient>(std::make_shared<Client>(this, name));
   }
 
@@ -66,7 +67,9 @@ class FakeAgentClientPool : public AgentClientPool {
   // Waits (real time) until exactly `n` calls are blocked.
   bool WaitBlocked(size_t n, absl::Duration timeout = absl::Seconds(10)) {
     absl::MutexLock lock(&mu_);
-    auto cond = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return blocked_.size() == n; };
+    auto cond = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return blocked_.size() == n;
+    };
     return mu_.AwaitWithTimeout(absl::Condition(&cond), timeout);
   }
   // Finishes every blocked call of `agent` ("" for all) with `how`.
@@ -104,15 +107,18 @@ class FakeAgentClientPool : public AgentClientPool {
 
   class Client : public AgentClient {
    public:
-    Client(FakeAgentClientPool* pool, std::string name) : pool_(pool), name_(std::move(name)) {}
-    void Deploy(const hoist::v1::DeployRequest& r, absl::Duration, DeployEventCallback on_event,
-                DoneCallback on_done) override {
-      pool_->Call(RecordedCall{name_, "deploy", r.deploy_id(), r.digest(), r.container().name()},
+    Client(FakeAgentClientPool* pool, std::string name)
+        : pool_(pool), name_(std::move(name)) {}
+    void Deploy(const hoist::v1::DeployRequest& r, absl::Duration,
+                DeployEventCallback on_event, DoneCallback on_done) override {
+      pool_->Call(RecordedCall{name_, "deploy", r.deploy_id(), r.digest(),
+                               r.container().name()},
                   std::move(on_event), std::move(on_done));
     }
     void Rollback(const hoist::v1::RollbackRequest& r, absl::Duration,
                   DeployEventCallback on_event, DoneCallback on_done) override {
-      pool_->Call(RecordedCall{name_, "rollback", r.deploy_id(), "", r.container_name()},
+      pool_->Call(RecordedCall{name_, "rollback", r.deploy_id(), "",
+                               r.container_name()},
                   std::move(on_event), std::move(on_done));
     }
     void WatchDeploy(const std::string&, absl::Duration, DeployEventCallback,
@@ -132,7 +138,8 @@ class FakeAgentClientPool : public AgentClientPool {
     absl::MutexLock lock(&mu_);
     ++status_calls_;
     for (const auto& d : down_) {
-      if (d == name) return absl::UnavailableError(absl::StrCat(name, " is down"));
+      if (d == name)
+        return absl::UnavailableError(absl::StrCat(name, " is down"));
     }
     hoist::v1::AgentStatus s;
     s.set_host(name);
@@ -142,7 +149,8 @@ class FakeAgentClientPool : public AgentClientPool {
     return s;
   }
 
-  void Call(RecordedCall call, DeployEventCallback on_event, DoneCallback on_done) {
+  void Call(RecordedCall call, DeployEventCallback on_event,
+            DoneCallback on_done) {
     Behavior how;
     {
       absl::MutexLock lock(&mu_);
@@ -158,14 +166,16 @@ class FakeAgentClientPool : public AgentClientPool {
         }
       }
       if (how == Behavior::kBlock) {
-        blocked_.push_back(Blocked_{call, std::move(on_event), std::move(on_done)});
+        blocked_.push_back(
+            Blocked_{call, std::move(on_event), std::move(on_done)});
         return;
       }
     }
     Answer(call, how, on_event, on_done);
   }
 
-  static void Answer(const RecordedCall& call, Behavior how, const DeployEventCallback& on_event,
+  static void Answer(const RecordedCall& call, Behavior how,
+                     const DeployEventCallback& on_event,
                      const DoneCallback& on_done) {
     auto event = [&](hoist::v1::DeployPhase p, const std::string& error = "") {
       hoist::v1::DeployEvent e;
@@ -186,7 +196,8 @@ class FakeAgentClientPool : public AgentClientPool {
       case Behavior::kFail:
         event(hoist::v1::DEPLOY_PHASE_PULLING);
         event(hoist::v1::DEPLOY_PHASE_ROLLING_BACK, "health check failed");
-        event(hoist::v1::DEPLOY_PHASE_ROLLED_BACK, "health check failed: exit code 1");
+        event(hoist::v1::DEPLOY_PHASE_ROLLED_BACK,
+              "health check failed: exit code 1");
         on_done(absl::OkStatus());
         return;
       case Behavior::kUnavailable:

@@ -19,7 +19,8 @@ class FakeNodeAgent : public hoist::v1::NodeAgent::CallbackService {
   // Deploy streams PULLING, STARTING, SUCCEEDED for its deploy id, except:
   // deploy_id "slow" streams nothing until the call is cancelled.
   grpc::ServerWriteReactor<hoist::v1::DeployEvent>* Deploy(
-      grpc::CallbackServerContext* context, const hoist::v1::DeployRequest* request) override {
+      grpc::CallbackServerContext* context,
+      const hoist::v1::DeployRequest* request) override {
     Record(context, request->deploy_id());
     {
       absl::MutexLock lock(&mu_);
@@ -27,8 +28,9 @@ class FakeNodeAgent : public hoist::v1::NodeAgent::CallbackService {
     }
     std::vector<hoist::v1::DeployEvent> events;
     if (request->deploy_id() != "slow") {
-      for (auto p : {hoist::v1::DEPLOY_PHASE_PULLING, hoist::v1::DEPLOY_PHASE_STARTING,
-                     hoist::v1::DEPLOY_PHASE_SUCCEEDED}) {
+      for (auto p :
+           {hoist::v1::DEPLOY_PHASE_PULLING, hoist::v1::DEPLOY_PHASE_STARTING,
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED}) {
         hoist::v1::DeployEvent e;
         e.set_deploy_id(request->deploy_id());
         e.set_host("fake");
@@ -39,7 +41,8 @@ class FakeNodeAgent : public hoist::v1::NodeAgent::CallbackService {
     return new Writer(std::move(events), request->deploy_id() == "slow");
   }
   grpc::ServerWriteReactor<hoist::v1::DeployEvent>* Rollback(
-      grpc::CallbackServerContext* context, const hoist::v1::RollbackRequest* request) override {
+      grpc::CallbackServerContext* context,
+      const hoist::v1::RollbackRequest* request) override {
     Record(context, request->deploy_id());
     hoist::v1::DeployEvent e;
     e.set_deploy_id(request->deploy_id());
@@ -47,9 +50,9 @@ class FakeNodeAgent : public hoist::v1::NodeAgent::CallbackService {
     e.set_message("rolled back " + request->container_name());
     return new Writer({e}, false);
   }
-  grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
-                                      const hoist::v1::GetStatusRequest*,
-                                      hoist::v1::AgentStatus* response) override {
+  grpc::ServerUnaryReactor* GetStatus(
+      grpc::CallbackServerContext* context, const hoist::v1::GetStatusRequest*,
+      hoist::v1::AgentStatus* response) override {
     Record(context, "status");
     response->set_host("fake");
     response->set_version("9.9.9");

@@ -1,5 +1,3 @@
-#include "receiver/journal_sqlite.h"
-
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -9,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "receiver/journal_sqlite.h"
 
 namespace hoist::receiver {
 namespace {
@@ -20,8 +19,10 @@ std::string TempDir() {
   return tmpl;
 }
 
-hoist::v1::Rollout MakeRollout(const std::string& id, const std::string& service,
-                               hoist::v1::RolloutState state, int64_t created_seconds) {
+hoist::v1::Rollout MakeRollout(const std::string& id,
+                               const std::string& service,
+                               hoist::v1::RolloutState state,
+                               int64_t created_seconds) {
   hoist::v1::Rollout r;
   r.set_id(id);
   r.set_service(service);
@@ -53,8 +54,9 @@ TEST_F(JournalTest, AcceptedDeliverySurvivesReopen) {
   {
     auto j = SqliteJournal::Open(path_);
     ASSERT_TRUE(j.ok()) << j.status();
-    ASSERT_TRUE((*j)->AcceptDelivery(d, MakeRollout("r-1", "app",
-                                                    hoist::v1::ROLLOUT_STATE_PENDING, 100))
+    ASSERT_TRUE((*j)->AcceptDelivery(
+                        d, MakeRollout("r-1", "app",
+                                       hoist::v1::ROLLOUT_STATE_PENDING, 100))
                     .ok());
   }
   auto j = SqliteJournal::Open(path_);
@@ -83,14 +85,17 @@ TEST_F(JournalTest, DuplicateKeyIsRejectedAndNothingIsWritten) {
   ASSERT_TRUE(j.ok());
   DeliveryRecord d{"k", "r-1", "app", absl::FromUnixSeconds(1), ""};
   ASSERT_TRUE(
-      (*j)->AcceptDelivery(d, MakeRollout("r-1", "app", hoist::v1::ROLLOUT_STATE_PENDING, 1))
+      (*j)->AcceptDelivery(
+              d, MakeRollout("r-1", "app", hoist::v1::ROLLOUT_STATE_PENDING, 1))
           .ok());
   DeliveryRecord again{"k", "r-2", "app", absl::FromUnixSeconds(2), ""};
-  EXPECT_FALSE(
-      (*j)->AcceptDelivery(again, MakeRollout("r-2", "app", hoist::v1::ROLLOUT_STATE_PENDING, 2))
-          .ok());
+  EXPECT_FALSE((*j)->AcceptDelivery(
+                       again, MakeRollout("r-2", "app",
+                                          hoist::v1::ROLLOUT_STATE_PENDING, 2))
+                   .ok());
   // The transaction rolled back: no rollout r-2.
-  EXPECT_EQ((*j)->GetRollout("r-2").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ((*j)->GetRollout("r-2").status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST_F(JournalTest, CountsDuplicates) {
@@ -98,7 +103,8 @@ TEST_F(JournalTest, CountsDuplicates) {
   ASSERT_TRUE(j.ok());
   DeliveryRecord d{"k", "r-1", "app", absl::FromUnixSeconds(1), ""};
   ASSERT_TRUE(
-      (*j)->AcceptDelivery(d, MakeRollout("r-1", "app", hoist::v1::ROLLOUT_STATE_PENDING, 1))
+      (*j)->AcceptDelivery(
+              d, MakeRollout("r-1", "app", hoist::v1::ROLLOUT_STATE_PENDING, 1))
           .ok());
   for (int i = 0; i < 3; ++i) {
     ASSERT_TRUE((*j)->CountDuplicate("k", absl::FromUnixSeconds(10 + i)).ok());
@@ -125,7 +131,9 @@ TEST_F(JournalTest, ListsNewestFirstFilteredAndUnfinishedOldestFirst) {
       {"e", "app", hoist::v1::ROLLOUT_STATE_SUPERSEDED, 50},
   };
   for (const Row& r : rows) {
-    ASSERT_TRUE((*j)->SaveRollout(MakeRollout(r.id, r.service, r.state, r.created)).ok());
+    ASSERT_TRUE(
+        (*j)->SaveRollout(MakeRollout(r.id, r.service, r.state, r.created))
+            .ok());
   }
   auto all = (*j)->ListRollouts("", 10);
   ASSERT_TRUE(all.ok());
@@ -189,7 +197,8 @@ TEST_F(JournalTest, SecondOpenOfTheSameFileIsRefusedUntilTheFirstCloses) {
   auto second = SqliteJournal::Open(path_);
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_NE(second.status().message().find("another hoist-receiver"), absl::string_view::npos)
+  EXPECT_NE(second.status().message().find("another hoist-receiver"),
+            absl::string_view::npos)
       << second.status();
   first->reset();
   auto third = SqliteJournal::Open(path_);
@@ -203,8 +212,10 @@ TEST_F(JournalTest, SecondProcessIsRefused) {
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     auto second = SqliteJournal::Open(path_);
-    _exit(!second.ok() && second.status().code() == absl::StatusCode::kFailedPrecondition ? 0
-                                                                                          : 1);
+    _exit(!second.ok() && second.status().code() ==
+                              absl::StatusCode::kFailedPrecondition
+              ? 0
+              : 1);
   }
   int status = 0;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
@@ -216,8 +227,10 @@ TEST_F(JournalTest, UsesWalAndFullSync) {
   {
     auto j = SqliteJournal::Open(path_);
     ASSERT_TRUE(j.ok());
-    ASSERT_TRUE((*j)->SaveRollout(MakeRollout("a", "app", hoist::v1::ROLLOUT_STATE_PENDING, 1))
-                    .ok());
+    ASSERT_TRUE(
+        (*j)->SaveRollout(
+                MakeRollout("a", "app", hoist::v1::ROLLOUT_STATE_PENDING, 1))
+            .ok());
     // WAL mode keeps a -wal file next to the database while open.
     EXPECT_EQ(access((path_ + "-wal").c_str(), F_OK), 0);
   }

@@ -24,7 +24,8 @@ using ::hoist::receiver::testing::TempJournal;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-RolloutPolicy Policy(int64_t canary, const std::string& batch, OnFailure on_failure) {
+RolloutPolicy Policy(int64_t canary, const std::string& batch,
+                     OnFailure on_failure) {
   RolloutPolicy p;
   p.canary = canary;
   p.batch = batch;
@@ -38,12 +39,14 @@ DeployIntent Intent(int n, const std::string& key = "") {
   i.digest = Digest(n);
   i.tag = absl::StrCat("v", n);
   i.trigger = "webhook";
-  i.dedupe_key = key.empty() ? absl::StrCat("docker|promoted|repo|app/", n) : key;
+  i.dedupe_key =
+      key.empty() ? absl::StrCat("docker|promoted|repo|app/", n) : key;
   i.summary = absl::StrCat("promoted app:v", n);
   return i;
 }
 
-std::vector<std::string> Agents(const std::vector<RecordedCall>& calls, const std::string& kind) {
+std::vector<std::string> Agents(const std::vector<RecordedCall>& calls,
+                                const std::string& kind) {
   std::vector<std::string> out;
   for (const auto& c : calls) {
     if (c.kind == kind) out.push_back(c.agent);
@@ -61,11 +64,13 @@ class RolloutManagerTest : public ::testing::Test {
     o.clock = clock;
     o.retry_initial_backoff = absl::Milliseconds(20);
     o.retry_max_backoff = absl::Milliseconds(100);
+    o.metrics = &metrics_;
     manager_ = std::make_unique<RolloutManager>(o, config);
   }
 
   // Waits until rollout `id` is in `state` (via a Watch subscription).
-  hoist::v1::Rollout AwaitState(const std::string& id, hoist::v1::RolloutState state,
+  hoist::v1::Rollout AwaitState(const std::string& id,
+                                hoist::v1::RolloutState state,
                                 absl::Duration timeout = absl::Seconds(10)) {
     auto sub = manager_->Watch(id, nullptr);
     EXPECT_TRUE(sub.ok()) << sub.status();
@@ -91,6 +96,7 @@ class RolloutManagerTest : public ::testing::Test {
 
   TempJournal journal_;
   FakeAgentClientPool pool_;
+  MetricsRegistry metrics_;
   std::shared_ptr<ReceiverConfig> config_;
   std::unique_ptr<RolloutManager> manager_;
 };
@@ -103,7 +109,8 @@ TEST_F(RolloutManagerTest, CanaryFirstThenBatches) {
   const std::vector<std::vector<std::string>> waves = {
       {"web-1"}, {"web-2", "web-3"}, {"web-4", "web-5"}};
   for (const auto& wave : waves) {
-    ASSERT_TRUE(pool_.WaitBlocked(wave.size())) << absl::StrJoin(pool_.Blocked(), ",");
+    ASSERT_TRUE(pool_.WaitBlocked(wave.size()))
+        << absl::StrJoin(pool_.Blocked(), ",");
     EXPECT_EQ(pool_.Blocked(), wave);
     pool_.Release("", Behavior::kSucceed);
   }
@@ -156,7 +163,8 @@ TEST_F(RolloutManagerTest, FailureUnderRollbackTakesUpgradedHostsBack) {
   EXPECT_THAT(r.hosts(0).error(), HasSubstr("web-2 failed"));
   EXPECT_EQ(r.hosts(1).phase(), hoist::v1::DEPLOY_PHASE_ROLLED_BACK);
   EXPECT_THAT(r.hosts(1).error(), HasSubstr("health check failed"));
-  EXPECT_EQ(r.hosts(2).phase(), hoist::v1::DEPLOY_PHASE_UNSPECIFIED);  // never reached
+  EXPECT_EQ(r.hosts(2).phase(),
+            hoist::v1::DEPLOY_PHASE_UNSPECIFIED);  // never reached
   EXPECT_THAT(r.error(), HasSubstr("web-2"));
   EXPECT_TRUE(r.has_finished());
 }
@@ -173,7 +181,8 @@ TEST_F(RolloutManagerTest, FailureUnderPauseWaitsForResume) {
   EXPECT_THAT(Agents(pool_.calls(), "deploy"), ElementsAre("web-1", "web-2"));
   // A paused rollout holds its service: a new event waits.
   const std::string next = SubmitOk(Intent(2));
-  EXPECT_EQ(manager_->GetRollout(next)->state(), hoist::v1::ROLLOUT_STATE_PENDING);
+  EXPECT_EQ(manager_->GetRollout(next)->state(),
+            hoist::v1::ROLLOUT_STATE_PENDING);
 
   auto resumed = manager_->Resume(id);
   ASSERT_TRUE(resumed.ok()) << resumed.status();
@@ -185,7 +194,8 @@ TEST_F(RolloutManagerTest, FailureUnderPauseWaitsForResume) {
   // Then the waiting one runs.
   AwaitState(next, hoist::v1::ROLLOUT_STATE_SUCCEEDED);
   // Resume of a rollout that is not paused is refused.
-  EXPECT_EQ(manager_->Resume(id).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(manager_->Resume(id).status().code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(RolloutManagerTest, FailureUnderContinueCarriesOnAndEndsFailed) {
@@ -194,7 +204,8 @@ TEST_F(RolloutManagerTest, FailureUnderContinueCarriesOnAndEndsFailed) {
   manager_->Start();
   const std::string id = SubmitOk(Intent(1));
   hoist::v1::Rollout r = AwaitState(id, hoist::v1::ROLLOUT_STATE_FAILED);
-  EXPECT_THAT(Agents(pool_.calls(), "deploy"), ElementsAre("web-1", "web-2", "web-3"));
+  EXPECT_THAT(Agents(pool_.calls(), "deploy"),
+              ElementsAre("web-1", "web-2", "web-3"));
   EXPECT_EQ(r.hosts(1).phase(), hoist::v1::DEPLOY_PHASE_FAILED);
   EXPECT_THAT(r.hosts(1).error(), HasSubstr("busy with deploy other-1"));
   EXPECT_THAT(r.error(), HasSubstr("web-2"));
@@ -209,7 +220,8 @@ TEST_F(RolloutManagerTest, UnreachableAgentIsRetriedThenFails) {
   manager_->Start();
   const std::string id = SubmitOk(Intent(1));
   hoist::v1::Rollout r = AwaitState(id, hoist::v1::ROLLOUT_STATE_FAILED);
-  EXPECT_GE(Agents(pool_.calls(), "deploy").size(), 4u);  // web-2 once, web-1 retried
+  EXPECT_GE(Agents(pool_.calls(), "deploy").size(),
+            4u);  // web-2 once, web-1 retried
   EXPECT_EQ(r.hosts(0).phase(), hoist::v1::DEPLOY_PHASE_FAILED);
   EXPECT_THAT(r.hosts(0).error(), HasSubstr("unreachable"));
   EXPECT_THAT(r.hosts(0).error(), HasSubstr("connection refused"));
@@ -217,9 +229,11 @@ TEST_F(RolloutManagerTest, UnreachableAgentIsRetriedThenFails) {
   EXPECT_THAT(r.error(), HasSubstr("web-1: unreachable"));
 }
 
-TEST_F(RolloutManagerTest, AgentBackWithinRetryWindowSucceedsWithTheSameDeployId) {
+TEST_F(RolloutManagerTest,
+       AgentBackWithinRetryWindowSucceedsWithTheSameDeployId) {
   Make(MakeConfig(1, Policy(0, "1", OnFailure::kRollback)));
-  pool_.Script("web-1", {Behavior::kUnavailable, Behavior::kUnavailable, Behavior::kSucceed});
+  pool_.Script("web-1", {Behavior::kUnavailable, Behavior::kUnavailable,
+                         Behavior::kSucceed});
   manager_->Start();
   const std::string id = SubmitOk(Intent(1));
   AwaitState(id, hoist::v1::ROLLOUT_STATE_SUCCEEDED);
@@ -243,20 +257,30 @@ TEST_F(RolloutManagerTest, BurstOfFiftyDeploysAtMostTwiceAndTheNewestLast) {
   std::set<std::string> digests;
   for (const auto& c : pool_.calls()) digests.insert(c.digest);
   EXPECT_THAT(digests, ElementsAre(Digest(0), Digest(49)));
-  EXPECT_EQ(manager_->GetRollout(ids[0])->state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  EXPECT_EQ(manager_->GetRollout(ids[0])->state(),
+            hoist::v1::ROLLOUT_STATE_SUCCEEDED);
   for (int i = 1; i < 49; ++i) {
     auto r = manager_->GetRollout(ids[i]);
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(r->state(), hoist::v1::ROLLOUT_STATE_SUPERSEDED) << i;
     EXPECT_EQ(r->superseded_by(), ids.back()) << i;
-    for (const auto& h : r->hosts()) EXPECT_EQ(h.phase(), hoist::v1::DEPLOY_PHASE_UNSPECIFIED);
+    for (const auto& h : r->hosts())
+      EXPECT_EQ(h.phase(), hoist::v1::DEPLOY_PHASE_UNSPECIFIED);
   }
   // The journal agrees.
   auto listed = journal_.get()->ListRollouts("app", 100);
   ASSERT_TRUE(listed.ok());
   int superseded = 0;
-  for (const auto& r : *listed) superseded += r.state() == hoist::v1::ROLLOUT_STATE_SUPERSEDED;
+  for (const auto& r : *listed)
+    superseded += r.state() == hoist::v1::ROLLOUT_STATE_SUPERSEDED;
   EXPECT_EQ(superseded, 48);
+  const std::string text = metrics_.Render();
+  EXPECT_THAT(text, HasSubstr("hoist_rollouts_total{service=\"app\",state="
+                              "\"ROLLOUT_STATE_SUPERSEDED\"} 48"));
+  EXPECT_THAT(text, HasSubstr("hoist_rollouts_total{service=\"app\",state="
+                              "\"ROLLOUT_STATE_SUCCEEDED\"} 2"));
+  EXPECT_THAT(text, HasSubstr("hoist_host_deploys_total{agent=\"web-1\",phase="
+                              "\"DEPLOY_PHASE_SUCCEEDED\"} 2"));
 }
 
 TEST_F(RolloutManagerTest, DuplicateWithinWindowReplayAfter) {
@@ -308,7 +332,8 @@ TEST_F(RolloutManagerTest, DedupeSurvivesRestartThroughTheJournal) {
   EXPECT_EQ(manager_->Submit(intent)->kind, SubmitResult::Kind::kReplay);
 }
 
-TEST_F(RolloutManagerTest, RecoveryResumesRunningWithTheSameDeployIdsAndQueuesPending) {
+TEST_F(RolloutManagerTest,
+       RecoveryResumesRunningWithTheSameDeployIdsAndQueuesPending) {
   auto config = MakeConfig(2, Policy(0, "1", OnFailure::kRollback));
   hoist::v1::Rollout running;
   running.set_id("r-old");
@@ -340,12 +365,15 @@ TEST_F(RolloutManagerTest, RecoveryResumesRunningWithTheSameDeployIdsAndQueuesPe
   Make(config);
   ASSERT_TRUE(manager_->Recover().ok());
   manager_->Start();
-  hoist::v1::Rollout r = AwaitState("r-old", hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  hoist::v1::Rollout r =
+      AwaitState("r-old", hoist::v1::ROLLOUT_STATE_SUCCEEDED);
   AwaitState("r-new", hoist::v1::ROLLOUT_STATE_SUCCEEDED);
   std::vector<std::string> deploys;
   for (const auto& c : pool_.calls()) deploys.push_back(c.deploy_id);
-  // web-1 had finished: not redeployed; web-2 reattached with its id; then r-new.
-  EXPECT_THAT(deploys, ElementsAre("r-old-web-2", "r-new-web-1", "r-new-web-2"));
+  // web-1 had finished: not redeployed; web-2 reattached with its id; then
+  // r-new.
+  EXPECT_THAT(deploys,
+              ElementsAre("r-old-web-2", "r-new-web-1", "r-new-web-2"));
 }
 
 TEST_F(RolloutManagerTest, RollbackServiceDeploysThePreviousSuccessfulDigest) {
@@ -361,7 +389,8 @@ TEST_F(RolloutManagerTest, RollbackServiceDeploysThePreviousSuccessfulDigest) {
   EXPECT_EQ(rb->digest(), Digest(1));
   AwaitState(rb->id(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
   EXPECT_EQ(pool_.calls().back().digest, Digest(1));
-  EXPECT_EQ(manager_->RollbackService("nope").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(manager_->RollbackService("nope").status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST_F(RolloutManagerTest, ManualDeployIsNeverDeduplicated) {
@@ -402,7 +431,8 @@ TEST_F(RolloutManagerTest, WatchGetsTheFullRolloutFirstThenChangesAndEnds) {
   while ((*sub)->Next(&e, absl::Seconds(5))) {
     ++events;
     last = e.rollout().state();
-    saw_host |= e.has_host() && e.host().phase() == hoist::v1::DEPLOY_PHASE_SUCCEEDED;
+    saw_host |=
+        e.has_host() && e.host().phase() == hoist::v1::DEPLOY_PHASE_SUCCEEDED;
   }
   EXPECT_GT(events, 2);
   EXPECT_TRUE(saw_host);
@@ -413,7 +443,8 @@ TEST_F(RolloutManagerTest, WatchGetsTheFullRolloutFirstThenChangesAndEnds) {
   ASSERT_TRUE((*done)->Next(&e, absl::Seconds(1)));
   EXPECT_EQ(e.rollout().state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
   EXPECT_FALSE((*done)->Next(&e, absl::Milliseconds(50)));
-  EXPECT_EQ(manager_->Watch("r-none", nullptr).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(manager_->Watch("r-none", nullptr).status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST_F(RolloutManagerTest, SlowWatcherNeverBlocksTheExecutor) {
@@ -438,11 +469,12 @@ TEST_F(RolloutManagerTest, SlowWatcherNeverBlocksTheExecutor) {
 
 TEST_F(RolloutManagerTest, PauseBetweenBatchesUsesTheClock) {
   FakeClock clock;
-  Make(MakeConfig(2, [] {
-         RolloutPolicy p = Policy(0, "1", OnFailure::kRollback);
-         p.pause_seconds = 30;
-         return p;
-       }()),
+  Make(MakeConfig(2,
+                  [] {
+                    RolloutPolicy p = Policy(0, "1", OnFailure::kRollback);
+                    p.pause_seconds = 30;
+                    return p;
+                  }()),
        &clock);
   manager_->Start();
   const std::string id = SubmitOk(Intent(1));

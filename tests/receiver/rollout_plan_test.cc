@@ -40,7 +40,8 @@ TEST(PlanWavesTest, Table) {
   };
   for (const Case& c : cases) {
     EXPECT_EQ(Render(PlanWaves(c.hosts, c.canary, c.batch)), c.want)
-        << "hosts=" << c.hosts << " canary=" << c.canary << " batch=" << c.batch;
+        << "hosts=" << c.hosts << " canary=" << c.canary
+        << " batch=" << c.batch;
   }
 }
 

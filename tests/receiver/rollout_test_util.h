@@ -18,7 +18,8 @@ namespace hoist::receiver::testing {
 
 // `agents` agents web-1..web-N (label role=web) and one service "app"
 // targeting them with `policy`.
-inline std::shared_ptr<ReceiverConfig> MakeConfig(int agents, RolloutPolicy policy) {
+inline std::shared_ptr<ReceiverConfig> MakeConfig(int agents,
+                                                  RolloutPolicy policy) {
   auto c = std::make_shared<ReceiverConfig>();
   c->webhook.dedupe_window_seconds = 600;
   c->agent_call.deadline_seconds = 60;
