@@ -46,7 +46,6 @@ class LogStreamReactor final : public grpc::ServerWriteReactor<DeployEvent> {
     {
       absl::MutexLock lock(&mu_);
       writing_ = false;
-      ++next_;
       // !ok: the client went away; the deploy goes on without it.
       if (!ok || cancelled_) finish = TakeFinishLocked();
     }
@@ -82,13 +81,19 @@ class LogStreamReactor final : public grpc::ServerWriteReactor<DeployEvent> {
     {
       absl::MutexLock lock(&mu_);
       if (writing_ || finish_started_ || cancelled_) return;
-      std::vector<DeployEvent> events;
-      const bool log_finished = log_->Read(next_, &events);
-      if (!events.empty()) {
-        current_ = std::move(events.front());
+      if (pending_.empty()) {
+        // Take everything new at once; later writes drain the local copy.
+        std::vector<DeployEvent> events;
+        log_finished_ = log_->Read(read_, &events);
+        read_ += events.size();
+        for (DeployEvent& e : events) pending_.push_back(std::move(e));
+      }
+      if (!pending_.empty()) {
+        current_ = std::move(pending_.front());
+        pending_.pop_front();
         writing_ = true;
         action = kWrite;
-      } else if (log_finished && TakeFinishLocked()) {
+      } else if (log_finished_ && TakeFinishLocked()) {
         action = kFinish;
       }
     }
@@ -108,7 +113,9 @@ class LogStreamReactor final : public grpc::ServerWriteReactor<DeployEvent> {
   const std::function<void(std::function<void()>)> cleanup_;
   int watcher_ = -1;
   absl::Mutex mu_;
-  size_t next_ ABSL_GUARDED_BY(mu_) = 0;  // index of the next event to write
+  size_t read_ ABSL_GUARDED_BY(mu_) = 0;  // events taken from the log so far
+  std::deque<DeployEvent> pending_ ABSL_GUARDED_BY(mu_);  // taken, not yet written
+  bool log_finished_ ABSL_GUARDED_BY(mu_) = false;  // the log had ended at the last read
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finish_started_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
