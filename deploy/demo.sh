@@ -104,27 +104,31 @@ stop_pid() {  # stop_pid NAME SECONDS: TERM, wait, KILL
 }
 
 teardown() {
-  local d=$DEMO_DIR h
+  local d=$DEMO_DIR h jobs=()
+  # Waits name their jobs: a bare `wait` would also wait for the daemons
+  # this shell started.
   if [[ -f $d/$MARKER ]]; then
     echo "demo.sh: tearing down $d"
-    stop_pid receiver 10
-    for h in "${HOSTS[@]}"; do stop_pid "agent-$h" 10 & done
-    wait
+    stop_pid receiver 10 & jobs+=($!)
+    for h in "${HOSTS[@]}"; do stop_pid "agent-$h" 10 & jobs+=($!); done
+    wait "${jobs[@]}"
+    jobs=()
     for h in "${HOSTS[@]}"; do
       local sock=$d/$h/docker.sock
       if [[ -S $sock ]]; then
         local ids
         ids=$(timeout 20 docker -H "unix://$sock" ps -aq 2>/dev/null || true)
-        [[ -n $ids ]] && timeout 60 docker -H "unix://$sock" rm -f $ids >/dev/null 2>&1 || true
+        [[ -n $ids ]] && { timeout 60 docker -H "unix://$sock" rm -f $ids >/dev/null 2>&1 || true; }
       fi
-      stop_pid "dockerd-$h" 30 &
+      stop_pid "dockerd-$h" 30 & jobs+=($!)
     done
-    stop_pid registry 10 &
-    wait
+    stop_pid registry 10 & jobs+=($!)
+    wait "${jobs[@]}"
+    jobs=()
     local p
     for p in $(pgrep -f "containerd-shim.*$d/" || true); do kill -KILL "$p" 2>/dev/null || true; done
-    for h in "${HOSTS[@]}"; do stop_pid "containerd-$h" 15 & done
-    wait
+    for h in "${HOSTS[@]}"; do stop_pid "containerd-$h" 15 & jobs+=($!); done
+    wait "${jobs[@]}"
     local m
     for m in $(awk -v r="$d/" 'index($5, r) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
       umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
@@ -138,6 +142,7 @@ teardown() {
   if [[ -f $d/$MARKER ]]; then
     rm -rf "$d" 2>/dev/null || { sleep 1; rm -rf "$d"; } || echo "demo.sh: cannot remove $d" >&2
   fi
+  return 0
 }
 
 if [[ $mode == stop ]]; then
@@ -160,6 +165,8 @@ fi
 on_exit() {
   local rc=$?
   trap - EXIT INT TERM
+  trap '' PIPE  # finish tearing down even if our output is gone
+  set +e
   if ((rc != 0)); then
     echo "demo.sh: failed (exit $rc); logs were in $DEMO_DIR/logs" >&2
     if [[ -d $DEMO_DIR/logs ]]; then
@@ -233,14 +240,14 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
   address = "$e/ctd.sock.ttrpc"
 EOF
   echo '{}' >"$e/daemon.json"
-  start "containerd-$h" in_host "$h" containerd --config "$e/containerd.toml"
+  start "containerd-$h" nsenter "--net=/var/run/netns/$(ns_of "$h")" containerd --config "$e/containerd.toml"
 done
 for h in "${HOSTS[@]}"; do
   wait_for "containerd in $h" "containerd-$h" test -S "$D/$h/ctd.sock"
 done
 start_dockerd() {  # start_dockerd HOST DRIVER
   local h=$1 e=$D/$1
-  start "dockerd-$h" in_host "$h" dockerd --config-file "$e/daemon.json" \
+  start "dockerd-$h" nsenter "--net=/var/run/netns/$(ns_of "$h")" dockerd --config-file "$e/daemon.json" \
     --data-root "$e/data" --exec-root "$e/exec" --pidfile "$e/dockerd.pid" \
     -H "unix://$e/docker.sock" --containerd "$e/ctd.sock" --storage-driver "$2" \
     --insecure-registry "$NET.0/24" --iptables=false --ip-masq=false --ip-forward=false \
@@ -358,7 +365,7 @@ info "configs: $D/receiver.yaml, $D/<host>/agent.yaml (both pass --check-config)
 step "7/9 Starting an agent in each host and the receiver"
 tcp_open() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
 for h in "${HOSTS[@]}"; do
-  start "agent-$h" in_host "$h" "$AGENT_BIN" --config "$D/$h/agent.yaml"
+  start "agent-$h" nsenter "--net=/var/run/netns/$(ns_of "$h")" "$AGENT_BIN" --config "$D/$h/agent.yaml"
 done
 for h in "${HOSTS[@]}"; do
   wait_for "hoist-agent on $h" "agent-$h" tcp_open "$(addr_of "$h")" 7981
