@@ -1,0 +1,869 @@
+// fleet_bench: one real hoist-receiver process, N agents, one Docker Engine
+// API SIMULATOR (GitHub issue 7). See docs/scaling.md for results.
+//
+//   fleet_bench [--agents N] [--batches 100%,10%] [--follow watch|poll]
+//               [--health docker|settle] [--settle-ms MS] [--sim-latency op=ms,...]
+//               [--health-delay-ms MS] [--timeout-s S] [--workdir DIR] [--keep]
+//
+// What runs where:
+//  - this process: N agents, each an AgentServer (mTLS gRPC on 127.0.0.1:0,
+//    its own leaf certificate, CN/DNS agent-NNNN) over a DeployManager over a
+//    CurlDockerClient pointed at its own simulator socket;
+//  - child hoist-docker-sim: N independent simulated engines (one per agent);
+//  - child hoist-receiver: the real daemon with a generated config: the N
+//    agents and three services targeting them (one host; all by label with
+//    batch 100%; all by label with batch 10%).
+// Each service is rolled out twice through signed (HMAC) webhooks: v1 is a
+// fresh install, v2 an upgrade (stop old, start new, remove old, rename).
+// Figures come from /proc of the receiver (CPU, RSS, threads, sampled every
+// 20 ms) and from the Control API (WatchRollout or GetRollout polling) with
+// an operator certificate. Loopback only; every wait is bounded.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "bench/fleet/leaf_certs.h"
+#include "common/crypto.h"
+#include "common/file_util.h"
+#include "common/log.h"
+#include "common/tls.h"
+#include "grpcpp/grpcpp.h"
+#include "hoist/v1/control.grpc.pb.h"
+#include "httplib.h"
+#include "nodeagent/agent_server.h"
+#include "nodeagent/agent_service.h"
+#include "nodeagent/deploy_manager.h"
+#include "nodeagent/docker_client_curl.h"
+
+namespace hoist::bench {
+namespace {
+
+using hoist::v1::Rollout;
+
+struct Flags {
+  int agents = 10;
+  std::vector<std::string> batches = {"100%", "10%"};
+  std::string follow = "watch";  // watch | poll
+  std::string health = "docker";  // docker | settle
+  int settle_ms = 1000;
+  std::string sim_latency;
+  int health_delay_ms = 0;
+  int timeout_s = 900;
+  std::string workdir;
+  bool keep = false;
+  std::string command;
+};
+
+// ---- /proc readings -------------------------------------------------------
+
+struct ProcStat {
+  double cpu_seconds = 0;  // utime + stime
+  int64_t rss_kb = 0;      // VmRSS
+  int64_t hwm_kb = 0;      // VmHWM
+  int threads = 0;
+  int fds = 0;
+};
+
+ProcStat ReadProc(pid_t pid) {
+  ProcStat out;
+  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const size_t paren = text.rfind(')');
+  if (paren != std::string::npos) {
+    std::vector<std::string> fields = absl::StrSplit(text.substr(paren + 2), ' ');
+    // fields[0] is field 3 (state); utime is field 14, stime 15.
+    int64_t utime = 0, stime = 0;
+    if (fields.size() > 13 && absl::SimpleAtoi(fields[11], &utime) &&
+        absl::SimpleAtoi(fields[12], &stime)) {
+      out.cpu_seconds = static_cast<double>(utime + stime) / sysconf(_SC_CLK_TCK);
+    }
+  }
+  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
+  for (std::string line; std::getline(status, line);) {
+    int64_t v = 0;
+    std::vector<std::string> parts = absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    if (parts.size() < 2 || !absl::SimpleAtoi(parts[1], &v)) continue;
+    if (parts[0] == "VmRSS:") out.rss_kb = v;
+    if (parts[0] == "VmHWM:") out.hwm_kb = v;
+    if (parts[0] == "Threads:") out.threads = static_cast<int>(v);
+  }
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/fd"), ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    ++out.fds;
+  }
+  return out;
+}
+
+// Samples a process's thread count and RSS every 20 ms and keeps maxima.
+class Sampler {
+ public:
+  explicit Sampler(pid_t pid) : pid_(pid), thread_([this] { Loop(); }) {}
+  ~Sampler() {
+    stop_.store(true);
+    thread_.join();
+  }
+  void Reset() {
+    absl::MutexLock lock(&mu_);
+    max_threads_ = 0;
+    max_rss_kb_ = 0;
+  }
+  int max_threads() {
+    absl::MutexLock lock(&mu_);
+    return max_threads_;
+  }
+  int64_t max_rss_kb() {
+    absl::MutexLock lock(&mu_);
+    return max_rss_kb_;
+  }
+
+ private:
+  void Loop() {
+    while (!stop_.load()) {
+      ProcStat s;
+      std::ifstream status(absl::StrCat("/proc/", pid_, "/status"));
+      for (std::string line; std::getline(status, line);) {
+        int64_t v = 0;
+        if (line.rfind("Threads:", 0) == 0 && absl::SimpleAtoi(absl::StripAsciiWhitespace(
+                                                                    line.substr(8)),
+                                                                &v)) {
+          s.threads = static_cast<int>(v);
+        }
+        if (line.rfind("VmRSS:", 0) == 0) {
+          std::vector<std::string> parts =
+              absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+          if (parts.size() >= 2 && absl::SimpleAtoi(parts[1], &v)) s.rss_kb = v;
+        }
+      }
+      {
+        absl::MutexLock lock(&mu_);
+        max_threads_ = std::max(max_threads_, s.threads);
+        max_rss_kb_ = std::max(max_rss_kb_, s.rss_kb);
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+  }
+
+  const pid_t pid_;
+  std::atomic<bool> stop_{false};
+  absl::Mutex mu_;
+  int max_threads_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t max_rss_kb_ ABSL_GUARDED_BY(mu_) = 0;
+  std::thread thread_;
+};
+
+// ---- child processes ------------------------------------------------------
+
+class Child {
+ public:
+  Child(const std::vector<std::string>& argv, const std::string& log) : log_(log) {
+    pid_ = fork();
+    if (pid_ == 0) {
+      int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+      }
+      std::vector<char*> args;
+      for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+      args.push_back(nullptr);
+      sigset_t none;
+      sigemptyset(&none);
+      sigprocmask(SIG_SETMASK, &none, nullptr);
+      execv(args[0], args.data());
+      _exit(127);
+    }
+  }
+  ~Child() {
+    if (running()) {
+      kill(pid_, SIGKILL);
+      Wait(absl::Seconds(10));
+    }
+  }
+  pid_t pid() const { return pid_; }
+  bool running() const { return pid_ > 0 && !exited_; }
+  void Signal(int sig) {
+    if (running()) kill(pid_, sig);
+  }
+  std::optional<int> Wait(absl::Duration timeout) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (!exited_) {
+      int st = 0;
+      if (waitpid(pid_, &st, WNOHANG) == pid_) {
+        exited_ = true;
+        status_ = st;
+        break;
+      }
+      if (absl::Now() >= deadline) return std::nullopt;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return status_;
+  }
+  std::string Log() const { return ReadFile(log_).value_or(""); }
+  // The rest of the first log line starting with `prefix`, waiting up to `timeout`.
+  std::optional<std::string> AwaitLine(const std::string& prefix, absl::Duration timeout) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (absl::Now() < deadline) {
+      std::istringstream in(Log());
+      for (std::string line; std::getline(in, line);) {
+        if (line.rfind(prefix, 0) == 0) return line.substr(prefix.size());
+      }
+      if (!running() || Wait(absl::ZeroDuration()).has_value()) return std::nullopt;
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    return std::nullopt;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  bool exited_ = false;
+  int status_ = 0;
+  std::string log_;
+};
+
+// ---- the agents -----------------------------------------------------------
+
+struct Agent {
+  std::string name;
+  std::unique_ptr<nodeagent::DeployManager> manager;
+  std::unique_ptr<nodeagent::AgentServer> server;
+};
+
+std::string AgentName(int i) { return absl::StrFormat("agent-%04d", i); }
+
+// ---- output ---------------------------------------------------------------
+
+struct Row {
+  std::string what;
+  int hosts = 0;
+  std::string state;
+  int failed_hosts = 0;
+  double wall_s = 0;            // webhook POST -> final state seen
+  double last_host_s = 0;       // webhook POST -> last host finished (receiver's time)
+  double slowest_host_s = 0;    // max(finished - started) over hosts
+  double median_host_s = 0;
+  double cpu_s = 0;             // receiver CPU during the rollout
+  int64_t rss_kb = 0;           // receiver VmRSS after
+  int max_threads = 0;          // receiver, sampled during the rollout
+  int64_t events = 0;           // watch events (or polls) received
+};
+
+double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
+
+absl::Time FromProto(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+}
+
+bool Final(hoist::v1::RolloutState s) {
+  return s == hoist::v1::ROLLOUT_STATE_SUCCEEDED || s == hoist::v1::ROLLOUT_STATE_FAILED ||
+         s == hoist::v1::ROLLOUT_STATE_ROLLED_BACK || s == hoist::v1::ROLLOUT_STATE_PAUSED ||
+         s == hoist::v1::ROLLOUT_STATE_SUPERSEDED;
+}
+
+class Bench {
+ public:
+  explicit Bench(Flags flags) : flags_(std::move(flags)) {}
+  int Run();
+
+ private:
+  bool Certs();
+  bool StartSim();
+  bool StartAgents();
+  std::string ReceiverConfig();
+  bool StartReceiver();
+  bool AwaitAgentsReachable();
+  std::optional<Row> Rollout(const std::string& service, const std::string& what,
+                             const std::string& tag);
+  std::optional<hoist::v1::Rollout> Follow(const std::string& id, int64_t* events);
+  hoist::v1::Control::Stub* Control();
+  void CheckLock();
+  void Print();
+
+  Flags flags_;
+  std::string dir_;
+  std::string pki_;
+  TlsMaterial operator_tls_;
+  std::vector<LeafPem> leaves_;
+  std::unique_ptr<Child> sim_;
+  std::vector<Agent> agents_;
+  std::unique_ptr<Child> receiver_;
+  std::unique_ptr<Sampler> sampler_;
+  std::string control_address_;
+  int webhook_port_ = 0;
+  std::unique_ptr<hoist::v1::Control::Stub> stub_;
+  std::vector<Row> rows_;
+  std::vector<std::pair<std::string, std::string>> facts_;  // printed before the table
+  std::string lock_message_;
+  int64_t bench_rss_before_agents_kb_ = 0;
+};
+
+constexpr char kSecret[] = "fleet-bench-webhook-secret-0123456789";
+
+void Fact(std::vector<std::pair<std::string, std::string>>* facts, const std::string& k,
+          const std::string& v) {
+  facts->push_back({k, v});
+  std::cerr << "fleet_bench: " << k << ": " << v << std::endl;
+}
+
+bool Bench::Certs() {
+  pki_ = dir_ + "/pki";
+  const std::string certs = std::string(HOIST_SOURCE_DIR) + "/deploy/certs.sh";
+  const absl::Time t0 = absl::Now();
+  const std::string cmd = absl::StrCat(
+      certs, " ca ", pki_, " >/dev/null && ", certs, " receiver ", pki_,
+      " --ip 127.0.0.1 --dns localhost >/dev/null && ", certs, " client ", pki_,
+      " operator spiffe://hoist/operator >/dev/null");
+  if (std::system(cmd.c_str()) != 0) {
+    std::cerr << "fleet_bench: certs.sh failed: " << cmd << "\n";
+    return false;
+  }
+  const absl::Duration shared = absl::Now() - t0;
+  const absl::Time t1 = absl::Now();
+  if (std::system(absl::StrCat(certs, " agent ", pki_, " agent-probe --ip 127.0.0.1 >/dev/null")
+                      .c_str()) != 0) {
+    return false;
+  }
+  const absl::Duration one_script = absl::Now() - t1;
+  auto issuer = LeafIssuer::Load(pki_ + "/ca.pem", pki_ + "/ca-key.pem");
+  if (!issuer.ok()) {
+    std::cerr << "fleet_bench: " << issuer.status() << "\n";
+    return false;
+  }
+  const absl::Time t2 = absl::Now();
+  for (int i = 0; i < flags_.agents; ++i) {
+    auto leaf = (*issuer)->IssueAgent(AgentName(i));
+    if (!leaf.ok()) {
+      std::cerr << "fleet_bench: " << leaf.status() << "\n";
+      return false;
+    }
+    leaves_.push_back(std::move(*leaf));
+  }
+  const absl::Duration inproc = absl::Now() - t2;
+  Fact(&facts_, "certs: CA + receiver + operator (deploy/certs.sh)", absl::FormatDuration(shared));
+  Fact(&facts_, "certs: one agent leaf with deploy/certs.sh",
+       absl::StrCat(absl::FormatDuration(one_script), " (x", flags_.agents, " = ~",
+                    absl::FormatDuration(one_script * flags_.agents), ")"));
+  Fact(&facts_, "certs: per-agent leaves in-process (OpenSSL, EC P-256)",
+       absl::StrFormat("%d in %s (%.2f ms each)", flags_.agents, absl::FormatDuration(inproc),
+                       absl::ToDoubleMilliseconds(inproc) / flags_.agents));
+  auto op = LoadTlsMaterial(TlsFiles{pki_ + "/ca.pem", pki_ + "/operator.pem",
+                                     pki_ + "/operator-key.pem"});
+  if (!op.ok()) return false;
+  operator_tls_ = *op;
+  return true;
+}
+
+bool Bench::StartSim() {
+  std::vector<std::string> argv = {HOIST_DOCKER_SIM_BIN, "--socket-dir", dir_ + "/sim",
+                                   "--count", absl::StrCat(flags_.agents), "--health-delay-ms",
+                                   absl::StrCat(flags_.health == "docker" ? flags_.health_delay_ms
+                                                                          : -1)};
+  if (!flags_.sim_latency.empty()) {
+    argv.push_back("--latency");
+    argv.push_back(flags_.sim_latency);
+  }
+  sim_ = std::make_unique<Child>(argv, dir_ + "/docker-sim.log");
+  if (!sim_->AwaitLine("ready ", absl::Seconds(60))) {
+    std::cerr << "fleet_bench: the simulator did not start:\n" << sim_->Log();
+    return false;
+  }
+  std::cerr << "fleet_bench: " << sim_->Log().substr(0, sim_->Log().find('\n')) << std::endl;
+  return true;
+}
+
+bool Bench::StartAgents() {
+  bench_rss_before_agents_kb_ = ReadProc(getpid()).rss_kb;
+  auto ca = ReadFile(pki_ + "/ca.pem");
+  if (!ca.ok()) return false;
+  auto authorizer = nodeagent::MakeAgentAuthorizer({"spiffe://hoist/receiver"}, {});
+  const absl::Time t0 = absl::Now();
+  for (int i = 0; i < flags_.agents; ++i) {
+    Agent agent;
+    agent.name = AgentName(i);
+    nodeagent::CurlDockerClientOptions docker_options;
+    docker_options.endpoint = absl::StrFormat("unix://%s/sim/docker-%04d.sock", dir_, i);
+    auto docker = nodeagent::NewCurlDockerClient(docker_options);
+    if (!docker.ok()) {
+      std::cerr << "fleet_bench: " << docker.status() << "\n";
+      return false;
+    }
+    nodeagent::DeployManager::Options options;
+    options.docker = std::shared_ptr<nodeagent::DockerClient>(std::move(*docker));
+    options.host = agent.name;
+    options.state_dir = absl::StrCat(dir_, "/agents/", agent.name);
+    options.settle = absl::Milliseconds(flags_.settle_ms);
+    auto manager = nodeagent::DeployManager::Create(std::move(options));
+    if (!manager.ok()) {
+      std::cerr << "fleet_bench: " << manager.status() << "\n";
+      return false;
+    }
+    agent.manager = std::move(*manager);
+    nodeagent::AgentServer::Options server_options;
+    server_options.listen = "127.0.0.1:0";
+    server_options.tls = TlsMaterial{*ca, leaves_[i].cert_pem, leaves_[i].key_pem};
+    server_options.handler = agent.manager.get();
+    server_options.authorizer = authorizer;
+    // The agent's default is 2 s; 10 s keeps 1000 pollers in one process quiet.
+    server_options.health_poll_interval = absl::Seconds(10);
+    auto server = nodeagent::AgentServer::Start(std::move(server_options));
+    if (!server.ok()) {
+      std::cerr << "fleet_bench: agent " << agent.name << ": " << server.status() << "\n";
+      return false;
+    }
+    agent.server = std::move(*server);
+    agents_.push_back(std::move(agent));
+  }
+  const absl::Duration took = absl::Now() - t0;
+  const ProcStat self = ReadProc(getpid());
+  Fact(&facts_, "agents started (AgentServer + DeployManager + DockerClient each)",
+       absl::StrFormat("%d in %s", flags_.agents, absl::FormatDuration(took)));
+  Fact(&facts_, "bench process (agents) after start",
+       absl::StrFormat("RSS %.1f MB (%.0f KB per agent), %d threads, %d fds",
+                       self.rss_kb / 1024.0,
+                       static_cast<double>(self.rss_kb - bench_rss_before_agents_kb_) /
+                           flags_.agents,
+                       self.threads, self.fds));
+  return true;
+}
+
+std::string Bench::ReceiverConfig() {
+  std::string agents;
+  for (const Agent& a : agents_) {
+    absl::StrAppend(&agents, "  - {name: ", a.name, ", address: \"", a.server->address(),
+                    "\", tls_name: ", a.name, ", labels: {fleet: bench}}\n");
+  }
+  const std::string health =
+      flags_.health == "docker"
+          ? "    health: {docker: true, interval_seconds: 1, timeout_seconds: 120}\n"
+          : "    health: {http_get: \"\", tcp: \"\", docker: false, timeout_seconds: 120}\n";
+  auto service = [&](const std::string& name, const std::string& targets,
+                     const std::string& batch) {
+    return absl::StrCat("  - name: ", name, "\n    trigger: {repo_key: staging, image: ", name,
+                        "}\n    image: registry.sim/", name, "\n    targets: ", targets,
+                        "\n    container: {name: ", name, ", ports: [\"8080\"], env: [\"A=1\"]}\n",
+                        health, "    rollout: {batch: \"", batch,
+                        "\", on_failure: continue}\n");
+  };
+  std::string services = service("one", absl::StrCat("{names: [", agents_[0].name, "]}"), "1");
+  for (const std::string& b : flags_.batches) {
+    absl::StrAppend(&services, service(absl::StrCat("batch", absl::StrReplaceAll(b, {{"%", "pct"}})),
+                                       "{labels: {fleet: bench}}", b));
+  }
+  return absl::StrCat(
+      "# Generated by fleet_bench (", flags_.agents, " agents on a Docker Engine API SIMULATOR)\n",
+      "webhook:\n  listen: \"127.0.0.1:0\"\n  secret_files: [secret]\n  auth: hmac-sha256\n",
+      "control: {listen: \"127.0.0.1:0\"}\n", "tls: {ca: \"", pki_, "/ca.pem\", cert: \"", pki_,
+      "/receiver.pem\", key: \"", pki_, "/receiver-key.pem\"}\n",
+      "authz: {operators: [\"spiffe://hoist/operator\"]}\n", "state: state/receiver.db\n",
+      "agent_call: {deadline_seconds: 600, connect_timeout_seconds: 10, retry_seconds: 60}\n",
+      "agents:\n", agents, "services:\n", services);
+}
+
+bool Bench::StartReceiver() {
+  if (!WriteFileAtomically(dir_ + "/secret", kSecret).ok() ||
+      !WriteFileAtomically(dir_ + "/receiver.yaml", ReceiverConfig()).ok()) {
+    return false;
+  }
+  receiver_ = std::make_unique<Child>(
+      std::vector<std::string>{HOIST_RECEIVER_BIN, "--config", dir_ + "/receiver.yaml"},
+      dir_ + "/receiver.log");
+  const absl::Time spawned = absl::Now();
+  sampler_ = std::make_unique<Sampler>(receiver_->pid());
+  auto control = receiver_->AwaitLine("control listening on ", absl::Seconds(60));
+  auto webhook = receiver_->AwaitLine("webhook listening on ", absl::Seconds(60));
+  if (!control || !webhook) {
+    std::cerr << "fleet_bench: the receiver did not start:\n" << receiver_->Log();
+    return false;
+  }
+  const absl::Duration listening = absl::Now() - spawned;
+  control_address_ = *control;
+  webhook_port_ = std::atoi(webhook->substr(webhook->rfind(':') + 1).c_str());
+  const ProcStat idle = ReadProc(receiver_->pid());
+  Fact(&facts_, "receiver: spawn -> Control listening", absl::FormatDuration(listening));
+  Fact(&facts_, "receiver before any agent call",
+       absl::StrFormat("RSS %.1f MB, %d threads, %d fds, %.2f CPU-s", idle.rss_kb / 1024.0,
+                       idle.threads, idle.fds, idle.cpu_seconds));
+  if (!AwaitAgentsReachable()) return false;
+  Fact(&facts_, "receiver: spawn -> ListAgents reports all reachable",
+       absl::FormatDuration(absl::Now() - spawned));
+  return true;
+}
+
+hoist::v1::Control::Stub* Bench::Control() {
+  if (!stub_) {
+    grpc::ChannelArguments args;
+    args.SetSslTargetNameOverride("localhost");
+    args.SetMaxReceiveMessageSize(64 << 20);
+    stub_ = hoist::v1::Control::NewStub(grpc::CreateCustomChannel(
+        control_address_, MutualTlsChannelCredentials(operator_tls_), args));
+  }
+  return stub_.get();
+}
+
+bool Bench::AwaitAgentsReachable() {
+  sampler_->Reset();
+  const absl::Time deadline = absl::Now() + absl::Seconds(flags_.timeout_s);
+  int calls = 0;
+  int up = 0;
+  absl::Duration last_call;
+  while (absl::Now() < deadline) {
+    grpc::ClientContext c;
+    c.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    hoist::v1::ListAgentsResponse resp;
+    const absl::Time t = absl::Now();
+    grpc::Status s = Control()->ListAgents(&c, hoist::v1::ListAgentsRequest(), &resp);
+    last_call = absl::Now() - t;
+    ++calls;
+    if (s.ok()) {
+      up = 0;
+      for (const auto& a : resp.agents()) up += a.reachable();
+      if (up == flags_.agents) break;
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  const int peak = sampler_->max_threads();
+  Fact(&facts_, "ListAgents",
+       absl::StrFormat("%d/%d reachable after %d call(s); last call took %s; receiver peak "
+                       "threads during ListAgents: %d",
+                       up, flags_.agents, calls, absl::FormatDuration(last_call), peak));
+  if (up != flags_.agents) {
+    std::cerr << "fleet_bench: not every agent became reachable\n";
+    return false;
+  }
+  // Let ListAgents' helper threads exit, then the idle figures.
+  absl::SleepFor(absl::Seconds(1));
+  const ProcStat idle = ReadProc(receiver_->pid());
+  Fact(&facts_, "receiver idle, all agents connected",
+       absl::StrFormat("RSS %.1f MB, %d threads, %d fds", idle.rss_kb / 1024.0, idle.threads,
+                       idle.fds));
+  return true;
+}
+
+std::optional<hoist::v1::Rollout> Bench::Follow(const std::string& id, int64_t* events) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(flags_.timeout_s);
+  hoist::v1::Rollout last;
+  if (flags_.follow == "watch") {
+    grpc::ClientContext c;
+    c.set_deadline(absl::ToChronoTime(deadline));
+    hoist::v1::WatchRolloutRequest req;
+    req.set_id(id);
+    auto reader = Control()->WatchRollout(&c, req);
+    hoist::v1::RolloutEvent event;
+    bool done = false;
+    while (reader->Read(&event)) {
+      ++*events;
+      last = event.rollout();
+      if (Final(last.state())) {
+        done = true;
+        c.TryCancel();
+        break;
+      }
+    }
+    reader->Finish().IgnoreError();
+    if (done) return last;
+    // Fall through to polling if the stream ended early.
+  }
+  while (absl::Now() < deadline) {
+    grpc::ClientContext c;
+    c.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    hoist::v1::GetRolloutRequest req;
+    req.set_id(id);
+    ++*events;
+    if (Control()->GetRollout(&c, req, &last).ok() && Final(last.state())) return last;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  return std::nullopt;
+}
+
+std::optional<Row> Bench::Rollout(const std::string& service, const std::string& what,
+                                  const std::string& tag) {
+  const std::string digest = Sha256Hex(absl::StrCat("fleet-bench ", service, " ", tag));
+  const std::string body = absl::StrCat(
+      R"({"domain":"docker","event_type":"promoted","data":{"image_name":")", service,
+      R"(","name":"manifest.json","path":")", service, "/", tag,
+      R"(/manifest.json","repo_key":"staging","sha256":")", digest, R"(","size":949,"tag":")",
+      tag, R"("}})");
+  httplib::Client client("127.0.0.1", webhook_port_);
+  client.set_connection_timeout(5);
+  client.set_read_timeout(30);
+  sampler_->Reset();
+  const ProcStat before = ReadProc(receiver_->pid());
+  const absl::Time posted = absl::Now();
+  auto res = client.Post("/webhooks/artifactory",
+                         {{"X-JFrog-Event-Auth", HmacSha256Hex(kSecret, body)}}, body,
+                         "application/json");
+  if (!res || res->status != 202) {
+    std::cerr << "fleet_bench: webhook for " << service << " answered "
+              << (res ? absl::StrCat(res->status, " ", res->body) : std::string("nothing"))
+              << "\n";
+    return std::nullopt;
+  }
+  const std::string key = "\"rollout_id\":\"";
+  size_t at = res->body.find(key);
+  if (at == std::string::npos) return std::nullopt;
+  at += key.size();
+  const std::string id = res->body.substr(at, res->body.find('"', at) - at);
+  Row row;
+  row.what = what;
+  auto rollout = Follow(id, &row.events);
+  const absl::Time seen = absl::Now();
+  const ProcStat after = ReadProc(receiver_->pid());
+  if (!rollout) {
+    std::cerr << "fleet_bench: rollout " << id << " did not end in time\n";
+    return std::nullopt;
+  }
+  row.hosts = rollout->hosts_size();
+  row.state = hoist::v1::RolloutState_Name(rollout->state()).substr(14);
+  row.wall_s = Seconds(seen - posted);
+  std::vector<double> durations;
+  absl::Time last = absl::InfinitePast();
+  for (const auto& h : rollout->hosts()) {
+    if (h.phase() != hoist::v1::DEPLOY_PHASE_SUCCEEDED) ++row.failed_hosts;
+    if (h.has_finished()) last = std::max(last, FromProto(h.finished()));
+    if (h.has_started() && h.has_finished()) {
+      durations.push_back(Seconds(FromProto(h.finished()) - FromProto(h.started())));
+    }
+  }
+  if (row.failed_hosts > 0) {
+    for (const auto& h : rollout->hosts()) {
+      if (h.phase() != hoist::v1::DEPLOY_PHASE_SUCCEEDED) {
+        std::cerr << "fleet_bench: e.g. " << h.agent() << ": " << h.error() << "\n";
+        break;
+      }
+    }
+  }
+  std::sort(durations.begin(), durations.end());
+  if (!durations.empty()) {
+    row.slowest_host_s = durations.back();
+    row.median_host_s = durations[durations.size() / 2];
+  }
+  row.last_host_s = last == absl::InfinitePast() ? 0 : Seconds(last - posted);
+  row.cpu_s = after.cpu_seconds - before.cpu_seconds;
+  row.rss_kb = after.rss_kb;
+  row.max_threads = sampler_->max_threads();
+  std::cerr << absl::StrFormat(
+                   "fleet_bench: %-22s %-9s %4d hosts wall %.2fs last host %.2fs slowest host "
+                   "%.2fs cpu %.3fs threads<=%d",
+                   what, row.state, row.hosts, row.wall_s, row.last_host_s, row.slowest_host_s,
+                   row.cpu_s, row.max_threads)
+            << std::endl;
+  return row;
+}
+
+void Bench::CheckLock() {
+  Child second({HOIST_RECEIVER_BIN, "--config", dir_ + "/receiver.yaml"},
+               dir_ + "/receiver-second.log");
+  auto status = second.Wait(absl::Seconds(30));
+  std::string log = second.Log();
+  while (!log.empty() && log.back() == '\n') log.pop_back();
+  if (!status) {
+    lock_message_ = "DID NOT REFUSE: the second receiver was still running after 30 s";
+    second.Signal(SIGKILL);
+  } else {
+    lock_message_ = absl::StrCat("exit ", WIFEXITED(*status) ? WEXITSTATUS(*status) : -1, ": ",
+                                 log.substr(0, log.find('\n')));
+  }
+  Fact(&facts_, "second receiver on the same journal", lock_message_);
+}
+
+void Bench::Print() {
+  std::ostringstream out;
+  out << "\n== fleet_bench: " << flags_.agents
+      << " agents, one hoist-receiver, Docker Engine API SIMULATOR (not dockerd) ==\n";
+  out << "command: " << flags_.command << "\n";
+  out << "machine: " << std::thread::hardware_concurrency() << " cores; follow: " << flags_.follow
+      << "; health: " << flags_.health
+      << (flags_.health == "settle" ? absl::StrCat(" (settle ", flags_.settle_ms, " ms)") : "")
+      << "; sim latency: " << (flags_.sim_latency.empty() ? "defaults" : flags_.sim_latency)
+      << "\n";
+  for (const auto& [k, v] : facts_) out << "  " << k << ": " << v << "\n";
+  out << "\n| rollout | hosts | state | failed | webhook->final (s) | webhook->last host done (s) "
+         "| slowest host (s) | median host (s) | receiver CPU (s) | CPU ms/host | receiver RSS "
+         "(MB) | receiver threads (max) |\n";
+  out << "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+  for (const Row& r : rows_) {
+    out << absl::StrFormat("| %s | %d | %s | %d | %.2f | %.2f | %.2f | %.2f | %.3f | %.2f | %.1f "
+                           "| %d |\n",
+                           r.what, r.hosts, r.state, r.failed_hosts, r.wall_s, r.last_host_s,
+                           r.slowest_host_s, r.median_host_s, r.cpu_s,
+                           r.hosts > 0 ? 1000.0 * r.cpu_s / r.hosts : 0.0, r.rss_kb / 1024.0,
+                           r.max_threads);
+  }
+  // Targets (issue 7).
+  const Row* single = nullptr;
+  const Row* all = nullptr;
+  for (const Row& r : rows_) {
+    if (r.what == "one host, upgrade") single = &r;
+    if (r.what == "batch 100%, upgrade") all = &r;
+  }
+  double max_cpu_ms = 0;
+  int max_threads = 0;
+  for (const Row& r : rows_) {
+    if (r.hosts > 1) max_cpu_ms = std::max(max_cpu_ms, 1000.0 * r.cpu_s / r.hosts);
+    max_threads = std::max(max_threads, r.max_threads);
+  }
+  const ProcStat rcv = receiver_ ? ReadProc(receiver_->pid()) : ProcStat();
+  out << "\ntargets:\n";
+  out << absl::StrFormat("  receiver CPU per host deployed (worst multi-host row): %.2f ms "
+                         "(target <= 2 ms): %s\n",
+                         max_cpu_ms, max_cpu_ms <= 2.0 ? "MET" : "NOT MET");
+  out << absl::StrFormat("  receiver RSS with %d agents: now %.1f MB, peak (VmHWM) %.1f MB "
+                         "(target <= 200 MB): %s\n",
+                         flags_.agents, rcv.rss_kb / 1024.0, rcv.hwm_kb / 1024.0,
+                         rcv.hwm_kb <= 200 * 1024 ? "MET" : "NOT MET");
+  if (single != nullptr && all != nullptr) {
+    const double slowest_single = std::max(single->slowest_host_s, all->slowest_host_s);
+    const double bound = 2 * slowest_single + 2;
+    out << absl::StrFormat("  batch=all upgrade webhook->final %.2f s vs 2 x slowest single-host "
+                           "deploy (%.2f s) + 2 s = %.2f s: %s\n",
+                           all->wall_s, slowest_single, bound,
+                           all->wall_s <= bound ? "MET" : "NOT MET");
+  }
+  out << "  receiver threads: max " << max_threads
+      << " sampled during rollouts (compare across N; ListAgents peak listed above)\n";
+  out << "  second receiver on the same journal: " << lock_message_ << "\n";
+  std::cout << out.str() << std::flush;
+  WriteFileAtomically(dir_ + "/result.md", out.str()).IgnoreError();
+}
+
+int Bench::Run() {
+  char tmpl[] = "/tmp/hoist-fleet-XXXXXX";
+  dir_ = flags_.workdir.empty() ? std::string(mkdtemp(tmpl)) : flags_.workdir;
+  std::filesystem::create_directories(dir_);
+  std::cerr << "fleet_bench: workdir " << dir_ << std::endl;
+  if (!Certs() || !StartSim() || !StartAgents() || !StartReceiver()) return 1;
+  bool ok = true;
+  const std::vector<std::pair<std::string, std::string>> plan = [&] {
+    std::vector<std::pair<std::string, std::string>> p = {{"one", "one host"}};
+    for (const std::string& b : flags_.batches) {
+      p.push_back({absl::StrCat("batch", absl::StrReplaceAll(b, {{"%", "pct"}})),
+                   absl::StrCat("batch ", b)});
+    }
+    return p;
+  }();
+  for (const auto& [service, label] : plan) {
+    for (const char* tag : {"v1", "v2"}) {
+      auto row = Rollout(service, absl::StrCat(label, tag == std::string("v1") ? ", install"
+                                                                              : ", upgrade"),
+                         tag);
+      if (!row) {
+        ok = false;
+        break;
+      }
+      rows_.push_back(*row);
+    }
+    if (!ok) break;
+  }
+  CheckLock();
+  Print();
+  receiver_->Signal(SIGTERM);
+  if (!receiver_->Wait(absl::Seconds(30))) std::cerr << "fleet_bench: receiver did not stop\n";
+  sampler_.reset();
+  for (Agent& a : agents_) a.server->Shutdown(absl::Seconds(1));
+  agents_.clear();
+  sim_->Signal(SIGTERM);
+  sim_->Wait(absl::Seconds(30));
+  if (!flags_.keep) {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_ + "/agents", ec);
+  }
+  return ok ? 0 : 1;
+}
+
+constexpr char kUsage[] =
+    "usage: fleet_bench [--agents N] [--batches 100%,10%] [--follow watch|poll]\n"
+    "                   [--health docker|settle] [--settle-ms MS] [--sim-latency op=ms,...]\n"
+    "                   [--health-delay-ms MS] [--timeout-s S] [--workdir DIR] [--keep]\n"
+    "One real hoist-receiver and N in-process agents over a Docker Engine API SIMULATOR.\n";
+
+}  // namespace
+}  // namespace hoist::bench
+
+int main(int argc, char** argv) {
+  hoist::bench::Flags flags;
+  flags.command = absl::StrJoin(argv, argv + argc, " ");
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      std::cout << hoist::bench::kUsage;
+      return 0;
+    }
+    if (flag == "--keep") {
+      flags.keep = true;
+      continue;
+    }
+    if (i + 1 >= argc) {
+      std::cerr << hoist::bench::kUsage;
+      return 2;
+    }
+    const std::string value = argv[++i];
+    bool ok = true;
+    if (flag == "--agents") {
+      ok = absl::SimpleAtoi(value, &flags.agents) && flags.agents >= 1 && flags.agents <= 5000;
+    } else if (flag == "--batches") {
+      flags.batches = absl::StrSplit(value, ',', absl::SkipEmpty());
+    } else if (flag == "--follow") {
+      flags.follow = value;
+      ok = value == "watch" || value == "poll";
+    } else if (flag == "--health") {
+      flags.health = value;
+      ok = value == "docker" || value == "settle";
+    } else if (flag == "--settle-ms") {
+      ok = absl::SimpleAtoi(value, &flags.settle_ms);
+    } else if (flag == "--sim-latency") {
+      flags.sim_latency = value;
+    } else if (flag == "--health-delay-ms") {
+      ok = absl::SimpleAtoi(value, &flags.health_delay_ms);
+    } else if (flag == "--timeout-s") {
+      ok = absl::SimpleAtoi(value, &flags.timeout_s) && flags.timeout_s > 0;
+    } else if (flag == "--workdir") {
+      flags.workdir = value;
+    } else {
+      ok = false;
+    }
+    if (!ok) {
+      std::cerr << "fleet_bench: bad flag " << flag << " " << value << "\n"
+                << hoist::bench::kUsage;
+      return 2;
+    }
+  }
+  // 1000 agents: a listening socket and an accepted connection each here,
+  // the simulator's transient connections, and the receiver (which inherits
+  // this limit) keeps a channel per agent.
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+  signal(SIGPIPE, SIG_IGN);
+  // The agents log every deploy step; keep warnings and errors only.
+  hoist::SetMinLogLevel(hoist::LogLevel::kWarning);
+  hoist::bench::Bench bench(std::move(flags));
+  return bench.Run();
+}
