@@ -216,6 +216,34 @@ int Run(int argc, char** argv) {
     }
     config = std::make_shared<const ReceiverConfig>(std::move(*next));
     pool.Update(config->agents, *next_tls, config->agent_call);
+    if (next_tls->ca_pem != tls->ca_pem ||
+        next_tls->cert_pem != tls->cert_pem ||
+        next_tls->key_pem != tls->key_pem) {
+      // New Control server certificate: serve it on the same port. Open
+      // watches are cut (clients re-watch); rollouts are not affected.
+      const std::string listen = absl::StrCat(HostPart(config->control_listen),
+                                              ":", (*control_server)->port());
+      (*control_server)->Shutdown();
+      absl::StatusOr<std::unique_ptr<ControlServer>> restarted =
+          ControlServer::Start(listen, *next_tls, &control);
+      if (restarted.ok()) {
+        *control_server = std::move(*restarted);
+        tls = *next_tls;
+        LogInfo("control server certificate reloaded", {{"listen", listen}});
+      } else {
+        LogError(
+            "control server restart with the new certificate failed; "
+            "serving the old one",
+            {{"error", restarted.status().ToString()}});
+        restarted = ControlServer::Start(listen, *tls, &control);
+        if (restarted.ok()) {
+          *control_server = std::move(*restarted);
+        } else {
+          LogError("control server is down until the next reload",
+                   {{"error", restarted.status().ToString()}});
+        }
+      }
+    }
     manager->UpdateConfig(config);
     control.UpdateConfig(config);
     (*webhook)->UpdateConfig(config);

@@ -52,7 +52,8 @@ class ReceiverProcessTest : public ::testing::Test {
 
   std::string config() const { return dir_ + "/receiver.yaml"; }
 
-  void WriteConfig(const std::string& extra) {
+  void WriteConfig(const std::string& extra,
+                   const std::string& cert = "receiver") {
     const auto& env = Harness();
     std::string agents;
     for (size_t i = 0; i < ports_.size(); ++i) {
@@ -68,8 +69,8 @@ class ReceiverProcessTest : public ::testing::Test {
                          "  auth: token\n",
                          "control: {listen: \"127.0.0.1:0\"}\n", "tls: {ca: \"",
                          env.Cert("ca.pem"), "\", cert: \"",
-                         env.Cert("receiver.pem"), "\", key: \"",
-                         env.Cert("receiver-key.pem"), "\"}\n",
+                         env.Cert(cert + ".pem"), "\", key: \"",
+                         env.Cert(cert + "-key.pem"), "\"}\n",
                          "authz: {operators: [\"spiffe://hoist/operator\"]}\n",
                          "state: state/receiver.db\n",
                          "agent_call: {deadline_seconds: 30, "
@@ -223,7 +224,22 @@ TEST_F(ReceiverProcessTest, SighupReloadsAGoodConfigAndRefusesABadOne) {
       absl::Seconds(20)))
       << receiver_->Log();
   EXPECT_EQ(Post("v2", kSecret).first, 401);
-  EXPECT_EQ(Post("v2", "rotated-secret").first, 202);
+  auto accepted = Post("v2", "rotated-secret");
+  ASSERT_EQ(accepted.first, 202);
+
+  // A new certificate: the Control server comes back on the same port with
+  // it, and the rollout keeps going.
+  WriteConfig("", "agent");
+  receiver_->Signal(SIGHUP);
+  ASSERT_TRUE(hoist::testing::WaitFor(
+      [&] {
+        return receiver_->Log().find("control server certificate reloaded") !=
+               std::string::npos;
+      },
+      absl::Seconds(20)))
+      << receiver_->Log();
+  hoist::v1::Rollout r = AwaitFinal(Fleet::RolloutId(accepted.second));
+  EXPECT_EQ(r.state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED) << r.DebugString();
 }
 
 }  // namespace
