@@ -1,11 +1,14 @@
 #include "receiver/control_service.h"
 
 #include <memory>
+#include <set>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "src/proto/grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "tests/harness/harness.h"
 #include "tests/receiver/fake_agent_pool.h"
 #include "tests/receiver/rollout_test_util.h"
@@ -259,6 +262,49 @@ TEST_F(ControlServiceTest, ResumeOfARolloutThatIsNotPausedIsRefused) {
   grpc::Status s = op->Resume(&c, req, &r);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_THAT(s.error_message(), HasSubstr("not PAUSED"));
+}
+
+TEST_F(ControlServiceTest, HealthAndReflectionAreOpenToAnyFleetCertificate) {
+  grpc::ChannelArguments args;
+  args.SetSslTargetNameOverride("localhost");
+  auto channel = grpc::CreateCustomChannel(
+      absl::StrCat("127.0.0.1:", server_->port()),
+      MutualTlsChannelCredentials(Material("rogue")), args);
+
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  for (const std::string service : {"", "hoist.v1.Control"}) {
+    grpc::ClientContext c;
+    SetDeadline(&c);
+    grpc::health::v1::HealthCheckRequest req;
+    req.set_service(service);
+    grpc::health::v1::HealthCheckResponse resp;
+    grpc::Status s = health->Check(&c, req, &resp);
+    ASSERT_TRUE(s.ok()) << service << ": " << s.error_message();
+    EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  }
+
+  namespace reflection = grpc::reflection::v1alpha;
+  auto stub = reflection::ServerReflection::NewStub(channel);
+  grpc::ClientContext c;
+  SetDeadline(&c);
+  auto stream = stub->ServerReflectionInfo(&c);
+  reflection::ServerReflectionRequest list;
+  list.set_list_services("");
+  reflection::ServerReflectionResponse resp;
+  ASSERT_TRUE(stream->Write(list) && stream->Read(&resp));
+  std::set<std::string> services;
+  for (const auto& s : resp.list_services_response().service()) {
+    services.insert(s.name());
+  }
+  EXPECT_EQ(services.count("hoist.v1.Control"), 1u);
+  EXPECT_EQ(services.count("grpc.health.v1.Health"), 1u);
+  reflection::ServerReflectionRequest symbol;
+  symbol.set_file_containing_symbol("hoist.v1.Control");
+  ASSERT_TRUE(stream->Write(symbol) && stream->Read(&resp));
+  ASSERT_TRUE(resp.has_file_descriptor_response())
+      << resp.error_response().error_message();
+  EXPECT_GT(resp.file_descriptor_response().file_descriptor_proto_size(), 0);
+  stream->WritesDone();
 }
 
 }  // namespace
