@@ -31,6 +31,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -119,6 +120,28 @@ ProcStat ReadProc(pid_t pid) {
     ++out.fds;
   }
   return out;
+}
+
+// "name x count, …" of a process's threads by /proc/PID/task/*/comm.
+std::string ThreadNames(pid_t pid) {
+  std::map<std::string, int> counts;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/task"), ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    std::string comm = ReadFile(it->path().string() + "/comm").value_or("?");
+    while (!comm.empty() && comm.back() == '\n') comm.pop_back();
+    // Strip trailing digits so numbered pool threads group together.
+    while (!comm.empty() && (absl::ascii_isdigit(comm.back()) || comm.back() == '-')) {
+      comm.pop_back();
+    }
+    ++counts[comm.empty() ? "?" : comm];
+  }
+  std::vector<std::pair<int, std::string>> sorted;
+  for (const auto& [name, n] : counts) sorted.push_back({n, name});
+  std::sort(sorted.rbegin(), sorted.rend());
+  std::vector<std::string> parts;
+  for (const auto& [n, name] : sorted) parts.push_back(absl::StrCat(name, " x", n));
+  return absl::StrJoin(parts, ", ");
 }
 
 // Samples a process's thread count and RSS every 20 ms and keeps maxima.
@@ -460,14 +483,15 @@ std::string Bench::ReceiverConfig() {
   }
   const std::string health =
       flags_.health == "docker"
-          ? "    health: {docker: true, interval_seconds: 1, timeout_seconds: 120}\n"
-          : "    health: {http_get: \"\", tcp: \"\", docker: false, timeout_seconds: 120}\n";
+          ? "health: {docker: true, interval_seconds: 1, timeout_seconds: 120}"
+          : "health: {http_get: \"\", tcp: \"\", docker: false, timeout_seconds: 120}";
   auto service = [&](const std::string& name, const std::string& targets,
                      const std::string& batch) {
     return absl::StrCat("  - name: ", name, "\n    trigger: {repo_key: staging, image: ", name,
                         "}\n    image: registry.sim/", name, "\n    targets: ", targets,
-                        "\n    container: {name: ", name, ", ports: [\"8080\"], env: [\"A=1\"]}\n",
-                        health, "    rollout: {batch: \"", batch,
+                        "\n    container: {name: ", name,
+                        ", ports: [\"127.0.0.1:8080:8080/tcp\"], env: [\"MODE=bench\"], ",
+                        "restart: unless-stopped, ", health, "}\n    rollout: {batch: \"", batch,
                         "\", on_failure: continue}\n");
   };
   std::string services = service("one", absl::StrCat("{names: [", agents_[0].name, "]}"), "1");
@@ -562,6 +586,7 @@ bool Bench::AwaitAgentsReachable() {
   Fact(&facts_, "receiver idle, all agents connected",
        absl::StrFormat("RSS %.1f MB, %d threads, %d fds", idle.rss_kb / 1024.0, idle.threads,
                        idle.fds));
+  Fact(&facts_, "receiver threads by name", ThreadNames(receiver_->pid()));
   return true;
 }
 
