@@ -1,6 +1,8 @@
 #include "nodeagent/agent_service.h"
 
+#include <algorithm>
 #include <atomic>
+#include <map>
 #include <deque>
 #include <functional>
 #include <thread>
@@ -129,6 +131,73 @@ class ErrorStreamReactor final : public grpc::ServerWriteReactor<DeployEvent> {
   void OnDone() override { delete this; }
 };
 
+// Turns one deploy's events into metrics as they are appended: pull time and
+// bytes (hoist_agent_pull_duration_seconds, hoist_agent_pulled_bytes_total),
+// the outcome (hoist_agent_deploys_total{phase}) and the total time
+// (hoist_agent_deploy_duration_seconds). Update() never blocks for long; it
+// runs inside DeployLog::Append, which keeps `log` alive meanwhile.
+class DeployMetricsTracker {
+ public:
+  DeployMetricsTracker(MetricsRegistry* metrics, DeployLog* log)
+      : metrics_(metrics), log_(log), start_(absl::Now()) {}
+
+  void Update() {
+    absl::MutexLock lock(&mu_);
+    std::vector<DeployEvent> events;
+    log_->Read(seen_, &events);
+    seen_ += events.size();
+    for (const DeployEvent& event : events) Observe(event);
+  }
+
+ private:
+  void Observe(const DeployEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const hoist::v1::DeployPhase phase = event.phase();
+    if (phase == hoist::v1::DEPLOY_PHASE_PULLING) {
+      if (!pull_started_) pull_start_ = absl::Now();
+      pull_started_ = true;
+      if (!event.pull().layer().empty()) {
+        int64_t& bytes = layer_bytes_[event.pull().layer()];
+        bytes = std::max(bytes, event.pull().current_bytes());
+      }
+    } else if (phase == hoist::v1::DEPLOY_PHASE_PULLED && pull_started_ && !pull_done_) {
+      pull_done_ = true;
+      metrics_
+          ->GetHistogram("hoist_agent_pull_duration_seconds",
+                         "Time to pull a deploy's image (deploys that pulled).",
+                         MetricsRegistry::DurationBuckets())
+          ->Observe(absl::ToDoubleSeconds(absl::Now() - pull_start_));
+      int64_t total = 0;
+      for (const auto& [layer, bytes] : layer_bytes_) total += bytes;
+      metrics_
+          ->GetCounter("hoist_agent_pulled_bytes_total",
+                       "Layer bytes downloaded by deploys, as Docker reported them.")
+          ->Increment(static_cast<double>(total));
+    } else if (IsTerminalPhase(phase) && !counted_) {
+      counted_ = true;
+      metrics_
+          ->GetCounter("hoist_agent_deploys_total", "Deploys on this host by terminal phase.",
+                       {{"phase", hoist::v1::DeployPhase_Name(phase)}})
+          ->Increment();
+      metrics_
+          ->GetHistogram("hoist_agent_deploy_duration_seconds",
+                         "Time from a deploy's request to its terminal event.",
+                         MetricsRegistry::DurationBuckets())
+          ->Observe(absl::ToDoubleSeconds(absl::Now() - start_));
+    }
+  }
+
+  MetricsRegistry* const metrics_;
+  DeployLog* const log_;
+  const absl::Time start_;
+  absl::Mutex mu_;
+  size_t seen_ ABSL_GUARDED_BY(mu_) = 0;
+  bool pull_started_ ABSL_GUARDED_BY(mu_) = false;
+  bool pull_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool counted_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time pull_start_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int64_t> layer_bytes_ ABSL_GUARDED_BY(mu_);
+};
+
 }  // namespace
 
 // A small fixed pool running tasks in order of arrival. Destruction runs the
@@ -233,29 +302,9 @@ void AgentService::TrackOutcome(const std::shared_ptr<DeployLog>& log) {
       it->second = log;
     }
   }
-  struct State {
-    std::atomic<bool> counted{false};
-    absl::Time start = absl::Now();
-  };
-  auto state = std::make_shared<State>();
-  MetricsRegistry* metrics = metrics_;
-  DeployLog* raw = log.get();  // the callback runs inside raw->Append, so raw is alive
-  auto count = [state, metrics, raw] {
-    const hoist::v1::DeployPhase phase = raw->last().phase();
-    if (!IsTerminalPhase(phase) || state->counted.exchange(true)) return;
-    std::string name = hoist::v1::DeployPhase_Name(phase);
-    metrics
-        ->GetCounter("hoist_agent_deploys_total", "Deploys on this host by terminal phase.",
-                     {{"phase", name}})
-        ->Increment();
-    metrics
-        ->GetHistogram("hoist_agent_deploy_duration_seconds",
-                       "Time from a deploy's request to its terminal event.",
-                       MetricsRegistry::DurationBuckets())
-        ->Observe(absl::ToDoubleSeconds(absl::Now() - state->start));
-  };
-  log->AddWatcher(count);
-  count();  // it may have ended before the watcher was added
+  auto tracker = std::make_shared<DeployMetricsTracker>(metrics_, log.get());
+  log->AddWatcher([tracker] { tracker->Update(); });
+  tracker->Update();  // events appended before the watcher was added
 }
 
 grpc::ServerWriteReactor<DeployEvent>* AgentService::Stream(

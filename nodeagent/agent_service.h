@@ -42,9 +42,10 @@ std::shared_ptr<const RoleAuthorizer> MakeAgentAuthorizer(const std::vector<std:
 class AgentService final : public hoist::v1::NodeAgent::CallbackService {
  public:
   // `handler` is not owned. `metrics` may be null; when set, the service
-  // counts calls (hoist_agent_rpcs_total{method,code}) and deploy outcomes
-  // (hoist_agent_deploys_total{phase}, hoist_agent_deploy_duration_seconds)
-  // of the deploys started through it.
+  // counts calls (hoist_agent_rpcs_total{method,code}) and, from the events
+  // of the deploys started through it, their outcomes and times
+  // (hoist_agent_deploys_total{phase}, hoist_agent_deploy_duration_seconds,
+  // hoist_agent_pull_duration_seconds, hoist_agent_pulled_bytes_total).
   AgentService(AgentHandler* handler, std::shared_ptr<const RoleAuthorizer> authorizer,
                MetricsRegistry* metrics = nullptr);
   ~AgentService() override;

@@ -511,7 +511,16 @@ TEST_F(AgentServiceTest, MetricsCountCallsAndDeployOutcomes) {
   auto reader = stub->Deploy(&context, Request("metrics-1"));
   DeployEvent event;
   ASSERT_TRUE(reader->Read(&event));
-  FakeAgentHandler::CompleteSuccessfully(handler_.log("metrics-1").get());
+  std::shared_ptr<DeployLog> log = handler_.log("metrics-1");
+  // Two layers' progress; only each layer's latest count is summed.
+  for (auto [layer, bytes] : std::vector<std::pair<std::string, int64_t>>{
+           {"aaa", 100}, {"bbb", 50}, {"aaa", 1000}, {"bbb", 234}}) {
+    DeployEvent progress = Event(hoist::v1::DEPLOY_PHASE_PULLING, "pulling");
+    progress.mutable_pull()->set_layer(layer);
+    progress.mutable_pull()->set_current_bytes(bytes);
+    log->Append(progress);
+  }
+  FakeAgentHandler::CompleteSuccessfully(log.get());
   std::vector<DeployEvent> events;
   ASSERT_TRUE(ReadAll(reader.get(), &events).ok());
   hoist::v1::AgentStatus status;
@@ -521,6 +530,8 @@ TEST_F(AgentServiceTest, MetricsCountCallsAndDeployOutcomes) {
   EXPECT_TRUE(absl::StrContains(text, "hoist_agent_deploys_total{phase=\"DEPLOY_PHASE_SUCCEEDED\"} 1"))
       << text;
   EXPECT_TRUE(absl::StrContains(text, "hoist_agent_deploy_duration_seconds_count 1")) << text;
+  EXPECT_TRUE(absl::StrContains(text, "hoist_agent_pull_duration_seconds_count 1")) << text;
+  EXPECT_TRUE(absl::StrContains(text, "hoist_agent_pulled_bytes_total 1234")) << text;
   EXPECT_TRUE(absl::StrContains(
       text, "hoist_agent_rpcs_total{code=\"PERMISSION_DENIED\",method=\"GetStatus\"} 1"))
       << text;
