@@ -239,20 +239,25 @@ std::vector<std::string> WatchView::Apply(const hoist::v1::RolloutEvent& event) 
       pulls_[h.agent()] = event.pull();
     }
     if (h.phase() != hoist::v1::DEPLOY_PHASE_PULLING) pulls_.erase(h.agent());
-    const std::string& message = event.message();
+    // Servers often prefix a host's message with its name; we print it once.
+    const std::string message(
+        absl::StripPrefix(event.message(), absl::StrCat(h.agent(), ": ")));
     const bool new_message = !message.empty() && host_messages_[h.agent()] != message;
     if (!message.empty()) host_messages_[h.agent()] = message;
     if (phase_changed || new_message) {
       std::string line = absl::StrCat("  ", h.agent(), ": ", PhaseName(h.phase()));
       if (!message.empty()) absl::StrAppend(&line, " - ", message);
-      if (!h.error().empty() && (IsTerminalPhase(h.phase()) ||
-                                 h.phase() == hoist::v1::DEPLOY_PHASE_ROLLING_BACK)) {
+      if (!h.error().empty() && message.find(h.error()) == std::string::npos &&
+          (IsTerminalPhase(h.phase()) || h.phase() == hoist::v1::DEPLOY_PHASE_ROLLING_BACK)) {
         absl::StrAppend(&line, " (error: ", h.error(), ")");
       }
       lines.push_back(line);
     }
   }
-  if (changed.empty() && !event.message().empty() && event.message() != last_message_) {
+  // A message about the rollout as a whole, unless this event already
+  // printed a line (the first one, or a state change says it better).
+  if (changed.empty() && lines.empty() && !event.message().empty() &&
+      event.message() != last_message_) {
     lines.push_back(absl::StrCat("  ", event.message()));
   }
   if (!event.message().empty()) last_message_ = event.message();

@@ -259,5 +259,36 @@ TEST(WatchViewTest, LogLinesFollowStateAndPhaseChanges) {
   EXPECT_NE(view.Render(8)[2].find("error: exit 1"), std::string::npos);
 }
 
+TEST(WatchViewTest, MessagesAreNotRepeated) {
+  hoist::v1::Rollout r = SampleRollout();
+  r.set_state(hoist::v1::ROLLOUT_STATE_RUNNING);
+  r.set_error("");
+  WatchView view;
+  hoist::v1::RolloutEvent first;
+  *first.mutable_rollout() = r;
+  first.set_message("current state");
+  EXPECT_EQ(view.Apply(first).size(), 1u);  // the header only
+
+  hoist::v1::RolloutEvent note;
+  *note.mutable_rollout() = r;
+  note.set_message("waiting for batch 2");
+  EXPECT_EQ(view.Apply(note), std::vector<std::string>{"  waiting for batch 2"});
+  EXPECT_TRUE(view.Apply(note).empty());  // same message again
+
+  // A host message prefixed with the host's name, containing its error.
+  hoist::v1::RolloutEvent failed =
+      HostEvent(r, "web-2", hoist::v1::DEPLOY_PHASE_FAILED, "web-2: unreachable for 5s: refused");
+  failed.mutable_host()->set_error("unreachable for 5s: refused");
+  EXPECT_EQ(view.Apply(failed),
+            std::vector<std::string>{"  web-2: FAILED - unreachable for 5s: refused"});
+
+  // A state change with a message about it: one line.
+  hoist::v1::RolloutEvent end;
+  *end.mutable_rollout() = failed.rollout();
+  end.mutable_rollout()->set_state(hoist::v1::ROLLOUT_STATE_FAILED);
+  end.set_message("rollout ROLLOUT_STATE_FAILED");
+  EXPECT_EQ(view.Apply(end), std::vector<std::string>{"rollout r-42: FAILED"});
+}
+
 }  // namespace
 }  // namespace hoist::cli
