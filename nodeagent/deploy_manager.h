@@ -99,7 +99,7 @@ class DeployManager : public AgentHandler {
   absl::StatusOr<std::shared_ptr<DeployLog>> Start(const hoist::v1::DeployRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_);
   void RunDeploy(hoist::v1::DeployRequest request, std::shared_ptr<DeployLog> log);
-  void Finished(const std::string& container_name, Worker* worker) ABSL_LOCKS_EXCLUDED(mu_);
+  void Finished(const std::shared_ptr<DeployLog>& log, Worker* worker) ABSL_LOCKS_EXCLUDED(mu_);
   void ReapLocked(std::vector<std::thread>* to_join) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Remember(std::shared_ptr<DeployLog> log) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string RegistryAuthFor(const std::string& image);

@@ -15,7 +15,8 @@ using nlohmann::json;
 json JournalToJson(const DeployJournal& journal) {
   return {{"deploy_id", journal.deploy_id}, {"old_id", journal.old_id},
           {"old_was_running", journal.old_was_running}, {"new_name", journal.new_name},
-          {"new_id", journal.new_id}, {"phase", journal.phase}};
+          {"new_id", journal.new_id}, {"phase", journal.phase},
+          {"restart_policy", journal.restart_policy}, {"digest", journal.digest}};
 }
 
 DeployJournal JournalFromJson(const json& j) {
@@ -26,6 +27,8 @@ DeployJournal JournalFromJson(const json& j) {
   journal.new_name = j.value("new_name", "");
   journal.new_id = j.value("new_id", "");
   journal.phase = j.value("phase", "");
+  journal.restart_policy = j.value("restart_policy", "");
+  journal.digest = j.value("digest", "");
   return journal;
 }
 

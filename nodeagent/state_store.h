@@ -28,6 +28,8 @@ struct DeployJournal {
   std::string new_name;          // temporary name of the new container
   std::string new_id;
   std::string phase;             // "stopping_old", "starting", "health_checking", "swapping"
+  std::string restart_policy;    // to set when a recovered swap is finished
+  std::string digest;            // the digest being deployed
 };
 
 struct ContainerState {

@@ -1,0 +1,359 @@
+#include "tests/nodeagent/fake_docker_client.h"
+
+#include <algorithm>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace hoist::nodeagent {
+
+void FakeDockerClient::AddRemoteImage(const std::string& repo, const std::string& digest,
+                                      Behavior behavior, std::vector<std::string> repo_digests) {
+  absl::MutexLock lock(&mu_);
+  Image image;
+  image.id = absl::StrCat("sha256:img", digest.substr(7, 12));
+  image.repo = repo;
+  image.repo_digests = repo_digests.empty() ? std::vector<std::string>{repo + "@" + digest}
+                                            : std::move(repo_digests);
+  image.behavior = std::move(behavior);
+  remote_[repo + "@" + digest] = std::move(image);
+}
+
+void FakeDockerClient::AddLocalImage(const std::string& repo, const std::string& digest) {
+  absl::MutexLock lock(&mu_);
+  auto it = remote_.find(repo + "@" + digest);
+  Image image;
+  if (it != remote_.end()) {
+    image = it->second;
+  } else {
+    image.id = absl::StrCat("sha256:img", digest.substr(7, 12));
+    image.repo = repo;
+    image.repo_digests = {repo + "@" + digest};
+  }
+  local_.push_back(std::move(image));
+}
+
+std::string FakeDockerClient::AddContainer(const std::string& name, const std::string& image,
+                                           std::map<std::string, std::string> labels,
+                                           bool running) {
+  absl::MutexLock lock(&mu_);
+  Container c;
+  c.info.id = absl::StrFormat("c%063d", next_id_++);
+  c.info.name = name;
+  c.info.image = image;
+  c.info.running = running;
+  c.info.status = running ? "running" : "exited";
+  c.info.labels = std::move(labels);
+  const std::string id = c.info.id;
+  containers_[id] = std::move(c);
+  return id;
+}
+
+void FakeDockerClient::FailNext(const std::string& method, absl::Status status,
+                                const std::string& match) {
+  absl::MutexLock lock(&mu_);
+  failures_.push_back({method, std::move(status), match});
+}
+
+void FakeDockerClient::BlockPulls() {
+  absl::MutexLock lock(&mu_);
+  block_pulls_ = true;
+}
+
+void FakeDockerClient::Release() {
+  absl::MutexLock lock(&mu_);
+  block_pulls_ = false;
+}
+
+bool FakeDockerClient::PullBlocked() {
+  absl::MutexLock lock(&mu_);
+  return blocked_ > 0;
+}
+
+std::vector<std::string> FakeDockerClient::calls() {
+  absl::MutexLock lock(&mu_);
+  return calls_;
+}
+
+int FakeDockerClient::CountCalls(const std::string& prefix) {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(std::count_if(calls_.begin(), calls_.end(), [&](const std::string& c) {
+    return absl::StartsWith(c, prefix);
+  }));
+}
+
+absl::StatusOr<ContainerInfo> FakeDockerClient::Find(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  Container* c = FindLocked(name);
+  if (c == nullptr) return absl::NotFoundError("no such container: " + name);
+  return c->info;
+}
+
+std::vector<std::string> FakeDockerClient::ContainerNames() {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> names;
+  for (const auto& [id, c] : containers_) names.push_back(c.info.name);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::vector<std::string> FakeDockerClient::LocalImages() {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> out;
+  for (const Image& image : local_) {
+    for (const std::string& d : image.repo_digests) out.push_back(d);
+  }
+  return out;
+}
+
+ContainerConfig FakeDockerClient::LastConfig(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  return configs_[name];
+}
+
+std::string FakeDockerClient::last_registry_auth() {
+  absl::MutexLock lock(&mu_);
+  return last_auth_;
+}
+
+absl::Status FakeDockerClient::Injected(const std::string& method, const std::string& arg) {
+  for (auto it = failures_.begin(); it != failures_.end(); ++it) {
+    if (it->method == method && absl::StrContains(arg, it->match)) {
+      absl::Status status = it->status;
+      failures_.erase(it);
+      return status;
+    }
+  }
+  return absl::OkStatus();
+}
+
+FakeDockerClient::Container* FakeDockerClient::FindLocked(const std::string& id_or_name) {
+  for (auto& [id, c] : containers_) {
+    if (id == id_or_name || c.info.name == id_or_name) return &c;
+  }
+  return nullptr;
+}
+
+const FakeDockerClient::Image* FakeDockerClient::LocalImageLocked(const std::string& reference) {
+  for (const Image& image : local_) {
+    if (image.id == reference) return &image;
+    if (std::find(image.aliases.begin(), image.aliases.end(), reference) != image.aliases.end()) {
+      return &image;
+    }
+    if (std::find(image.repo_digests.begin(), image.repo_digests.end(), reference) !=
+        image.repo_digests.end()) {
+      return &image;
+    }
+  }
+  return nullptr;
+}
+
+absl::Status FakeDockerClient::Ping() {
+  absl::MutexLock lock(&mu_);
+  return Injected("Ping", "");
+}
+
+absl::StatusOr<DockerVersion> FakeDockerClient::Version() {
+  absl::MutexLock lock(&mu_);
+  if (absl::Status s = Injected("Version", ""); !s.ok()) return s;
+  return DockerVersion{"20.10.24-fake", "1.41"};
+}
+
+absl::Status FakeDockerClient::PullImage(const std::string& reference,
+                                         const std::string& registry_auth,
+                                         const PullCallback& progress) {
+  Image image;
+  {
+    absl::MutexLock lock(&mu_);
+    calls_.push_back("Pull " + reference);
+    last_auth_ = registry_auth;
+    ++blocked_;
+    mu_.Await(absl::Condition(
+        +[](bool* block) { return !*block; }, &block_pulls_));
+    --blocked_;
+    if (absl::Status s = Injected("PullImage", reference); !s.ok()) return s;
+    auto it = remote_.find(reference);
+    if (it == remote_.end()) {
+      return absl::NotFoundError(absl::StrCat("pull ", reference, ": manifest unknown"));
+    }
+    image = it->second;
+    image.aliases.push_back(reference);
+  }
+  if (progress) {
+    progress({"layer1", "Downloading", 50, 100});
+    progress({"layer1", "Downloading", 100, 100});
+    progress({"layer1", "Pull complete", 0, 0});
+  }
+  absl::MutexLock lock(&mu_);
+  local_.push_back(std::move(image));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ImageInfo> FakeDockerClient::InspectImage(const std::string& reference) {
+  absl::MutexLock lock(&mu_);
+  if (absl::Status s = Injected("InspectImage", reference); !s.ok()) return s;
+  const Image* image = LocalImageLocked(reference);
+  if (image == nullptr) return absl::NotFoundError("no such image: " + reference);
+  ImageInfo info;
+  info.id = image->id;
+  info.repo_digests = image->repo_digests;
+  return info;
+}
+
+absl::StatusOr<std::vector<ImageInfo>> FakeDockerClient::ListImages() {
+  absl::MutexLock lock(&mu_);
+  std::vector<ImageInfo> out;
+  for (const Image& image : local_) {
+    ImageInfo info;
+    info.id = image.id;
+    info.repo_digests = image.repo_digests;
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+absl::Status FakeDockerClient::RemoveImage(const std::string& reference, bool force) {
+  absl::MutexLock lock(&mu_);
+  calls_.push_back("RemoveImage " + reference);
+  if (absl::Status s = Injected("RemoveImage", reference); !s.ok()) return s;
+  for (auto it = local_.begin(); it != local_.end(); ++it) {
+    if (std::find(it->repo_digests.begin(), it->repo_digests.end(), reference) ==
+        it->repo_digests.end()) {
+      continue;
+    }
+    for (const auto& [id, c] : containers_) {
+      if (c.info.image == reference && !force) {
+        return absl::FailedPreconditionError("image is being used by container " + id);
+      }
+    }
+    local_.erase(it);
+    return absl::OkStatus();
+  }
+  return absl::NotFoundError("no such image: " + reference);
+}
+
+absl::StatusOr<std::vector<ContainerSummary>> FakeDockerClient::ListContainers(
+    const std::string& label) {
+  absl::MutexLock lock(&mu_);
+  if (absl::Status s = Injected("ListContainers", label); !s.ok()) return s;
+  std::vector<ContainerSummary> out;
+  for (const auto& [id, c] : containers_) {
+    if (!label.empty() && c.info.labels.count(label) == 0) continue;
+    ContainerSummary summary;
+    summary.id = id;
+    summary.name = c.info.name;
+    summary.image = c.info.image;
+    summary.state = c.info.status;
+    summary.labels = c.info.labels;
+    out.push_back(std::move(summary));
+  }
+  return out;
+}
+
+absl::StatusOr<ContainerInfo> FakeDockerClient::InspectContainer(const std::string& id_or_name) {
+  absl::MutexLock lock(&mu_);
+  if (absl::Status s = Injected("InspectContainer", id_or_name); !s.ok()) return s;
+  Container* c = FindLocked(id_or_name);
+  if (c == nullptr) return absl::NotFoundError("No such container: " + id_or_name);
+  return c->info;
+}
+
+absl::StatusOr<std::string> FakeDockerClient::CreateContainer(const std::string& name,
+                                                              const ContainerConfig& config) {
+  absl::MutexLock lock(&mu_);
+  calls_.push_back("Create " + name);
+  if (absl::Status s = Injected("CreateContainer", name); !s.ok()) return s;
+  if (FindLocked(name) != nullptr) {
+    return absl::AlreadyExistsError("Conflict. The container name \"/" + name + "\" is already in use");
+  }
+  const Image* image = LocalImageLocked(config.image);
+  if (image == nullptr) return absl::NotFoundError("No such image: " + config.image);
+  Container c;
+  c.info.id = absl::StrFormat("c%063d", next_id_++);
+  c.info.name = name;
+  c.info.image = config.image;
+  c.info.image_id = image->id;
+  c.info.status = "created";
+  c.info.labels = config.labels;
+  c.info.restart_policy = config.restart_policy;
+  c.behavior = image->behavior;
+  configs_[name] = config;
+  const std::string id = c.info.id;
+  containers_[id] = std::move(c);
+  return id;
+}
+
+absl::Status FakeDockerClient::StartContainer(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  calls_.push_back("Start " + id);
+  if (absl::Status s = Injected("StartContainer", id); !s.ok()) return s;
+  Container* c = FindLocked(id);
+  if (c == nullptr) return absl::NotFoundError("No such container: " + id);
+  if (c->behavior.exits) {
+    c->info.running = false;
+    c->info.status = "exited";
+    c->info.exit_code = c->behavior.exit_code;
+  } else {
+    c->info.running = true;
+    c->info.status = "running";
+    c->info.health = c->behavior.health;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FakeDockerClient::StopContainer(const std::string& id, absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  calls_.push_back("Stop " + id);
+  if (absl::Status s = Injected("StopContainer", id); !s.ok()) return s;
+  Container* c = FindLocked(id);
+  if (c == nullptr) return absl::NotFoundError("No such container: " + id);
+  c->info.running = false;
+  c->info.status = "exited";
+  return absl::OkStatus();
+}
+
+absl::Status FakeDockerClient::RemoveContainer(const std::string& id, bool force) {
+  absl::MutexLock lock(&mu_);
+  calls_.push_back("Remove " + id);
+  if (absl::Status s = Injected("RemoveContainer", id); !s.ok()) return s;
+  Container* c = FindLocked(id);
+  if (c == nullptr) return absl::NotFoundError("No such container: " + id);
+  if (c->info.running && !force) {
+    return absl::FailedPreconditionError("You cannot remove a running container");
+  }
+  containers_.erase(c->info.id);
+  return absl::OkStatus();
+}
+
+absl::Status FakeDockerClient::RenameContainer(const std::string& id, const std::string& new_name) {
+  absl::MutexLock lock(&mu_);
+  calls_.push_back("Rename " + id + " " + new_name);
+  if (absl::Status s = Injected("RenameContainer", id); !s.ok()) return s;
+  if (FindLocked(new_name) != nullptr) {
+    return absl::AlreadyExistsError("name " + new_name + " is already in use");
+  }
+  Container* c = FindLocked(id);
+  if (c == nullptr) return absl::NotFoundError("No such container: " + id);
+  c->info.name = new_name;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> FakeDockerClient::ContainerLogs(const std::string& id, int tail) {
+  absl::MutexLock lock(&mu_);
+  Container* c = FindLocked(id);
+  if (c == nullptr) return absl::NotFoundError("No such container: " + id);
+  return c->behavior.logs;
+}
+
+absl::Status FakeDockerClient::UpdateRestartPolicy(const std::string& id, const std::string& policy) {
+  absl::MutexLock lock(&mu_);
+  calls_.push_back("Update " + id + " " + policy);
+  if (absl::Status s = Injected("UpdateRestartPolicy", id); !s.ok()) return s;
+  Container* c = FindLocked(id);
+  if (c == nullptr) return absl::NotFoundError("No such container: " + id);
+  c->info.restart_policy = policy;
+  return absl::OkStatus();
+}
+
+}  // namespace hoist::nodeagent
