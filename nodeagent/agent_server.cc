@@ -27,13 +27,16 @@ std::chrono::system_clock::time_point FromNow(absl::Duration d) {
 // is requested, required and verified against the watched CA.
 std::shared_ptr<grpc::ServerCredentials> WatchedMutualTlsServerCredentials(
     const TlsFiles& files, absl::Duration refresh) {
-  auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
-      files.key, files.cert, files.ca,
-      static_cast<unsigned int>(std::max<int64_t>(1, absl::ToInt64Seconds(refresh))));
+  auto provider =
+      std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+          files.key, files.cert, files.ca,
+          static_cast<unsigned int>(
+              std::max<int64_t>(1, absl::ToInt64Seconds(refresh))));
   grpc::experimental::TlsServerCredentialsOptions options(provider);
   options.watch_root_certs();
   options.watch_identity_key_cert_pairs();
-  options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  options.set_cert_request_type(
+      GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   return grpc::experimental::TlsServerCredentials(options);
 }
 
@@ -47,27 +50,34 @@ bool SplitHostPort(const std::string& address, std::string* host, int* port) {
     if (host->size() < 3 || host->back() != ']') return false;
     *host = host->substr(1, host->size() - 2);
   }
-  return absl::SimpleAtoi(address.substr(colon + 1), port) && *port >= 0 && *port <= 65535;
+  return absl::SimpleAtoi(address.substr(colon + 1), port) && *port >= 0 &&
+         *port <= 65535;
 }
 
 AgentServer::AgentServer(Options options) : options_(std::move(options)) {}
 
-absl::StatusOr<std::unique_ptr<AgentServer>> AgentServer::Start(Options options) {
+absl::StatusOr<std::unique_ptr<AgentServer>> AgentServer::Start(
+    Options options) {
   if (options.handler == nullptr || options.authorizer == nullptr) {
-    return absl::InvalidArgumentError("AgentServer needs a handler and an authorizer");
+    return absl::InvalidArgumentError(
+        "AgentServer needs a handler and an authorizer");
   }
   std::string host;
   int requested_port = 0;
   if (!SplitHostPort(options.listen, &host, &requested_port)) {
-    return absl::InvalidArgumentError(absl::StrCat("bad listen address \"", options.listen, "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad listen address \"", options.listen, "\""));
   }
   if (!options.docker_reachable) {
     AgentHandler* handler = options.handler;
-    options.docker_reachable = [handler] { return handler->GetStatus().docker_reachable(); };
+    options.docker_reachable = [handler] {
+      return handler->GetStatus().docker_reachable();
+    };
   }
   std::unique_ptr<AgentServer> server(new AgentServer(std::move(options)));
   const Options& o = server->options_;
-  server->service_ = std::make_unique<AgentService>(o.handler, o.authorizer, o.metrics);
+  server->service_ =
+      std::make_unique<AgentService>(o.handler, o.authorizer, o.metrics);
 
   // Both are process-wide switches read by the ServerBuilder.
   grpc::EnableDefaultHealthCheckService(true);
@@ -75,18 +85,21 @@ absl::StatusOr<std::unique_ptr<AgentServer>> AgentServer::Start(Options options)
   grpc::ServerBuilder builder;
   // A second agent on the same port must fail, not share it.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.AddListeningPort(o.listen,
-                           o.tls_files.cert.empty()
-                               ? MutualTlsServerCredentials(o.tls)
-                               : WatchedMutualTlsServerCredentials(o.tls_files, o.tls_refresh),
-                           &server->port_);
+  builder.AddListeningPort(
+      o.listen,
+      o.tls_files.cert.empty()
+          ? MutualTlsServerCredentials(o.tls)
+          : WatchedMutualTlsServerCredentials(o.tls_files, o.tls_refresh),
+      &server->port_);
   builder.RegisterService(server->service_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
-    if (server->server_ != nullptr) server->server_->Shutdown(FromNow(absl::ZeroDuration()));
+    if (server->server_ != nullptr)
+      server->server_->Shutdown(FromNow(absl::ZeroDuration()));
     return absl::UnavailableError(absl::StrCat("cannot listen on ", o.listen));
   }
-  server->address_ = absl::StrCat(o.listen.substr(0, o.listen.rfind(':')), ":", server->port_);
+  server->address_ =
+      absl::StrCat(o.listen.substr(0, o.listen.rfind(':')), ":", server->port_);
   server->RefreshHealth();
   server->poller_ = std::thread([s = server.get()] { s->PollHealth(); });
   return server;
@@ -94,7 +107,8 @@ absl::StatusOr<std::unique_ptr<AgentServer>> AgentServer::Start(Options options)
 
 AgentServer::~AgentServer() { Shutdown(absl::Seconds(5)); }
 
-void AgentServer::SetAuthorizer(std::shared_ptr<const RoleAuthorizer> authorizer) {
+void AgentServer::SetAuthorizer(
+    std::shared_ptr<const RoleAuthorizer> authorizer) {
   service_->SetAuthorizer(std::move(authorizer));
 }
 
@@ -104,10 +118,12 @@ void AgentServer::RefreshHealth() {
     absl::MutexLock lock(&mu_);
     if (shut_down_) return;
     if (serving != last_serving_) {
-      LogInfo(serving ? "docker reachable: serving" : "docker unreachable: not serving");
+      LogInfo(serving ? "docker reachable: serving"
+                      : "docker unreachable: not serving");
     }
     last_serving_ = serving;
-    grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+    grpc::HealthCheckServiceInterface* health =
+        server_->GetHealthCheckService();
     if (health != nullptr) {
       health->SetServingStatus("", serving);
       health->SetServingStatus(kServiceName, serving);
@@ -115,7 +131,8 @@ void AgentServer::RefreshHealth() {
   }
   if (options_.metrics != nullptr) {
     options_.metrics
-        ->GetGauge("hoist_agent_docker_reachable", "1 when the local Docker Engine answers.")
+        ->GetGauge("hoist_agent_docker_reachable",
+                   "1 when the local Docker Engine answers.")
         ->Set(serving ? 1 : 0);
   }
 }
@@ -125,7 +142,8 @@ void AgentServer::PollHealth() {
     {
       absl::MutexLock lock(&mu_);
       // Wakes at once when Shutdown() sets stopping_.
-      mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.health_poll_interval);
+      mu_.AwaitWithTimeout(absl::Condition(&stopping_),
+                           options_.health_poll_interval);
       if (stopping_) return;
     }
     RefreshHealth();
@@ -150,11 +168,13 @@ void AgentServer::Shutdown(absl::Duration deadline) {
 }
 
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
-    const std::string& listen, MetricsRegistry* registry, std::function<bool()> healthy) {
+    const std::string& listen, MetricsRegistry* registry,
+    std::function<bool()> healthy) {
   std::string host;
   int port = 0;
   if (!SplitHostPort(listen, &host, &port)) {
-    return absl::InvalidArgumentError(absl::StrCat("bad metrics_listen \"", listen, "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad metrics_listen \"", listen, "\""));
   }
   std::unique_ptr<MetricsHttpServer> server(new MetricsHttpServer());
   server->http_ = std::make_unique<httplib::Server>();
@@ -167,14 +187,17 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
   http.set_write_timeout(5, 0);
   http.set_keep_alive_max_count(100);
   http.set_keep_alive_timeout(5);
-  http.Get("/metrics", [registry](const httplib::Request&, httplib::Response& res) {
-    res.set_content(registry->Render(), "text/plain; version=0.0.4; charset=utf-8");
-  });
-  http.Get("/healthz", [healthy](const httplib::Request&, httplib::Response& res) {
-    const bool ok = !healthy || healthy();
-    res.status = ok ? 200 : 503;
-    res.set_content(ok ? "ok\n" : "docker unreachable\n", "text/plain");
-  });
+  http.Get("/metrics",
+           [registry](const httplib::Request&, httplib::Response& res) {
+             res.set_content(registry->Render(),
+                             "text/plain; version=0.0.4; charset=utf-8");
+           });
+  http.Get(
+      "/healthz", [healthy](const httplib::Request&, httplib::Response& res) {
+        const bool ok = !healthy || healthy();
+        res.status = ok ? 200 : 503;
+        res.set_content(ok ? "ok\n" : "docker unreachable\n", "text/plain");
+      });
   if (port == 0) {
     server->port_ = http.bind_to_any_port(host);
   } else {
@@ -183,7 +206,8 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
   if (server->port_ <= 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", listen));
   }
-  server->thread_ = std::thread([h = server->http_.get()] { h->listen_after_bind(); });
+  server->thread_ =
+      std::thread([h = server->http_.get()] { h->listen_after_bind(); });
   return server;
 }
 

@@ -37,13 +37,15 @@ namespace hoist::nodeagent {
 class AgentServer {
  public:
   struct Options {
-    std::string listen;        // "HOST:PORT"; port 0 picks a free port
-    TlsMaterial tls;           // server certificate, key and the fleet CA
-    TlsFiles tls_files;        // when set (cert non-empty): watched files instead of `tls`
+    std::string listen;  // "HOST:PORT"; port 0 picks a free port
+    TlsMaterial tls;     // server certificate, key and the fleet CA
+    TlsFiles
+        tls_files;  // when set (cert non-empty): watched files instead of `tls`
     absl::Duration tls_refresh = absl::Seconds(10);
     AgentHandler* handler = nullptr;  // not owned; must outlive the server
     std::shared_ptr<const RoleAuthorizer> authorizer;
-    // Polled for the health status; defaults to handler->GetStatus().docker_reachable().
+    // Polled for the health status; defaults to
+    // handler->GetStatus().docker_reachable().
     std::function<bool()> docker_reachable;
     absl::Duration health_poll_interval = absl::Seconds(2);
     MetricsRegistry* metrics = nullptr;  // optional; not owned
@@ -97,9 +99,11 @@ class AgentServer {
 // /healthz ("ok", or 503 when `healthy` says no) on a small thread pool.
 class MetricsHttpServer {
  public:
-  // UNAVAILABLE when `listen` cannot be bound. `registry` must outlive the server.
+  // UNAVAILABLE when `listen` cannot be bound. `registry` must outlive the
+  // server.
   static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Start(
-      const std::string& listen, MetricsRegistry* registry, std::function<bool()> healthy);
+      const std::string& listen, MetricsRegistry* registry,
+      std::function<bool()> healthy);
   ~MetricsHttpServer();  // stops and joins
 
   int port() const { return port_; }

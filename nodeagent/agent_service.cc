@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <atomic>
-#include <map>
 #include <deque>
 #include <functional>
+#include <map>
 #include <thread>
 #include <utility>
 
@@ -22,7 +22,8 @@ const std::vector<std::string>& DeployerRoles() {
   return *roles;
 }
 const std::vector<std::string>& ViewerRoles() {
-  static const auto* roles = new std::vector<std::string>{kDeployersRole, kViewersRole};
+  static const auto* roles =
+      new std::vector<std::string>{kDeployersRole, kViewersRole};
   return *roles;
 }
 
@@ -52,7 +53,8 @@ class LogStreamReactor final : public grpc::ServerWriteReactor<DeployEvent> {
       if (!ok || cancelled_) finish = TakeFinishLocked();
     }
     if (finish) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "stream closed by the client"));
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED,
+                          "stream closed by the client"));
       return;
     }
     NextWrite();
@@ -116,8 +118,10 @@ class LogStreamReactor final : public grpc::ServerWriteReactor<DeployEvent> {
   int watcher_ = -1;
   absl::Mutex mu_;
   size_t read_ ABSL_GUARDED_BY(mu_) = 0;  // events taken from the log so far
-  std::deque<DeployEvent> pending_ ABSL_GUARDED_BY(mu_);  // taken, not yet written
-  bool log_finished_ ABSL_GUARDED_BY(mu_) = false;  // the log had ended at the last read
+  std::deque<DeployEvent> pending_
+      ABSL_GUARDED_BY(mu_);  // taken, not yet written
+  bool log_finished_ ABSL_GUARDED_BY(mu_) =
+      false;  // the log had ended at the last read
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finish_started_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
@@ -159,7 +163,8 @@ class DeployMetricsTracker {
         int64_t& bytes = layer_bytes_[event.pull().layer()];
         bytes = std::max(bytes, event.pull().current_bytes());
       }
-    } else if (phase == hoist::v1::DEPLOY_PHASE_PULLED && pull_started_ && !pull_done_) {
+    } else if (phase == hoist::v1::DEPLOY_PHASE_PULLED && pull_started_ &&
+               !pull_done_) {
       pull_done_ = true;
       metrics_
           ->GetHistogram("hoist_agent_pull_duration_seconds",
@@ -169,13 +174,15 @@ class DeployMetricsTracker {
       int64_t total = 0;
       for (const auto& [layer, bytes] : layer_bytes_) total += bytes;
       metrics_
-          ->GetCounter("hoist_agent_pulled_bytes_total",
-                       "Layer bytes downloaded by deploys, as Docker reported them.")
+          ->GetCounter(
+              "hoist_agent_pulled_bytes_total",
+              "Layer bytes downloaded by deploys, as Docker reported them.")
           ->Increment(static_cast<double>(total));
     } else if (IsTerminalPhase(phase) && !counted_) {
       counted_ = true;
       metrics_
-          ->GetCounter("hoist_agent_deploys_total", "Deploys on this host by terminal phase.",
+          ->GetCounter("hoist_agent_deploys_total",
+                       "Deploys on this host by terminal phase.",
                        {{"phase", hoist::v1::DeployPhase_Name(phase)}})
           ->Increment();
       metrics_
@@ -244,13 +251,16 @@ class AgentService::Worker {
   std::vector<std::thread> threads_;
 };
 
-std::shared_ptr<const RoleAuthorizer> MakeAgentAuthorizer(const std::vector<std::string>& deployers,
-                                                          const std::vector<std::string>& viewers) {
-  return std::make_shared<const RoleAuthorizer>(std::map<std::string, std::vector<std::string>>{
-      {kDeployersRole, deployers}, {kViewersRole, viewers}});
+std::shared_ptr<const RoleAuthorizer> MakeAgentAuthorizer(
+    const std::vector<std::string>& deployers,
+    const std::vector<std::string>& viewers) {
+  return std::make_shared<const RoleAuthorizer>(
+      std::map<std::string, std::vector<std::string>>{
+          {kDeployersRole, deployers}, {kViewersRole, viewers}});
 }
 
-AgentService::AgentService(AgentHandler* handler, std::shared_ptr<const RoleAuthorizer> authorizer,
+AgentService::AgentService(AgentHandler* handler,
+                           std::shared_ptr<const RoleAuthorizer> authorizer,
                            MetricsRegistry* metrics)
     : handler_(handler),
       metrics_(metrics),
@@ -260,7 +270,8 @@ AgentService::AgentService(AgentHandler* handler, std::shared_ptr<const RoleAuth
 
 AgentService::~AgentService() = default;
 
-void AgentService::SetAuthorizer(std::shared_ptr<const RoleAuthorizer> authorizer) {
+void AgentService::SetAuthorizer(
+    std::shared_ptr<const RoleAuthorizer> authorizer) {
   absl::MutexLock lock(&mu_);
   authorizer_ = std::move(authorizer);
 }
@@ -276,7 +287,8 @@ absl::Status AgentService::Authorize(grpc::CallbackServerContext* context,
   if (auth_context == nullptr) return absl::UnauthenticatedError("no TLS peer");
   absl::Status status = authorizer->CheckPeer(*auth_context, roles);
   if (!status.ok()) {
-    LogWarning("call refused", {{"peer", context->peer()}, {"reason", std::string(status.message())}});
+    LogWarning("call refused", {{"peer", context->peer()},
+                                {"reason", std::string(status.message())}});
   }
   return status;
 }
@@ -284,8 +296,10 @@ absl::Status AgentService::Authorize(grpc::CallbackServerContext* context,
 void AgentService::CountCall(const char* method, const absl::Status& status) {
   if (metrics_ == nullptr) return;
   metrics_
-      ->GetCounter("hoist_agent_rpcs_total", "NodeAgent calls by method and result code.",
-                   {{"method", method}, {"code", absl::StatusCodeToString(status.code())}})
+      ->GetCounter("hoist_agent_rpcs_total",
+                   "NodeAgent calls by method and result code.",
+                   {{"method", method},
+                    {"code", absl::StatusCodeToString(status.code())}})
       ->Increment();
 }
 
@@ -312,14 +326,16 @@ grpc::ServerWriteReactor<DeployEvent>* AgentService::Stream(
   CountCall(method, log.status());
   if (!log.ok()) return new ErrorStreamReactor(ToGrpcStatus(log.status()));
   Worker* cleanup = cleanup_.get();
-  return new LogStreamReactor(*std::move(log), [cleanup](std::function<void()> task) {
-    cleanup->Run(std::move(task));
-  });
+  return new LogStreamReactor(
+      *std::move(log),
+      [cleanup](std::function<void()> task) { cleanup->Run(std::move(task)); });
 }
 
 grpc::ServerWriteReactor<DeployEvent>* AgentService::Deploy(
-    grpc::CallbackServerContext* context, const hoist::v1::DeployRequest* request) {
-  if (absl::Status s = Authorize(context, DeployerRoles()); !s.ok()) return Stream("Deploy", s);
+    grpc::CallbackServerContext* context,
+    const hoist::v1::DeployRequest* request) {
+  if (absl::Status s = Authorize(context, DeployerRoles()); !s.ok())
+    return Stream("Deploy", s);
   auto log = handler_->Deploy(*request);
   if (log.ok()) {
     LogInfo("deploy requested", {{"deploy_id", request->deploy_id()},
@@ -332,8 +348,10 @@ grpc::ServerWriteReactor<DeployEvent>* AgentService::Deploy(
 }
 
 grpc::ServerWriteReactor<DeployEvent>* AgentService::Rollback(
-    grpc::CallbackServerContext* context, const hoist::v1::RollbackRequest* request) {
-  if (absl::Status s = Authorize(context, DeployerRoles()); !s.ok()) return Stream("Rollback", s);
+    grpc::CallbackServerContext* context,
+    const hoist::v1::RollbackRequest* request) {
+  if (absl::Status s = Authorize(context, DeployerRoles()); !s.ok())
+    return Stream("Rollback", s);
   auto log = handler_->Rollback(*request);
   if (log.ok()) {
     LogInfo("rollback requested", {{"deploy_id", request->deploy_id()},
@@ -345,14 +363,17 @@ grpc::ServerWriteReactor<DeployEvent>* AgentService::Rollback(
 }
 
 grpc::ServerWriteReactor<DeployEvent>* AgentService::WatchDeploy(
-    grpc::CallbackServerContext* context, const hoist::v1::WatchDeployRequest* request) {
-  if (absl::Status s = Authorize(context, ViewerRoles()); !s.ok()) return Stream("WatchDeploy", s);
+    grpc::CallbackServerContext* context,
+    const hoist::v1::WatchDeployRequest* request) {
+  if (absl::Status s = Authorize(context, ViewerRoles()); !s.ok())
+    return Stream("WatchDeploy", s);
   return Stream("WatchDeploy", handler_->Watch(request->deploy_id()));
 }
 
-grpc::ServerUnaryReactor* AgentService::GetStatus(grpc::CallbackServerContext* context,
-                                                  const hoist::v1::GetStatusRequest* /*request*/,
-                                                  hoist::v1::AgentStatus* response) {
+grpc::ServerUnaryReactor* AgentService::GetStatus(
+    grpc::CallbackServerContext* context,
+    const hoist::v1::GetStatusRequest* /*request*/,
+    hoist::v1::AgentStatus* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (absl::Status s = Authorize(context, ViewerRoles()); !s.ok()) {
     CountCall("GetStatus", s);
@@ -368,7 +389,8 @@ grpc::ServerUnaryReactor* AgentService::GetStatus(grpc::CallbackServerContext* c
 }
 
 grpc::ServerUnaryReactor* AgentService::ListContainers(
-    grpc::CallbackServerContext* context, const hoist::v1::ListContainersRequest* /*request*/,
+    grpc::CallbackServerContext* context,
+    const hoist::v1::ListContainersRequest* /*request*/,
     hoist::v1::ListContainersResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (absl::Status s = Authorize(context, ViewerRoles()); !s.ok()) {

@@ -36,8 +36,9 @@ inline constexpr char kDeployersRole[] = "deployers";
 inline constexpr char kViewersRole[] = "viewers";
 
 // Builds the agent's authorizer from config lists.
-std::shared_ptr<const RoleAuthorizer> MakeAgentAuthorizer(const std::vector<std::string>& deployers,
-                                                          const std::vector<std::string>& viewers);
+std::shared_ptr<const RoleAuthorizer> MakeAgentAuthorizer(
+    const std::vector<std::string>& deployers,
+    const std::vector<std::string>& viewers);
 
 class AgentService final : public hoist::v1::NodeAgent::CallbackService {
  public:
@@ -46,7 +47,8 @@ class AgentService final : public hoist::v1::NodeAgent::CallbackService {
   // of the deploys started through it, their outcomes and times
   // (hoist_agent_deploys_total{phase}, hoist_agent_deploy_duration_seconds,
   // hoist_agent_pull_duration_seconds, hoist_agent_pulled_bytes_total).
-  AgentService(AgentHandler* handler, std::shared_ptr<const RoleAuthorizer> authorizer,
+  AgentService(AgentHandler* handler,
+               std::shared_ptr<const RoleAuthorizer> authorizer,
                MetricsRegistry* metrics = nullptr);
   ~AgentService() override;
 
@@ -57,17 +59,22 @@ class AgentService final : public hoist::v1::NodeAgent::CallbackService {
   void SetAuthorizer(std::shared_ptr<const RoleAuthorizer> authorizer);
 
   grpc::ServerWriteReactor<hoist::v1::DeployEvent>* Deploy(
-      grpc::CallbackServerContext* context, const hoist::v1::DeployRequest* request) override;
+      grpc::CallbackServerContext* context,
+      const hoist::v1::DeployRequest* request) override;
   grpc::ServerWriteReactor<hoist::v1::DeployEvent>* Rollback(
-      grpc::CallbackServerContext* context, const hoist::v1::RollbackRequest* request) override;
+      grpc::CallbackServerContext* context,
+      const hoist::v1::RollbackRequest* request) override;
   grpc::ServerWriteReactor<hoist::v1::DeployEvent>* WatchDeploy(
-      grpc::CallbackServerContext* context, const hoist::v1::WatchDeployRequest* request) override;
-  grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
-                                      const hoist::v1::GetStatusRequest* request,
-                                      hoist::v1::AgentStatus* response) override;
-  grpc::ServerUnaryReactor* ListContainers(grpc::CallbackServerContext* context,
-                                           const hoist::v1::ListContainersRequest* request,
-                                           hoist::v1::ListContainersResponse* response) override;
+      grpc::CallbackServerContext* context,
+      const hoist::v1::WatchDeployRequest* request) override;
+  grpc::ServerUnaryReactor* GetStatus(
+      grpc::CallbackServerContext* context,
+      const hoist::v1::GetStatusRequest* request,
+      hoist::v1::AgentStatus* response) override;
+  grpc::ServerUnaryReactor* ListContainers(
+      grpc::CallbackServerContext* context,
+      const hoist::v1::ListContainersRequest* request,
+      hoist::v1::ListContainersResponse* response) override;
 
  private:
   class Worker;

@@ -1,4 +1,5 @@
-// LoadAgentConfig: strict reading of the agent's YAML (DESIGN.md, "Agent config").
+// LoadAgentConfig: strict reading of the agent's YAML (DESIGN.md, "Agent
+// config").
 #include "nodeagent/config.h"
 
 #include <fcntl.h>
@@ -35,21 +36,23 @@ std::string HostPortProblem(const std::string& address) {
   const std::string port = address.substr(colon + 1);
   if (host.empty()) return "must be HOST:PORT (host is empty)";
   if (host.front() == '[') {
-    if (host.back() != ']' || host.size() < 3) return "has a malformed [IPv6] host";
+    if (host.back() != ']' || host.size() < 3)
+      return "has a malformed [IPv6] host";
   } else {
     if (host.find(':') != std::string::npos) {
       return "must put an IPv6 host in brackets, e.g. [::]:7981";
     }
     for (char c : host) {
-      if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' &&
-          c != '_') {
+      if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' &&
+          c != '-' && c != '_') {
         return absl::StrCat("has an invalid host \"", host, "\"");
       }
     }
   }
   int port_number = -1;
-  if (port.empty() || !absl::SimpleAtoi(port, &port_number) || port_number < 0 ||
-      port_number > 65535 || !absl::ascii_isdigit(static_cast<unsigned char>(port[0]))) {
+  if (port.empty() || !absl::SimpleAtoi(port, &port_number) ||
+      port_number < 0 || port_number > 65535 ||
+      !absl::ascii_isdigit(static_cast<unsigned char>(port[0]))) {
     return absl::StrCat("has an invalid port \"", port, "\" (0-65535)");
   }
   return "";
@@ -63,48 +66,56 @@ std::string ReadableFileProblem(const std::string& path) {
   }
   if (!S_ISREG(st.st_mode)) return absl::StrCat(path, " is not a regular file");
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return absl::StrCat("cannot read ", path, ": ", std::strerror(errno));
+  if (fd < 0)
+    return absl::StrCat("cannot read ", path, ": ", std::strerror(errno));
   close(fd);
   return "";
 }
 
 // Reads a required path-valued key, resolves it against `base_dir` and
 // checks the file is readable; problems are reported at the key's line.
-std::string ReadFileKey(MapReader& reader, const std::string& key, const std::string& base_dir) {
+std::string ReadFileKey(MapReader& reader, const std::string& key,
+                        const std::string& base_dir) {
   const std::string value = reader.String(key, "", /*required=*/true);
   if (value.empty()) {
     if (reader.Has(key)) {
-      reader.errors()->Add(reader.Child(key),
-                           absl::StrCat(reader.where(), ".", key, " must not be empty"));
+      reader.errors()->Add(
+          reader.Child(key),
+          absl::StrCat(reader.where(), ".", key, " must not be empty"));
     }
     return "";
   }
   const std::string path = ResolvePath(base_dir, value);
   const std::string problem = ReadableFileProblem(path);
   if (!problem.empty()) {
-    reader.errors()->Add(reader.Child(key), absl::StrCat(reader.where(), ".", key, ": ", problem));
+    reader.errors()->Add(reader.Child(key),
+                         absl::StrCat(reader.where(), ".", key, ": ", problem));
   }
   return path;
 }
 
 // A list of non-empty identity strings.
-std::vector<std::string> ReadIdentities(MapReader& reader, const std::string& key) {
+std::vector<std::string> ReadIdentities(MapReader& reader,
+                                        const std::string& key) {
   std::vector<std::string> out;
   YAML::Node list = Sub(reader, key);
   if (!list.IsDefined() || list.IsNull()) return out;
   const std::string where = absl::StrCat(reader.where(), ".", key);
   if (!list.IsSequence()) {
-    reader.errors()->Add(list, absl::StrCat(where, " must be a list of identities"));
+    reader.errors()->Add(list,
+                         absl::StrCat(where, " must be a list of identities"));
     return out;
   }
   for (const YAML::Node& item : list) {
     if (!item.IsScalar()) {
-      reader.errors()->Add(item, absl::StrCat(where, " must contain only strings"));
+      reader.errors()->Add(item,
+                           absl::StrCat(where, " must contain only strings"));
       continue;
     }
     const std::string id(absl::StripAsciiWhitespace(item.Scalar()));
     if (id.empty()) {
-      reader.errors()->Add(item, absl::StrCat(where, " contains an empty identity"));
+      reader.errors()->Add(item,
+                           absl::StrCat(where, " contains an empty identity"));
       continue;
     }
     out.push_back(id);
@@ -114,7 +125,8 @@ std::vector<std::string> ReadIdentities(MapReader& reader, const std::string& ke
 
 std::string DefaultHostName() {
   char name[HOST_NAME_MAX + 1] = {};
-  if (gethostname(name, sizeof(name) - 1) != 0 || name[0] == '\0') return "localhost";
+  if (gethostname(name, sizeof(name) - 1) != 0 || name[0] == '\0')
+    return "localhost";
   return name;
 }
 
@@ -135,11 +147,13 @@ absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
 
   config.listen = top.String("listen", config.listen);
   if (const std::string p = HostPortProblem(config.listen); !p.empty()) {
-    errors.Add(top.Child("listen"), absl::StrCat("listen \"", config.listen, "\" ", p));
+    errors.Add(top.Child("listen"),
+               absl::StrCat("listen \"", config.listen, "\" ", p));
   }
 
   if (!top.Has("tls")) {
-    errors.Add(*root, "config: missing required key \"tls\" (mTLS is mandatory)");
+    errors.Add(*root,
+               "config: missing required key \"tls\" (mTLS is mandatory)");
     top.Child("tls");
   } else {
     MapReader tls(Sub(top, "tls"), "tls", &errors);
@@ -159,13 +173,16 @@ absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
   {
     MapReader docker(Sub(top, "docker"), "docker", &errors);
     config.docker_endpoint = docker.String("endpoint", config.docker_endpoint);
-    const std::string socket = absl::StartsWith(config.docker_endpoint, "unix://")
-                                   ? config.docker_endpoint.substr(strlen("unix://"))
-                                   : "";
+    const std::string socket =
+        absl::StartsWith(config.docker_endpoint, "unix://")
+            ? config.docker_endpoint.substr(strlen("unix://"))
+            : "";
     if (socket.empty() || socket[0] != '/') {
-      errors.Add(docker.Has("endpoint") ? docker.Child("endpoint") : top.Child("docker"),
-                 absl::StrCat("docker.endpoint \"", config.docker_endpoint,
-                              "\" must be unix:///absolute/path/to/docker.sock"));
+      errors.Add(
+          docker.Has("endpoint") ? docker.Child("endpoint")
+                                 : top.Child("docker"),
+          absl::StrCat("docker.endpoint \"", config.docker_endpoint,
+                       "\" must be unix:///absolute/path/to/docker.sock"));
     }
     docker.Finish();
   }
@@ -174,15 +191,19 @@ absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
     YAML::Node list = Sub(top, "registries");
     if (list.IsDefined() && !list.IsNull()) {
       if (!list.IsSequence()) {
-        errors.Add(list, "registries must be a list of {server, username, password_file}");
+        errors.Add(
+            list,
+            "registries must be a list of {server, username, password_file}");
       } else {
         int index = 0;
         for (const YAML::Node& item : list) {
-          MapReader reg(item, absl::StrCat("registries[", index++, "]"), &errors);
+          MapReader reg(item, absl::StrCat("registries[", index++, "]"),
+                        &errors);
           RegistryAuth auth;
           auth.server = reg.String("server", "", /*required=*/true);
           if (reg.Has("server") && auth.server.empty()) {
-            errors.Add(reg.Child("server"), absl::StrCat(reg.where(), ".server must not be empty"));
+            errors.Add(reg.Child("server"),
+                       absl::StrCat(reg.where(), ".server must not be empty"));
           }
           auth.username = reg.String("username");
           if (reg.Has("password_file")) {
@@ -191,8 +212,11 @@ absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
             reg.Child("password_file");
           }
           if (auth.username.empty() != auth.password_file.empty()) {
-            errors.Add(item, absl::StrCat(reg.where(),
-                                          " needs both username and password_file, or neither"));
+            errors.Add(
+                item,
+                absl::StrCat(
+                    reg.where(),
+                    " needs both username and password_file, or neither"));
           }
           reg.Finish();
           config.registries.push_back(std::move(auth));
@@ -201,23 +225,28 @@ absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
     }
   }
 
-  config.state_dir = ResolvePath(base_dir, top.String("state_dir", config.state_dir));
+  config.state_dir =
+      ResolvePath(base_dir, top.String("state_dir", config.state_dir));
   if (config.state_dir.empty()) {
     errors.Add(top.Child("state_dir"), "state_dir must not be empty");
   }
-  config.keep_images = static_cast<int>(top.Int("keep_images", config.keep_images, 1, 1000));
+  config.keep_images =
+      static_cast<int>(top.Int("keep_images", config.keep_images, 1, 1000));
 
   config.metrics_listen = top.String("metrics_listen");
   if (!config.metrics_listen.empty()) {
-    if (const std::string p = HostPortProblem(config.metrics_listen); !p.empty()) {
-      errors.Add(top.Child("metrics_listen"),
-                 absl::StrCat("metrics_listen \"", config.metrics_listen, "\" ", p));
+    if (const std::string p = HostPortProblem(config.metrics_listen);
+        !p.empty()) {
+      errors.Add(
+          top.Child("metrics_listen"),
+          absl::StrCat("metrics_listen \"", config.metrics_listen, "\" ", p));
     }
   }
 
   config.host = top.String("host");
   if (top.Has("host") && config.host.empty()) {
-    errors.Add(top.Child("host"), "host must not be empty (omit it to use the hostname)");
+    errors.Add(top.Child("host"),
+               "host must not be empty (omit it to use the hostname)");
   }
   if (config.host.empty()) config.host = DefaultHostName();
 

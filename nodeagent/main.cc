@@ -40,19 +40,22 @@ void PrintProblems(const absl::Status& status) {
 }
 
 // Names of settings that differ and need a restart to take effect.
-std::string RestartOnlyChanges(const AgentConfig& old_config, const AgentConfig& new_config) {
+std::string RestartOnlyChanges(const AgentConfig& old_config,
+                               const AgentConfig& new_config) {
   std::string changed;
   auto note = [&changed](bool differs, const char* name) {
     if (differs) absl::StrAppend(&changed, changed.empty() ? "" : ", ", name);
   };
   note(old_config.listen != new_config.listen, "listen");
-  note(old_config.tls.ca != new_config.tls.ca || old_config.tls.cert != new_config.tls.cert ||
+  note(old_config.tls.ca != new_config.tls.ca ||
+           old_config.tls.cert != new_config.tls.cert ||
            old_config.tls.key != new_config.tls.key,
        "tls");
   note(old_config.docker_endpoint != new_config.docker_endpoint, "docker");
   note(old_config.state_dir != new_config.state_dir, "state_dir");
   note(old_config.keep_images != new_config.keep_images, "keep_images");
-  note(old_config.metrics_listen != new_config.metrics_listen, "metrics_listen");
+  note(old_config.metrics_listen != new_config.metrics_listen,
+       "metrics_listen");
   note(old_config.host != new_config.host, "host");
   return changed;
 }
@@ -60,10 +63,12 @@ std::string RestartOnlyChanges(const AgentConfig& old_config, const AgentConfig&
 int Run(int argc, char** argv) {
   BlockDaemonSignals();  // before any thread starts
   auto flags = ParseDaemonFlags(argc, argv);
-  const std::string usage =
-      DaemonUsage(kProgram, "The Hoist node agent: deploys containers on this host over mTLS gRPC.");
+  const std::string usage = DaemonUsage(
+      kProgram,
+      "The Hoist node agent: deploys containers on this host over mTLS gRPC.");
   if (!flags.ok()) {
-    std::cerr << kProgram << ": " << flags.status().message() << "\n\n" << usage;
+    std::cerr << kProgram << ": " << flags.status().message() << "\n\n"
+              << usage;
     return 2;
   }
   if (flags->help) {
@@ -93,7 +98,8 @@ int Run(int argc, char** argv) {
 
   auto tls = LoadTlsMaterial(config->tls);
   if (!tls.ok()) {
-    LogError("cannot load TLS files", {{"error", std::string(tls.status().message())}});
+    LogError("cannot load TLS files",
+             {{"error", std::string(tls.status().message())}});
     return 1;
   }
 
@@ -101,7 +107,8 @@ int Run(int argc, char** argv) {
   docker_options.endpoint = config->docker_endpoint;
   auto docker = NewCurlDockerClient(docker_options);
   if (!docker.ok()) {
-    LogError("bad docker endpoint", {{"error", std::string(docker.status().message())}});
+    LogError("bad docker endpoint",
+             {{"error", std::string(docker.status().message())}});
     return 1;
   }
   DeployManager::Options manager_options;
@@ -119,7 +126,8 @@ int Run(int argc, char** argv) {
   if (absl::Status s = (*manager)->Recover(); !s.ok()) {
     // Recovery tries every entry; what it could not restore is logged and
     // recorded, and the agent serves anyway so an operator can act.
-    LogError("crash recovery incomplete", {{"error", std::string(s.message())}});
+    LogError("crash recovery incomplete",
+             {{"error", std::string(s.message())}});
   }
 
   MetricsRegistry metrics;
@@ -129,12 +137,16 @@ int Run(int argc, char** argv) {
   server_options.tls = *std::move(tls);
   server_options.tls_files = config->tls;
   server_options.handler = handler;
-  server_options.authorizer = MakeAgentAuthorizer(config->deployers, config->viewers);
-  server_options.docker_reachable = [handler] { return handler->DockerReachable(); };
+  server_options.authorizer =
+      MakeAgentAuthorizer(config->deployers, config->viewers);
+  server_options.docker_reachable = [handler] {
+    return handler->DockerReachable();
+  };
   server_options.metrics = &metrics;
   auto server = AgentServer::Start(std::move(server_options));
   if (!server.ok()) {
-    LogError("cannot start the gRPC server", {{"error", std::string(server.status().message())}});
+    LogError("cannot start the gRPC server",
+             {{"error", std::string(server.status().message())}});
     return 1;
   }
   LogInfo(absl::StrCat("listening on ", (*server)->address()),
@@ -142,17 +154,20 @@ int Run(int argc, char** argv) {
 
   std::unique_ptr<MetricsHttpServer> metrics_http;
   if (!config->metrics_listen.empty()) {
-    auto http = MetricsHttpServer::Start(config->metrics_listen, &metrics,
-                                         [handler] { return handler->DockerReachable(); });
+    auto http = MetricsHttpServer::Start(
+        config->metrics_listen, &metrics,
+        [handler] { return handler->DockerReachable(); });
     if (!http.ok()) {
-      LogError("cannot start the metrics server", {{"error", std::string(http.status().message())}});
+      LogError("cannot start the metrics server",
+               {{"error", std::string(http.status().message())}});
       (*server)->Shutdown(kShutdownGrace);
       return 1;
     }
     metrics_http = *std::move(http);
-    LogInfo(absl::StrCat("metrics on ",
-                         config->metrics_listen.substr(0, config->metrics_listen.rfind(':')), ":",
-                         metrics_http->port()));
+    LogInfo(absl::StrCat(
+        "metrics on ",
+        config->metrics_listen.substr(0, config->metrics_listen.rfind(':')),
+        ":", metrics_http->port()));
   }
 
   AgentConfig current = *std::move(config);
@@ -168,14 +183,16 @@ int Run(int argc, char** argv) {
                {{"problems", std::string(reloaded.status().message())}});
       continue;
     }
-    (*server)->SetAuthorizer(MakeAgentAuthorizer(reloaded->deployers, reloaded->viewers));
+    (*server)->SetAuthorizer(
+        MakeAgentAuthorizer(reloaded->deployers, reloaded->viewers));
     handler->SetRegistries(reloaded->registries);
     const std::string restart_only = RestartOnlyChanges(current, *reloaded);
     LogInfo("config reloaded: authz roles and registry credentials applied",
             {{"deployers", std::to_string(reloaded->deployers.size())},
              {"viewers", std::to_string(reloaded->viewers.size())}});
     if (!restart_only.empty()) {
-      LogWarning("changed settings take effect after a restart", {{"settings", restart_only}});
+      LogWarning("changed settings take effect after a restart",
+                 {{"settings", restart_only}});
     }
     current = *std::move(reloaded);
   }

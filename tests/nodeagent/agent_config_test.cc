@@ -21,7 +21,8 @@ class AgentConfigTest : public ::testing::Test {
     char tmpl[] = "/tmp/agent-config-test-XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
-    for (const char* name : {"ca.pem", "agent.pem", "agent-key.pem", "registry-password"}) {
+    for (const char* name :
+         {"ca.pem", "agent.pem", "agent-key.pem", "registry-password"}) {
       Write(name, "x\n");
     }
   }
@@ -62,9 +63,11 @@ TEST_F(AgentConfigTest, ValidFileIsReadWithRelativePathsResolved) {
   EXPECT_EQ(config->tls.ca, dir_ + "/ca.pem");
   EXPECT_EQ(config->tls.cert, dir_ + "/agent.pem");
   EXPECT_EQ(config->tls.key, dir_ + "/agent-key.pem");
-  EXPECT_EQ(config->deployers, std::vector<std::string>{"spiffe://hoist/receiver"});
-  EXPECT_EQ(config->viewers,
-            (std::vector<std::string>{"spiffe://hoist/operator", "ops.example.com"}));
+  EXPECT_EQ(config->deployers,
+            std::vector<std::string>{"spiffe://hoist/receiver"});
+  EXPECT_EQ(
+      config->viewers,
+      (std::vector<std::string>{"spiffe://hoist/operator", "ops.example.com"}));
   EXPECT_EQ(config->docker_endpoint, "unix:///run/test/docker.sock");
   ASSERT_EQ(config->registries.size(), 2u);
   EXPECT_EQ(config->registries[0].server, "registry.example.com");
@@ -80,7 +83,8 @@ TEST_F(AgentConfigTest, ValidFileIsReadWithRelativePathsResolved) {
 }
 
 TEST_F(AgentConfigTest, DefaultsFromTheDesign) {
-  const std::string path = Write("agent.yaml", "tls: {ca: ca.pem, cert: agent.pem, key: agent-key.pem}\n");
+  const std::string path = Write(
+      "agent.yaml", "tls: {ca: ca.pem, cert: agent.pem, key: agent-key.pem}\n");
   auto config = LoadAgentConfig(path);
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->listen, "0.0.0.0:7981");
@@ -96,9 +100,9 @@ TEST_F(AgentConfigTest, DefaultsFromTheDesign) {
 }
 
 TEST_F(AgentConfigTest, PortZeroIsAllowedForTests) {
-  const std::string path = Write(
-      "agent.yaml",
-      "listen: \"127.0.0.1:0\"\ntls: {ca: ca.pem, cert: agent.pem, key: agent-key.pem}\n");
+  const std::string path = Write("agent.yaml",
+                                 "listen: \"127.0.0.1:0\"\ntls: {ca: ca.pem, "
+                                 "cert: agent.pem, key: agent-key.pem}\n");
   auto config = LoadAgentConfig(path);
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->listen, "127.0.0.1:0");
@@ -107,29 +111,41 @@ TEST_F(AgentConfigTest, PortZeroIsAllowedForTests) {
 struct Mistake {
   const char* name;
   const char* yaml;
-  int line;                // where the problem must be reported
-  const char* substring;   // part of the problem text
+  int line;               // where the problem must be reported
+  const char* substring;  // part of the problem text
 };
 
 // Line 1 is always the tls line so the rest of the file is otherwise valid.
-constexpr char kTls[] = "tls: {ca: ca.pem, cert: agent.pem, key: agent-key.pem}\n";
+constexpr char kTls[] =
+    "tls: {ca: ca.pem, cert: agent.pem, key: agent-key.pem}\n";
 
 const Mistake kMistakes[] = {
-    {"UnknownTopLevelKey", "listen: \"0.0.0.0:7981\"\nlisten_port: 7981\n", 3, "unknown key \"listen_port\""},
-    {"UnknownNestedKey", "authz:\n  deployers: [a]\n  admins: [b]\n", 4, "unknown key \"admins\" in authz"},
-    {"ListenWithoutPort", "listen: \"0.0.0.0\"\n", 2, "listen \"0.0.0.0\" must be HOST:PORT"},
+    {"UnknownTopLevelKey", "listen: \"0.0.0.0:7981\"\nlisten_port: 7981\n", 3,
+     "unknown key \"listen_port\""},
+    {"UnknownNestedKey", "authz:\n  deployers: [a]\n  admins: [b]\n", 4,
+     "unknown key \"admins\" in authz"},
+    {"ListenWithoutPort", "listen: \"0.0.0.0\"\n", 2,
+     "listen \"0.0.0.0\" must be HOST:PORT"},
     {"ListenBadPort", "\n\nlisten: \"127.0.0.1:99999\"\n", 4, "invalid port"},
     {"MissingTlsFile", "", 1, "tls.key: cannot read"},
-    {"EmptyIdentity", "authz:\n  viewers:\n    - \"ok\"\n    - \"\"\n", 5, "empty identity"},
-    {"IdentityNotAString", "authz:\n  deployers:\n    - {uri: x}\n", 4, "must contain only strings"},
-    {"DockerNotUnix", "docker:\n  endpoint: \"tcp://127.0.0.1:2375\"\n", 3, "must be unix:///"},
-    {"RegistryWithoutServer", "registries:\n  - {username: u, password_file: registry-password}\n", 3,
+    {"EmptyIdentity", "authz:\n  viewers:\n    - \"ok\"\n    - \"\"\n", 5,
+     "empty identity"},
+    {"IdentityNotAString", "authz:\n  deployers:\n    - {uri: x}\n", 4,
+     "must contain only strings"},
+    {"DockerNotUnix", "docker:\n  endpoint: \"tcp://127.0.0.1:2375\"\n", 3,
+     "must be unix:///"},
+    {"RegistryWithoutServer",
+     "registries:\n  - {username: u, password_file: registry-password}\n", 3,
      "missing required key \"server\""},
-    {"RegistryPasswordFileMissing", "registries:\n  - server: r.example.com\n    username: u\n    password_file: nope\n",
+    {"RegistryPasswordFileMissing",
+     "registries:\n  - server: r.example.com\n    username: u\n    "
+     "password_file: nope\n",
      5, "registries[0].password_file: cannot read"},
     {"KeepImagesZero", "keep_images: 0\n", 2, "keep_images must be between 1"},
-    {"KeepImagesNotInt", "keep_images: many\n", 2, "keep_images must be an integer"},
-    {"MetricsListenBad", "metrics_listen: \"localhost\"\n", 2, "metrics_listen \"localhost\" must be HOST:PORT"},
+    {"KeepImagesNotInt", "keep_images: many\n", 2,
+     "keep_images must be an integer"},
+    {"MetricsListenBad", "metrics_listen: \"localhost\"\n", 2,
+     "metrics_listen \"localhost\" must be HOST:PORT"},
     {"AuthzNotAMapping", "authz: [a, b]\n", 2, "authz must be a mapping"},
     {"YamlSyntax", "authz: {deployers: [a\n", 3, ""},
 };
@@ -149,19 +165,23 @@ TEST_P(AgentConfigMistakeTest, ReportedAtItsLine) {
   EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
   const std::string message(config.status().message());
   const std::string where = absl::StrCat(path, ":", m.line, ": ");
-  EXPECT_TRUE(absl::StartsWith(message, where) || absl::StrContains(message, "\n" + where))
-      << "want " << where << " in:\n" << message;
+  EXPECT_TRUE(absl::StartsWith(message, where) ||
+              absl::StrContains(message, "\n" + where))
+      << "want " << where << " in:\n"
+      << message;
   EXPECT_TRUE(absl::StrContains(message, m.substring)) << message;
 }
 
-INSTANTIATE_TEST_SUITE_P(Table, AgentConfigMistakeTest, ::testing::ValuesIn(kMistakes),
+INSTANTIATE_TEST_SUITE_P(Table, AgentConfigMistakeTest,
+                         ::testing::ValuesIn(kMistakes),
                          [](const ::testing::TestParamInfo<Mistake>& info) {
                            return std::string(info.param.name);
                          });
 
 TEST_F(AgentConfigTest, EveryProblemIsListedNotOnlyTheFirst) {
   const std::string path =
-      Write("agent.yaml", absl::StrCat(kTls, "keep_images: 0\nbogus: 1\nlisten: nope\n"));
+      Write("agent.yaml",
+            absl::StrCat(kTls, "keep_images: 0\nbogus: 1\nlisten: nope\n"));
   auto config = LoadAgentConfig(path);
   ASSERT_FALSE(config.ok());
   const std::string message(config.status().message());
@@ -173,7 +193,8 @@ TEST_F(AgentConfigTest, EveryProblemIsListedNotOnlyTheFirst) {
 TEST_F(AgentConfigTest, MissingFileIsAnError) {
   auto config = LoadAgentConfig(dir_ + "/does-not-exist.yaml");
   ASSERT_FALSE(config.ok());
-  EXPECT_TRUE(absl::StrContains(config.status().message(), "does-not-exist.yaml"));
+  EXPECT_TRUE(
+      absl::StrContains(config.status().message(), "does-not-exist.yaml"));
 }
 
 }  // namespace

@@ -37,8 +37,9 @@ std::string WriteConfig(const std::string& dir, const std::string& viewers,
   const auto& h = Harness();
   const std::string path = dir + "/agent.yaml";
   std::ofstream(path) << "listen: \"127.0.0.1:0\"\n"
-                      << "tls: {ca: \"" << h.Cert("ca.pem") << "\", cert: \"" << h.Cert("agent.pem")
-                      << "\", key: \"" << h.Cert("agent-key.pem") << "\"}\n"
+                      << "tls: {ca: \"" << h.Cert("ca.pem") << "\", cert: \""
+                      << h.Cert("agent.pem") << "\", key: \""
+                      << h.Cert("agent-key.pem") << "\"}\n"
                       << "authz:\n"
                       << "  deployers: [\"spiffe://hoist/receiver\"]\n"
                       << "  viewers: " << viewers << "\n"
@@ -69,10 +70,12 @@ class AgentProcess {
     pid_ = fork();
     ASSERT_GE(pid_, 0);
     if (pid_ == 0) {
-      const int fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      const int fd =
+          open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       dup2(fd, STDOUT_FILENO);
       dup2(fd, STDERR_FILENO);
-      execl(binary.c_str(), binary.c_str(), "--config", config_.c_str(), nullptr);
+      execl(binary.c_str(), binary.c_str(), "--config", config_.c_str(),
+            nullptr);
       _exit(127);
     }
     const std::regex listening("listening on 127\\.0\\.0\\.1:([0-9]+)");
@@ -118,11 +121,13 @@ class AgentProcess {
   int port_ = 0;
 };
 
-std::unique_ptr<hoist::v1::NodeAgent::Stub> Stub(int port, const std::string& cert) {
+std::unique_ptr<hoist::v1::NodeAgent::Stub> Stub(int port,
+                                                 const std::string& cert) {
   return hoist::v1::NodeAgent::NewStub(AgentChannelAs(port, cert));
 }
 
-grpc::Status GetStatus(int port, const std::string& cert, hoist::v1::AgentStatus* status) {
+grpc::Status GetStatus(int port, const std::string& cert,
+                       hoist::v1::AgentStatus* status) {
   grpc::ClientContext context;
   SetDeadline(&context);
   return Stub(port, cert)->GetStatus(&context, {}, status);
@@ -140,17 +145,22 @@ TEST(AgentProcessTest, CheckConfigExitCodes) {
   EXPECT_TRUE(absl::StrContains(ok.output, "config OK")) << ok.output;
 
   const std::string bad = dir + "/bad.yaml";
-  std::ofstream(bad) << "listen: \"127.0.0.1:0\"\n"
-                     << "keep_images: 0\n"
-                     << "tls: {ca: /nonexistent/ca.pem, cert: a.pem, key: b.pem}\n"
-                     << "surprise: true\n";
-  auto failed = RunCommand(absl::StrCat(binary, " --check-config --config ", bad));
+  std::ofstream(bad)
+      << "listen: \"127.0.0.1:0\"\n"
+      << "keep_images: 0\n"
+      << "tls: {ca: /nonexistent/ca.pem, cert: a.pem, key: b.pem}\n"
+      << "surprise: true\n";
+  auto failed =
+      RunCommand(absl::StrCat(binary, " --check-config --config ", bad));
   EXPECT_EQ(failed.exit_code, 2) << failed.output;
   for (int line : {2, 3, 4}) {
-    EXPECT_TRUE(absl::StrContains(failed.output, absl::StrCat(bad, ":", line, ": ")))
-        << "line " << line << " in:\n" << failed.output;
+    EXPECT_TRUE(
+        absl::StrContains(failed.output, absl::StrCat(bad, ":", line, ": ")))
+        << "line " << line << " in:\n"
+        << failed.output;
   }
-  EXPECT_TRUE(absl::StrContains(failed.output, "unknown key \"surprise\"")) << failed.output;
+  EXPECT_TRUE(absl::StrContains(failed.output, "unknown key \"surprise\""))
+      << failed.output;
 }
 
 TEST(AgentProcessTest, HelpVersionAndBadFlags) {
@@ -160,7 +170,8 @@ TEST(AgentProcessTest, HelpVersionAndBadFlags) {
   EXPECT_TRUE(absl::StrContains(help.output, "--check-config")) << help.output;
   auto version = RunCommand(binary + " --version");
   EXPECT_EQ(version.exit_code, 0);
-  EXPECT_TRUE(absl::StrContains(version.output, "hoist-agent 0.")) << version.output;
+  EXPECT_TRUE(absl::StrContains(version.output, "hoist-agent 0."))
+      << version.output;
   auto bad = RunCommand(binary + " --config x.yaml --frobnicate");
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_TRUE(absl::StrContains(bad.output, "--frobnicate")) << bad.output;
@@ -186,20 +197,24 @@ TEST(AgentProcessTest, ServesStatusReloadsAuthzOnSighupAndStopsOnSigterm) {
   // Metrics answer on the port it logged.
   std::smatch match;
   const std::string out = agent.Output();
-  ASSERT_TRUE(std::regex_search(out, match, std::regex("metrics on 127\\.0\\.0\\.1:([0-9]+)")))
+  ASSERT_TRUE(std::regex_search(
+      out, match, std::regex("metrics on 127\\.0\\.0\\.1:([0-9]+)")))
       << out;
-  auto metrics = hoist::testing::HttpGet(absl::StrCat("http://127.0.0.1:", match[1].str(), "/metrics"),
-                                         absl::Seconds(5));
+  auto metrics = hoist::testing::HttpGet(
+      absl::StrCat("http://127.0.0.1:", match[1].str(), "/metrics"),
+      absl::Seconds(5));
   ASSERT_TRUE(metrics.ok()) << metrics.status();
-  EXPECT_TRUE(absl::StrContains(*metrics, "hoist_agent_docker_reachable 1")) << *metrics;
+  EXPECT_TRUE(absl::StrContains(*metrics, "hoist_agent_docker_reachable 1"))
+      << *metrics;
 
   // SIGHUP with a new viewer list: the rogue identity becomes a viewer.
   EXPECT_EQ(GetStatus(agent.port(), "rogue", &status).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
   WriteConfig(dir, "[\"spiffe://hoist/viewer\", \"spiffe://hoist/rogue\"]");
   agent.Signal(SIGHUP);
-  EXPECT_TRUE(WaitFor([&] { return GetStatus(agent.port(), "rogue", &status).ok(); },
-                      absl::Seconds(10)))
+  EXPECT_TRUE(
+      WaitFor([&] { return GetStatus(agent.port(), "rogue", &status).ok(); },
+              absl::Seconds(10)))
       << agent.Output();
 
   // An invalid config is refused and the running one stays.
@@ -207,7 +222,10 @@ TEST(AgentProcessTest, ServesStatusReloadsAuthzOnSighupAndStopsOnSigterm) {
   const size_t before = agent.Output().size();
   agent.Signal(SIGHUP);
   EXPECT_TRUE(WaitFor(
-      [&] { return absl::StrContains(agent.Output().substr(before), "config reload refused"); },
+      [&] {
+        return absl::StrContains(agent.Output().substr(before),
+                                 "config reload refused");
+      },
       absl::Seconds(10)))
       << agent.Output();
   EXPECT_TRUE(GetStatus(agent.port(), "rogue", &status).ok());
@@ -223,8 +241,10 @@ TEST(AgentProcessTest, ServesStatusReloadsAuthzOnSighupAndStopsOnSigterm) {
 
 // ---- deploys through the real process ----
 
-hoist::v1::DeployRequest DeployRequestFor(const std::string& id, const std::string& image_name,
-                                          int host_port, int stop_timeout_seconds = 10) {
+hoist::v1::DeployRequest DeployRequestFor(const std::string& id,
+                                          const std::string& image_name,
+                                          int host_port,
+                                          int stop_timeout_seconds = 10) {
   const auto& h = Harness();
   hoist::v1::DeployRequest request;
   request.set_deploy_id(id);
@@ -244,13 +264,14 @@ hoist::v1::DeployRequest DeployRequestFor(const std::string& id, const std::stri
 }
 
 std::string Body(int port) {
-  auto body = hoist::testing::HttpGet(absl::StrCat("http://127.0.0.1:", port, "/"),
-                                      absl::Seconds(2));
+  auto body = hoist::testing::HttpGet(
+      absl::StrCat("http://127.0.0.1:", port, "/"), absl::Seconds(2));
   return body.ok() ? *body : "";
 }
 
 // Runs a deploy to its end; returns the events.
-std::vector<DeployEvent> DeployToEnd(int agent_port, const hoist::v1::DeployRequest& request) {
+std::vector<DeployEvent> DeployToEnd(int agent_port,
+                                     const hoist::v1::DeployRequest& request) {
   grpc::ClientContext context;
   SetDeadline(&context, 120);
   auto reader = Stub(agent_port, "receiver")->Deploy(&context, request);
@@ -273,10 +294,12 @@ TEST(AgentProcessTest, DeployThroughTheProcessAndSurviveSigkillMidDeploy) {
 
   // v1 ("stubborn": ignores SIGTERM, so stopping it takes its whole stop
   // timeout, which opens a wide and certain window in the next deploy).
-  std::vector<DeployEvent> events = DeployToEnd(agent->port(), DeployRequestFor("p1", "stubborn", app_port, 8));
+  std::vector<DeployEvent> events = DeployToEnd(
+      agent->port(), DeployRequestFor("p1", "stubborn", app_port, 8));
   ASSERT_FALSE(events.empty()) << agent->Output();
   ASSERT_EQ(events.back().phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED)
-      << events.back().error() << "\n" << agent->Output();
+      << events.back().error() << "\n"
+      << agent->Output();
   EXPECT_EQ(events.back().host(), "proc-host");
   EXPECT_EQ(Body(app_port), "hoist-test stubborn");
 
@@ -284,13 +307,15 @@ TEST(AgentProcessTest, DeployThroughTheProcessAndSurviveSigkillMidDeploy) {
   {
     grpc::ClientContext context;
     SetDeadline(&context, 120);
-    auto reader = Stub(agent->port(), "receiver")
-                      ->Deploy(&context, DeployRequestFor("p2", "v2", app_port, 8));
+    auto reader =
+        Stub(agent->port(), "receiver")
+            ->Deploy(&context, DeployRequestFor("p2", "v2", app_port, 8));
     DeployEvent event;
     bool stopping = false;
     while (reader->Read(&event)) {
       ASSERT_FALSE(hoist::nodeagent::IsTerminalPhase(event.phase()))
-          << "deploy ended before STOPPING_OLD was seen: " << event.ShortDebugString();
+          << "deploy ended before STOPPING_OLD was seen: "
+          << event.ShortDebugString();
       if (event.phase() == hoist::v1::DEPLOY_PHASE_STOPPING_OLD) {
         stopping = true;
         break;
@@ -321,7 +346,8 @@ TEST(AgentProcessTest, DeployThroughTheProcessAndSurviveSigkillMidDeploy) {
   grpc::ClientContext context;
   SetDeadline(&context);
   hoist::v1::ListContainersResponse list;
-  grpc::Status status = Stub(agent->port(), "viewer")->ListContainers(&context, {}, &list);
+  grpc::Status status =
+      Stub(agent->port(), "viewer")->ListContainers(&context, {}, &list);
   ASSERT_TRUE(status.ok()) << status.error_message();
   const hoist::v1::ManagedContainer* app = nullptr;
   for (const auto& c : list.containers()) {
@@ -331,18 +357,21 @@ TEST(AgentProcessTest, DeployThroughTheProcessAndSurviveSigkillMidDeploy) {
   EXPECT_EQ(app->state(), "running");
   EXPECT_EQ(app->last_deploy_id(), "p2") << app->ShortDebugString();
   EXPECT_FALSE(app->last_error().empty()) << app->ShortDebugString();
-  EXPECT_TRUE(absl::StrContains(app->last_error(), "restarted")) << app->ShortDebugString();
+  EXPECT_TRUE(absl::StrContains(app->last_error(), "restarted"))
+      << app->ShortDebugString();
   if (body == "hoist-test stubborn") {
     EXPECT_EQ(app->digest(), h.Digest("stubborn")) << app->ShortDebugString();
   }
   // Recovery left no deploy candidate behind.
-  auto ps = RunCommand("docker -H " + h.docker_endpoint + " ps -a --format '{{.Names}}'");
+  auto ps = RunCommand("docker -H " + h.docker_endpoint +
+                       " ps -a --format '{{.Names}}'");
   EXPECT_FALSE(absl::StrContains(ps.output, "hoist-new")) << ps.output;
   // And a new deploy goes through the restarted agent.
   std::vector<DeployEvent> after =
       DeployToEnd(agent->port(), DeployRequestFor("p3", "v2", app_port, 8));
   ASSERT_FALSE(after.empty());
-  EXPECT_EQ(after.back().phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED) << after.back().error();
+  EXPECT_EQ(after.back().phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED)
+      << after.back().error();
   EXPECT_EQ(Body(app_port), "hoist-test v2");
 
   agent->Signal(SIGTERM);

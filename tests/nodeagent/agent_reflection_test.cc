@@ -32,17 +32,19 @@ class AgentReflectionTest : public ::testing::Test {
     options.listen = "127.0.0.1:0";
     options.tls = HarnessTls("agent");
     options.handler = &handler_;
-    options.authorizer = MakeAgentAuthorizer({"spiffe://hoist/receiver"}, {"spiffe://hoist/viewer"});
+    options.authorizer = MakeAgentAuthorizer({"spiffe://hoist/receiver"},
+                                             {"spiffe://hoist/viewer"});
     auto server = AgentServer::Start(std::move(options));
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
   }
 
   // One request/response exchange on a reflection stream.
-  static bool Ask(grpc::ClientReaderWriter<reflection::ServerReflectionRequest,
-                                           reflection::ServerReflectionResponse>* stream,
-                  const reflection::ServerReflectionRequest& request,
-                  reflection::ServerReflectionResponse* response) {
+  static bool Ask(
+      grpc::ClientReaderWriter<reflection::ServerReflectionRequest,
+                               reflection::ServerReflectionResponse>* stream,
+      const reflection::ServerReflectionRequest& request,
+      reflection::ServerReflectionResponse* response) {
     return stream->Write(request) && stream->Read(response);
   }
 
@@ -50,10 +52,11 @@ class AgentReflectionTest : public ::testing::Test {
   std::unique_ptr<AgentServer> server_;
 };
 
-TEST_F(AgentReflectionTest, ListServicesThenCallGetStatusFromReflectedDescriptorsOnly) {
+TEST_F(AgentReflectionTest,
+       ListServicesThenCallGetStatusFromReflectedDescriptorsOnly) {
   // Reflection is open to any fleet certificate: the rogue one holds no role.
-  auto reflection_stub =
-      reflection::ServerReflection::NewStub(AgentChannelAs(server_->port(), "rogue"));
+  auto reflection_stub = reflection::ServerReflection::NewStub(
+      AgentChannelAs(server_->port(), "rogue"));
   grpc::ClientContext context;
   SetDeadline(&context);
   auto stream = reflection_stub->ServerReflectionInfo(&context);
@@ -65,7 +68,8 @@ TEST_F(AgentReflectionTest, ListServicesThenCallGetStatusFromReflectedDescriptor
   ASSERT_TRUE(list_response.has_list_services_response())
       << list_response.error_response().error_message();
   std::set<std::string> services;
-  for (const auto& s : list_response.list_services_response().service()) services.insert(s.name());
+  for (const auto& s : list_response.list_services_response().service())
+    services.insert(s.name());
   EXPECT_EQ(services.count("hoist.v1.NodeAgent"), 1u);
   EXPECT_EQ(services.count("grpc.health.v1.Health"), 1u);
   EXPECT_EQ(services.count("grpc.reflection.v1alpha.ServerReflection"), 1u);
@@ -78,11 +82,13 @@ TEST_F(AgentReflectionTest, ListServicesThenCallGetStatusFromReflectedDescriptor
   auto add_files = [&](const reflection::ServerReflectionResponse& response) {
     ASSERT_TRUE(response.has_file_descriptor_response())
         << response.error_response().error_message();
-    for (const std::string& bytes : response.file_descriptor_response().file_descriptor_proto()) {
+    for (const std::string& bytes :
+         response.file_descriptor_response().file_descriptor_proto()) {
       pb::FileDescriptorProto file;
       ASSERT_TRUE(file.ParseFromString(bytes));
       if (!have.insert(file.name()).second) continue;
-      for (const std::string& dep : file.dependency()) wanted_files.push_back(dep);
+      for (const std::string& dep : file.dependency())
+        wanted_files.push_back(dep);
       ASSERT_TRUE(database.Add(file)) << file.name();
     }
   };
@@ -107,17 +113,21 @@ TEST_F(AgentReflectionTest, ListServicesThenCallGetStatusFromReflectedDescriptor
   EXPECT_TRUE(stream->Finish().ok());
 
   pb::DescriptorPool pool(&database);
-  const pb::ServiceDescriptor* service = pool.FindServiceByName("hoist.v1.NodeAgent");
+  const pb::ServiceDescriptor* service =
+      pool.FindServiceByName("hoist.v1.NodeAgent");
   ASSERT_NE(service, nullptr);
   const pb::MethodDescriptor* method = service->FindMethodByName("GetStatus");
   ASSERT_NE(method, nullptr);
-  ASSERT_EQ(method->output_type()->file()->pool(), &pool);  // not the compiled-in descriptors
-  for (const char* name : {"Deploy", "Rollback", "WatchDeploy", "ListContainers"}) {
+  ASSERT_EQ(method->output_type()->file()->pool(),
+            &pool);  // not the compiled-in descriptors
+  for (const char* name :
+       {"Deploy", "Rollback", "WatchDeploy", "ListContainers"}) {
     EXPECT_NE(service->FindMethodByName(name), nullptr) << name;
   }
 
   pb::DynamicMessageFactory factory(&pool);
-  std::unique_ptr<pb::Message> request(factory.GetPrototype(method->input_type())->New());
+  std::unique_ptr<pb::Message> request(
+      factory.GetPrototype(method->input_type())->New());
   std::string request_bytes;
   ASSERT_TRUE(request->SerializeToString(&request_bytes));
   const std::string path = "/" + service->full_name() + "/" + method->name();
@@ -133,8 +143,8 @@ TEST_F(AgentReflectionTest, ListServicesThenCallGetStatusFromReflectedDescriptor
     grpc::ByteBuffer response_buffer;
     absl::Notification done;
     grpc::Status status;
-    generic.UnaryCall(&call_context, path, grpc::StubOptions(), &request_buffer, &response_buffer,
-                      [&](grpc::Status s) {
+    generic.UnaryCall(&call_context, path, grpc::StubOptions(), &request_buffer,
+                      &response_buffer, [&](grpc::Status s) {
                         status = std::move(s);
                         done.Notify();
                       });
@@ -150,11 +160,14 @@ TEST_F(AgentReflectionTest, ListServicesThenCallGetStatusFromReflectedDescriptor
     for (const grpc::Slice& s : slices) {
       response_bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
     }
-    std::unique_ptr<pb::Message> response(factory.GetPrototype(method->output_type())->New());
+    std::unique_ptr<pb::Message> response(
+        factory.GetPrototype(method->output_type())->New());
     ASSERT_TRUE(response->ParseFromString(response_bytes));
-    const pb::FieldDescriptor* host = response->GetDescriptor()->FindFieldByName("host");
+    const pb::FieldDescriptor* host =
+        response->GetDescriptor()->FindFieldByName("host");
     ASSERT_NE(host, nullptr);
-    EXPECT_EQ(response->GetReflection()->GetString(*response, host), "fake-host");
+    EXPECT_EQ(response->GetReflection()->GetString(*response, host),
+              "fake-host");
     const pb::FieldDescriptor* reachable =
         response->GetDescriptor()->FindFieldByName("docker_reachable");
     ASSERT_NE(reachable, nullptr);

@@ -29,8 +29,10 @@ class AgentServiceTest : public ::testing::Test {
     options.listen = "127.0.0.1:0";
     options.tls = HarnessTls("agent");
     options.handler = &handler_;
-    options.authorizer = MakeAgentAuthorizer({"spiffe://hoist/receiver"}, {"spiffe://hoist/viewer"});
-    options.health_poll_interval = absl::Hours(1);  // tests call RefreshHealth()
+    options.authorizer = MakeAgentAuthorizer({"spiffe://hoist/receiver"},
+                                             {"spiffe://hoist/viewer"});
+    options.health_poll_interval =
+        absl::Hours(1);  // tests call RefreshHealth()
     options.metrics = &metrics_;
     auto server = AgentServer::Start(std::move(options));
     ASSERT_TRUE(server.ok()) << server.status();
@@ -42,7 +44,8 @@ class AgentServiceTest : public ::testing::Test {
     return NodeAgent::NewStub(AgentChannelAs(server_->port(), cert));
   }
 
-  static hoist::v1::DeployRequest Request(const std::string& id, const std::string& name = "app") {
+  static hoist::v1::DeployRequest Request(const std::string& id,
+                                          const std::string& name = "app") {
     hoist::v1::DeployRequest request;
     request.set_deploy_id(id);
     request.set_service(name);
@@ -60,10 +63,12 @@ class AgentServiceTest : public ::testing::Test {
     return reader->Finish();
   }
 
-  grpc::Status GetStatusAs(const std::string& cert, hoist::v1::AgentStatus* status) {
+  grpc::Status GetStatusAs(const std::string& cert,
+                           hoist::v1::AgentStatus* status) {
     grpc::ClientContext context;
     SetDeadline(&context);
-    return StubAs(cert)->GetStatus(&context, hoist::v1::GetStatusRequest(), status);
+    return StubAs(cert)->GetStatus(&context, hoist::v1::GetStatusRequest(),
+                                   status);
   }
 
   FakeAgentHandler handler_;
@@ -73,7 +78,13 @@ class AgentServiceTest : public ::testing::Test {
 
 // ---- TLS / authorization matrix ----
 
-enum class Call { kGetStatus, kListContainers, kWatchDeploy, kDeploy, kRollback };
+enum class Call {
+  kGetStatus,
+  kListContainers,
+  kWatchDeploy,
+  kDeploy,
+  kRollback
+};
 
 struct AuthCase {
   const char* name;
@@ -86,34 +97,44 @@ struct AuthCase {
 };
 
 const AuthCase kAuthCases[] = {
-    {"NoClientCertificate", "", Call::kGetStatus, grpc::StatusCode::UNAVAILABLE, ""},
-    {"ForeignCa", "foreign", Call::kGetStatus, grpc::StatusCode::UNAVAILABLE, ""},
+    {"NoClientCertificate", "", Call::kGetStatus, grpc::StatusCode::UNAVAILABLE,
+     ""},
+    {"ForeignCa", "foreign", Call::kGetStatus, grpc::StatusCode::UNAVAILABLE,
+     ""},
     {"Expired", "expired", Call::kGetStatus, grpc::StatusCode::UNAVAILABLE, ""},
-    {"NotYetValid", "notyet", Call::kGetStatus, grpc::StatusCode::UNAVAILABLE, ""},
-    {"Plaintext", "plaintext", Call::kGetStatus, grpc::StatusCode::UNAVAILABLE, ""},
-    {"RogueGetStatus", "rogue", Call::kGetStatus, grpc::StatusCode::PERMISSION_DENIED,
-     "spiffe://hoist/rogue"},
-    {"RogueWatch", "rogue", Call::kWatchDeploy, grpc::StatusCode::PERMISSION_DENIED,
-     "spiffe://hoist/rogue"},
+    {"NotYetValid", "notyet", Call::kGetStatus, grpc::StatusCode::UNAVAILABLE,
+     ""},
+    {"Plaintext", "plaintext", Call::kGetStatus, grpc::StatusCode::UNAVAILABLE,
+     ""},
+    {"RogueGetStatus", "rogue", Call::kGetStatus,
+     grpc::StatusCode::PERMISSION_DENIED, "spiffe://hoist/rogue"},
+    {"RogueWatch", "rogue", Call::kWatchDeploy,
+     grpc::StatusCode::PERMISSION_DENIED, "spiffe://hoist/rogue"},
     {"RogueDeploy", "rogue", Call::kDeploy, grpc::StatusCode::PERMISSION_DENIED,
      "spiffe://hoist/rogue"},
     {"OperatorHasNoAgentRole", "operator", Call::kListContainers,
      grpc::StatusCode::PERMISSION_DENIED, "spiffe://hoist/operator"},
     {"ViewerGetStatus", "viewer", Call::kGetStatus, grpc::StatusCode::OK, ""},
-    {"ViewerListContainers", "viewer", Call::kListContainers, grpc::StatusCode::OK, ""},
-    {"ViewerWatchDeploy", "viewer", Call::kWatchDeploy, grpc::StatusCode::OK, ""},
-    {"ViewerDeploy", "viewer", Call::kDeploy, grpc::StatusCode::PERMISSION_DENIED,
-     "spiffe://hoist/viewer"},
-    {"ViewerRollback", "viewer", Call::kRollback, grpc::StatusCode::PERMISSION_DENIED,
-     "spiffe://hoist/viewer"},
-    {"DeployerGetStatus", "receiver", Call::kGetStatus, grpc::StatusCode::OK, ""},
-    {"DeployerListContainers", "receiver", Call::kListContainers, grpc::StatusCode::OK, ""},
-    {"DeployerWatchDeploy", "receiver", Call::kWatchDeploy, grpc::StatusCode::OK, ""},
+    {"ViewerListContainers", "viewer", Call::kListContainers,
+     grpc::StatusCode::OK, ""},
+    {"ViewerWatchDeploy", "viewer", Call::kWatchDeploy, grpc::StatusCode::OK,
+     ""},
+    {"ViewerDeploy", "viewer", Call::kDeploy,
+     grpc::StatusCode::PERMISSION_DENIED, "spiffe://hoist/viewer"},
+    {"ViewerRollback", "viewer", Call::kRollback,
+     grpc::StatusCode::PERMISSION_DENIED, "spiffe://hoist/viewer"},
+    {"DeployerGetStatus", "receiver", Call::kGetStatus, grpc::StatusCode::OK,
+     ""},
+    {"DeployerListContainers", "receiver", Call::kListContainers,
+     grpc::StatusCode::OK, ""},
+    {"DeployerWatchDeploy", "receiver", Call::kWatchDeploy,
+     grpc::StatusCode::OK, ""},
     {"DeployerDeploy", "receiver", Call::kDeploy, grpc::StatusCode::OK, ""},
     {"DeployerRollback", "receiver", Call::kRollback, grpc::StatusCode::OK, ""},
 };
 
-class AgentAuthTest : public AgentServiceTest, public ::testing::WithParamInterface<AuthCase> {};
+class AgentAuthTest : public AgentServiceTest,
+                      public ::testing::WithParamInterface<AuthCase> {};
 
 TEST_P(AgentAuthTest, Matrix) {
   const AuthCase& c = GetParam();
@@ -131,7 +152,8 @@ TEST_P(AgentAuthTest, Matrix) {
     credentials = grpc::SslCredentials(options);
   } else {
     TlsMaterial material = HarnessTls(cert);
-    material.ca_pem = HarnessTls("receiver").ca_pem;  // trust the agent's CA in every case
+    material.ca_pem =
+        HarnessTls("receiver").ca_pem;  // trust the agent's CA in every case
     credentials = MutualTlsChannelCredentials(material);
   }
   auto stub = NodeAgent::NewStub(AgentChannel(server_->port(), credentials));
@@ -176,7 +198,8 @@ TEST_P(AgentAuthTest, Matrix) {
     }
   }
   EXPECT_EQ(status.error_code(), c.code) << status.error_message();
-  EXPECT_TRUE(absl::StrContains(status.error_message(), c.message)) << status.error_message();
+  EXPECT_TRUE(absl::StrContains(status.error_message(), c.message))
+      << status.error_message();
   if (c.code == grpc::StatusCode::OK && c.call >= Call::kWatchDeploy) {
     // Streams end with the fake's terminal event, all of them in order.
     ASSERT_EQ(events.size(), FakeAgentHandler::SuccessPhases().size());
@@ -212,7 +235,8 @@ TEST_F(AgentServiceTest, DeployReplaysThenFollowsToTheTerminalEvent) {
   // Everything after the first event is appended while the stream follows.
   std::shared_ptr<DeployLog> log = handler_.log("follow-1");
   ASSERT_NE(log, nullptr);
-  std::thread worker([log] { FakeAgentHandler::CompleteSuccessfully(log.get()); });
+  std::thread worker(
+      [log] { FakeAgentHandler::CompleteSuccessfully(log.get()); });
   std::vector<DeployEvent> events{first};
   grpc::Status status = ReadAll(reader.get(), &events);
   worker.join();
@@ -235,11 +259,13 @@ TEST_F(AgentServiceTest, SameDeployIdAttachesAndSeesTheSameTerminalEvent) {
   ASSERT_TRUE(first->Read(&event));
   auto second = stub->Deploy(&second_context, Request("attach-1"));
   ASSERT_TRUE(second->Read(&event));
-  EXPECT_EQ(event.phase(), hoist::v1::DEPLOY_PHASE_PULLING);  // replay from the start
+  EXPECT_EQ(event.phase(),
+            hoist::v1::DEPLOY_PHASE_PULLING);  // replay from the start
 
   std::shared_ptr<DeployLog> log = handler_.log("attach-1");
   ASSERT_NE(log, nullptr);
-  hoist::v1::DeployEvent terminal = Event(hoist::v1::DEPLOY_PHASE_ROLLED_BACK, "restored old");
+  hoist::v1::DeployEvent terminal =
+      Event(hoist::v1::DEPLOY_PHASE_ROLLED_BACK, "restored old");
   terminal.set_error("health check timed out");
   log->Append(terminal);
 
@@ -261,7 +287,8 @@ TEST_F(AgentServiceTest, WatchDeployReplaysAFinishedDeploy) {
   hoist::v1::WatchDeployRequest request;
   request.set_deploy_id("done-1");
   std::vector<DeployEvent> events;
-  ASSERT_TRUE(ReadAll(stub->WatchDeploy(&context, request).get(), &events).ok());
+  ASSERT_TRUE(
+      ReadAll(stub->WatchDeploy(&context, request).get(), &events).ok());
   ASSERT_EQ(events.size(), FakeAgentHandler::SuccessPhases().size());
   EXPECT_EQ(events.front().phase(), hoist::v1::DEPLOY_PHASE_PULLING);
   EXPECT_EQ(events.back().phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
@@ -275,7 +302,8 @@ TEST_F(AgentServiceTest, HandlerErrorsKeepTheirCodes) {
     hoist::v1::WatchDeployRequest request;
     request.set_deploy_id("nope");
     std::vector<DeployEvent> events;
-    grpc::Status status = ReadAll(stub->WatchDeploy(&context, request).get(), &events);
+    grpc::Status status =
+        ReadAll(stub->WatchDeploy(&context, request).get(), &events);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
     EXPECT_TRUE(events.empty());
   }
@@ -284,15 +312,18 @@ TEST_F(AgentServiceTest, HandlerErrorsKeepTheirCodes) {
     grpc::ClientContext context;
     SetDeadline(&context);
     std::vector<DeployEvent> events;
-    grpc::Status status = ReadAll(stub->Deploy(&context, Request("other-2", "busy")).get(), &events);
+    grpc::Status status = ReadAll(
+        stub->Deploy(&context, Request("other-2", "busy")).get(), &events);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::ABORTED);
-    EXPECT_TRUE(absl::StrContains(status.error_message(), "running-1")) << status.error_message();
+    EXPECT_TRUE(absl::StrContains(status.error_message(), "running-1"))
+        << status.error_message();
   }
   {  // bad request
     grpc::ClientContext context;
     SetDeadline(&context);
     std::vector<DeployEvent> events;
-    grpc::Status status = ReadAll(stub->Deploy(&context, Request("")).get(), &events);
+    grpc::Status status =
+        ReadAll(stub->Deploy(&context, Request("")).get(), &events);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   }
   {  // rollback without a previous image
@@ -302,12 +333,14 @@ TEST_F(AgentServiceTest, HandlerErrorsKeepTheirCodes) {
     request.set_deploy_id("rb");
     request.set_container_name("no-previous");
     std::vector<DeployEvent> events;
-    grpc::Status status = ReadAll(stub->Rollback(&context, request).get(), &events);
+    grpc::Status status =
+        ReadAll(stub->Rollback(&context, request).get(), &events);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   }
 }
 
-TEST_F(AgentServiceTest, ClientCancelDoesNotCancelTheDeployAndServerStaysHealthy) {
+TEST_F(AgentServiceTest,
+       ClientCancelDoesNotCancelTheDeployAndServerStaysHealthy) {
   auto stub = StubAs("receiver");
   {
     grpc::ClientContext context;
@@ -337,7 +370,8 @@ TEST_F(AgentServiceTest, ClientCancelDoesNotCancelTheDeployAndServerStaysHealthy
   hoist::v1::WatchDeployRequest request;
   request.set_deploy_id("cancel-1");
   std::vector<DeployEvent> events;
-  ASSERT_TRUE(ReadAll(stub->WatchDeploy(&context, request).get(), &events).ok());
+  ASSERT_TRUE(
+      ReadAll(stub->WatchDeploy(&context, request).get(), &events).ok());
   EXPECT_EQ(events.back().phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
 }
 
@@ -359,13 +393,15 @@ TEST_F(AgentServiceTest, ManyConcurrentWatchersAllSeeEveryEvent) {
   }
   // Many small appends racing the writers.
   for (int i = 0; i < 50; ++i) {
-    log->Append(Event(hoist::v1::DEPLOY_PHASE_PULLING, "progress " + std::to_string(i)));
+    log->Append(Event(hoist::v1::DEPLOY_PHASE_PULLING,
+                      "progress " + std::to_string(i)));
   }
   FakeAgentHandler::CompleteSuccessfully(log.get());
   for (auto& reader : readers) {
     std::vector<DeployEvent> events;
     ASSERT_TRUE(ReadAll(reader.get(), &events).ok());
-    ASSERT_EQ(events.size(), 50u + FakeAgentHandler::SuccessPhases().size() - 1);
+    ASSERT_EQ(events.size(),
+              50u + FakeAgentHandler::SuccessPhases().size() - 1);
     EXPECT_EQ(events[0].message(), "progress 0");
     EXPECT_EQ(events[49].message(), "progress 49");
     EXPECT_EQ(events.back().phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
@@ -385,17 +421,21 @@ TEST_F(AgentServiceTest, ShutdownEndsOpenStreamsPromptly) {
   while (reader->Read(&event)) {
   }
   EXPECT_FALSE(reader->Finish().ok());
-  EXPECT_FALSE(handler_.log("open-1")->finished());  // the deploy is not the stream's to end
+  EXPECT_FALSE(handler_.log("open-1")
+                   ->finished());  // the deploy is not the stream's to end
 }
 
 // ---- authorizer reload ----
 
 TEST_F(AgentServiceTest, SwappedAuthorizerAppliesToNewCalls) {
   hoist::v1::AgentStatus status;
-  EXPECT_EQ(GetStatusAs("rogue", &status).error_code(), grpc::StatusCode::PERMISSION_DENIED);
-  server_->SetAuthorizer(MakeAgentAuthorizer({"spiffe://hoist/receiver"}, {"spiffe://hoist/rogue"}));
+  EXPECT_EQ(GetStatusAs("rogue", &status).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  server_->SetAuthorizer(MakeAgentAuthorizer({"spiffe://hoist/receiver"},
+                                             {"spiffe://hoist/rogue"}));
   EXPECT_TRUE(GetStatusAs("rogue", &status).ok());
-  EXPECT_EQ(GetStatusAs("viewer", &status).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(GetStatusAs("viewer", &status).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
 }
 
 // ---- watched TLS files ----
@@ -404,11 +444,15 @@ TEST_F(AgentServiceTest, WatchedTlsFilesPickUpARotatedCaWithoutRestart) {
   const auto& h = hoist::testing::Harness();
   const std::string dir = hoist::testing::MakeTempDir("agent-tls-watch");
   for (const char* name : {"ca.pem", "agent.pem", "agent-key.pem"}) {
-    ASSERT_EQ(hoist::testing::RunCommand("cp " + h.Cert(name) + " " + dir + "/" + name).exit_code, 0);
+    ASSERT_EQ(hoist::testing::RunCommand("cp " + h.Cert(name) + " " + dir +
+                                         "/" + name)
+                  .exit_code,
+              0);
   }
   AgentServer::Options options;
   options.listen = "127.0.0.1:0";
-  options.tls_files = {dir + "/ca.pem", dir + "/agent.pem", dir + "/agent-key.pem"};
+  options.tls_files = {dir + "/ca.pem", dir + "/agent.pem",
+                       dir + "/agent-key.pem"};
   options.tls_refresh = absl::Seconds(1);
   options.handler = &handler_;
   options.authorizer = MakeAgentAuthorizer({"spiffe://hoist/receiver"}, {});
@@ -424,28 +468,34 @@ TEST_F(AgentServiceTest, WatchedTlsFilesPickUpARotatedCaWithoutRestart) {
     grpc::ClientContext context;
     SetDeadline(&context, 5);
     hoist::v1::AgentStatus status;
-    return NodeAgent::NewStub(AgentChannel(port, credentials))->GetStatus(&context, {}, &status);
+    return NodeAgent::NewStub(AgentChannel(port, credentials))
+        ->GetStatus(&context, {}, &status);
   };
-  auto receiver_creds = [] { return MutualTlsChannelCredentials(HarnessTls("receiver")); };
-  auto foreign_creds = [&foreign] { return MutualTlsChannelCredentials(foreign); };
+  auto receiver_creds = [] {
+    return MutualTlsChannelCredentials(HarnessTls("receiver"));
+  };
+  auto foreign_creds = [&foreign] {
+    return MutualTlsChannelCredentials(foreign);
+  };
   EXPECT_TRUE(call(receiver_creds()).ok());
   EXPECT_EQ(call(foreign_creds()).error_code(), grpc::StatusCode::UNAVAILABLE);
 
   // Rotate the trusted CA to the foreign one (written aside, then renamed).
-  ASSERT_EQ(hoist::testing::RunCommand("cp " + h.Cert("foreign-ca.pem") + " " + dir +
-                                       "/ca.new && mv " + dir + "/ca.new " + dir + "/ca.pem")
+  ASSERT_EQ(hoist::testing::RunCommand("cp " + h.Cert("foreign-ca.pem") + " " +
+                                       dir + "/ca.new && mv " + dir +
+                                       "/ca.new " + dir + "/ca.pem")
                 .exit_code,
             0);
-  EXPECT_TRUE(hoist::testing::WaitFor([&] { return call(foreign_creds()).ok(); },
-                                      absl::Seconds(20)));
+  EXPECT_TRUE(hoist::testing::WaitFor(
+      [&] { return call(foreign_creds()).ok(); }, absl::Seconds(20)));
   EXPECT_EQ(call(receiver_creds()).error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
 // ---- health ----
 
-grpc::health::v1::HealthCheckResponse::ServingStatus CheckHealth(int port, const std::string& cert,
-                                                                  const std::string& service,
-                                                                  grpc::Status* status) {
+grpc::health::v1::HealthCheckResponse::ServingStatus CheckHealth(
+    int port, const std::string& cert, const std::string& service,
+    grpc::Status* status) {
   auto stub = grpc::health::v1::Health::NewStub(AgentChannelAs(port, cert));
   grpc::ClientContext context;
   SetDeadline(&context);
@@ -456,14 +506,16 @@ grpc::health::v1::HealthCheckResponse::ServingStatus CheckHealth(int port, const
   return response.status();
 }
 
-TEST_F(AgentServiceTest, HealthFollowsDockerReachabilityForAnyFleetCertificate) {
+TEST_F(AgentServiceTest,
+       HealthFollowsDockerReachabilityForAnyFleetCertificate) {
   using grpc::health::v1::HealthCheckResponse;
   for (const char* service : {"", "hoist.v1.NodeAgent"}) {
     grpc::Status status;
     handler_.docker_reachable = true;
     server_->RefreshHealth();
     // The rogue certificate holds no role, yet may check health.
-    EXPECT_EQ(CheckHealth(server_->port(), "rogue", service, &status), HealthCheckResponse::SERVING)
+    EXPECT_EQ(CheckHealth(server_->port(), "rogue", service, &status),
+              HealthCheckResponse::SERVING)
         << service;
     EXPECT_TRUE(status.ok()) << status.error_message();
 
@@ -492,8 +544,8 @@ TEST_F(AgentServiceTest, HealthPollerNoticesAChange) {
   bool not_serving = hoist::testing::WaitFor(
       [&] {
         grpc::Status status;
-        return CheckHealth((*server)->port(), "viewer", "hoist.v1.NodeAgent", &status) ==
-               HealthCheckResponse::NOT_SERVING;
+        return CheckHealth((*server)->port(), "viewer", "hoist.v1.NodeAgent",
+                           &status) == HealthCheckResponse::NOT_SERVING;
       },
       absl::Seconds(10));
   EXPECT_TRUE(not_serving);
@@ -527,32 +579,44 @@ TEST_F(AgentServiceTest, MetricsCountCallsAndDeployOutcomes) {
   EXPECT_FALSE(GetStatusAs("rogue", &status).ok());
 
   const std::string text = metrics_.Render();
-  EXPECT_TRUE(absl::StrContains(text, "hoist_agent_deploys_total{phase=\"DEPLOY_PHASE_SUCCEEDED\"} 1"))
-      << text;
-  EXPECT_TRUE(absl::StrContains(text, "hoist_agent_deploy_duration_seconds_count 1")) << text;
-  EXPECT_TRUE(absl::StrContains(text, "hoist_agent_pull_duration_seconds_count 1")) << text;
-  EXPECT_TRUE(absl::StrContains(text, "hoist_agent_pulled_bytes_total 1234")) << text;
   EXPECT_TRUE(absl::StrContains(
-      text, "hoist_agent_rpcs_total{code=\"PERMISSION_DENIED\",method=\"GetStatus\"} 1"))
+      text, "hoist_agent_deploys_total{phase=\"DEPLOY_PHASE_SUCCEEDED\"} 1"))
       << text;
-  EXPECT_TRUE(absl::StrContains(text, "hoist_agent_rpcs_total{code=\"OK\",method=\"Deploy\"} 1"))
+  EXPECT_TRUE(
+      absl::StrContains(text, "hoist_agent_deploy_duration_seconds_count 1"))
+      << text;
+  EXPECT_TRUE(
+      absl::StrContains(text, "hoist_agent_pull_duration_seconds_count 1"))
+      << text;
+  EXPECT_TRUE(absl::StrContains(text, "hoist_agent_pulled_bytes_total 1234"))
+      << text;
+  EXPECT_TRUE(absl::StrContains(text,
+                                "hoist_agent_rpcs_total{code=\"PERMISSION_"
+                                "DENIED\",method=\"GetStatus\"} 1"))
+      << text;
+  EXPECT_TRUE(absl::StrContains(
+      text, "hoist_agent_rpcs_total{code=\"OK\",method=\"Deploy\"} 1"))
       << text;
 }
 
 TEST_F(AgentServiceTest, MetricsHttpServesMetricsAndHealthz) {
   handler_.docker_reachable = true;
   server_->RefreshHealth();
-  auto http = MetricsHttpServer::Start("127.0.0.1:0", &metrics_,
-                                       [this] { return handler_.docker_reachable.load(); });
+  auto http = MetricsHttpServer::Start("127.0.0.1:0", &metrics_, [this] {
+    return handler_.docker_reachable.load();
+  });
   ASSERT_TRUE(http.ok()) << http.status();
-  const std::string base = "http://127.0.0.1:" + std::to_string((*http)->port());
+  const std::string base =
+      "http://127.0.0.1:" + std::to_string((*http)->port());
   auto body = hoist::testing::HttpGet(base + "/metrics", absl::Seconds(5));
   ASSERT_TRUE(body.ok()) << body.status();
-  EXPECT_TRUE(absl::StrContains(*body, "hoist_agent_docker_reachable 1")) << *body;
+  EXPECT_TRUE(absl::StrContains(*body, "hoist_agent_docker_reachable 1"))
+      << *body;
   auto healthz = hoist::testing::HttpGet(base + "/healthz", absl::Seconds(5));
   ASSERT_TRUE(healthz.ok()) << healthz.status();
   handler_.docker_reachable = false;
-  EXPECT_FALSE(hoist::testing::HttpGet(base + "/healthz", absl::Seconds(5)).ok());
+  EXPECT_FALSE(
+      hoist::testing::HttpGet(base + "/healthz", absl::Seconds(5)).ok());
 }
 
 TEST_F(AgentServiceTest, SecondServerOnABoundPortFails) {

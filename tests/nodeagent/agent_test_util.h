@@ -19,7 +19,8 @@ inline constexpr char kAgentTlsName[] = "agent.hoist.test";
 
 // TLS material from harness cert files: `name`.pem, `name`-key.pem, and the
 // fleet CA (`ca_file`).
-inline TlsMaterial HarnessTls(const std::string& name, const std::string& ca_file = "ca.pem") {
+inline TlsMaterial HarnessTls(const std::string& name,
+                              const std::string& ca_file = "ca.pem") {
   const auto& h = hoist::testing::Harness();
   auto material = LoadTlsMaterial(
       {h.Cert(ca_file), h.Cert(name + ".pem"), h.Cert(name + "-key.pem")});
@@ -35,16 +36,19 @@ inline std::shared_ptr<grpc::Channel> AgentChannel(
   args.SetSslTargetNameOverride(kAgentTlsName);
   // A fresh connection per channel, so each test case does its own handshake.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  return grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port), credentials, args);
+  return grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port),
+                                   credentials, args);
 }
 
 // A channel presenting harness certificate `name` (e.g. "receiver").
-inline std::shared_ptr<grpc::Channel> AgentChannelAs(int port, const std::string& name) {
+inline std::shared_ptr<grpc::Channel> AgentChannelAs(int port,
+                                                     const std::string& name) {
   return AgentChannel(port, MutualTlsChannelCredentials(HarnessTls(name)));
 }
 
 inline void SetDeadline(grpc::ClientContext* context, int seconds = 10) {
-  context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+  context->set_deadline(std::chrono::system_clock::now() +
+                        std::chrono::seconds(seconds));
 }
 
 }  // namespace hoist::nodeagent

@@ -15,7 +15,8 @@
 
 namespace hoist::nodeagent {
 
-inline hoist::v1::DeployEvent Event(hoist::v1::DeployPhase phase, const std::string& message) {
+inline hoist::v1::DeployEvent Event(hoist::v1::DeployPhase phase,
+                                    const std::string& message) {
   hoist::v1::DeployEvent event;
   event.set_host("fake-host");
   event.set_phase(phase);
@@ -34,7 +35,8 @@ class FakeAgentHandler : public AgentHandler {
 
   absl::StatusOr<std::shared_ptr<DeployLog>> Deploy(
       const hoist::v1::DeployRequest& request) override {
-    if (request.deploy_id().empty()) return absl::InvalidArgumentError("deploy_id is empty");
+    if (request.deploy_id().empty())
+      return absl::InvalidArgumentError("deploy_id is empty");
     return Start(request.deploy_id(), request.container().name());
   }
 
@@ -46,10 +48,12 @@ class FakeAgentHandler : public AgentHandler {
     return Start(request.deploy_id(), request.container_name());
   }
 
-  absl::StatusOr<std::shared_ptr<DeployLog>> Watch(const std::string& deploy_id) override {
+  absl::StatusOr<std::shared_ptr<DeployLog>> Watch(
+      const std::string& deploy_id) override {
     absl::MutexLock lock(&mu_);
     auto it = logs_.find(deploy_id);
-    if (it == logs_.end()) return absl::NotFoundError(absl::StrCat("no deploy ", deploy_id));
+    if (it == logs_.end())
+      return absl::NotFoundError(absl::StrCat("no deploy ", deploy_id));
     return it->second;
   }
 
@@ -89,8 +93,9 @@ class FakeAgentHandler : public AgentHandler {
   // The phases a successful deploy goes through, in order.
   static std::vector<hoist::v1::DeployPhase> SuccessPhases() {
     using namespace hoist::v1;  // NOLINT: enum values
-    return {DEPLOY_PHASE_PULLING,      DEPLOY_PHASE_PULLED,   DEPLOY_PHASE_CREATING,
-            DEPLOY_PHASE_STOPPING_OLD, DEPLOY_PHASE_STARTING, DEPLOY_PHASE_HEALTH_CHECKING,
+    return {DEPLOY_PHASE_PULLING,  DEPLOY_PHASE_PULLED,
+            DEPLOY_PHASE_CREATING, DEPLOY_PHASE_STOPPING_OLD,
+            DEPLOY_PHASE_STARTING, DEPLOY_PHASE_HEALTH_CHECKING,
             DEPLOY_PHASE_SUCCEEDED};
   }
 
