@@ -113,6 +113,33 @@ TEST(ReceiverE2eTest, CrashingImageIsRolledBackEverywhere) {
   EXPECT_EQ(Fleet::Serves(1), "hoist-test v1");
 }
 
+TEST(ReceiverE2eTest, OperatorRollbackReturnsToThePreviousDigest) {
+  FleetOptions o;
+  o.batch = "100%";
+  Fleet fleet(o);
+  ASSERT_TRUE(fleet.AwaitAgents());
+  ASSERT_EQ(fleet.AwaitFinal(Id(fleet.Post(Fleet::PromotedEvent("v1", "v1"))))
+                .state(),
+            hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  ASSERT_EQ(fleet.AwaitFinal(Id(fleet.Post(Fleet::PromotedEvent("v2", "v2"))))
+                .state(),
+            hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  EXPECT_EQ(Fleet::Serves(0), "hoist-test v2");
+  grpc::ClientContext c;
+  c.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  hoist::v1::RollbackServiceRequest req;
+  req.set_service("web");
+  hoist::v1::Rollout rollback;
+  grpc::Status s = fleet.Control()->Rollback(&c, req, &rollback);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(rollback.trigger(), "rollback");
+  EXPECT_EQ(rollback.digest(), Harness().Digest("v1"));
+  hoist::v1::Rollout r = fleet.AwaitFinal(rollback.id());
+  ASSERT_EQ(r.state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED) << r.DebugString();
+  EXPECT_EQ(Fleet::Serves(0), "hoist-test v1");
+  EXPECT_EQ(Fleet::Serves(1), "hoist-test v1");
+}
+
 TEST(ReceiverE2eTest, ReceiverKilledMidRolloutRecoversAfterRestart) {
   FleetOptions o;
   o.batch = "1";
