@@ -4,6 +4,7 @@
 //   fleet_bench [--agents N] [--batches 100%,10%] [--follow watch|poll]
 //               [--health docker|settle] [--settle-ms MS] [--sim-latency op=ms,...]
 //               [--health-delay-ms MS] [--timeout-s S] [--workdir DIR] [--keep]
+//               [--receiver-env KEY=VALUE]...
 //
 // What runs where:
 //  - this process: N agents, each an AgentServer (mTLS gRPC on 127.0.0.1:0,
@@ -78,6 +79,7 @@ struct Flags {
   int timeout_s = 900;
   std::string workdir;
   bool keep = false;
+  std::vector<std::string> receiver_env;  // KEY=VALUE set for the receiver only
   std::string command;
 };
 
@@ -295,6 +297,8 @@ struct Row {
   int64_t rss_kb = 0;           // receiver VmRSS after
   int max_threads = 0;          // receiver, sampled during the rollout
   int64_t events = 0;           // watch events (or polls) received
+  double agents_cpu_s = 0;      // this process (the N agents) during the rollout
+  double sim_cpu_s = 0;         // hoist-docker-sim during the rollout
 };
 
 double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
@@ -514,9 +518,11 @@ bool Bench::StartReceiver() {
       !WriteFileAtomically(dir_ + "/receiver.yaml", ReceiverConfig()).ok()) {
     return false;
   }
+  for (const std::string& kv : flags_.receiver_env) putenv(const_cast<char*>(kv.c_str()));
   receiver_ = std::make_unique<Child>(
       std::vector<std::string>{HOIST_RECEIVER_BIN, "--config", dir_ + "/receiver.yaml"},
       dir_ + "/receiver.log");
+  for (const std::string& kv : flags_.receiver_env) unsetenv(kv.substr(0, kv.find('=')).c_str());
   const absl::Time spawned = absl::Now();
   sampler_ = std::make_unique<Sampler>(receiver_->pid());
   auto control = receiver_->AwaitLine("control listening on ", absl::Seconds(60));
@@ -639,6 +645,8 @@ std::optional<Row> Bench::Rollout(const std::string& service, const std::string&
   client.set_read_timeout(30);
   sampler_->Reset();
   const ProcStat before = ReadProc(receiver_->pid());
+  const double agents_before = ReadProc(getpid()).cpu_seconds;
+  const double sim_before = ReadProc(sim_->pid()).cpu_seconds;
   const absl::Time posted = absl::Now();
   auto res = client.Post("/webhooks/artifactory",
                          {{"X-JFrog-Event-Auth", HmacSha256Hex(kSecret, body)}}, body,
@@ -659,6 +667,8 @@ std::optional<Row> Bench::Rollout(const std::string& service, const std::string&
   auto rollout = Follow(id, &row.events);
   const absl::Time seen = absl::Now();
   const ProcStat after = ReadProc(receiver_->pid());
+  row.agents_cpu_s = ReadProc(getpid()).cpu_seconds - agents_before;
+  row.sim_cpu_s = ReadProc(sim_->pid()).cpu_seconds - sim_before;
   if (!rollout) {
     std::cerr << "fleet_bench: rollout " << id << " did not end in time\n";
     return std::nullopt;
@@ -730,15 +740,15 @@ void Bench::Print() {
   for (const auto& [k, v] : facts_) out << "  " << k << ": " << v << "\n";
   out << "\n| rollout | hosts | state | failed | webhook->final (s) | webhook->last host done (s) "
          "| slowest host (s) | median host (s) | receiver CPU (s) | CPU ms/host | receiver RSS "
-         "(MB) | receiver threads (max) |\n";
-  out << "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+         "(MB) | receiver threads (max) | agents CPU (s) | sim CPU (s) | follow events |\n";
+  out << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const Row& r : rows_) {
     out << absl::StrFormat("| %s | %d | %s | %d | %.2f | %.2f | %.2f | %.2f | %.3f | %.2f | %.1f "
-                           "| %d |\n",
+                           "| %d | %.1f | %.1f | %d |\n",
                            r.what, r.hosts, r.state, r.failed_hosts, r.wall_s, r.last_host_s,
                            r.slowest_host_s, r.median_host_s, r.cpu_s,
                            r.hosts > 0 ? 1000.0 * r.cpu_s / r.hosts : 0.0, r.rss_kb / 1024.0,
-                           r.max_threads);
+                           r.max_threads, r.agents_cpu_s, r.sim_cpu_s, r.events);
   }
   // Targets (issue 7).
   const Row* single = nullptr;
@@ -763,10 +773,11 @@ void Bench::Print() {
                          flags_.agents, rcv.rss_kb / 1024.0, rcv.hwm_kb / 1024.0,
                          rcv.hwm_kb <= 200 * 1024 ? "MET" : "NOT MET");
   if (single != nullptr && all != nullptr) {
-    const double slowest_single = std::max(single->slowest_host_s, all->slowest_host_s);
+    // The single host's deploy alone (one-host rollout) is the reference.
+    const double slowest_single = single->slowest_host_s;
     const double bound = 2 * slowest_single + 2;
-    out << absl::StrFormat("  batch=all upgrade webhook->final %.2f s vs 2 x slowest single-host "
-                           "deploy (%.2f s) + 2 s = %.2f s: %s\n",
+    out << absl::StrFormat("  batch=all upgrade webhook->final %.2f s vs 2 x single-host "
+                           "deploy alone (%.2f s) + 2 s = %.2f s: %s\n",
                            all->wall_s, slowest_single, bound,
                            all->wall_s <= bound ? "MET" : "NOT MET");
   }
@@ -806,6 +817,21 @@ int Bench::Run() {
     if (!ok) break;
   }
   CheckLock();
+  {
+    const ProcStat self = ReadProc(getpid());
+    Fact(&facts_, "bench process (agents) after the rollouts",
+         absl::StrFormat("RSS %.1f MB (%.0f KB per agent above the pre-agent baseline), peak "
+                         "%.1f MB, %d threads",
+                         self.rss_kb / 1024.0,
+                         static_cast<double>(self.rss_kb - bench_rss_before_agents_kb_) /
+                             flags_.agents,
+                         self.hwm_kb / 1024.0, self.threads));
+    if (sim_) {
+      const ProcStat sim = ReadProc(sim_->pid());
+      Fact(&facts_, "hoist-docker-sim",
+           absl::StrFormat("RSS %.1f MB, %.1f CPU-s", sim.rss_kb / 1024.0, sim.cpu_seconds));
+    }
+  }
   Print();
   receiver_->Signal(SIGTERM);
   if (!receiver_->Wait(absl::Seconds(30))) std::cerr << "fleet_bench: receiver did not stop\n";
@@ -825,6 +851,7 @@ constexpr char kUsage[] =
     "usage: fleet_bench [--agents N] [--batches 100%,10%] [--follow watch|poll]\n"
     "                   [--health docker|settle] [--settle-ms MS] [--sim-latency op=ms,...]\n"
     "                   [--health-delay-ms MS] [--timeout-s S] [--workdir DIR] [--keep]\n"
+    "                   [--receiver-env KEY=VALUE]...\n"
     "One real hoist-receiver and N in-process agents over a Docker Engine API SIMULATOR.\n";
 
 }  // namespace
@@ -867,6 +894,9 @@ int main(int argc, char** argv) {
       ok = absl::SimpleAtoi(value, &flags.health_delay_ms);
     } else if (flag == "--timeout-s") {
       ok = absl::SimpleAtoi(value, &flags.timeout_s) && flags.timeout_s > 0;
+    } else if (flag == "--receiver-env") {
+      flags.receiver_env.push_back(value);
+      ok = value.find('=') != std::string::npos;
     } else if (flag == "--workdir") {
       flags.workdir = value;
     } else {
