@@ -393,6 +393,19 @@ answers() {  # prints each host's answer on 127.0.0.1:8080
   done
 }
 
+# check_serving VERSION: every host answers "hello from VERSION", else exit 1.
+check_serving() {
+  local h got failed=0
+  for h in "${HOSTS[@]}"; do
+    got=$(in_host "$h" curl -s --max-time 2 http://127.0.0.1:8080/ || true)
+    if [[ $got != "hello from $1" ]]; then
+      echo "demo.sh: CHECK FAILED: $h answers \"$got\", expected \"hello from $1\"" >&2
+      failed=1
+    fi
+  done
+  ((failed == 0)) || exit 1
+}
+
 # promote VERSION: POSTs the Artifactory "docker promoted" webhook for
 # hello:VERSION, signed like Artifactory does with payload signing, then
 # watches the rollout it started.
@@ -428,6 +441,7 @@ step "8/9 Artifactory promotes hello:v1 -> webhook -> rollout to both hosts"
 promote v1
 info "Each host's container answers (curl inside its namespace):"
 answers
+check_serving v1
 pause
 
 step "9/9 Artifactory promotes hello:v2 -> rolling update, one host at a time"
@@ -435,15 +449,7 @@ promote v2
 info "Each host's container now answers:"
 answers
 
-failed=0
-for h in "${HOSTS[@]}"; do
-  got=$(in_host "$h" curl -s --max-time 2 http://127.0.0.1:8080/ || true)
-  if [[ $got != "hello from v2" ]]; then
-    echo "demo.sh: CHECK FAILED: $h answers \"$got\", expected \"hello from v2\"" >&2
-    failed=1
-  fi
-done
-((failed == 0)) || exit 1
+check_serving v2
 echo
 echo "${bold}Both hosts serve v2.${reset}"
 
