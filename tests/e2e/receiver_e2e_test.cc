@@ -2,6 +2,7 @@
 // network-namespace hosts -> their dockerd, with the harness's registry and
 // test images. What each host serves is checked from inside its namespace.
 #include <signal.h>
+#include <sys/wait.h>
 
 #include <set>
 #include <string>
@@ -138,6 +139,41 @@ TEST(ReceiverE2eTest, OperatorRollbackReturnsToThePreviousDigest) {
   ASSERT_EQ(r.state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED) << r.DebugString();
   EXPECT_EQ(Fleet::Serves(0), "hoist-test v1");
   EXPECT_EQ(Fleet::Serves(1), "hoist-test v1");
+}
+
+TEST(ReceiverE2eTest, SigtermMidDeployStopsPromptlyAndTheRestartAttaches) {
+  FleetOptions o;
+  o.batch = "100%";
+  o.health_timeout_seconds = 8;
+  Fleet fleet(o);
+  ASSERT_TRUE(fleet.AwaitAgents());
+  const std::string id =
+      Id(fleet.Post(Fleet::PromotedEvent("unhealthy", "unhealthy")));
+  ASSERT_TRUE(hoist::testing::WaitFor(
+      [&] {
+        auto r = fleet.Get(id);
+        return r.ok() &&
+               r->hosts(0).phase() == hoist::v1::DEPLOY_PHASE_HEALTH_CHECKING;
+      },
+      absl::Seconds(60)));
+  fleet.receiver()->Signal(SIGTERM);
+  auto status = fleet.receiver()->Wait(absl::Seconds(10));
+  ASSERT_TRUE(status.has_value()) << "hoist-receiver did not stop within 10 s";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << *status;
+  fleet.StartReceiver();
+  hoist::v1::Rollout r = fleet.AwaitFinal(id);
+  // The agents' own deploys (attached again with the same ids) failed their
+  // health check and restored nothing (there was no old container).
+  ASSERT_TRUE(r.state() == hoist::v1::ROLLOUT_STATE_ROLLED_BACK ||
+              r.state() == hoist::v1::ROLLOUT_STATE_FAILED)
+      << r.DebugString();
+  for (const auto& h : r.hosts()) {
+    EXPECT_TRUE(h.phase() == hoist::v1::DEPLOY_PHASE_FAILED ||
+                h.phase() == hoist::v1::DEPLOY_PHASE_ROLLED_BACK)
+        << h.DebugString();
+    EXPECT_FALSE(h.error().empty()) << h.DebugString();
+    EXPECT_EQ(h.deploy_id(), absl::StrCat(id, "-", h.agent()));
+  }
 }
 
 TEST(ReceiverE2eTest, ReceiverKilledMidRolloutRecoversAfterRestart) {
