@@ -1,5 +1,10 @@
 #include "receiver/agent_client_grpc.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <memory>
 #include <string>
 #include <vector>
@@ -182,6 +187,37 @@ TEST_F(AgentClientGrpcTest, UnreachableAgentFailsUnavailableQuickly) {
   absl::MutexLock lock(&result.mu);
   EXPECT_EQ(result.status.code(), absl::StatusCode::kUnavailable)
       << result.status;
+}
+
+TEST_F(AgentClientGrpcTest, SilentPeerFailsWithinTheConnectTimeout) {
+  // A socket that listens but never answers the TLS handshake.
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(fd, 16), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  AgentCallConfig call;
+  call.connect_timeout_seconds = 1;
+  AgentClientGrpc client(Entry("agent.hoist.test", ntohs(addr.sin_port)),
+                         MutualTlsChannelCredentials(Material("receiver")),
+                         call);
+  StreamResult result;
+  hoist::v1::DeployRequest req;
+  req.set_deploy_id("x");
+  const absl::Time start = absl::Now();
+  client.Deploy(req, absl::Seconds(60), result.OnEvent(), result.OnDone());
+  ASSERT_TRUE(result.Wait(absl::Seconds(30)));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(15));
+  {
+    absl::MutexLock lock(&result.mu);
+    EXPECT_EQ(result.status.code(), absl::StatusCode::kUnavailable)
+        << result.status;
+  }
+  close(fd);
 }
 
 TEST_F(AgentClientGrpcTest, DeadlineEndsAStuckStream) {
