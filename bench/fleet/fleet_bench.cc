@@ -4,7 +4,7 @@
 //   fleet_bench [--agents N] [--batches 100%,10%] [--follow watch|poll]
 //               [--health docker|settle] [--settle-ms MS] [--sim-latency op=ms,...]
 //               [--health-delay-ms MS] [--timeout-s S] [--workdir DIR] [--keep]
-//               [--receiver-env KEY=VALUE]...
+//               [--receiver-env KEY=VALUE]... [--receiver-state PATH]
 //
 // What runs where:
 //  - this process: N agents, each an AgentServer (mTLS gRPC on 127.0.0.1:0,
@@ -80,6 +80,7 @@ struct Flags {
   std::string workdir;
   bool keep = false;
   std::vector<std::string> receiver_env;  // KEY=VALUE set for the receiver only
+  std::string receiver_state;             // journal path; default WORKDIR/state/receiver.db
   std::string command;
 };
 
@@ -508,7 +509,8 @@ std::string Bench::ReceiverConfig() {
       "webhook:\n  listen: \"127.0.0.1:0\"\n  secret_files: [secret]\n  auth: hmac-sha256\n",
       "control: {listen: \"127.0.0.1:0\"}\n", "tls: {ca: \"", pki_, "/ca.pem\", cert: \"", pki_,
       "/receiver.pem\", key: \"", pki_, "/receiver-key.pem\"}\n",
-      "authz: {operators: [\"spiffe://hoist/operator\"]}\n", "state: state/receiver.db\n",
+      "authz: {operators: [\"spiffe://hoist/operator\"]}\n", "state: \"",
+      flags_.receiver_state.empty() ? "state/receiver.db" : flags_.receiver_state, "\"\n",
       "agent_call: {deadline_seconds: 600, connect_timeout_seconds: 10, retry_seconds: 60}\n",
       "agents:\n", agents, "services:\n", services);
 }
@@ -851,7 +853,7 @@ constexpr char kUsage[] =
     "usage: fleet_bench [--agents N] [--batches 100%,10%] [--follow watch|poll]\n"
     "                   [--health docker|settle] [--settle-ms MS] [--sim-latency op=ms,...]\n"
     "                   [--health-delay-ms MS] [--timeout-s S] [--workdir DIR] [--keep]\n"
-    "                   [--receiver-env KEY=VALUE]...\n"
+    "                   [--receiver-env KEY=VALUE]... [--receiver-state PATH]\n"
     "One real hoist-receiver and N in-process agents over a Docker Engine API SIMULATOR.\n";
 
 }  // namespace
@@ -897,6 +899,8 @@ int main(int argc, char** argv) {
     } else if (flag == "--receiver-env") {
       flags.receiver_env.push_back(value);
       ok = value.find('=') != std::string::npos;
+    } else if (flag == "--receiver-state") {
+      flags.receiver_state = value;
     } else if (flag == "--workdir") {
       flags.workdir = value;
     } else {
