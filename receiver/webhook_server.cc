@@ -279,25 +279,42 @@ absl::StatusOr<std::unique_ptr<WebhookServer>> WebhookServer::Start(
                             "the webhook path, body read included.",
                             MetricsRegistry::DurationBuckets());
 
+  // Counted before the answer is written, so that a client holding its
+  // answer already sees it in /metrics.
+  auto count = [metrics](const httplib::Response& res) {
+    metrics
+        ->GetCounter("hoist_webhook_requests_total",
+                     "Requests to the webhook path, by HTTP status code.",
+                     {{"code", absl::StrCat(res.status)}})
+        ->Increment();
+  };
+
   // Answers before the body is read (and before "100 Continue" is sent).
   http.set_expect_100_continue_handler(
-      [self, metrics](const httplib::Request& req, httplib::Response& res) {
-        if (!AnswerFromHeaders(*self->config(), *metrics, req, res)) return 100;
+      [self, metrics, count](const httplib::Request& req,
+                             httplib::Response& res) {
+        std::shared_ptr<const ReceiverConfig> config = self->config();
+        if (!AnswerFromHeaders(*config, *metrics, req, res)) return 100;
         // httplib writes this answer without adding a Content-Length; without
         // one the client would wait for the connection to close.
         res.set_header("Content-Length", absl::StrCat(res.body.size()));
+        if (req.path == config->webhook.path) count(res);
         return res.status;
       });
   http.set_pre_routing_handler(
-      [self, metrics](const httplib::Request& req, httplib::Response& res) {
-        return AnswerFromHeaders(*self->config(), *metrics, req, res)
-                   ? httplib::Server::HandlerResponse::Handled
-                   : httplib::Server::HandlerResponse::Unhandled;
+      [self, metrics, count](const httplib::Request& req,
+                             httplib::Response& res) {
+        std::shared_ptr<const ReceiverConfig> config = self->config();
+        if (!AnswerFromHeaders(*config, *metrics, req, res)) {
+          return httplib::Server::HandlerResponse::Unhandled;
+        }
+        if (req.path == config->webhook.path) count(res);
+        return httplib::Server::HandlerResponse::Handled;
       });
   // Only a POST to the webhook path gets here (the pre-routing handler
   // answered everything else), so the pattern may match any path: the
   // path can change on UpdateConfig().
-  http.Post(".*", [self, latency](
+  http.Post(".*", [self, latency, count](
                       const httplib::Request& req, httplib::Response& res,
                       const httplib::ContentReader& content_reader) {
     const auto start = std::chrono::steady_clock::now();
@@ -326,18 +343,10 @@ absl::StatusOr<std::unique_ptr<WebhookServer>> WebhookServer::Start(
       request.content_type = req.get_header_value("Content-Type");
       SetJson(res, HandleWebhook(*config, *self->options_.submitter, request));
     }
+    count(res);
     latency->Observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
             .count());
-  });
-  http.set_logger([self, metrics](const httplib::Request& req,
-                                  const httplib::Response& res) {
-    if (req.path != self->config()->webhook.path) return;
-    metrics
-        ->GetCounter("hoist_webhook_requests_total",
-                     "Requests to the webhook path, by HTTP status code.",
-                     {{"code", absl::StrCat(res.status)}})
-        ->Increment();
   });
 
   if (port == 0) {
