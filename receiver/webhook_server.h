@@ -93,7 +93,8 @@ class WebhookServer {
   WebhookServer(const WebhookServer&) = delete;
   WebhookServer& operator=(const WebhookServer&) = delete;
 
-  // Stops accepting, finishes in-flight requests, joins. Idempotent.
+  // Stops accepting, finishes in-flight requests, joins. Idempotent. An
+  // open idle connection can hold this up to keep_alive_timeout_seconds.
   void Stop();
 
   // The bound port (useful after listening on port 0).
