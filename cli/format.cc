@@ -240,8 +240,8 @@ std::vector<std::string> WatchView::Apply(const hoist::v1::RolloutEvent& event) 
     }
     if (h.phase() != hoist::v1::DEPLOY_PHASE_PULLING) pulls_.erase(h.agent());
     // Servers often prefix a host's message with its name; we print it once.
-    const std::string message(
-        absl::StripPrefix(event.message(), absl::StrCat(h.agent(), ": ")));
+    std::string message(absl::StripPrefix(event.message(), absl::StrCat(h.agent(), ": ")));
+    if (message == hoist::v1::DeployPhase_Name(h.phase())) message.clear();  // says nothing new
     const bool new_message = !message.empty() && host_messages_[h.agent()] != message;
     if (!message.empty()) host_messages_[h.agent()] = message;
     if (phase_changed || new_message) {
@@ -260,7 +260,7 @@ std::vector<std::string> WatchView::Apply(const hoist::v1::RolloutEvent& event) 
       event.message() != last_message_) {
     lines.push_back(absl::StrCat("  ", event.message()));
   }
-  if (!event.message().empty()) last_message_ = event.message();
+  if (changed.empty() && !event.message().empty()) last_message_ = event.message();
   return lines;
 }
 
@@ -274,7 +274,8 @@ std::vector<std::string> WatchView::Render(int bar_width) const {
   for (const hoist::v1::HostResult& h : rollout_.hosts()) {
     std::string line = absl::StrCat("  ", h.agent(), std::string(name_width - h.agent().size(), ' '),
                                     "  ", PhaseName(h.phase()));
-    line.append(line.size() < name_width + 20 ? name_width + 20 - line.size() : 1, ' ');
+    // Room for the longest phase name, HEALTH_CHECKING.
+    line.append(line.size() < name_width + 21 ? name_width + 21 - line.size() : 1, ' ');
     const auto pull = pulls_.find(h.agent());
     if (h.phase() == hoist::v1::DEPLOY_PHASE_PULLING && pull != pulls_.end()) {
       const hoist::v1::PullProgress& p = pull->second;

@@ -57,8 +57,9 @@ class WatchView {
   // updates add no line.
   std::vector<std::string> Apply(const hoist::v1::RolloutEvent& event);
 
-  // The live screen for a terminal: a header, one line per host (with a
-  // pull progress bar while PULLING) and the latest message.
+  // The live screen for a terminal: a header, one line per host (phase,
+  // then a pull progress bar while PULLING, else its error or latest
+  // message) and the latest message about the rollout as a whole.
   std::vector<std::string> Render(int bar_width) const;
 
   const hoist::v1::Rollout& rollout() const { return rollout_; }
@@ -69,7 +70,7 @@ class WatchView {
   hoist::v1::Rollout rollout_;
   std::map<std::string, hoist::v1::PullProgress> pulls_;  // by agent
   std::map<std::string, std::string> host_messages_;      // by agent
-  std::string last_message_;
+  std::string last_message_;  // latest message about the rollout as a whole
 };
 
 }  // namespace hoist::cli

@@ -169,7 +169,7 @@ on_exit() {
   set +e
   if ((rc != 0)); then
     echo "demo.sh: failed (exit $rc); logs were in $DEMO_DIR/logs" >&2
-    if [[ -d $DEMO_DIR/logs ]]; then
+    if ((rc != 130)) && [[ -d $DEMO_DIR/logs ]]; then
       cp -r "$DEMO_DIR/logs" "/tmp/hoist-demo-logs.$$" 2>/dev/null &&
         echo "demo.sh: copied them to /tmp/hoist-demo-logs.$$" >&2
     fi

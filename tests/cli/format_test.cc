@@ -245,6 +245,11 @@ TEST(WatchViewTest, LogLinesFollowStateAndPhaseChanges) {
   r = pulling.rollout();
   hoist::v1::RolloutEvent done = HostEvent(r, "web-1", hoist::v1::DEPLOY_PHASE_SUCCEEDED, "healthy");
   EXPECT_EQ(view.Apply(done), std::vector<std::string>{"  web-1: SUCCEEDED - healthy"});
+  EXPECT_EQ(view.Render(8)[1], "  web-1  SUCCEEDED        healthy");
+  // A message that only repeats the phase adds nothing.
+  hoist::v1::RolloutEvent repeat =
+      HostEvent(done.rollout(), "web-1", hoist::v1::DEPLOY_PHASE_SUCCEEDED, "DEPLOY_PHASE_SUCCEEDED");
+  EXPECT_TRUE(view.Apply(repeat).empty());
   EXPECT_EQ(view.Render(8)[1].find('['), std::string::npos);  // bar gone after PULLING
 
   r = done.rollout();
@@ -274,6 +279,7 @@ TEST(WatchViewTest, MessagesAreNotRepeated) {
   note.set_message("waiting for batch 2");
   EXPECT_EQ(view.Apply(note), std::vector<std::string>{"  waiting for batch 2"});
   EXPECT_TRUE(view.Apply(note).empty());  // same message again
+  EXPECT_EQ(view.Render(8).back(), "  waiting for batch 2");
 
   // A host message prefixed with the host's name, containing its error.
   hoist::v1::RolloutEvent failed =
