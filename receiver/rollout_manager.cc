@@ -707,13 +707,15 @@ void RolloutManager::HousekeepingLoop() {
       batch.swap(duplicate_counts_);
       if (batch.empty() && stopping_) return;
     }
-    PruneDedupe();
     for (const auto& [key, at] : batch) {
       absl::Status s = journal_->CountDuplicate(key, at);
-      if (!s.ok())
+      if (!s.ok()) {
         LogWarning("could not count duplicate delivery",
                    {{"error", s.ToString()}});
+      }
     }
+    if (Stopping()) return;
+    PruneDedupe();
   }
 }
 

@@ -97,6 +97,7 @@ class RolloutManagerTest : public ::testing::Test {
   TempJournal journal_;
   FakeAgentClientPool pool_;
   MetricsRegistry metrics_;
+  FakeClock clock_;  // outlives manager_ (declared before it)
   std::shared_ptr<ReceiverConfig> config_;
   std::unique_ptr<RolloutManager> manager_;
 };
@@ -284,12 +285,11 @@ TEST_F(RolloutManagerTest, BurstOfFiftyDeploysAtMostTwiceAndTheNewestLast) {
 }
 
 TEST_F(RolloutManagerTest, DuplicateWithinWindowReplayAfter) {
-  FakeClock clock;
-  Make(MakeConfig(1, Policy(0, "1", OnFailure::kRollback)), &clock);
+  Make(MakeConfig(1, Policy(0, "1", OnFailure::kRollback)), &clock_);
   manager_->Start();
   const DeployIntent intent = Intent(7, "docker|promoted|repo|app/v7|abc");
   const std::string id = SubmitOk(intent);
-  clock.Advance(absl::Seconds(599));
+  clock_.Advance(absl::Seconds(599));
   auto dup = manager_->Submit(intent);
   ASSERT_TRUE(dup.ok());
   EXPECT_EQ(dup->kind, SubmitResult::Kind::kDuplicate);
@@ -303,7 +303,7 @@ TEST_F(RolloutManagerTest, DuplicateWithinWindowReplayAfter) {
     if (!counted) absl::SleepFor(absl::Milliseconds(10));
   }
   EXPECT_TRUE(counted);
-  clock.Advance(absl::Seconds(2));
+  clock_.Advance(absl::Seconds(2));
   auto replay = manager_->Submit(intent);
   ASSERT_TRUE(replay.ok());
   EXPECT_EQ(replay->kind, SubmitResult::Kind::kReplay);
@@ -314,21 +314,20 @@ TEST_F(RolloutManagerTest, DuplicateWithinWindowReplayAfter) {
 }
 
 TEST_F(RolloutManagerTest, DedupeSurvivesRestartThroughTheJournal) {
-  FakeClock clock;
   const DeployIntent intent = Intent(3, "key-3");
-  Make(MakeConfig(1, Policy(0, "1", OnFailure::kRollback)), &clock);
+  Make(MakeConfig(1, Policy(0, "1", OnFailure::kRollback)), &clock_);
   manager_->Start();
   const std::string id = SubmitOk(intent);
   ASSERT_TRUE(manager_->WaitIdle(absl::Seconds(10)));
   manager_.reset();
-  Make(config_, &clock);
+  Make(config_, &clock_);
   ASSERT_TRUE(manager_->Recover().ok());
   manager_->Start();
   auto again = manager_->Submit(intent);
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->kind, SubmitResult::Kind::kDuplicate);
   EXPECT_EQ(again->rollout_id, id);
-  clock.Advance(absl::Seconds(601));
+  clock_.Advance(absl::Seconds(601));
   EXPECT_EQ(manager_->Submit(intent)->kind, SubmitResult::Kind::kReplay);
 }
 
@@ -468,25 +467,24 @@ TEST_F(RolloutManagerTest, SlowWatcherNeverBlocksTheExecutor) {
 }
 
 TEST_F(RolloutManagerTest, PauseBetweenBatchesUsesTheClock) {
-  FakeClock clock;
   Make(MakeConfig(2,
                   [] {
                     RolloutPolicy p = Policy(0, "1", OnFailure::kRollback);
                     p.pause_seconds = 30;
                     return p;
                   }()),
-       &clock);
+       &clock_);
   manager_->Start();
   const std::string id = SubmitOk(Intent(1));
   // web-1 deployed; the executor then waits 30 s of the fake clock.
   bool waiting = false;
   for (int i = 0; i < 500 && !waiting; ++i) {
-    waiting = pool_.calls().size() == 1 && clock.sleepers() > 0;
+    waiting = pool_.calls().size() == 1 && clock_.sleepers() > 0;
     if (!waiting) absl::SleepFor(absl::Milliseconds(10));
   }
   ASSERT_TRUE(waiting);
   EXPECT_EQ(pool_.calls().size(), 1u);
-  clock.Advance(absl::Seconds(31));
+  clock_.Advance(absl::Seconds(31));
   AwaitState(id, hoist::v1::ROLLOUT_STATE_SUCCEEDED);
   EXPECT_EQ(pool_.calls().size(), 2u);
 }
