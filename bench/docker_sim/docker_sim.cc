@@ -51,7 +51,8 @@ std::string UrlDecode(absl::string_view in) {
   for (size_t i = 0; i < in.size(); ++i) {
     if (in[i] == '%' && i + 2 < in.size() && HexValue(in[i + 1]) >= 0 &&
         HexValue(in[i + 2]) >= 0) {
-      out.push_back(static_cast<char>(HexValue(in[i + 1]) * 16 + HexValue(in[i + 2])));
+      out.push_back(
+          static_cast<char>(HexValue(in[i + 1]) * 16 + HexValue(in[i + 2])));
       i += 2;
     } else if (in[i] == '+') {
       out.push_back(' ');
@@ -74,33 +75,46 @@ bool SendAll(int fd, absl::string_view data) {
 
 const char* Reason(int code) {
   switch (code) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 409: return "Conflict";
-    default: return "Internal Server Error";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 304:
+      return "Not Modified";
+    case 400:
+      return "Bad Request";
+    case 404:
+      return "Not Found";
+    case 409:
+      return "Conflict";
+    default:
+      return "Internal Server Error";
   }
 }
 
-constexpr char kServerHeader[] = "Server: hoist-docker-sim (SIMULATOR, not Docker)\r\n";
+constexpr char kServerHeader[] =
+    "Server: hoist-docker-sim (SIMULATOR, not Docker)\r\n";
 
-bool SendResponse(int fd, int code, const std::string& body, const std::string& api_version,
+bool SendResponse(int fd, int code, const std::string& body,
+                  const std::string& api_version,
                   const std::string& content_type = "application/json") {
-  std::string head = absl::StrCat("HTTP/1.1 ", code, " ", Reason(code), "\r\n", kServerHeader,
-                                  "Api-Version: ", api_version, "\r\n");
+  std::string head =
+      absl::StrCat("HTTP/1.1 ", code, " ", Reason(code), "\r\n", kServerHeader,
+                   "Api-Version: ", api_version, "\r\n");
   if (code != 204 && code != 304) {
-    absl::StrAppend(&head, "Content-Type: ", content_type, "\r\nContent-Length: ", body.size(),
-                    "\r\n");
+    absl::StrAppend(&head, "Content-Type: ", content_type,
+                    "\r\nContent-Length: ", body.size(), "\r\n");
   }
   absl::StrAppend(&head, "\r\n");
   if (code == 204 || code == 304) return SendAll(fd, head);
   return SendAll(fd, head + body);
 }
 
-std::string Message(const std::string& text) { return json{{"message", text}}.dump(); }
+std::string Message(const std::string& text) {
+  return json{{"message", text}}.dump();
+}
 
 std::string DockerTime(absl::Time t) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%E9SZ", t, absl::UTCTimeZone());
@@ -116,7 +130,7 @@ struct Image {
 struct Container {
   std::string id;
   std::string name;
-  std::string image;     // reference as created
+  std::string image;  // reference as created
   std::string image_id;
   std::map<std::string, std::string> labels;
   json host_config;
@@ -130,15 +144,19 @@ struct Container {
 }  // namespace
 
 absl::Status ParseLatencies(absl::string_view spec, DockerSimOptions* options) {
-  for (absl::string_view item : absl::StrSplit(spec, ',', absl::SkipWhitespace())) {
-    std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(item, '=');
+  for (absl::string_view item :
+       absl::StrSplit(spec, ',', absl::SkipWhitespace())) {
+    std::pair<absl::string_view, absl::string_view> kv =
+        absl::StrSplit(item, '=');
     bool known = false;
     for (const char* op : kSimOperations) known |= kv.first == op;
     int64_t ms = 0;
     if (!known || !absl::SimpleAtoi(kv.second, &ms) || ms < 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat("latency \"", item, "\": want OP=MILLISECONDS with OP one of ping, version, "
-                       "pull, inspect_image, list_images, remove_image, list, create, start, "
+          absl::StrCat("latency \"", item,
+                       "\": want OP=MILLISECONDS with OP one of ping, version, "
+                       "pull, inspect_image, list_images, remove_image, list, "
+                       "create, start, "
                        "stop, remove, rename, update, inspect, logs"));
     }
     options->latency[std::string(kv.first)] = absl::Milliseconds(ms);
@@ -166,18 +184,23 @@ class DockerSim::Engine {
     return SendResponse(fd, code, body, options_.api_version);
   }
 
-  Image* FindImageLocked(const std::string& ref) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  Image* FindImageLocked(const std::string& ref)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     for (Image& image : images_) {
-      if (image.id == ref || (absl::StartsWith(ref, "sha256:") && image.id == ref)) return &image;
-      if (!absl::StartsWith(ref, "sha256:") && absl::StartsWith(image.id, "sha256:" + ref) &&
-          ref.size() >= 12 && ref.find_first_not_of("0123456789abcdef") == std::string::npos) {
+      if (image.id == ref ||
+          (absl::StartsWith(ref, "sha256:") && image.id == ref))
+        return &image;
+      if (!absl::StartsWith(ref, "sha256:") &&
+          absl::StartsWith(image.id, "sha256:" + ref) && ref.size() >= 12 &&
+          ref.find_first_not_of("0123456789abcdef") == std::string::npos) {
         return &image;
       }
       for (const std::string& d : image.repo_digests) {
         if (d == ref) return &image;
       }
       for (const std::string& t : image.repo_tags) {
-        if (t == ref || (ref.find(':') == std::string::npos && t == ref + ":latest")) {
+        if (t == ref ||
+            (ref.find(':') == std::string::npos && t == ref + ":latest")) {
           return &image;
         }
       }
@@ -185,7 +208,8 @@ class DockerSim::Engine {
     return nullptr;
   }
 
-  Container* FindContainerLocked(const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  Container* FindContainerLocked(const std::string& key)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::string name(absl::StripPrefix(key, "/"));
     for (auto& [id, c] : containers_) {
       if (id == key || c.name == name) return &c;
@@ -200,7 +224,8 @@ class DockerSim::Engine {
 
   std::string Health(const Container& c) const {
     if (c.status != "running") return "unhealthy";
-    return absl::Now() - c.started_at >= options_.health_delay ? "healthy" : "starting";
+    return absl::Now() - c.started_at >= options_.health_delay ? "healthy"
+                                                               : "starting";
   }
 
   json InspectJson(const Container& c) const {
@@ -213,21 +238,27 @@ class DockerSim::Engine {
                   {"Pid", c.status == "running" ? 4242 : 0},
                   {"ExitCode", c.exit_code},
                   {"Error", ""},
-                  {"StartedAt", c.started_at == absl::InfinitePast() ? "0001-01-01T00:00:00Z"
-                                                                      : DockerTime(c.started_at)},
+                  {"StartedAt", c.started_at == absl::InfinitePast()
+                                    ? "0001-01-01T00:00:00Z"
+                                    : DockerTime(c.started_at)},
                   {"FinishedAt", c.finished_at == absl::InfinitePast()
                                      ? "0001-01-01T00:00:00Z"
                                      : DockerTime(c.finished_at)}};
     if (options_.health_delay >= absl::ZeroDuration()) {
-      state["Health"] = {{"Status", Health(c)}, {"FailingStreak", 0}, {"Log", json::array()}};
+      state["Health"] = {
+          {"Status", Health(c)}, {"FailingStreak", 0}, {"Log", json::array()}};
     }
     json config = c.config;
     config["Image"] = c.image;
     config["Labels"] = c.labels;
-    return {{"Id", c.id},       {"Created", DockerTime(absl::Now())},
-            {"Name", "/" + c.name}, {"Image", c.image_id},
-            {"State", state},   {"Config", config},
-            {"HostConfig", c.host_config}, {"Driver", "overlay2"}};
+    return {{"Id", c.id},
+            {"Created", DockerTime(absl::Now())},
+            {"Name", "/" + c.name},
+            {"Image", c.image_id},
+            {"State", state},
+            {"Config", config},
+            {"HostConfig", c.host_config},
+            {"Driver", "overlay2"}};
   }
 
   bool Pull(int fd, const HttpRequest& req);
@@ -246,17 +277,19 @@ bool DockerSim::Engine::Handle(int fd, const HttpRequest& req) {
   const std::string& p = req.path;
   if (p == "/_ping") {
     Sleep("ping");
-    return SendResponse(fd, 200, "OK", options_.api_version, "text/plain; charset=utf-8");
+    return SendResponse(fd, 200, "OK", options_.api_version,
+                        "text/plain; charset=utf-8");
   }
   if (p == "/version") {
     Sleep("version");
-    return Reply(fd, 200, json{{"Version", options_.version},
-                               {"ApiVersion", options_.api_version},
-                               {"MinAPIVersion", "1.12"},
-                               {"Os", "linux"},
-                               {"Arch", "amd64"},
-                               {"Platform", {{"Name", "hoist-docker-sim (SIMULATOR)"}}}}
-                              .dump());
+    return Reply(fd, 200,
+                 json{{"Version", options_.version},
+                      {"ApiVersion", options_.api_version},
+                      {"MinAPIVersion", "1.12"},
+                      {"Os", "linux"},
+                      {"Arch", "amd64"},
+                      {"Platform", {{"Name", "hoist-docker-sim (SIMULATOR)"}}}}
+                     .dump());
   }
   if (p == "/images/create" && req.method == "POST") return Pull(fd, req);
   if (p == "/images/json" && req.method == "GET") {
@@ -279,87 +312,105 @@ bool DockerSim::Engine::Handle(int fd, const HttpRequest& req) {
       name.resize(name.size() - 5);
       absl::MutexLock lock(&mu_);
       Image* image = FindImageLocked(name);
-      if (image == nullptr) return Reply(fd, 404, Message("No such image: " + name));
-      return Reply(fd, 200, json{{"Id", image->id},
-                                 {"RepoTags", image->repo_tags},
-                                 {"RepoDigests", image->repo_digests},
-                                 {"Created", DockerTime(image->created)},
-                                 {"Size", options_.layer_bytes * options_.layers},
-                                 {"Os", "linux"},
-                                 {"Architecture", "amd64"}}
-                                .dump());
+      if (image == nullptr)
+        return Reply(fd, 404, Message("No such image: " + name));
+      return Reply(fd, 200,
+                   json{{"Id", image->id},
+                        {"RepoTags", image->repo_tags},
+                        {"RepoDigests", image->repo_digests},
+                        {"Created", DockerTime(image->created)},
+                        {"Size", options_.layer_bytes * options_.layers},
+                        {"Os", "linux"},
+                        {"Architecture", "amd64"}}
+                       .dump());
     }
     if (req.method == "DELETE") {
       Sleep("remove_image");
-      const bool force = req.query.count("force") && req.query.at("force") != "0";
+      const bool force =
+          req.query.count("force") && req.query.at("force") != "0";
       absl::MutexLock lock(&mu_);
       Image* image = FindImageLocked(name);
-      if (image == nullptr) return Reply(fd, 404, Message("No such image: " + name));
+      if (image == nullptr)
+        return Reply(fd, 404, Message("No such image: " + name));
       for (const auto& [id, c] : containers_) {
         if (c.image_id == image->id && !force) {
-          return Reply(fd, 409, Message(absl::StrCat("conflict: unable to delete ",
-                                                     image->id.substr(7, 12),
-                                                     " (must be forced) - image is being used by "
-                                                     "stopped container ",
-                                                     id.substr(0, 12))));
+          return Reply(
+              fd, 409,
+              Message(absl::StrCat("conflict: unable to delete ",
+                                   image->id.substr(7, 12),
+                                   " (must be forced) - image is being used by "
+                                   "stopped container ",
+                                   id.substr(0, 12))));
         }
       }
       const std::string deleted = image->id;
       images_.erase(images_.begin() + (image - images_.data()));
-      return Reply(fd, 200, json::array({{{"Untagged", name}}, {{"Deleted", deleted}}}).dump());
+      return Reply(
+          fd, 200,
+          json::array({{{"Untagged", name}}, {{"Deleted", deleted}}}).dump());
     }
   }
-  if (p == "/containers/json" && req.method == "GET") return ListContainers(fd, req);
-  if (p == "/containers/create" && req.method == "POST") return CreateContainer(fd, req);
+  if (p == "/containers/json" && req.method == "GET")
+    return ListContainers(fd, req);
+  if (p == "/containers/create" && req.method == "POST")
+    return CreateContainer(fd, req);
   if (absl::StartsWith(p, "/containers/")) {
     std::string rest = p.substr(12);
     const size_t slash = rest.find('/');
     const std::string id = rest.substr(0, slash);
-    const std::string action = slash == std::string::npos ? "" : rest.substr(slash + 1);
+    const std::string action =
+        slash == std::string::npos ? "" : rest.substr(slash + 1);
     return ContainerAction(fd, req, id, action);
   }
-  return Reply(fd, 404, Message(absl::StrCat("page not found (hoist-docker-sim): ", req.method,
-                                             " ", p)));
+  return Reply(fd, 404,
+               Message(absl::StrCat(
+                   "page not found (hoist-docker-sim): ", req.method, " ", p)));
 }
 
 bool DockerSim::Engine::Pull(int fd, const HttpRequest& req) {
-  const std::string from = req.query.count("fromImage") ? req.query.at("fromImage") : "";
+  const std::string from =
+      req.query.count("fromImage") ? req.query.at("fromImage") : "";
   std::string tag = req.query.count("tag") ? req.query.at("tag") : "latest";
   if (from.empty()) return Reply(fd, 400, Message("fromImage is required"));
   const bool by_digest = absl::StartsWith(tag, "sha256:");
-  const std::string digest = by_digest ? tag : "sha256:" + Sha256Hex(from + ":" + tag);
+  const std::string digest =
+      by_digest ? tag : "sha256:" + Sha256Hex(from + ":" + tag);
   const std::string reference = by_digest ? from + "@" + tag : from + ":" + tag;
   bool present = false;
   {
     absl::MutexLock lock(&mu_);
     present = FindImageLocked(from + "@" + digest) != nullptr;
   }
-  std::string head = absl::StrCat("HTTP/1.1 200 OK\r\n", kServerHeader, "Api-Version: ",
-                                  options_.api_version,
+  std::string head = absl::StrCat("HTTP/1.1 200 OK\r\n", kServerHeader,
+                                  "Api-Version: ", options_.api_version,
                                   "\r\nContent-Type: application/json\r\n"
                                   "Transfer-Encoding: chunked\r\n\r\n");
   if (!SendAll(fd, head)) return false;
   auto line = [fd](const json& j) {
     const std::string data = j.dump() + "\r\n";
-    return SendAll(fd, absl::StrCat(absl::Hex(data.size()), "\r\n", data, "\r\n"));
+    return SendAll(fd,
+                   absl::StrCat(absl::Hex(data.size()), "\r\n", data, "\r\n"));
   };
   const std::string short_tag = by_digest ? digest : tag;
   bool ok = line({{"status", "Pulling from " + from}, {"id", short_tag}});
   if (!present) {
     std::vector<std::string> layers;
     for (int i = 0; i < options_.layers; ++i) {
-      layers.push_back(Sha256Hex(absl::StrCat(digest, "/layer/", i)).substr(0, 12));
+      layers.push_back(
+          Sha256Hex(absl::StrCat(digest, "/layer/", i)).substr(0, 12));
     }
     for (const std::string& l : layers) {
-      ok = ok && line({{"status", "Pulling fs layer"}, {"progressDetail", json::object()},
+      ok = ok && line({{"status", "Pulling fs layer"},
+                       {"progressDetail", json::object()},
                        {"id", l}});
     }
     // Downloading and Extracting lines share the pull latency evenly.
     const int steps = std::max(1, options_.progress_lines);
     const int total_lines = options_.layers * (2 * steps + 3);
     auto it = options_.latency.find("pull");
-    const absl::Duration per_line =
-        it == options_.latency.end() ? absl::ZeroDuration() : it->second / std::max(1, total_lines);
+    const absl::Duration per_line = it == options_.latency.end()
+                                        ? absl::ZeroDuration()
+                                        : it->second / std::max(1, total_lines);
     const int64_t total = options_.layer_bytes;
     for (const std::string& l : layers) {
       for (int s = 1; s <= steps && ok; ++s) {
@@ -367,15 +418,19 @@ bool DockerSim::Engine::Pull(int fd, const HttpRequest& req) {
         const int64_t cur = total * s / steps;
         ok = line({{"status", "Downloading"},
                    {"progressDetail", {{"current", cur}, {"total", total}}},
-                   {"progress", absl::StrFormat("[%-50s] %.1fMB/%.1fMB",
-                                                std::string(static_cast<size_t>(50 * s / steps), '='),
-                                                cur / 1048576.0, total / 1048576.0)},
+                   {"progress",
+                    absl::StrFormat(
+                        "[%-50s] %.1fMB/%.1fMB",
+                        std::string(static_cast<size_t>(50 * s / steps), '='),
+                        cur / 1048576.0, total / 1048576.0)},
                    {"id", l}});
       }
       absl::SleepFor(per_line);
-      ok = ok && line({{"status", "Verifying Checksum"}, {"progressDetail", json::object()},
+      ok = ok && line({{"status", "Verifying Checksum"},
+                       {"progressDetail", json::object()},
                        {"id", l}});
-      ok = ok && line({{"status", "Download complete"}, {"progressDetail", json::object()},
+      ok = ok && line({{"status", "Download complete"},
+                       {"progressDetail", json::object()},
                        {"id", l}});
       for (int s = 1; s <= steps && ok; ++s) {
         absl::SleepFor(per_line);
@@ -385,7 +440,8 @@ bool DockerSim::Engine::Pull(int fd, const HttpRequest& req) {
                    {"id", l}});
       }
       absl::SleepFor(per_line);
-      ok = ok && line({{"status", "Pull complete"}, {"progressDetail", json::object()},
+      ok = ok && line({{"status", "Pull complete"},
+                       {"progressDetail", json::object()},
                        {"id", l}});
     }
   }
@@ -393,8 +449,9 @@ bool DockerSim::Engine::Pull(int fd, const HttpRequest& req) {
   if (ok) {
     absl::MutexLock lock(&mu_);
     if (Image* image = FindImageLocked(from + "@" + digest); image != nullptr) {
-      if (!by_digest && std::find(image->repo_tags.begin(), image->repo_tags.end(),
-                                  reference) == image->repo_tags.end()) {
+      if (!by_digest &&
+          std::find(image->repo_tags.begin(), image->repo_tags.end(),
+                    reference) == image->repo_tags.end()) {
         image->repo_tags.push_back(reference);
       }
     } else {
@@ -406,8 +463,10 @@ bool DockerSim::Engine::Pull(int fd, const HttpRequest& req) {
       images_.push_back(std::move(fresh));
     }
   }
-  ok = ok && line({{"status", present ? "Status: Image is up to date for " + reference
-                                      : "Status: Downloaded newer image for " + reference}});
+  ok = ok &&
+       line({{"status",
+              present ? "Status: Image is up to date for " + reference
+                      : "Status: Downloaded newer image for " + reference}});
   return ok && SendAll(fd, "0\r\n\r\n");
 }
 
@@ -423,7 +482,8 @@ bool DockerSim::Engine::ListContainers(int fd, const HttpRequest& req) {
           if (l.is_string()) want.push_back(l.get<std::string>());
         }
       } else if (labels.is_object()) {  // {"key=value": true}
-        for (auto it = labels.begin(); it != labels.end(); ++it) want.push_back(it.key());
+        for (auto it = labels.begin(); it != labels.end(); ++it)
+          want.push_back(it.key());
       }
     }
   }
@@ -437,7 +497,8 @@ bool DockerSim::Engine::ListContainers(int fd, const HttpRequest& req) {
     for (const std::string& w : want) {
       const size_t eq = w.find('=');
       auto it = c.labels.find(w.substr(0, eq));
-      if (it == c.labels.end() || (eq != std::string::npos && it->second != w.substr(eq + 1))) {
+      if (it == c.labels.end() ||
+          (eq != std::string::npos && it->second != w.substr(eq + 1))) {
         match = false;
       }
     }
@@ -447,7 +508,8 @@ bool DockerSim::Engine::ListContainers(int fd, const HttpRequest& req) {
                    {"Image", c.image},
                    {"ImageID", c.image_id},
                    {"State", c.status},
-                   {"Status", c.status == "running" ? "Up (simulated)" : "Exited (simulated)"},
+                   {"Status", c.status == "running" ? "Up (simulated)"
+                                                    : "Exited (simulated)"},
                    {"Labels", c.labels}});
   }
   return Reply(fd, 200, out.dump());
@@ -461,13 +523,17 @@ bool DockerSim::Engine::CreateContainer(int fd, const HttpRequest& req) {
   const std::string image_ref = body.value("Image", "");
   absl::MutexLock lock(&mu_);
   Image* image = FindImageLocked(image_ref);
-  if (image == nullptr) return Reply(fd, 404, Message("No such image: " + image_ref));
+  if (image == nullptr)
+    return Reply(fd, 404, Message("No such image: " + image_ref));
   if (!name.empty()) {
-    if (Container* other = FindContainerLocked(name); other != nullptr && other->name == name) {
-      return Reply(fd, 409, Message(absl::StrCat("Conflict. The container name \"/", name,
-                                                 "\" is already in use by container \"", other->id,
-                                                 "\". You have to remove (or rename) that "
-                                                 "container to be able to reuse that name.")));
+    if (Container* other = FindContainerLocked(name);
+        other != nullptr && other->name == name) {
+      return Reply(fd, 409,
+                   Message(absl::StrCat(
+                       "Conflict. The container name \"/", name,
+                       "\" is already in use by container \"", other->id,
+                       "\". You have to remove (or rename) that "
+                       "container to be able to reuse that name.")));
     }
   }
   Container c;
@@ -477,7 +543,8 @@ bool DockerSim::Engine::CreateContainer(int fd, const HttpRequest& req) {
   c.image_id = image->id;
   if (body.contains("Labels") && body["Labels"].is_object()) {
     for (auto it = body["Labels"].begin(); it != body["Labels"].end(); ++it) {
-      if (it.value().is_string()) c.labels[it.key()] = it.value().get<std::string>();
+      if (it.value().is_string())
+        c.labels[it.key()] = it.value().get<std::string>();
     }
   }
   c.host_config = body.value("HostConfig", json::object());
@@ -488,19 +555,22 @@ bool DockerSim::Engine::CreateContainer(int fd, const HttpRequest& req) {
   return Reply(fd, 201, json{{"Id", id}, {"Warnings", json::array()}}.dump());
 }
 
-bool DockerSim::Engine::ContainerAction(int fd, const HttpRequest& req, const std::string& key,
+bool DockerSim::Engine::ContainerAction(int fd, const HttpRequest& req,
+                                        const std::string& key,
                                         const std::string& action) {
-  const char* op = action == "json"     ? "inspect"
-                   : action == "start"  ? "start"
-                   : action == "stop"   ? "stop"
-                   : action == "rename" ? "rename"
-                   : action == "update" ? "update"
-                   : action == "logs"   ? "logs"
+  const char* op = action == "json"                           ? "inspect"
+                   : action == "start"                        ? "start"
+                   : action == "stop"                         ? "stop"
+                   : action == "rename"                       ? "rename"
+                   : action == "update"                       ? "update"
+                   : action == "logs"                         ? "logs"
                    : action.empty() && req.method == "DELETE" ? "remove"
                                                               : nullptr;
   if (op == nullptr) {
-    return Reply(fd, 404, Message(absl::StrCat("page not found (hoist-docker-sim): ", req.method,
-                                               " /containers/", key, "/", action)));
+    return Reply(
+        fd, 404,
+        Message(absl::StrCat("page not found (hoist-docker-sim): ", req.method,
+                             " /containers/", key, "/", action)));
   }
   Sleep(op);
   absl::MutexLock lock(&mu_);
@@ -522,13 +592,15 @@ bool DockerSim::Engine::ContainerAction(int fd, const HttpRequest& req, const st
     return Reply(fd, 204, "");
   }
   if (o == "rename") {
-    const std::string name = req.query.count("name") ? req.query.at("name") : "";
+    const std::string name =
+        req.query.count("name") ? req.query.at("name") : "";
     if (name.empty()) return Reply(fd, 400, Message("name is required"));
     for (const auto& [id, other] : containers_) {
       if (other.name == name && id != c->id) {
-        return Reply(fd, 409, Message(absl::StrCat("Conflict. The container name \"/", name,
-                                                   "\" is already in use by container \"", id,
-                                                   "\".")));
+        return Reply(fd, 409,
+                     Message(absl::StrCat(
+                         "Conflict. The container name \"/", name,
+                         "\" is already in use by container \"", id, "\".")));
       }
     }
     c->name = name;
@@ -542,7 +614,8 @@ bool DockerSim::Engine::ContainerAction(int fd, const HttpRequest& req, const st
     return Reply(fd, 200, json{{"Warnings", json::array()}}.dump());
   }
   if (o == "logs") {
-    const std::string text = absl::StrCat("simulated container ", c->name, " (hoist-docker-sim)\n");
+    const std::string text =
+        absl::StrCat("simulated container ", c->name, " (hoist-docker-sim)\n");
     std::string frame(8, '\0');
     frame[0] = 1;
     const uint32_t n = static_cast<uint32_t>(text.size());
@@ -556,9 +629,11 @@ bool DockerSim::Engine::ContainerAction(int fd, const HttpRequest& req, const st
   // remove
   const bool force = req.query.count("force") && req.query.at("force") != "0";
   if (c->status == "running" && !force) {
-    return Reply(fd, 409, Message(absl::StrCat("You cannot remove a running container ", c->id,
-                                               ". Stop the container before attempting removal "
-                                               "or force remove")));
+    return Reply(
+        fd, 409,
+        Message(absl::StrCat("You cannot remove a running container ", c->id,
+                             ". Stop the container before attempting removal "
+                             "or force remove")));
   }
   containers_.erase(c->id);
   return Reply(fd, 204, "");
@@ -570,8 +645,10 @@ std::string DockerSim::SocketPath(int i) const {
   return absl::StrFormat("%s/docker-%04d.sock", options_.socket_dir, i);
 }
 
-absl::StatusOr<std::unique_ptr<DockerSim>> DockerSim::Start(DockerSimOptions options) {
-  if (options.count < 1) return absl::InvalidArgumentError("count must be >= 1");
+absl::StatusOr<std::unique_ptr<DockerSim>> DockerSim::Start(
+    DockerSimOptions options) {
+  if (options.count < 1)
+    return absl::InvalidArgumentError("count must be >= 1");
   std::error_code ec;
   std::filesystem::create_directories(options.socket_dir, ec);
   std::unique_ptr<DockerSim> sim(new DockerSim(std::move(options)));
@@ -586,8 +663,11 @@ absl::StatusOr<std::unique_ptr<DockerSim>> DockerSim::Start(DockerSimOptions opt
     std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
     unlink(path.c_str());
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return absl::UnavailableError(absl::StrCat("socket: ", std::strerror(errno)));
-    if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(fd, 512) != 0) {
+    if (fd < 0)
+      return absl::UnavailableError(
+          absl::StrCat("socket: ", std::strerror(errno)));
+    if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+        listen(fd, 512) != 0) {
       const std::string err = std::strerror(errno);
       close(fd);
       return absl::UnavailableError(absl::StrCat("bind ", path, ": ", err));
@@ -614,7 +694,8 @@ void DockerSim::Stop() {
   }
   // Bounded wait for connection threads (they exit when their peer closes or
   // on the next read after `stopping_`).
-  for (int i = 0; i < 3000 && connections_.load() > 0; ++i) absl::SleepFor(absl::Milliseconds(10));
+  for (int i = 0; i < 3000 && connections_.load() > 0; ++i)
+    absl::SleepFor(absl::Milliseconds(10));
   close(wake_pipe_[0]);
   close(wake_pipe_[1]);
 }
@@ -631,7 +712,9 @@ void DockerSim::AcceptLoop() {
       int conn = accept4(fds[i].fd, nullptr, nullptr, SOCK_CLOEXEC);
       if (conn < 0) continue;
       connections_.fetch_add(1);
-      std::thread([this, conn, i] { Serve(conn, static_cast<int>(i)); }).detach();
+      std::thread([this, conn, i] {
+        Serve(conn, static_cast<int>(i));
+      }).detach();
     }
   }
 }
@@ -664,10 +747,12 @@ void DockerSim::Serve(int fd, int engine) {
       const size_t colon = lines[i].find(':');
       if (colon == absl::string_view::npos) continue;
       const std::string name = absl::AsciiStrToLower(lines[i].substr(0, colon));
-      const absl::string_view value = absl::StripAsciiWhitespace(lines[i].substr(colon + 1));
+      const absl::string_view value =
+          absl::StripAsciiWhitespace(lines[i].substr(colon + 1));
       if (name == "content-length") {
         if (!absl::SimpleAtoi(value, &content_length)) content_length = 0;
-      } else if (name == "connection" && absl::EqualsIgnoreCase(value, "close")) {
+      } else if (name == "connection" &&
+                 absl::EqualsIgnoreCase(value, "close")) {
         req.keep_alive = false;
       }
     }
@@ -688,7 +773,8 @@ void DockerSim::Serve(int fd, int engine) {
     const size_t q = target.find('?');
     std::string path = UrlDecode(target.substr(0, q));
     if (q != std::string::npos) {
-      for (absl::string_view kv : absl::StrSplit(target.substr(q + 1), '&', absl::SkipEmpty())) {
+      for (absl::string_view kv :
+           absl::StrSplit(target.substr(q + 1), '&', absl::SkipEmpty())) {
         const size_t eq = kv.find('=');
         req.query[UrlDecode(kv.substr(0, eq))] =
             eq == absl::string_view::npos ? "" : UrlDecode(kv.substr(eq + 1));
@@ -701,7 +787,8 @@ void DockerSim::Serve(int fd, int engine) {
     }
     req.path = path;
     requests_.fetch_add(1);
-    open = engines_[static_cast<size_t>(engine)]->Handle(fd, req) && req.keep_alive;
+    open = engines_[static_cast<size_t>(engine)]->Handle(fd, req) &&
+           req.keep_alive;
   }
   close(fd);
   connections_.fetch_sub(1);

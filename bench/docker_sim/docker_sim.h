@@ -39,9 +39,9 @@ namespace hoist::bench {
 
 // Operations with a configurable latency.
 inline constexpr const char* kSimOperations[] = {
-    "ping",   "version", "pull",   "inspect_image", "list_images", "remove_image", "list",
-    "create", "start",   "stop",   "remove",        "rename",      "update",       "inspect",
-    "logs"};
+    "ping",         "version", "pull",   "inspect_image", "list_images",
+    "remove_image", "list",    "create", "start",         "stop",
+    "remove",       "rename",  "update", "inspect",       "logs"};
 
 struct DockerSimOptions {
   // Sockets are DIR/docker-0000.sock … DIR/docker-(count-1).sock.
@@ -49,17 +49,25 @@ struct DockerSimOptions {
   int count = 1;
   // Latency per operation name (kSimOperations); "pull" is the whole stream.
   std::map<std::string, absl::Duration> latency = {
-      {"ping", absl::Milliseconds(1)},    {"version", absl::Milliseconds(1)},
-      {"pull", absl::Milliseconds(1500)}, {"inspect_image", absl::Milliseconds(3)},
-      {"list_images", absl::Milliseconds(5)}, {"remove_image", absl::Milliseconds(50)},
-      {"list", absl::Milliseconds(5)},    {"create", absl::Milliseconds(40)},
-      {"start", absl::Milliseconds(120)}, {"stop", absl::Milliseconds(300)},
-      {"remove", absl::Milliseconds(40)}, {"rename", absl::Milliseconds(10)},
-      {"update", absl::Milliseconds(10)}, {"inspect", absl::Milliseconds(3)},
+      {"ping", absl::Milliseconds(1)},
+      {"version", absl::Milliseconds(1)},
+      {"pull", absl::Milliseconds(1500)},
+      {"inspect_image", absl::Milliseconds(3)},
+      {"list_images", absl::Milliseconds(5)},
+      {"remove_image", absl::Milliseconds(50)},
+      {"list", absl::Milliseconds(5)},
+      {"create", absl::Milliseconds(40)},
+      {"start", absl::Milliseconds(120)},
+      {"stop", absl::Milliseconds(300)},
+      {"remove", absl::Milliseconds(40)},
+      {"rename", absl::Milliseconds(10)},
+      {"update", absl::Milliseconds(10)},
+      {"inspect", absl::Milliseconds(3)},
       {"logs", absl::Milliseconds(5)}};
-  int layers = 4;                        // layers per pulled image
-  int64_t layer_bytes = 8 << 20;         // compressed size of each layer
-  int progress_lines = 6;                // Downloading lines per layer (and as many Extracting)
+  int layers = 4;                 // layers per pulled image
+  int64_t layer_bytes = 8 << 20;  // compressed size of each layer
+  int progress_lines =
+      6;  // Downloading lines per layer (and as many Extracting)
   // Containers report State.Health "starting" for this long after start,
   // then "healthy". Negative: images have no HEALTHCHECK (no State.Health).
   absl::Duration health_delay = absl::ZeroDuration();
@@ -67,13 +75,15 @@ struct DockerSimOptions {
   std::string api_version = "1.41";
 };
 
-// Parses "op=ms,op=ms" into `options->latency`; INVALID_ARGUMENT names an unknown op.
+// Parses "op=ms,op=ms" into `options->latency`; INVALID_ARGUMENT names an
+// unknown op.
 absl::Status ParseLatencies(absl::string_view spec, DockerSimOptions* options);
 
 class DockerSim {
  public:
   // Creates the socket directory, binds every socket and starts serving.
-  static absl::StatusOr<std::unique_ptr<DockerSim>> Start(DockerSimOptions options);
+  static absl::StatusOr<std::unique_ptr<DockerSim>> Start(
+      DockerSimOptions options);
   ~DockerSim();  // Stop()
 
   DockerSim(const DockerSim&) = delete;

@@ -2,7 +2,8 @@
 // COUNT unix sockets until SIGINT or SIGTERM. For benchmarks only.
 //
 //   hoist-docker-sim --socket-dir DIR [--count N] [--latency op=ms,...]
-//       [--layers N] [--layer-bytes B] [--progress-lines N] [--health-delay-ms MS]
+//       [--layers N] [--layer-bytes B] [--progress-lines N] [--health-delay-ms
+//       MS]
 //
 // Prints "ready SOCKET_DIR COUNT" on stdout once every socket listens.
 #include <signal.h>
@@ -17,15 +18,23 @@
 namespace {
 
 constexpr char kUsage[] =
-    "usage: hoist-docker-sim --socket-dir DIR [--count N] [--latency op=ms,...]\n"
-    "         [--layers N] [--layer-bytes B] [--progress-lines N] [--health-delay-ms MS]\n"
-    "A SIMULATOR of the Docker Engine API (API 1.41) on DIR/docker-NNNN.sock, one\n"
-    "independent in-memory engine per socket, for fleet benchmarks. Not Docker:\n"
+    "usage: hoist-docker-sim --socket-dir DIR [--count N] [--latency "
+    "op=ms,...]\n"
+    "         [--layers N] [--layer-bytes B] [--progress-lines N] "
+    "[--health-delay-ms MS]\n"
+    "A SIMULATOR of the Docker Engine API (API 1.41) on DIR/docker-NNNN.sock, "
+    "one\n"
+    "independent in-memory engine per socket, for fleet benchmarks. Not "
+    "Docker:\n"
     "nothing runs. --health-delay-ms -1: images have no HEALTHCHECK.\n"
-    "ops: ping version pull inspect_image list_images remove_image list create start\n"
-    "     stop remove rename update inspect logs (pull = the whole progress stream)\n";
+    "ops: ping version pull inspect_image list_images remove_image list create "
+    "start\n"
+    "     stop remove rename update inspect logs (pull = the whole progress "
+    "stream)\n";
 
-bool IntFlag(const std::string& value, int64_t* out) { return absl::SimpleAtoi(value, out); }
+bool IntFlag(const std::string& value, int64_t* out) {
+  return absl::SimpleAtoi(value, out);
+}
 
 }  // namespace
 
@@ -72,7 +81,8 @@ int main(int argc, char** argv) {
       return 2;
     }
     if (!ok) {
-      std::cerr << "hoist-docker-sim: bad value for " << flag << ": " << value << "\n";
+      std::cerr << "hoist-docker-sim: bad value for " << flag << ": " << value
+                << "\n";
       return 2;
     }
   }
@@ -85,18 +95,22 @@ int main(int argc, char** argv) {
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);  // before any thread starts
-  std::cerr << "hoist-docker-sim: a SIMULATOR of the Docker Engine API, not Docker; "
-            << options.count << " simulated engine(s) in " << options.socket_dir << std::endl;
+  std::cerr
+      << "hoist-docker-sim: a SIMULATOR of the Docker Engine API, not Docker; "
+      << options.count << " simulated engine(s) in " << options.socket_dir
+      << std::endl;
   auto sim = hoist::bench::DockerSim::Start(options);
   if (!sim.ok()) {
     std::cerr << "hoist-docker-sim: " << sim.status().message() << "\n";
     return 1;
   }
-  std::cout << "ready " << options.socket_dir << " " << options.count << std::endl;
+  std::cout << "ready " << options.socket_dir << " " << options.count
+            << std::endl;
   int sig = 0;
   sigwait(&set, &sig);
   const int64_t requests = (*sim)->requests();
   (*sim)->Stop();
-  std::cerr << "hoist-docker-sim: stopped after " << requests << " requests" << std::endl;
+  std::cerr << "hoist-docker-sim: stopped after " << requests << " requests"
+            << std::endl;
   return 0;
 }

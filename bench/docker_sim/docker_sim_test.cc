@@ -75,9 +75,14 @@ TEST_F(DockerSimTest, PingAndVersionSaySimulator) {
 }
 
 TEST_F(DockerSimTest, PullStreamsLayerProgressAndRecordsTheRepoDigest) {
-  EXPECT_EQ(docker_->InspectImage(ref_).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(docker_->InspectImage(ref_).status().code(),
+            absl::StatusCode::kNotFound);
   std::vector<PullUpdate> updates;
-  ASSERT_TRUE(docker_->PullImage(ref_, "", [&](const PullUpdate& u) { updates.push_back(u); }).ok());
+  ASSERT_TRUE(
+      docker_
+          ->PullImage(ref_, "",
+                      [&](const PullUpdate& u) { updates.push_back(u); })
+          .ok());
   int downloading = 0, extracting = 0, complete = 0;
   bool digest_line = false, status_line = false;
   for (const PullUpdate& u : updates) {
@@ -101,10 +106,15 @@ TEST_F(DockerSimTest, PullStreamsLayerProgressAndRecordsTheRepoDigest) {
   EXPECT_THAT(image->repo_digests, Contains(ref_));
   // A second pull reports the image up to date, with no layer lines.
   updates.clear();
-  ASSERT_TRUE(docker_->PullImage(ref_, "", [&](const PullUpdate& u) { updates.push_back(u); }).ok());
+  ASSERT_TRUE(
+      docker_
+          ->PullImage(ref_, "",
+                      [&](const PullUpdate& u) { updates.push_back(u); })
+          .ok());
   EXPECT_EQ(updates.back().status, "Status: Image is up to date for " + ref_);
   // Engines are independent: the other socket has no image.
-  EXPECT_EQ(Client(1)->InspectImage(ref_).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Client(1)->InspectImage(ref_).status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST_F(DockerSimTest, ContainerLifecycleAsTheAgentDrivesIt) {
@@ -146,12 +156,15 @@ TEST_F(DockerSimTest, ContainerLifecycleAsTheAgentDrivesIt) {
   auto logs = docker_->ContainerLogs(*id, 10);
   ASSERT_TRUE(logs.ok()) << logs.status();
   EXPECT_THAT(*logs, HasSubstr("simulated container web"));
-  EXPECT_EQ(docker_->RemoveContainer(*id, false).code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(docker_->RemoveImage(ref_, false).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(docker_->RemoveContainer(*id, false).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(docker_->RemoveImage(ref_, false).code(),
+            absl::StatusCode::kFailedPrecondition);
   ASSERT_TRUE(docker_->StopContainer(*id, absl::Seconds(1)).ok());
   EXPECT_FALSE(docker_->InspectContainer(*id)->running);
   ASSERT_TRUE(docker_->RemoveContainer(*id, false).ok());
-  EXPECT_EQ(docker_->InspectContainer(*id).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(docker_->InspectContainer(*id).status().code(),
+            absl::StatusCode::kNotFound);
   ASSERT_TRUE(docker_->RemoveImage(ref_, false).ok());
   EXPECT_TRUE(docker_->ListImages()->empty());
 }

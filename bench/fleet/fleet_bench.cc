@@ -2,7 +2,8 @@
 // API SIMULATOR (GitHub issue 7). See docs/scaling.md for results.
 //
 //   fleet_bench [--agents N] [--batches 100%,10%] [--follow watch|poll]
-//               [--health docker|settle] [--settle-ms MS] [--sim-latency op=ms,...]
+//               [--health docker|settle] [--settle-ms MS] [--sim-latency
+//               op=ms,...]
 //               [--health-delay-ms MS] [--timeout-s S] [--workdir DIR] [--keep]
 //               [--receiver-env KEY=VALUE]... [--receiver-state PATH]
 //
@@ -71,7 +72,7 @@ using hoist::v1::Rollout;
 struct Flags {
   int agents = 10;
   std::vector<std::string> batches = {"100%", "10%"};
-  std::string follow = "watch";  // watch | poll
+  std::string follow = "watch";   // watch | poll
   std::string health = "docker";  // docker | settle
   int settle_ms = 1000;
   std::string sim_latency;
@@ -80,7 +81,8 @@ struct Flags {
   std::string workdir;
   bool keep = false;
   std::vector<std::string> receiver_env;  // KEY=VALUE set for the receiver only
-  std::string receiver_state;             // journal path; default WORKDIR/state/receiver.db
+  std::string
+      receiver_state;  // journal path; default WORKDIR/state/receiver.db
   std::string command;
 };
 
@@ -97,28 +99,33 @@ struct ProcStat {
 ProcStat ReadProc(pid_t pid) {
   ProcStat out;
   std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
-  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  std::string text((std::istreambuf_iterator<char>(stat)),
+                   std::istreambuf_iterator<char>());
   const size_t paren = text.rfind(')');
   if (paren != std::string::npos) {
-    std::vector<std::string> fields = absl::StrSplit(text.substr(paren + 2), ' ');
+    std::vector<std::string> fields =
+        absl::StrSplit(text.substr(paren + 2), ' ');
     // fields[0] is field 3 (state); utime is field 14, stime 15.
     int64_t utime = 0, stime = 0;
     if (fields.size() > 13 && absl::SimpleAtoi(fields[11], &utime) &&
         absl::SimpleAtoi(fields[12], &stime)) {
-      out.cpu_seconds = static_cast<double>(utime + stime) / sysconf(_SC_CLK_TCK);
+      out.cpu_seconds =
+          static_cast<double>(utime + stime) / sysconf(_SC_CLK_TCK);
     }
   }
   std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
   for (std::string line; std::getline(status, line);) {
     int64_t v = 0;
-    std::vector<std::string> parts = absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    std::vector<std::string> parts =
+        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
     if (parts.size() < 2 || !absl::SimpleAtoi(parts[1], &v)) continue;
     if (parts[0] == "VmRSS:") out.rss_kb = v;
     if (parts[0] == "VmHWM:") out.hwm_kb = v;
     if (parts[0] == "Threads:") out.threads = static_cast<int>(v);
   }
   std::error_code ec;
-  for (auto it = std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/fd"), ec);
+  for (auto it = std::filesystem::directory_iterator(
+           absl::StrCat("/proc/", pid, "/fd"), ec);
        !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
     ++out.fds;
   }
@@ -129,12 +136,14 @@ ProcStat ReadProc(pid_t pid) {
 std::string ThreadNames(pid_t pid) {
   std::map<std::string, int> counts;
   std::error_code ec;
-  for (auto it = std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/task"), ec);
+  for (auto it = std::filesystem::directory_iterator(
+           absl::StrCat("/proc/", pid, "/task"), ec);
        !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
     std::string comm = ReadFile(it->path().string() + "/comm").value_or("?");
     while (!comm.empty() && comm.back() == '\n') comm.pop_back();
     // Strip trailing digits so numbered pool threads group together.
-    while (!comm.empty() && (absl::ascii_isdigit(comm.back()) || comm.back() == '-')) {
+    while (!comm.empty() &&
+           (absl::ascii_isdigit(comm.back()) || comm.back() == '-')) {
       comm.pop_back();
     }
     ++counts[comm.empty() ? "?" : comm];
@@ -143,7 +152,8 @@ std::string ThreadNames(pid_t pid) {
   for (const auto& [name, n] : counts) sorted.push_back({n, name});
   std::sort(sorted.rbegin(), sorted.rend());
   std::vector<std::string> parts;
-  for (const auto& [n, name] : sorted) parts.push_back(absl::StrCat(name, " x", n));
+  for (const auto& [n, name] : sorted)
+    parts.push_back(absl::StrCat(name, " x", n));
   return absl::StrJoin(parts, ", ");
 }
 
@@ -176,9 +186,8 @@ class Sampler {
       std::ifstream status(absl::StrCat("/proc/", pid_, "/status"));
       for (std::string line; std::getline(status, line);) {
         int64_t v = 0;
-        if (line.rfind("Threads:", 0) == 0 && absl::SimpleAtoi(absl::StripAsciiWhitespace(
-                                                                    line.substr(8)),
-                                                                &v)) {
+        if (line.rfind("Threads:", 0) == 0 &&
+            absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(8)), &v)) {
           s.threads = static_cast<int>(v);
         }
         if (line.rfind("VmRSS:", 0) == 0) {
@@ -208,7 +217,8 @@ class Sampler {
 
 class Child {
  public:
-  Child(const std::vector<std::string>& argv, const std::string& log) : log_(log) {
+  Child(const std::vector<std::string>& argv, const std::string& log)
+      : log_(log) {
     pid_ = fork();
     if (pid_ == 0) {
       int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -217,7 +227,8 @@ class Child {
         dup2(fd, 2);
       }
       std::vector<char*> args;
-      for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+      for (const std::string& a : argv)
+        args.push_back(const_cast<char*>(a.c_str()));
       args.push_back(nullptr);
       sigset_t none;
       sigemptyset(&none);
@@ -252,15 +263,18 @@ class Child {
     return status_;
   }
   std::string Log() const { return ReadFile(log_).value_or(""); }
-  // The rest of the first log line starting with `prefix`, waiting up to `timeout`.
-  std::optional<std::string> AwaitLine(const std::string& prefix, absl::Duration timeout) {
+  // The rest of the first log line starting with `prefix`, waiting up to
+  // `timeout`.
+  std::optional<std::string> AwaitLine(const std::string& prefix,
+                                       absl::Duration timeout) {
     const absl::Time deadline = absl::Now() + timeout;
     while (absl::Now() < deadline) {
       std::istringstream in(Log());
       for (std::string line; std::getline(in, line);) {
         if (line.rfind(prefix, 0) == 0) return line.substr(prefix.size());
       }
-      if (!running() || Wait(absl::ZeroDuration()).has_value()) return std::nullopt;
+      if (!running() || Wait(absl::ZeroDuration()).has_value())
+        return std::nullopt;
       absl::SleepFor(absl::Milliseconds(5));
     }
     return std::nullopt;
@@ -290,16 +304,17 @@ struct Row {
   int hosts = 0;
   std::string state;
   int failed_hosts = 0;
-  double wall_s = 0;            // webhook POST -> final state seen
-  double last_host_s = 0;       // webhook POST -> last host finished (receiver's time)
-  double slowest_host_s = 0;    // max(finished - started) over hosts
+  double wall_s = 0;  // webhook POST -> final state seen
+  double last_host_s =
+      0;  // webhook POST -> last host finished (receiver's time)
+  double slowest_host_s = 0;  // max(finished - started) over hosts
   double median_host_s = 0;
-  double cpu_s = 0;             // receiver CPU during the rollout
-  int64_t rss_kb = 0;           // receiver VmRSS after
-  int max_threads = 0;          // receiver, sampled during the rollout
-  int64_t events = 0;           // watch events (or polls) received
-  double agents_cpu_s = 0;      // this process (the N agents) during the rollout
-  double sim_cpu_s = 0;         // hoist-docker-sim during the rollout
+  double cpu_s = 0;         // receiver CPU during the rollout
+  int64_t rss_kb = 0;       // receiver VmRSS after
+  int max_threads = 0;      // receiver, sampled during the rollout
+  int64_t events = 0;       // watch events (or polls) received
+  double agents_cpu_s = 0;  // this process (the N agents) during the rollout
+  double sim_cpu_s = 0;     // hoist-docker-sim during the rollout
 };
 
 double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
@@ -309,8 +324,10 @@ absl::Time FromProto(const google::protobuf::Timestamp& t) {
 }
 
 bool Final(hoist::v1::RolloutState s) {
-  return s == hoist::v1::ROLLOUT_STATE_SUCCEEDED || s == hoist::v1::ROLLOUT_STATE_FAILED ||
-         s == hoist::v1::ROLLOUT_STATE_ROLLED_BACK || s == hoist::v1::ROLLOUT_STATE_PAUSED ||
+  return s == hoist::v1::ROLLOUT_STATE_SUCCEEDED ||
+         s == hoist::v1::ROLLOUT_STATE_FAILED ||
+         s == hoist::v1::ROLLOUT_STATE_ROLLED_BACK ||
+         s == hoist::v1::ROLLOUT_STATE_PAUSED ||
          s == hoist::v1::ROLLOUT_STATE_SUPERSEDED;
 }
 
@@ -326,9 +343,10 @@ class Bench {
   std::string ReceiverConfig();
   bool StartReceiver();
   bool AwaitAgentsReachable();
-  std::optional<Row> Rollout(const std::string& service, const std::string& what,
-                             const std::string& tag);
-  std::optional<hoist::v1::Rollout> Follow(const std::string& id, int64_t* events);
+  std::optional<Row> Rollout(const std::string& service,
+                             const std::string& what, const std::string& tag);
+  std::optional<hoist::v1::Rollout> Follow(const std::string& id,
+                                           int64_t* events);
   hoist::v1::Control::Stub* Control();
   void CheckLock();
   void Print();
@@ -346,15 +364,16 @@ class Bench {
   int webhook_port_ = 0;
   std::unique_ptr<hoist::v1::Control::Stub> stub_;
   std::vector<Row> rows_;
-  std::vector<std::pair<std::string, std::string>> facts_;  // printed before the table
+  std::vector<std::pair<std::string, std::string>>
+      facts_;  // printed before the table
   std::string lock_message_;
   int64_t bench_rss_before_agents_kb_ = 0;
 };
 
 constexpr char kSecret[] = "fleet-bench-webhook-secret-0123456789";
 
-void Fact(std::vector<std::pair<std::string, std::string>>* facts, const std::string& k,
-          const std::string& v) {
+void Fact(std::vector<std::pair<std::string, std::string>>* facts,
+          const std::string& k, const std::string& v) {
   facts->push_back({k, v});
   std::cerr << "fleet_bench: " << k << ": " << v << std::endl;
 }
@@ -373,7 +392,8 @@ bool Bench::Certs() {
   }
   const absl::Duration shared = absl::Now() - t0;
   const absl::Time t1 = absl::Now();
-  if (std::system(absl::StrCat(certs, " agent ", pki_, " agent-probe --ip 127.0.0.1 >/dev/null")
+  if (std::system(absl::StrCat(certs, " agent ", pki_,
+                               " agent-probe --ip 127.0.0.1 >/dev/null")
                       .c_str()) != 0) {
     return false;
   }
@@ -393,12 +413,15 @@ bool Bench::Certs() {
     leaves_.push_back(std::move(*leaf));
   }
   const absl::Duration inproc = absl::Now() - t2;
-  Fact(&facts_, "certs: CA + receiver + operator (deploy/certs.sh)", absl::FormatDuration(shared));
+  Fact(&facts_, "certs: CA + receiver + operator (deploy/certs.sh)",
+       absl::FormatDuration(shared));
   Fact(&facts_, "certs: one agent leaf with deploy/certs.sh",
-       absl::StrCat(absl::FormatDuration(one_script), " (x", flags_.agents, " = ~",
-                    absl::FormatDuration(one_script * flags_.agents), ")"));
+       absl::StrCat(absl::FormatDuration(one_script), " (x", flags_.agents,
+                    " = ~", absl::FormatDuration(one_script * flags_.agents),
+                    ")"));
   Fact(&facts_, "certs: per-agent leaves in-process (OpenSSL, EC P-256)",
-       absl::StrFormat("%d in %s (%.2f ms each)", flags_.agents, absl::FormatDuration(inproc),
+       absl::StrFormat("%d in %s (%.2f ms each)", flags_.agents,
+                       absl::FormatDuration(inproc),
                        absl::ToDoubleMilliseconds(inproc) / flags_.agents));
   auto op = LoadTlsMaterial(TlsFiles{pki_ + "/ca.pem", pki_ + "/operator.pem",
                                      pki_ + "/operator-key.pem"});
@@ -408,10 +431,14 @@ bool Bench::Certs() {
 }
 
 bool Bench::StartSim() {
-  std::vector<std::string> argv = {HOIST_DOCKER_SIM_BIN, "--socket-dir", dir_ + "/sim",
-                                   "--count", absl::StrCat(flags_.agents), "--health-delay-ms",
-                                   absl::StrCat(flags_.health == "docker" ? flags_.health_delay_ms
-                                                                          : -1)};
+  std::vector<std::string> argv = {
+      HOIST_DOCKER_SIM_BIN,
+      "--socket-dir",
+      dir_ + "/sim",
+      "--count",
+      absl::StrCat(flags_.agents),
+      "--health-delay-ms",
+      absl::StrCat(flags_.health == "docker" ? flags_.health_delay_ms : -1)};
   if (!flags_.sim_latency.empty()) {
     argv.push_back("--latency");
     argv.push_back(flags_.sim_latency);
@@ -421,7 +448,8 @@ bool Bench::StartSim() {
     std::cerr << "fleet_bench: the simulator did not start:\n" << sim_->Log();
     return false;
   }
-  std::cerr << "fleet_bench: " << sim_->Log().substr(0, sim_->Log().find('\n')) << std::endl;
+  std::cerr << "fleet_bench: " << sim_->Log().substr(0, sim_->Log().find('\n'))
+            << std::endl;
   return true;
 }
 
@@ -429,20 +457,23 @@ bool Bench::StartAgents() {
   bench_rss_before_agents_kb_ = ReadProc(getpid()).rss_kb;
   auto ca = ReadFile(pki_ + "/ca.pem");
   if (!ca.ok()) return false;
-  auto authorizer = nodeagent::MakeAgentAuthorizer({"spiffe://hoist/receiver"}, {});
+  auto authorizer =
+      nodeagent::MakeAgentAuthorizer({"spiffe://hoist/receiver"}, {});
   const absl::Time t0 = absl::Now();
   for (int i = 0; i < flags_.agents; ++i) {
     Agent agent;
     agent.name = AgentName(i);
     nodeagent::CurlDockerClientOptions docker_options;
-    docker_options.endpoint = absl::StrFormat("unix://%s/sim/docker-%04d.sock", dir_, i);
+    docker_options.endpoint =
+        absl::StrFormat("unix://%s/sim/docker-%04d.sock", dir_, i);
     auto docker = nodeagent::NewCurlDockerClient(docker_options);
     if (!docker.ok()) {
       std::cerr << "fleet_bench: " << docker.status() << "\n";
       return false;
     }
     nodeagent::DeployManager::Options options;
-    options.docker = std::shared_ptr<nodeagent::DockerClient>(std::move(*docker));
+    options.docker =
+        std::shared_ptr<nodeagent::DockerClient>(std::move(*docker));
     options.host = agent.name;
     options.state_dir = absl::StrCat(dir_, "/agents/", agent.name);
     options.settle = absl::Milliseconds(flags_.settle_ms);
@@ -454,14 +485,16 @@ bool Bench::StartAgents() {
     agent.manager = std::move(*manager);
     nodeagent::AgentServer::Options server_options;
     server_options.listen = "127.0.0.1:0";
-    server_options.tls = TlsMaterial{*ca, leaves_[i].cert_pem, leaves_[i].key_pem};
+    server_options.tls =
+        TlsMaterial{*ca, leaves_[i].cert_pem, leaves_[i].key_pem};
     server_options.handler = agent.manager.get();
     server_options.authorizer = authorizer;
     // The agent's default is 2 s; 10 s keeps 1000 pollers in one process quiet.
     server_options.health_poll_interval = absl::Seconds(10);
     auto server = nodeagent::AgentServer::Start(std::move(server_options));
     if (!server.ok()) {
-      std::cerr << "fleet_bench: agent " << agent.name << ": " << server.status() << "\n";
+      std::cerr << "fleet_bench: agent " << agent.name << ": "
+                << server.status() << "\n";
       return false;
     }
     agent.server = std::move(*server);
@@ -469,49 +502,63 @@ bool Bench::StartAgents() {
   }
   const absl::Duration took = absl::Now() - t0;
   const ProcStat self = ReadProc(getpid());
-  Fact(&facts_, "agents started (AgentServer + DeployManager + DockerClient each)",
+  Fact(&facts_,
+       "agents started (AgentServer + DeployManager + DockerClient each)",
        absl::StrFormat("%d in %s", flags_.agents, absl::FormatDuration(took)));
   Fact(&facts_, "bench process (agents) after start",
-       absl::StrFormat("RSS %.1f MB (%.0f KB per agent), %d threads, %d fds",
-                       self.rss_kb / 1024.0,
-                       static_cast<double>(self.rss_kb - bench_rss_before_agents_kb_) /
-                           flags_.agents,
-                       self.threads, self.fds));
+       absl::StrFormat(
+           "RSS %.1f MB (%.0f KB per agent), %d threads, %d fds",
+           self.rss_kb / 1024.0,
+           static_cast<double>(self.rss_kb - bench_rss_before_agents_kb_) /
+               flags_.agents,
+           self.threads, self.fds));
   return true;
 }
 
 std::string Bench::ReceiverConfig() {
   std::string agents;
   for (const Agent& a : agents_) {
-    absl::StrAppend(&agents, "  - {name: ", a.name, ", address: \"", a.server->address(),
-                    "\", tls_name: ", a.name, ", labels: {fleet: bench}}\n");
+    absl::StrAppend(&agents, "  - {name: ", a.name, ", address: \"",
+                    a.server->address(), "\", tls_name: ", a.name,
+                    ", labels: {fleet: bench}}\n");
   }
   const std::string health =
       flags_.health == "docker"
           ? "health: {docker: true, interval_seconds: 1, timeout_seconds: 120}"
-          : "health: {http_get: \"\", tcp: \"\", docker: false, timeout_seconds: 120}";
+          : "health: {http_get: \"\", tcp: \"\", docker: false, "
+            "timeout_seconds: 120}";
   auto service = [&](const std::string& name, const std::string& targets,
                      const std::string& batch) {
-    return absl::StrCat("  - name: ", name, "\n    trigger: {repo_key: staging, image: ", name,
-                        "}\n    image: registry.sim/", name, "\n    targets: ", targets,
-                        "\n    container: {name: ", name,
-                        ", ports: [\"127.0.0.1:8080:8080/tcp\"], env: [\"MODE=bench\"], ",
-                        "restart: unless-stopped, ", health, "}\n    rollout: {batch: \"", batch,
-                        "\", on_failure: continue}\n");
+    return absl::StrCat(
+        "  - name: ", name, "\n    trigger: {repo_key: staging, image: ", name,
+        "}\n    image: registry.sim/", name, "\n    targets: ", targets,
+        "\n    container: {name: ", name,
+        ", ports: [\"127.0.0.1:8080:8080/tcp\"], env: [\"MODE=bench\"], ",
+        "restart: unless-stopped, ", health, "}\n    rollout: {batch: \"",
+        batch, "\", on_failure: continue}\n");
   };
-  std::string services = service("one", absl::StrCat("{names: [", agents_[0].name, "]}"), "1");
+  std::string services =
+      service("one", absl::StrCat("{names: [", agents_[0].name, "]}"), "1");
   for (const std::string& b : flags_.batches) {
-    absl::StrAppend(&services, service(absl::StrCat("batch", absl::StrReplaceAll(b, {{"%", "pct"}})),
-                                       "{labels: {fleet: bench}}", b));
+    absl::StrAppend(
+        &services,
+        service(absl::StrCat("batch", absl::StrReplaceAll(b, {{"%", "pct"}})),
+                "{labels: {fleet: bench}}", b));
   }
   return absl::StrCat(
-      "# Generated by fleet_bench (", flags_.agents, " agents on a Docker Engine API SIMULATOR)\n",
-      "webhook:\n  listen: \"127.0.0.1:0\"\n  secret_files: [secret]\n  auth: hmac-sha256\n",
-      "control: {listen: \"127.0.0.1:0\"}\n", "tls: {ca: \"", pki_, "/ca.pem\", cert: \"", pki_,
-      "/receiver.pem\", key: \"", pki_, "/receiver-key.pem\"}\n",
+      "# Generated by fleet_bench (", flags_.agents,
+      " agents on a Docker Engine API SIMULATOR)\n",
+      "webhook:\n  listen: \"127.0.0.1:0\"\n  secret_files: [secret]\n  auth: "
+      "hmac-sha256\n",
+      "control: {listen: \"127.0.0.1:0\"}\n", "tls: {ca: \"", pki_,
+      "/ca.pem\", cert: \"", pki_, "/receiver.pem\", key: \"", pki_,
+      "/receiver-key.pem\"}\n",
       "authz: {operators: [\"spiffe://hoist/operator\"]}\n", "state: \"",
-      flags_.receiver_state.empty() ? "state/receiver.db" : flags_.receiver_state, "\"\n",
-      "agent_call: {deadline_seconds: 600, connect_timeout_seconds: 10, retry_seconds: 60}\n",
+      flags_.receiver_state.empty() ? "state/receiver.db"
+                                    : flags_.receiver_state,
+      "\"\n",
+      "agent_call: {deadline_seconds: 600, connect_timeout_seconds: 10, "
+      "retry_seconds: 60}\n",
       "agents:\n", agents, "services:\n", services);
 }
 
@@ -520,27 +567,35 @@ bool Bench::StartReceiver() {
       !WriteFileAtomically(dir_ + "/receiver.yaml", ReceiverConfig()).ok()) {
     return false;
   }
-  for (const std::string& kv : flags_.receiver_env) putenv(const_cast<char*>(kv.c_str()));
+  for (const std::string& kv : flags_.receiver_env)
+    putenv(const_cast<char*>(kv.c_str()));
   receiver_ = std::make_unique<Child>(
-      std::vector<std::string>{HOIST_RECEIVER_BIN, "--config", dir_ + "/receiver.yaml"},
+      std::vector<std::string>{HOIST_RECEIVER_BIN, "--config",
+                               dir_ + "/receiver.yaml"},
       dir_ + "/receiver.log");
-  for (const std::string& kv : flags_.receiver_env) unsetenv(kv.substr(0, kv.find('=')).c_str());
+  for (const std::string& kv : flags_.receiver_env)
+    unsetenv(kv.substr(0, kv.find('=')).c_str());
   const absl::Time spawned = absl::Now();
   sampler_ = std::make_unique<Sampler>(receiver_->pid());
-  auto control = receiver_->AwaitLine("control listening on ", absl::Seconds(60));
-  auto webhook = receiver_->AwaitLine("webhook listening on ", absl::Seconds(60));
+  auto control =
+      receiver_->AwaitLine("control listening on ", absl::Seconds(60));
+  auto webhook =
+      receiver_->AwaitLine("webhook listening on ", absl::Seconds(60));
   if (!control || !webhook) {
-    std::cerr << "fleet_bench: the receiver did not start:\n" << receiver_->Log();
+    std::cerr << "fleet_bench: the receiver did not start:\n"
+              << receiver_->Log();
     return false;
   }
   const absl::Duration listening = absl::Now() - spawned;
   control_address_ = *control;
   webhook_port_ = std::atoi(webhook->substr(webhook->rfind(':') + 1).c_str());
   const ProcStat idle = ReadProc(receiver_->pid());
-  Fact(&facts_, "receiver: spawn -> Control listening", absl::FormatDuration(listening));
+  Fact(&facts_, "receiver: spawn -> Control listening",
+       absl::FormatDuration(listening));
   Fact(&facts_, "receiver before any agent call",
-       absl::StrFormat("RSS %.1f MB, %d threads, %d fds, %.2f CPU-s", idle.rss_kb / 1024.0,
-                       idle.threads, idle.fds, idle.cpu_seconds));
+       absl::StrFormat("RSS %.1f MB, %d threads, %d fds, %.2f CPU-s",
+                       idle.rss_kb / 1024.0, idle.threads, idle.fds,
+                       idle.cpu_seconds));
   if (!AwaitAgentsReachable()) return false;
   Fact(&facts_, "receiver: spawn -> ListAgents reports all reachable",
        absl::FormatDuration(absl::Now() - spawned));
@@ -569,7 +624,8 @@ bool Bench::AwaitAgentsReachable() {
     c.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
     hoist::v1::ListAgentsResponse resp;
     const absl::Time t = absl::Now();
-    grpc::Status s = Control()->ListAgents(&c, hoist::v1::ListAgentsRequest(), &resp);
+    grpc::Status s =
+        Control()->ListAgents(&c, hoist::v1::ListAgentsRequest(), &resp);
     last_call = absl::Now() - t;
     ++calls;
     if (s.ok()) {
@@ -581,9 +637,10 @@ bool Bench::AwaitAgentsReachable() {
   }
   const int peak = sampler_->max_threads();
   Fact(&facts_, "ListAgents",
-       absl::StrFormat("%d/%d reachable after %d call(s); last call took %s; receiver peak "
-                       "threads during ListAgents: %d",
-                       up, flags_.agents, calls, absl::FormatDuration(last_call), peak));
+       absl::StrFormat(
+           "%d/%d reachable after %d call(s); last call took %s; receiver peak "
+           "threads during ListAgents: %d",
+           up, flags_.agents, calls, absl::FormatDuration(last_call), peak));
   if (up != flags_.agents) {
     std::cerr << "fleet_bench: not every agent became reachable\n";
     return false;
@@ -592,13 +649,14 @@ bool Bench::AwaitAgentsReachable() {
   absl::SleepFor(absl::Seconds(1));
   const ProcStat idle = ReadProc(receiver_->pid());
   Fact(&facts_, "receiver idle, all agents connected",
-       absl::StrFormat("RSS %.1f MB, %d threads, %d fds", idle.rss_kb / 1024.0, idle.threads,
-                       idle.fds));
+       absl::StrFormat("RSS %.1f MB, %d threads, %d fds", idle.rss_kb / 1024.0,
+                       idle.threads, idle.fds));
   Fact(&facts_, "receiver threads by name", ThreadNames(receiver_->pid()));
   return true;
 }
 
-std::optional<hoist::v1::Rollout> Bench::Follow(const std::string& id, int64_t* events) {
+std::optional<hoist::v1::Rollout> Bench::Follow(const std::string& id,
+                                                int64_t* events) {
   const absl::Time deadline = absl::Now() + absl::Seconds(flags_.timeout_s);
   hoist::v1::Rollout last;
   if (flags_.follow == "watch") {
@@ -628,20 +686,23 @@ std::optional<hoist::v1::Rollout> Bench::Follow(const std::string& id, int64_t* 
     hoist::v1::GetRolloutRequest req;
     req.set_id(id);
     ++*events;
-    if (Control()->GetRollout(&c, req, &last).ok() && Final(last.state())) return last;
+    if (Control()->GetRollout(&c, req, &last).ok() && Final(last.state()))
+      return last;
     absl::SleepFor(absl::Milliseconds(100));
   }
   return std::nullopt;
 }
 
-std::optional<Row> Bench::Rollout(const std::string& service, const std::string& what,
+std::optional<Row> Bench::Rollout(const std::string& service,
+                                  const std::string& what,
                                   const std::string& tag) {
-  const std::string digest = Sha256Hex(absl::StrCat("fleet-bench ", service, " ", tag));
+  const std::string digest =
+      Sha256Hex(absl::StrCat("fleet-bench ", service, " ", tag));
   const std::string body = absl::StrCat(
-      R"({"domain":"docker","event_type":"promoted","data":{"image_name":")", service,
-      R"(","name":"manifest.json","path":")", service, "/", tag,
-      R"(/manifest.json","repo_key":"staging","sha256":")", digest, R"(","size":949,"tag":")",
-      tag, R"("}})");
+      R"({"domain":"docker","event_type":"promoted","data":{"image_name":")",
+      service, R"(","name":"manifest.json","path":")", service, "/", tag,
+      R"(/manifest.json","repo_key":"staging","sha256":")", digest,
+      R"(","size":949,"tag":")", tag, R"("}})");
   httplib::Client client("127.0.0.1", webhook_port_);
   client.set_connection_timeout(5);
   client.set_read_timeout(30);
@@ -651,11 +712,12 @@ std::optional<Row> Bench::Rollout(const std::string& service, const std::string&
   const double sim_before = ReadProc(sim_->pid()).cpu_seconds;
   const absl::Time posted = absl::Now();
   auto res = client.Post("/webhooks/artifactory",
-                         {{"X-JFrog-Event-Auth", HmacSha256Hex(kSecret, body)}}, body,
-                         "application/json");
+                         {{"X-JFrog-Event-Auth", HmacSha256Hex(kSecret, body)}},
+                         body, "application/json");
   if (!res || res->status != 202) {
     std::cerr << "fleet_bench: webhook for " << service << " answered "
-              << (res ? absl::StrCat(res->status, " ", res->body) : std::string("nothing"))
+              << (res ? absl::StrCat(res->status, " ", res->body)
+                      : std::string("nothing"))
               << "\n";
     return std::nullopt;
   }
@@ -684,13 +746,15 @@ std::optional<Row> Bench::Rollout(const std::string& service, const std::string&
     if (h.phase() != hoist::v1::DEPLOY_PHASE_SUCCEEDED) ++row.failed_hosts;
     if (h.has_finished()) last = std::max(last, FromProto(h.finished()));
     if (h.has_started() && h.has_finished()) {
-      durations.push_back(Seconds(FromProto(h.finished()) - FromProto(h.started())));
+      durations.push_back(
+          Seconds(FromProto(h.finished()) - FromProto(h.started())));
     }
   }
   if (row.failed_hosts > 0) {
     for (const auto& h : rollout->hosts()) {
       if (h.phase() != hoist::v1::DEPLOY_PHASE_SUCCEEDED) {
-        std::cerr << "fleet_bench: e.g. " << h.agent() << ": " << h.error() << "\n";
+        std::cerr << "fleet_bench: e.g. " << h.agent() << ": " << h.error()
+                  << "\n";
         break;
       }
     }
@@ -705,10 +769,11 @@ std::optional<Row> Bench::Rollout(const std::string& service, const std::string&
   row.rss_kb = after.rss_kb;
   row.max_threads = sampler_->max_threads();
   std::cerr << absl::StrFormat(
-                   "fleet_bench: %-22s %-9s %4d hosts wall %.2fs last host %.2fs slowest host "
+                   "fleet_bench: %-22s %-9s %4d hosts wall %.2fs last host "
+                   "%.2fs slowest host "
                    "%.2fs cpu %.3fs threads<=%d",
-                   what, row.state, row.hosts, row.wall_s, row.last_host_s, row.slowest_host_s,
-                   row.cpu_s, row.max_threads)
+                   what, row.state, row.hosts, row.wall_s, row.last_host_s,
+                   row.slowest_host_s, row.cpu_s, row.max_threads)
             << std::endl;
   return row;
 }
@@ -720,11 +785,13 @@ void Bench::CheckLock() {
   std::string log = second.Log();
   while (!log.empty() && log.back() == '\n') log.pop_back();
   if (!status) {
-    lock_message_ = "DID NOT REFUSE: the second receiver was still running after 30 s";
+    lock_message_ =
+        "DID NOT REFUSE: the second receiver was still running after 30 s";
     second.Signal(SIGKILL);
   } else {
-    lock_message_ = absl::StrCat("exit ", WIFEXITED(*status) ? WEXITSTATUS(*status) : -1, ": ",
-                                 log.substr(0, log.find('\n')));
+    lock_message_ =
+        absl::StrCat("exit ", WIFEXITED(*status) ? WEXITSTATUS(*status) : -1,
+                     ": ", log.substr(0, log.find('\n')));
   }
   Fact(&facts_, "second receiver on the same journal", lock_message_);
 }
@@ -732,25 +799,32 @@ void Bench::CheckLock() {
 void Bench::Print() {
   std::ostringstream out;
   out << "\n== fleet_bench: " << flags_.agents
-      << " agents, one hoist-receiver, Docker Engine API SIMULATOR (not dockerd) ==\n";
+      << " agents, one hoist-receiver, Docker Engine API SIMULATOR (not "
+         "dockerd) ==\n";
   out << "command: " << flags_.command << "\n";
-  out << "machine: " << std::thread::hardware_concurrency() << " cores; follow: " << flags_.follow
-      << "; health: " << flags_.health
-      << (flags_.health == "settle" ? absl::StrCat(" (settle ", flags_.settle_ms, " ms)") : "")
-      << "; sim latency: " << (flags_.sim_latency.empty() ? "defaults" : flags_.sim_latency)
-      << "\n";
+  out << "machine: " << std::thread::hardware_concurrency()
+      << " cores; follow: " << flags_.follow << "; health: " << flags_.health
+      << (flags_.health == "settle"
+              ? absl::StrCat(" (settle ", flags_.settle_ms, " ms)")
+              : "")
+      << "; sim latency: "
+      << (flags_.sim_latency.empty() ? "defaults" : flags_.sim_latency) << "\n";
   for (const auto& [k, v] : facts_) out << "  " << k << ": " << v << "\n";
-  out << "\n| rollout | hosts | state | failed | webhook->final (s) | webhook->last host done (s) "
-         "| slowest host (s) | median host (s) | receiver CPU (s) | CPU ms/host | receiver RSS "
-         "(MB) | receiver threads (max) | agents CPU (s) | sim CPU (s) | follow events |\n";
+  out << "\n| rollout | hosts | state | failed | webhook->final (s) | "
+         "webhook->last host done (s) "
+         "| slowest host (s) | median host (s) | receiver CPU (s) | CPU "
+         "ms/host | receiver RSS "
+         "(MB) | receiver threads (max) | agents CPU (s) | sim CPU (s) | "
+         "follow events |\n";
   out << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const Row& r : rows_) {
-    out << absl::StrFormat("| %s | %d | %s | %d | %.2f | %.2f | %.2f | %.2f | %.3f | %.2f | %.1f "
-                           "| %d | %.1f | %.1f | %d |\n",
-                           r.what, r.hosts, r.state, r.failed_hosts, r.wall_s, r.last_host_s,
-                           r.slowest_host_s, r.median_host_s, r.cpu_s,
-                           r.hosts > 0 ? 1000.0 * r.cpu_s / r.hosts : 0.0, r.rss_kb / 1024.0,
-                           r.max_threads, r.agents_cpu_s, r.sim_cpu_s, r.events);
+    out << absl::StrFormat(
+        "| %s | %d | %s | %d | %.2f | %.2f | %.2f | %.2f | %.3f | %.2f | %.1f "
+        "| %d | %.1f | %.1f | %d |\n",
+        r.what, r.hosts, r.state, r.failed_hosts, r.wall_s, r.last_host_s,
+        r.slowest_host_s, r.median_host_s, r.cpu_s,
+        r.hosts > 0 ? 1000.0 * r.cpu_s / r.hosts : 0.0, r.rss_kb / 1024.0,
+        r.max_threads, r.agents_cpu_s, r.sim_cpu_s, r.events);
   }
   // Targets (issue 7).
   const Row* single = nullptr;
@@ -762,29 +836,34 @@ void Bench::Print() {
   double max_cpu_ms = 0;
   int max_threads = 0;
   for (const Row& r : rows_) {
-    if (r.hosts > 1) max_cpu_ms = std::max(max_cpu_ms, 1000.0 * r.cpu_s / r.hosts);
+    if (r.hosts > 1)
+      max_cpu_ms = std::max(max_cpu_ms, 1000.0 * r.cpu_s / r.hosts);
     max_threads = std::max(max_threads, r.max_threads);
   }
   const ProcStat rcv = receiver_ ? ReadProc(receiver_->pid()) : ProcStat();
   out << "\ntargets:\n";
-  out << absl::StrFormat("  receiver CPU per host deployed (worst multi-host row): %.2f ms "
-                         "(target <= 2 ms): %s\n",
-                         max_cpu_ms, max_cpu_ms <= 2.0 ? "MET" : "NOT MET");
-  out << absl::StrFormat("  receiver RSS with %d agents: now %.1f MB, peak (VmHWM) %.1f MB "
-                         "(target <= 200 MB): %s\n",
-                         flags_.agents, rcv.rss_kb / 1024.0, rcv.hwm_kb / 1024.0,
-                         rcv.hwm_kb <= 200 * 1024 ? "MET" : "NOT MET");
+  out << absl::StrFormat(
+      "  receiver CPU per host deployed (worst multi-host row): %.2f ms "
+      "(target <= 2 ms): %s\n",
+      max_cpu_ms, max_cpu_ms <= 2.0 ? "MET" : "NOT MET");
+  out << absl::StrFormat(
+      "  receiver RSS with %d agents: now %.1f MB, peak (VmHWM) %.1f MB "
+      "(target <= 200 MB): %s\n",
+      flags_.agents, rcv.rss_kb / 1024.0, rcv.hwm_kb / 1024.0,
+      rcv.hwm_kb <= 200 * 1024 ? "MET" : "NOT MET");
   if (single != nullptr && all != nullptr) {
     // The single host's deploy alone (one-host rollout) is the reference.
     const double slowest_single = single->slowest_host_s;
     const double bound = 2 * slowest_single + 2;
-    out << absl::StrFormat("  batch=all upgrade webhook->final %.2f s vs 2 x single-host "
-                           "deploy alone (%.2f s) + 2 s = %.2f s: %s\n",
-                           all->wall_s, slowest_single, bound,
-                           all->wall_s <= bound ? "MET" : "NOT MET");
+    out << absl::StrFormat(
+        "  batch=all upgrade webhook->final %.2f s vs 2 x single-host "
+        "deploy alone (%.2f s) + 2 s = %.2f s: %s\n",
+        all->wall_s, slowest_single, bound,
+        all->wall_s <= bound ? "MET" : "NOT MET");
   }
   out << "  receiver threads: max " << max_threads
-      << " sampled during rollouts (compare across N; ListAgents peak listed above)\n";
+      << " sampled during rollouts (compare across N; ListAgents peak listed "
+         "above)\n";
   out << "  second receiver on the same journal: " << lock_message_ << "\n";
   std::cout << out.str() << std::flush;
   WriteFileAtomically(dir_ + "/result.md", out.str()).IgnoreError();
@@ -800,16 +879,19 @@ int Bench::Run() {
   const std::vector<std::pair<std::string, std::string>> plan = [&] {
     std::vector<std::pair<std::string, std::string>> p = {{"one", "one host"}};
     for (const std::string& b : flags_.batches) {
-      p.push_back({absl::StrCat("batch", absl::StrReplaceAll(b, {{"%", "pct"}})),
-                   absl::StrCat("batch ", b)});
+      p.push_back(
+          {absl::StrCat("batch", absl::StrReplaceAll(b, {{"%", "pct"}})),
+           absl::StrCat("batch ", b)});
     }
     return p;
   }();
   for (const auto& [service, label] : plan) {
     for (const char* tag : {"v1", "v2"}) {
-      auto row = Rollout(service, absl::StrCat(label, tag == std::string("v1") ? ", install"
-                                                                              : ", upgrade"),
-                         tag);
+      auto row =
+          Rollout(service,
+                  absl::StrCat(label, tag == std::string("v1") ? ", install"
+                                                               : ", upgrade"),
+                  tag);
       if (!row) {
         ok = false;
         break;
@@ -822,21 +904,25 @@ int Bench::Run() {
   {
     const ProcStat self = ReadProc(getpid());
     Fact(&facts_, "bench process (agents) after the rollouts",
-         absl::StrFormat("RSS %.1f MB (%.0f KB per agent above the pre-agent baseline), peak "
-                         "%.1f MB, %d threads",
-                         self.rss_kb / 1024.0,
-                         static_cast<double>(self.rss_kb - bench_rss_before_agents_kb_) /
-                             flags_.agents,
-                         self.hwm_kb / 1024.0, self.threads));
+         absl::StrFormat(
+             "RSS %.1f MB (%.0f KB per agent above the pre-agent baseline), "
+             "peak "
+             "%.1f MB, %d threads",
+             self.rss_kb / 1024.0,
+             static_cast<double>(self.rss_kb - bench_rss_before_agents_kb_) /
+                 flags_.agents,
+             self.hwm_kb / 1024.0, self.threads));
     if (sim_) {
       const ProcStat sim = ReadProc(sim_->pid());
       Fact(&facts_, "hoist-docker-sim",
-           absl::StrFormat("RSS %.1f MB, %.1f CPU-s", sim.rss_kb / 1024.0, sim.cpu_seconds));
+           absl::StrFormat("RSS %.1f MB, %.1f CPU-s", sim.rss_kb / 1024.0,
+                           sim.cpu_seconds));
     }
   }
   Print();
   receiver_->Signal(SIGTERM);
-  if (!receiver_->Wait(absl::Seconds(30))) std::cerr << "fleet_bench: receiver did not stop\n";
+  if (!receiver_->Wait(absl::Seconds(30)))
+    std::cerr << "fleet_bench: receiver did not stop\n";
   sampler_.reset();
   for (Agent& a : agents_) a.server->Shutdown(absl::Seconds(1));
   agents_.clear();
@@ -850,11 +936,15 @@ int Bench::Run() {
 }
 
 constexpr char kUsage[] =
-    "usage: fleet_bench [--agents N] [--batches 100%,10%] [--follow watch|poll]\n"
-    "                   [--health docker|settle] [--settle-ms MS] [--sim-latency op=ms,...]\n"
-    "                   [--health-delay-ms MS] [--timeout-s S] [--workdir DIR] [--keep]\n"
+    "usage: fleet_bench [--agents N] [--batches 100%,10%] [--follow "
+    "watch|poll]\n"
+    "                   [--health docker|settle] [--settle-ms MS] "
+    "[--sim-latency op=ms,...]\n"
+    "                   [--health-delay-ms MS] [--timeout-s S] [--workdir DIR] "
+    "[--keep]\n"
     "                   [--receiver-env KEY=VALUE]... [--receiver-state PATH]\n"
-    "One real hoist-receiver and N in-process agents over a Docker Engine API SIMULATOR.\n";
+    "One real hoist-receiver and N in-process agents over a Docker Engine API "
+    "SIMULATOR.\n";
 
 }  // namespace
 }  // namespace hoist::bench
@@ -879,7 +969,8 @@ int main(int argc, char** argv) {
     const std::string value = argv[++i];
     bool ok = true;
     if (flag == "--agents") {
-      ok = absl::SimpleAtoi(value, &flags.agents) && flags.agents >= 1 && flags.agents <= 5000;
+      ok = absl::SimpleAtoi(value, &flags.agents) && flags.agents >= 1 &&
+           flags.agents <= 5000;
     } else if (flag == "--batches") {
       flags.batches = absl::StrSplit(value, ',', absl::SkipEmpty());
     } else if (flag == "--follow") {

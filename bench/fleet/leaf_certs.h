@@ -24,8 +24,8 @@ struct LeafPem {
 class LeafIssuer {
  public:
   // Loads the CA certificate and key (PEM files as certs.sh writes them).
-  static absl::StatusOr<std::unique_ptr<LeafIssuer>> Load(const std::string& ca_pem_path,
-                                                          const std::string& ca_key_path);
+  static absl::StatusOr<std::unique_ptr<LeafIssuer>> Load(
+      const std::string& ca_pem_path, const std::string& ca_key_path);
   ~LeafIssuer();
 
   // A new key and certificate for agent `name`, valid for `days`.
