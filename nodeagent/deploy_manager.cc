@@ -778,8 +778,9 @@ DeployPhase DeployRun::Run(const std::string& registry_auth, int keep_images) {
   // 1. Pull (skipped when present) and verify the digest.
   Emit(hoist::v1::DEPLOY_PHASE_PULLING, "pulling " + reference);
   auto present = docker_->InspectImage(reference);
-  bool have = present.ok() && (request_.digest().empty() ||
-                               RepoDigestFor(*present, request_.image()) == request_.digest());
+  // A tag is always pulled (it may have moved); a digest only when absent.
+  const bool have = present.ok() && !request_.digest().empty() &&
+                    RepoDigestFor(*present, request_.image()) == request_.digest();
   if (!have) {
     absl::Status pulled = Pull(reference, registry_auth);
     if (!pulled.ok()) return Fail(std::string(pulled.message()));

@@ -68,6 +68,7 @@ absl::Status StateStore::Update(const std::string& name,
   return WriteLocked();
 }
 
+// WriteFileAtomically creates the file 0600: remembered requests carry env values.
 absl::Status StateStore::WriteLocked() { return WriteFileAtomically(path_, ToJson(states_)); }
 
 std::string StateStore::ToJson(const std::map<std::string, ContainerState>& states) {

@@ -266,6 +266,16 @@ TEST_F(DeployManagerDockerTest, RecoverRestoresAHalfSwappedPairAfterAKill) {
   EXPECT_THAT(Serving(), HasSubstr("hoist-test v2"));
 }
 
+TEST_F(DeployManagerDockerTest, TagDeployResolvesAndRecordsTheDigest) {
+  auto request = Request("it-tag", "v2");
+  request.clear_digest();
+  request.set_tag("v2");
+  const auto last = Run(request);
+  ASSERT_EQ(last.phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED) << last.DebugString();
+  EXPECT_THAT(Serving(), HasSubstr("hoist-test v2"));
+  EXPECT_EQ(docker_->InspectContainer(name_)->labels.at("hoist.digest"), Harness().Digest("v2"));
+}
+
 TEST_F(DeployManagerDockerTest, StatusTalksToTheEngine) {
   const hoist::v1::AgentStatus status = manager_->GetStatus();
   EXPECT_TRUE(status.docker_reachable());
