@@ -12,12 +12,16 @@ namespace {
 
 // Positional argument names per command, for validation and messages.
 const std::map<std::string, std::vector<std::string>>& CommandArgs() {
-  static const auto* const kArgs = new std::map<std::string, std::vector<std::string>>{
-      {"agents", {}},           {"rollouts", {}},
-      {"rollout", {"ID"}},      {"watch", {"ID"}},
-      {"deploy", {"SERVICE", "DIGEST|TAG"}},
-      {"rollback", {"SERVICE"}}, {"resume", {"ID"}},
-  };
+  static const auto* const kArgs =
+      new std::map<std::string, std::vector<std::string>>{
+          {"agents", {}},
+          {"rollouts", {}},
+          {"rollout", {"ID"}},
+          {"watch", {"ID"}},
+          {"deploy", {"SERVICE", "DIGEST|TAG"}},
+          {"rollback", {"SERVICE"}},
+          {"resume", {"ID"}},
+      };
   return *kArgs;
 }
 
@@ -29,7 +33,8 @@ absl::Status ParsePositiveInt(const std::string& flag, const std::string& value,
                               int* out) {
   int parsed = 0;
   if (!absl::SimpleAtoi(value, &parsed) || parsed < 0) {
-    return Usage(absl::StrCat(flag, " wants a non-negative integer, got \"", value, "\""));
+    return Usage(absl::StrCat(flag, " wants a non-negative integer, got \"",
+                              value, "\""));
   }
   *out = parsed;
   return absl::OkStatus();
@@ -38,7 +43,8 @@ absl::Status ParsePositiveInt(const std::string& flag, const std::string& value,
 }  // namespace
 
 bool IsDigest(const std::string& value) {
-  if (!absl::StartsWith(value, "sha256:") || value.size() != 7 + 64) return false;
+  if (!absl::StartsWith(value, "sha256:") || value.size() != 7 + 64)
+    return false;
   for (size_t i = 7; i < value.size(); ++i) {
     const char c = value[i];
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
@@ -77,14 +83,15 @@ absl::StatusOr<CliOptions> ParseCliOptions(const std::vector<std::string>& argv,
       value = arg.substr(eq + 1);
       has_value = true;
     }
-    static const char* const kValued[] = {"--server", "--ca",     "--cert",
-                                          "--key",    "--tls-name", "--output",
-                                          "--timeout", "--service", "--limit", "-o"};
+    static const char* const kValued[] = {
+        "--server", "--ca",      "--cert",    "--key",   "--tls-name",
+        "--output", "--timeout", "--service", "--limit", "-o"};
     bool known = false;
     for (const char* k : kValued) known = known || name == k;
     if (!known) return Usage(absl::StrCat("unknown flag ", name));
     if (!has_value) {
-      if (i + 1 >= argv.size()) return Usage(absl::StrCat(name, " needs a value"));
+      if (i + 1 >= argv.size())
+        return Usage(absl::StrCat(name, " needs a value"));
       value = argv[++i];
     }
     if (name == "--server") {
@@ -103,12 +110,14 @@ absl::StatusOr<CliOptions> ParseCliOptions(const std::vector<std::string>& argv,
       } else if (value == "json") {
         options.output = OutputFormat::kJson;
       } else {
-        return Usage(absl::StrCat("--output must be text or json, got \"", value, "\""));
+        return Usage(
+            absl::StrCat("--output must be text or json, got \"", value, "\""));
       }
     } else if (name == "--timeout") {
       absl::Status s = ParsePositiveInt(name, value, &options.timeout_seconds);
       if (!s.ok()) return s;
-      if (options.timeout_seconds == 0) return Usage("--timeout must be at least 1");
+      if (options.timeout_seconds == 0)
+        return Usage("--timeout must be at least 1");
     } else if (name == "--service") {
       options.service = value;
       service_set = true;
@@ -125,13 +134,14 @@ absl::StatusOr<CliOptions> ParseCliOptions(const std::vector<std::string>& argv,
   options.args.assign(positional.begin() + 1, positional.end());
   const auto it = CommandArgs().find(options.command);
   if (it == CommandArgs().end()) {
-    return Usage(absl::StrCat("unknown command \"", options.command, "\" (see --help)"));
+    return Usage(
+        absl::StrCat("unknown command \"", options.command, "\" (see --help)"));
   }
   if (options.args.size() != it->second.size()) {
-    return Usage(absl::StrCat("usage: hoistctl ", options.command,
-                              it->second.empty() ? "" : " ",
-                              absl::StrJoin(it->second, " "),
-                              options.command == "rollouts" ? " [--service S] [--limit N]" : ""));
+    return Usage(absl::StrCat(
+        "usage: hoistctl ", options.command, it->second.empty() ? "" : " ",
+        absl::StrJoin(it->second, " "),
+        options.command == "rollouts" ? " [--service S] [--limit N]" : ""));
   }
   if ((service_set || limit_set) && options.command != "rollouts") {
     return Usage("--service and --limit apply to `rollouts` only");
@@ -140,12 +150,14 @@ absl::StatusOr<CliOptions> ParseCliOptions(const std::vector<std::string>& argv,
     const std::string& ref = options.args[1];
     if (ref.empty()) return Usage("deploy: empty DIGEST|TAG");
     if (absl::StartsWith(ref, "sha256:") && !IsDigest(ref)) {
-      return Usage(absl::StrCat("deploy: \"", ref,
-                                "\" is not a digest (sha256: and 64 lowercase hex digits)"));
+      return Usage(absl::StrCat(
+          "deploy: \"", ref,
+          "\" is not a digest (sha256: and 64 lowercase hex digits)"));
     }
   }
   for (const std::string& a : options.args) {
-    if (a.empty()) return Usage(absl::StrCat(options.command, ": empty argument"));
+    if (a.empty())
+      return Usage(absl::StrCat(options.command, ": empty argument"));
   }
 
   // Connection settings: flags win over the environment.

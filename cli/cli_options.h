@@ -27,13 +27,14 @@ struct CliOptions {
   std::string key;       // its key (PEM)
   std::string tls_name;  // --tls-name: name to verify instead of HOST
   OutputFormat output = OutputFormat::kText;
-  int timeout_seconds = 30;  // deadline of each unary call
+  int timeout_seconds = 30;              // deadline of each unary call
   int watch_timeout_seconds = 6 * 3600;  // deadline of `watch`
 
   bool help = false;     // --help / -h: print usage, exit 0
   bool version = false;  // --version
 
-  std::string command;            // agents, rollouts, rollout, watch, deploy, rollback, resume
+  std::string
+      command;  // agents, rollouts, rollout, watch, deploy, rollback, resume
   std::vector<std::string> args;  // its positional arguments
   std::string service;            // rollouts --service
   int limit = 0;                  // rollouts --limit (0: server default)

@@ -10,13 +10,16 @@ namespace hoist::cli {
 namespace {
 
 // Reports a failed call and returns its exit code.
-int Fail(const CliOptions& options, const absl::Status& status, std::ostream& err) {
+int Fail(const CliOptions& options, const absl::Status& status,
+         std::ostream& err) {
   const int code = ExitCodeForStatus(status);
-  err << "hoistctl " << options.command << ": " << absl::StatusCodeToString(status.code())
-      << ": " << status.message() << "\n";
+  err << "hoistctl " << options.command << ": "
+      << absl::StatusCodeToString(status.code()) << ": " << status.message()
+      << "\n";
   if (code == kExitUnreachable) {
     err << "hoistctl: cannot reach or authenticate to " << options.server
-        << " (check --server, --ca, --cert, --key and that the certificate holds an allowed "
+        << " (check --server, --ca, --cert, --key and that the certificate "
+           "holds an allowed "
            "identity)\n";
   }
   return code;
@@ -24,8 +27,8 @@ int Fail(const CliOptions& options, const absl::Status& status, std::ostream& er
 
 // Prints `message` as JSON or through `text`; returns the exit code.
 template <typename Message, typename TextFn>
-int Print(const CliOptions& options, const Message& message, TextFn text, std::ostream& out,
-          std::ostream& err) {
+int Print(const CliOptions& options, const Message& message, TextFn text,
+          std::ostream& out, std::ostream& err) {
   if (options.output == OutputFormat::kJson) {
     absl::StatusOr<std::string> json = ToJson(message, /*pretty=*/true);
     if (!json.ok()) return Fail(options, json.status(), err);
@@ -37,11 +40,13 @@ int Print(const CliOptions& options, const Message& message, TextFn text, std::o
   return kExitOk;
 }
 
-int PrintRolloutResult(const CliOptions& options, const absl::StatusOr<hoist::v1::Rollout>& r,
+int PrintRolloutResult(const CliOptions& options,
+                       const absl::StatusOr<hoist::v1::Rollout>& r,
                        std::ostream& out, std::ostream& err) {
   if (!r.ok()) return Fail(options, r.status(), err);
   const int code = Print(options, *r, FormatRollout, out, err);
-  if (code == kExitOk && options.output == OutputFormat::kText && !WatchStopsAt(r->state())) {
+  if (code == kExitOk && options.output == OutputFormat::kText &&
+      !WatchStopsAt(r->state())) {
     out << "\nFollow it with: hoistctl watch " << r->id() << "\n";
   }
   return code;
@@ -67,7 +72,8 @@ int Watch(const CliOptions& options, ControlClient& client, std::ostream& out,
           // Redraw the live view in place: up `drawn` lines, clear each line.
           if (drawn > 0) out << "\x1b[" << drawn << "A";
           const std::vector<std::string> screen = view.Render(kBarWidth);
-          for (const std::string& line : screen) out << "\r\x1b[2K" << line << "\n";
+          for (const std::string& line : screen)
+            out << "\r\x1b[2K" << line << "\n";
           for (size_t i = screen.size(); i < drawn; ++i) out << "\r\x1b[2K\n";
           if (drawn > screen.size()) {
             out << "\x1b[" << (drawn - screen.size()) << "A";
@@ -80,7 +86,8 @@ int Watch(const CliOptions& options, ControlClient& client, std::ostream& out,
         out.flush();
         return !WatchStopsAt(view.rollout().state());
       });
-  if (!json_error.empty()) return Fail(options, absl::InternalError(json_error), err);
+  if (!json_error.empty())
+    return Fail(options, absl::InternalError(json_error), err);
   if (!status.ok()) return Fail(options, status, err);
   const hoist::v1::RolloutState state = view.rollout().state();
   if (!view.seen_any() || !WatchStopsAt(state)) {
@@ -93,7 +100,8 @@ int Watch(const CliOptions& options, ControlClient& client, std::ostream& out,
     if (!view.rollout().error().empty()) out << ": " << view.rollout().error();
     out << "\n";
     if (state == hoist::v1::ROLLOUT_STATE_PAUSED) {
-      out << "Continue it with: hoistctl resume " << view.rollout().id() << "\n";
+      out << "Continue it with: hoistctl resume " << view.rollout().id()
+          << "\n";
     }
   }
   out.flush();
@@ -102,8 +110,8 @@ int Watch(const CliOptions& options, ControlClient& client, std::ostream& out,
 
 }  // namespace
 
-int RunCommand(const CliOptions& options, ControlClient& client, std::ostream& out,
-               std::ostream& err, bool tty) {
+int RunCommand(const CliOptions& options, ControlClient& client,
+               std::ostream& out, std::ostream& err, bool tty) {
   const std::string& command = options.command;
   if (command == "agents") {
     auto r = client.ListAgents();
@@ -136,10 +144,12 @@ int RunCommand(const CliOptions& options, ControlClient& client, std::ostream& o
     return PrintRolloutResult(options, client.Deploy(request), out, err);
   }
   if (command == "rollback") {
-    return PrintRolloutResult(options, client.Rollback(options.args[0]), out, err);
+    return PrintRolloutResult(options, client.Rollback(options.args[0]), out,
+                              err);
   }
   if (command == "resume") {
-    return PrintRolloutResult(options, client.Resume(options.args[0]), out, err);
+    return PrintRolloutResult(options, client.Resume(options.args[0]), out,
+                              err);
   }
   err << "hoistctl: unknown command " << command << "\n";
   return kExitUsage;

@@ -13,8 +13,8 @@ namespace hoist::cli {
 // returns hoistctl's exit code (kExitOk, kExitFailed, kExitUnreachable).
 // Results go to `out`, errors to `err`. `tty`: `out` is a terminal, so
 // `watch` redraws a live view in place instead of appending lines.
-int RunCommand(const CliOptions& options, ControlClient& client, std::ostream& out,
-               std::ostream& err, bool tty);
+int RunCommand(const CliOptions& options, ControlClient& client,
+               std::ostream& out, std::ostream& err, bool tty);
 
 }  // namespace hoist::cli
 

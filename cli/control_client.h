@@ -22,10 +22,12 @@ class ControlClient {
   virtual absl::StatusOr<hoist::v1::ListAgentsResponse> ListAgents() = 0;
   virtual absl::StatusOr<hoist::v1::ListRolloutsResponse> ListRollouts(
       const hoist::v1::ListRolloutsRequest& request) = 0;
-  virtual absl::StatusOr<hoist::v1::Rollout> GetRollout(const std::string& id) = 0;
+  virtual absl::StatusOr<hoist::v1::Rollout> GetRollout(
+      const std::string& id) = 0;
   virtual absl::StatusOr<hoist::v1::Rollout> Deploy(
       const hoist::v1::ManualDeployRequest& request) = 0;
-  virtual absl::StatusOr<hoist::v1::Rollout> Rollback(const std::string& service) = 0;
+  virtual absl::StatusOr<hoist::v1::Rollout> Rollback(
+      const std::string& service) = 0;
   virtual absl::StatusOr<hoist::v1::Rollout> Resume(const std::string& id) = 0;
 
   // Streams WatchRollout(id), calling `on_event` for each event in order.

@@ -21,7 +21,8 @@ std::string Table(const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> widths;
   for (const auto& row : rows) {
     if (widths.size() < row.size()) widths.resize(row.size(), 0);
-    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+    for (size_t i = 0; i < row.size(); ++i)
+      widths[i] = std::max(widths[i], row[i].size());
   }
   std::string out;
   for (const auto& row : rows) {
@@ -60,7 +61,8 @@ std::string PhaseName(DeployPhase phase) {
 
 std::string FormatTime(const google::protobuf::Timestamp& time) {
   if (time.seconds() == 0 && time.nanos() == 0) return "-";
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixSeconds(time.seconds()),
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
+                          absl::FromUnixSeconds(time.seconds()),
                           absl::UTCTimeZone());
 }
 
@@ -78,7 +80,8 @@ std::string ProgressBar(int64_t current, int64_t total, int width) {
     const int64_t clamped = std::min(std::max<int64_t>(current, 0), total);
     filled = static_cast<int>(clamped * width / total);
   }
-  return absl::StrCat("[", std::string(filled, '#'), std::string(width - filled, '-'), "]");
+  return absl::StrCat("[", std::string(filled, '#'),
+                      std::string(width - filled, '-'), "]");
 }
 
 std::string HumanBytes(int64_t bytes) {
@@ -91,7 +94,8 @@ std::string HumanBytes(int64_t bytes) {
   }
   char buffer[32];
   if (unit == 0) {
-    std::snprintf(buffer, sizeof(buffer), "%lld B", static_cast<long long>(bytes));
+    std::snprintf(buffer, sizeof(buffer), "%lld B",
+                  static_cast<long long>(bytes));
   } else {
     std::snprintf(buffer, sizeof(buffer), "%.1f %s", value, kUnits[unit]);
   }
@@ -100,27 +104,34 @@ std::string HumanBytes(int64_t bytes) {
 
 std::string FormatAgents(const hoist::v1::ListAgentsResponse& response) {
   std::vector<std::vector<std::string>> rows = {
-      {"NAME", "ADDRESS", "REACHABLE", "VERSION", "DOCKER", "LAST SEEN", "LABELS", "ERROR"}};
+      {"NAME", "ADDRESS", "REACHABLE", "VERSION", "DOCKER", "LAST SEEN",
+       "LABELS", "ERROR"}};
   for (const hoist::v1::AgentInfo& a : response.agents()) {
     // Labels sorted for stable output (proto maps are unordered).
-    std::map<std::string, std::string> labels(a.labels().begin(), a.labels().end());
+    std::map<std::string, std::string> labels(a.labels().begin(),
+                                              a.labels().end());
     std::vector<std::string> pairs;
     for (const auto& [k, v] : labels) pairs.push_back(absl::StrCat(k, "=", v));
-    rows.push_back({a.name(), a.address(), a.reachable() ? "yes" : "no", OrDash(a.version()),
-                    OrDash(a.docker_version()), FormatTime(a.last_seen()),
-                    pairs.empty() ? "-" : absl::StrJoin(pairs, ","), OrDash(a.last_error())});
+    rows.push_back({a.name(), a.address(), a.reachable() ? "yes" : "no",
+                    OrDash(a.version()), OrDash(a.docker_version()),
+                    FormatTime(a.last_seen()),
+                    pairs.empty() ? "-" : absl::StrJoin(pairs, ","),
+                    OrDash(a.last_error())});
   }
   return Table(rows);
 }
 
 std::string FormatRollouts(const hoist::v1::ListRolloutsResponse& response) {
-  std::vector<std::vector<std::string>> rows = {
-      {"ID", "SERVICE", "STATE", "DIGEST", "TAG", "TRIGGER", "CREATED", "HOSTS OK"}};
+  std::vector<std::vector<std::string>> rows = {{"ID", "SERVICE", "STATE",
+                                                 "DIGEST", "TAG", "TRIGGER",
+                                                 "CREATED", "HOSTS OK"}};
   for (const hoist::v1::Rollout& r : response.rollouts()) {
     int ok = 0;
-    for (const auto& h : r.hosts()) ok += h.phase() == hoist::v1::DEPLOY_PHASE_SUCCEEDED;
-    rows.push_back({r.id(), r.service(), StateName(r.state()), OrDash(ShortDigest(r.digest())),
-                    OrDash(r.tag()), OrDash(r.trigger()), FormatTime(r.created()),
+    for (const auto& h : r.hosts())
+      ok += h.phase() == hoist::v1::DEPLOY_PHASE_SUCCEEDED;
+    rows.push_back({r.id(), r.service(), StateName(r.state()),
+                    OrDash(ShortDigest(r.digest())), OrDash(r.tag()),
+                    OrDash(r.trigger()), FormatTime(r.created()),
                     absl::StrCat(ok, "/", r.hosts_size())});
   }
   return Table(rows);
@@ -138,28 +149,33 @@ std::string FormatRollout(const hoist::v1::Rollout& r) {
       {"Created:", FormatTime(r.created())},
       {"Finished:", FormatTime(r.finished())},
   };
-  if (!r.superseded_by().empty()) fields.push_back({"Superseded by:", r.superseded_by()});
+  if (!r.superseded_by().empty())
+    fields.push_back({"Superseded by:", r.superseded_by()});
   if (!r.error().empty()) fields.push_back({"Error:", r.error()});
   std::string out = Table(fields);
   if (r.hosts_size() == 0) return absl::StrCat(out, "Hosts: none\n");
   std::vector<std::vector<std::string>> rows = {
       {"  AGENT", "PHASE", "DEPLOY ID", "STARTED", "FINISHED", "ERROR"}};
   for (const hoist::v1::HostResult& h : r.hosts()) {
-    rows.push_back({absl::StrCat("  ", h.agent()), PhaseName(h.phase()), OrDash(h.deploy_id()),
-                    FormatTime(h.started()), FormatTime(h.finished()), OrDash(h.error())});
+    rows.push_back({absl::StrCat("  ", h.agent()), PhaseName(h.phase()),
+                    OrDash(h.deploy_id()), FormatTime(h.started()),
+                    FormatTime(h.finished()), OrDash(h.error())});
   }
   return absl::StrCat(out, "Hosts:\n", Table(rows));
 }
 
-absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message, bool pretty) {
+absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message,
+                                   bool pretty) {
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;
   options.always_print_primitive_fields = true;
   options.add_whitespace = pretty;
   std::string out;
-  const auto status = google::protobuf::util::MessageToJsonString(message, &out, options);
+  const auto status =
+      google::protobuf::util::MessageToJsonString(message, &out, options);
   if (!status.ok()) {
-    return absl::InternalError(absl::StrCat("JSON conversion: ", status.ToString()));
+    return absl::InternalError(
+        absl::StrCat("JSON conversion: ", status.ToString()));
   }
   if (pretty && !out.empty() && out.back() != '\n') out.push_back('\n');
   return out;
@@ -196,7 +212,8 @@ int ExitCodeForStatus(const absl::Status& status) {
   }
 }
 
-std::vector<std::string> WatchView::Apply(const hoist::v1::RolloutEvent& event) {
+std::vector<std::string> WatchView::Apply(
+    const hoist::v1::RolloutEvent& event) {
   std::vector<std::string> lines;
   const hoist::v1::Rollout& next = event.rollout();
   const bool first = !seen_any_;
@@ -205,14 +222,15 @@ std::vector<std::string> WatchView::Apply(const hoist::v1::RolloutEvent& event) 
 
   if (event.has_rollout()) {
     if (first) {
-      lines.push_back(absl::StrCat("rollout ", next.id(), ": service ", next.service(), ", ",
-                                   OrDash(ShortDigest(next.digest())),
-                                   next.tag().empty() ? "" : absl::StrCat(" (", next.tag(), ")"),
-                                   ", ", next.hosts_size(), " host(s), ",
-                                   StateName(next.state())));
+      lines.push_back(absl::StrCat(
+          "rollout ", next.id(), ": service ", next.service(), ", ",
+          OrDash(ShortDigest(next.digest())),
+          next.tag().empty() ? "" : absl::StrCat(" (", next.tag(), ")"), ", ",
+          next.hosts_size(), " host(s), ", StateName(next.state())));
     } else if (next.state() != rollout_.state()) {
-      lines.push_back(absl::StrCat("rollout ", next.id(), ": ", StateName(next.state()),
-                                   next.error().empty() ? "" : absl::StrCat(": ", next.error())));
+      lines.push_back(absl::StrCat(
+          "rollout ", next.id(), ": ", StateName(next.state()),
+          next.error().empty() ? "" : absl::StrCat(": ", next.error())));
     }
     rollout_ = next;
     seen_any_ = true;
@@ -234,21 +252,27 @@ std::vector<std::string> WatchView::Apply(const hoist::v1::RolloutEvent& event) 
   }
   for (const hoist::v1::HostResult& h : changed) {
     const auto old = old_phases.find(h.agent());
-    const bool phase_changed = old == old_phases.end() || old->second != h.phase();
+    const bool phase_changed =
+        old == old_phases.end() || old->second != h.phase();
     if (event.has_pull()) {
       pulls_[h.agent()] = event.pull();
     }
     if (h.phase() != hoist::v1::DEPLOY_PHASE_PULLING) pulls_.erase(h.agent());
     // Servers often prefix a host's message with its name; we print it once.
-    std::string message(absl::StripPrefix(event.message(), absl::StrCat(h.agent(), ": ")));
-    if (message == hoist::v1::DeployPhase_Name(h.phase())) message.clear();  // says nothing new
-    const bool new_message = !message.empty() && host_messages_[h.agent()] != message;
+    std::string message(
+        absl::StripPrefix(event.message(), absl::StrCat(h.agent(), ": ")));
+    if (message == hoist::v1::DeployPhase_Name(h.phase()))
+      message.clear();  // says nothing new
+    const bool new_message =
+        !message.empty() && host_messages_[h.agent()] != message;
     if (!message.empty()) host_messages_[h.agent()] = message;
     if (phase_changed || new_message) {
-      std::string line = absl::StrCat("  ", h.agent(), ": ", PhaseName(h.phase()));
+      std::string line =
+          absl::StrCat("  ", h.agent(), ": ", PhaseName(h.phase()));
       if (!message.empty()) absl::StrAppend(&line, " - ", message);
       if (!h.error().empty() && message.find(h.error()) == std::string::npos &&
-          (IsTerminalPhase(h.phase()) || h.phase() == hoist::v1::DEPLOY_PHASE_ROLLING_BACK)) {
+          (IsTerminalPhase(h.phase()) ||
+           h.phase() == hoist::v1::DEPLOY_PHASE_ROLLING_BACK)) {
         absl::StrAppend(&line, " (error: ", h.error(), ")");
       }
       lines.push_back(line);
@@ -260,43 +284,53 @@ std::vector<std::string> WatchView::Apply(const hoist::v1::RolloutEvent& event) 
       event.message() != last_message_) {
     lines.push_back(absl::StrCat("  ", event.message()));
   }
-  if (changed.empty() && !event.message().empty()) last_message_ = event.message();
+  if (changed.empty() && !event.message().empty())
+    last_message_ = event.message();
   return lines;
 }
 
 std::vector<std::string> WatchView::Render(int bar_width) const {
   std::vector<std::string> lines;
-  lines.push_back(absl::StrCat("Rollout ", rollout_.id(), "  service ", rollout_.service(), "  ",
+  lines.push_back(absl::StrCat("Rollout ", rollout_.id(), "  service ",
+                               rollout_.service(), "  ",
                                OrDash(ShortDigest(rollout_.digest())), "  ",
                                StateName(rollout_.state())));
   size_t name_width = 0;
-  for (const auto& h : rollout_.hosts()) name_width = std::max(name_width, h.agent().size());
+  for (const auto& h : rollout_.hosts())
+    name_width = std::max(name_width, h.agent().size());
   for (const hoist::v1::HostResult& h : rollout_.hosts()) {
-    std::string line = absl::StrCat("  ", h.agent(), std::string(name_width - h.agent().size(), ' '),
-                                    "  ", PhaseName(h.phase()));
+    std::string line = absl::StrCat(
+        "  ", h.agent(), std::string(name_width - h.agent().size(), ' '), "  ",
+        PhaseName(h.phase()));
     // Room for the longest phase name, HEALTH_CHECKING.
-    line.append(line.size() < name_width + 21 ? name_width + 21 - line.size() : 1, ' ');
+    line.append(
+        line.size() < name_width + 21 ? name_width + 21 - line.size() : 1, ' ');
     const auto pull = pulls_.find(h.agent());
     if (h.phase() == hoist::v1::DEPLOY_PHASE_PULLING && pull != pulls_.end()) {
       const hoist::v1::PullProgress& p = pull->second;
-      const int percent = p.total_bytes() > 0
-                              ? static_cast<int>(std::min<int64_t>(p.current_bytes(), p.total_bytes()) *
-                                                 100 / p.total_bytes())
-                              : 0;
-      absl::StrAppend(&line, ProgressBar(p.current_bytes(), p.total_bytes(), bar_width), " ",
-                      percent, "%  ", HumanBytes(p.current_bytes()), " / ",
-                      p.total_bytes() > 0 ? HumanBytes(p.total_bytes()) : "?", "  layer ",
-                      p.layer().substr(0, 12));
+      const int percent =
+          p.total_bytes() > 0
+              ? static_cast<int>(
+                    std::min<int64_t>(p.current_bytes(), p.total_bytes()) *
+                    100 / p.total_bytes())
+              : 0;
+      absl::StrAppend(
+          &line, ProgressBar(p.current_bytes(), p.total_bytes(), bar_width),
+          " ", percent, "%  ", HumanBytes(p.current_bytes()), " / ",
+          p.total_bytes() > 0 ? HumanBytes(p.total_bytes()) : "?", "  layer ",
+          p.layer().substr(0, 12));
     } else if (!h.error().empty()) {
       absl::StrAppend(&line, "error: ", h.error());
     } else {
       const auto message = host_messages_.find(h.agent());
-      if (message != host_messages_.end()) absl::StrAppend(&line, message->second);
+      if (message != host_messages_.end())
+        absl::StrAppend(&line, message->second);
     }
     while (!line.empty() && line.back() == ' ') line.pop_back();
     lines.push_back(line);
   }
-  if (!last_message_.empty()) lines.push_back(absl::StrCat("  ", last_message_));
+  if (!last_message_.empty())
+    lines.push_back(absl::StrCat("  ", last_message_));
   return lines;
 }
 

@@ -37,7 +37,8 @@ std::string FormatRollout(const hoist::v1::Rollout& rollout);
 
 // Protobuf JSON with proto field names (snake_case) and default values
 // printed; `pretty` adds line breaks, otherwise one line.
-absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message, bool pretty);
+absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message,
+                                   bool pretty);
 
 // Whether `watch` stops at this state: SUCCEEDED, FAILED, ROLLED_BACK,
 // SUPERSEDED and PAUSED (which waits for an operator's `resume`).

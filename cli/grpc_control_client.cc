@@ -15,7 +15,8 @@ using hoist::v1::Control;
 
 class GrpcControlClient : public ControlClient {
  public:
-  GrpcControlClient(std::unique_ptr<Control::Stub> stub, GrpcControlClientOptions options)
+  GrpcControlClient(std::unique_ptr<Control::Stub> stub,
+                    GrpcControlClientOptions options)
       : stub_(std::move(stub)), options_(std::move(options)) {}
 
   absl::StatusOr<hoist::v1::ListAgentsResponse> ListAgents() override {
@@ -24,9 +25,11 @@ class GrpcControlClient : public ControlClient {
   }
   absl::StatusOr<hoist::v1::ListRolloutsResponse> ListRollouts(
       const hoist::v1::ListRolloutsRequest& request) override {
-    return Unary<hoist::v1::ListRolloutsResponse>(request, &Control::Stub::ListRollouts);
+    return Unary<hoist::v1::ListRolloutsResponse>(request,
+                                                  &Control::Stub::ListRollouts);
   }
-  absl::StatusOr<hoist::v1::Rollout> GetRollout(const std::string& id) override {
+  absl::StatusOr<hoist::v1::Rollout> GetRollout(
+      const std::string& id) override {
     hoist::v1::GetRolloutRequest request;
     request.set_id(id);
     return Unary<hoist::v1::Rollout>(request, &Control::Stub::GetRollout);
@@ -35,7 +38,8 @@ class GrpcControlClient : public ControlClient {
       const hoist::v1::ManualDeployRequest& request) override {
     return Unary<hoist::v1::Rollout>(request, &Control::Stub::Deploy);
   }
-  absl::StatusOr<hoist::v1::Rollout> Rollback(const std::string& service) override {
+  absl::StatusOr<hoist::v1::Rollout> Rollback(
+      const std::string& service) override {
     hoist::v1::RollbackServiceRequest request;
     request.set_service(service);
     return Unary<hoist::v1::Rollout>(request, &Control::Stub::Rollback);
@@ -48,7 +52,8 @@ class GrpcControlClient : public ControlClient {
 
   absl::Status WatchRollout(
       const std::string& id,
-      const std::function<bool(const hoist::v1::RolloutEvent&)>& on_event) override {
+      const std::function<bool(const hoist::v1::RolloutEvent&)>& on_event)
+      override {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() +
                          std::chrono::seconds(options_.watch_timeout_seconds));
@@ -89,8 +94,9 @@ class GrpcControlClient : public ControlClient {
 
 absl::StatusOr<std::unique_ptr<ControlClient>> NewGrpcControlClient(
     const GrpcControlClientOptions& options) {
-  HOIST_ASSIGN_OR_RETURN(TlsMaterial material,
-                         LoadTlsMaterial({options.ca, options.cert, options.key}));
+  HOIST_ASSIGN_OR_RETURN(
+      TlsMaterial material,
+      LoadTlsMaterial({options.ca, options.cert, options.key}));
   grpc::ChannelArguments args;
   if (!options.tls_name.empty()) {
     args.SetSslTargetNameOverride(options.tls_name);

@@ -11,13 +11,13 @@
 namespace hoist::cli {
 
 struct GrpcControlClientOptions {
-  std::string server;    // HOST:PORT
-  std::string ca;        // file paths (PEM)
+  std::string server;  // HOST:PORT
+  std::string ca;      // file paths (PEM)
   std::string cert;
   std::string key;
-  std::string tls_name;  // non-empty: ssl_target_name_override
-  int timeout_seconds = 30;               // deadline of each unary call
-  int watch_timeout_seconds = 6 * 3600;   // deadline of WatchRollout
+  std::string tls_name;                  // non-empty: ssl_target_name_override
+  int timeout_seconds = 30;              // deadline of each unary call
+  int watch_timeout_seconds = 6 * 3600;  // deadline of WatchRollout
 };
 
 // Reads the TLS files (an error names the file; the caller maps it to exit

@@ -37,11 +37,13 @@ int main(int argc, char** argv) {
   client_options.tls_name = options->tls_name;
   client_options.timeout_seconds = options->timeout_seconds;
   client_options.watch_timeout_seconds = options->watch_timeout_seconds;
-  absl::StatusOr<std::unique_ptr<ControlClient>> client = NewGrpcControlClient(client_options);
+  absl::StatusOr<std::unique_ptr<ControlClient>> client =
+      NewGrpcControlClient(client_options);
   if (!client.ok()) {
     // Unreadable certificate files: we cannot authenticate.
     std::cerr << "hoistctl: " << client.status().message() << "\n";
     return kExitUnreachable;
   }
-  return RunCommand(*options, **client, std::cout, std::cerr, isatty(STDOUT_FILENO) == 1);
+  return RunCommand(*options, **client, std::cout, std::cerr,
+                    isatty(STDOUT_FILENO) == 1);
 }

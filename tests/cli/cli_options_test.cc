@@ -18,8 +18,8 @@ std::vector<std::string> Argv(std::vector<std::string> rest) {
   return rest;
 }
 
-const std::vector<std::string> kConn = {"--server", "h:1", "--ca", "ca.pem", "--cert",
-                                        "c.pem",    "--key", "k.pem"};
+const std::vector<std::string> kConn = {"--server", "h:1",   "--ca",  "ca.pem",
+                                        "--cert",   "c.pem", "--key", "k.pem"};
 
 std::vector<std::string> WithConn(std::vector<std::string> rest) {
   std::vector<std::string> all = kConn;
@@ -40,26 +40,40 @@ struct BadCase {
 TEST(ParseCliOptionsTest, RejectsBadCommandLinesWithAReason) {
   const std::vector<BadCase> cases = {
       {"no command", WithConn({}), "no command"},
-      {"unknown command", WithConn({"frobnicate"}), "unknown command \"frobnicate\""},
+      {"unknown command", WithConn({"frobnicate"}),
+       "unknown command \"frobnicate\""},
       {"unknown flag", WithConn({"agents", "--bogus"}), "unknown flag --bogus"},
-      {"flag without value", WithConn({"agents", "--output"}), "--output needs a value"},
+      {"flag without value", WithConn({"agents", "--output"}),
+       "--output needs a value"},
       {"bad output", WithConn({"--output", "yaml", "agents"}), "text or json"},
-      {"rollout without id", WithConn({"rollout"}), "usage: hoistctl rollout ID"},
-      {"watch with two ids", WithConn({"watch", "a", "b"}), "usage: hoistctl watch ID"},
+      {"rollout without id", WithConn({"rollout"}),
+       "usage: hoistctl rollout ID"},
+      {"watch with two ids", WithConn({"watch", "a", "b"}),
+       "usage: hoistctl watch ID"},
       {"deploy without ref", WithConn({"deploy", "web"}), "SERVICE DIGEST|TAG"},
-      {"deploy short digest", WithConn({"deploy", "web", "sha256:abc"}), "not a digest"},
-      {"deploy upper-case digest",
-       WithConn({"deploy", "web", "sha256:EE34C5C94B4D7D0B319AF21A84EBB0BCC16EF01BE9A6EE0277329256ECEE29B0"}),
+      {"deploy short digest", WithConn({"deploy", "web", "sha256:abc"}),
        "not a digest"},
-      {"agents with argument", WithConn({"agents", "x"}), "usage: hoistctl agents"},
-      {"limit not a number", WithConn({"rollouts", "--limit", "ten"}), "non-negative integer"},
-      {"negative limit", WithConn({"rollouts", "--limit=-1"}), "non-negative integer"},
-      {"service on other command", WithConn({"agents", "--service", "web"}), "apply to `rollouts`"},
+      {"deploy upper-case digest",
+       WithConn({"deploy", "web",
+                 "sha256:"
+                 "EE34C5C94B4D7D0B319AF21A84EBB0BCC16EF01BE9A6EE0277329256ECEE2"
+                 "9B0"}),
+       "not a digest"},
+      {"agents with argument", WithConn({"agents", "x"}),
+       "usage: hoistctl agents"},
+      {"limit not a number", WithConn({"rollouts", "--limit", "ten"}),
+       "non-negative integer"},
+      {"negative limit", WithConn({"rollouts", "--limit=-1"}),
+       "non-negative integer"},
+      {"service on other command", WithConn({"agents", "--service", "web"}),
+       "apply to `rollouts`"},
       {"zero timeout", WithConn({"--timeout", "0", "agents"}), "at least 1"},
       {"empty argument", WithConn({"rollout", ""}), "empty argument"},
-      {"missing server", Argv({"--ca", "a", "--cert", "b", "--key", "c", "agents"}),
+      {"missing server",
+       Argv({"--ca", "a", "--cert", "b", "--key", "c", "agents"}),
        "missing --server (or $HOIST_SERVER)"},
-      {"missing key", Argv({"--server", "h:1", "--ca", "a", "--cert", "b", "agents"}),
+      {"missing key",
+       Argv({"--server", "h:1", "--ca", "a", "--cert", "b", "agents"}),
        "missing --key (or $HOIST_KEY)"},
   };
   for (const BadCase& c : cases) {
@@ -67,7 +81,8 @@ TEST(ParseCliOptionsTest, RejectsBadCommandLinesWithAReason) {
     absl::StatusOr<CliOptions> parsed = ParseCliOptions(c.argv, NoEnv());
     ASSERT_FALSE(parsed.ok());
     EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
-    EXPECT_NE(std::string(parsed.status().message()).find(c.message_part), std::string::npos)
+    EXPECT_NE(std::string(parsed.status().message()).find(c.message_part),
+              std::string::npos)
         << parsed.status().message();
   }
 }
@@ -100,8 +115,9 @@ TEST(ParseCliOptionsTest, ParsesEachCommand) {
 
 TEST(ParseCliOptionsTest, FlagsAnywhereInBothSpellings) {
   absl::StatusOr<CliOptions> parsed = ParseCliOptions(
-      Argv({"rollouts", "--service=web", "--server=s:9", "--ca", "A", "--cert=C", "--key", "K",
-            "--limit", "5", "-o", "json", "--tls-name", "receiver.internal", "--timeout=7"}),
+      Argv({"rollouts", "--service=web", "--server=s:9", "--ca", "A",
+            "--cert=C", "--key", "K", "--limit", "5", "-o", "json",
+            "--tls-name", "receiver.internal", "--timeout=7"}),
       NoEnv());
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(parsed->service, "web");
@@ -150,16 +166,20 @@ TEST(IsDigestTest, Table) {
       {"sha256:", false},
       {kDigest + "0", false},
       {"sha512:" + kDigest.substr(7), false},
-      {"sha256:ee34c5c94b4d7d0b319af21a84ebb0bcc16ef01be9a6ee0277329256ecee29bz", false},
+      {"sha256:"
+       "ee34c5c94b4d7d0b319af21a84ebb0bcc16ef01be9a6ee0277329256ecee29bz",
+       false},
   };
-  for (const auto& [value, want] : cases) EXPECT_EQ(IsDigest(value), want) << value;
+  for (const auto& [value, want] : cases)
+    EXPECT_EQ(IsDigest(value), want) << value;
 }
 
 TEST(UsageTextTest, NamesEveryCommandAndExitCode) {
   const std::string usage = UsageText();
-  for (const char* word : {"agents", "rollouts", "rollout ID", "watch ID", "deploy SERVICE",
-                           "rollback SERVICE", "resume ID", "HOIST_SERVER", "HOIST_CA",
-                           "HOIST_CERT", "HOIST_KEY", "--tls-name", "--output"}) {
+  for (const char* word :
+       {"agents", "rollouts", "rollout ID", "watch ID", "deploy SERVICE",
+        "rollback SERVICE", "resume ID", "HOIST_SERVER", "HOIST_CA",
+        "HOIST_CERT", "HOIST_KEY", "--tls-name", "--output"}) {
     EXPECT_NE(usage.find(word), std::string::npos) << word;
   }
 }

@@ -36,7 +36,8 @@ class FakeControlClient : public ControlClient {
     r.add_rollouts()->set_id("r-1");
     return r;
   }
-  absl::StatusOr<hoist::v1::Rollout> GetRollout(const std::string& id) override {
+  absl::StatusOr<hoist::v1::Rollout> GetRollout(
+      const std::string& id) override {
     last_id = id;
     if (!error.ok()) return error;
     return Rollout(id, hoist::v1::ROLLOUT_STATE_SUCCEEDED);
@@ -47,7 +48,8 @@ class FakeControlClient : public ControlClient {
     if (!error.ok()) return error;
     return Rollout("r-new", hoist::v1::ROLLOUT_STATE_PENDING);
   }
-  absl::StatusOr<hoist::v1::Rollout> Rollback(const std::string& service) override {
+  absl::StatusOr<hoist::v1::Rollout> Rollback(
+      const std::string& service) override {
     last_service = service;
     if (!error.ok()) return error;
     return Rollout("r-back", hoist::v1::ROLLOUT_STATE_RUNNING);
@@ -59,7 +61,8 @@ class FakeControlClient : public ControlClient {
   }
   absl::Status WatchRollout(
       const std::string& id,
-      const std::function<bool(const hoist::v1::RolloutEvent&)>& on_event) override {
+      const std::function<bool(const hoist::v1::RolloutEvent&)>& on_event)
+      override {
     last_id = id;
     if (!error.ok()) return error;
     for (const auto& e : events) {
@@ -69,7 +72,8 @@ class FakeControlClient : public ControlClient {
     return watch_end;
   }
 
-  static hoist::v1::Rollout Rollout(const std::string& id, hoist::v1::RolloutState state) {
+  static hoist::v1::Rollout Rollout(const std::string& id,
+                                    hoist::v1::RolloutState state) {
     hoist::v1::Rollout r;
     r.set_id(id);
     r.set_service("web");
@@ -98,7 +102,8 @@ struct RunResult {
   std::string out, err;
 };
 
-RunResult Execute(const CliOptions& options, FakeControlClient& client, bool tty = false) {
+RunResult Execute(const CliOptions& options, FakeControlClient& client,
+                  bool tty = false) {
   std::ostringstream out, err;
   const int code = RunCommand(options, client, out, err, tty);
   return {code, out.str(), err.str()};
@@ -145,7 +150,10 @@ TEST(CommandsTest, ErrorsMapToExitCodes) {
       {"rollouts", {}, absl::PermissionDeniedError("spiffe://hoist/rogue"), 3},
       {"rollout", {"r-x"}, absl::NotFoundError("no rollout r-x"), 1},
       {"watch", {"r-x"}, absl::UnauthenticatedError("no cert"), 3},
-      {"deploy", {"web", "v1"}, absl::FailedPreconditionError("unknown tag"), 1},
+      {"deploy",
+       {"web", "v1"},
+       absl::FailedPreconditionError("unknown tag"),
+       1},
       {"rollback", {"web"}, absl::NotFoundError("no previous digest"), 1},
       {"resume", {"r-1"}, absl::FailedPreconditionError("not paused"), 1},
   };
@@ -156,7 +164,8 @@ TEST(CommandsTest, ErrorsMapToExitCodes) {
     RunResult run = Execute(Options(c.command, c.args), client);
     EXPECT_EQ(run.code, c.code);
     EXPECT_TRUE(run.out.empty()) << run.out;
-    EXPECT_NE(run.err.find(std::string(c.error.message())), std::string::npos) << run.err;
+    EXPECT_NE(run.err.find(std::string(c.error.message())), std::string::npos)
+        << run.err;
   }
 }
 
@@ -166,23 +175,28 @@ TEST(CommandsTest, WatchExitCodeFollowsFinalState) {
     int code;
   };
   const std::vector<Case> cases = {
-      {hoist::v1::ROLLOUT_STATE_SUCCEEDED, 0},  {hoist::v1::ROLLOUT_STATE_ROLLED_BACK, 1},
-      {hoist::v1::ROLLOUT_STATE_FAILED, 1},     {hoist::v1::ROLLOUT_STATE_SUPERSEDED, 1},
+      {hoist::v1::ROLLOUT_STATE_SUCCEEDED, 0},
+      {hoist::v1::ROLLOUT_STATE_ROLLED_BACK, 1},
+      {hoist::v1::ROLLOUT_STATE_FAILED, 1},
+      {hoist::v1::ROLLOUT_STATE_SUPERSEDED, 1},
       {hoist::v1::ROLLOUT_STATE_PAUSED, 1},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(hoist::v1::RolloutState_Name(c.final_state));
     FakeControlClient client;
-    client.events = {FakeControlClient::Event(hoist::v1::ROLLOUT_STATE_RUNNING),
-                     FakeControlClient::Event(c.final_state),
-                     // Never read: watch stops at the final state even if
-                     // the server keeps the stream open (PAUSED does).
-                     FakeControlClient::Event(hoist::v1::ROLLOUT_STATE_RUNNING)};
+    client.events = {
+        FakeControlClient::Event(hoist::v1::ROLLOUT_STATE_RUNNING),
+        FakeControlClient::Event(c.final_state),
+        // Never read: watch stops at the final state even if
+        // the server keeps the stream open (PAUSED does).
+        FakeControlClient::Event(hoist::v1::ROLLOUT_STATE_RUNNING)};
     RunResult run = Execute(Options("watch", {"r-9"}), client);
     EXPECT_EQ(run.code, c.code) << run.out << run.err;
     EXPECT_EQ(client.events_delivered, 2);
-    EXPECT_NE(run.out.find("rollout r-9 ended " + hoist::v1::RolloutState_Name(c.final_state).substr(14)),
-              std::string::npos)
+    EXPECT_NE(
+        run.out.find("rollout r-9 ended " +
+                     hoist::v1::RolloutState_Name(c.final_state).substr(14)),
+        std::string::npos)
         << run.out;
   }
 }
@@ -192,7 +206,8 @@ TEST(CommandsTest, WatchStreamEndingEarlyIsAFailure) {
   client.events = {FakeControlClient::Event(hoist::v1::ROLLOUT_STATE_RUNNING)};
   RunResult run = Execute(Options("watch", {"r-9"}), client);
   EXPECT_EQ(run.code, 1);
-  EXPECT_NE(run.err.find("ended before rollout r-9 finished (state RUNNING)"), std::string::npos)
+  EXPECT_NE(run.err.find("ended before rollout r-9 finished (state RUNNING)"),
+            std::string::npos)
       << run.err;
 
   client.watch_end = absl::UnavailableError("receiver restarting");
@@ -202,27 +217,32 @@ TEST(CommandsTest, WatchStreamEndingEarlyIsAFailure) {
 
 TEST(CommandsTest, WatchJsonPrintsOneEventPerLine) {
   FakeControlClient client;
-  client.events = {FakeControlClient::Event(hoist::v1::ROLLOUT_STATE_RUNNING),
-                   FakeControlClient::Event(hoist::v1::ROLLOUT_STATE_SUCCEEDED)};
-  RunResult run = Execute(Options("watch", {"r-9"}, OutputFormat::kJson), client);
+  client.events = {
+      FakeControlClient::Event(hoist::v1::ROLLOUT_STATE_RUNNING),
+      FakeControlClient::Event(hoist::v1::ROLLOUT_STATE_SUCCEEDED)};
+  RunResult run =
+      Execute(Options("watch", {"r-9"}, OutputFormat::kJson), client);
   EXPECT_EQ(run.code, 0);
   std::istringstream lines(run.out);
   std::vector<std::string> states;
   for (std::string line; std::getline(lines, line);) {
     states.push_back(nlohmann::json::parse(line)["rollout"]["state"]);
   }
-  EXPECT_EQ(states, (std::vector<std::string>{"ROLLOUT_STATE_RUNNING", "ROLLOUT_STATE_SUCCEEDED"}));
+  EXPECT_EQ(states, (std::vector<std::string>{"ROLLOUT_STATE_RUNNING",
+                                              "ROLLOUT_STATE_SUCCEEDED"}));
 }
 
 TEST(CommandsTest, WatchOnTerminalRedrawsInPlace) {
   FakeControlClient client;
-  client.events = {FakeControlClient::Event(hoist::v1::ROLLOUT_STATE_RUNNING),
-                   FakeControlClient::Event(hoist::v1::ROLLOUT_STATE_SUCCEEDED)};
+  client.events = {
+      FakeControlClient::Event(hoist::v1::ROLLOUT_STATE_RUNNING),
+      FakeControlClient::Event(hoist::v1::ROLLOUT_STATE_SUCCEEDED)};
   RunResult run = Execute(Options("watch", {"r-9"}), client, /*tty=*/true);
   EXPECT_EQ(run.code, 0);
   // The second screen moves the cursor up over the first (one header line).
   EXPECT_NE(run.out.find("\x1b[1A"), std::string::npos) << run.out;
-  EXPECT_NE(run.out.find("\x1b[2KRollout r-9  service web  -  SUCCEEDED"), std::string::npos)
+  EXPECT_NE(run.out.find("\x1b[2KRollout r-9  service web  -  SUCCEEDED"),
+            std::string::npos)
       << run.out;
 }
 

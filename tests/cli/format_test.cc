@@ -25,7 +25,9 @@ hoist::v1::Rollout SampleRollout() {
   r.set_id("r-42");
   r.set_service("helloworld");
   r.set_image("registry.example.com/prod/helloworld");
-  r.set_digest("sha256:ee34c5c94b4d7d0b319af21a84ebb0bcc16ef01be9a6ee0277329256ecee29b0");
+  r.set_digest(
+      "sha256:"
+      "ee34c5c94b4d7d0b319af21a84ebb0bcc16ef01be9a6ee0277329256ecee29b0");
   r.set_state(hoist::v1::ROLLOUT_STATE_ROLLED_BACK);
   r.set_trigger("webhook");
   r.set_tag("latest");
@@ -46,7 +48,8 @@ TEST(NamesTest, StripEnumPrefixes) {
   EXPECT_EQ(StateName(hoist::v1::ROLLOUT_STATE_SUCCEEDED), "SUCCEEDED");
   EXPECT_EQ(StateName(hoist::v1::ROLLOUT_STATE_SUPERSEDED), "SUPERSEDED");
   EXPECT_EQ(StateName(static_cast<RolloutState>(99)), "STATE_99");
-  EXPECT_EQ(PhaseName(hoist::v1::DEPLOY_PHASE_HEALTH_CHECKING), "HEALTH_CHECKING");
+  EXPECT_EQ(PhaseName(hoist::v1::DEPLOY_PHASE_HEALTH_CHECKING),
+            "HEALTH_CHECKING");
   EXPECT_EQ(PhaseName(static_cast<DeployPhase>(77)), "PHASE_77");
 }
 
@@ -72,10 +75,14 @@ TEST(ProgressBarTest, Table) {
     std::string want;
   };
   const std::vector<Case> cases = {
-      {0, 100, 10, "[----------]"},   {50, 100, 10, "[#####-----]"},
-      {100, 100, 10, "[##########]"}, {250, 100, 4, "[####]"},
-      {10, 0, 4, "[----]"},           {-5, 100, 4, "[----]"},
-      {1, 3, 3, "[#--]"},             {5, 10, 0, "[]"},
+      {0, 100, 10, "[----------]"},
+      {50, 100, 10, "[#####-----]"},
+      {100, 100, 10, "[##########]"},
+      {250, 100, 4, "[####]"},
+      {10, 0, 4, "[----]"},
+      {-5, 100, 4, "[----]"},
+      {1, 3, 3, "[#--]"},
+      {5, 10, 0, "[]"},
   };
   for (const Case& c : cases) {
     EXPECT_EQ(ProgressBar(c.current, c.total, c.width), c.want)
@@ -107,9 +114,12 @@ TEST(FormatAgentsTest, AlignedTableWithSortedLabels) {
   b->set_address("10.0.0.20:7981");
   b->set_last_error("connection refused");
   const std::string want =
-      "NAME   ADDRESS         REACHABLE  VERSION  DOCKER    LAST SEEN             LABELS           ERROR\n"
-      "web-1  10.0.0.1:7981   yes        0.1.0    20.10.24  2023-11-14T22:13:20Z  role=web,zone=b  -\n"
-      "db-10  10.0.0.20:7981  no         -        -         -                     -                connection refused\n";
+      "NAME   ADDRESS         REACHABLE  VERSION  DOCKER    LAST SEEN          "
+      "   LABELS           ERROR\n"
+      "web-1  10.0.0.1:7981   yes        0.1.0    20.10.24  "
+      "2023-11-14T22:13:20Z  role=web,zone=b  -\n"
+      "db-10  10.0.0.20:7981  no         -        -         -                  "
+      "   -                connection refused\n";
   EXPECT_EQ(FormatAgents(response), want);
 }
 
@@ -118,15 +128,18 @@ TEST(FormatRolloutsTest, CountsSucceededHosts) {
   hoist::v1::Rollout ok = SampleRollout();
   ok.set_id("r-43");
   ok.set_state(hoist::v1::ROLLOUT_STATE_SUCCEEDED);
-  for (auto& h : *ok.mutable_hosts()) h.set_phase(hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  for (auto& h : *ok.mutable_hosts())
+    h.set_phase(hoist::v1::DEPLOY_PHASE_SUCCEEDED);
   *response.add_rollouts() = ok;
   *response.add_rollouts() = SampleRollout();
   const std::string text = FormatRollouts(response);
-  EXPECT_NE(text.find("r-43  helloworld  SUCCEEDED    sha256:ee34c5c94b4d  latest  webhook  "
+  EXPECT_NE(text.find("r-43  helloworld  SUCCEEDED    sha256:ee34c5c94b4d  "
+                      "latest  webhook  "
                       "2023-11-14T22:13:20Z  2/2"),
             std::string::npos)
       << text;
-  EXPECT_NE(text.find("r-42  helloworld  ROLLED_BACK  sha256:ee34c5c94b4d  latest  webhook  "
+  EXPECT_NE(text.find("r-42  helloworld  ROLLED_BACK  sha256:ee34c5c94b4d  "
+                      "latest  webhook  "
                       "2023-11-14T22:13:20Z  0/2"),
             std::string::npos)
       << text;
@@ -134,12 +147,18 @@ TEST(FormatRolloutsTest, CountsSucceededHosts) {
 
 TEST(FormatRolloutTest, DetailsAndHosts) {
   const std::string text = FormatRollout(SampleRollout());
-  for (const char* part : {"Rollout:   r-42\n", "State:     ROLLED_BACK\n",
-                           "Digest:    sha256:ee34c5c94b4d7d0b319af21a84ebb0bcc16ef01be9a6ee0277329256ecee29b0\n",
-                           "Error:     web-2 unhealthy\n", "Finished:  -\n", "Hosts:\n",
-                           "  web-1  ROLLED_BACK  d-1",
-                           "  web-2  FAILED       -          -        -         health check timed out"}) {
-    EXPECT_NE(text.find(part), std::string::npos) << "missing [" << part << "] in\n" << text;
+  for (const char* part :
+       {"Rollout:   r-42\n", "State:     ROLLED_BACK\n",
+        "Digest:    "
+        "sha256:"
+        "ee34c5c94b4d7d0b319af21a84ebb0bcc16ef01be9a6ee0277329256ecee29b0\n",
+        "Error:     web-2 unhealthy\n", "Finished:  -\n", "Hosts:\n",
+        "  web-1  ROLLED_BACK  d-1",
+        "  web-2  FAILED       -          -        -         health check "
+        "timed out"}) {
+    EXPECT_NE(text.find(part), std::string::npos)
+        << "missing [" << part << "] in\n"
+        << text;
   }
   hoist::v1::Rollout empty;
   empty.set_id("r-0");
@@ -175,7 +194,8 @@ TEST(ExitCodeTest, StatusTable) {
       {absl::InvalidArgumentError("x"), 1},
       {absl::InternalError("x"), 1},
   };
-  for (const auto& [status, want] : cases) EXPECT_EQ(ExitCodeForStatus(status), want) << status;
+  for (const auto& [status, want] : cases)
+    EXPECT_EQ(ExitCodeForStatus(status), want) << status;
 }
 
 TEST(ExitCodeTest, RolloutStateTable) {
@@ -185,9 +205,12 @@ TEST(ExitCodeTest, RolloutStateTable) {
     int code;
   };
   const std::vector<Case> cases = {
-      {hoist::v1::ROLLOUT_STATE_PENDING, false, 1},   {hoist::v1::ROLLOUT_STATE_RUNNING, false, 1},
-      {hoist::v1::ROLLOUT_STATE_SUCCEEDED, true, 0},  {hoist::v1::ROLLOUT_STATE_FAILED, true, 1},
-      {hoist::v1::ROLLOUT_STATE_ROLLED_BACK, true, 1}, {hoist::v1::ROLLOUT_STATE_PAUSED, true, 1},
+      {hoist::v1::ROLLOUT_STATE_PENDING, false, 1},
+      {hoist::v1::ROLLOUT_STATE_RUNNING, false, 1},
+      {hoist::v1::ROLLOUT_STATE_SUCCEEDED, true, 0},
+      {hoist::v1::ROLLOUT_STATE_FAILED, true, 1},
+      {hoist::v1::ROLLOUT_STATE_ROLLED_BACK, true, 1},
+      {hoist::v1::ROLLOUT_STATE_PAUSED, true, 1},
       {hoist::v1::ROLLOUT_STATE_SUPERSEDED, true, 1},
   };
   for (const Case& c : cases) {
@@ -197,8 +220,9 @@ TEST(ExitCodeTest, RolloutStateTable) {
 }
 
 // Builds the event a server sends when `agent` reaches `phase`.
-hoist::v1::RolloutEvent HostEvent(const hoist::v1::Rollout& rollout, const std::string& agent,
-                                  DeployPhase phase, const std::string& message) {
+hoist::v1::RolloutEvent HostEvent(const hoist::v1::Rollout& rollout,
+                                  const std::string& agent, DeployPhase phase,
+                                  const std::string& message) {
   hoist::v1::RolloutEvent e;
   *e.mutable_rollout() = rollout;
   for (auto& h : *e.mutable_rollout()->mutable_hosts()) {
@@ -223,9 +247,11 @@ TEST(WatchViewTest, LogLinesFollowStateAndPhaseChanges) {
   *first.mutable_rollout() = r;
   EXPECT_EQ(view.Apply(first),
             std::vector<std::string>{
-                "rollout r-42: service helloworld, sha256:ee34c5c94b4d (latest), 2 host(s), RUNNING"});
+                "rollout r-42: service helloworld, sha256:ee34c5c94b4d "
+                "(latest), 2 host(s), RUNNING"});
 
-  hoist::v1::RolloutEvent pulling = HostEvent(r, "web-1", hoist::v1::DEPLOY_PHASE_PULLING, "");
+  hoist::v1::RolloutEvent pulling =
+      HostEvent(r, "web-1", hoist::v1::DEPLOY_PHASE_PULLING, "");
   pulling.mutable_pull()->set_layer("abcdef0123456789");
   pulling.mutable_pull()->set_current_bytes(512);
   pulling.mutable_pull()->set_total_bytes(1024);
@@ -235,25 +261,32 @@ TEST(WatchViewTest, LogLinesFollowStateAndPhaseChanges) {
   EXPECT_TRUE(view.Apply(pulling).empty());
   const std::vector<std::string> screen = view.Render(8);
   ASSERT_EQ(screen.size(), 3u) << absl::StrJoin(screen, "\n");
-  EXPECT_EQ(screen[0], "Rollout r-42  service helloworld  sha256:ee34c5c94b4d  RUNNING");
+  EXPECT_EQ(screen[0],
+            "Rollout r-42  service helloworld  sha256:ee34c5c94b4d  RUNNING");
   EXPECT_NE(screen[1].find("web-1  PULLING"), std::string::npos) << screen[1];
-  EXPECT_NE(screen[1].find("[######--] 75%  768 B / 1.0 KB  layer abcdef012345"),
-            std::string::npos)
+  EXPECT_NE(
+      screen[1].find("[######--] 75%  768 B / 1.0 KB  layer abcdef012345"),
+      std::string::npos)
       << screen[1];
   EXPECT_EQ(screen[2], "  web-2  UNSPECIFIED");
 
   r = pulling.rollout();
-  hoist::v1::RolloutEvent done = HostEvent(r, "web-1", hoist::v1::DEPLOY_PHASE_SUCCEEDED, "healthy");
-  EXPECT_EQ(view.Apply(done), std::vector<std::string>{"  web-1: SUCCEEDED - healthy"});
+  hoist::v1::RolloutEvent done =
+      HostEvent(r, "web-1", hoist::v1::DEPLOY_PHASE_SUCCEEDED, "healthy");
+  EXPECT_EQ(view.Apply(done),
+            std::vector<std::string>{"  web-1: SUCCEEDED - healthy"});
   EXPECT_EQ(view.Render(8)[1], "  web-1  SUCCEEDED        healthy");
   // A message that only repeats the phase adds nothing.
   hoist::v1::RolloutEvent repeat =
-      HostEvent(done.rollout(), "web-1", hoist::v1::DEPLOY_PHASE_SUCCEEDED, "DEPLOY_PHASE_SUCCEEDED");
+      HostEvent(done.rollout(), "web-1", hoist::v1::DEPLOY_PHASE_SUCCEEDED,
+                "DEPLOY_PHASE_SUCCEEDED");
   EXPECT_TRUE(view.Apply(repeat).empty());
-  EXPECT_EQ(view.Render(8)[1].find('['), std::string::npos);  // bar gone after PULLING
+  EXPECT_EQ(view.Render(8)[1].find('['),
+            std::string::npos);  // bar gone after PULLING
 
   r = done.rollout();
-  hoist::v1::RolloutEvent failed = HostEvent(r, "web-2", hoist::v1::DEPLOY_PHASE_FAILED, "");
+  hoist::v1::RolloutEvent failed =
+      HostEvent(r, "web-2", hoist::v1::DEPLOY_PHASE_FAILED, "");
   failed.mutable_host()->set_error("exit 1");
   failed.mutable_rollout()->set_state(hoist::v1::ROLLOUT_STATE_ROLLED_BACK);
   failed.mutable_rollout()->set_error("web-2 failed");
@@ -277,16 +310,19 @@ TEST(WatchViewTest, MessagesAreNotRepeated) {
   hoist::v1::RolloutEvent note;
   *note.mutable_rollout() = r;
   note.set_message("waiting for batch 2");
-  EXPECT_EQ(view.Apply(note), std::vector<std::string>{"  waiting for batch 2"});
+  EXPECT_EQ(view.Apply(note),
+            std::vector<std::string>{"  waiting for batch 2"});
   EXPECT_TRUE(view.Apply(note).empty());  // same message again
   EXPECT_EQ(view.Render(8).back(), "  waiting for batch 2");
 
   // A host message prefixed with the host's name, containing its error.
   hoist::v1::RolloutEvent failed =
-      HostEvent(r, "web-2", hoist::v1::DEPLOY_PHASE_FAILED, "web-2: unreachable for 5s: refused");
+      HostEvent(r, "web-2", hoist::v1::DEPLOY_PHASE_FAILED,
+                "web-2: unreachable for 5s: refused");
   failed.mutable_host()->set_error("unreachable for 5s: refused");
   EXPECT_EQ(view.Apply(failed),
-            std::vector<std::string>{"  web-2: FAILED - unreachable for 5s: refused"});
+            std::vector<std::string>{
+                "  web-2: FAILED - unreachable for 5s: refused"});
 
   // A state change with a message about it: one line.
   hoist::v1::RolloutEvent end;

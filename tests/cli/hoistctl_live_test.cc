@@ -23,7 +23,8 @@ using hoist::testing::Harness;
 constexpr char kDigest[] =
     "sha256:ee34c5c94b4d7d0b319af21a84ebb0bcc16ef01be9a6ee0277329256ecee29b0";
 
-hoist::v1::Rollout MakeRollout(const std::string& id, hoist::v1::RolloutState state) {
+hoist::v1::Rollout MakeRollout(const std::string& id,
+                               hoist::v1::RolloutState state) {
   hoist::v1::Rollout r;
   r.set_id(id);
   r.set_service("helloworld");
@@ -48,7 +49,8 @@ class FakeControl final : public hoist::v1::Control::Service {
       : authz_({{"operators", {"spiffe://hoist/operator"}},
                 {"viewers", {"spiffe://hoist/viewer"}}}) {}
 
-  grpc::Status ListAgents(grpc::ServerContext* context, const hoist::v1::ListAgentsRequest*,
+  grpc::Status ListAgents(grpc::ServerContext* context,
+                          const hoist::v1::ListAgentsRequest*,
                           hoist::v1::ListAgentsResponse* response) override {
     if (auto s = Check(context, false); !s.ok()) return s;
     auto* a = response->add_agents();
@@ -64,29 +66,36 @@ class FakeControl final : public hoist::v1::Control::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status ListRollouts(grpc::ServerContext* context,
-                            const hoist::v1::ListRolloutsRequest* request,
-                            hoist::v1::ListRolloutsResponse* response) override {
+  grpc::Status ListRollouts(
+      grpc::ServerContext* context,
+      const hoist::v1::ListRolloutsRequest* request,
+      hoist::v1::ListRolloutsResponse* response) override {
     if (auto s = Check(context, false); !s.ok()) return s;
-    Record(absl::StrCat("ListRollouts service=", request->service(), " limit=", request->limit()));
-    *response->add_rollouts() = MakeRollout("r-2", hoist::v1::ROLLOUT_STATE_SUCCEEDED);
-    *response->add_rollouts() = MakeRollout("r-1", hoist::v1::ROLLOUT_STATE_ROLLED_BACK);
+    Record(absl::StrCat("ListRollouts service=", request->service(),
+                        " limit=", request->limit()));
+    *response->add_rollouts() =
+        MakeRollout("r-2", hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+    *response->add_rollouts() =
+        MakeRollout("r-1", hoist::v1::ROLLOUT_STATE_ROLLED_BACK);
     return grpc::Status::OK;
   }
 
-  grpc::Status GetRollout(grpc::ServerContext* context, const hoist::v1::GetRolloutRequest* request,
+  grpc::Status GetRollout(grpc::ServerContext* context,
+                          const hoist::v1::GetRolloutRequest* request,
                           hoist::v1::Rollout* response) override {
     if (auto s = Check(context, false); !s.ok()) return s;
     if (request->id() != "r-1") {
-      return grpc::Status(grpc::StatusCode::NOT_FOUND, "no rollout " + request->id());
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          "no rollout " + request->id());
     }
     *response = MakeRollout("r-1", hoist::v1::ROLLOUT_STATE_ROLLED_BACK);
     return grpc::Status::OK;
   }
 
-  grpc::Status WatchRollout(grpc::ServerContext* context,
-                            const hoist::v1::WatchRolloutRequest* request,
-                            grpc::ServerWriter<hoist::v1::RolloutEvent>* writer) override {
+  grpc::Status WatchRollout(
+      grpc::ServerContext* context,
+      const hoist::v1::WatchRolloutRequest* request,
+      grpc::ServerWriter<hoist::v1::RolloutEvent>* writer) override {
     if (auto s = Check(context, false); !s.ok()) return s;
     hoist::v1::RolloutState end;
     if (request->id() == "r-ok") {
@@ -94,15 +103,18 @@ class FakeControl final : public hoist::v1::Control::Service {
     } else if (request->id() == "r-bad") {
       end = hoist::v1::ROLLOUT_STATE_ROLLED_BACK;
     } else {
-      return grpc::Status(grpc::StatusCode::NOT_FOUND, "no rollout " + request->id());
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          "no rollout " + request->id());
     }
     const bool ok = end == hoist::v1::ROLLOUT_STATE_SUCCEEDED;
-    hoist::v1::Rollout r = MakeRollout(request->id(), hoist::v1::ROLLOUT_STATE_RUNNING);
+    hoist::v1::Rollout r =
+        MakeRollout(request->id(), hoist::v1::ROLLOUT_STATE_RUNNING);
     hoist::v1::RolloutEvent e;
     *e.mutable_rollout() = r;
     writer->Write(e);
     // web-1 pulls, then ends SUCCEEDED (or ROLLED_BACK).
-    auto host_event = [&](hoist::v1::DeployPhase phase, const std::string& message) {
+    auto host_event = [&](hoist::v1::DeployPhase phase,
+                          const std::string& message) {
       r.mutable_hosts(0)->set_phase(phase);
       hoist::v1::RolloutEvent he;
       *he.mutable_rollout() = r;
@@ -110,15 +122,17 @@ class FakeControl final : public hoist::v1::Control::Service {
       he.set_message(message);
       return he;
     };
-    hoist::v1::RolloutEvent pulling = host_event(hoist::v1::DEPLOY_PHASE_PULLING, "pulling");
+    hoist::v1::RolloutEvent pulling =
+        host_event(hoist::v1::DEPLOY_PHASE_PULLING, "pulling");
     pulling.mutable_pull()->set_layer("0123456789abcdef");
     pulling.mutable_pull()->set_current_bytes(100);
     pulling.mutable_pull()->set_total_bytes(400);
     writer->Write(pulling);
     if (!ok) r.mutable_hosts(0)->set_error("health check timed out");
-    writer->Write(host_event(
-        ok ? hoist::v1::DEPLOY_PHASE_SUCCEEDED : hoist::v1::DEPLOY_PHASE_ROLLED_BACK,
-        ok ? "healthy" : "unhealthy; old container restored"));
+    writer->Write(
+        host_event(ok ? hoist::v1::DEPLOY_PHASE_SUCCEEDED
+                      : hoist::v1::DEPLOY_PHASE_ROLLED_BACK,
+                   ok ? "healthy" : "unhealthy; old container restored"));
     r.set_state(end);
     r.mutable_finished()->set_seconds(1700000060);
     hoist::v1::RolloutEvent last;
@@ -127,11 +141,12 @@ class FakeControl final : public hoist::v1::Control::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Deploy(grpc::ServerContext* context, const hoist::v1::ManualDeployRequest* request,
+  grpc::Status Deploy(grpc::ServerContext* context,
+                      const hoist::v1::ManualDeployRequest* request,
                       hoist::v1::Rollout* response) override {
     if (auto s = Check(context, true); !s.ok()) return s;
-    Record(absl::StrCat("Deploy service=", request->service(), " digest=", request->digest(),
-                        " tag=", request->tag()));
+    Record(absl::StrCat("Deploy service=", request->service(), " digest=",
+                        request->digest(), " tag=", request->tag()));
     *response = MakeRollout("r-3", hoist::v1::ROLLOUT_STATE_PENDING);
     response->set_trigger("manual");
     response->set_digest(request->digest());
@@ -144,18 +159,21 @@ class FakeControl final : public hoist::v1::Control::Service {
                         hoist::v1::Rollout* response) override {
     if (auto s = Check(context, true); !s.ok()) return s;
     if (request->service() != "helloworld") {
-      return grpc::Status(grpc::StatusCode::NOT_FOUND, "no service " + request->service());
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          "no service " + request->service());
     }
     *response = MakeRollout("r-4", hoist::v1::ROLLOUT_STATE_RUNNING);
     response->set_trigger("rollback");
     return grpc::Status::OK;
   }
 
-  grpc::Status Resume(grpc::ServerContext* context, const hoist::v1::ResumeRequest* request,
+  grpc::Status Resume(grpc::ServerContext* context,
+                      const hoist::v1::ResumeRequest* request,
                       hoist::v1::Rollout* response) override {
     if (auto s = Check(context, true); !s.ok()) return s;
     if (request->id() != "r-1") {
-      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, request->id() + " is not PAUSED");
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          request->id() + " is not PAUSED");
     }
     *response = MakeRollout("r-1", hoist::v1::ROLLOUT_STATE_RUNNING);
     return grpc::Status::OK;
@@ -187,37 +205,41 @@ class HoistctlLiveTest : public ::testing::Test {
  protected:
   void SetUp() override {
     const auto& h = Harness();
-    absl::StatusOr<TlsMaterial> material =
-        LoadTlsMaterial({h.Cert("ca.pem"), h.Cert("receiver.pem"), h.Cert("receiver-key.pem")});
+    absl::StatusOr<TlsMaterial> material = LoadTlsMaterial(
+        {h.Cert("ca.pem"), h.Cert("receiver.pem"), h.Cert("receiver-key.pem")});
     ASSERT_TRUE(material.ok()) << material.status();
     grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", MutualTlsServerCredentials(*material), &port_);
+    builder.AddListeningPort("127.0.0.1:0",
+                             MutualTlsServerCredentials(*material), &port_);
     builder.RegisterService(&service_);
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
     ASSERT_GT(port_, 0);
   }
   void TearDown() override {
-    if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    if (server_)
+      server_->Shutdown(std::chrono::system_clock::now() +
+                        std::chrono::seconds(5));
   }
 
   // Runs hoistctl with `identity`'s certificate ("operator", "viewer",
   // "rogue", ...) and `args`; stderr is dropped when `json` (stdout must
   // then be pure JSON).
-  hoist::testing::CommandResult Hoistctl(const std::string& args,
-                                         const std::string& identity = "operator",
-                                         const std::string& ca = "ca.pem",
-                                         bool drop_stderr = false) {
+  hoist::testing::CommandResult Hoistctl(
+      const std::string& args, const std::string& identity = "operator",
+      const std::string& ca = "ca.pem", bool drop_stderr = false) {
     const auto& h = Harness();
     const std::string command = absl::StrCat(
-        "timeout 60 ", hoist::testing::BinaryPath("hoistctl"), " --server 127.0.0.1:", port_,
-        " --ca ", h.Cert(ca), " --cert ", h.Cert(identity + ".pem"), " --key ",
-        h.Cert(identity + "-key.pem"), " ", args, drop_stderr ? " 2>/dev/null" : "");
+        "timeout 60 ", hoist::testing::BinaryPath("hoistctl"),
+        " --server 127.0.0.1:", port_, " --ca ", h.Cert(ca), " --cert ",
+        h.Cert(identity + ".pem"), " --key ", h.Cert(identity + "-key.pem"),
+        " ", args, drop_stderr ? " 2>/dev/null" : "");
     return hoist::testing::RunCommand(command);
   }
 
   nlohmann::json Json(const std::string& args) {
-    hoist::testing::CommandResult r = Hoistctl("--output json " + args, "operator", "ca.pem", true);
+    hoist::testing::CommandResult r =
+        Hoistctl("--output json " + args, "operator", "ca.pem", true);
     EXPECT_EQ(r.exit_code, 0) << args << ": " << r.output;
     return nlohmann::json::parse(r.output, nullptr, /*allow_exceptions=*/false);
   }
@@ -230,14 +252,16 @@ class HoistctlLiveTest : public ::testing::Test {
 TEST_F(HoistctlLiveTest, AgentsTextAndJson) {
   hoist::testing::CommandResult text = Hoistctl("agents");
   EXPECT_EQ(text.exit_code, 0) << text.output;
-  EXPECT_NE(text.output.find("web-1  10.0.0.1:7981  yes"), std::string::npos) << text.output;
-  EXPECT_NE(text.output.find("connection refused"), std::string::npos) << text.output;
+  EXPECT_NE(text.output.find("web-1  10.0.0.1:7981  yes"), std::string::npos)
+      << text.output;
+  EXPECT_NE(text.output.find("connection refused"), std::string::npos)
+      << text.output;
 
   nlohmann::json json = Json("agents");
   ASSERT_FALSE(json.is_discarded());
   EXPECT_EQ(json["agents"][0]["name"], "web-1");
   EXPECT_EQ(json["agents"][0]["docker_version"], "20.10.24");  // snake_case
-  EXPECT_EQ(json["agents"][1]["reachable"], false);            // defaults printed
+  EXPECT_EQ(json["agents"][1]["reachable"], false);  // defaults printed
   EXPECT_EQ(json["agents"][1]["last_error"], "connection refused");
 }
 
@@ -258,22 +282,29 @@ TEST_F(HoistctlLiveTest, RolloutsAndRollout) {
 
   hoist::testing::CommandResult missing = Hoistctl("rollout r-404");
   EXPECT_EQ(missing.exit_code, 1) << missing.output;
-  EXPECT_NE(missing.output.find("no rollout r-404"), std::string::npos) << missing.output;
+  EXPECT_NE(missing.output.find("no rollout r-404"), std::string::npos)
+      << missing.output;
 }
 
 TEST_F(HoistctlLiveTest, WatchExitsWithTheRolloutsOutcome) {
   hoist::testing::CommandResult ok = Hoistctl("watch r-ok");
   EXPECT_EQ(ok.exit_code, 0) << ok.output;
-  EXPECT_NE(ok.output.find("web-1: PULLING - pulling"), std::string::npos) << ok.output;
-  EXPECT_NE(ok.output.find("rollout r-ok ended SUCCEEDED"), std::string::npos) << ok.output;
+  EXPECT_NE(ok.output.find("web-1: PULLING - pulling"), std::string::npos)
+      << ok.output;
+  EXPECT_NE(ok.output.find("rollout r-ok ended SUCCEEDED"), std::string::npos)
+      << ok.output;
 
   hoist::testing::CommandResult bad = Hoistctl("watch r-bad");
   EXPECT_EQ(bad.exit_code, 1) << bad.output;
-  EXPECT_NE(bad.output.find("web-1: ROLLED_BACK - unhealthy; old container restored (error: "
-                            "health check timed out)"),
+  EXPECT_NE(
+      bad.output.find(
+          "web-1: ROLLED_BACK - unhealthy; old container restored (error: "
+          "health check timed out)"),
+      std::string::npos)
+      << bad.output;
+  EXPECT_NE(bad.output.find("rollout r-bad ended ROLLED_BACK"),
             std::string::npos)
       << bad.output;
-  EXPECT_NE(bad.output.find("rollout r-bad ended ROLLED_BACK"), std::string::npos) << bad.output;
 
   // JSON: one RolloutEvent per line, with the pull progress.
   hoist::testing::CommandResult json =
@@ -284,7 +315,8 @@ TEST_F(HoistctlLiveTest, WatchExitsWithTheRolloutsOutcome) {
   while (start < json.output.size()) {
     size_t end = json.output.find('\n', start);
     if (end == std::string::npos) end = json.output.size();
-    events.push_back(nlohmann::json::parse(json.output.substr(start, end - start), nullptr, false));
+    events.push_back(nlohmann::json::parse(
+        json.output.substr(start, end - start), nullptr, false));
     start = end + 1;
   }
   ASSERT_EQ(events.size(), 4u) << json.output;
@@ -304,19 +336,24 @@ TEST_F(HoistctlLiveTest, DeployRollbackResume) {
   EXPECT_EQ(by_tag["tag"], "v2");
   const std::vector<std::string> calls = service_.calls();
   ASSERT_GE(calls.size(), 2u);
-  EXPECT_EQ(calls[calls.size() - 2], absl::StrCat("Deploy service=helloworld digest=", kDigest, " tag="));
+  EXPECT_EQ(
+      calls[calls.size() - 2],
+      absl::StrCat("Deploy service=helloworld digest=", kDigest, " tag="));
   EXPECT_EQ(calls.back(), "Deploy service=helloworld digest= tag=v2");
 
   hoist::testing::CommandResult back = Hoistctl("rollback helloworld");
   EXPECT_EQ(back.exit_code, 0) << back.output;
-  EXPECT_NE(back.output.find("Trigger:   rollback"), std::string::npos) << back.output;
-  EXPECT_NE(back.output.find("hoistctl watch r-4"), std::string::npos) << back.output;
+  EXPECT_NE(back.output.find("Trigger:   rollback"), std::string::npos)
+      << back.output;
+  EXPECT_NE(back.output.find("hoistctl watch r-4"), std::string::npos)
+      << back.output;
   EXPECT_EQ(Hoistctl("rollback nosuch").exit_code, 1);
 
   EXPECT_EQ(Hoistctl("resume r-1").exit_code, 0);
   hoist::testing::CommandResult not_paused = Hoistctl("resume r-2");
   EXPECT_EQ(not_paused.exit_code, 1);
-  EXPECT_NE(not_paused.output.find("FAILED_PRECONDITION"), std::string::npos) << not_paused.output;
+  EXPECT_NE(not_paused.output.find("FAILED_PRECONDITION"), std::string::npos)
+      << not_paused.output;
 }
 
 TEST_F(HoistctlLiveTest, ExitCodesForUsageAndAuthentication) {
@@ -325,31 +362,37 @@ TEST_F(HoistctlLiveTest, ExitCodesForUsageAndAuthentication) {
   EXPECT_EQ(Hoistctl("--output yaml agents").exit_code, 2);
 
   // Server certificate not signed by the CA we trust: cannot authenticate.
-  hoist::testing::CommandResult wrong_ca = Hoistctl("agents", "operator", "foreign-ca.pem");
+  hoist::testing::CommandResult wrong_ca =
+      Hoistctl("agents", "operator", "foreign-ca.pem");
   EXPECT_EQ(wrong_ca.exit_code, 3) << wrong_ca.output;
-  EXPECT_NE(wrong_ca.output.find("UNAVAILABLE"), std::string::npos) << wrong_ca.output;
+  EXPECT_NE(wrong_ca.output.find("UNAVAILABLE"), std::string::npos)
+      << wrong_ca.output;
   // Client certificate from another CA, or expired: the server refuses us.
   EXPECT_EQ(Hoistctl("agents", "foreign").exit_code, 3);
   EXPECT_EQ(Hoistctl("agents", "expired").exit_code, 3);
   // A fleet certificate without a role: PERMISSION_DENIED is exit 3 too.
   hoist::testing::CommandResult rogue = Hoistctl("agents", "rogue");
   EXPECT_EQ(rogue.exit_code, 3) << rogue.output;
-  EXPECT_NE(rogue.output.find("PERMISSION_DENIED"), std::string::npos) << rogue.output;
+  EXPECT_NE(rogue.output.find("PERMISSION_DENIED"), std::string::npos)
+      << rogue.output;
   // A viewer reads but may not deploy.
   EXPECT_EQ(Hoistctl("agents", "viewer").exit_code, 0);
   EXPECT_EQ(Hoistctl("deploy helloworld v2", "viewer").exit_code, 3);
   // Nobody listening.
   const std::string closed = absl::StrCat(
-      "timeout 60 ", hoist::testing::BinaryPath("hoistctl"), " --timeout 5 --server 127.0.0.1:",
-      hoist::testing::FreeTcpPort(), " --ca ", Harness().Cert("ca.pem"), " --cert ",
-      Harness().Cert("operator.pem"), " --key ", Harness().Cert("operator-key.pem"), " agents");
+      "timeout 60 ", hoist::testing::BinaryPath("hoistctl"),
+      " --timeout 5 --server 127.0.0.1:", hoist::testing::FreeTcpPort(),
+      " --ca ", Harness().Cert("ca.pem"), " --cert ",
+      Harness().Cert("operator.pem"), " --key ",
+      Harness().Cert("operator-key.pem"), " agents");
   EXPECT_EQ(hoist::testing::RunCommand(closed).exit_code, 3);
 }
 
 TEST_F(HoistctlLiveTest, TlsNameOverridesTheVerifiedName) {
   // The receiver certificate names DNS:localhost and IP:127.0.0.1.
   EXPECT_EQ(Hoistctl("--tls-name localhost agents").exit_code, 0);
-  hoist::testing::CommandResult wrong = Hoistctl("--tls-name elsewhere.example agents");
+  hoist::testing::CommandResult wrong =
+      Hoistctl("--tls-name elsewhere.example agents");
   EXPECT_EQ(wrong.exit_code, 3) << wrong.output;
 }
 
@@ -357,8 +400,9 @@ TEST_F(HoistctlLiveTest, EnvironmentVariablesConfigureTheConnection) {
   const auto& h = Harness();
   const std::string command = absl::StrCat(
       "HOIST_SERVER=127.0.0.1:", port_, " HOIST_CA=", h.Cert("ca.pem"),
-      " HOIST_CERT=", h.Cert("operator.pem"), " HOIST_KEY=", h.Cert("operator-key.pem"),
-      " timeout 60 ", hoist::testing::BinaryPath("hoistctl"), " agents");
+      " HOIST_CERT=", h.Cert("operator.pem"),
+      " HOIST_KEY=", h.Cert("operator-key.pem"), " timeout 60 ",
+      hoist::testing::BinaryPath("hoistctl"), " agents");
   hoist::testing::CommandResult r = hoist::testing::RunCommand(command);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("web-2"), std::string::npos) << r.output;

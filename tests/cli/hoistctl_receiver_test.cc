@@ -32,25 +32,34 @@ class HoistctlReceiverTest : public ::testing::Test {
     dir_ = hoist::testing::MakeTempDir("hoistctl-receiver");
     control_port_ = hoist::testing::FreeTcpPort();
     const int webhook_port = hoist::testing::FreeTcpPort();
-    const int dead_port = hoist::testing::FreeTcpPort();  // nobody listens there
-    const std::string config = absl::StrCat(R"(
+    const int dead_port =
+        hoist::testing::FreeTcpPort();  // nobody listens there
+    const std::string config = absl::StrCat(
+        R"(
 webhook:
-  listen: "127.0.0.1:)", webhook_port, R"("
+  listen: "127.0.0.1:)",
+        webhook_port, R"("
   path: "/webhooks/artifactory"
-  secret_files: [")", dir_, R"(/secret"]
+  secret_files: [")",
+        dir_, R"(/secret"]
   auth: "hmac-sha256"
-control: {listen: "127.0.0.1:)", control_port_, R"("}
-tls: {ca: ")", h.Cert("ca.pem"), R"(", cert: ")", h.Cert("receiver.pem"), R"(", key: ")",
-                                            h.Cert("receiver-key.pem"), R"("}
+control: {listen: "127.0.0.1:)",
+        control_port_, R"("}
+tls: {ca: ")",
+        h.Cert("ca.pem"), R"(", cert: ")", h.Cert("receiver.pem"),
+        R"(", key: ")", h.Cert("receiver-key.pem"), R"("}
 authz: {operators: ["spiffe://hoist/operator"], viewers: ["spiffe://hoist/viewer"]}
-state: ")", dir_, R"(/receiver.db"
+state: ")",
+        dir_, R"(/receiver.db"
 agent_call: {deadline_seconds: 10, connect_timeout_seconds: 1, retry_seconds: 2}
 agents:
-  - {name: web-1, address: "127.0.0.1:)", dead_port, R"(", tls_name: "localhost", labels: {role: web}}
+  - {name: web-1, address: "127.0.0.1:)",
+        dead_port, R"(", tls_name: "localhost", labels: {role: web}}
 services:
   - name: hello
     trigger: {domain: docker, event_types: [promoted], repo_key: docker-prod, image: hello}
-    image: ")", h.registry, R"(/hello"
+    image: ")",
+        h.registry, R"(/hello"
     targets: {labels: {role: web}}
     container:
       name: hello
@@ -60,35 +69,42 @@ services:
 )");
     ASSERT_TRUE(WriteFileAtomically(dir_ + "/secret", "s3cret").ok());
     ASSERT_TRUE(WriteFileAtomically(dir_ + "/receiver.yaml", config).ok());
-    CommandResult started = RunCommand(absl::StrCat(
-        "setsid ", hoist::testing::BinaryPath("hoist-receiver"), " --config ", dir_,
-        "/receiver.yaml >", dir_, "/receiver.log 2>&1 </dev/null & echo $!"));
+    CommandResult started = RunCommand(
+        absl::StrCat("setsid ", hoist::testing::BinaryPath("hoist-receiver"),
+                     " --config ", dir_, "/receiver.yaml >", dir_,
+                     "/receiver.log 2>&1 </dev/null & echo $!"));
     ASSERT_EQ(started.exit_code, 0) << started.output;
-    ASSERT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(started.output), &pid_))
+    ASSERT_TRUE(
+        absl::SimpleAtoi(absl::StripAsciiWhitespace(started.output), &pid_))
         << started.output;
     const bool listening = hoist::testing::WaitFor(
         [&] {
           absl::StatusOr<std::string> log = ReadFile(dir_ + "/receiver.log");
-          return log.ok() && log->find("control listening on") != std::string::npos;
+          return log.ok() &&
+                 log->find("control listening on") != std::string::npos;
         },
         absl::Seconds(30));
-    ASSERT_TRUE(listening) << ReadFile(dir_ + "/receiver.log").value_or("(no log)");
+    ASSERT_TRUE(listening)
+        << ReadFile(dir_ + "/receiver.log").value_or("(no log)");
   }
 
   void TearDown() override {
     if (pid_ > 0) {
       kill(pid_, SIGTERM);
-      hoist::testing::WaitFor([&] { return kill(pid_, 0) != 0; }, absl::Seconds(20));
+      hoist::testing::WaitFor([&] { return kill(pid_, 0) != 0; },
+                              absl::Seconds(20));
       kill(pid_, SIGKILL);
     }
   }
 
-  CommandResult Hoistctl(const std::string& args, const std::string& identity = "operator") {
+  CommandResult Hoistctl(const std::string& args,
+                         const std::string& identity = "operator") {
     const auto& h = Harness();
-    return RunCommand(absl::StrCat(
-        "timeout 120 ", hoist::testing::BinaryPath("hoistctl"), " --server 127.0.0.1:",
-        control_port_, " --ca ", h.Cert("ca.pem"), " --cert ", h.Cert(identity + ".pem"),
-        " --key ", h.Cert(identity + "-key.pem"), " ", args));
+    return RunCommand(
+        absl::StrCat("timeout 120 ", hoist::testing::BinaryPath("hoistctl"),
+                     " --server 127.0.0.1:", control_port_, " --ca ",
+                     h.Cert("ca.pem"), " --cert ", h.Cert(identity + ".pem"),
+                     " --key ", h.Cert(identity + "-key.pem"), " ", args));
   }
   nlohmann::json Json(const std::string& args) {
     CommandResult r = Hoistctl("--output json " + args + " 2>/dev/null");
@@ -118,9 +134,11 @@ TEST_F(HoistctlReceiverTest, CommandsAgainstTheRealReceiver) {
   const std::string id = deployed["id"];
   CommandResult watched = Hoistctl("watch " + id);
   EXPECT_EQ(watched.exit_code, 1) << watched.output;
-  EXPECT_NE(watched.output.find(absl::StrCat("rollout ", id, " ended ")), std::string::npos)
+  EXPECT_NE(watched.output.find(absl::StrCat("rollout ", id, " ended ")),
+            std::string::npos)
       << watched.output;
-  EXPECT_NE(watched.output.find("web-1: FAILED"), std::string::npos) << watched.output;
+  EXPECT_NE(watched.output.find("web-1: FAILED"), std::string::npos)
+      << watched.output;
 
   nlohmann::json listed = Json("rollouts --service hello --limit 5");
   ASSERT_FALSE(listed.is_discarded());
@@ -131,17 +149,20 @@ TEST_F(HoistctlReceiverTest, CommandsAgainstTheRealReceiver) {
 
   CommandResult one = Hoistctl("rollout " + id);
   EXPECT_EQ(one.exit_code, 0) << one.output;
-  EXPECT_NE(one.output.find("Trigger:   manual"), std::string::npos) << one.output;
+  EXPECT_NE(one.output.find("Trigger:   manual"), std::string::npos)
+      << one.output;
 
   // Failures of the operation are exit code 1; of authorization, 3.
   EXPECT_EQ(Hoistctl("rollout r-does-not-exist").exit_code, 1);
   EXPECT_EQ(Hoistctl("deploy nosuchservice v1").exit_code, 1);
-  EXPECT_EQ(Hoistctl("rollback hello").exit_code, 1);  // no earlier success to go back to
-  EXPECT_EQ(Hoistctl("resume " + id).exit_code, 1);    // not PAUSED
+  EXPECT_EQ(Hoistctl("rollback hello").exit_code,
+            1);  // no earlier success to go back to
+  EXPECT_EQ(Hoistctl("resume " + id).exit_code, 1);  // not PAUSED
   EXPECT_EQ(Hoistctl("agents", "viewer").exit_code, 0);
   CommandResult denied = Hoistctl("deploy hello v1", "viewer");
   EXPECT_EQ(denied.exit_code, 3) << denied.output;
-  EXPECT_NE(denied.output.find("PERMISSION_DENIED"), std::string::npos) << denied.output;
+  EXPECT_NE(denied.output.find("PERMISSION_DENIED"), std::string::npos)
+      << denied.output;
   EXPECT_EQ(Hoistctl("agents", "rogue").exit_code, 3);
 }
 
