@@ -367,6 +367,7 @@ class Bench {
   std::vector<std::pair<std::string, std::string>>
       facts_;  // printed before the table
   std::string lock_message_;
+  bool lock_refused_ = false;  // the second receiver exited with status 1
   int64_t bench_rss_before_agents_kb_ = 0;
 };
 
@@ -789,6 +790,7 @@ void Bench::CheckLock() {
         "DID NOT REFUSE: the second receiver was still running after 30 s";
     second.Signal(SIGKILL);
   } else {
+    lock_refused_ = WIFEXITED(*status) && WEXITSTATUS(*status) == 1;
     lock_message_ =
         absl::StrCat("exit ", WIFEXITED(*status) ? WEXITSTATUS(*status) : -1,
                      ": ", log.substr(0, log.find('\n')));
@@ -897,10 +899,12 @@ int Bench::Run() {
         break;
       }
       rows_.push_back(*row);
+      if (row->state != "SUCCEEDED") ok = false;  // every host must deploy
     }
     if (!ok) break;
   }
   CheckLock();
+  if (!lock_refused_) ok = false;
   {
     const ProcStat self = ReadProc(getpid());
     Fact(&facts_, "bench process (agents) after the rollouts",
