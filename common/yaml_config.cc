@@ -25,11 +25,23 @@ absl::Status ConfigErrors::ToStatus() const {
   return absl::InvalidArgumentError(absl::StrJoin(problems_, "\n"));
 }
 
+namespace {
+
+// A missing key's node (from Child()) is "invalid" in yaml-cpp: most of its
+// accessors, even assignment, throw. Such a node reads as an empty mapping.
+YAML::Node DefinedOrEmpty(const YAML::Node& node) {
+  return node.IsDefined() ? node : YAML::Node(YAML::NodeType::Map);
+}
+
+}  // namespace
+
 MapReader::MapReader(const YAML::Node& node, std::string where, ConfigErrors* errors)
-    : node_(node), where_(std::move(where)), errors_(errors) {
-  if (node_.IsDefined() && !node_.IsNull() && !node_.IsMap()) {
+    : node_(DefinedOrEmpty(node)), where_(std::move(where)), errors_(errors) {
+  if (!node_.IsNull() && !node_.IsMap()) {
     errors_->Add(node_, absl::StrCat(where_, " must be a mapping"));
-    node_ = YAML::Node(YAML::NodeType::Map);
+    // reset() rebinds this reader's handle; operator= would overwrite the
+    // node inside the caller's tree.
+    node_.reset(YAML::Node(YAML::NodeType::Map));
   }
 }
 

@@ -68,3 +68,22 @@ TEST(YamlConfigTest, MissingFileIsNotFound) {
 
 }  // namespace
 }  // namespace hoist
+
+namespace hoist {
+namespace {
+
+TEST(YamlConfigTest, ReaderOverMissingSectionIsEmpty) {
+  ConfigErrors errors("f.yaml");
+  MapReader top(YAML::Load("a: 1\n"), "top", &errors);
+  MapReader missing(top.Child("section"), "section", &errors);
+  EXPECT_FALSE(missing.Has("x"));
+  EXPECT_EQ(missing.String("x", "def"), "def");
+  EXPECT_EQ(missing.Int("n", 3, 0, 10), 3);
+  missing.Finish();
+  top.Int("a", 0, 0, 10);
+  top.Finish();
+  EXPECT_TRUE(errors.empty()) << errors.ToStatus();
+}
+
+}  // namespace
+}  // namespace hoist
