@@ -29,6 +29,8 @@ struct CliOptions {
   OutputFormat output = OutputFormat::kText;
   int timeout_seconds = 30;              // deadline of each unary call
   int watch_timeout_seconds = 6 * 3600;  // deadline of `watch`
+  int terminal_columns =
+      0;  // width of stdout's terminal (not a flag; 0: unknown)
 
   bool help = false;     // --help / -h: print usage, exit 0
   bool version = false;  // --version

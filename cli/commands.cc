@@ -72,14 +72,22 @@ int Watch(const CliOptions& options, ControlClient& client, std::ostream& out,
           // Redraw the live view in place: up `drawn` lines, clear each line.
           if (drawn > 0) out << "\x1b[" << drawn << "A";
           const std::vector<std::string> screen = view.Render(kBarWidth);
-          for (const std::string& line : screen)
-            out << "\r\x1b[2K" << line << "\n";
+          for (const std::string& line : screen) {
+            // A line wider than the terminal would wrap and break the
+            // cursor arithmetic: cut it.
+            const size_t columns = options.terminal_columns;
+            out << "\r\x1b[2K"
+                << (columns > 1 && line.size() >= columns
+                        ? line.substr(0, columns - 1)
+                        : line)
+                << "\n";
+          }
+          // Clear what is left of a longer previous screen, then come back.
           for (size_t i = screen.size(); i < drawn; ++i) out << "\r\x1b[2K\n";
           if (drawn > screen.size()) {
             out << "\x1b[" << (drawn - screen.size()) << "A";
-          } else {
-            drawn = screen.size();
           }
+          drawn = screen.size();
         } else {
           for (const std::string& line : log_lines) out << line << "\n";
         }

@@ -1,5 +1,6 @@
 // hoistctl: operator CLI over the receiver's Control API (gRPC, mTLS).
 // See `hoistctl --help` and docs/operator-guide.md.
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -44,6 +45,9 @@ int main(int argc, char** argv) {
     std::cerr << "hoistctl: " << client.status().message() << "\n";
     return kExitUnreachable;
   }
-  return RunCommand(*options, **client, std::cout, std::cerr,
-                    isatty(STDOUT_FILENO) == 1);
+  const bool tty = isatty(STDOUT_FILENO) == 1;
+  if (winsize size{}; tty && ioctl(STDOUT_FILENO, TIOCGWINSZ, &size) == 0) {
+    options->terminal_columns = size.ws_col;
+  }
+  return RunCommand(*options, **client, std::cout, std::cerr, tty);
 }

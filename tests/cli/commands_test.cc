@@ -232,6 +232,35 @@ TEST(CommandsTest, WatchJsonPrintsOneEventPerLine) {
                                               "ROLLOUT_STATE_SUCCEEDED"}));
 }
 
+TEST(CommandsTest, WatchOnTerminalFitsLinesToItsWidth) {
+  FakeControlClient client;
+  hoist::v1::RolloutEvent running =
+      FakeControlClient::Event(hoist::v1::ROLLOUT_STATE_RUNNING);
+  auto* host = running.mutable_rollout()->add_hosts();
+  host->set_agent("web-1");
+  host->set_phase(hoist::v1::DEPLOY_PHASE_HEALTH_CHECKING);
+  *running.mutable_host() = *host;
+  running.set_message(std::string(200, 'x'));  // far wider than the terminal
+  hoist::v1::RolloutEvent done = running;
+  done.mutable_rollout()->set_state(hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  client.events = {running, done};
+  CliOptions options = Options("watch", {"r-9"});
+  options.terminal_columns = 40;
+  RunResult run = Execute(options, client, /*tty=*/true);
+  EXPECT_EQ(run.code, 0);
+  std::istringstream lines(run.out);
+  int screen_lines = 0;
+  for (std::string line; std::getline(lines, line);) {
+    const size_t start = line.rfind("\x1b[2K");
+    if (start == std::string::npos) continue;  // the final summary line
+    ++screen_lines;
+    EXPECT_LT(line.size() - start - 4, 40u) << line;
+  }
+  EXPECT_EQ(screen_lines, 4);  // two screens of a header and one host
+  // The second screen goes back exactly over the first (two lines).
+  EXPECT_NE(run.out.find("\x1b[2A"), std::string::npos);
+}
+
 TEST(CommandsTest, WatchOnTerminalRedrawsInPlace) {
   FakeControlClient client;
   client.events = {
