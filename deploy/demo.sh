@@ -162,6 +162,11 @@ if [[ -f $DEMO_DIR/$MARKER ]] || ip link show "$BRIDGE" >/dev/null 2>&1; then
   teardown
 fi
 
+for port in 7979 7980 9980; do
+  [[ -z $(ss -Hltn "sport = :$port" 2>/dev/null) ]] ||
+    die "port $port is in use (the demo's receiver needs 127.0.0.1:7979, :7980 and :9980): $(ss -Hltnp "sport = :$port" | head -n1)"
+done
+
 on_exit() {
   local rc=$?
   trap - EXIT INT TERM
