@@ -51,7 +51,7 @@ class DeployManager : public AgentHandler {
     absl::Duration settle = absl::Seconds(1);
     // Pull progress events per layer at most this often (plus completion).
     absl::Duration progress_interval = absl::Milliseconds(250);
-    size_t max_logs = 100;                 // logs kept for Watch()
+    size_t max_logs = 100;  // logs kept for Watch()
   };
 
   // Validates the options, creates state_dir and loads the state store.
@@ -77,14 +77,17 @@ class DeployManager : public AgentHandler {
   void SetRegistries(std::vector<RegistryAuth> registries);
 
   // AgentHandler.
-  absl::StatusOr<std::shared_ptr<DeployLog>> Deploy(const hoist::v1::DeployRequest& request) override;
+  absl::StatusOr<std::shared_ptr<DeployLog>> Deploy(
+      const hoist::v1::DeployRequest& request) override;
   absl::StatusOr<std::shared_ptr<DeployLog>> Rollback(
       const hoist::v1::RollbackRequest& request) override;
-  absl::StatusOr<std::shared_ptr<DeployLog>> Watch(const std::string& deploy_id) override;
+  absl::StatusOr<std::shared_ptr<DeployLog>> Watch(
+      const std::string& deploy_id) override;
   hoist::v1::AgentStatus GetStatus() override;
   absl::StatusOr<hoist::v1::ListContainersResponse> ListContainers() override;
 
-  // Validation of a request, exposed for tests: INVALID_ARGUMENT naming the field.
+  // Validation of a request, exposed for tests: INVALID_ARGUMENT naming the
+  // field.
   static absl::Status ValidateRequest(const hoist::v1::DeployRequest& request);
 
  private:
@@ -96,12 +99,16 @@ class DeployManager : public AgentHandler {
   };
 
   // Starts a validated deploy (Deploy and Rollback).
-  absl::StatusOr<std::shared_ptr<DeployLog>> Start(const hoist::v1::DeployRequest& request)
+  absl::StatusOr<std::shared_ptr<DeployLog>> Start(
+      const hoist::v1::DeployRequest& request) ABSL_LOCKS_EXCLUDED(mu_);
+  void RunDeploy(hoist::v1::DeployRequest request,
+                 std::shared_ptr<DeployLog> log);
+  void Finished(const std::shared_ptr<DeployLog>& log, Worker* worker)
       ABSL_LOCKS_EXCLUDED(mu_);
-  void RunDeploy(hoist::v1::DeployRequest request, std::shared_ptr<DeployLog> log);
-  void Finished(const std::shared_ptr<DeployLog>& log, Worker* worker) ABSL_LOCKS_EXCLUDED(mu_);
-  void ReapLocked(std::vector<std::thread>* to_join) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Remember(std::shared_ptr<DeployLog> log) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReapLocked(std::vector<std::thread>* to_join)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Remember(std::shared_ptr<DeployLog> log)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string RegistryAuthFor(const std::string& image);
 
   const Options options_;

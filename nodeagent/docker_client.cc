@@ -17,7 +17,8 @@ namespace {
 bool ValidPort(absl::string_view text) {
   int port = 0;
   return absl::SimpleAtoi(text, &port) && port >= 1 && port <= 65535 &&
-         std::all_of(text.begin(), text.end(), [](char c) { return absl::ascii_isdigit(c); });
+         std::all_of(text.begin(), text.end(),
+                     [](char c) { return absl::ascii_isdigit(c); });
 }
 
 }  // namespace
@@ -40,22 +41,25 @@ absl::StatusOr<PortMapping> ParsePortSpec(absl::string_view spec) {
   if (const size_t slash = rest.rfind('/'); slash != absl::string_view::npos) {
     mapping.protocol = std::string(rest.substr(slash + 1));
     rest = rest.substr(0, slash);
-    if (mapping.protocol != "tcp" && mapping.protocol != "udp" && mapping.protocol != "sctp") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("port \"", spec, "\": protocol must be tcp, udp or sctp"));
+    if (mapping.protocol != "tcp" && mapping.protocol != "udp" &&
+        mapping.protocol != "sctp") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "port \"", spec, "\": protocol must be tcp, udp or sctp"));
     }
   }
   if (!rest.empty() && rest[0] == '[') {  // [ipv6]:host:container
     const size_t close = rest.find(']');
-    if (close == absl::string_view::npos || close + 1 >= rest.size() || rest[close + 1] != ':') {
-      return absl::InvalidArgumentError(absl::StrCat("port \"", spec, "\": bad IPv6 address"));
+    if (close == absl::string_view::npos || close + 1 >= rest.size() ||
+        rest[close + 1] != ':') {
+      return absl::InvalidArgumentError(
+          absl::StrCat("port \"", spec, "\": bad IPv6 address"));
     }
     mapping.host_ip = std::string(rest.substr(1, close - 1));
     rest = rest.substr(close + 2);
     std::vector<absl::string_view> parts = absl::StrSplit(rest, ':');
     if (parts.size() != 2) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("port \"", spec, "\": want [ip]:hostPort:containerPort"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "port \"", spec, "\": want [ip]:hostPort:containerPort"));
     }
     mapping.host_port = std::string(parts[0]);
     mapping.container_port = std::string(parts[1]);
@@ -71,15 +75,15 @@ absl::StatusOr<PortMapping> ParsePortSpec(absl::string_view spec) {
       mapping.host_port = std::string(parts[1]);
       mapping.container_port = std::string(parts[2]);
       if (mapping.host_ip.empty() ||
-          !std::all_of(mapping.host_ip.begin(), mapping.host_ip.end(), [](char c) {
-            return absl::ascii_isdigit(c) || c == '.';
-          })) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("port \"", spec, "\": host IP must be an IPv4 address or [IPv6]"));
+          !std::all_of(
+              mapping.host_ip.begin(), mapping.host_ip.end(),
+              [](char c) { return absl::ascii_isdigit(c) || c == '.'; })) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "port \"", spec, "\": host IP must be an IPv4 address or [IPv6]"));
       }
     } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("port \"", spec, "\": want [ip:]hostPort:containerPort[/proto]"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "port \"", spec, "\": want [ip:]hostPort:containerPort[/proto]"));
     }
   }
   if (!ValidPort(mapping.container_port)) {
@@ -87,22 +91,25 @@ absl::StatusOr<PortMapping> ParsePortSpec(absl::string_view spec) {
         absl::StrCat("port \"", spec, "\": container port must be 1-65535"));
   }
   if (!mapping.host_port.empty() && !ValidPort(mapping.host_port)) {
-    return absl::InvalidArgumentError(absl::StrCat("port \"", spec, "\": host port must be 1-65535"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("port \"", spec, "\": host port must be 1-65535"));
   }
   return mapping;
 }
 
 absl::Status ValidateRestartPolicy(absl::string_view policy) {
-  if (policy.empty() || policy == "no" || policy == "always" || policy == "unless-stopped" ||
-      policy == "on-failure") {
+  if (policy.empty() || policy == "no" || policy == "always" ||
+      policy == "unless-stopped" || policy == "on-failure") {
     return absl::OkStatus();
   }
   if (absl::StartsWith(policy, "on-failure:")) {
     int retries = 0;
-    if (absl::SimpleAtoi(policy.substr(11), &retries) && retries >= 0) return absl::OkStatus();
+    if (absl::SimpleAtoi(policy.substr(11), &retries) && retries >= 0)
+      return absl::OkStatus();
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "restart policy \"", policy, "\": want no, always, unless-stopped or on-failure[:N]"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("restart policy \"", policy,
+                   "\": want no, always, unless-stopped or on-failure[:N]"));
 }
 
 }  // namespace hoist::nodeagent

@@ -7,7 +7,8 @@
 // Errors: every call returns the engine's own "message" in the status, mapped
 // to a code: 404 NOT_FOUND, 409 FAILED_PRECONDITION (ALREADY_EXISTS for a
 // name conflict on create/rename), 400 INVALID_ARGUMENT, 500 INTERNAL,
-// 503/connection refused/missing socket UNAVAILABLE, timeouts DEADLINE_EXCEEDED.
+// 503/connection refused/missing socket UNAVAILABLE, timeouts
+// DEADLINE_EXCEEDED.
 //
 // Thread-safety: implementations are safe to call from many threads at once.
 #ifndef HOIST_NODEAGENT_DOCKER_CLIENT_H_
@@ -39,10 +40,11 @@ struct DockerVersion {
 
 // One progress line of a pull, parsed from the engine's JSON-lines stream.
 struct PullUpdate {
-  std::string layer;     // "id" of the line (a layer id, or a tag/digest for summary lines)
-  std::string status;    // "Downloading", "Pull complete", "Already exists", …
-  int64_t current = 0;   // progressDetail.current
-  int64_t total = 0;     // progressDetail.total (0 when unknown)
+  std::string layer;    // "id" of the line (a layer id, or a tag/digest for
+                        // summary lines)
+  std::string status;   // "Downloading", "Pull complete", "Already exists", …
+  int64_t current = 0;  // progressDetail.current
+  int64_t total = 0;    // progressDetail.total (0 when unknown)
 };
 using PullCallback = std::function<void(const PullUpdate&)>;
 
@@ -54,13 +56,14 @@ struct RegistryCredentials {
   std::string password;
 };
 
-// The X-Registry-Auth header value: base64url of {"username","password","serveraddress"}.
+// The X-Registry-Auth header value: base64url of
+// {"username","password","serveraddress"}.
 std::string EncodeRegistryAuth(const RegistryCredentials& credentials);
 
 struct ImageInfo {
-  std::string id;                          // "sha256:…" (config digest)
-  std::vector<std::string> repo_tags;      // "repo:tag"
-  std::vector<std::string> repo_digests;   // "repo@sha256:…"
+  std::string id;                         // "sha256:…" (config digest)
+  std::vector<std::string> repo_tags;     // "repo:tag"
+  std::vector<std::string> repo_digests;  // "repo@sha256:…"
   absl::Time created = absl::InfinitePast();
 };
 
@@ -82,8 +85,9 @@ struct ContainerInfo {
   bool running = false;
   bool restarting = false;
   int exit_code = 0;
-  std::string health;    // State.Health.Status ("starting", "healthy", "unhealthy"), empty when none
-  std::string error;     // State.Error
+  std::string health;  // State.Health.Status ("starting", "healthy",
+                       // "unhealthy"), empty when none
+  std::string error;   // State.Error
   absl::Time started_at = absl::InfinitePast();
   std::string restart_policy;
   std::map<std::string, std::string> labels;
@@ -98,7 +102,8 @@ struct ContainerConfig {
   std::vector<std::string> ports;
   std::vector<std::string> binds;
   std::map<std::string, std::string> labels;
-  std::string restart_policy;     // "", "no", "always", "unless-stopped", "on-failure[:N]"
+  std::string
+      restart_policy;  // "", "no", "always", "unless-stopped", "on-failure[:N]"
   std::string user;
   std::vector<std::string> entrypoint;  // empty: image default
   std::vector<std::string> cmd;         // empty: image default
@@ -106,16 +111,16 @@ struct ContainerConfig {
   int64_t nano_cpus = 0;                // 0: no limit
   std::string log_driver;
   std::map<std::string, std::string> log_options;
-  std::string network_mode;             // "" default bridge
-  int stop_timeout_seconds = -1;        // -1: engine default
+  std::string network_mode;       // "" default bridge
+  int stop_timeout_seconds = -1;  // -1: engine default
 };
 
 // A parsed port mapping.
 struct PortMapping {
-  std::string host_ip;      // "" = all interfaces
-  std::string host_port;    // "" = not published
+  std::string host_ip;    // "" = all interfaces
+  std::string host_port;  // "" = not published
   std::string container_port;
-  std::string protocol;     // "tcp" | "udp" | "sctp"
+  std::string protocol;  // "tcp" | "udp" | "sctp"
 };
 // Parses "[ip:]hostPort:containerPort[/proto]" or "containerPort[/proto]".
 absl::StatusOr<PortMapping> ParsePortSpec(absl::string_view spec);
@@ -135,31 +140,40 @@ class DockerClient {
   // X-Registry-Auth value or empty. `progress` (may be empty) is called for
   // each line of the stream, in order, on the calling thread. An error line
   // in the stream fails the pull with Docker's message.
-  virtual absl::Status PullImage(const std::string& reference, const std::string& registry_auth,
+  virtual absl::Status PullImage(const std::string& reference,
+                                 const std::string& registry_auth,
                                  const PullCallback& progress) = 0;
   // NOT_FOUND when the image is not present.
-  virtual absl::StatusOr<ImageInfo> InspectImage(const std::string& reference) = 0;
+  virtual absl::StatusOr<ImageInfo> InspectImage(
+      const std::string& reference) = 0;
   virtual absl::StatusOr<std::vector<ImageInfo>> ListImages() = 0;
   // DELETE /images/{ref}; FAILED_PRECONDITION when a container uses it.
-  virtual absl::Status RemoveImage(const std::string& reference, bool force) = 0;
+  virtual absl::Status RemoveImage(const std::string& reference,
+                                   bool force) = 0;
 
   // All containers (running or not) carrying `label` (key or key=value);
   // every container when `label` is empty.
-  virtual absl::StatusOr<std::vector<ContainerSummary>> ListContainers(const std::string& label) = 0;
-  virtual absl::StatusOr<ContainerInfo> InspectContainer(const std::string& id_or_name) = 0;
+  virtual absl::StatusOr<std::vector<ContainerSummary>> ListContainers(
+      const std::string& label) = 0;
+  virtual absl::StatusOr<ContainerInfo> InspectContainer(
+      const std::string& id_or_name) = 0;
   // Returns the new container's id. ALREADY_EXISTS when the name is taken.
-  virtual absl::StatusOr<std::string> CreateContainer(const std::string& name,
-                                                      const ContainerConfig& config) = 0;
+  virtual absl::StatusOr<std::string> CreateContainer(
+      const std::string& name, const ContainerConfig& config) = 0;
   // Starting a running container is OK.
   virtual absl::Status StartContainer(const std::string& id) = 0;
   // SIGTERM, then SIGKILL after `timeout`. Stopping a stopped container is OK.
-  virtual absl::Status StopContainer(const std::string& id, absl::Duration timeout) = 0;
+  virtual absl::Status StopContainer(const std::string& id,
+                                     absl::Duration timeout) = 0;
   virtual absl::Status RemoveContainer(const std::string& id, bool force) = 0;
-  virtual absl::Status RenameContainer(const std::string& id, const std::string& new_name) = 0;
+  virtual absl::Status RenameContainer(const std::string& id,
+                                       const std::string& new_name) = 0;
   // The last `tail` lines of stdout and stderr, demultiplexed.
-  virtual absl::StatusOr<std::string> ContainerLogs(const std::string& id, int tail) = 0;
+  virtual absl::StatusOr<std::string> ContainerLogs(const std::string& id,
+                                                    int tail) = 0;
   // POST /containers/{id}/update with RestartPolicy.
-  virtual absl::Status UpdateRestartPolicy(const std::string& id, const std::string& policy) = 0;
+  virtual absl::Status UpdateRestartPolicy(const std::string& id,
+                                           const std::string& policy) = 0;
 };
 
 }  // namespace hoist::nodeagent

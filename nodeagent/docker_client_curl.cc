@@ -1,7 +1,8 @@
 // DockerClient over the Engine API's unix socket with libcurl.
 //
 // One CURL easy handle per call (thread-safe without sharing). JSON bodies
-// are built and parsed with nlohmann-json; its exceptions never leave this file.
+// are built and parsed with nlohmann-json; its exceptions never leave this
+// file.
 #include "nodeagent/docker_client_curl.h"
 
 #include <curl/curl.h>
@@ -44,7 +45,8 @@ struct Request {
   absl::Duration timeout = absl::Seconds(60);
   bool streaming = false;  // no total timeout; low-speed limit instead
   absl::Duration stall_timeout = absl::Seconds(120);
-  // Called with each received chunk (streaming); the body is not collected then.
+  // Called with each received chunk (streaming); the body is not collected
+  // then.
   std::function<void(absl::string_view)> on_data;
 };
 
@@ -70,7 +72,8 @@ size_t HeaderCallback(char* data, size_t size, size_t count, void* user) {
   absl::string_view line(data, n);
   const size_t colon = line.find(':');
   if (colon != absl::string_view::npos) {
-    response->headers[absl::AsciiStrToLower(absl::StripAsciiWhitespace(line.substr(0, colon)))] =
+    response->headers[absl::AsciiStrToLower(
+        absl::StripAsciiWhitespace(line.substr(0, colon)))] =
         std::string(absl::StripAsciiWhitespace(line.substr(colon + 1)));
   }
   return n;
@@ -79,7 +82,8 @@ size_t HeaderCallback(char* data, size_t size, size_t count, void* user) {
 std::string Escape(absl::string_view text) {
   std::string out;
   for (unsigned char c : text) {
-    if (absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+    if (absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.' ||
+        c == '~') {
       out.push_back(static_cast<char>(c));
     } else {
       absl::StrAppend(&out, "%", absl::Hex(c, absl::kZeroPad2));
@@ -93,8 +97,8 @@ std::string Escape(absl::string_view text) {
 std::string PathPart(absl::string_view text) {
   std::string out;
   for (unsigned char c : text) {
-    if (absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.' || c == '/' || c == ':' ||
-        c == '@') {
+    if (absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.' ||
+        c == '/' || c == ':' || c == '@') {
       out.push_back(static_cast<char>(c));
     } else {
       absl::StrAppend(&out, "%", absl::Hex(c, absl::kZeroPad2));
@@ -118,14 +122,16 @@ absl::StatusCode CodeForHttp(long code) {  // NOLINT(runtime/int)
     case 503:
       return absl::StatusCode::kUnavailable;
     default:
-      return code >= 500 ? absl::StatusCode::kInternal : absl::StatusCode::kUnknown;
+      return code >= 500 ? absl::StatusCode::kInternal
+                         : absl::StatusCode::kUnknown;
   }
 }
 
 // The engine's {"message": "..."} or the raw body.
 std::string EngineMessage(const std::string& body) {
   json parsed = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (parsed.is_object() && parsed.contains("message") && parsed["message"].is_string()) {
+  if (parsed.is_object() && parsed.contains("message") &&
+      parsed["message"].is_string()) {
     return parsed["message"].get<std::string>();
   }
   return std::string(absl::StripAsciiWhitespace(body));
@@ -135,10 +141,12 @@ absl::Time ParseDockerTime(const json& value) {
   if (!value.is_string()) return absl::InfinitePast();
   absl::Time t;
   std::string err;
-  if (!absl::ParseTime(absl::RFC3339_full, value.get<std::string>(), &t, &err)) {
+  if (!absl::ParseTime(absl::RFC3339_full, value.get<std::string>(), &t,
+                       &err)) {
     return absl::InfinitePast();
   }
-  if (t < absl::FromUnixSeconds(0)) return absl::InfinitePast();  // "0001-01-01T00:00:00Z"
+  if (t < absl::FromUnixSeconds(0))
+    return absl::InfinitePast();  // "0001-01-01T00:00:00Z"
   return t;
 }
 
@@ -186,7 +194,8 @@ std::pair<int, int> ParseApiVersion(absl::string_view text) {
 }
 
 json RestartPolicyJson(const std::string& policy) {
-  json out = {{"Name", policy.empty() ? "no" : policy}, {"MaximumRetryCount", 0}};
+  json out = {{"Name", policy.empty() ? "no" : policy},
+              {"MaximumRetryCount", 0}};
   if (absl::StartsWith(policy, "on-failure:")) {
     int retries = 0;
     if (absl::SimpleAtoi(policy.substr(11), &retries)) {
@@ -198,26 +207,31 @@ json RestartPolicyJson(const std::string& policy) {
 }
 
 // Splits "repo@sha256:…" / "repo:tag" / "repo" into fromImage and tag.
-std::pair<std::string, std::string> SplitReference(const std::string& reference) {
+std::pair<std::string, std::string> SplitReference(
+    const std::string& reference) {
   if (const size_t at = reference.rfind('@'); at != std::string::npos) {
     return {reference.substr(0, at), reference.substr(at + 1)};
   }
   const size_t slash = reference.rfind('/');
   const size_t colon = reference.rfind(':');
-  if (colon != std::string::npos && (slash == std::string::npos || colon > slash)) {
+  if (colon != std::string::npos &&
+      (slash == std::string::npos || colon > slash)) {
     return {reference.substr(0, colon), reference.substr(colon + 1)};
   }
   return {reference, "latest"};
 }
 
-// Demultiplexes the engine's log stream: 8-byte headers [stream,0,0,0,size(be32)].
+// Demultiplexes the engine's log stream: 8-byte headers
+// [stream,0,0,0,size(be32)].
 std::string Demultiplex(const std::string& raw) {
   std::string out;
   size_t pos = 0;
   while (pos + 8 <= raw.size()) {
     const auto* h = reinterpret_cast<const unsigned char*>(raw.data() + pos);
-    if (h[0] > 2 || h[1] != 0 || h[2] != 0 || h[3] != 0) return raw;  // not multiplexed (TTY)
-    const size_t size = (size_t{h[4]} << 24) | (size_t{h[5]} << 16) | (size_t{h[6]} << 8) | h[7];
+    if (h[0] > 2 || h[1] != 0 || h[2] != 0 || h[3] != 0)
+      return raw;  // not multiplexed (TTY)
+    const size_t size = (size_t{h[4]} << 24) | (size_t{h[5]} << 16) |
+                        (size_t{h[6]} << 8) | h[7];
     pos += 8;
     out.append(raw, pos, std::min(size, raw.size() - pos));
     pos += size;
@@ -250,20 +264,24 @@ class CurlDockerClient : public DockerClient {
     return version;
   }
 
-  absl::Status PullImage(const std::string& reference, const std::string& registry_auth,
+  absl::Status PullImage(const std::string& reference,
+                         const std::string& registry_auth,
                          const PullCallback& progress) override {
     auto [from_image, tag] = SplitReference(reference);
     Request request;
     request.method = "POST";
-    request.path = absl::StrCat("/images/create?fromImage=", Escape(from_image), "&tag=", Escape(tag));
-    if (!registry_auth.empty()) request.headers.push_back("X-Registry-Auth: " + registry_auth);
+    request.path = absl::StrCat("/images/create?fromImage=", Escape(from_image),
+                                "&tag=", Escape(tag));
+    if (!registry_auth.empty())
+      request.headers.push_back("X-Registry-Auth: " + registry_auth);
     request.streaming = true;
     request.stall_timeout = options_.pull_stall_timeout;
     std::string buffer;
     std::string stream_error;
     std::string raw;  // kept for non-2xx answers (a JSON error object)
     request.on_data = [&](absl::string_view chunk) {
-      if (raw.size() < 65536) raw.append(chunk.data(), std::min(chunk.size(), 65536 - raw.size()));
+      if (raw.size() < 65536)
+        raw.append(chunk.data(), std::min(chunk.size(), 65536 - raw.size()));
       buffer.append(chunk.data(), chunk.size());
       size_t newline;
       while ((newline = buffer.find('\n')) != std::string::npos) {
@@ -273,7 +291,8 @@ class CurlDockerClient : public DockerClient {
       }
     };
     auto response = Perform(request, /*versioned=*/true);
-    if (!response.ok()) return WithContext(response.status(), "pull " + reference);
+    if (!response.ok())
+      return WithContext(response.status(), "pull " + reference);
     if (response->code < 200 || response->code >= 300) {
       response->body = raw;
       return CheckCode(*response, "pull " + reference);
@@ -282,16 +301,19 @@ class CurlDockerClient : public DockerClient {
     if (!stream_error.empty()) {
       const bool missing = absl::StrContains(stream_error, "not found") ||
                            absl::StrContains(stream_error, "manifest unknown");
-      return absl::Status(missing ? absl::StatusCode::kNotFound : absl::StatusCode::kUnavailable,
+      return absl::Status(missing ? absl::StatusCode::kNotFound
+                                  : absl::StatusCode::kUnavailable,
                           absl::StrCat("pull ", reference, ": ", stream_error));
     }
     return absl::OkStatus();
   }
 
-  absl::StatusOr<ImageInfo> InspectImage(const std::string& reference) override {
+  absl::StatusOr<ImageInfo> InspectImage(
+      const std::string& reference) override {
     Request request;
     request.path = absl::StrCat("/images/", PathPart(reference), "/json");
-    HOIST_ASSIGN_OR_RETURN(json body, CallJson(request, "inspect image " + reference));
+    HOIST_ASSIGN_OR_RETURN(json body,
+                           CallJson(request, "inspect image " + reference));
     return ParseImage(body);
   }
 
@@ -315,11 +337,13 @@ class CurlDockerClient : public DockerClient {
   absl::Status RemoveImage(const std::string& reference, bool force) override {
     Request request;
     request.method = "DELETE";
-    request.path = absl::StrCat("/images/", PathPart(reference), force ? "?force=1" : "?force=0");
+    request.path = absl::StrCat("/images/", PathPart(reference),
+                                force ? "?force=1" : "?force=0");
     return Call(request, "remove image " + reference).status();
   }
 
-  absl::StatusOr<std::vector<ContainerSummary>> ListContainers(const std::string& label) override {
+  absl::StatusOr<std::vector<ContainerSummary>> ListContainers(
+      const std::string& label) override {
     Request request;
     request.path = "/containers/json?all=1";
     if (!label.empty()) {
@@ -333,7 +357,8 @@ class CurlDockerClient : public DockerClient {
       ContainerSummary summary;
       summary.id = Str(item, "Id");
       std::vector<std::string> names = StringList(item.value("Names", json()));
-      if (!names.empty()) summary.name = std::string(absl::StripPrefix(names[0], "/"));
+      if (!names.empty())
+        summary.name = std::string(absl::StripPrefix(names[0], "/"));
       summary.image = Str(item, "Image");
       summary.image_id = Str(item, "ImageID");
       summary.state = Str(item, "State");
@@ -343,10 +368,12 @@ class CurlDockerClient : public DockerClient {
     return out;
   }
 
-  absl::StatusOr<ContainerInfo> InspectContainer(const std::string& id_or_name) override {
+  absl::StatusOr<ContainerInfo> InspectContainer(
+      const std::string& id_or_name) override {
     Request request;
     request.path = absl::StrCat("/containers/", PathPart(id_or_name), "/json");
-    HOIST_ASSIGN_OR_RETURN(json body, CallJson(request, "inspect container " + id_or_name));
+    HOIST_ASSIGN_OR_RETURN(
+        json body, CallJson(request, "inspect container " + id_or_name));
     ContainerInfo info;
     info.id = Str(body, "Id");
     info.name = std::string(absl::StripPrefix(Str(body, "Name"), "/"));
@@ -371,36 +398,42 @@ class CurlDockerClient : public DockerClient {
     return info;
   }
 
-  absl::StatusOr<std::string> CreateContainer(const std::string& name,
-                                              const ContainerConfig& config) override {
+  absl::StatusOr<std::string> CreateContainer(
+      const std::string& name, const ContainerConfig& config) override {
     json exposed = json::object();
     json bindings = json::object();
     for (const std::string& spec : config.ports) {
       auto mapping = ParsePortSpec(spec);
       if (!mapping.ok()) return mapping.status();
-      const std::string key = absl::StrCat(mapping->container_port, "/", mapping->protocol);
+      const std::string key =
+          absl::StrCat(mapping->container_port, "/", mapping->protocol);
       exposed[key] = json::object();
       if (!mapping->host_port.empty() || !mapping->host_ip.empty()) {
         if (!bindings.contains(key)) bindings[key] = json::array();
-        bindings[key].push_back({{"HostIp", mapping->host_ip}, {"HostPort", mapping->host_port}});
+        bindings[key].push_back(
+            {{"HostIp", mapping->host_ip}, {"HostPort", mapping->host_port}});
       }
     }
-    json host_config = {{"PortBindings", bindings},
-                        {"Binds", config.binds},
-                        {"RestartPolicy", RestartPolicyJson(config.restart_policy)}};
+    json host_config = {
+        {"PortBindings", bindings},
+        {"Binds", config.binds},
+        {"RestartPolicy", RestartPolicyJson(config.restart_policy)}};
     if (config.memory_bytes > 0) host_config["Memory"] = config.memory_bytes;
     if (config.nano_cpus > 0) host_config["NanoCpus"] = config.nano_cpus;
     if (!config.log_driver.empty() || !config.log_options.empty()) {
-      host_config["LogConfig"] = {{"Type", config.log_driver}, {"Config", config.log_options}};
+      host_config["LogConfig"] = {{"Type", config.log_driver},
+                                  {"Config", config.log_options}};
     }
-    if (!config.network_mode.empty()) host_config["NetworkMode"] = config.network_mode;
-    json body = {{"Image", config.image},      {"Env", config.env},
-                 {"Labels", config.labels},    {"ExposedPorts", exposed},
+    if (!config.network_mode.empty())
+      host_config["NetworkMode"] = config.network_mode;
+    json body = {{"Image", config.image},     {"Env", config.env},
+                 {"Labels", config.labels},   {"ExposedPorts", exposed},
                  {"HostConfig", host_config}, {"Tty", false}};
     if (!config.user.empty()) body["User"] = config.user;
     if (!config.entrypoint.empty()) body["Entrypoint"] = config.entrypoint;
     if (!config.cmd.empty()) body["Cmd"] = config.cmd;
-    if (config.stop_timeout_seconds >= 0) body["StopTimeout"] = config.stop_timeout_seconds;
+    if (config.stop_timeout_seconds >= 0)
+      body["StopTimeout"] = config.stop_timeout_seconds;
     Request request;
     request.method = "POST";
     request.path = absl::StrCat("/containers/create?name=", Escape(name));
@@ -409,7 +442,9 @@ class CurlDockerClient : public DockerClient {
     if (!response.ok()) return NameConflict(response.status());
     json parsed = json::parse(response->body, nullptr, false);
     const std::string id = Str(parsed, "Id");
-    if (id.empty()) return absl::InternalError("create container " + name + ": no Id in answer");
+    if (id.empty())
+      return absl::InternalError("create container " + name +
+                                 ": no Id in answer");
     return id;
   }
 
@@ -417,42 +452,53 @@ class CurlDockerClient : public DockerClient {
     Request request;
     request.method = "POST";
     request.path = absl::StrCat("/containers/", PathPart(id), "/start");
-    return Call(request, "start container " + id).status();  // 304 = already running: OK
+    return Call(request, "start container " + id)
+        .status();  // 304 = already running: OK
   }
 
-  absl::Status StopContainer(const std::string& id, absl::Duration timeout) override {
+  absl::Status StopContainer(const std::string& id,
+                             absl::Duration timeout) override {
     Request request;
     request.method = "POST";
     const int64_t seconds = std::max<int64_t>(0, absl::ToInt64Seconds(timeout));
-    request.path = absl::StrCat("/containers/", PathPart(id), "/stop?t=", seconds);
+    request.path =
+        absl::StrCat("/containers/", PathPart(id), "/stop?t=", seconds);
     request.timeout = options_.call_timeout + timeout;
-    return Call(request, "stop container " + id).status();  // 304 = not running: OK
+    return Call(request, "stop container " + id)
+        .status();  // 304 = not running: OK
   }
 
   absl::Status RemoveContainer(const std::string& id, bool force) override {
     Request request;
     request.method = "DELETE";
-    request.path = absl::StrCat("/containers/", PathPart(id), force ? "?force=1" : "?force=0");
+    request.path = absl::StrCat("/containers/", PathPart(id),
+                                force ? "?force=1" : "?force=0");
     return Call(request, "remove container " + id).status();
   }
 
-  absl::Status RenameContainer(const std::string& id, const std::string& new_name) override {
+  absl::Status RenameContainer(const std::string& id,
+                               const std::string& new_name) override {
     Request request;
     request.method = "POST";
-    request.path = absl::StrCat("/containers/", PathPart(id), "/rename?name=", Escape(new_name));
+    request.path = absl::StrCat("/containers/", PathPart(id),
+                                "/rename?name=", Escape(new_name));
     auto response = Call(request, "rename container " + id + " to " + new_name);
     if (!response.ok()) return NameConflict(response.status());
     return absl::OkStatus();
   }
 
-  absl::StatusOr<std::string> ContainerLogs(const std::string& id, int tail) override {
+  absl::StatusOr<std::string> ContainerLogs(const std::string& id,
+                                            int tail) override {
     Request request;
-    request.path = absl::StrCat("/containers/", PathPart(id), "/logs?stdout=1&stderr=1&tail=", tail);
-    HOIST_ASSIGN_OR_RETURN(Response response, Call(request, "logs of container " + id));
+    request.path = absl::StrCat("/containers/", PathPart(id),
+                                "/logs?stdout=1&stderr=1&tail=", tail);
+    HOIST_ASSIGN_OR_RETURN(Response response,
+                           Call(request, "logs of container " + id));
     return Demultiplex(response.body);
   }
 
-  absl::Status UpdateRestartPolicy(const std::string& id, const std::string& policy) override {
+  absl::Status UpdateRestartPolicy(const std::string& id,
+                                   const std::string& policy) override {
     Request request;
     request.method = "POST";
     request.path = absl::StrCat("/containers/", PathPart(id), "/update");
@@ -461,8 +507,10 @@ class CurlDockerClient : public DockerClient {
   }
 
  private:
-  static absl::Status WithContext(const absl::Status& status, const std::string& context) {
-    return absl::Status(status.code(), absl::StrCat(context, ": ", status.message()));
+  static absl::Status WithContext(const absl::Status& status,
+                                  const std::string& context) {
+    return absl::Status(status.code(),
+                        absl::StrCat(context, ": ", status.message()));
   }
 
   static absl::Status NameConflict(const absl::Status& status) {
@@ -473,7 +521,8 @@ class CurlDockerClient : public DockerClient {
     return status;
   }
 
-  static void HandlePullLine(const std::string& line, const PullCallback& progress,
+  static void HandlePullLine(const std::string& line,
+                             const PullCallback& progress,
                              std::string* stream_error) {
     if (absl::StripAsciiWhitespace(line).empty()) return;
     json parsed = json::parse(line, nullptr, /*allow_exceptions=*/false);
@@ -506,25 +555,31 @@ class CurlDockerClient : public DockerClient {
     return info;
   }
 
-  static absl::Status CheckCode(const Response& response, const std::string& context) {
+  static absl::Status CheckCode(const Response& response,
+                                const std::string& context) {
     if (response.code >= 200 && response.code < 400) return absl::OkStatus();
-    return absl::Status(CodeForHttp(response.code),
-                        absl::StrCat(context, ": ", EngineMessage(response.body)));
+    return absl::Status(
+        CodeForHttp(response.code),
+        absl::StrCat(context, ": ", EngineMessage(response.body)));
   }
 
   // A versioned call that fails on non-2xx/3xx with the engine's message.
-  absl::StatusOr<Response> Call(const Request& request, const std::string& context) {
+  absl::StatusOr<Response> Call(const Request& request,
+                                const std::string& context) {
     auto response = Perform(request, /*versioned=*/true);
     if (!response.ok()) return WithContext(response.status(), context);
     HOIST_RETURN_IF_ERROR(CheckCode(*response, context));
     return response;
   }
 
-  absl::StatusOr<json> CallJson(const Request& request, const std::string& context) {
+  absl::StatusOr<json> CallJson(const Request& request,
+                                const std::string& context) {
     HOIST_ASSIGN_OR_RETURN(Response response, Call(request, context));
-    json parsed = json::parse(response.body, nullptr, /*allow_exceptions=*/false);
+    json parsed =
+        json::parse(response.body, nullptr, /*allow_exceptions=*/false);
     if (parsed.is_discarded()) {
-      return absl::InternalError(absl::StrCat(context, ": the engine answered invalid JSON"));
+      return absl::InternalError(
+          absl::StrCat(context, ": the engine answered invalid JSON"));
     }
     return parsed;
   }
@@ -538,12 +593,14 @@ class CurlDockerClient : public DockerClient {
     Request ping;
     ping.path = "/_ping";
     ping.timeout = absl::Seconds(5);
-    HOIST_ASSIGN_OR_RETURN(Response response, Perform(ping, /*versioned=*/false));
+    HOIST_ASSIGN_OR_RETURN(Response response,
+                           Perform(ping, /*versioned=*/false));
     std::string server = response.headers["api-version"];
     if (server.empty()) {
       Request version;
       version.path = "/version";
-      HOIST_ASSIGN_OR_RETURN(Response answer, Perform(version, /*versioned=*/false));
+      HOIST_ASSIGN_OR_RETURN(Response answer,
+                             Perform(version, /*versioned=*/false));
       json parsed = json::parse(answer.body, nullptr, false);
       server = Str(parsed, "ApiVersion");
     }
@@ -579,10 +636,12 @@ class CurlDockerClient : public DockerClient {
     if (request.streaming) {
       curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
       curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME,
-                       static_cast<long>(absl::ToInt64Seconds(request.stall_timeout)));  // NOLINT
+                       static_cast<long>(absl::ToInt64Seconds(
+                           request.stall_timeout)));  // NOLINT
     } else {
       curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
-                       static_cast<long>(absl::ToInt64Milliseconds(request.timeout)));  // NOLINT
+                       static_cast<long>(absl::ToInt64Milliseconds(
+                           request.timeout)));  // NOLINT
     }
     struct curl_slist* headers = nullptr;
     for (const std::string& header : request.headers) {
@@ -591,7 +650,8 @@ class CurlDockerClient : public DockerClient {
     if (request.method == "POST" || !request.body.empty()) {
       headers = curl_slist_append(headers, "Content-Type: application/json");
       curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request.body.c_str());
-      curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(request.body.size()));  // NOLINT
+      curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE,
+                       static_cast<long>(request.body.size()));  // NOLINT
     }
     headers = curl_slist_append(headers, "Expect:");
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
@@ -628,17 +688,21 @@ absl::StatusOr<std::unique_ptr<DockerClient>> NewCurlDockerClient(
   if (absl::StartsWith(socket, "unix://")) {
     socket = socket.substr(7);
   } else if (absl::StrContains(socket, "://")) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "docker endpoint \"", options.endpoint, "\": only unix:// sockets are supported"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("docker endpoint \"", options.endpoint,
+                     "\": only unix:// sockets are supported"));
   }
   if (socket.empty() || socket[0] != '/') {
     return absl::InvalidArgumentError(
-        absl::StrCat("docker endpoint \"", options.endpoint, "\": want unix:///absolute/path"));
+        absl::StrCat("docker endpoint \"", options.endpoint,
+                     "\": want unix:///absolute/path"));
   }
   if (ParseApiVersion(options.max_api_version).first == 0) {
-    return absl::InvalidArgumentError("max_api_version must look like \"1.41\"");
+    return absl::InvalidArgumentError(
+        "max_api_version must look like \"1.41\"");
   }
-  return std::unique_ptr<DockerClient>(new CurlDockerClient(options, std::move(socket)));
+  return std::unique_ptr<DockerClient>(
+      new CurlDockerClient(options, std::move(socket)));
 }
 
 }  // namespace hoist::nodeagent

@@ -16,7 +16,8 @@ struct CurlDockerClientOptions {
   std::string endpoint = "unix:///var/run/docker.sock";
   // Total timeout of ordinary calls (stop adds its own grace period).
   absl::Duration call_timeout = absl::Seconds(60);
-  // Pulls have no total timeout; they fail when slower than 1 byte/s for this long.
+  // Pulls have no total timeout; they fail when slower than 1 byte/s for this
+  // long.
   absl::Duration pull_stall_timeout = absl::Seconds(120);
   // The highest Engine API version we speak; lowered to the server's.
   std::string max_api_version = "1.41";

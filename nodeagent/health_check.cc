@@ -21,9 +21,11 @@ namespace {
 size_t Discard(char*, size_t size, size_t count, void*) { return size * count; }
 
 // Splits "host:port" / "[v6]:port".
-bool SplitHostPort(const std::string& text, std::string* host, std::string* port) {
+bool SplitHostPort(const std::string& text, std::string* host,
+                   std::string* port) {
   const size_t colon = text.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 >= text.size()) return false;
+  if (colon == std::string::npos || colon == 0 || colon + 1 >= text.size())
+    return false;
   *host = text.substr(0, colon);
   *port = text.substr(colon + 1);
   if (host->size() >= 2 && (*host)[0] == '[' && host->back() == ']') {
@@ -47,13 +49,15 @@ absl::Status ProbeHttp(const std::string& url, absl::Duration timeout) {
   curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &Discard);
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
-                   static_cast<long>(std::max<int64_t>(1, absl::ToInt64Milliseconds(timeout))));  // NOLINT
+                   static_cast<long>(std::max<int64_t>(
+                       1, absl::ToInt64Milliseconds(timeout))));  // NOLINT
   const CURLcode result = curl_easy_perform(curl);
   long code = 0;  // NOLINT(runtime/int)
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
   curl_easy_cleanup(curl);
   if (result != CURLE_OK) {
-    return absl::UnavailableError(absl::StrCat("GET ", url, ": ", curl_easy_strerror(result)));
+    return absl::UnavailableError(
+        absl::StrCat("GET ", url, ": ", curl_easy_strerror(result)));
   }
   if (code < 200 || code >= 400) {
     return absl::UnavailableError(absl::StrCat("GET ", url, ": HTTP ", code));
@@ -64,19 +68,24 @@ absl::Status ProbeHttp(const std::string& url, absl::Duration timeout) {
 absl::Status ProbeTcp(const std::string& host_port, absl::Duration timeout) {
   std::string host, port;
   if (!SplitHostPort(host_port, &host, &port)) {
-    return absl::InvalidArgumentError(absl::StrCat("tcp check \"", host_port, "\": want host:port"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tcp check \"", host_port, "\": want host:port"));
   }
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* addresses = nullptr;
-  if (int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &addresses); rc != 0) {
-    return absl::UnavailableError(absl::StrCat("tcp ", host_port, ": ", gai_strerror(rc)));
+  if (int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &addresses);
+      rc != 0) {
+    return absl::UnavailableError(
+        absl::StrCat("tcp ", host_port, ": ", gai_strerror(rc)));
   }
   const absl::Time deadline = absl::Now() + timeout;
   std::string last_error = "no address";
   for (addrinfo* a = addresses; a != nullptr; a = a->ai_next) {
-    const int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+    const int fd =
+        socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+               a->ai_protocol);
     if (fd < 0) {
       last_error = std::strerror(errno);
       continue;
@@ -84,7 +93,8 @@ absl::Status ProbeTcp(const std::string& host_port, absl::Duration timeout) {
     int rc = connect(fd, a->ai_addr, a->ai_addrlen);
     if (rc != 0 && errno == EINPROGRESS) {
       pollfd p{fd, POLLOUT, 0};
-      const int64_t wait_ms = std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - absl::Now()));
+      const int64_t wait_ms = std::max<int64_t>(
+          0, absl::ToInt64Milliseconds(deadline - absl::Now()));
       rc = poll(&p, 1, static_cast<int>(wait_ms));
       if (rc == 1) {
         int error = 0;
@@ -106,7 +116,8 @@ absl::Status ProbeTcp(const std::string& host_port, absl::Duration timeout) {
     close(fd);
   }
   freeaddrinfo(addresses);
-  return absl::UnavailableError(absl::StrCat("tcp ", host_port, ": ", last_error));
+  return absl::UnavailableError(
+      absl::StrCat("tcp ", host_port, ": ", last_error));
 }
 
 }  // namespace hoist::nodeagent

@@ -14,7 +14,8 @@ namespace hoist::nodeagent {
 // 2xx or 3xx answer; UNAVAILABLE naming the status code or connection error.
 absl::Status ProbeHttp(const std::string& url, absl::Duration timeout);
 
-// Connects to "host:port" ("[v6]:port" too). OK when the connection is accepted.
+// Connects to "host:port" ("[v6]:port" too). OK when the connection is
+// accepted.
 absl::Status ProbeTcp(const std::string& host_port, absl::Duration timeout);
 
 }  // namespace hoist::nodeagent

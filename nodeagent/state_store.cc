@@ -13,10 +13,14 @@ namespace {
 using nlohmann::json;
 
 json JournalToJson(const DeployJournal& journal) {
-  return {{"deploy_id", journal.deploy_id}, {"old_id", journal.old_id},
-          {"old_was_running", journal.old_was_running}, {"new_name", journal.new_name},
-          {"new_id", journal.new_id}, {"phase", journal.phase},
-          {"restart_policy", journal.restart_policy}, {"digest", journal.digest}};
+  return {{"deploy_id", journal.deploy_id},
+          {"old_id", journal.old_id},
+          {"old_was_running", journal.old_was_running},
+          {"new_name", journal.new_name},
+          {"new_id", journal.new_id},
+          {"phase", journal.phase},
+          {"restart_policy", journal.restart_policy},
+          {"digest", journal.digest}};
 }
 
 DeployJournal JournalFromJson(const json& j) {
@@ -34,7 +38,8 @@ DeployJournal JournalFromJson(const json& j) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path) {
+absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(
+    const std::string& path) {
   std::map<std::string, ContainerState> states;
   auto contents = ReadFile(path);
   if (contents.ok()) {
@@ -61,17 +66,22 @@ std::map<std::string, ContainerState> StateStore::All() const {
   return states_;
 }
 
-absl::Status StateStore::Update(const std::string& name,
-                                const std::function<void(ContainerState*)>& mutate) {
+absl::Status StateStore::Update(
+    const std::string& name,
+    const std::function<void(ContainerState*)>& mutate) {
   absl::MutexLock lock(&mu_);
   mutate(&states_[name]);
   return WriteLocked();
 }
 
-// WriteFileAtomically creates the file 0600: remembered requests carry env values.
-absl::Status StateStore::WriteLocked() { return WriteFileAtomically(path_, ToJson(states_)); }
+// WriteFileAtomically creates the file 0600: remembered requests carry env
+// values.
+absl::Status StateStore::WriteLocked() {
+  return WriteFileAtomically(path_, ToJson(states_));
+}
 
-std::string StateStore::ToJson(const std::map<std::string, ContainerState>& states) {
+std::string StateStore::ToJson(
+    const std::map<std::string, ContainerState>& states) {
   json root = {{"version", 1}, {"containers", json::object()}};
   for (const auto& [name, state] : states) {
     json entry = {{"current_digest", state.current_digest},
@@ -83,12 +93,14 @@ std::string StateStore::ToJson(const std::map<std::string, ContainerState>& stat
       std::string request_json;
       google::protobuf::util::JsonPrintOptions options;
       options.preserve_proto_field_names = true;
-      if (google::protobuf::util::MessageToJsonString(*state.last_request, &request_json, options)
+      if (google::protobuf::util::MessageToJsonString(*state.last_request,
+                                                      &request_json, options)
               .ok()) {
         entry["last_request"] = json::parse(request_json, nullptr, false);
       }
     }
-    if (state.journal.has_value()) entry["journal"] = JournalToJson(*state.journal);
+    if (state.journal.has_value())
+      entry["journal"] = JournalToJson(*state.journal);
     root["containers"][name] = std::move(entry);
   }
   return root.dump(2) + "\n";
@@ -97,17 +109,21 @@ std::string StateStore::ToJson(const std::map<std::string, ContainerState>& stat
 absl::StatusOr<std::map<std::string, ContainerState>> StateStore::FromJson(
     const std::string& text) {
   json root = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!root.is_object() || !root.contains("containers") || !root["containers"].is_object()) {
-    return absl::InvalidArgumentError("state file is not a JSON object with \"containers\"");
+  if (!root.is_object() || !root.contains("containers") ||
+      !root["containers"].is_object()) {
+    return absl::InvalidArgumentError(
+        "state file is not a JSON object with \"containers\"");
   }
   std::map<std::string, ContainerState> states;
   try {
-    for (auto it = root["containers"].begin(); it != root["containers"].end(); ++it) {
+    for (auto it = root["containers"].begin(); it != root["containers"].end();
+         ++it) {
       const json& entry = it.value();
       ContainerState state;
       state.current_digest = entry.value("current_digest", "");
       if (entry.contains("previous_digests")) {
-        state.previous_digests = entry["previous_digests"].get<std::vector<std::string>>();
+        state.previous_digests =
+            entry["previous_digests"].get<std::vector<std::string>>();
       }
       state.last_deploy_id = entry.value("last_deploy_id", "");
       hoist::v1::DeployPhase phase = hoist::v1::DEPLOY_PHASE_UNSPECIFIED;
@@ -117,7 +133,8 @@ absl::StatusOr<std::map<std::string, ContainerState>> StateStore::FromJson(
       state.last_error = entry.value("last_error", "");
       if (entry.contains("last_request") && entry["last_request"].is_object()) {
         hoist::v1::DeployRequest request;
-        if (google::protobuf::util::JsonStringToMessage(entry["last_request"].dump(), &request)
+        if (google::protobuf::util::JsonStringToMessage(
+                entry["last_request"].dump(), &request)
                 .ok()) {
           state.last_request = std::move(request);
         }

@@ -27,9 +27,10 @@ struct DeployJournal {
   bool old_was_running = false;  // whether to start the old one on restore
   std::string new_name;          // temporary name of the new container
   std::string new_id;
-  std::string phase;             // "stopping_old", "starting", "health_checking", "swapping"
-  std::string restart_policy;    // to set when a recovered swap is finished
-  std::string digest;            // the digest being deployed
+  std::string
+      phase;  // "stopping_old", "starting", "health_checking", "swapping"
+  std::string restart_policy;  // to set when a recovered swap is finished
+  std::string digest;          // the digest being deployed
 };
 
 struct ContainerState {
@@ -38,7 +39,8 @@ struct ContainerState {
   std::string last_deploy_id;
   hoist::v1::DeployPhase last_phase = hoist::v1::DEPLOY_PHASE_UNSPECIFIED;
   std::string last_error;
-  // The last request that succeeded (Rollback reuses its spec and health check).
+  // The last request that succeeded (Rollback reuses its spec and health
+  // check).
   std::optional<hoist::v1::DeployRequest> last_request;
   std::optional<DeployJournal> journal;
 };
@@ -47,18 +49,22 @@ class StateStore {
  public:
   // Loads `path` (a missing file is an empty store). INTERNAL/INVALID_ARGUMENT
   // when the file cannot be read or parsed.
-  static absl::StatusOr<std::unique_ptr<StateStore>> Open(const std::string& path);
+  static absl::StatusOr<std::unique_ptr<StateStore>> Open(
+      const std::string& path);
 
   // The state of `name` (default when unknown).
   ContainerState Get(const std::string& name) const;
   std::map<std::string, ContainerState> All() const;
   // Applies `mutate` to `name`'s state and writes the file. On a write error
   // the in-memory state keeps the change and the error is returned.
-  absl::Status Update(const std::string& name, const std::function<void(ContainerState*)>& mutate);
+  absl::Status Update(const std::string& name,
+                      const std::function<void(ContainerState*)>& mutate);
 
   // Serialization, exposed for tests.
-  static std::string ToJson(const std::map<std::string, ContainerState>& states);
-  static absl::StatusOr<std::map<std::string, ContainerState>> FromJson(const std::string& json);
+  static std::string ToJson(
+      const std::map<std::string, ContainerState>& states);
+  static absl::StatusOr<std::map<std::string, ContainerState>> FromJson(
+      const std::string& json);
 
  private:
   StateStore(std::string path, std::map<std::string, ContainerState> states)

@@ -29,7 +29,8 @@ class DeployManagerDockerTest : public ::testing::Test {
     docker_ = std::shared_ptr<DockerClient>(std::move(*client));
     state_dir_ = ::hoist::testing::MakeTempDir("agent-state");
     port_ = ::hoist::testing::FreeTcpPort();
-    const ::testing::TestInfo* test = ::testing::UnitTest::GetInstance()->current_test_info();
+    const ::testing::TestInfo* test =
+        ::testing::UnitTest::GetInstance()->current_test_info();
     name_ = absl::StrCat("dm-", test->name());
     for (char& c : name_) {
       if (!absl::ascii_isalnum(c) && c != '-') c = '-';
@@ -52,9 +53,12 @@ class DeployManagerDockerTest : public ::testing::Test {
     return manager.ok() ? std::move(*manager) : nullptr;
   }
 
-  std::string Url() const { return absl::StrCat("http://127.0.0.1:", port_, "/"); }
+  std::string Url() const {
+    return absl::StrCat("http://127.0.0.1:", port_, "/");
+  }
 
-  hoist::v1::DeployRequest Request(const std::string& id, const std::string& image_name,
+  hoist::v1::DeployRequest Request(const std::string& id,
+                                   const std::string& image_name,
                                    int timeout_seconds = 20) {
     hoist::v1::DeployRequest request;
     request.set_deploy_id(id);
@@ -62,7 +66,8 @@ class DeployManagerDockerTest : public ::testing::Test {
     request.set_image(Harness().image_repo);
     request.set_digest(Harness().Digest(image_name));
     request.mutable_container()->set_name(name_);
-    request.mutable_container()->add_ports(absl::StrCat("127.0.0.1:", port_, ":8080/tcp"));
+    request.mutable_container()->add_ports(
+        absl::StrCat("127.0.0.1:", port_, ":8080/tcp"));
     request.mutable_container()->set_restart("unless-stopped");
     request.mutable_container()->set_stop_timeout_seconds(5);
     request.mutable_health()->set_http_get(Url());
@@ -100,10 +105,12 @@ class DeployManagerDockerTest : public ::testing::Test {
 
 TEST_F(DeployManagerDockerTest, FirstDeployThenUpgradeChangesTheAnswer) {
   const auto first = Run(Request("it-1", "v1"));
-  ASSERT_EQ(first.phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED) << first.DebugString();
+  ASSERT_EQ(first.phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED)
+      << first.DebugString();
   EXPECT_THAT(Serving(), HasSubstr("hoist-test v1"));
   const auto second = Run(Request("it-2", "v2"));
-  ASSERT_EQ(second.phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED) << second.DebugString();
+  ASSERT_EQ(second.phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED)
+      << second.DebugString();
   EXPECT_THAT(Serving(), HasSubstr("hoist-test v2"));
   // Exactly one container, under the service's name, with its restart policy.
   const auto all = All();
@@ -119,7 +126,8 @@ TEST_F(DeployManagerDockerTest, FirstDeployThenUpgradeChangesTheAnswer) {
   ASSERT_EQ(list->containers_size(), 1);
   EXPECT_EQ(list->containers(0).state(), "running");
   EXPECT_EQ(list->containers(0).digest(), Harness().Digest("v2"));
-  EXPECT_THAT(list->containers(0).previous_digests(), ::testing::ElementsAre(Harness().Digest("v1")));
+  EXPECT_THAT(list->containers(0).previous_digests(),
+              ::testing::ElementsAre(Harness().Digest("v1")));
   EXPECT_GT(list->containers(0).started().seconds(), 0);
 
   // Rollback takes it back to v1.
@@ -134,10 +142,12 @@ TEST_F(DeployManagerDockerTest, FirstDeployThenUpgradeChangesTheAnswer) {
 }
 
 TEST_F(DeployManagerDockerTest, CrashRollsBackAndTheOldOneServes) {
-  ASSERT_EQ(Run(Request("it-1", "v2")).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  ASSERT_EQ(Run(Request("it-1", "v2")).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
   const std::string old_id = docker_->InspectContainer(name_)->id;
   const auto last = Run(Request("it-2", "crash"));
-  EXPECT_EQ(last.phase(), hoist::v1::DEPLOY_PHASE_ROLLED_BACK) << last.DebugString();
+  EXPECT_EQ(last.phase(), hoist::v1::DEPLOY_PHASE_ROLLED_BACK)
+      << last.DebugString();
   EXPECT_EQ(last.exit_code(), 1);
   EXPECT_THAT(last.log_tail(), HasSubstr("hoist-test crash"));
   EXPECT_THAT(Serving(), HasSubstr("hoist-test v2"));
@@ -146,10 +156,12 @@ TEST_F(DeployManagerDockerTest, CrashRollsBackAndTheOldOneServes) {
 }
 
 TEST_F(DeployManagerDockerTest, UnhealthyRollsBackAfterTheTimeout) {
-  ASSERT_EQ(Run(Request("it-1", "v1")).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  ASSERT_EQ(Run(Request("it-1", "v1")).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
   const absl::Time start = absl::Now();
   const auto last = Run(Request("it-2", "unhealthy", /*timeout_seconds=*/3));
-  EXPECT_EQ(last.phase(), hoist::v1::DEPLOY_PHASE_ROLLED_BACK) << last.DebugString();
+  EXPECT_EQ(last.phase(), hoist::v1::DEPLOY_PHASE_ROLLED_BACK)
+      << last.DebugString();
   EXPECT_THAT(last.error(), HasSubstr("not healthy within 3s"));
   EXPECT_GE(absl::Now() - start, absl::Seconds(3));
   EXPECT_THAT(Serving(), HasSubstr("hoist-test v1"));
@@ -157,7 +169,8 @@ TEST_F(DeployManagerDockerTest, UnhealthyRollsBackAfterTheTimeout) {
 }
 
 TEST_F(DeployManagerDockerTest, NonexistentDigestFailsAndTouchesNothing) {
-  ASSERT_EQ(Run(Request("it-1", "v1")).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  ASSERT_EQ(Run(Request("it-1", "v1")).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
   const auto before = docker_->InspectContainer(name_);
   ASSERT_TRUE(before.ok());
   auto request = Request("it-2", "v2");
@@ -174,7 +187,8 @@ TEST_F(DeployManagerDockerTest, NonexistentDigestFailsAndTouchesNothing) {
 }
 
 TEST_F(DeployManagerDockerTest, DigestOfAnotherRepositoryFailsUntouched) {
-  ASSERT_EQ(Run(Request("it-1", "v1")).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  ASSERT_EQ(Run(Request("it-1", "v1")).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
   const auto before = docker_->InspectContainer(name_);
   ASSERT_TRUE(before.ok());
   // v2's digest asked of a repository that does not hold it.
@@ -206,13 +220,15 @@ TEST_F(DeployManagerDockerTest, ConcurrentDeploysOfOneNameAndAttach) {
   EXPECT_EQ(a.size(), b.size());
   EXPECT_EQ(All().size(), 1u);
   // Right after a terminal event the name is free again.
-  EXPECT_EQ(Run(Request("it-c", "v2")).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  EXPECT_EQ(Run(Request("it-c", "v2")).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
   EXPECT_THAT(Serving(), HasSubstr("hoist-test v2"));
 }
 
 TEST_F(DeployManagerDockerTest, ForeignContainerIsRefused) {
   ContainerConfig config;
-  config.image = absl::StrCat(Harness().image_repo, "@", Harness().Digest("v1"));
+  config.image =
+      absl::StrCat(Harness().image_repo, "@", Harness().Digest("v1"));
   ASSERT_TRUE(docker_->PullImage(config.image, "", nullptr).ok());
   auto id = docker_->CreateContainer(name_, config);
   ASSERT_TRUE(id.ok()) << id.status();
@@ -224,12 +240,14 @@ TEST_F(DeployManagerDockerTest, ForeignContainerIsRefused) {
 }
 
 TEST_F(DeployManagerDockerTest, RecoverRestoresAHalfSwappedPairAfterAKill) {
-  ASSERT_EQ(Run(Request("it-1", "v1")).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  ASSERT_EQ(Run(Request("it-1", "v1")).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
   manager_.reset();  // the agent "dies"
   // What a SIGKILL during the health check of v2 leaves behind.
   const std::string old_id = docker_->InspectContainer(name_)->id;
   ASSERT_TRUE(docker_->StopContainer(old_id, absl::Seconds(5)).ok());
-  const std::string ref = absl::StrCat(Harness().image_repo, "@", Harness().Digest("v2"));
+  const std::string ref =
+      absl::StrCat(Harness().image_repo, "@", Harness().Digest("v2"));
   ASSERT_TRUE(docker_->PullImage(ref, "", nullptr).ok());
   ContainerConfig config;
   config.image = ref;
@@ -245,24 +263,35 @@ TEST_F(DeployManagerDockerTest, RecoverRestoresAHalfSwappedPairAfterAKill) {
     ASSERT_TRUE((*store)
                     ->Update(name_,
                              [&](ContainerState* s) {
-                               s->journal = DeployJournal{"it-2", old_id, true, temp, *new_id,
-                                                          "health_checking", "unless-stopped",
-                                                          Harness().Digest("v2")};
+                               s->journal =
+                                   DeployJournal{"it-2",
+                                                 old_id,
+                                                 true,
+                                                 temp,
+                                                 *new_id,
+                                                 "health_checking",
+                                                 "unless-stopped",
+                                                 Harness().Digest("v2")};
                              })
                     .ok());
   }
   manager_ = NewManager();
   ASSERT_TRUE(manager_->Recover().ok());
   EXPECT_TRUE(::hoist::testing::WaitFor(
-      [&] { return absl::StrContains(Serving(), "hoist-test v1"); }, absl::Seconds(15)));
-  EXPECT_EQ(docker_->InspectContainer(temp).status().code(), absl::StatusCode::kNotFound);
+      [&] { return absl::StrContains(Serving(), "hoist-test v1"); },
+      absl::Seconds(15)));
+  EXPECT_EQ(docker_->InspectContainer(temp).status().code(),
+            absl::StatusCode::kNotFound);
   auto list = manager_->ListContainers();
   ASSERT_TRUE(list.ok());
   ASSERT_EQ(list->containers_size(), 1);
-  EXPECT_EQ(list->containers(0).last_phase(), hoist::v1::DEPLOY_PHASE_ROLLED_BACK);
-  EXPECT_THAT(list->containers(0).last_error(), HasSubstr("agent restarted mid-deploy"));
+  EXPECT_EQ(list->containers(0).last_phase(),
+            hoist::v1::DEPLOY_PHASE_ROLLED_BACK);
+  EXPECT_THAT(list->containers(0).last_error(),
+              HasSubstr("agent restarted mid-deploy"));
   // And the agent deploys normally afterwards.
-  EXPECT_EQ(Run(Request("it-3", "v2")).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  EXPECT_EQ(Run(Request("it-3", "v2")).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
   EXPECT_THAT(Serving(), HasSubstr("hoist-test v2"));
 }
 
@@ -271,9 +300,11 @@ TEST_F(DeployManagerDockerTest, TagDeployResolvesAndRecordsTheDigest) {
   request.clear_digest();
   request.set_tag("v2");
   const auto last = Run(request);
-  ASSERT_EQ(last.phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED) << last.DebugString();
+  ASSERT_EQ(last.phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED)
+      << last.DebugString();
   EXPECT_THAT(Serving(), HasSubstr("hoist-test v2"));
-  EXPECT_EQ(docker_->InspectContainer(name_)->labels.at("hoist.digest"), Harness().Digest("v2"));
+  EXPECT_EQ(docker_->InspectContainer(name_)->labels.at("hoist.digest"),
+            Harness().Digest("v2"));
 }
 
 TEST_F(DeployManagerDockerTest, StatusTalksToTheEngine) {

@@ -1,4 +1,5 @@
-// Unit tests of the deploy state machine against FakeDockerClient and FakeClock.
+// Unit tests of the deploy state machine against FakeDockerClient and
+// FakeClock.
 #include "nodeagent/deploy_manager.h"
 
 #include <filesystem>
@@ -74,7 +75,8 @@ class DeployManagerTest : public ::testing::Test {
   static std::string Unhealthy() { return "sha256:" + std::string(64, 'd'); }
   static std::string Starting() { return "sha256:" + std::string(64, 'e'); }
 
-  hoist::v1::DeployRequest Request(const std::string& id, const std::string& digest,
+  hoist::v1::DeployRequest Request(const std::string& id,
+                                   const std::string& digest,
                                    const std::string& name = "web") {
     hoist::v1::DeployRequest request;
     request.set_deploy_id(id);
@@ -108,7 +110,8 @@ class DeployManagerTest : public ::testing::Test {
   std::vector<DeployPhase> Phases(const std::shared_ptr<DeployLog>& log) {
     std::vector<DeployPhase> phases;
     for (const DeployEvent& e : Events(log)) {
-      if (phases.empty() || phases.back() != e.phase()) phases.push_back(e.phase());
+      if (phases.empty() || phases.back() != e.phase())
+        phases.push_back(e.phase());
     }
     return phases;
   }
@@ -132,11 +135,12 @@ TEST_F(DeployManagerTest, FirstDeployEventsInOrderAndContainerConfigured) {
   auto log = manager_->Deploy(Request("d-1", kD1));
   ASSERT_TRUE(log.ok()) << log.status();
   ASSERT_TRUE(Drive(*log));
-  EXPECT_THAT(Phases(*log),
-              ElementsAre(hoist::v1::DEPLOY_PHASE_PULLING, hoist::v1::DEPLOY_PHASE_PULLED,
-                          hoist::v1::DEPLOY_PHASE_CREATING, hoist::v1::DEPLOY_PHASE_STARTING,
-                          hoist::v1::DEPLOY_PHASE_HEALTH_CHECKING,
-                          hoist::v1::DEPLOY_PHASE_SUCCEEDED));
+  EXPECT_THAT(Phases(*log), ElementsAre(hoist::v1::DEPLOY_PHASE_PULLING,
+                                        hoist::v1::DEPLOY_PHASE_PULLED,
+                                        hoist::v1::DEPLOY_PHASE_CREATING,
+                                        hoist::v1::DEPLOY_PHASE_STARTING,
+                                        hoist::v1::DEPLOY_PHASE_HEALTH_CHECKING,
+                                        hoist::v1::DEPLOY_PHASE_SUCCEEDED));
   bool saw_progress = false;
   for (const DeployEvent& e : Events(*log)) {
     EXPECT_EQ(e.host(), "host-a");
@@ -153,24 +157,48 @@ TEST_F(DeployManagerTest, FirstDeployEventsInOrderAndContainerConfigured) {
   EXPECT_EQ(web->labels.at("hoist.deploy_id"), "d-1");
   EXPECT_EQ((*log)->last().container_id(), web->id);
   // Created under a temporary name with restart policy "no".
-  const std::string temp = absl::StrCat("web.hoist-new-", Sha256Hex("d-1").substr(0, 12));
+  const std::string temp =
+      absl::StrCat("web.hoist-new-", Sha256Hex("d-1").substr(0, 12));
   EXPECT_EQ(docker_->LastConfig(temp).restart_policy, "no");
   EXPECT_EQ(docker_->LastConfig(temp).image, absl::StrCat(kRepo, "@", kD1));
-  EXPECT_EQ(docker_->LastConfig(temp).ports, std::vector<std::string>{"127.0.0.1:8080:8080/tcp"});
+  EXPECT_EQ(docker_->LastConfig(temp).ports,
+            std::vector<std::string>{"127.0.0.1:8080:8080/tcp"});
+}
+
+TEST_F(DeployManagerTest,
+       PullProgressIsThrottledPerLayerButCompletionAlwaysShows) {
+  // The fake reports 50/100, 100/100 and "Pull complete" for layer1 at one
+  // instant of the fake clock: the second byte count falls in the 250 ms
+  // window.
+  auto log = manager_->Deploy(Request("d-1", kD1));
+  ASSERT_TRUE(log.ok());
+  ASSERT_TRUE(Drive(*log));
+  std::vector<std::string> seen;
+  for (const DeployEvent& e : Events(*log)) {
+    if (e.phase() == hoist::v1::DEPLOY_PHASE_PULLING &&
+        !e.pull().layer().empty()) {
+      seen.push_back(absl::StrCat(e.pull().layer(), " ",
+                                  e.pull().current_bytes(), "/",
+                                  e.pull().total_bytes()));
+    }
+  }
+  EXPECT_THAT(seen, ElementsAre("layer1 50/100", "layer1 0/0"));
 }
 
 TEST_F(DeployManagerTest, UpgradeStopsOldSwapsAndRemembersPrevious) {
-  ASSERT_EQ(RunDeploy(Request("d-1", kD1)).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  ASSERT_EQ(RunDeploy(Request("d-1", kD1)).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
   const std::string old_id = docker_->Find("web")->id;
   auto log = manager_->Deploy(Request("d-2", kD2));
   ASSERT_TRUE(log.ok());
   ASSERT_TRUE(Drive(*log));
-  EXPECT_THAT(Phases(*log),
-              ElementsAre(hoist::v1::DEPLOY_PHASE_PULLING, hoist::v1::DEPLOY_PHASE_PULLED,
-                          hoist::v1::DEPLOY_PHASE_CREATING, hoist::v1::DEPLOY_PHASE_STOPPING_OLD,
-                          hoist::v1::DEPLOY_PHASE_STARTING,
-                          hoist::v1::DEPLOY_PHASE_HEALTH_CHECKING,
-                          hoist::v1::DEPLOY_PHASE_SUCCEEDED));
+  EXPECT_THAT(Phases(*log), ElementsAre(hoist::v1::DEPLOY_PHASE_PULLING,
+                                        hoist::v1::DEPLOY_PHASE_PULLED,
+                                        hoist::v1::DEPLOY_PHASE_CREATING,
+                                        hoist::v1::DEPLOY_PHASE_STOPPING_OLD,
+                                        hoist::v1::DEPLOY_PHASE_STARTING,
+                                        hoist::v1::DEPLOY_PHASE_HEALTH_CHECKING,
+                                        hoist::v1::DEPLOY_PHASE_SUCCEEDED));
   EXPECT_EQ(docker_->CountCalls("Stop " + old_id), 1);
   EXPECT_EQ(docker_->CountCalls("Remove " + old_id), 1);
   EXPECT_THAT(docker_->ContainerNames(), ElementsAre("web"));
@@ -180,17 +208,18 @@ TEST_F(DeployManagerTest, UpgradeStopsOldSwapsAndRemembersPrevious) {
   ASSERT_EQ(list->containers_size(), 1);
   EXPECT_EQ(list->containers(0).digest(), kD2);
   EXPECT_EQ(list->containers(0).last_deploy_id(), "d-2");
-  EXPECT_EQ(list->containers(0).last_phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  EXPECT_EQ(list->containers(0).last_phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
   EXPECT_THAT(list->containers(0).previous_digests(), ElementsAre(kD1));
 }
 
 // One failure injected at each step of an upgrade from kD1.
 struct FailureCase {
   std::string name;
-  std::string digest;           // what the second deploy asks for
-  std::string fail_method;      // FakeDockerClient method to fail once ("" none)
+  std::string digest;       // what the second deploy asks for
+  std::string fail_method;  // FakeDockerClient method to fail once ("" none)
   DeployPhase terminal;
-  bool touches_old;             // whether the old container was stopped at all
+  bool touches_old;  // whether the old container was stopped at all
   std::string error_contains;
   int exit_code = 0;
 };
@@ -200,12 +229,14 @@ class DeployFailureTest : public DeployManagerTest,
 
 TEST_P(DeployFailureTest, OldKeepsServing) {
   const FailureCase& c = GetParam();
-  ASSERT_EQ(RunDeploy(Request("d-1", kD1)).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  ASSERT_EQ(RunDeploy(Request("d-1", kD1)).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
   const std::string old_id = docker_->Find("web")->id;
   if (c.fail_method == "mismatch") {
     docker_->AddRemoteImage(kRepo, kBad, {}, {absl::StrCat(kRepo, "@", kD3)});
   } else if (!c.fail_method.empty()) {
-    docker_->FailNext(c.fail_method, absl::InternalError("injected " + c.fail_method),
+    docker_->FailNext(c.fail_method,
+                      absl::InternalError("injected " + c.fail_method),
                       c.fail_method == "StopContainer" ? old_id : "");
   }
   const DeployEvent last = RunDeploy(Request("d-2", c.digest));
@@ -230,40 +261,49 @@ TEST_P(DeployFailureTest, OldKeepsServing) {
 INSTANTIATE_TEST_SUITE_P(
     Steps, DeployFailureTest,
     ::testing::Values(
-        FailureCase{"PullFails", kD2, "PullImage", hoist::v1::DEPLOY_PHASE_FAILED, false,
+        FailureCase{"PullFails", kD2, "PullImage",
+                    hoist::v1::DEPLOY_PHASE_FAILED, false,
                     "injected PullImage"},
         FailureCase{"NoSuchDigest", "sha256:" + std::string(64, '9'), "",
                     hoist::v1::DEPLOY_PHASE_FAILED, false, "manifest unknown"},
-        FailureCase{"DigestMismatch", kBad, "mismatch", hoist::v1::DEPLOY_PHASE_FAILED, false,
-                    "digest mismatch"},
-        FailureCase{"CreateFails", kD2, "CreateContainer", hoist::v1::DEPLOY_PHASE_FAILED, false,
+        FailureCase{"DigestMismatch", kBad, "mismatch",
+                    hoist::v1::DEPLOY_PHASE_FAILED, false, "digest mismatch"},
+        FailureCase{"CreateFails", kD2, "CreateContainer",
+                    hoist::v1::DEPLOY_PHASE_FAILED, false,
                     "injected CreateContainer"},
-        FailureCase{"StopFails", kD2, "StopContainer", hoist::v1::DEPLOY_PHASE_ROLLED_BACK, true,
+        FailureCase{"StopFails", kD2, "StopContainer",
+                    hoist::v1::DEPLOY_PHASE_ROLLED_BACK, true,
                     "could not stop the old container"},
-        FailureCase{"StartFails", kD2, "StartContainer", hoist::v1::DEPLOY_PHASE_ROLLED_BACK,
-                    true, "start failed"},
-        FailureCase{"Crashes", "sha256:" + std::string(64, 'c'), "", hoist::v1::DEPLOY_PHASE_ROLLED_BACK, true,
+        FailureCase{"StartFails", kD2, "StartContainer",
+                    hoist::v1::DEPLOY_PHASE_ROLLED_BACK, true, "start failed"},
+        FailureCase{"Crashes", "sha256:" + std::string(64, 'c'), "",
+                    hoist::v1::DEPLOY_PHASE_ROLLED_BACK, true,
                     "exited with code 3", 3}),
-    [](const ::testing::TestParamInfo<FailureCase>& info) { return info.param.name; });
+    [](const ::testing::TestParamInfo<FailureCase>& info) {
+      return info.param.name;
+    });
 
 TEST_F(DeployManagerTest, CrashKeepsExitCodeAndLogTail) {
-  ASSERT_EQ(RunDeploy(Request("d-1", kD1)).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  ASSERT_EQ(RunDeploy(Request("d-1", kD1)).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
   auto log = manager_->Deploy(Request("d-2", Crash()));
   ASSERT_TRUE(log.ok());
   ASSERT_TRUE(Drive(*log));
-  EXPECT_THAT(Phases(*log),
-              ElementsAre(hoist::v1::DEPLOY_PHASE_PULLING, hoist::v1::DEPLOY_PHASE_PULLED,
-                          hoist::v1::DEPLOY_PHASE_CREATING, hoist::v1::DEPLOY_PHASE_STOPPING_OLD,
-                          hoist::v1::DEPLOY_PHASE_STARTING,
-                          hoist::v1::DEPLOY_PHASE_HEALTH_CHECKING,
-                          hoist::v1::DEPLOY_PHASE_ROLLING_BACK,
-                          hoist::v1::DEPLOY_PHASE_ROLLED_BACK));
+  EXPECT_THAT(Phases(*log), ElementsAre(hoist::v1::DEPLOY_PHASE_PULLING,
+                                        hoist::v1::DEPLOY_PHASE_PULLED,
+                                        hoist::v1::DEPLOY_PHASE_CREATING,
+                                        hoist::v1::DEPLOY_PHASE_STOPPING_OLD,
+                                        hoist::v1::DEPLOY_PHASE_STARTING,
+                                        hoist::v1::DEPLOY_PHASE_HEALTH_CHECKING,
+                                        hoist::v1::DEPLOY_PHASE_ROLLING_BACK,
+                                        hoist::v1::DEPLOY_PHASE_ROLLED_BACK));
   EXPECT_EQ((*log)->last().exit_code(), 3);
   EXPECT_EQ((*log)->last().log_tail(), "boom\n");
 }
 
 TEST_F(DeployManagerTest, DockerUnhealthyRollsBack) {
-  ASSERT_EQ(RunDeploy(Request("d-1", kD1)).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  ASSERT_EQ(RunDeploy(Request("d-1", kD1)).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
   auto request = Request("d-2", Unhealthy());
   request.mutable_health()->set_docker(true);
   const DeployEvent last = RunDeploy(request);
@@ -273,7 +313,8 @@ TEST_F(DeployManagerTest, DockerUnhealthyRollsBack) {
 }
 
 TEST_F(DeployManagerTest, HealthTimeoutRollsBackAfterTimeoutSeconds) {
-  ASSERT_EQ(RunDeploy(Request("d-1", kD1)).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  ASSERT_EQ(RunDeploy(Request("d-1", kD1)).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
   auto request = Request("d-2", Starting());
   request.mutable_health()->set_docker(true);
   request.mutable_health()->set_timeout_seconds(7);
@@ -288,11 +329,12 @@ TEST_F(DeployManagerTest, HealthTimeoutRollsBackAfterTimeoutSeconds) {
   absl::Time health_start;
   for (const DeployEvent& e : Events(*log)) {
     if (e.phase() == hoist::v1::DEPLOY_PHASE_HEALTH_CHECKING) {
-      health_start = absl::FromUnixSeconds(e.time().seconds()) + absl::Nanoseconds(e.time().nanos());
+      health_start = absl::FromUnixSeconds(e.time().seconds()) +
+                     absl::Nanoseconds(e.time().nanos());
     }
   }
-  const absl::Time end =
-      absl::FromUnixSeconds(last.time().seconds()) + absl::Nanoseconds(last.time().nanos());
+  const absl::Time end = absl::FromUnixSeconds(last.time().seconds()) +
+                         absl::Nanoseconds(last.time().nanos());
   EXPECT_GE(end - health_start, absl::Seconds(7));
   EXPECT_TRUE(docker_->Find("web")->running);
 }
@@ -305,7 +347,8 @@ TEST_F(DeployManagerTest, FirstDeployThatCrashesEndsFailedAndLeavesNothing) {
 }
 
 TEST_F(DeployManagerTest, StoppedOldContainerStaysStoppedOnRollback) {
-  ASSERT_EQ(RunDeploy(Request("d-1", kD1)).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  ASSERT_EQ(RunDeploy(Request("d-1", kD1)).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
   const std::string old_id = docker_->Find("web")->id;
   ASSERT_TRUE(docker_->StopContainer(old_id, absl::Seconds(1)).ok());
   const int starts = docker_->CountCalls("Start " + old_id);
@@ -316,7 +359,8 @@ TEST_F(DeployManagerTest, StoppedOldContainerStaysStoppedOnRollback) {
 }
 
 TEST_F(DeployManagerTest, ForeignContainerIsNeverClobbered) {
-  const std::string foreign = docker_->AddContainer("web", "nginx", {{"team", "x"}}, true);
+  const std::string foreign =
+      docker_->AddContainer("web", "nginx", {{"team", "x"}}, true);
   auto log = manager_->Deploy(Request("d-1", kD1));
   EXPECT_EQ(log.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(log.status().message()), HasSubstr("hoist.service"));
@@ -341,14 +385,16 @@ TEST_F(DeployManagerTest, BusyNameAbortsOtherIdsAndAttachesSameId) {
   // Another container name is independent.
   auto elsewhere = manager_->Deploy(Request("d-3", kD1, "api"));
   ASSERT_TRUE(elsewhere.ok());
-  EXPECT_THAT(manager_->GetStatus().in_flight(), ::testing::UnorderedElementsAre("d-1", "d-3"));
+  EXPECT_THAT(manager_->GetStatus().in_flight(),
+              ::testing::UnorderedElementsAre("d-1", "d-3"));
   docker_->Release();
   ASSERT_TRUE(Drive(*first));
   ASSERT_TRUE(Drive(*elsewhere));
   EXPECT_EQ((*again)->last().phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
   EXPECT_TRUE(manager_->GetStatus().in_flight().empty());
   // Once finished, the name is free.
-  EXPECT_EQ(RunDeploy(Request("d-4", kD2)).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  EXPECT_EQ(RunDeploy(Request("d-4", kD2)).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
   // A finished deploy's id still attaches to its log, starting nothing.
   auto replay = manager_->Deploy(Request("d-1", kD1));
   ASSERT_TRUE(replay.ok());
@@ -356,7 +402,8 @@ TEST_F(DeployManagerTest, BusyNameAbortsOtherIdsAndAttachesSameId) {
   auto watch = manager_->Watch("d-1");
   ASSERT_TRUE(watch.ok());
   EXPECT_EQ(watch->get(), first->get());
-  EXPECT_EQ(manager_->Watch("nope").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(manager_->Watch("nope").status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST_F(DeployManagerTest, InvalidRequests) {
@@ -367,33 +414,51 @@ TEST_F(DeployManagerTest, InvalidRequests) {
   };
   const std::vector<Case> cases = {
       {"empty id", [](auto* r) { r->set_deploy_id(""); }, "deploy_id"},
-      {"shell in name", [](auto* r) { r->mutable_container()->set_name("web;rm -rf"); },
+      {"shell in name",
+       [](auto* r) { r->mutable_container()->set_name("web;rm -rf"); },
        "container.name"},
-      {"leading dot", [](auto* r) { r->mutable_container()->set_name(".web"); }, "container.name"},
+      {"leading dot", [](auto* r) { r->mutable_container()->set_name(".web"); },
+       "container.name"},
       {"short digest", [](auto* r) { r->set_digest("sha256:abc"); }, "digest"},
-      {"upper digest", [](auto* r) { r->set_digest("sha256:" + std::string(64, 'A')); }, "digest"},
+      {"upper digest",
+       [](auto* r) { r->set_digest("sha256:" + std::string(64, 'A')); },
+       "digest"},
       {"no digest no tag", [](auto* r) { r->set_digest(""); }, "digest or tag"},
       {"image dots", [](auto* r) { r->set_image("reg/../etc"); }, "image"},
-      {"image with digest", [](auto* r) { r->set_image("reg/app@sha256"); }, "image"},
+      {"image with digest", [](auto* r) { r->set_image("reg/app@sha256"); },
+       "image"},
       {"image shell", [](auto* r) { r->set_image("reg/app$(x)"); }, "image"},
-      {"bad port", [](auto* r) { r->mutable_container()->add_ports("127.0.0.1:99999:80"); },
+      {"bad port",
+       [](auto* r) { r->mutable_container()->add_ports("127.0.0.1:99999:80"); },
        "port"},
-      {"env file dots", [](auto* r) { r->mutable_container()->add_env_files("/etc/../shadow"); },
+      {"env file dots",
+       [](auto* r) { r->mutable_container()->add_env_files("/etc/../shadow"); },
        ".."},
-      {"volume relative", [](auto* r) { r->mutable_container()->add_volumes("/a:rel"); },
+      {"volume relative",
+       [](auto* r) { r->mutable_container()->add_volumes("/a:rel"); },
        "volume target"},
-      {"reserved label", [](auto* r) { (*r->mutable_container()->mutable_labels())["hoist.x"] = "1"; },
+      {"reserved label",
+       [](auto* r) {
+         (*r->mutable_container()->mutable_labels())["hoist.x"] = "1";
+       },
        "reserved"},
-      {"restart", [](auto* r) { r->mutable_container()->set_restart("sometimes"); }, "restart"},
-      {"health url", [](auto* r) { r->mutable_health()->set_http_get("ftp://x"); }, "http_get"},
-      {"env no key", [](auto* r) { r->mutable_container()->add_env("=x"); }, "KEY=VALUE"},
+      {"restart",
+       [](auto* r) { r->mutable_container()->set_restart("sometimes"); },
+       "restart"},
+      {"health url",
+       [](auto* r) { r->mutable_health()->set_http_get("ftp://x"); },
+       "http_get"},
+      {"env no key", [](auto* r) { r->mutable_container()->add_env("=x"); },
+       "KEY=VALUE"},
   };
   for (const Case& c : cases) {
     auto request = Request("d-1", kD1);
     c.mutate(&request);
     auto result = manager_->Deploy(request);
-    EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument) << c.name;
-    EXPECT_THAT(std::string(result.status().message()), HasSubstr(c.message)) << c.name;
+    EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument)
+        << c.name;
+    EXPECT_THAT(std::string(result.status().message()), HasSubstr(c.message))
+        << c.name;
   }
   EXPECT_EQ(docker_->calls().size(), 0u);
   // A tag-only request is fine.
@@ -406,10 +471,14 @@ TEST_F(DeployManagerTest, RollbackDeploysThePreviousDigest) {
   hoist::v1::RollbackRequest rollback;
   rollback.set_deploy_id("r-0");
   rollback.set_container_name("web");
-  EXPECT_EQ(manager_->Rollback(rollback).status().code(), absl::StatusCode::kFailedPrecondition);
-  ASSERT_EQ(RunDeploy(Request("d-1", kD1)).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
-  EXPECT_EQ(manager_->Rollback(rollback).status().code(), absl::StatusCode::kFailedPrecondition);
-  ASSERT_EQ(RunDeploy(Request("d-2", kD2)).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  EXPECT_EQ(manager_->Rollback(rollback).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_EQ(RunDeploy(Request("d-1", kD1)).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  EXPECT_EQ(manager_->Rollback(rollback).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_EQ(RunDeploy(Request("d-2", kD2)).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
   rollback.set_deploy_id("r-1");
   auto log = manager_->Rollback(rollback);
   ASSERT_TRUE(log.ok()) << log.status();
@@ -417,7 +486,9 @@ TEST_F(DeployManagerTest, RollbackDeploysThePreviousDigest) {
   EXPECT_EQ((*log)->last().phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
   EXPECT_EQ(docker_->Find("web")->labels.at("hoist.digest"), kD1);
   EXPECT_EQ(docker_->Find("web")->labels.at("hoist.deploy_id"), "r-1");
-  EXPECT_EQ(docker_->LastConfig(absl::StrCat("web.hoist-new-", Sha256Hex("r-1").substr(0, 12)))
+  EXPECT_EQ(docker_
+                ->LastConfig(absl::StrCat("web.hoist-new-",
+                                          Sha256Hex("r-1").substr(0, 12)))
                 .ports,
             std::vector<std::string>{"127.0.0.1:8080:8080/tcp"});
   auto list = manager_->ListContainers();
@@ -427,11 +498,15 @@ TEST_F(DeployManagerTest, RollbackDeploysThePreviousDigest) {
 
 TEST_F(DeployManagerTest, KeepImagesPrunesOlderImagesAfterSuccess) {
   manager_ = NewManager(/*keep_images=*/2);
-  ASSERT_EQ(RunDeploy(Request("d-1", kD1)).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
-  ASSERT_EQ(RunDeploy(Request("d-2", kD2)).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  ASSERT_EQ(RunDeploy(Request("d-1", kD1)).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  ASSERT_EQ(RunDeploy(Request("d-2", kD2)).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
   EXPECT_EQ(docker_->CountCalls("RemoveImage"), 0);
-  ASSERT_EQ(RunDeploy(Request("d-3", kD3)).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
-  EXPECT_EQ(docker_->CountCalls("RemoveImage " + absl::StrCat(kRepo, "@", kD1)), 1);
+  ASSERT_EQ(RunDeploy(Request("d-3", kD3)).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  EXPECT_EQ(docker_->CountCalls("RemoveImage " + absl::StrCat(kRepo, "@", kD1)),
+            1);
   EXPECT_THAT(docker_->LocalImages(),
               ::testing::UnorderedElementsAre(absl::StrCat(kRepo, "@", kD2),
                                               absl::StrCat(kRepo, "@", kD3)));
@@ -442,7 +517,9 @@ TEST_F(DeployManagerTest, KeepImagesPrunesOlderImagesAfterSuccess) {
 
 TEST_F(DeployManagerTest, EnvFilesAndRegistryCredentialsAreReadOnTheHost) {
   const std::string env_file = state_dir_ + "/app.env";
-  ASSERT_TRUE(WriteFileAtomically(env_file, "# comment\n\nDB=postgres://x\n  SPACED = yes \n").ok());
+  ASSERT_TRUE(WriteFileAtomically(
+                  env_file, "# comment\n\nDB=postgres://x\n  SPACED = yes \n")
+                  .ok());
   const std::string password_file = state_dir_ + "/pw";
   ASSERT_TRUE(WriteFileAtomically(password_file, "s3cret\n").ok());
   registries_ = {{"registry.test:5000", "deployer", password_file}};
@@ -451,9 +528,10 @@ TEST_F(DeployManagerTest, EnvFilesAndRegistryCredentialsAreReadOnTheHost) {
   request.mutable_container()->add_env("MODE=prod");
   request.mutable_container()->add_env_files(env_file);
   ASSERT_EQ(RunDeploy(request).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
-  const ContainerConfig config =
-      docker_->LastConfig(absl::StrCat("web.hoist-new-", Sha256Hex("d-1").substr(0, 12)));
-  EXPECT_THAT(config.env, ElementsAre("MODE=prod", "DB=postgres://x", "SPACED= yes "));
+  const ContainerConfig config = docker_->LastConfig(
+      absl::StrCat("web.hoist-new-", Sha256Hex("d-1").substr(0, 12)));
+  EXPECT_THAT(config.env,
+              ElementsAre("MODE=prod", "DB=postgres://x", "SPACED= yes "));
   std::string decoded;
   std::string auth = docker_->last_registry_auth();
   std::replace(auth.begin(), auth.end(), '-', '+');
@@ -473,7 +551,8 @@ TEST_F(DeployManagerTest, EnvFilesAndRegistryCredentialsAreReadOnTheHost) {
 }
 
 TEST_F(DeployManagerTest, RecoverRestoresAHalfSwappedPair) {
-  ASSERT_EQ(RunDeploy(Request("d-1", kD1)).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  ASSERT_EQ(RunDeploy(Request("d-1", kD1)).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
   const std::string old_id = docker_->Find("web")->id;
   // What a SIGKILL during the health check leaves: old stopped, new created
   // under its temporary name, journal written.
@@ -496,8 +575,10 @@ TEST_F(DeployManagerTest, RecoverRestoresAHalfSwappedPair) {
     ASSERT_TRUE((*store)
                     ->Update("web",
                              [&](ContainerState* s) {
-                               s->journal = DeployJournal{"d-2", old_id, true, temp, *new_id,
-                                                          "health_checking", "always", kD2};
+                               s->journal = DeployJournal{
+                                   "d-2",    old_id,  true,
+                                   temp,     *new_id, "health_checking",
+                                   "always", kD2};
                              })
                     .ok());
   }
@@ -509,8 +590,10 @@ TEST_F(DeployManagerTest, RecoverRestoresAHalfSwappedPair) {
   auto list = manager_->ListContainers();
   ASSERT_TRUE(list.ok());
   EXPECT_EQ(list->containers(0).last_deploy_id(), "d-2");
-  EXPECT_EQ(list->containers(0).last_phase(), hoist::v1::DEPLOY_PHASE_ROLLED_BACK);
-  EXPECT_THAT(list->containers(0).last_error(), HasSubstr("agent restarted mid-deploy"));
+  EXPECT_EQ(list->containers(0).last_phase(),
+            hoist::v1::DEPLOY_PHASE_ROLLED_BACK);
+  EXPECT_THAT(list->containers(0).last_error(),
+              HasSubstr("agent restarted mid-deploy"));
   EXPECT_EQ(list->containers(0).digest(), kD1);
   // The journal is gone: a second Recover does nothing.
   const size_t calls = docker_->calls().size();
@@ -519,7 +602,8 @@ TEST_F(DeployManagerTest, RecoverRestoresAHalfSwappedPair) {
 }
 
 TEST_F(DeployManagerTest, RecoverFinishesASwapWhoseOldContainerIsGone) {
-  ASSERT_EQ(RunDeploy(Request("d-1", kD1)).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  ASSERT_EQ(RunDeploy(Request("d-1", kD1)).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
   const std::string old_id = docker_->Find("web")->id;
   manager_.reset();
   docker_->AddLocalImage(kRepo, kD2);
@@ -537,8 +621,9 @@ TEST_F(DeployManagerTest, RecoverFinishesASwapWhoseOldContainerIsGone) {
     ASSERT_TRUE((*store)
                     ->Update("web",
                              [&](ContainerState* s) {
-                               s->journal = DeployJournal{"d-2", old_id, true, temp, *new_id,
-                                                          "swapping", "always", kD2};
+                               s->journal = DeployJournal{
+                                   "d-2",   old_id,     true,     temp,
+                                   *new_id, "swapping", "always", kD2};
                              })
                     .ok());
   }
@@ -551,7 +636,8 @@ TEST_F(DeployManagerTest, RecoverFinishesASwapWhoseOldContainerIsGone) {
   EXPECT_EQ(web->restart_policy, "always");
   auto list = manager_->ListContainers();
   ASSERT_TRUE(list.ok());
-  EXPECT_EQ(list->containers(0).last_phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  EXPECT_EQ(list->containers(0).last_phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
   EXPECT_THAT(list->containers(0).last_error(), HasSubstr("finished the swap"));
   EXPECT_THAT(list->containers(0).previous_digests(), ElementsAre(kD1));
 }
@@ -570,8 +656,10 @@ TEST_F(DeployManagerTest, StatusReportsDockerAndVersion) {
 }
 
 TEST_F(DeployManagerTest, StateSurvivesARestart) {
-  ASSERT_EQ(RunDeploy(Request("d-1", kD1)).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
-  ASSERT_EQ(RunDeploy(Request("d-2", kD2)).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  ASSERT_EQ(RunDeploy(Request("d-1", kD1)).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  ASSERT_EQ(RunDeploy(Request("d-2", kD2)).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
   manager_ = NewManager();
   auto list = manager_->ListContainers();
   ASSERT_TRUE(list.ok());

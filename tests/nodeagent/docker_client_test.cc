@@ -25,7 +25,9 @@ class DockerClientTest : public ::testing::Test {
     ASSERT_TRUE(client.ok()) << client.status();
     docker_ = std::move(*client);
   }
-  void TearDown() override { ::hoist::testing::RemoveAllContainers(Harness().docker_endpoint); }
+  void TearDown() override {
+    ::hoist::testing::RemoveAllContainers(Harness().docker_endpoint);
+  }
 
   std::string Ref(const std::string& name) {
     return absl::StrCat(Harness().image_repo, "@", Harness().Digest(name));
@@ -50,13 +52,16 @@ TEST_F(DockerClientTest, PingAndVersion) {
 
 TEST_F(DockerClientTest, MissingSocketIsUnavailable) {
   CurlDockerClientOptions options;
-  options.endpoint = "unix://" + ::hoist::testing::MakeTempDir("nosock") + "/docker.sock";
+  options.endpoint =
+      "unix://" + ::hoist::testing::MakeTempDir("nosock") + "/docker.sock";
   auto client = NewCurlDockerClient(options);
   ASSERT_TRUE(client.ok());
   EXPECT_EQ((*client)->Ping().code(), absl::StatusCode::kUnavailable);
-  EXPECT_EQ((*client)->InspectContainer("x").status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ((*client)->InspectContainer("x").status().code(),
+            absl::StatusCode::kUnavailable);
   options.endpoint = "tcp://127.0.0.1:2375";
-  EXPECT_EQ(NewCurlDockerClient(options).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(NewCurlDockerClient(options).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(DockerClientTest, PullReportsProgressAndRepoDigest) {
@@ -65,11 +70,11 @@ TEST_F(DockerClientTest, PullReportsProgressAndRepoDigest) {
   if (auto present = docker_->InspectImage(Ref("v2")); present.ok()) {
     ASSERT_TRUE(docker_->RemoveImage(present->id, /*force=*/true).ok());
   }
-  ASSERT_EQ(docker_->InspectImage(Ref("v2")).status().code(), absl::StatusCode::kNotFound);
+  ASSERT_EQ(docker_->InspectImage(Ref("v2")).status().code(),
+            absl::StatusCode::kNotFound);
   std::vector<PullUpdate> updates;
-  absl::Status pulled = docker_->PullImage(Ref("v2"), "", [&](const PullUpdate& u) {
-    updates.push_back(u);
-  });
+  absl::Status pulled = docker_->PullImage(
+      Ref("v2"), "", [&](const PullUpdate& u) { updates.push_back(u); });
   ASSERT_TRUE(pulled.ok()) << pulled;
   bool saw_bytes = false, saw_complete = false;
   for (const PullUpdate& u : updates) {
@@ -95,7 +100,8 @@ TEST_F(DockerClientTest, PullOfAMissingDigestCarriesDockersMessage) {
   absl::Status pulled = docker_->PullImage(missing, "", nullptr);
   EXPECT_EQ(pulled.code(), absl::StatusCode::kNotFound) << pulled;
   EXPECT_THAT(std::string(pulled.message()), HasSubstr("manifest"));
-  EXPECT_EQ(docker_->InspectImage(missing).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(docker_->InspectImage(missing).status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST_F(DockerClientTest, ContainerLifecycle) {
@@ -154,11 +160,14 @@ TEST_F(DockerClientTest, ContainerLifecycle) {
   EXPECT_EQ(docker_->InspectContainer(*id)->name, "dc-life-renamed");
 
   ASSERT_TRUE(docker_->StopContainer(*id, absl::Seconds(5)).ok());
-  ASSERT_TRUE(docker_->StopContainer(*id, absl::Seconds(5)).ok());  // already stopped: OK
+  ASSERT_TRUE(docker_->StopContainer(*id, absl::Seconds(5))
+                  .ok());  // already stopped: OK
   EXPECT_FALSE(docker_->InspectContainer(*id)->running);
   ASSERT_TRUE(docker_->RemoveContainer(*id, /*force=*/false).ok());
-  EXPECT_EQ(docker_->InspectContainer(*id).status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(docker_->RemoveContainer(*id, true).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(docker_->InspectContainer(*id).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(docker_->RemoveContainer(*id, true).code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST_F(DockerClientTest, LogsAreDemultiplexedAndExitCodeKept) {
@@ -200,15 +209,18 @@ TEST_F(DockerClientTest, EngineErrorsMapToStatusCodes) {
   EXPECT_EQ(docker_->InspectContainer("no-such-container").status().code(),
             absl::StatusCode::kNotFound);
   ContainerConfig config;
-  config.image = absl::StrCat(Harness().image_repo, "@sha256:", std::string(64, '1'));
+  config.image =
+      absl::StrCat(Harness().image_repo, "@sha256:", std::string(64, '1'));
   auto created = docker_->CreateContainer("dc-noimage", config);
   EXPECT_EQ(created.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(std::string(created.status().message()), HasSubstr("No such image"));
+  EXPECT_THAT(std::string(created.status().message()),
+              HasSubstr("No such image"));
   config.image = Ref("v1");
   config.ports = {"127.0.0.1:70000:8080"};
   EXPECT_EQ(docker_->CreateContainer("dc-badport", config).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(docker_->StartContainer("no-such-container").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(docker_->StartContainer("no-such-container").code(),
+            absl::StatusCode::kNotFound);
 }
 
 }  // namespace

@@ -34,24 +34,30 @@ TEST(ParsePortSpecTest, Forms) {
     EXPECT_EQ(parsed->container_port, c.container) << c.spec;
     EXPECT_EQ(parsed->protocol, c.proto) << c.spec;
   }
-  for (const std::string bad : {"", "x", "0", "70000", "1:2:3:4", "80/icmp", "a.b:80:80",
-                                "127.0.0.1:80:80;rm", "[::1:80:80"}) {
-    EXPECT_EQ(ParsePortSpec(bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  for (const std::string bad :
+       {"", "x", "0", "70000", "1:2:3:4", "80/icmp", "a.b:80:80",
+        "127.0.0.1:80:80;rm", "[::1:80:80"}) {
+    EXPECT_EQ(ParsePortSpec(bad).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << bad;
   }
 }
 
 TEST(RestartPolicyTest, Validation) {
-  for (const std::string ok : {"", "no", "always", "unless-stopped", "on-failure", "on-failure:3"}) {
+  for (const std::string ok :
+       {"", "no", "always", "unless-stopped", "on-failure", "on-failure:3"}) {
     EXPECT_TRUE(ValidateRestartPolicy(ok).ok()) << ok;
   }
-  for (const std::string bad : {"sometimes", "on-failure:x", "on-failure:-1", "always;"}) {
+  for (const std::string bad :
+       {"sometimes", "on-failure:x", "on-failure:-1", "always;"}) {
     EXPECT_FALSE(ValidateRestartPolicy(bad).ok()) << bad;
   }
 }
 
 TEST(RegistryAuthTest, Base64UrlJson) {
   // Characters chosen so that standard base64 would contain '+' and '/'.
-  const std::string encoded = EncodeRegistryAuth({"reg:5000", "user>?", "p?>~ss"});
+  const std::string encoded =
+      EncodeRegistryAuth({"reg:5000", "user>?", "p?>~ss"});
   EXPECT_EQ(encoded.find_first_of("+/"), std::string::npos);
   std::string standard = encoded;
   std::replace(standard.begin(), standard.end(), '-', '+');
@@ -65,7 +71,8 @@ TEST(RegistryAuthTest, Base64UrlJson) {
 }
 
 TEST(StateStoreTest, RoundTripsThroughTheFile) {
-  const std::string dir = absl::StrCat(::testing::TempDir(), "/state-", RandomHex(6));
+  const std::string dir =
+      absl::StrCat(::testing::TempDir(), "/state-", RandomHex(6));
   std::filesystem::create_directories(dir);
   const std::string path = dir + "/state.json";
   {
@@ -76,25 +83,28 @@ TEST(StateStoreTest, RoundTripsThroughTheFile) {
     request.set_deploy_id("d-1");
     request.mutable_container()->set_name("web");
     request.mutable_container()->add_ports("127.0.0.1:80:80");
-    ASSERT_TRUE((*store)
-                    ->Update("web",
-                             [&](ContainerState* s) {
-                               s->current_digest = "sha256:a";
-                               s->previous_digests = {"sha256:b", "sha256:c"};
-                               s->last_deploy_id = "d-1";
-                               s->last_phase = hoist::v1::DEPLOY_PHASE_ROLLED_BACK;
-                               s->last_error = "boom";
-                               s->last_request = request;
-                               s->journal = DeployJournal{"d-2", "old", true, "web.hoist-new-x",
-                                                          "new", "starting", "always", "sha256:d"};
-                             })
-                    .ok());
+    ASSERT_TRUE(
+        (*store)
+            ->Update("web",
+                     [&](ContainerState* s) {
+                       s->current_digest = "sha256:a";
+                       s->previous_digests = {"sha256:b", "sha256:c"};
+                       s->last_deploy_id = "d-1";
+                       s->last_phase = hoist::v1::DEPLOY_PHASE_ROLLED_BACK;
+                       s->last_error = "boom";
+                       s->last_request = request;
+                       s->journal = DeployJournal{
+                           "d-2", "old",      true,     "web.hoist-new-x",
+                           "new", "starting", "always", "sha256:d"};
+                     })
+            .ok());
   }
   auto store = StateStore::Open(path);
   ASSERT_TRUE(store.ok()) << store.status();
   const ContainerState s = (*store)->Get("web");
   EXPECT_EQ(s.current_digest, "sha256:a");
-  EXPECT_THAT(s.previous_digests, ::testing::ElementsAre("sha256:b", "sha256:c"));
+  EXPECT_THAT(s.previous_digests,
+              ::testing::ElementsAre("sha256:b", "sha256:c"));
   EXPECT_EQ(s.last_phase, hoist::v1::DEPLOY_PHASE_ROLLED_BACK);
   EXPECT_EQ(s.last_error, "boom");
   ASSERT_TRUE(s.last_request.has_value());
@@ -105,12 +115,14 @@ TEST(StateStoreTest, RoundTripsThroughTheFile) {
   EXPECT_EQ(s.journal->new_name, "web.hoist-new-x");
   EXPECT_EQ(s.journal->phase, "starting");
   EXPECT_EQ(s.journal->restart_policy, "always");
-  EXPECT_EQ(std::filesystem::status(path).permissions() & std::filesystem::perms::others_read,
+  EXPECT_EQ(std::filesystem::status(path).permissions() &
+                std::filesystem::perms::others_read,
             std::filesystem::perms::none);
   EXPECT_EQ((*store)->Get("other").last_deploy_id, "");
 
   ASSERT_TRUE(WriteFileAtomically(path, "{not json").ok());
-  EXPECT_EQ(StateStore::Open(path).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(StateStore::Open(path).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -8,19 +8,23 @@
 
 namespace hoist::nodeagent {
 
-void FakeDockerClient::AddRemoteImage(const std::string& repo, const std::string& digest,
-                                      Behavior behavior, std::vector<std::string> repo_digests) {
+void FakeDockerClient::AddRemoteImage(const std::string& repo,
+                                      const std::string& digest,
+                                      Behavior behavior,
+                                      std::vector<std::string> repo_digests) {
   absl::MutexLock lock(&mu_);
   Image image;
   image.id = absl::StrCat("sha256:img", digest.substr(7, 12));
   image.repo = repo;
-  image.repo_digests = repo_digests.empty() ? std::vector<std::string>{repo + "@" + digest}
-                                            : std::move(repo_digests);
+  image.repo_digests = repo_digests.empty()
+                           ? std::vector<std::string>{repo + "@" + digest}
+                           : std::move(repo_digests);
   image.behavior = std::move(behavior);
   remote_[repo + "@" + digest] = std::move(image);
 }
 
-void FakeDockerClient::AddLocalImage(const std::string& repo, const std::string& digest) {
+void FakeDockerClient::AddLocalImage(const std::string& repo,
+                                     const std::string& digest) {
   absl::MutexLock lock(&mu_);
   auto it = remote_.find(repo + "@" + digest);
   Image image;
@@ -34,9 +38,9 @@ void FakeDockerClient::AddLocalImage(const std::string& repo, const std::string&
   local_.push_back(std::move(image));
 }
 
-std::string FakeDockerClient::AddContainer(const std::string& name, const std::string& image,
-                                           std::map<std::string, std::string> labels,
-                                           bool running) {
+std::string FakeDockerClient::AddContainer(
+    const std::string& name, const std::string& image,
+    std::map<std::string, std::string> labels, bool running) {
   absl::MutexLock lock(&mu_);
   Container c;
   c.info.id = absl::StrFormat("c%063d", next_id_++);
@@ -78,9 +82,9 @@ std::vector<std::string> FakeDockerClient::calls() {
 
 int FakeDockerClient::CountCalls(const std::string& prefix) {
   absl::MutexLock lock(&mu_);
-  return static_cast<int>(std::count_if(calls_.begin(), calls_.end(), [&](const std::string& c) {
-    return absl::StartsWith(c, prefix);
-  }));
+  return static_cast<int>(std::count_if(
+      calls_.begin(), calls_.end(),
+      [&](const std::string& c) { return absl::StartsWith(c, prefix); }));
 }
 
 absl::StatusOr<ContainerInfo> FakeDockerClient::Find(const std::string& name) {
@@ -117,7 +121,8 @@ std::string FakeDockerClient::last_registry_auth() {
   return last_auth_;
 }
 
-absl::Status FakeDockerClient::Injected(const std::string& method, const std::string& arg) {
+absl::Status FakeDockerClient::Injected(const std::string& method,
+                                        const std::string& arg) {
   for (auto it = failures_.begin(); it != failures_.end(); ++it) {
     if (it->method == method && absl::StrContains(arg, it->match)) {
       absl::Status status = it->status;
@@ -128,21 +133,24 @@ absl::Status FakeDockerClient::Injected(const std::string& method, const std::st
   return absl::OkStatus();
 }
 
-FakeDockerClient::Container* FakeDockerClient::FindLocked(const std::string& id_or_name) {
+FakeDockerClient::Container* FakeDockerClient::FindLocked(
+    const std::string& id_or_name) {
   for (auto& [id, c] : containers_) {
     if (id == id_or_name || c.info.name == id_or_name) return &c;
   }
   return nullptr;
 }
 
-const FakeDockerClient::Image* FakeDockerClient::LocalImageLocked(const std::string& reference) {
+const FakeDockerClient::Image* FakeDockerClient::LocalImageLocked(
+    const std::string& reference) {
   for (const Image& image : local_) {
     if (image.id == reference) return &image;
-    if (std::find(image.aliases.begin(), image.aliases.end(), reference) != image.aliases.end()) {
+    if (std::find(image.aliases.begin(), image.aliases.end(), reference) !=
+        image.aliases.end()) {
       return &image;
     }
-    if (std::find(image.repo_digests.begin(), image.repo_digests.end(), reference) !=
-        image.repo_digests.end()) {
+    if (std::find(image.repo_digests.begin(), image.repo_digests.end(),
+                  reference) != image.repo_digests.end()) {
       return &image;
     }
   }
@@ -175,7 +183,8 @@ absl::Status FakeDockerClient::PullImage(const std::string& reference,
     if (absl::Status s = Injected("PullImage", reference); !s.ok()) return s;
     auto it = remote_.find(reference);
     if (it == remote_.end()) {
-      return absl::NotFoundError(absl::StrCat("pull ", reference, ": manifest unknown"));
+      return absl::NotFoundError(
+          absl::StrCat("pull ", reference, ": manifest unknown"));
     }
     image = it->second;
     image.aliases.push_back(reference);
@@ -190,11 +199,13 @@ absl::Status FakeDockerClient::PullImage(const std::string& reference,
   return absl::OkStatus();
 }
 
-absl::StatusOr<ImageInfo> FakeDockerClient::InspectImage(const std::string& reference) {
+absl::StatusOr<ImageInfo> FakeDockerClient::InspectImage(
+    const std::string& reference) {
   absl::MutexLock lock(&mu_);
   if (absl::Status s = Injected("InspectImage", reference); !s.ok()) return s;
   const Image* image = LocalImageLocked(reference);
-  if (image == nullptr) return absl::NotFoundError("no such image: " + reference);
+  if (image == nullptr)
+    return absl::NotFoundError("no such image: " + reference);
   ImageInfo info;
   info.id = image->id;
   info.repo_digests = image->repo_digests;
@@ -213,18 +224,20 @@ absl::StatusOr<std::vector<ImageInfo>> FakeDockerClient::ListImages() {
   return out;
 }
 
-absl::Status FakeDockerClient::RemoveImage(const std::string& reference, bool force) {
+absl::Status FakeDockerClient::RemoveImage(const std::string& reference,
+                                           bool force) {
   absl::MutexLock lock(&mu_);
   calls_.push_back("RemoveImage " + reference);
   if (absl::Status s = Injected("RemoveImage", reference); !s.ok()) return s;
   for (auto it = local_.begin(); it != local_.end(); ++it) {
-    if (std::find(it->repo_digests.begin(), it->repo_digests.end(), reference) ==
-        it->repo_digests.end()) {
+    if (std::find(it->repo_digests.begin(), it->repo_digests.end(),
+                  reference) == it->repo_digests.end()) {
       continue;
     }
     for (const auto& [id, c] : containers_) {
       if (c.info.image == reference && !force) {
-        return absl::FailedPreconditionError("image is being used by container " + id);
+        return absl::FailedPreconditionError(
+            "image is being used by container " + id);
       }
     }
     local_.erase(it);
@@ -251,24 +264,29 @@ absl::StatusOr<std::vector<ContainerSummary>> FakeDockerClient::ListContainers(
   return out;
 }
 
-absl::StatusOr<ContainerInfo> FakeDockerClient::InspectContainer(const std::string& id_or_name) {
+absl::StatusOr<ContainerInfo> FakeDockerClient::InspectContainer(
+    const std::string& id_or_name) {
   absl::MutexLock lock(&mu_);
-  if (absl::Status s = Injected("InspectContainer", id_or_name); !s.ok()) return s;
+  if (absl::Status s = Injected("InspectContainer", id_or_name); !s.ok())
+    return s;
   Container* c = FindLocked(id_or_name);
-  if (c == nullptr) return absl::NotFoundError("No such container: " + id_or_name);
+  if (c == nullptr)
+    return absl::NotFoundError("No such container: " + id_or_name);
   return c->info;
 }
 
-absl::StatusOr<std::string> FakeDockerClient::CreateContainer(const std::string& name,
-                                                              const ContainerConfig& config) {
+absl::StatusOr<std::string> FakeDockerClient::CreateContainer(
+    const std::string& name, const ContainerConfig& config) {
   absl::MutexLock lock(&mu_);
   calls_.push_back("Create " + name);
   if (absl::Status s = Injected("CreateContainer", name); !s.ok()) return s;
   if (FindLocked(name) != nullptr) {
-    return absl::AlreadyExistsError("Conflict. The container name \"/" + name + "\" is already in use");
+    return absl::AlreadyExistsError("Conflict. The container name \"/" + name +
+                                    "\" is already in use");
   }
   const Image* image = LocalImageLocked(config.image);
-  if (image == nullptr) return absl::NotFoundError("No such image: " + config.image);
+  if (image == nullptr)
+    return absl::NotFoundError("No such image: " + config.image);
   Container c;
   c.info.id = absl::StrFormat("c%063d", next_id_++);
   c.info.name = name;
@@ -302,7 +320,8 @@ absl::Status FakeDockerClient::StartContainer(const std::string& id) {
   return absl::OkStatus();
 }
 
-absl::Status FakeDockerClient::StopContainer(const std::string& id, absl::Duration timeout) {
+absl::Status FakeDockerClient::StopContainer(const std::string& id,
+                                             absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
   calls_.push_back("Stop " + id);
   if (absl::Status s = Injected("StopContainer", id); !s.ok()) return s;
@@ -313,20 +332,23 @@ absl::Status FakeDockerClient::StopContainer(const std::string& id, absl::Durati
   return absl::OkStatus();
 }
 
-absl::Status FakeDockerClient::RemoveContainer(const std::string& id, bool force) {
+absl::Status FakeDockerClient::RemoveContainer(const std::string& id,
+                                               bool force) {
   absl::MutexLock lock(&mu_);
   calls_.push_back("Remove " + id);
   if (absl::Status s = Injected("RemoveContainer", id); !s.ok()) return s;
   Container* c = FindLocked(id);
   if (c == nullptr) return absl::NotFoundError("No such container: " + id);
   if (c->info.running && !force) {
-    return absl::FailedPreconditionError("You cannot remove a running container");
+    return absl::FailedPreconditionError(
+        "You cannot remove a running container");
   }
   containers_.erase(c->info.id);
   return absl::OkStatus();
 }
 
-absl::Status FakeDockerClient::RenameContainer(const std::string& id, const std::string& new_name) {
+absl::Status FakeDockerClient::RenameContainer(const std::string& id,
+                                               const std::string& new_name) {
   absl::MutexLock lock(&mu_);
   calls_.push_back("Rename " + id + " " + new_name);
   if (absl::Status s = Injected("RenameContainer", id); !s.ok()) return s;
@@ -339,14 +361,16 @@ absl::Status FakeDockerClient::RenameContainer(const std::string& id, const std:
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> FakeDockerClient::ContainerLogs(const std::string& id, int tail) {
+absl::StatusOr<std::string> FakeDockerClient::ContainerLogs(
+    const std::string& id, int tail) {
   absl::MutexLock lock(&mu_);
   Container* c = FindLocked(id);
   if (c == nullptr) return absl::NotFoundError("No such container: " + id);
   return c->behavior.logs;
 }
 
-absl::Status FakeDockerClient::UpdateRestartPolicy(const std::string& id, const std::string& policy) {
+absl::Status FakeDockerClient::UpdateRestartPolicy(const std::string& id,
+                                                   const std::string& policy) {
   absl::MutexLock lock(&mu_);
   calls_.push_back("Update " + id + " " + policy);
   if (absl::Status s = Injected("UpdateRestartPolicy", id); !s.ok()) return s;

@@ -16,10 +16,11 @@ namespace hoist::nodeagent {
 
 // How a container of a fake image behaves once started.
 struct FakeBehavior {
-  bool exits = false;     // exits at once with exit_code
+  bool exits = false;  // exits at once with exit_code
   int exit_code = 0;
-  std::string logs;       // what ContainerLogs returns
-  std::string health;     // Docker health status reported while running ("" = none)
+  std::string logs;  // what ContainerLogs returns
+  std::string
+      health;  // Docker health status reported while running ("" = none)
 };
 
 class FakeDockerClient : public DockerClient {
@@ -27,19 +28,24 @@ class FakeDockerClient : public DockerClient {
   using Behavior = FakeBehavior;
 
   // The registry: `repo@digest` can be pulled and then has image id `id`.
-  // `repo_digests` overrides what the pulled image reports (for mismatch tests).
-  void AddRemoteImage(const std::string& repo, const std::string& digest, Behavior behavior = Behavior(),
+  // `repo_digests` overrides what the pulled image reports (for mismatch
+  // tests).
+  void AddRemoteImage(const std::string& repo, const std::string& digest,
+                      Behavior behavior = Behavior(),
                       std::vector<std::string> repo_digests = {});
   // An image already present locally.
   void AddLocalImage(const std::string& repo, const std::string& digest);
   // A running container created outside the agent (labels as given).
   std::string AddContainer(const std::string& name, const std::string& image,
-                           std::map<std::string, std::string> labels, bool running);
+                           std::map<std::string, std::string> labels,
+                           bool running);
 
-  // The next call of `method` ("PullImage", "CreateContainer", "StartContainer",
-  // "StopContainer", "RemoveContainer", "RenameContainer", "InspectImage", …)
-  // whose first argument contains `match` fails with `status`. Once.
-  void FailNext(const std::string& method, absl::Status status, const std::string& match = "");
+  // The next call of `method` ("PullImage", "CreateContainer",
+  // "StartContainer", "StopContainer", "RemoveContainer", "RenameContainer",
+  // "InspectImage", …) whose first argument contains `match` fails with
+  // `status`. Once.
+  void FailNext(const std::string& method, absl::Status status,
+                const std::string& match = "");
   // Blocks PullImage until Release() (to hold a deploy in flight).
   void BlockPulls();
   void Release();
@@ -56,21 +62,28 @@ class FakeDockerClient : public DockerClient {
   // DockerClient.
   absl::Status Ping() override;
   absl::StatusOr<DockerVersion> Version() override;
-  absl::Status PullImage(const std::string& reference, const std::string& registry_auth,
+  absl::Status PullImage(const std::string& reference,
+                         const std::string& registry_auth,
                          const PullCallback& progress) override;
   absl::StatusOr<ImageInfo> InspectImage(const std::string& reference) override;
   absl::StatusOr<std::vector<ImageInfo>> ListImages() override;
   absl::Status RemoveImage(const std::string& reference, bool force) override;
-  absl::StatusOr<std::vector<ContainerSummary>> ListContainers(const std::string& label) override;
-  absl::StatusOr<ContainerInfo> InspectContainer(const std::string& id_or_name) override;
-  absl::StatusOr<std::string> CreateContainer(const std::string& name,
-                                              const ContainerConfig& config) override;
+  absl::StatusOr<std::vector<ContainerSummary>> ListContainers(
+      const std::string& label) override;
+  absl::StatusOr<ContainerInfo> InspectContainer(
+      const std::string& id_or_name) override;
+  absl::StatusOr<std::string> CreateContainer(
+      const std::string& name, const ContainerConfig& config) override;
   absl::Status StartContainer(const std::string& id) override;
-  absl::Status StopContainer(const std::string& id, absl::Duration timeout) override;
+  absl::Status StopContainer(const std::string& id,
+                             absl::Duration timeout) override;
   absl::Status RemoveContainer(const std::string& id, bool force) override;
-  absl::Status RenameContainer(const std::string& id, const std::string& new_name) override;
-  absl::StatusOr<std::string> ContainerLogs(const std::string& id, int tail) override;
-  absl::Status UpdateRestartPolicy(const std::string& id, const std::string& policy) override;
+  absl::Status RenameContainer(const std::string& id,
+                               const std::string& new_name) override;
+  absl::StatusOr<std::string> ContainerLogs(const std::string& id,
+                                            int tail) override;
+  absl::Status UpdateRestartPolicy(const std::string& id,
+                                   const std::string& policy) override;
 
   // The last config CreateContainer was given for `name` (by creation name).
   ContainerConfig LastConfig(const std::string& name);
@@ -96,11 +109,14 @@ class FakeDockerClient : public DockerClient {
 
   absl::Status Injected(const std::string& method, const std::string& arg)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  Container* FindLocked(const std::string& id_or_name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  const Image* LocalImageLocked(const std::string& reference) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Container* FindLocked(const std::string& id_or_name)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  const Image* LocalImageLocked(const std::string& reference)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Mutex mu_;
-  std::map<std::string, Image> remote_ ABSL_GUARDED_BY(mu_);  // by "repo@digest"
+  std::map<std::string, Image> remote_
+      ABSL_GUARDED_BY(mu_);  // by "repo@digest"
   std::vector<Image> local_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Container> containers_ ABSL_GUARDED_BY(mu_);  // by id
   std::map<std::string, ContainerConfig> configs_ ABSL_GUARDED_BY(mu_);
