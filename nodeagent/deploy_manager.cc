@@ -610,7 +610,7 @@ class DeployRun {
       state->last_deploy_id = request_.deploy_id();
       state->last_phase = phase;
       state->last_error = error;
-      state->journal.reset();
+      if (!keep_journal_) state->journal.reset();
       if (succeeded) {
         if (!state->current_digest.empty() && state->current_digest != digest) {
           state->previous_digests.insert(state->previous_digests.begin(),
@@ -690,6 +690,7 @@ class DeployRun {
   std::string new_id_;
   std::string old_id_;
   bool old_was_running_ = false;
+  bool keep_journal_ = false;
   std::vector<std::string> pruned_;
 };
 
@@ -974,7 +975,9 @@ DeployPhase DeployRun::Run(const std::string& registry_auth, int keep_images) {
   }
   absl::Status renamed = docker_->RenameContainer(new_id_, name_);
   if (!renamed.ok()) {
-    // The new container serves (healthy) but keeps its temporary name.
+    // The new container serves (healthy) but keeps its temporary name; the
+    // journal stays so that Recover() finishes the swap on the next start.
+    keep_journal_ = true;
     return Fail(absl::StrCat("healthy, but renaming to ", name_,
                              " failed: ", renamed.message()));
   }

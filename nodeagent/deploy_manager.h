@@ -10,6 +10,18 @@
 // journal entry written before the old container is stopped, so that
 // Recover() can restore a half-swapped pair after the agent was killed.
 //
+// Choices where DESIGN.md leaves room:
+// - An old container that was already stopped before the deploy stays
+//   stopped on rollback: it ends as it was (ROLLED_BACK, not restarted).
+// - A stop/start/health failure after the new container was created rolls
+//   back (ROLLED_BACK; FAILED when there was no old container or it could
+//   not be started again). Failures before creation end FAILED, untouched.
+// - A container with the service's name but without the hoist.service label
+//   is never touched: Deploy returns FAILED_PRECONDITION.
+// - A tag deploy (no digest) always pulls; the resolved digest is recorded.
+// - The terminal event is appended after the container name was freed, so a
+//   caller that saw it may deploy that name again at once.
+//
 // Thread-safe. The destructor waits for running deploys to finish.
 #ifndef HOIST_NODEAGENT_DEPLOY_MANAGER_H_
 #define HOIST_NODEAGENT_DEPLOY_MANAGER_H_

@@ -642,6 +642,24 @@ TEST_F(DeployManagerTest, RecoverFinishesASwapWhoseOldContainerIsGone) {
   EXPECT_THAT(list->containers(0).previous_digests(), ElementsAre(kD1));
 }
 
+TEST_F(DeployManagerTest, RenameFailureIsFinishedByRecover) {
+  ASSERT_EQ(RunDeploy(Request("d-1", kD1)).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  docker_->FailNext("RenameContainer", absl::InternalError("injected rename"));
+  const DeployEvent last = RunDeploy(Request("d-2", kD2));
+  EXPECT_EQ(last.phase(), hoist::v1::DEPLOY_PHASE_FAILED);
+  EXPECT_THAT(last.error(), HasSubstr("injected rename"));
+  EXPECT_FALSE(docker_->Find("web").ok());  // old removed, new under temp name
+  manager_ = NewManager();
+  ASSERT_TRUE(manager_->Recover().ok());
+  auto web = docker_->Find("web");
+  ASSERT_TRUE(web.ok());
+  EXPECT_TRUE(web->running);
+  EXPECT_EQ(web->labels.at("hoist.digest"), kD2);
+  EXPECT_EQ(web->restart_policy, "unless-stopped");
+  EXPECT_THAT(docker_->ContainerNames(), ElementsAre("web"));
+}
+
 TEST_F(DeployManagerTest, StatusReportsDockerAndVersion) {
   hoist::v1::AgentStatus status = manager_->GetStatus();
   EXPECT_EQ(status.host(), "host-a");
