@@ -8,11 +8,12 @@
 
 #include <fstream>
 #include <memory>
-#include <regex>
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/file_util.h"
@@ -52,6 +53,21 @@ std::string WriteConfig(const std::string& dir, const std::string& viewers,
   return path;
 }
 
+// The port number following the first `prefix` in `text`, or 0.
+int PortAfter(const std::string& text, const std::string& prefix) {
+  const size_t at = text.find(prefix);
+  if (at == std::string::npos) return 0;
+  size_t end = at + prefix.size();
+  while (end < text.size() && absl::ascii_isdigit(text[end])) ++end;
+  if (end == text.size()) return 0;  // the line may still be being written
+  int port = 0;
+  if (!absl::SimpleAtoi(
+          text.substr(at + prefix.size(), end - at - prefix.size()), &port)) {
+    return 0;
+  }
+  return port;
+}
+
 // One hoist-agent process, its output in a file.
 class AgentProcess {
  public:
@@ -78,15 +94,11 @@ class AgentProcess {
             nullptr);
       _exit(127);
     }
-    const std::regex listening("listening on 127\\.0\\.0\\.1:([0-9]+)");
     const size_t from = Output().size();
     bool up = WaitFor(
         [&] {
-          std::smatch match;
-          const std::string out = Output().substr(from);
-          if (!std::regex_search(out, match, listening)) return false;
-          port_ = std::stoi(match[1]);
-          return true;
+          port_ = PortAfter(Output().substr(from), "listening on 127.0.0.1:");
+          return port_ > 0;
         },
         absl::Seconds(30));
     ASSERT_TRUE(up) << "hoist-agent did not start:\n" << Output();
@@ -195,13 +207,10 @@ TEST(AgentProcessTest, ServesStatusReloadsAuthzOnSighupAndStopsOnSigterm) {
   EXPECT_FALSE(status.docker_version().empty());
 
   // Metrics answer on the port it logged.
-  std::smatch match;
-  const std::string out = agent.Output();
-  ASSERT_TRUE(std::regex_search(
-      out, match, std::regex("metrics on 127\\.0\\.0\\.1:([0-9]+)")))
-      << out;
+  const int metrics_port = PortAfter(agent.Output(), "metrics on 127.0.0.1:");
+  ASSERT_GT(metrics_port, 0) << agent.Output();
   auto metrics = hoist::testing::HttpGet(
-      absl::StrCat("http://127.0.0.1:", match[1].str(), "/metrics"),
+      absl::StrCat("http://127.0.0.1:", metrics_port, "/metrics"),
       absl::Seconds(5));
   ASSERT_TRUE(metrics.ok()) << metrics.status();
   EXPECT_TRUE(absl::StrContains(*metrics, "hoist_agent_docker_reachable 1"))
