@@ -39,10 +39,31 @@ class Journal {
                                       const hoist::v1::Rollout& rollout) = 0;
 
   // Counts a repeated delivery (may be batched; best effort).
-  virtual absl::Status CountDuplicate(const std::string& dedupe_key, absl::Time at) = 0;
+  virtual absl::Status CountDuplicate(const std::string& dedupe_key,
+                                      absl::Time at) = 0;
 
   // Inserts or replaces the whole rollout, hosts included.
   virtual absl::Status SaveRollout(const hoist::v1::Rollout& rollout) = 0;
+
+  // One host's result at its index in Rollout.hosts.
+  struct HostUpdate {
+    int index = -1;
+    hoist::v1::HostResult result;
+  };
+  // One agent event for the rollout's history.
+  struct HostEventRecord {
+    std::string agent;
+    hoist::v1::DeployEvent event;
+  };
+  // Records the changed host results of one rollout (each replaces the
+  // rollout's host at `index`) and appends `events`, all in one durable
+  // transaction: one fsync for a whole pass of agent events instead of one
+  // per event. The rollout must have been saved before (AcceptDelivery or
+  // SaveRollout). Reads (GetRollout, ListRollouts, ListUnfinished) return the
+  // rollout with these host results applied.
+  virtual absl::Status SaveHostProgress(
+      const std::string& rollout_id, const std::vector<HostUpdate>& hosts,
+      const std::vector<HostEventRecord>& events) = 0;
 
   // Appends one host's agent event to the rollout's history.
   virtual absl::Status AppendHostEvent(const std::string& rollout_id,
@@ -50,13 +71,15 @@ class Journal {
                                        const hoist::v1::DeployEvent& event) = 0;
 
   // NOT_FOUND when there is no such rollout.
-  virtual absl::StatusOr<hoist::v1::Rollout> GetRollout(const std::string& id) = 0;
+  virtual absl::StatusOr<hoist::v1::Rollout> GetRollout(
+      const std::string& id) = 0;
 
   // Newest first; `service` empty for all; at most `limit`.
   virtual absl::StatusOr<std::vector<hoist::v1::Rollout>> ListRollouts(
       const std::string& service, int limit) = 0;
 
-  // Rollouts in PENDING, RUNNING or PAUSED, oldest first (for recovery on start).
+  // Rollouts in PENDING, RUNNING or PAUSED, oldest first (for recovery on
+  // start).
   virtual absl::StatusOr<std::vector<hoist::v1::Rollout>> ListUnfinished() = 0;
 
   // The agent events recorded for a rollout, in order.

@@ -39,6 +39,8 @@ class Stmt {
                       SQLITE_TRANSIENT);
   }
   void BindInt(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
+  // Makes the statement ready to run again (bindings are then replaced).
+  void Reset() { sqlite3_reset(stmt_); }
   // SQLITE_ROW, SQLITE_DONE or an error code.
   int Step() { return sqlite3_step(stmt_); }
   absl::Status StepDone() {
@@ -84,7 +86,6 @@ int64_t TimestampMicros(const google::protobuf::Timestamp& ts) {
 }
 
 const char* kSchema = R"sql(
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS deliveries (
   dedupe_key TEXT PRIMARY KEY,
   rollout_id TEXT NOT NULL,
@@ -110,6 +111,12 @@ CREATE TABLE IF NOT EXISTS host_events (
   blob BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS host_events_rollout ON host_events(rollout_id, agent, seq);
+CREATE TABLE IF NOT EXISTS host_results (
+  rollout_id TEXT NOT NULL,
+  idx INTEGER NOT NULL,
+  blob BLOB NOT NULL,
+  PRIMARY KEY (rollout_id, idx)
+);
 )sql";
 
 }  // namespace
@@ -153,25 +160,42 @@ absl::StatusOr<std::unique_ptr<SqliteJournal>> SqliteJournal::Open(
         Annotate(journal->Exec("PRAGMA journal_mode=WAL"), path));
     HOIST_RETURN_IF_ERROR(journal->Exec("PRAGMA synchronous=FULL"));
     HOIST_RETURN_IF_ERROR(journal->Exec("PRAGMA foreign_keys=ON"));
-    HOIST_RETURN_IF_ERROR(Annotate(journal->Exec(kSchema), path));
-    Stmt q(db, "SELECT version FROM schema_version LIMIT 1");
-    HOIST_RETURN_IF_ERROR(q.status());
-    rc = q.Step();
-    if (rc == SQLITE_ROW) {
-      int64_t version = q.Int(0);
-      if (version != kSchemaVersion) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "journal ", path, " has schema version ", version,
-            "; this hoist-receiver understands version ", kSchemaVersion));
+    // The version first: a newer journal is refused before anything in it
+    // is touched.
+    HOIST_RETURN_IF_ERROR(Annotate(
+        journal->Exec(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT "
+            "NULL)"),
+        path));
+    int64_t version = 0;  // 0: a new journal
+    {
+      Stmt q(db, "SELECT version FROM schema_version LIMIT 1");
+      HOIST_RETURN_IF_ERROR(q.status());
+      rc = q.Step();
+      if (rc == SQLITE_ROW) {
+        version = q.Int(0);
+      } else if (rc != SQLITE_DONE) {
+        return q.Error(rc);
       }
-    } else if (rc == SQLITE_DONE) {
-      Stmt ins(db, "INSERT INTO schema_version(version) VALUES (?)");
-      HOIST_RETURN_IF_ERROR(ins.status());
-      ins.BindInt(1, kSchemaVersion);
-      HOIST_RETURN_IF_ERROR(ins.StepDone());
-    } else {
-      return q.Error(rc);
     }
+    if (version != 0 && version != 1 && version != kSchemaVersion) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "journal ", path, " has schema version ", version,
+          "; this hoist-receiver understands versions 1 to ", kSchemaVersion,
+          " (a newer hoist-receiver wrote it: run that one, or start from a "
+          "fresh state: file)"));
+    }
+    // Creates what is missing: everything for a new journal, host_results
+    // for a version 1 journal (the only difference to version 2).
+    HOIST_RETURN_IF_ERROR(journal->InTransaction([&]() -> absl::Status {
+      HOIST_RETURN_IF_ERROR(journal->Exec(kSchema));
+      if (version == kSchemaVersion) return absl::OkStatus();
+      Stmt w(db, version == 0 ? "INSERT INTO schema_version(version) VALUES (?)"
+                              : "UPDATE schema_version SET version = ?");
+      HOIST_RETURN_IF_ERROR(w.status());
+      w.BindInt(1, kSchemaVersion);
+      return w.StepDone();
+    }));
   }
   return journal;
 }
@@ -289,18 +313,72 @@ absl::Status SqliteJournal::SaveRolloutLocked(
   up.BindInt(3, rollout.state());
   up.BindInt(4, TimestampMicros(rollout.created()));
   up.BindBlob(5, blob);
-  return up.StepDone();
+  HOIST_RETURN_IF_ERROR(up.StepDone());
+  // The blob holds every host now: per-host rows are superseded.
+  Stmt del(db_, "DELETE FROM host_results WHERE rollout_id = ?");
+  HOIST_RETURN_IF_ERROR(del.status());
+  del.BindText(1, rollout.id());
+  return del.StepDone();
+}
+
+absl::Status SqliteJournal::InTransaction(
+    const std::function<absl::Status()>& body) {
+  HOIST_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  absl::Status status = body();
+  if (!status.ok()) {
+    Exec("ROLLBACK").IgnoreError();
+    return status;
+  }
+  return Exec("COMMIT");
 }
 
 absl::Status SqliteJournal::SaveRollout(const hoist::v1::Rollout& rollout) {
   absl::MutexLock lock(&mu_);
-  return SaveRolloutLocked(rollout);
+  return InTransaction([&] { return SaveRolloutLocked(rollout); });
+}
+
+absl::Status SqliteJournal::SaveHostProgress(
+    const std::string& rollout_id, const std::vector<HostUpdate>& hosts,
+    const std::vector<HostEventRecord>& events) {
+  if (hosts.empty() && events.empty()) return absl::OkStatus();
+  absl::MutexLock lock(&mu_);
+  return InTransaction([&]() -> absl::Status {
+    if (!hosts.empty()) {
+      Stmt up(db_,
+              "INSERT INTO host_results(rollout_id, idx, blob) VALUES (?, ?, "
+              "?) ON CONFLICT(rollout_id, idx) DO UPDATE SET blob = "
+              "excluded.blob");
+      HOIST_RETURN_IF_ERROR(up.status());
+      std::string blob;
+      for (const HostUpdate& h : hosts) {
+        blob.clear();
+        if (!h.result.SerializeToString(&blob))
+          return absl::InternalError("serialize host result");
+        up.Reset();
+        up.BindText(1, rollout_id);
+        up.BindInt(2, h.index);
+        up.BindBlob(3, blob);
+        HOIST_RETURN_IF_ERROR(up.StepDone());
+      }
+    }
+    for (const HostEventRecord& e : events) {
+      HOIST_RETURN_IF_ERROR(
+          AppendHostEventLocked(rollout_id, e.agent, e.event));
+    }
+    return absl::OkStatus();
+  });
 }
 
 absl::Status SqliteJournal::AppendHostEvent(
     const std::string& rollout_id, const std::string& agent,
     const hoist::v1::DeployEvent& event) {
   absl::MutexLock lock(&mu_);
+  return AppendHostEventLocked(rollout_id, agent, event);
+}
+
+absl::Status SqliteJournal::AppendHostEventLocked(
+    const std::string& rollout_id, const std::string& agent,
+    const hoist::v1::DeployEvent& event) {
   Stmt ins(db_,
            "INSERT INTO host_events(rollout_id, agent, blob) VALUES (?, ?, ?)");
   HOIST_RETURN_IF_ERROR(ins.status());
@@ -331,6 +409,24 @@ absl::StatusOr<std::vector<hoist::v1::Rollout>> SqliteJournal::QueryRollouts(
       return absl::DataLossError("journal holds a rollout that does not parse");
     }
     out.push_back(std::move(r));
+  }
+  // Host results written since the rollout's blob (SaveHostProgress).
+  for (hoist::v1::Rollout& r : out) {
+    Stmt h(db_, "SELECT idx, blob FROM host_results WHERE rollout_id = ?");
+    HOIST_RETURN_IF_ERROR(h.status());
+    h.BindText(1, r.id());
+    while (true) {
+      int rc = h.Step();
+      if (rc == SQLITE_DONE) break;
+      if (rc != SQLITE_ROW) return h.Error(rc);
+      const int64_t idx = h.Int(0);
+      if (idx < 0 || idx >= r.hosts_size() ||
+          !r.mutable_hosts(static_cast<int>(idx))->ParseFromString(h.Blob(1))) {
+        return absl::DataLossError(
+            absl::StrCat("journal holds a host result of ", r.id(),
+                         " that does not parse or fit (index ", idx, ")"));
+      }
+    }
   }
   return out;
 }

@@ -11,6 +11,7 @@
 #ifndef HOIST_RECEIVER_JOURNAL_SQLITE_H_
 #define HOIST_RECEIVER_JOURNAL_SQLITE_H_
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -42,6 +43,9 @@ class SqliteJournal : public Journal {
   absl::Status CountDuplicate(const std::string& dedupe_key,
                               absl::Time at) override;
   absl::Status SaveRollout(const hoist::v1::Rollout& rollout) override;
+  absl::Status SaveHostProgress(
+      const std::string& rollout_id, const std::vector<HostUpdate>& hosts,
+      const std::vector<HostEventRecord>& events) override;
   absl::Status AppendHostEvent(const std::string& rollout_id,
                                const std::string& agent,
                                const hoist::v1::DeployEvent& event) override;
@@ -58,13 +62,22 @@ class SqliteJournal : public Journal {
   // Result of PRAGMA integrity_check: "ok" for a sound database.
   absl::StatusOr<std::string> IntegrityCheck();
 
-  // Current schema version (see the `schema_version` table).
-  static constexpr int kSchemaVersion = 1;
+  // Current schema version (see the `schema_version` table). Version 2 added
+  // the `host_results` table (per-host rows written by SaveHostProgress); a
+  // version 1 journal is migrated on Open, a newer one is refused.
+  static constexpr int kSchemaVersion = 2;
 
  private:
   SqliteJournal(sqlite3* db, int lock_fd);
   absl::Status Exec(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status SaveRolloutLocked(const hoist::v1::Rollout& rollout)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status AppendHostEventLocked(const std::string& rollout_id,
+                                     const std::string& agent,
+                                     const hoist::v1::DeployEvent& event)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs `body` in BEGIN IMMEDIATE … COMMIT (ROLLBACK when it fails).
+  absl::Status InTransaction(const std::function<absl::Status()>& body)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::vector<hoist::v1::Rollout>> QueryRollouts(
       const std::string& sql, const std::vector<std::string>& text_args,

@@ -72,11 +72,23 @@ RolloutSubscription::RolloutSubscription(std::function<void()> notify,
                                          size_t capacity)
     : notify_(std::move(notify)), capacity_(std::max<size_t>(capacity, 2)) {}
 
-void RolloutSubscription::Push(const RolloutEvent& event, bool final_event) {
+void RolloutSubscription::Push(const RolloutEvent& event, bool final_event,
+                               const Rollout* current) {
   {
     absl::MutexLock lock(&mu_);
     if (cancelled_ || ended_) return;
     if (queue_.size() >= capacity_) {
+      if (current != nullptr) {
+        // Replace the backlog by the whole current state.
+        dropped_ += static_cast<int64_t>(queue_.size());
+        queue_.clear();
+        RolloutEvent resync = event;
+        if (!resync.has_rollout()) *resync.mutable_rollout() = *current;
+        queue_.push_back(std::move(resync));
+        if (final_event) ended_ = true;
+        if (notify_) notify_();
+        return;
+      }
       queue_.pop_front();
       ++dropped_;
     }
@@ -505,7 +517,7 @@ absl::StatusOr<Rollout> RolloutManager::Resume(const std::string& id) {
   Save(copy);
   {
     absl::MutexLock lock(&mu_);
-    PublishLocked(copy, -1, "resumed", nullptr);
+    PublishLocked(copy, -1, "resumed", nullptr, true);
   }
   LogInfo("rollout resumed", {{"rollout_id", id}});
   return copy;
@@ -535,7 +547,8 @@ absl::StatusOr<std::vector<Rollout>> RolloutManager::ListRollouts(
 
 absl::StatusOr<std::shared_ptr<RolloutSubscription>> RolloutManager::Watch(
     const std::string& id, std::function<void()> notify) {
-  auto sub = std::make_shared<RolloutSubscription>(std::move(notify));
+  auto sub = std::make_shared<RolloutSubscription>(
+      std::move(notify), options_.watch_queue_capacity);
   Rollout snapshot;
   bool final_state = false;
   {
@@ -570,11 +583,12 @@ bool RolloutManager::WaitIdle(absl::Duration timeout) {
 
 void RolloutManager::PublishLocked(const Rollout& rollout, int host_index,
                                    const std::string& message,
-                                   const hoist::v1::PullProgress* pull) {
+                                   const hoist::v1::PullProgress* pull,
+                                   bool full) {
   auto it = watchers_.find(rollout.id());
   if (it == watchers_.end()) return;
   RolloutEvent e;
-  *e.mutable_rollout() = rollout;
+  if (full) *e.mutable_rollout() = rollout;
   if (host_index >= 0 && host_index < rollout.hosts_size()) {
     *e.mutable_host() = rollout.hosts(host_index);
   }
@@ -589,7 +603,7 @@ void RolloutManager::PublishLocked(const Rollout& rollout, int host_index,
              subs.end());
   // Push() calls the subscriber's notify, which by contract does not block
   // nor call into the manager.
-  for (const auto& s : subs) s->Push(e, final_event);
+  for (const auto& s : subs) s->Push(e, final_event, &rollout);
   if (final_event || subs.empty()) watchers_.erase(it);
 }
 
@@ -604,7 +618,15 @@ void RolloutManager::Save(const Rollout& rollout) {
 void RolloutManager::Update(const std::string& id,
                             const std::function<void(Rollout*)>& fn,
                             int host_index, const std::string& message,
-                            bool save, const hoist::v1::PullProgress* pull) {
+                            bool save) {
+  if (!save) {
+    absl::MutexLock lock(&mu_);
+    auto it = active_.find(id);
+    if (it == active_.end()) return;
+    fn(&it->second);
+    PublishLocked(it->second, host_index, message, nullptr, true);
+    return;
+  }
   Rollout copy;
   {
     absl::MutexLock lock(&mu_);
@@ -613,9 +635,32 @@ void RolloutManager::Update(const std::string& id,
     fn(&it->second);
     copy = it->second;
   }
-  if (save) Save(copy);
+  Save(copy);
   absl::MutexLock lock(&mu_);
-  PublishLocked(copy, host_index, message, pull);
+  // The executor is the only writer of an executing rollout, so `copy` is
+  // still its current state.
+  PublishLocked(copy, host_index, message, nullptr, true);
+}
+
+void RolloutManager::UpdateHost(const std::string& id, int host_index,
+                                const std::function<void(HostResult*)>& fn,
+                                const std::string& message,
+                                const hoist::v1::PullProgress* pull,
+                                std::vector<Journal::HostUpdate>* journal) {
+  absl::MutexLock lock(&mu_);
+  auto it = active_.find(id);
+  if (it == active_.end()) return;
+  Rollout& r = it->second;
+  if (host_index < 0 || host_index >= r.hosts_size()) return;
+  HostResult* h = r.mutable_hosts(host_index);
+  fn(h);
+  if (journal != nullptr) {
+    Journal::HostUpdate u;
+    u.index = host_index;
+    u.result = *h;
+    journal->push_back(std::move(u));
+  }
+  PublishLocked(r, host_index, message, pull, false);
 }
 
 void RolloutManager::Finish(const std::string& id, RolloutState state,
@@ -638,7 +683,7 @@ void RolloutManager::Finish(const std::string& id, RolloutState state,
     absl::MutexLock lock(&mu_);
     PublishLocked(copy, -1,
                   absl::StrCat("rollout ", hoist::v1::RolloutState_Name(state)),
-                  nullptr);
+                  nullptr, true);
     active_.erase(id);
     ServiceSlot& slot = slots_[copy.service()];
     if (slot.current == id) slot.current.clear();
@@ -663,7 +708,7 @@ void RolloutManager::Finish(const std::string& id, RolloutState state,
     CountRollout(r);
     absl::MutexLock lock(&mu_);
     PublishLocked(r, -1, absl::StrCat("superseded by ", r.superseded_by()),
-                  nullptr);
+                  nullptr, true);
     active_.erase(r.id());
   }
   LogInfo("rollout finished",
@@ -903,21 +948,35 @@ bool RolloutManager::RunHosts(const std::string& id,
     calls[i] = c;
   }
 
+  // Journal writes of the current inbox pass: one transaction per pass.
+  std::vector<Journal::HostUpdate> pending_hosts;
+  std::vector<Journal::HostEventRecord> pending_events;
+  auto flush_journal = [&]() {
+    if (pending_hosts.empty() && pending_events.empty()) return;
+    absl::Status s =
+        journal_->SaveHostProgress(id, pending_hosts, pending_events);
+    if (!s.ok()) {
+      LogError("journal write failed",
+               {{"rollout_id", id}, {"error", s.ToString()}});
+    }
+    pending_hosts.clear();
+    pending_events.clear();
+  };
+
   auto host_done = [&](Call& c, DeployPhase phase, const std::string& error) {
     c.done = true;
     CountHost(c.agent, phase);
     const absl::Time now = clock_->Now();
-    Update(
-        id,
-        [&](Rollout* x) {
-          HostResult* h = x->mutable_hosts(c.host);
+    UpdateHost(
+        id, c.host,
+        [&](HostResult* h) {
           h->set_phase(phase);
           if (!error.empty()) h->set_error(error);
           *h->mutable_finished() = ToProto(now);
         },
-        c.host,
         absl::StrCat(c.agent, ": ", PhaseName(phase), error.empty() ? "" : ": ",
-                     error));
+                     error),
+        nullptr, &pending_hosts);
   };
 
   auto start_call = [&](Call& c) {
@@ -940,15 +999,14 @@ bool RolloutManager::RunHosts(const std::string& id,
     };
     if (op == HostOp::kDeploy) {
       if (c.attempt == 1) {
-        Update(
-            id,
-            [&](Rollout* x) {
-              HostResult* h = x->mutable_hosts(host);
+        UpdateHost(
+            id, host,
+            [&](HostResult* h) {
               if (!h->has_started())
                 *h->mutable_started() = ToProto(clock_->Now());
               h->clear_error();
             },
-            host, absl::StrCat(c.agent, ": deploying"), false);
+            absl::StrCat(c.agent, ": deploying"), nullptr, nullptr);
       }
       hoist::v1::DeployRequest req;
       req.set_deploy_id(r.hosts(host).deploy_id());
@@ -1002,6 +1060,9 @@ bool RolloutManager::RunHosts(const std::string& id,
       }
       items.swap(inbox->items);
     }
+    // Pull progress of this pass, folded: only the latest per host is
+    // published, after the pass.
+    std::map<int, const DeployEvent*> latest_pull;
     for (Inbox::Item& item : items) {
       Call& c = calls.at(item.host);
       if (item.attempt != c.attempt || c.done) continue;
@@ -1017,28 +1078,31 @@ bool RolloutManager::RunHosts(const std::string& id,
         const bool changed = phase != c.last_journaled;
         if (changed || final_phase || !e.error().empty()) {
           c.last_journaled = phase;
-          absl::Status s = journal_->AppendHostEvent(id, c.agent, e);
-          if (!s.ok())
-            LogError("journal write failed", {{"error", s.ToString()}});
+          pending_events.push_back(Journal::HostEventRecord{c.agent, e});
         }
         if (op == HostOp::kDeploy) {
-          Update(
-              id,
-              [&](Rollout* x) {
-                HostResult* h = x->mutable_hosts(c.host);
+          if (!changed && !final_phase && e.error().empty() && e.has_pull()) {
+            latest_pull[c.host] = &e;
+            continue;
+          }
+          latest_pull.erase(c.host);
+          UpdateHost(
+              id, c.host,
+              [&](HostResult* h) {
                 // Terminal phases are recorded when the stream ends.
                 if (phase != hoist::v1::DEPLOY_PHASE_UNSPECIFIED &&
                     !final_phase) {
                   h->set_phase(phase);
                 }
               },
-              c.host, absl::StrCat(c.agent, ": ", e.message()),
-              /*save=*/changed && !final_phase,
-              e.has_pull() ? &e.pull() : nullptr);
+              absl::StrCat(c.agent, ": ", e.message()),
+              e.has_pull() ? &e.pull() : nullptr,
+              changed && !final_phase ? &pending_hosts : nullptr);
         }
         continue;
       }
       c.in_flight = false;
+      latest_pull.erase(item.host);
       const absl::Status& s = item.status;
       const absl::Time now = clock_->Now();
       if (c.saw_final) {
@@ -1063,10 +1127,10 @@ bool RolloutManager::RunHosts(const std::string& id,
                  now - c.first < retry_for) {
         c.retry_at = now + c.backoff;
         c.backoff = std::min(c.backoff * 2, options_.retry_max_backoff);
-        Update(
-            id, [](Rollout*) {}, c.host,
+        UpdateHost(
+            id, c.host, [](HostResult*) {},
             absl::StrCat(c.agent, ": unreachable, retrying: ", s.message()),
-            false);
+            nullptr, nullptr);
         LogWarning(
             "agent unreachable, retrying",
             {{"rollout_id", id}, {"agent", c.agent}, {"error", s.ToString()}});
@@ -1086,6 +1150,14 @@ bool RolloutManager::RunHosts(const std::string& id,
         host_done(c, hoist::v1::DEPLOY_PHASE_FAILED, err);
       }
     }
+    for (const auto& [host, e] : latest_pull) {
+      const Call& c = calls.at(host);
+      UpdateHost(
+          id, host, [](HostResult*) {},
+          absl::StrCat(c.agent, ": ", e->message()), &e->pull(), nullptr);
+    }
+    // One durable transaction for the pass's host changes and events.
+    flush_journal();
     // Start retries that are due.
     const absl::Time now = clock_->Now();
     for (auto& [i, c] : calls) {

@@ -16,10 +16,20 @@
 //    then the host FAILED. on_failure: rollback | pause | continue.
 //  - Recovery (Recover(), before Start()): RUNNING rollouts resume with the
 //    same deploy ids, PENDING ones queue again, PAUSED ones stay paused.
-//  - Watch: a subscription gets the full rollout first, then each change.
-//    Slow subscribers never block the executor: each has a bounded queue that
-//    drops its oldest events (every event carries the whole rollout, so the
-//    newest state is never lost).
+//  - Watch: a subscription gets the full rollout first, then each change:
+//    a change of the rollout itself (state, error, a rollout message) carries
+//    the whole rollout; a change of one host carries only that HostResult in
+//    RolloutEvent.host (plus message and pull progress), with
+//    RolloutEvent.rollout unset, so following a 1000-host rollout costs
+//    O(changes), not O(changes x hosts). Slow subscribers never block the
+//    executor: each has a bounded queue; when it overflows, the queued events
+//    are replaced by one event carrying the whole current rollout (nothing
+//    is lost, only intermediate steps).
+//  - Journal: rollout-level changes save the whole rollout; host phase
+//    changes and agent events seen in one pass over a rollout's inbox are
+//    written together with Journal::SaveHostProgress (one transaction, one
+//    fsync). Pull progress is neither journaled nor published per event:
+//    only the latest progress per host and inbox pass goes to watchers.
 //
 // Threads: a fixed set of executor threads (one rollout each at a time; no
 // thread per host: agent calls are asynchronous and report into a per-rollout
@@ -53,7 +63,7 @@ namespace hoist::receiver {
 class RolloutSubscription {
  public:
   explicit RolloutSubscription(std::function<void()> notify,
-                               size_t capacity = 64);
+                               size_t capacity = 1024);
 
   // Takes the oldest queued event into `*event` and returns true; false when
   // nothing is queued now. `*ended` (optional) is set when the rollout reached
@@ -70,8 +80,12 @@ class RolloutSubscription {
 
  private:
   friend class RolloutManager;
-  // Queues `event` (dropping the oldest when full) and calls notify.
-  void Push(const hoist::v1::RolloutEvent& event, bool final_event);
+  // Queues `event` and calls notify. When the queue is full: with `current`
+  // (the whole rollout after `event`), the queue is replaced by one event
+  // carrying `current` and `event`'s host and message; without, the oldest
+  // event is dropped.
+  void Push(const hoist::v1::RolloutEvent& event, bool final_event,
+            const hoist::v1::Rollout* current = nullptr);
 
   std::function<void()> notify_;
   const size_t capacity_;
@@ -90,6 +104,8 @@ struct RolloutManagerOptions {
       4;  // rollouts of different services run in parallel up to this
   absl::Duration retry_initial_backoff = absl::Seconds(1);
   absl::Duration retry_max_backoff = absl::Seconds(10);
+  // Events a Watch subscription queues before it resynchronizes (see Watch).
+  size_t watch_queue_capacity = 1024;
   // Optional, not owned. Series: hoist_rollouts_total{service,state},
   // hoist_rollouts_active, hoist_host_deploys_total{agent,phase},
   // hoist_webhook_duplicates_total.
@@ -171,17 +187,28 @@ class RolloutManager : public RolloutSubmitter {
   // False when the manager is stopping (results incomplete).
   bool RunHosts(const std::string& id, const std::vector<int>& indices,
                 HostOp op, const std::string& rollback_reason);
-  // Applies `fn` to the active rollout, journals and publishes it.
+  // Applies `fn` to the active rollout, journals (when `save`) and publishes
+  // the whole rollout. For rollout-level changes.
   void Update(const std::string& id,
               const std::function<void(hoist::v1::Rollout*)>& fn,
-              int host_index, const std::string& message, bool save = true,
-              const hoist::v1::PullProgress* pull = nullptr);
+              int host_index, const std::string& message, bool save = true);
+  // Applies `fn` to host `host_index` of the active rollout and publishes
+  // the host alone (nothing is copied when nobody watches). When `journal`
+  // is set, the host's new result is appended to it, for the caller to write
+  // with Journal::SaveHostProgress.
+  void UpdateHost(const std::string& id, int host_index,
+                  const std::function<void(hoist::v1::HostResult*)>& fn,
+                  const std::string& message,
+                  const hoist::v1::PullProgress* pull,
+                  std::vector<Journal::HostUpdate>* journal);
   // Ends the rollout in `state` and hands its service to the next waiting one.
   void Finish(const std::string& id, hoist::v1::RolloutState state,
               const std::string& error);
+  // Sends the change to the rollout's watchers: the whole rollout when
+  // `full`, else only host `host_index`.
   void PublishLocked(const hoist::v1::Rollout& rollout, int host_index,
                      const std::string& message,
-                     const hoist::v1::PullProgress* pull)
+                     const hoist::v1::PullProgress* pull, bool full)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Save(const hoist::v1::Rollout& rollout);
   // Forgets in-memory dedupe entries older than the window (the journal

@@ -1,3 +1,4 @@
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -234,6 +235,146 @@ TEST_F(JournalTest, UsesWalAndFullSync) {
     // WAL mode keeps a -wal file next to the database while open.
     EXPECT_EQ(access((path_ + "-wal").c_str(), F_OK), 0);
   }
+}
+
+TEST_F(JournalTest,
+       HostProgressIsOneTransactionAppliedOnReadAndSupersededBySave) {
+  auto j = SqliteJournal::Open(path_);
+  ASSERT_TRUE(j.ok());
+  hoist::v1::Rollout r =
+      MakeRollout("r-1", "app", hoist::v1::ROLLOUT_STATE_RUNNING, 10);
+  hoist::v1::HostResult* h2 = r.add_hosts();
+  h2->set_agent("web-2");
+  h2->set_deploy_id("r-1-web-2");
+  ASSERT_TRUE((*j)->SaveRollout(r).ok());
+
+  Journal::HostUpdate u;
+  u.index = 1;
+  u.result = r.hosts(1);
+  u.result.set_phase(hoist::v1::DEPLOY_PHASE_PULLING);
+  hoist::v1::DeployEvent e;
+  e.set_deploy_id("r-1-web-2");
+  e.set_phase(hoist::v1::DEPLOY_PHASE_PULLING);
+  ASSERT_TRUE((*j)->SaveHostProgress("r-1", {u}, {{"web-2", e}}).ok());
+  u.result.set_phase(hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  u.result.mutable_finished()->set_seconds(20);
+  e.set_phase(hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  ASSERT_TRUE((*j)->SaveHostProgress("r-1", {u}, {{"web-2", e}}).ok());
+
+  // Reads (and recovery) see the newest host rows over the rollout's blob.
+  for (int reopen = 0; reopen < 2; ++reopen) {
+    if (reopen == 1) {
+      j->reset();
+      j = SqliteJournal::Open(path_);
+      ASSERT_TRUE(j.ok());
+    }
+    auto got = (*j)->GetRollout("r-1");
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_EQ(got->hosts_size(), 2);
+    EXPECT_EQ(got->hosts(0).phase(), hoist::v1::DEPLOY_PHASE_UNSPECIFIED);
+    EXPECT_EQ(got->hosts(1).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+    EXPECT_EQ(got->hosts(1).finished().seconds(), 20);
+    auto unfinished = (*j)->ListUnfinished();
+    ASSERT_TRUE(unfinished.ok());
+    ASSERT_EQ(unfinished->size(), 1u);
+    EXPECT_EQ((*unfinished)[0].hosts(1).phase(),
+              hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+    auto listed = (*j)->ListRollouts("app", 10);
+    ASSERT_TRUE(listed.ok());
+    ASSERT_EQ(listed->size(), 1u);
+    EXPECT_EQ((*listed)[0].hosts(1).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+    auto events = (*j)->HostEvents("r-1", "web-2");
+    ASSERT_TRUE(events.ok());
+    ASSERT_EQ(events->size(), 2u);
+    EXPECT_EQ((*events)[1].phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  }
+
+  // A whole-rollout save is the truth again: older host rows do not win.
+  r.set_state(hoist::v1::ROLLOUT_STATE_FAILED);
+  r.mutable_hosts(1)->set_phase(hoist::v1::DEPLOY_PHASE_FAILED);
+  ASSERT_TRUE((*j)->SaveRollout(r).ok());
+  auto got = (*j)->GetRollout("r-1");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->state(), hoist::v1::ROLLOUT_STATE_FAILED);
+  EXPECT_EQ(got->hosts(1).phase(), hoist::v1::DEPLOY_PHASE_FAILED);
+}
+
+TEST_F(JournalTest, HostProgressOutsideTheRolloutIsRejectedAtomically) {
+  auto j = SqliteJournal::Open(path_);
+  ASSERT_TRUE(j.ok());
+  ASSERT_TRUE(
+      (*j)->SaveRollout(
+              MakeRollout("r-1", "app", hoist::v1::ROLLOUT_STATE_RUNNING, 10))
+          .ok());
+  Journal::HostUpdate bad;
+  bad.index = 5;  // the rollout has one host
+  bad.result.set_agent("web-6");
+  ASSERT_TRUE((*j)->SaveHostProgress("r-1", {bad}, {}).ok());
+  // Reading it back reports the inconsistency instead of guessing.
+  auto got = (*j)->GetRollout("r-1");
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kDataLoss);
+}
+
+// Creates a journal file as schema version `version` would have left it:
+// the version-1 tables (no host_results) and that version number.
+void WriteOldJournal(const std::string& path, int version) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  const std::string sql = absl::StrCat(
+      "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+      "INSERT INTO schema_version(version) VALUES (",
+      version,
+      ");"
+      "CREATE TABLE rollouts (id TEXT PRIMARY KEY, service TEXT NOT NULL, "
+      "state INTEGER NOT NULL, created INTEGER NOT NULL, blob BLOB NOT "
+      "NULL);");
+  char* err = nullptr;
+  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK)
+      << (err ? err : "");
+  sqlite3_free(err);
+  sqlite3_close(db);
+}
+
+TEST_F(JournalTest, VersionOneJournalIsMigratedOnOpen) {
+  WriteOldJournal(path_, 1);
+  {
+    auto j = SqliteJournal::Open(path_);
+    ASSERT_TRUE(j.ok()) << j.status();
+    hoist::v1::Rollout r =
+        MakeRollout("r-1", "app", hoist::v1::ROLLOUT_STATE_RUNNING, 10);
+    ASSERT_TRUE((*j)->SaveRollout(r).ok());
+    Journal::HostUpdate u;
+    u.index = 0;
+    u.result = r.hosts(0);
+    u.result.set_phase(hoist::v1::DEPLOY_PHASE_STARTING);
+    ASSERT_TRUE((*j)->SaveHostProgress("r-1", {u}, {}).ok());
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* q = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT version FROM schema_version", -1, &q,
+                               nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(q, 0), SqliteJournal::kSchemaVersion);
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+  auto j = SqliteJournal::Open(path_);
+  ASSERT_TRUE(j.ok()) << j.status();
+  auto got = (*j)->GetRollout("r-1");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->hosts(0).phase(), hoist::v1::DEPLOY_PHASE_STARTING);
+}
+
+TEST_F(JournalTest, NewerSchemaIsRefusedWithAClearMessage) {
+  WriteOldJournal(path_, SqliteJournal::kSchemaVersion + 1);
+  auto j = SqliteJournal::Open(path_);
+  ASSERT_FALSE(j.ok());
+  EXPECT_EQ(j.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(j.status().message().find(absl::StrCat(
+                "schema version ", SqliteJournal::kSchemaVersion + 1)),
+            absl::string_view::npos)
+      << j.status();
 }
 
 }  // namespace

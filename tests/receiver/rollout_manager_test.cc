@@ -432,6 +432,8 @@ TEST_F(RolloutManagerTest, WatchGetsTheFullRolloutFirstThenChangesAndEnds) {
     last = e.rollout().state();
     saw_host |=
         e.has_host() && e.host().phase() == hoist::v1::DEPLOY_PHASE_SUCCEEDED;
+    // A host change carries that host only; rollout changes the whole rollout.
+    EXPECT_NE(e.has_host(), e.has_rollout()) << e.DebugString();
   }
   EXPECT_GT(events, 2);
   EXPECT_TRUE(saw_host);
@@ -444,6 +446,59 @@ TEST_F(RolloutManagerTest, WatchGetsTheFullRolloutFirstThenChangesAndEnds) {
   EXPECT_FALSE((*done)->Next(&e, absl::Milliseconds(50)));
   EXPECT_EQ(manager_->Watch("r-none", nullptr).status().code(),
             absl::StatusCode::kNotFound);
+}
+
+TEST_F(RolloutManagerTest, HostResultsAreJournaledBeforeTheRolloutEnds) {
+  Make(MakeConfig(2, Policy(0, "1", OnFailure::kRollback)));
+  pool_.Script("web-2", {Behavior::kBlock});
+  manager_->Start();
+  const std::string id = SubmitOk(Intent(1));
+  // web-1's wave is over (and journaled) before web-2's starts.
+  ASSERT_TRUE(pool_.WaitBlocked(1));
+  auto stored = journal_.get()->GetRollout(id);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ(stored->state(), hoist::v1::ROLLOUT_STATE_RUNNING);
+  EXPECT_EQ(stored->hosts(0).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  EXPECT_TRUE(stored->hosts(0).has_finished());
+  auto events = journal_.get()->HostEvents(id, "web-1");
+  ASSERT_TRUE(events.ok());
+  ASSERT_FALSE(events->empty());
+  EXPECT_EQ(events->back().phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  pool_.Release("", Behavior::kSucceed);
+  AwaitState(id, hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+}
+
+TEST_F(RolloutManagerTest, OverflowingWatcherGetsTheWholeRolloutAgain) {
+  config_ = MakeConfig(3, Policy(0, "100%", OnFailure::kRollback));
+  RolloutManagerOptions o;
+  o.journal = journal_.get();
+  o.pool = &pool_;
+  o.metrics = &metrics_;
+  o.watch_queue_capacity = 2;
+  manager_ = std::make_unique<RolloutManager>(o, config_);
+  pool_.SetDefault(Behavior::kBlock);
+  manager_->Start();
+  const std::string id = SubmitOk(Intent(1));
+  ASSERT_TRUE(pool_.WaitBlocked(3));
+  auto sub = manager_->Watch(id, nullptr);
+  ASSERT_TRUE(sub.ok());
+  // Never read while 3 hosts report PULLING, STARTING, SUCCEEDED.
+  pool_.Release("", Behavior::kSucceed);
+  ASSERT_TRUE(manager_->WaitIdle(absl::Seconds(10)));
+  EXPECT_GT((*sub)->dropped(), 0);
+  // The backlog was replaced by the whole rollout, so the first event still
+  // carries every host and no host change is lost.
+  hoist::v1::RolloutEvent e;
+  ASSERT_TRUE((*sub)->Pop(&e));
+  ASSERT_TRUE(e.has_rollout()) << e.DebugString();
+  ASSERT_EQ(e.rollout().hosts_size(), 3);
+  hoist::v1::Rollout view = e.rollout();
+  while ((*sub)->Pop(&e)) {
+    if (e.has_rollout()) view = e.rollout();
+  }
+  EXPECT_EQ(view.state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  for (const auto& h : view.hosts())
+    EXPECT_EQ(h.phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED) << h.agent();
 }
 
 TEST_F(RolloutManagerTest, SlowWatcherNeverBlocksTheExecutor) {
