@@ -36,6 +36,15 @@ class AgentClient {
 
   // Blocking unary call with `deadline`.
   virtual absl::StatusOr<hoist::v1::AgentStatus> GetStatus(absl::Duration deadline) = 0;
+
+  using StatusCallback = std::function<void(absl::StatusOr<hoist::v1::AgentStatus>)>;
+  // Asynchronous GetStatus: `on_done` is called exactly once, on a gRPC thread
+  // (or, in this default implementation for test doubles, inline after the
+  // blocking call), and must not block. Asking a thousand agents this way
+  // needs no thread per agent.
+  virtual void GetStatusAsync(absl::Duration deadline, StatusCallback on_done) {
+    on_done(GetStatus(deadline));
+  }
 };
 
 // Gives the client for an agent by its config name. Thread-safe.

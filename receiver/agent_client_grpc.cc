@@ -133,6 +133,29 @@ absl::StatusOr<hoist::v1::AgentStatus> AgentClientGrpc::GetStatus(
   return status;
 }
 
+void AgentClientGrpc::GetStatusAsync(absl::Duration deadline,
+                                     StatusCallback on_done) {
+  struct Call {
+    grpc::ClientContext context;
+    hoist::v1::GetStatusRequest request;
+    hoist::v1::AgentStatus response;
+  };
+  // Owned by the completion callback (gRPC keeps it until after it ran).
+  auto call = std::make_shared<Call>();
+  call->context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  call->context.set_wait_for_ready(false);
+  Call* raw = call.get();
+  stub_->async()->GetStatus(
+      &raw->context, &raw->request, &raw->response,
+      [call, on_done = std::move(on_done)](grpc::Status s) {
+        if (!s.ok()) {
+          on_done(FromGrpcStatus(s));
+        } else {
+          on_done(std::move(call->response));
+        }
+      });
+}
+
 AgentClientPoolGrpc::AgentClientPoolGrpc(const std::vector<AgentEntry>& agents,
                                          const TlsMaterial& tls,
                                          const AgentCallConfig& call) {

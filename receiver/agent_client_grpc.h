@@ -42,6 +42,7 @@ class AgentClientGrpc : public AgentClient {
                    DeployEventCallback on_event, DoneCallback on_done) override;
   absl::StatusOr<hoist::v1::AgentStatus> GetStatus(
       absl::Duration deadline) override;
+  void GetStatusAsync(absl::Duration deadline, StatusCallback on_done) override;
 
   // The TLS name the agent's certificate is checked against.
   const std::string& tls_name() const { return tls_name_; }

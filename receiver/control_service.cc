@@ -1,7 +1,7 @@
 #include "receiver/control_service.h"
 
-#include <future>
-#include <thread>
+#include <atomic>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -180,26 +180,29 @@ grpc::ServerUnaryReactor* ControlService::ListAgents(
   if (!auth.ok()) return FinishWith(context, auth);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   std::shared_ptr<const ReceiverConfig> cfg = config();
+  const size_t n = cfg->agents.size();
+  if (n == 0) {
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
   {
     absl::MutexLock lock(&mu_);
     ++background_;
   }
-  // GetStatus is blocking: ask every agent concurrently off the gRPC thread.
-  std::thread([this, cfg, reactor, response] {
-    std::vector<std::future<absl::StatusOr<hoist::v1::AgentStatus>>> results;
-    for (const AgentEntry& agent : cfg->agents) {
-      results.push_back(std::async(std::launch::async, [this,
-                                                        name = agent.name] {
-        absl::StatusOr<std::shared_ptr<AgentClient>> client = pool_->Get(name);
-        if (!client.ok())
-          return absl::StatusOr<hoist::v1::AgentStatus>(client.status());
-        return (*client)->GetStatus(status_deadline_);
-      }));
-    }
+  // Every agent is asked at once with the asynchronous GetStatus: no thread
+  // per agent. The last answer fills the response and finishes the call.
+  struct Gather {
+    std::vector<absl::StatusOr<hoist::v1::AgentStatus>> results;
+    std::atomic<size_t> remaining;
+    explicit Gather(size_t n)
+        : results(n, absl::UnknownError("not asked")), remaining(n) {}
+  };
+  auto gather = std::make_shared<Gather>(n);
+  auto complete = [this, cfg, reactor, response, gather]() {
     const absl::Time now = absl::Now();
-    for (size_t i = 0; i < cfg->agents.size(); ++i) {
+    for (size_t i = 0; i < gather->results.size(); ++i) {
       const AgentEntry& agent = cfg->agents[i];
-      absl::StatusOr<hoist::v1::AgentStatus> status = results[i].get();
+      absl::StatusOr<hoist::v1::AgentStatus>& status = gather->results[i];
       hoist::v1::AgentInfo* info = response->add_agents();
       info->set_name(agent.name);
       info->set_address(agent.address);
@@ -227,7 +230,21 @@ grpc::ServerUnaryReactor* ControlService::ListAgents(
     reactor->Finish(grpc::Status::OK);
     absl::MutexLock lock(&mu_);
     --background_;
-  }).detach();
+  };
+  for (size_t i = 0; i < n; ++i) {
+    auto on_done = [gather, complete,
+                    i](absl::StatusOr<hoist::v1::AgentStatus> status) {
+      gather->results[i] = std::move(status);
+      if (--gather->remaining == 0) complete();
+    };
+    absl::StatusOr<std::shared_ptr<AgentClient>> client =
+        pool_->Get(cfg->agents[i].name);
+    if (!client.ok()) {
+      on_done(client.status());
+    } else {
+      (*client)->GetStatusAsync(status_deadline_, std::move(on_done));
+    }
+  }
   return reactor;
 }
 

@@ -145,6 +145,50 @@ TEST_F(AgentClientGrpcTest, RollbackAndGetStatus) {
   EXPECT_EQ(status->docker_version(), "20.10.24");
 }
 
+// Waits for one asynchronous GetStatus answer.
+struct StatusResult {
+  absl::Mutex mu;
+  bool done ABSL_GUARDED_BY(mu) = false;
+  int calls ABSL_GUARDED_BY(mu) = 0;
+  absl::StatusOr<hoist::v1::AgentStatus> status ABSL_GUARDED_BY(mu) =
+      absl::UnknownError("no answer");
+  AgentClient::StatusCallback Callback() {
+    return [this](absl::StatusOr<hoist::v1::AgentStatus> s) {
+      absl::MutexLock lock(&mu);
+      ++calls;
+      status = std::move(s);
+      done = true;
+    };
+  }
+  bool Wait() {
+    absl::MutexLock lock(&mu);
+    return mu.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(20));
+  }
+};
+
+TEST_F(AgentClientGrpcTest, GetStatusAsyncAnswersOnceWithTheStatus) {
+  auto client = Client("agent.hoist.test");
+  StatusResult ok;
+  client->GetStatusAsync(absl::Seconds(5), ok.Callback());
+  ASSERT_TRUE(ok.Wait());
+  {
+    absl::MutexLock lock(&ok.mu);
+    ASSERT_TRUE(ok.status.ok()) << ok.status.status();
+    EXPECT_EQ(ok.status->version(), "9.9.9");
+    EXPECT_EQ(ok.calls, 1);
+  }
+  // An unreachable agent answers UNAVAILABLE through the same callback.
+  auto closed =
+      Client("agent.hoist.test", "receiver", hoist::testing::FreeTcpPort());
+  StatusResult down;
+  closed->GetStatusAsync(absl::Seconds(5), down.Callback());
+  ASSERT_TRUE(down.Wait());
+  absl::MutexLock lock(&down.mu);
+  EXPECT_EQ(down.status.status().code(), absl::StatusCode::kUnavailable)
+      << down.status.status();
+  EXPECT_EQ(down.calls, 1);
+}
+
 TEST_F(AgentClientGrpcTest, DefaultTlsNameIsTheAddressHost) {
   // 127.0.0.1 is an IP SAN of agent.pem.
   auto client = Client("");
