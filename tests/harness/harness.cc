@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -361,6 +362,80 @@ std::string BinaryPath(const std::string& name) {
   }
   if (sub == kSubdirs.end()) return absl::StrCat(HOIST_BUILD_DIR, "/", name);
   return absl::StrCat(HOIST_BUILD_DIR, "/", sub->second, "/", name);
+}
+
+namespace {
+
+absl::StatusOr<std::string> RunExtra(const std::string& args) {
+  CommandResult r =
+      RunCommand(absl::StrCat(ShellQuote(HOIST_HARNESS_SCRIPT), " ", args));
+  if (r.exit_code != 0) {
+    return absl::InternalError(absl::StrCat(
+        "harness.sh ", args, " failed (exit ", r.exit_code, "): ", r.output));
+  }
+  return r.output;
+}
+
+}  // namespace
+
+absl::StatusOr<TestHost> StartExtraHost(const std::string& name, int octet) {
+  const HarnessEnv& env = Harness();
+  auto out = RunExtra(absl::StrCat("extra-host-up ", ShellQuote(env.root), " ",
+                                   ShellQuote(name), " ", octet));
+  if (!out.ok()) return out.status();
+  TestHost host;
+  host.name = name;
+  for (absl::string_view line : absl::StrSplit(*out, '\n', absl::SkipEmpty())) {
+    if (absl::ConsumePrefix(&line, "NETNS=")) host.netns = std::string(line);
+    if (absl::ConsumePrefix(&line, "ADDRESS=")) host.address = std::string(line);
+    if (absl::ConsumePrefix(&line, "DOCKER_ENDPOINT=")) {
+      host.docker_endpoint = std::string(line);
+    }
+  }
+  if (host.netns.empty() || host.address.empty() ||
+      host.docker_endpoint.empty()) {
+    return absl::InternalError(
+        absl::StrCat("extra-host-up printed no host: ", *out));
+  }
+  return host;
+}
+
+absl::Status StopExtraDockerd(const TestHost& host) {
+  return RunExtra(absl::StrCat("extra-dockerd-stop ", ShellQuote(Harness().root),
+                               " ", ShellQuote(host.name)))
+      .status();
+}
+
+absl::Status StartExtraDockerd(const TestHost& host) {
+  return RunExtra(absl::StrCat("extra-dockerd-start ",
+                               ShellQuote(Harness().root), " ",
+                               ShellQuote(host.name)))
+      .status();
+}
+
+absl::Status RemoveExtraHost(const TestHost& host) {
+  return RunExtra(absl::StrCat("extra-host-down ", ShellQuote(Harness().root),
+                               " ", ShellQuote(host.name)))
+      .status();
+}
+
+absl::StatusOr<std::string> StartExtraRegistry(const std::string& name) {
+  auto out = RunExtra(absl::StrCat("extra-registry-up ",
+                                   ShellQuote(Harness().root), " ",
+                                   ShellQuote(name)));
+  if (!out.ok()) return out.status();
+  // The address is the last line (stderr may come before it).
+  absl::string_view text = absl::StripTrailingAsciiWhitespace(*out);
+  const size_t nl = text.rfind('\n');
+  if (nl != absl::string_view::npos) text.remove_prefix(nl + 1);
+  return std::string(text);
+}
+
+absl::Status StopExtraRegistry(const std::string& name) {
+  return RunExtra(absl::StrCat("extra-registry-stop ",
+                               ShellQuote(Harness().root), " ",
+                               ShellQuote(name)))
+      .status();
 }
 
 }  // namespace hoist::testing

@@ -105,6 +105,28 @@ void RemoveAllContainers(const std::string& docker_endpoint);
 // $HOIST_BIN_DIR, defaulting to the build tree this binary was built in.
 std::string BinaryPath(const std::string& name);
 
+// ---- Parts one test may start and stop (never the shared ones) ----
+// Made by `harness.sh extra-*`; `harness.sh down` removes any a test left.
+
+// A third host like h1/h2 named `name` (short, e.g. "f1"): network namespace
+// hoist-N-<name> on the harness bridge at 10.231.N.<octet> (pick 10..250;
+// 2 and 3 are h1/h2), with its own containerd + dockerd, so a test may stop
+// and start that dockerd. Images come from the registry's bridge address.
+absl::StatusOr<TestHost> StartExtraHost(const std::string& name, int octet);
+// SIGTERMs the extra host's dockerd and waits until it is gone (containerd
+// stays up).
+absl::Status StopExtraDockerd(const TestHost& host);
+// Starts that dockerd again and waits until it answers /_ping.
+absl::Status StartExtraDockerd(const TestHost& host);
+// Removes the extra host: containers, daemons, namespace, files.
+absl::Status RemoveExtraHost(const TestHost& host);
+// A private, empty docker-registry on 10.231.N.1:PORT (reached from the root
+// namespace, whose dockerd may push to it, and from the hosts); returns
+// "10.231.N.1:PORT".
+absl::StatusOr<std::string> StartExtraRegistry(const std::string& name);
+// Stops that registry (SIGTERM, waits).
+absl::Status StopExtraRegistry(const std::string& name);
+
 }  // namespace hoist::testing
 
 #endif  // HOIST_TESTS_HARNESS_HARNESS_H_

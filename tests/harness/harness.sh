@@ -346,6 +346,9 @@ down() {
   if [[ -n $root && $root == /tmp/hoist-h.* && -d $root ]]; then
     [[ -s $root/net ]] && n=$(cat "$root/net")
     local e
+    # Extra parts single tests started and did not remove.
+    for e in $(sort -u "$root/extra-hosts" 2>/dev/null); do extra_host_down "$root" "$e"; done
+    for e in $(sort -u "$root/extra-registries" 2>/dev/null); do extra_registry_stop "$root" "$e"; done
     # Containers first (SIGKILL), so no engine waits out a stop timeout.
     for e in root "${HOSTS[@]}"; do
       local sock=$root/$e/docker.sock
@@ -387,6 +390,113 @@ down() {
   rm -f "$dir/env" "$dir/env.tmp" "$dir/root"
 }
 
+# ---- Extra parts one test may start and stop (never the shared ones) ----
+# They live under the harness ROOT; `down` removes any that are left.
+
+# extra_host_up ROOT NAME OCTET: a third host like h1/h2: network namespace
+# hoist-N-NAME on the bridge at 10.231.N.OCTET, its own containerd + dockerd
+# (ROOT/NAME/docker.sock). Prints NETNS=, ADDRESS=, DOCKER_ENDPOINT= lines.
+extra_host_up() {
+  ROOT=$1
+  local name=$2 octet=$3 n
+  n=$(cat "$ROOT/net")
+  local ns=hoist-$n-$name
+  echo "$name" >>"$ROOT/extra-hosts"
+  mkdir -p "$ROOT/pids"
+  ip netns add "$ns"
+  ip link add "hoist$n-$name" type veth peer name eth0 netns "$ns"
+  ip link set "hoist$n-$name" master "hoist$n" up
+  ip -n "$ns" link set lo up
+  ip -n "$ns" addr add "10.231.$n.$octet/24" dev eth0
+  ip -n "$ns" link set eth0 up
+  start_engine "$name" "$ns" --bip 172.31.250.1/24 >&2
+  docker -H "unix://$ROOT/$name/docker.sock" info --format '{{.Driver}}' >"$ROOT/$name/driver"
+  echo "NETNS=$ns"
+  echo "ADDRESS=10.231.$n.$octet"
+  echo "DOCKER_ENDPOINT=unix://$ROOT/$name/docker.sock"
+}
+
+# extra_dockerd_stop ROOT NAME: SIGTERM the extra host's dockerd and wait
+# (containerd keeps running, as after a dockerd crash or upgrade).
+extra_dockerd_stop() {
+  stop_pid "$1/pids/$2-dockerd" 30
+}
+
+# extra_dockerd_start ROOT NAME: start that dockerd again, wait for /_ping.
+extra_dockerd_start() {
+  ROOT=$1
+  local name=$2 d=$1/$2 n
+  n=$(cat "$ROOT/net")
+  rm -f "$d/dockerd.pid"
+  start_bg "$d/dockerd.log" nsenter "--net=/var/run/netns/hoist-$n-$name" dockerd \
+    --config-file "$d/daemon.json" --data-root "$d/data" --exec-root "$d/exec" \
+    --pidfile "$d/dockerd.pid" -H "unix://$d/docker.sock" --containerd "$d/ctd.sock" \
+    --storage-driver "$(cat "$d/driver")" --insecure-registry 10.231.0.0/16 --iptables=false \
+    --ip-masq=false --ip-forward=false --userland-proxy=true --shutdown-timeout 3 \
+    --log-level warn --bip 172.31.250.1/24 >"$ROOT/pids/$name-dockerd"
+  wait_until "$PING_TIMEOUT" docker_ping "$d/docker.sock" || die "$name: dockerd did not come back"
+}
+
+# extra_host_down ROOT NAME: remove the extra host and everything in it.
+extra_host_down() {
+  local root=$1 name=$2 n="" sock=$1/$2/docker.sock
+  [[ -s $root/net ]] && n=$(cat "$root/net")
+  if [[ -S $sock ]] && docker_ping "$sock"; then
+    local ids=()
+    mapfile -t ids < <(timeout 30 docker -H "unix://$sock" ps -aq 2>/dev/null || true)
+    ((${#ids[@]} == 0)) || timeout 60 docker -H "unix://$sock" rm -f "${ids[@]}" >/dev/null 2>&1 || true
+  fi
+  stop_pid "$root/pids/$name-dockerd" 30
+  local p
+  for p in $(pgrep -f "containerd-shim.*$root/$name/" || true); do kill -KILL "$p" 2>/dev/null || true; done
+  stop_pid "$root/pids/$name-containerd" 15
+  local m
+  while read -r m; do
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "cannot unmount $m"
+  done < <(awk -v r="$root/$name/" 'index($5, r) == 1 {print $5}' /proc/self/mountinfo | sort -r)
+  if [[ -n $n ]]; then
+    ip netns del "hoist-$n-$name" 2>/dev/null || true
+    ip link del "hoist$n-$name" 2>/dev/null || true
+  fi
+  rm -rf "${root:?}/${name:?}" 2>/dev/null || true
+  rm -f "$root/pids/$name-dockerd" "$root/pids/$name-containerd"
+}
+
+# extra_registry_up ROOT NAME: a private, empty docker-registry on
+# 10.231.N.1:PORT (reached from the root namespace and the hosts). Prints
+# the address.
+extra_registry_up() {
+  ROOT=$1
+  local name=$2 n port
+  n=$(cat "$ROOT/net")
+  port=$(free_port) || die "no free port"
+  local d=$ROOT/registry-$name
+  mkdir -p "$d/data" "$ROOT/pids"
+  echo "$name" >>"$ROOT/extra-registries"
+  cat >"$d/config.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $d/data
+http:
+  addr: 10.231.$n.1:$port
+  secret: $(openssl rand -hex 16)
+EOF
+  start_bg "$d/registry.log" docker-registry serve "$d/config.yml" >"$ROOT/pids/xregistry-$name"
+  wait_until 30 curl -sf --max-time 2 "http://10.231.$n.1:$port/v2/" ||
+    die "registry $name did not answer: $(tail -n 5 "$d/registry.log")"
+  echo "10.231.$n.1:$port"
+}
+
+# extra_registry_stop ROOT NAME: stop it (its storage stays until down).
+extra_registry_stop() {
+  stop_pid "$1/pids/xregistry-$2" 10
+}
+
 # DIR/lock serializes up and down on one DIR (e.g. a reaper's down waits for
 # an up still in progress). Daemons are started with fds 8 and 9 closed.
 case ${1:-} in
@@ -404,5 +514,11 @@ case ${1:-} in
     flock -w 600 9 || die "$2 is locked by another harness.sh"
     down "$2"
     ;;
-  *) die "usage: harness.sh up|down DIR" ;;
+  extra-host-up) extra_host_up "$2" "$3" "$4" ;;
+  extra-dockerd-stop) extra_dockerd_stop "$2" "$3" ;;
+  extra-dockerd-start) extra_dockerd_start "$2" "$3" ;;
+  extra-host-down) extra_host_down "$2" "$3" ;;
+  extra-registry-up) extra_registry_up "$2" "$3" ;;
+  extra-registry-stop) extra_registry_stop "$2" "$3" ;;
+  *) die "usage: harness.sh up|down DIR (extra-*: see the functions above)" ;;
 esac

@@ -1,0 +1,300 @@
+// A fleet for fault tests: real hoist-agent processes inside the harness's
+// network-namespace hosts and a real hoist-receiver process. Copied from
+// tests/e2e/e2e_util.h's Fleet (owned by the e2e tests) and extended: an
+// agent may start late or never, agent_call timings and keep_images are
+// options, and the processes are reachable for /proc readings.
+#ifndef HOIST_TESTS_FAULTS_FAULT_FLEET_H_
+#define HOIST_TESTS_FAULTS_FAULT_FLEET_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tests/e2e/e2e_util.h"
+
+namespace hoist::faults {
+
+using ::hoist::e2e::Process;
+using ::hoist::testing::Harness;
+
+struct FaultFleetOptions {
+  std::string auth = "token";  // token | hmac-sha256
+  std::string batch = "1";
+  int64_t pause_seconds = 0;
+  std::string on_failure = "rollback";
+  int64_t health_timeout_seconds = 15;
+  int64_t retry_seconds = 30;
+  int64_t connect_timeout_seconds = 5;
+  // Which of the harness hosts get an agent at once (others: StartAgent).
+  std::vector<bool> start_agents = {true, true};
+  int keep_images = 3;
+};
+
+// Two agents (h1, h2 of the harness) and one receiver with service "web";
+// an agent may start late, or never (nothing listens at its address).
+class FaultFleet {
+ public:
+  static constexpr char kSecret[] = "fault-webhook-secret-0123456789";
+  static constexpr char kContainer[] = "hoist-fault";
+
+  explicit FaultFleet(FaultFleetOptions options) : options_(std::move(options)) {
+    const auto& env = Harness();
+    dir_ = hoist::testing::MakeTempDir("fault-fleet");
+    EXPECT_TRUE(
+        WriteFileAtomically(dir_ + "/secret", absl::StrCat(kSecret, "\n"))
+            .ok());
+    agent_port_ = hoist::testing::FreeTcpPort();
+    for (const auto& host : env.hosts) {
+      hoist::testing::RemoveAllContainers(host.docker_endpoint);
+      const std::string cfg = absl::StrCat(dir_, "/agent-", host.name, ".yaml");
+      EXPECT_TRUE(WriteFileAtomically(cfg, AgentConfig(host)).ok());
+      agents_.push_back(nullptr);
+      if (options_.start_agents.at(agents_.size() - 1)) {
+        StartAgent(agents_.size() - 1);
+      }
+    }
+    EXPECT_TRUE(WriteFileAtomically(config_path(), ReceiverConfig()).ok());
+    StartReceiver();
+  }
+  ~FaultFleet() {
+    if (receiver_) receiver_->Signal(SIGTERM);
+    for (auto& a : agents_) {
+      if (a) a->Signal(SIGTERM);
+    }
+    if (receiver_) receiver_->Wait(absl::Seconds(10));
+    for (auto& a : agents_) {
+      if (a) a->Wait(absl::Seconds(10));
+    }
+    if (::testing::Test::HasFailure()) {
+      std::cerr << "---- receiver log ----\n"
+                << (receiver_ ? receiver_->Log() : "") << "\n";
+      for (size_t i = 0; i < agents_.size(); ++i) {
+        std::cerr << "---- agent " << i << " log ----\n"
+                  << (agents_[i] ? agents_[i]->Log() : "") << "\n";
+      }
+    }
+    for (const auto& host : Harness().hosts) {
+      hoist::testing::RemoveAllContainers(host.docker_endpoint);
+    }
+  }
+
+  // Starts the agent of harness host `i` (again).
+  void StartAgent(size_t i) {
+    const auto& host = Harness().hosts.at(i);
+    const std::string cfg = absl::StrCat(dir_, "/agent-", host.name, ".yaml");
+    agents_.at(i) = std::make_unique<Process>(
+        std::vector<std::string>{
+            "nsenter", absl::StrCat("--net=/var/run/netns/", host.netns),
+            hoist::testing::BinaryPath("hoist-agent"), "--config", cfg},
+        absl::StrCat(dir_, "/agent-", host.name, ".log"));
+  }
+  Process* agent(size_t i) { return agents_.at(i).get(); }
+  Process* receiver_process() { return receiver_.get(); }
+
+  std::string config_path() const { return dir_ + "/receiver.yaml"; }
+  std::string db_path() const { return dir_ + "/state/receiver.db"; }
+  Process* receiver() { return receiver_.get(); }
+
+  void StartReceiver() {
+    receiver_ = std::make_unique<Process>(
+        std::vector<std::string>{hoist::testing::BinaryPath("hoist-receiver"),
+                                 "--config", config_path()},
+        absl::StrCat(dir_, "/receiver-", ++receiver_starts_, ".log"));
+    auto control =
+        receiver_->AwaitLine("control listening on ", absl::Seconds(30));
+    auto webhook =
+        receiver_->AwaitLine("webhook listening on ", absl::Seconds(30));
+    ASSERT_TRUE(control && webhook) << receiver_->Log();
+    control_address_ = *control;
+    webhook_port_ = std::atoi(webhook->substr(webhook->rfind(':') + 1).c_str());
+    stub_.reset();
+  }
+
+  // Kills the receiver with SIGKILL and waits for it.
+  void KillReceiver() {
+    receiver_->Signal(SIGKILL);
+    ASSERT_TRUE(receiver_->Wait(absl::Seconds(10)).has_value());
+  }
+
+  hoist::v1::Control::Stub* Control() {
+    if (!stub_) {
+      auto material = LoadTlsMaterial(
+          TlsFiles{Harness().Cert("ca.pem"), Harness().Cert("operator.pem"),
+                   Harness().Cert("operator-key.pem")});
+      EXPECT_TRUE(material.ok());
+      grpc::ChannelArguments args;
+      args.SetSslTargetNameOverride("localhost");
+      stub_ = hoist::v1::Control::NewStub(grpc::CreateCustomChannel(
+          control_address_, MutualTlsChannelCredentials(*material), args));
+    }
+    return stub_.get();
+  }
+
+  // Waits until ListAgents reports `want` agents reachable.
+  bool AwaitAgents(absl::Duration timeout = absl::Seconds(60), int want = 2) {
+    return hoist::testing::WaitFor(
+        [this, want] {
+          grpc::ClientContext c;
+          c.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+          hoist::v1::ListAgentsResponse resp;
+          if (!Control()
+                   ->ListAgents(&c, hoist::v1::ListAgentsRequest(), &resp)
+                   .ok()) {
+            return false;
+          }
+          int up = 0;
+          for (const auto& a : resp.agents()) up += a.reachable();
+          return up == want;
+        },
+        timeout);
+  }
+
+  // Body of a docker "promoted" event for image hoist-test:`tag` at the test
+  // image `image_name`'s digest.
+  static std::string PromotedEvent(const std::string& tag,
+                                   const std::string& image_name) {
+    const std::string digest = Harness().Digest(image_name);
+    return absl::StrCat(
+        R"({"domain":"docker","event_type":"promoted","data":{"image_name":"hoist-test",)",
+        R"("name":"manifest.json","path":"hoist-test/)", tag,
+        R"(/manifest.json",)", R"("repo_key":"staging","sha256":")",
+        digest.substr(7), R"(","size":949,"tag":")", tag, R"("}})");
+  }
+
+  // POSTs a webhook; returns {status, body} (status -1 when no answer).
+  std::pair<int, std::string> Post(const std::string& body,
+                                   const std::string& auth = "") {
+    httplib::Client client("127.0.0.1", webhook_port_);
+    client.set_connection_timeout(5);
+    client.set_read_timeout(10);
+    const std::string header =
+        !auth.empty()
+            ? auth
+            : (options_.auth == "token" ? std::string(kSecret)
+                                        : HmacSha256Hex(kSecret, body));
+    httplib::Headers headers = {{"X-JFrog-Event-Auth", header}};
+    auto res =
+        client.Post("/webhooks/artifactory", headers, body, "application/json");
+    if (!res) return {-1, ""};
+    return {res->status, res->body};
+  }
+
+  // The rollout id in a 202 answer.
+  static std::string RolloutId(const std::string& body) {
+    const std::string key = "\"rollout_id\":\"";
+    size_t at = body.find(key);
+    if (at == std::string::npos) return "";
+    at += key.size();
+    return body.substr(at, body.find('"', at) - at);
+  }
+
+  absl::StatusOr<hoist::v1::Rollout> Get(const std::string& id) {
+    grpc::ClientContext c;
+    c.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+    hoist::v1::GetRolloutRequest req;
+    req.set_id(id);
+    hoist::v1::Rollout r;
+    grpc::Status s = Control()->GetRollout(&c, req, &r);
+    if (!s.ok()) return FromGrpcStatus(s);
+    return r;
+  }
+
+  // Waits until the rollout is in a final state (or PAUSED); returns it.
+  hoist::v1::Rollout AwaitFinal(const std::string& id,
+                                absl::Duration timeout = absl::Seconds(180)) {
+    hoist::v1::Rollout last;
+    hoist::testing::WaitFor(
+        [&] {
+          auto r = Get(id);
+          if (!r.ok()) return false;
+          last = *r;
+          switch (r->state()) {
+            case hoist::v1::ROLLOUT_STATE_SUCCEEDED:
+            case hoist::v1::ROLLOUT_STATE_FAILED:
+            case hoist::v1::ROLLOUT_STATE_ROLLED_BACK:
+            case hoist::v1::ROLLOUT_STATE_SUPERSEDED:
+            case hoist::v1::ROLLOUT_STATE_PAUSED:
+              return true;
+            default:
+              return false;
+          }
+        },
+        timeout);
+    return last;
+  }
+
+  // What the service answers inside host `i`'s network namespace.
+  static std::string Serves(size_t i) {
+    const auto& host = Harness().hosts.at(i);
+    auto body = hoist::testing::HttpGet("http://127.0.0.1:8080/",
+                                        absl::Seconds(3), host.netns);
+    return body.ok() ? std::string(absl::StripAsciiWhitespace(*body))
+                     : body.status().ToString();
+  }
+
+ private:
+  std::string AgentConfig(const hoist::testing::TestHost& host) const {
+    const auto& env = Harness();
+    return absl::StrCat(
+        "listen: \"", host.address, ":", agent_port_, "\"\n", "tls: {ca: \"",
+        env.Cert("ca.pem"), "\", cert: \"", env.Cert("agent.pem"),
+        "\", key: \"", env.Cert("agent-key.pem"), "\"}\n",
+        "authz: {deployers: [\"spiffe://hoist/receiver\"], viewers: "
+        "[\"spiffe://hoist/operator\"]}\n",
+        "docker: {endpoint: \"", host.docker_endpoint, "\"}\n", "state_dir: \"",
+        dir_, "/agent-state-", host.name, "\"\n", "keep_images: ", options_.keep_images, "\n");
+  }
+
+  std::string ReceiverConfig() const {
+    const auto& env = Harness();
+    std::string agents;
+    for (const auto& host : env.hosts) {
+      absl::StrAppend(&agents, "  - {name: ", host.name, ", address: \"",
+                      host.address, ":", agent_port_, "\", tls_name: \"",
+                      host.address, "\", labels: {role: web}}\n");
+    }
+    return absl::StrCat(
+        "webhook:\n  listen: \"127.0.0.1:0\"\n  path: "
+        "\"/webhooks/artifactory\"\n",
+        "  secret_files: [\"secret\"]\n  auth: \"", options_.auth, "\"\n",
+        "  dedupe_window_seconds: 600\n",
+        "control: {listen: \"127.0.0.1:0\"}\n", "tls: {ca: \"",
+        env.Cert("ca.pem"), "\", cert: \"", env.Cert("receiver.pem"),
+        "\", key: \"", env.Cert("receiver-key.pem"), "\"}\n",
+        "authz: {operators: [\"spiffe://hoist/operator\"], viewers: []}\n",
+        "state: \"state/receiver.db\"\n",
+        "agent_call: {deadline_seconds: 120, connect_timeout_seconds: ",
+        options_.connect_timeout_seconds, ", retry_seconds: ", options_.retry_seconds,
+        "}\n",
+        "agents:\n", agents, "services:\n  - name: web\n",
+        "    trigger: {domain: docker, event_types: [promoted], repo_key: "
+        "staging, image: "
+        "hoist-test}\n",
+        "    image: \"", env.image_repo_bridge, "\"\n",
+        "    targets: {labels: {role: web}}\n",
+        "    container:\n      name: ", kContainer, "\n",
+        "      ports: [\"127.0.0.1:8080:8080/tcp\"]\n",
+        "      stop_timeout_seconds: 2\n",
+        "      health: {http_get: \"http://127.0.0.1:8080/\", "
+        "interval_seconds: 1, "
+        "timeout_seconds: ",
+        options_.health_timeout_seconds, "}\n",
+        "    rollout: {canary: 0, batch: \"", options_.batch,
+        "\", pause_seconds: ", options_.pause_seconds,
+        ", on_failure: ", options_.on_failure, "}\n");
+  }
+
+  FaultFleetOptions options_;
+  std::string dir_;
+  int agent_port_ = 0;
+  std::vector<std::unique_ptr<Process>> agents_;
+  std::unique_ptr<Process> receiver_;
+  int receiver_starts_ = 0;
+  std::string control_address_;
+  int webhook_port_ = 0;
+  std::unique_ptr<hoist::v1::Control::Stub> stub_;
+};
+
+}  // namespace hoist::faults
+
+#endif  // HOIST_TESTS_FAULTS_FAULT_FLEET_H_
