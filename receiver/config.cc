@@ -41,6 +41,24 @@ bool IsValidName(absl::string_view name) {
   return !absl::StrContains(name, "..");
 }
 
+// Why `path` is not a safe absolute path on an agent's host ("" when it
+// is): relative, a ".." component, a control character or a shell
+// metacharacter. The same rule as the agent's request validation, so a
+// config the receiver accepts is one every agent accepts.
+std::string CheckHostPath(absl::string_view path) {
+  if (path.empty() || path[0] != '/') return "must be an absolute path";
+  for (absl::string_view part : absl::StrSplit(path, '/')) {
+    if (part == "..") return "must not contain \"..\"";
+  }
+  for (char c : path) {
+    if (absl::ascii_iscntrl(static_cast<unsigned char>(c)) ||
+        absl::StrContains("$`;|&<>*?\"'\\", c)) {
+      return "contains a control character or one of $`;|&<>*?\"'\\";
+    }
+  }
+  return "";
+}
+
 bool ParsePort(absl::string_view text, bool allow_zero, int* port) {
   if (text.empty() || text.size() > 5) return false;
   for (char c : text) {
@@ -119,14 +137,12 @@ std::string CheckVolumeSpec(absl::string_view spec) {
   if (src.empty()) return "empty source";
   if (src[0] != '/' && !IsValidName(src))
     return "source must be an absolute path or a volume name";
-  if (dst.empty() || dst[0] != '/')
-    return "destination must be an absolute path";
-  for (absl::string_view p : {src, dst}) {
-    for (char c : p) {
-      if (absl::ascii_iscntrl(static_cast<unsigned char>(c)))
-        return "control character";
-    }
+  if (src[0] == '/') {
+    const std::string problem = CheckHostPath(src);
+    if (!problem.empty()) return absl::StrCat("source ", problem);
   }
+  const std::string problem = CheckHostPath(dst);
+  if (!problem.empty()) return absl::StrCat("destination ", problem);
   return "";
 }
 
@@ -435,10 +451,9 @@ void ReadContainer(const YAML::Node& node, const std::string& service_name,
     c.add_env(env);
   }
   for (const auto& [file, item] : StringItems(r, "env_files")) {
-    if (file.empty() || file[0] != '/') {
-      errors->Add(item, absl::StrCat(
-                            "container.env_files: \"", file,
-                            "\" must be an absolute path on the agent's host"));
+    if (const std::string problem = CheckHostPath(file); !problem.empty()) {
+      errors->Add(item, absl::StrCat("container.env_files: \"", file, "\" ",
+                                     problem, " on the agent's host"));
     }
     c.add_env_files(file);
   }

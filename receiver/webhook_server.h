@@ -73,10 +73,14 @@ class WebhookServer {
     // hoist_webhook_request_duration_seconds. When null the server keeps
     // a registry of its own (still served on /metrics).
     MetricsRegistry* metrics = nullptr;
-    // Worker threads. Every open connection, idle or not, holds one until
-    // its read or keep-alive timeout, so this bounds how many sockets an
-    // attacker must hold open to delay authentic deliveries.
-    int threads = 256;
+    // Most worker threads. Every open connection, idle or not, holds one
+    // until its read or keep-alive timeout; workers are started on demand
+    // (one per open connection) and exit after 30 s idle, so this bounds
+    // how many sockets an attacker must hold open to delay authentic
+    // deliveries, not how many threads normally run.
+    int threads = 2048;
+    // listen() backlog for bursts of new connections.
+    int backlog = 1024;
     int read_timeout_seconds = 5;
     int write_timeout_seconds = 5;
     int keep_alive_max_count = 100;
