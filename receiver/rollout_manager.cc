@@ -85,16 +85,17 @@ void RolloutSubscription::Push(const RolloutEvent& event, bool final_event,
         RolloutEvent resync = event;
         if (!resync.has_rollout()) *resync.mutable_rollout() = *current;
         queue_.push_back(std::move(resync));
-        if (final_event) ended_ = true;
-        if (notify_) notify_();
-        return;
+      } else {
+        queue_.pop_front();
+        ++dropped_;
+        queue_.push_back(event);
       }
-      queue_.pop_front();
-      ++dropped_;
+    } else {
+      queue_.push_back(event);
     }
-    queue_.push_back(event);
     if (final_event) ended_ = true;
   }
+  // Outside mu_: notify may read the subscription (WatchReactor pops).
   if (notify_) notify_();
 }
 

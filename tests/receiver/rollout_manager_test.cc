@@ -1,5 +1,6 @@
 #include "receiver/rollout_manager.h"
 
+#include <atomic>
 #include <set>
 #include <string>
 #include <vector>
@@ -480,12 +481,22 @@ TEST_F(RolloutManagerTest, OverflowingWatcherGetsTheWholeRolloutAgain) {
   manager_->Start();
   const std::string id = SubmitOk(Intent(1));
   ASSERT_TRUE(pool_.WaitBlocked(3));
-  auto sub = manager_->Watch(id, nullptr);
+  // Like WatchReactor, notify looks at the subscription (it must not be
+  // called with the subscription's lock held).
+  std::atomic<RolloutSubscription*> watched{nullptr};
+  std::atomic<int> notified{0};
+  auto sub = manager_->Watch(id, [&] {
+    RolloutSubscription* s = watched.load();
+    if (s != nullptr) s->dropped();
+    ++notified;
+  });
   ASSERT_TRUE(sub.ok());
+  watched = sub->get();
   // Never read while 3 hosts report PULLING, STARTING, SUCCEEDED.
   pool_.Release("", Behavior::kSucceed);
   ASSERT_TRUE(manager_->WaitIdle(absl::Seconds(10)));
   EXPECT_GT((*sub)->dropped(), 0);
+  EXPECT_GT(notified.load(), 3);
   // The backlog was replaced by the whole rollout, so the first event still
   // carries every host and no host change is lost.
   hoist::v1::RolloutEvent e;
