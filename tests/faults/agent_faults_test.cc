@@ -83,8 +83,8 @@ std::optional<hoist::v1::ManagedContainer> KillDuringPull(
       return std::nullopt;
     }
     // Docker is talking to the stalled registry: the pull is under way.
-    EXPECT_TRUE(WaitFor([&] { return stalled.connections() > 0; },
-                        absl::Seconds(30)));
+    EXPECT_TRUE(
+        WaitFor([&] { return stalled.connections() > 0; }, absl::Seconds(30)));
     EXPECT_NO_FATAL_FAILURE(agent->Kill());
     context.TryCancel();
   }
@@ -97,8 +97,7 @@ std::optional<hoist::v1::ManagedContainer> KillDuringPull(
   auto record = agent->Container(name);
   EXPECT_TRUE(record.has_value());
   if (record.has_value()) {
-    EXPECT_EQ(record->digest(), env.Digest("v1"))
-        << record->ShortDebugString();
+    EXPECT_EQ(record->digest(), env.Digest("v1")) << record->ShortDebugString();
     EXPECT_EQ(record->state(), "running");
   }
   return record;
@@ -118,7 +117,8 @@ TEST(AgentFaultsTest, AgentKilledDuringPullKeepsTheServiceAndDeploysAgain) {
       DeployOf("k3", env.image_repo, env.Digest("v2"), name, port));
   ASSERT_FALSE(next.empty());
   EXPECT_EQ(next.back().phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED)
-      << next.back().error() << "\n" << agent.Log();
+      << next.back().error() << "\n"
+      << agent.Log();
   EXPECT_EQ(Body(port), "hoist-test v2");
   EXPECT_FALSE(absl::StrContains(Names(env.docker_endpoint), "hoist-new"));
   hoist::testing::RemoveAllContainers(env.docker_endpoint);
@@ -198,8 +198,8 @@ TEST_F(ExtraHostFaultsTest, DockerdStoppedDuringDeployFailsAndOldSurvives) {
         &context, DeployOf("d2", stalled.host_port() + "/hoist-test",
                            env.Digest("v2"), name, 8080));
     ASSERT_TRUE(ReadUntil(reader.get(), hoist::v1::DEPLOY_PHASE_PULLING));
-    ASSERT_TRUE(WaitFor([&] { return stalled.connections() > 0; },
-                        absl::Seconds(30)));
+    ASSERT_TRUE(
+        WaitFor([&] { return stalled.connections() > 0; }, absl::Seconds(30)));
     absl::Status stopped = hoist::testing::StopExtraDockerd(host);
     ASSERT_TRUE(stopped.ok()) << stopped;
     DeployEvent event;
@@ -239,7 +239,8 @@ TEST_F(ExtraHostFaultsTest, DockerdStoppedDuringDeployFailsAndOldSurvives) {
       DeployOf("d3", env.image_repo_bridge, env.Digest("v2"), name, 8080));
   ASSERT_FALSE(next.empty());
   EXPECT_EQ(next.back().phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED)
-      << next.back().error() << "\n" << agent.Log();
+      << next.back().error() << "\n"
+      << agent.Log();
   EXPECT_EQ(Body(8080, host.netns), "hoist-test v2");
 }
 
@@ -255,10 +256,10 @@ TEST_F(ExtraHostFaultsTest, RegistryDownFailsAndLeavesTheServiceRunning) {
   const std::string repo = *registry + "/hoist-test";
   std::map<std::string, std::string> digests;
   for (const std::string tag : {"v1", "v2"}) {
-    auto push = RunCommand(absl::StrCat(
-        "docker -H ", env.docker_endpoint, " tag ", env.image_repo, ":", tag,
-        " ", repo, ":", tag, " && docker -H ", env.docker_endpoint, " push ",
-        repo, ":", tag, " 2>&1"));
+    auto push = RunCommand(
+        absl::StrCat("docker -H ", env.docker_endpoint, " tag ", env.image_repo,
+                     ":", tag, " ", repo, ":", tag, " && docker -H ",
+                     env.docker_endpoint, " push ", repo, ":", tag, " 2>&1"));
     ASSERT_EQ(push.exit_code, 0) << push.output;
     const size_t at = push.output.find("digest: sha256:");
     ASSERT_NE(at, std::string::npos) << push.output;
@@ -267,7 +268,8 @@ TEST_F(ExtraHostFaultsTest, RegistryDownFailsAndLeavesTheServiceRunning) {
 
   Agent agent(dir, host.netns, host.address, host.docker_endpoint, "f1");
   ASSERT_NO_FATAL_FAILURE(agent.Start());
-  auto first = agent.DeployToEnd(DeployOf("r1", repo, digests["v1"], name, 8080));
+  auto first =
+      agent.DeployToEnd(DeployOf("r1", repo, digests["v1"], name, 8080));
   ASSERT_FALSE(first.empty()) << agent.Log();
   ASSERT_EQ(first.back().phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED)
       << first.back().error();
@@ -277,7 +279,8 @@ TEST_F(ExtraHostFaultsTest, RegistryDownFailsAndLeavesTheServiceRunning) {
 
   absl::Status stopped = hoist::testing::StopExtraRegistry("r1");
   ASSERT_TRUE(stopped.ok()) << stopped;
-  auto events = agent.DeployToEnd(DeployOf("r2", repo, digests["v2"], name, 8080));
+  auto events =
+      agent.DeployToEnd(DeployOf("r2", repo, digests["v2"], name, 8080));
   ASSERT_FALSE(events.empty());
   const DeployEvent& last = events.back();
   EXPECT_EQ(last.phase(), hoist::v1::DEPLOY_PHASE_FAILED)

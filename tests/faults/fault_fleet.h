@@ -37,7 +37,8 @@ class FaultFleet {
   static constexpr char kSecret[] = "fault-webhook-secret-0123456789";
   static constexpr char kContainer[] = "hoist-fault";
 
-  explicit FaultFleet(FaultFleetOptions options) : options_(std::move(options)) {
+  explicit FaultFleet(FaultFleetOptions options)
+      : options_(std::move(options)) {
     const auto& env = Harness();
     dir_ = hoist::testing::MakeTempDir("fault-fleet");
     EXPECT_TRUE(
@@ -242,7 +243,8 @@ class FaultFleet {
         "authz: {deployers: [\"spiffe://hoist/receiver\"], viewers: "
         "[\"spiffe://hoist/operator\"]}\n",
         "docker: {endpoint: \"", host.docker_endpoint, "\"}\n", "state_dir: \"",
-        dir_, "/agent-state-", host.name, "\"\n", "keep_images: ", options_.keep_images, "\n");
+        dir_, "/agent-state-", host.name, "\"\n",
+        "keep_images: ", options_.keep_images, "\n");
   }
 
   std::string ReceiverConfig() const {
@@ -264,9 +266,9 @@ class FaultFleet {
         "authz: {operators: [\"spiffe://hoist/operator\"], viewers: []}\n",
         "state: \"state/receiver.db\"\n",
         "agent_call: {deadline_seconds: 120, connect_timeout_seconds: ",
-        options_.connect_timeout_seconds, ", retry_seconds: ", options_.retry_seconds,
-        "}\n",
-        "agents:\n", agents, "services:\n  - name: web\n",
+        options_.connect_timeout_seconds,
+        ", retry_seconds: ", options_.retry_seconds, "}\n", "agents:\n", agents,
+        "services:\n  - name: web\n",
         "    trigger: {domain: docker, event_types: [promoted], repo_key: "
         "staging, image: "
         "hoist-test}\n",

@@ -138,8 +138,9 @@ class Agent {
   std::unique_ptr<hoist::v1::NodeAgent::Stub> Stub(
       const std::string& cert = "receiver") const {
     const auto& env = Harness();
-    auto material = LoadTlsMaterial(TlsFiles{
-        env.Cert("ca.pem"), env.Cert(cert + ".pem"), env.Cert(cert + "-key.pem")});
+    auto material =
+        LoadTlsMaterial(TlsFiles{env.Cert("ca.pem"), env.Cert(cert + ".pem"),
+                                 env.Cert(cert + "-key.pem")});
     EXPECT_TRUE(material.ok());
     grpc::ChannelArguments args;
     args.SetSslTargetNameOverride("agent.hoist.test");

@@ -4,13 +4,15 @@
 //     address): its host FAILED after retry_seconds, on_failure continue lets
 //     the other host succeed, the rollout ends FAILED naming the host;
 //   - one agent that comes back mid-rollout (started after the receiver has
-//     begun retrying it, within retry_seconds): its host SUCCEEDED.
+//     begun retrying it, within retry_seconds): its host SUCCEEDED;
+//   - the receiver SIGKILLed while an agent is mid-deploy.
 #include <string>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "receiver/journal_sqlite.h"
 #include "tests/faults/fault_fleet.h"
 
 namespace hoist::faults {
@@ -89,6 +91,54 @@ TEST(RolloutFaultsTest, AgentBackMidRolloutSucceeds) {
   fleet.StartAgent(1);
   hoist::v1::Rollout r = fleet.AwaitFinal(id, absl::Seconds(150));
   ASSERT_EQ(r.state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED) << r.DebugString();
+  for (const auto& h : r.hosts()) {
+    EXPECT_EQ(h.phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED)
+        << h.ShortDebugString();
+  }
+  EXPECT_EQ(FaultFleet::Serves(0), "hoist-test v2");
+  EXPECT_EQ(FaultFleet::Serves(1), "hoist-test v2");
+}
+
+// The receiver SIGKILLed while an agent is in the middle of a deploy (not in
+// a pause between batches; tests/e2e covers that): the old container is
+// `stubborn` (ignores SIGTERM, stop_timeout_seconds 2), so h1's deploy is
+// certainly in STOPPING_OLD when the kill lands. The journal passes
+// PRAGMA integrity_check, and after a restart the rollout ends explicitly.
+TEST(RolloutFaultsTest, ReceiverKilledMidDeployEndsTheRolloutExplicitly) {
+  FaultFleetOptions options;
+  options.batch = "1";
+  FaultFleet fleet(options);
+  ASSERT_TRUE(fleet.AwaitAgents());
+  auto first = fleet.Post(FaultFleet::PromotedEvent("k1", "stubborn"));
+  ASSERT_EQ(first.first, 202) << first.second;
+  ASSERT_EQ(fleet.AwaitFinal(FaultFleet::RolloutId(first.second)).state(),
+            hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  ASSERT_EQ(FaultFleet::Serves(0), "hoist-test stubborn");
+
+  auto answer = fleet.Post(FaultFleet::PromotedEvent("k2", "v2"));
+  ASSERT_EQ(answer.first, 202) << answer.second;
+  const std::string id = FaultFleet::RolloutId(answer.second);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto r = fleet.Get(id);
+        return r.ok() && r->hosts_size() > 0 &&
+               r->hosts(0).phase() == hoist::v1::DEPLOY_PHASE_STOPPING_OLD;
+      },
+      absl::Seconds(60)));
+  fleet.KillReceiver();
+  {
+    auto journal = receiver::SqliteJournal::Open(fleet.db_path());
+    ASSERT_TRUE(journal.ok()) << journal.status();
+    auto check = (*journal)->IntegrityCheck();
+    ASSERT_TRUE(check.ok()) << check.status();
+    EXPECT_EQ(*check, "ok");
+    auto stored = (*journal)->GetRollout(id);
+    ASSERT_TRUE(stored.ok()) << stored.status();
+    EXPECT_EQ(stored->state(), hoist::v1::ROLLOUT_STATE_RUNNING);
+  }
+  fleet.StartReceiver();
+  hoist::v1::Rollout r = fleet.AwaitFinal(id, absl::Seconds(120));
+  EXPECT_EQ(r.state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED) << r.DebugString();
   for (const auto& h : r.hosts()) {
     EXPECT_EQ(h.phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED)
         << h.ShortDebugString();

@@ -90,8 +90,8 @@ TEST(SoakTest, ConsecutiveRolloutsStayFlat) {
   options.keep_images = kKeepImages;
   FaultFleet fleet(options);
   ASSERT_TRUE(fleet.AwaitAgents());
-  const std::string dir = fleet.config_path().substr(
-      0, fleet.config_path().rfind('/'));
+  const std::string dir =
+      fleet.config_path().substr(0, fleet.config_path().rfind('/'));
   struct Proc {
     std::string name;
     pid_t pid;
@@ -108,8 +108,8 @@ TEST(SoakTest, ConsecutiveRolloutsStayFlat) {
   for (int i = 1; i <= rollouts; ++i) {
     const std::string image = i % 2 == 1 ? "v1" : "v2";
     const absl::Time t0 = absl::Now();
-    auto answer = fleet.Post(
-        FaultFleet::PromotedEvent(absl::StrCat("s", i), image));
+    auto answer =
+        fleet.Post(FaultFleet::PromotedEvent(absl::StrCat("s", i), image));
     ASSERT_EQ(answer.first, 202) << "rollout " << i << ": " << answer.second;
     ASSERT_NE(answer.second.find("\"duplicate\":false"), std::string::npos)
         << answer.second;
@@ -130,9 +130,10 @@ TEST(SoakTest, ConsecutiveRolloutsStayFlat) {
   for (Proc& p : procs) p.end = Read(p.pid);
 
   std::cout << "soak: " << rollouts << " rollouts (v1/v2 alternating, 2 hosts)"
-            << " in " << absl::FormatDuration(absl::Trunc(total, absl::Seconds(1)))
-            << ", slowest " << absl::FormatDuration(
-                   absl::Trunc(slowest, absl::Milliseconds(1)))
+            << " in "
+            << absl::FormatDuration(absl::Trunc(total, absl::Seconds(1)))
+            << ", slowest "
+            << absl::FormatDuration(absl::Trunc(slowest, absl::Milliseconds(1)))
             << "; readings after rollout " << warmup << " and at the end\n";
   for (const Proc& p : procs) {
     const double growth =
@@ -147,17 +148,17 @@ TEST(SoakTest, ConsecutiveRolloutsStayFlat) {
     ASSERT_GT(p.warm.rss_kb, 0) << p.name;
     EXPECT_LE(p.end.rss_kb, p.warm.rss_kb * (1 + kRssSlack))
         << p.name << " RSS grew more than 10%";
-    EXPECT_LE(p.end.fds, p.warm.fds + kFdSlack)
-        << p.name << " open fds grew";
+    EXPECT_LE(p.end.fds, p.warm.fds + kFdSlack) << p.name << " open fds grew";
   }
   for (const auto& host : Harness().hosts) {
     const auto containers = Lines(absl::StrCat(
         "docker -H ", host.docker_endpoint, " ps -a --format '{{.Names}}'"));
-    const auto images = Lines(absl::StrCat(
-        "docker -H ", host.docker_endpoint, " images -q --no-trunc | sort -u"));
-    std::cout << "soak: " << host.name << " containers: "
-              << absl::StrJoin(containers, ",") << "; images: " << images.size()
-              << " (keep_images " << kKeepImages << ")\n";
+    const auto images = Lines(absl::StrCat("docker -H ", host.docker_endpoint,
+                                           " images -q --no-trunc | sort -u"));
+    std::cout << "soak: " << host.name
+              << " containers: " << absl::StrJoin(containers, ",")
+              << "; images: " << images.size() << " (keep_images "
+              << kKeepImages << ")\n";
     EXPECT_EQ(containers, std::vector<std::string>{FaultFleet::kContainer});
     EXPECT_LE(images.size(), static_cast<size_t>(kKeepImages));
   }
