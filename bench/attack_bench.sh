@@ -34,6 +34,13 @@ wait_for_log() {  # FILE TEXT: up to 30 s
   echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2; return 1
 }
 
+wait_http_port() {  # PORT: up to 30 s for any HTTP answer
+  for _ in $(seq 300); do
+    curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$1/" && return 0; sleep 0.1
+  done
+  echo "nothing answers on port $1" >&2; return 1
+}
+
 # Certificates for the receiver's Control API (required by its config).
 cd "$TMP"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
@@ -85,7 +92,7 @@ cat > hooks.json <<JSON
 JSON
 webhook -hooks hooks.json -ip 127.0.0.1 -port "$HP" > webhook.log 2>&1 &
 PIDS+=($!)
-wait_for_log webhook.log "serving hooks"
+wait_http_port "$HP"
 echo "adnanh/webhook $(webhook -version 2>&1 | head -1)"
 ADNANH=$("$BENCH" --port "$HP" --path /hooks/artifactory --secret s3cret \
            --expect 200 --deliveries "$DELIVERIES") || true

@@ -202,7 +202,9 @@ TEST_P(ControlMatrixTest, Row) {
     case ControlCall::kListAgents: {
       hoist::v1::ListAgentsResponse response;
       status = stub->ListAgents(&context, {}, &response);
-      if (status.ok()) EXPECT_EQ(response.agents_size(), 2);
+      if (status.ok()) {
+        EXPECT_EQ(response.agents_size(), 2);
+      }
       break;
     }
     case ControlCall::kListRollouts: {
@@ -230,7 +232,9 @@ TEST_P(ControlMatrixTest, Row) {
       request.set_service("app");
       request.set_digest(receiver::testing::Digest(1));
       status = stub->Deploy(&context, request, &rollout);
-      if (status.ok()) EXPECT_EQ(rollout.service(), "app");
+      if (status.ok()) {
+        EXPECT_EQ(rollout.service(), "app");
+      }
       break;
     }
     case ControlCall::kRollback: {
