@@ -28,6 +28,7 @@ struct FaultFleetOptions {
   // Which of the harness hosts get an agent at once (others: StartAgent).
   std::vector<bool> start_agents = {true, true};
   int keep_images = 3;
+  int64_t dedupe_window_seconds = 600;
 };
 
 // Two agents (h1, h2 of the harness) and one receiver with service "web";
@@ -259,7 +260,7 @@ class FaultFleet {
         "webhook:\n  listen: \"127.0.0.1:0\"\n  path: "
         "\"/webhooks/artifactory\"\n",
         "  secret_files: [\"secret\"]\n  auth: \"", options_.auth, "\"\n",
-        "  dedupe_window_seconds: 600\n",
+        "  dedupe_window_seconds: ", options_.dedupe_window_seconds, "\n",
         "control: {listen: \"127.0.0.1:0\"}\n", "tls: {ca: \"",
         env.Cert("ca.pem"), "\", cert: \"", env.Cert("receiver.pem"),
         "\", key: \"", env.Cert("receiver-key.pem"), "\"}\n",

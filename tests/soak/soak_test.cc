@@ -8,8 +8,10 @@
 //     fine), open fds within kFdSlack of the warm-up count;
 //   - no stray containers (only the service's one per host) and no more
 //     images per host than keep_images.
-// N comes from $HOIST_SOAK_ROLLOUTS (default 30); run it through
-// tests/soak.sh [--rollouts N].
+// N comes from $HOIST_SOAK_ROLLOUTS (default 30), the receiver's
+// webhook.dedupe_window_seconds from $HOIST_SOAK_DEDUPE_WINDOW_SECONDS
+// (default 600); run it through tests/soak.sh [--rollouts N]
+// [--dedupe-window S].
 #include <dirent.h>
 
 #include <cstdlib>
@@ -85,9 +87,21 @@ TEST(SoakTest, ConsecutiveRolloutsStayFlat) {
   }
   const int warmup = std::max(2, std::min(20, rollouts / 3));
   FaultFleetOptions options;
+  if (const char* w = getenv("HOIST_SOAK_DEDUPE_WINDOW_SECONDS");
+      w != nullptr) {
+    ASSERT_TRUE(absl::SimpleAtoi(w, &options.dedupe_window_seconds)) << w;
+  }
   options.batch = "100%";
   options.on_failure = "rollback";
   options.keep_images = kKeepImages;
+  // Start from hosts without images (earlier tests may have left some), so
+  // the image count at the end is what the agents kept.
+  for (const auto& host : Harness().hosts) {
+    hoist::testing::RemoveAllContainers(host.docker_endpoint);
+    auto pruned = RunCommand(absl::StrCat("docker -H ", host.docker_endpoint,
+                                          " image prune -a -f 2>&1"));
+    ASSERT_EQ(pruned.exit_code, 0) << pruned.output;
+  }
   FaultFleet fleet(options);
   ASSERT_TRUE(fleet.AwaitAgents());
   const std::string dir =
@@ -96,11 +110,12 @@ TEST(SoakTest, ConsecutiveRolloutsStayFlat) {
     std::string name;
     pid_t pid;
     Reading warm, end;
+    std::vector<int64_t> series;  // VmRSS kB every N/10 rollouts
   };
   std::vector<Proc> procs = {
-      {"receiver", PidOf(fleet.config_path()), {}, {}},
-      {"agent h1", PidOf(dir + "/agent-h1.yaml"), {}, {}},
-      {"agent h2", PidOf(dir + "/agent-h2.yaml"), {}, {}}};
+      {"receiver", PidOf(fleet.config_path()), {}, {}, {}},
+      {"agent h1", PidOf(dir + "/agent-h1.yaml"), {}, {}, {}},
+      {"agent h2", PidOf(dir + "/agent-h2.yaml"), {}, {}, {}}};
   for (const Proc& p : procs) ASSERT_GT(p.pid, 0) << p.name;
 
   const absl::Time begin = absl::Now();
@@ -125,11 +140,15 @@ TEST(SoakTest, ConsecutiveRolloutsStayFlat) {
     if (i == warmup) {
       for (Proc& p : procs) p.warm = Read(p.pid);
     }
+    if (i % std::max(1, rollouts / 10) == 0) {
+      for (Proc& p : procs) p.series.push_back(Read(p.pid).rss_kb);
+    }
   }
   const absl::Duration total = absl::Now() - begin;
   for (Proc& p : procs) p.end = Read(p.pid);
 
-  std::cout << "soak: " << rollouts << " rollouts (v1/v2 alternating, 2 hosts)"
+  std::cout << "soak: " << rollouts << " rollouts (v1/v2 alternating, 2 hosts, "
+            << "dedupe_window_seconds " << options.dedupe_window_seconds << ")"
             << " in "
             << absl::FormatDuration(absl::Trunc(total, absl::Seconds(1)))
             << ", slowest "
@@ -142,7 +161,9 @@ TEST(SoakTest, ConsecutiveRolloutsStayFlat) {
             : 0;
     std::cout << "soak: " << p.name << " VmRSS " << p.warm.rss_kb << " kB -> "
               << p.end.rss_kb << " kB (" << (growth >= 0 ? "+" : "") << growth
-              << "%), fds " << p.warm.fds << " -> " << p.end.fds << "\n";
+              << "%), fds " << p.warm.fds << " -> " << p.end.fds
+              << "; VmRSS every " << std::max(1, rollouts / 10)
+              << " rollouts: " << absl::StrJoin(p.series, " ") << "\n";
   }
   for (const Proc& p : procs) {
     ASSERT_GT(p.warm.rss_kb, 0) << p.name;
