@@ -1,5 +1,7 @@
 #include "receiver/rollout_manager.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <utility>
 
@@ -23,6 +25,9 @@ using hoist::v1::RolloutState;
 using hoist::v1::RolloutState_Name;
 
 namespace {
+
+// Rollouts at least this large return free heap pages when they end.
+constexpr int kTrimAfterHosts = 100;
 
 google::protobuf::Timestamp ToProto(absl::Time t) {
   google::protobuf::Timestamp ts;
@@ -712,6 +717,9 @@ void RolloutManager::Finish(const std::string& id, RolloutState state,
                   nullptr, true);
     active_.erase(r.id());
   }
+  // A large rollout leaves freed memory (its streams, events and copies)
+  // scattered through the heap; give whole free pages back to the system.
+  if (copy.hosts_size() >= kTrimAfterHosts) malloc_trim(0);
   LogInfo("rollout finished",
           {{"rollout_id", id},
            {"service", copy.service()},
