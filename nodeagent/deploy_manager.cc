@@ -762,7 +762,8 @@ absl::Status DeployRun::WaitHealthy() {
   const absl::Time start = clock_->Now();
   const absl::Time deadline = start + timeout;
   std::string last_problem = "no probe ran";
-  // Bounded: each pass sleeps at least min(interval, settle) of clock time
+  absl::Duration ramp = absl::Milliseconds(10);
+  // Bounded: each pass sleeps at least min(10 ms, settle) of clock time
   // until the deadline.
   while (true) {
     auto info = docker_->InspectContainer(new_id_);
@@ -802,7 +803,12 @@ absl::Status DeployRun::WaitHealthy() {
           absl::StrCat("not healthy within ", absl::FormatDuration(timeout),
                        ": ", last_problem));
     }
-    absl::Duration wait = has_check ? interval : std::min(interval, settle_);
+    // A configured check is probed on a fast ramp (10 ms, doubling up to
+    // `interval`): a new container usually answers within tens of ms, and
+    // every ms here is downtime, since the old container is already stopped.
+    absl::Duration wait = has_check ? std::min(interval, ramp)
+                                    : std::min(interval, settle_);
+    ramp *= 2;
     clock_->SleepFor(std::min(wait, deadline - now));
   }
 }

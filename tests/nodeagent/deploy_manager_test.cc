@@ -339,6 +339,39 @@ TEST_F(DeployManagerTest, HealthTimeoutRollsBackAfterTimeoutSeconds) {
   EXPECT_TRUE(docker_->Find("web")->running);
 }
 
+TEST_F(DeployManagerTest, HealthIsProbedOnAFastRampNotOncePerInterval) {
+  // The old container is stopped while the new one is health-checked, so a
+  // probe cadence of `interval` alone would add up to a whole interval of
+  // downtime. Healthy on the third probe must take tens of ms, not seconds.
+  FakeDockerClient::Behavior slow_start;
+  slow_start.health = "starting";
+  slow_start.healthy_after_inspects = 3;
+  const std::string digest = "sha256:" + std::string(64, 'f');
+  docker_->AddRemoteImage(kRepo, digest, slow_start);
+  ASSERT_EQ(RunDeploy(Request("d-1", kD1)).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  auto request = Request("d-2", digest);
+  request.mutable_health()->set_docker(true);
+  request.mutable_health()->set_interval_seconds(5);
+  auto log = manager_->Deploy(request);
+  ASSERT_TRUE(log.ok());
+  const absl::Time give_up = absl::Now() + absl::Seconds(20);
+  while (!(*log)->finished() && absl::Now() < give_up) {
+    if (clock_.sleepers() > 0) clock_.Advance(absl::Milliseconds(10));
+    (*log)->WaitFinished(absl::Milliseconds(2));
+  }
+  ASSERT_TRUE((*log)->finished());
+  EXPECT_EQ((*log)->last().phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  auto time_of = [](const DeployEvent& e) {
+    return absl::FromUnixSeconds(e.time().seconds()) + absl::Nanoseconds(e.time().nanos());
+  };
+  absl::Time health_start;
+  for (const DeployEvent& e : Events(*log)) {
+    if (e.phase() == hoist::v1::DEPLOY_PHASE_HEALTH_CHECKING) health_start = time_of(e);
+  }
+  EXPECT_LT(time_of((*log)->last()) - health_start, absl::Milliseconds(500));
+}
+
 TEST_F(DeployManagerTest, FirstDeployThatCrashesEndsFailedAndLeavesNothing) {
   const DeployEvent last = RunDeploy(Request("d-1", Crash()));
   EXPECT_EQ(last.phase(), hoist::v1::DEPLOY_PHASE_FAILED);

@@ -272,6 +272,9 @@ absl::StatusOr<ContainerInfo> FakeDockerClient::InspectContainer(
   Container* c = FindLocked(id_or_name);
   if (c == nullptr)
     return absl::NotFoundError("No such container: " + id_or_name);
+  if (c->info.running && c->behavior.healthy_after_inspects > 0) {
+    c->info.health = c->behavior.healthy_after_inspects-- > 1 ? "starting" : "healthy";
+  }
   return c->info;
 }
 

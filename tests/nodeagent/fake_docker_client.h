@@ -21,6 +21,8 @@ struct FakeBehavior {
   std::string logs;  // what ContainerLogs returns
   std::string
       health;  // Docker health status reported while running ("" = none)
+  // When > 0: "starting" for this many inspections after start, then "healthy".
+  int healthy_after_inspects = 0;
 };
 
 class FakeDockerClient : public DockerClient {
