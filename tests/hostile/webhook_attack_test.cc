@@ -26,6 +26,20 @@
 namespace hoist::receiver {
 namespace {
 
+// Sanitizers slow every thread 2-15x; the tail bound is then looser (the
+// median bound stays).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr double kWorstBoundMs = 5000;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+constexpr double kWorstBoundMs = 5000;
+#else
+constexpr double kWorstBoundMs = 1000;
+#endif
+#else
+constexpr double kWorstBoundMs = 1000;
+#endif
+
 constexpr char kPath[] = "/webhooks/artifactory";
 constexpr char kSecret[] = "attack-test-secret";
 
@@ -121,7 +135,7 @@ TEST(WebhookAttackTest, AuthenticDeliveryAnsweredPromptlyUnderCombinedAttack) {
     const absl::Time start = absl::Now();
     std::string response;
     const int code =
-        hostile::Exchange(port, request, absl::Seconds(5), &response);
+        hostile::Exchange(port, request, absl::Seconds(10), &response);
     ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - start));
     EXPECT_EQ(code, 202) << response;
   }
@@ -143,7 +157,7 @@ TEST(WebhookAttackTest, AuthenticDeliveryAnsweredPromptlyUnderCombinedAttack) {
   RecordProperty("worst_ms", static_cast<int>(worst));
   EXPECT_GE(open_during, 300);
   EXPECT_LE(p50, 100.0);
-  EXPECT_LE(worst, 1000.0);
+  EXPECT_LE(worst, kWorstBoundMs);
 
   // Nothing forged reached the submitter: exactly the authentic digests.
   EXPECT_GT(attack.forged_401(), 0);
