@@ -880,6 +880,9 @@ void DeployRun::Prune() {
 
 DeployPhase DeployRun::Run(const std::string& registry_auth, int keep_images) {
   const std::string reference = Reference(request_);
+  // Journal from the start, so that an agent killed mid-pull still finds a
+  // record on restart and reports this deploy as interrupted.
+  Journal("pulling");
   // 1. Pull (skipped when present) and verify the digest.
   Emit(hoist::v1::DEPLOY_PHASE_PULLING, "pulling " + reference);
   auto present = docker_->InspectImage(reference);
@@ -1099,9 +1102,13 @@ absl::Status DeployManager::Recover() {
           phase = hoist::v1::DEPLOY_PHASE_ROLLED_BACK;
         }
       }
-      what = absl::StrCat(
-          "restored (",
-          done.empty() ? "nothing to do" : absl::StrJoin(done, ", "), ")");
+      if (done.empty() && j.phase == "pulling") {
+        what = "interrupted while pulling; nothing running was touched";
+      } else {
+        what = absl::StrCat(
+            "restored (",
+            done.empty() ? "nothing to do" : absl::StrJoin(done, ", "), ")");
+      }
     }
     const std::string error =
         absl::StrCat("agent restarted mid-deploy ", j.deploy_id, ": ", what);

@@ -124,12 +124,9 @@ TEST(AgentFaultsTest, AgentKilledDuringPullKeepsTheServiceAndDeploysAgain) {
   hoist::testing::RemoveAllContainers(env.docker_endpoint);
 }
 
-// KNOWN BUG (reported, not ours to fix): DeployRun journals nothing before
-// the pull (nodeagent/deploy_manager.cc, first Journal() is "stopping_old"),
-// so after a SIGKILL during the pull Recover() cannot tell that k2 ever ran:
-// the record still shows k1 SUCCEEDED and no error. Enable once the agent
-// journals "pulling" (run with --gtest_also_run_disabled_tests).
-TEST(AgentFaultsTest, DISABLED_AgentKilledDuringPullIsRecorded) {
+// The agent journals a deploy before its pull, so after a SIGKILL during the
+// pull Recover() records that k2 was interrupted (not just k1's success).
+TEST(AgentFaultsTest, AgentKilledDuringPullIsRecorded) {
   const auto& env = Harness();
   hoist::testing::RemoveAllContainers(env.docker_endpoint);
   const std::string dir = hoist::testing::MakeTempDir("fault-pull-rec");
