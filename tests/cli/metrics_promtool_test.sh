@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Both daemons' Prometheus endpoints pass `promtool check metrics` (Debian's
+# prometheus package), after real traffic: the receiver's /metrics on its
+# webhook port and on metrics_listen, and the agent's /metrics on
+# metrics_listen, with a webhook rollout deployed through the agent to the
+# harness's dockerd in between. Loopback only; every wait is bounded.
+#
+#   metrics_promtool_test.sh BUILD_DIR      (needs $HOIST_HARNESS_ENV)
+set -euo pipefail
+BUILD=$1
+: "${HOIST_HARNESS_ENV:?run under ctest (harness fixture) or set HOIST_HARNESS_ENV}"
+# shellcheck disable=SC1090
+source "$HOIST_HARNESS_ENV"   # CERTS, DOCKER_ENDPOINT, IMAGE_REPO, DIGEST_v1, …
+command -v promtool >/dev/null || { echo "promtool missing (apt-get install prometheus)" >&2; exit 1; }
+
+T=$(mktemp -d /tmp/hoist-metrics.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  docker -H "$DOCKER_ENDPOINT" rm -f metrics-test >/dev/null 2>&1 || true
+  rm -rf "$T"
+}
+trap cleanup EXIT
+
+# wait_for_line FILE REGEX: prints the first match, at most 20 s.
+wait_for_line() {
+  for _ in $(seq 1 400); do
+    if line=$(grep -oE "$2" "$1" 2>/dev/null | head -1) && [[ -n $line ]]; then
+      echo "$line"; return 0
+    fi
+    sleep 0.05
+  done
+  echo "timed out waiting for /$2/ in $1:" >&2; cat "$1" >&2; return 1
+}
+
+cat >"$T/agent.yaml" <<YAML
+listen: "127.0.0.1:0"
+tls: {ca: $CERTS/ca.pem, cert: $CERTS/agent.pem, key: $CERTS/agent-key.pem}
+authz: {deployers: ["spiffe://hoist/receiver"], viewers: []}
+docker: {endpoint: "$DOCKER_ENDPOINT"}
+state_dir: "$T/agent-state"
+metrics_listen: "127.0.0.1:0"
+YAML
+"$BUILD/nodeagent/hoist-agent" --config "$T/agent.yaml" 2>"$T/agent.log" &
+pids+=($!)
+agent_addr=$(wait_for_line "$T/agent.log" 'listening on 127\.0\.0\.1:[0-9]+' | awk '{print $3}')
+agent_metrics=$(wait_for_line "$T/agent.log" 'metrics on 127\.0\.0\.1:[0-9]+' | awk '{print $3}')
+
+echo -n "metrics-test-secret" >"$T/secret"
+cat >"$T/receiver.yaml" <<YAML
+webhook:
+  listen: "127.0.0.1:0"
+  secret_files: ["secret"]
+  auth: token
+control: {listen: "127.0.0.1:0"}
+metrics_listen: "127.0.0.1:0"
+tls: {ca: $CERTS/ca.pem, cert: $CERTS/receiver.pem, key: $CERTS/receiver-key.pem}
+authz: {operators: ["spiffe://hoist/operator"], viewers: []}
+state: "receiver.db"
+agent_call: {deadline_seconds: 60, connect_timeout_seconds: 5, retry_seconds: 10}
+agents:
+  - {name: a1, address: "$agent_addr", tls_name: "agent.hoist.test", labels: {role: web}}
+services:
+  - name: metrics-test
+    trigger: {domain: docker, event_types: [promoted], repo_key: staging, image: hoist-test, tags: ["*"]}
+    image: "$IMAGE_REPO"
+    targets: {labels: {role: web}}
+    container: {name: metrics-test}
+YAML
+"$BUILD/receiver/hoist-receiver" --config "$T/receiver.yaml" 2>"$T/receiver.log" &
+pids+=($!)
+webhook=$(wait_for_line "$T/receiver.log" 'webhook listening on 127\.0\.0\.1:[0-9]+' | awk '{print $4}')
+receiver_metrics=$(wait_for_line "$T/receiver.log" 'metrics listening on 127\.0\.0\.1:[0-9]+' | awk '{print $4}')
+
+sha=${DIGEST_v1#sha256:}
+body="{\"domain\":\"docker\",\"event_type\":\"promoted\",\"data\":{\"image_name\":\"hoist-test\",\"name\":\"manifest.json\",\"path\":\"hoist-test/v1/manifest.json\",\"repo_key\":\"staging\",\"sha256\":\"$sha\",\"tag\":\"v1\"}}"
+post() { curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' \
+  -H "X-JFrog-Event-Auth: $1" --data-binary "$body" "http://$webhook/webhooks/artifactory"; }
+[[ $(post wrong) == 401 ]] || { echo "forged webhook not refused" >&2; exit 1; }
+[[ $(post metrics-test-secret) == 202 ]] || { echo "authentic webhook not accepted" >&2; cat "$T/receiver.log" >&2; exit 1; }
+
+# The deploy reaches the agent: its deploy counter appears (at most 60 s).
+for _ in $(seq 1 1200); do
+  curl -s "http://$agent_metrics/metrics" | grep -q '^hoist_agent_deploys_total{phase="DEPLOY_PHASE_SUCCEEDED"' && break
+  sleep 0.05
+done
+
+status=0
+check() {  # check NAME URL EXPECTED_METRIC
+  curl -sf "$2" >"$T/$1.txt" || { echo "FAIL $1: $2 did not answer" >&2; status=1; return; }
+  if ! grep -q "^$3" "$T/$1.txt"; then echo "FAIL $1: no $3 in $2" >&2; status=1; fi
+  if promtool check metrics <"$T/$1.txt" >"$T/$1.promtool" 2>&1; then
+    echo "ok   $1: $2 ($(grep -vc '^#' "$T/$1.txt") samples) passes promtool check metrics"
+  else
+    echo "FAIL $1: promtool check metrics on $2:" >&2; cat "$T/$1.promtool" >&2; status=1
+  fi
+}
+check receiver-webhook-port "http://$webhook/metrics" 'hoist_webhook_requests_total{code="401"}'
+check receiver-metrics-listen "http://$receiver_metrics/metrics" 'hoist_webhook_requests_total{code="202"}'
+check agent-metrics-listen "http://$agent_metrics/metrics" 'hoist_agent_docker_reachable'
+grep -q '^hoist_agent_deploys_total{phase="DEPLOY_PHASE_SUCCEEDED"' "$T/agent-metrics-listen.txt" ||
+  { echo "FAIL agent: no succeeded deploy counted" >&2; status=1; }
+exit $status
