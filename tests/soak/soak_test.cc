@@ -37,6 +37,14 @@ using ::hoist::testing::RunCommand;
 constexpr int kKeepImages = 2;
 constexpr int kFdSlack = 3;
 constexpr double kRssSlack = 0.10;
+// Under AddressSanitizer freed memory sits in ASan's quarantine (256 MB by
+// default), so RSS climbs by design and says nothing about leaks; LeakSanitizer
+// checks those at exit instead. Flatness of RSS is asserted in normal builds.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kAssertRss = false;
+#else
+constexpr bool kAssertRss = true;
+#endif
 
 struct Reading {
   int64_t rss_kb = -1;
@@ -165,10 +173,16 @@ TEST(SoakTest, ConsecutiveRolloutsStayFlat) {
               << "; VmRSS every " << std::max(1, rollouts / 10)
               << " rollouts: " << absl::StrJoin(p.series, " ") << "\n";
   }
+  if (!kAssertRss) {
+    std::cout << "soak: RSS growth shown, not asserted: AddressSanitizer's "
+                 "quarantine keeps freed memory\n";
+  }
   for (const Proc& p : procs) {
     ASSERT_GT(p.warm.rss_kb, 0) << p.name;
-    EXPECT_LE(p.end.rss_kb, p.warm.rss_kb * (1 + kRssSlack))
-        << p.name << " RSS grew more than 10%";
+    if (kAssertRss) {
+      EXPECT_LE(p.end.rss_kb, p.warm.rss_kb * (1 + kRssSlack))
+          << p.name << " RSS grew more than 10%";
+    }
     EXPECT_LE(p.end.fds, p.warm.fds + kFdSlack) << p.name << " open fds grew";
   }
   for (const auto& host : Harness().hosts) {
