@@ -118,15 +118,24 @@ struct FleetOptions {
   int64_t pause_seconds = 0;
   std::string on_failure = "rollback";
   int64_t health_timeout_seconds = 15;
+  int64_t retry_seconds = 30;
+  int64_t connect_timeout_seconds = 5;
+  // Which of the harness hosts get an agent at once (others: StartAgent).
+  std::vector<bool> start_agents = {true, true};
+  int keep_images = 3;
+  int64_t dedupe_window_seconds = 600;
 };
 
 // Two agents (h1, h2 of the harness) and one receiver with service "web".
+// An agent may start late, or never (nothing listens at its address): see
+// FleetOptions::start_agents and StartAgent().
 class Fleet {
  public:
   static constexpr char kSecret[] = "e2e-webhook-secret-0123456789";
   static constexpr char kContainer[] = "hoist-e2e";
 
-  explicit Fleet(FleetOptions options) : options_(std::move(options)) {
+  explicit Fleet(FleetOptions options)
+      : options_(std::move(options)) {
     const auto& env = Harness();
     dir_ = hoist::testing::MakeTempDir("e2e");
     EXPECT_TRUE(
@@ -137,32 +146,48 @@ class Fleet {
       hoist::testing::RemoveAllContainers(host.docker_endpoint);
       const std::string cfg = absl::StrCat(dir_, "/agent-", host.name, ".yaml");
       EXPECT_TRUE(WriteFileAtomically(cfg, AgentConfig(host)).ok());
-      agents_.push_back(std::make_unique<Process>(
-          std::vector<std::string>{
-              "nsenter", absl::StrCat("--net=/var/run/netns/", host.netns),
-              hoist::testing::BinaryPath("hoist-agent"), "--config", cfg},
-          absl::StrCat(dir_, "/agent-", host.name, ".log")));
+      agents_.push_back(nullptr);
+      if (options_.start_agents.at(agents_.size() - 1)) {
+        StartAgent(agents_.size() - 1);
+      }
     }
     EXPECT_TRUE(WriteFileAtomically(config_path(), ReceiverConfig()).ok());
     StartReceiver();
   }
   ~Fleet() {
     if (receiver_) receiver_->Signal(SIGTERM);
-    for (auto& a : agents_) a->Signal(SIGTERM);
+    for (auto& a : agents_) {
+      if (a) a->Signal(SIGTERM);
+    }
     if (receiver_) receiver_->Wait(absl::Seconds(10));
-    for (auto& a : agents_) a->Wait(absl::Seconds(10));
+    for (auto& a : agents_) {
+      if (a) a->Wait(absl::Seconds(10));
+    }
     if (::testing::Test::HasFailure()) {
       std::cerr << "---- receiver log ----\n"
                 << (receiver_ ? receiver_->Log() : "") << "\n";
       for (size_t i = 0; i < agents_.size(); ++i) {
         std::cerr << "---- agent " << i << " log ----\n"
-                  << agents_[i]->Log() << "\n";
+                  << (agents_[i] ? agents_[i]->Log() : "") << "\n";
       }
     }
     for (const auto& host : Harness().hosts) {
       hoist::testing::RemoveAllContainers(host.docker_endpoint);
     }
   }
+
+  // Starts the agent of harness host `i` (again).
+  void StartAgent(size_t i) {
+    const auto& host = Harness().hosts.at(i);
+    const std::string cfg = absl::StrCat(dir_, "/agent-", host.name, ".yaml");
+    agents_.at(i) = std::make_unique<Process>(
+        std::vector<std::string>{
+            "nsenter", absl::StrCat("--net=/var/run/netns/", host.netns),
+            hoist::testing::BinaryPath("hoist-agent"), "--config", cfg},
+        absl::StrCat(dir_, "/agent-", host.name, ".log"));
+  }
+  Process* agent(size_t i) { return agents_.at(i).get(); }
+  Process* receiver_process() { return receiver_.get(); }
 
   std::string config_path() const { return dir_ + "/receiver.yaml"; }
   std::string db_path() const { return dir_ + "/state/receiver.db"; }
@@ -203,10 +228,10 @@ class Fleet {
     return stub_.get();
   }
 
-  // Waits until ListAgents reports both agents reachable.
-  bool AwaitAgents(absl::Duration timeout = absl::Seconds(60)) {
+  // Waits until ListAgents reports `want` agents reachable.
+  bool AwaitAgents(absl::Duration timeout = absl::Seconds(60), int want = 2) {
     return hoist::testing::WaitFor(
-        [this] {
+        [this, want] {
           grpc::ClientContext c;
           c.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
           hoist::v1::ListAgentsResponse resp;
@@ -217,7 +242,7 @@ class Fleet {
           }
           int up = 0;
           for (const auto& a : resp.agents()) up += a.reachable();
-          return up == 2;
+          return up == want;
         },
         timeout);
   }
@@ -315,7 +340,8 @@ class Fleet {
         "authz: {deployers: [\"spiffe://hoist/receiver\"], viewers: "
         "[\"spiffe://hoist/operator\"]}\n",
         "docker: {endpoint: \"", host.docker_endpoint, "\"}\n", "state_dir: \"",
-        dir_, "/agent-state-", host.name, "\"\n", "keep_images: 3\n");
+        dir_, "/agent-state-", host.name, "\"\n",
+        "keep_images: ", options_.keep_images, "\n");
   }
 
   std::string ReceiverConfig() const {
@@ -330,15 +356,16 @@ class Fleet {
         "webhook:\n  listen: \"127.0.0.1:0\"\n  path: "
         "\"/webhooks/artifactory\"\n",
         "  secret_files: [\"secret\"]\n  auth: \"", options_.auth, "\"\n",
-        "  dedupe_window_seconds: 600\n",
+        "  dedupe_window_seconds: ", options_.dedupe_window_seconds, "\n",
         "control: {listen: \"127.0.0.1:0\"}\n", "tls: {ca: \"",
         env.Cert("ca.pem"), "\", cert: \"", env.Cert("receiver.pem"),
         "\", key: \"", env.Cert("receiver-key.pem"), "\"}\n",
         "authz: {operators: [\"spiffe://hoist/operator\"], viewers: []}\n",
         "state: \"state/receiver.db\"\n",
-        "agent_call: {deadline_seconds: 120, connect_timeout_seconds: 5, "
-        "retry_seconds: 30}\n",
-        "agents:\n", agents, "services:\n  - name: web\n",
+        "agent_call: {deadline_seconds: 120, connect_timeout_seconds: ",
+        options_.connect_timeout_seconds,
+        ", retry_seconds: ", options_.retry_seconds, "}\n", "agents:\n", agents,
+        "services:\n  - name: web\n",
         "    trigger: {domain: docker, event_types: [promoted], repo_key: "
         "staging, image: "
         "hoist-test}\n",
