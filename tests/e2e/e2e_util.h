@@ -134,8 +134,7 @@ class Fleet {
   static constexpr char kSecret[] = "e2e-webhook-secret-0123456789";
   static constexpr char kContainer[] = "hoist-e2e";
 
-  explicit Fleet(FleetOptions options)
-      : options_(std::move(options)) {
+  explicit Fleet(FleetOptions options) : options_(std::move(options)) {
     const auto& env = Harness();
     dir_ = hoist::testing::MakeTempDir("e2e");
     EXPECT_TRUE(
