@@ -5,11 +5,13 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/status_macros.h"
 
 namespace hoist::receiver {
@@ -78,6 +80,43 @@ class Stmt {
   int rc_;
 };
 
+absl::Status ExecOn(sqlite3* db, const char* sql) {
+  char* err = nullptr;
+  int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
+  if (rc == SQLITE_OK) return absl::OkStatus();
+  std::string msg = err ? err : sqlite3_errstr(rc);
+  sqlite3_free(err);
+  if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED || rc == SQLITE_FULL ||
+      rc == SQLITE_IOERR) {
+    return absl::UnavailableError(absl::StrCat("sqlite: ", msg));
+  }
+  return absl::InternalError(absl::StrCat("sqlite: ", msg));
+}
+
+// A read transaction on the read connection: every statement in its scope
+// sees one snapshot. Declare it before the statements it covers (they must
+// be finalized before it ends).
+class ReadTransaction {
+ public:
+  explicit ReadTransaction(sqlite3* db) : db_(db) {
+    status_ = ExecOn(db_, "BEGIN");
+  }
+  ~ReadTransaction() {
+    if (status_.ok()) ExecOn(db_, "COMMIT").IgnoreError();
+  }
+  ReadTransaction(const ReadTransaction&) = delete;
+  ReadTransaction& operator=(const ReadTransaction&) = delete;
+  const absl::Status& status() const { return status_; }
+
+ private:
+  sqlite3* db_;
+  absl::Status status_;
+};
+
+// How often duplicate counts get a commit of their own when no other write
+// carries them.
+constexpr absl::Duration kDuplicateFlushInterval = absl::Seconds(1);
+
 int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
 absl::Time FromMicros(int64_t us) { return absl::FromUnixMicros(us); }
 
@@ -123,6 +162,11 @@ CREATE TABLE IF NOT EXISTS host_results (
 
 absl::StatusOr<std::unique_ptr<SqliteJournal>> SqliteJournal::Open(
     const std::string& path) {
+  return Open(path, Options());
+}
+
+absl::StatusOr<std::unique_ptr<SqliteJournal>> SqliteJournal::Open(
+    const std::string& path, Options options) {
   const std::string lock_path = path + ".lock";
   int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
@@ -152,7 +196,8 @@ absl::StatusOr<std::unique_ptr<SqliteJournal>> SqliteJournal::Open(
     return absl::UnavailableError(
         absl::StrCat("open journal ", path, ": ", msg));
   }
-  std::unique_ptr<SqliteJournal> journal(new SqliteJournal(db, fd));
+  std::unique_ptr<SqliteJournal> journal(
+      new SqliteJournal(db, fd, std::move(options)));
   {
     absl::MutexLock lock(&journal->mu_);
     sqlite3_busy_timeout(db, 5000);
@@ -200,13 +245,43 @@ absl::StatusOr<std::unique_ptr<SqliteJournal>> SqliteJournal::Open(
       return w.StepDone();
     }));
   }
+  // The read connection, opened once the schema exists. query_only: it can
+  // never write, so the write connection stays the only writer.
+  sqlite3* reader = nullptr;
+  rc = sqlite3_open_v2(path.c_str(), &reader,
+                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = reader ? sqlite3_errmsg(reader) : sqlite3_errstr(rc);
+    sqlite3_close(reader);
+    return absl::UnavailableError(
+        absl::StrCat("open journal ", path, " for reading: ", msg));
+  }
+  absl::MutexLock lock(&journal->read_mu_);
+  journal->reader_ = reader;
+  sqlite3_busy_timeout(reader, 5000);
+  HOIST_RETURN_IF_ERROR(Annotate(ExecOn(reader, "PRAGMA query_only=1"), path));
+  HOIST_RETURN_IF_ERROR(ExecOn(reader, "PRAGMA cache_size=-512"));
   return journal;
 }
 
-SqliteJournal::SqliteJournal(sqlite3* db, int lock_fd)
-    : db_(db), lock_fd_(lock_fd) {}
+SqliteJournal::SqliteJournal(sqlite3* db, int lock_fd, Options options)
+    : options_(std::move(options)),
+      db_(db),
+      duplicates_flushed_(absl::Now()),
+      lock_fd_(lock_fd) {}
 
 SqliteJournal::~SqliteJournal() {
+  bool counts_pending = false;
+  {
+    absl::MutexLock lock(&queue_mu_);
+    counts_pending = !duplicates_.empty();
+  }
+  if (counts_pending) Write(nullptr).IgnoreError();
+  {
+    absl::MutexLock lock(&read_mu_);
+    sqlite3_close(reader_);
+    reader_ = nullptr;
+  }
   {
     absl::MutexLock lock(&mu_);
     sqlite3_close(db_);
@@ -215,22 +290,110 @@ SqliteJournal::~SqliteJournal() {
   if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
 }
 
-absl::Status SqliteJournal::Exec(const char* sql) {
-  char* err = nullptr;
-  int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
-  if (rc == SQLITE_OK) return absl::OkStatus();
-  std::string msg = err ? err : sqlite3_errstr(rc);
-  sqlite3_free(err);
-  if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
-    return absl::UnavailableError(absl::StrCat("sqlite: ", msg));
+absl::Status SqliteJournal::Exec(const char* sql) { return ExecOn(db_, sql); }
+
+absl::Status SqliteJournal::Write(std::function<absl::Status()> body) {
+  PendingWrite write;
+  write.body = std::move(body);
+  absl::MutexLock lock(&queue_mu_);
+  queue_.push_back(&write);
+  while (!write.done) {
+    if (committing_) {
+      // Another thread is committing (maybe this write with it): wait for it.
+      queue_cv_.Wait(&queue_mu_);
+      continue;
+    }
+    // Not done and nobody committing: `write` is still queued. Commit every
+    // queued write, this one included.
+    committing_ = true;
+    std::vector<PendingWrite*> batch;
+    batch.swap(queue_);
+    std::map<std::string, DuplicateTally> duplicates;
+    duplicates.swap(duplicates_);
+    duplicates_flushed_ = absl::Now();
+    queue_mu_.Unlock();
+    const bool committed = CommitBatch(batch, duplicates);
+    queue_mu_.Lock();
+    if (committed) ++commits_;
+    for (PendingWrite* w : batch) w->done = true;
+    committing_ = false;
+    queue_cv_.SignalAll();
   }
-  return absl::InternalError(absl::StrCat("sqlite: ", msg));
+  return write.status;
+}
+
+bool SqliteJournal::CommitBatch(
+    const std::vector<PendingWrite*>& batch,
+    const std::map<std::string, DuplicateTally>& duplicates) {
+  absl::MutexLock lock(&mu_);
+  auto fail_all = [&](const absl::Status& status) {
+    for (PendingWrite* w : batch) {
+      if (w->status.ok()) w->status = status;
+    }
+  };
+  if (absl::Status begin = Exec("BEGIN IMMEDIATE"); !begin.ok()) {
+    fail_all(begin);
+    return false;
+  }
+  for (PendingWrite* w : batch) {
+    if (!w->body) continue;
+    w->status = Exec("SAVEPOINT w");
+    if (!w->status.ok()) continue;
+    w->status = w->body();
+    if (sqlite3_get_autocommit(db_)) {
+      // SQLite rolled the whole transaction back (an I/O or disk-full error):
+      // nothing of the batch is written.
+      fail_all(w->status.ok() ? absl::UnavailableError(
+                                    "sqlite: the transaction was rolled back")
+                              : w->status);
+      return false;
+    }
+    if (!w->status.ok()) Exec("ROLLBACK TO w").IgnoreError();
+    Exec("RELEASE w").IgnoreError();
+  }
+  if (!duplicates.empty() && Exec("SAVEPOINT d").ok()) {
+    // Best effort: a failure drops these counts, never the batch's writes.
+    Stmt up(db_,
+            "UPDATE deliveries SET duplicates = duplicates + ?, "
+            "last_duplicate = MAX(COALESCE(last_duplicate, 0), ?) "
+            "WHERE dedupe_key = ?");
+    absl::Status counted = up.status();
+    for (const auto& [key, tally] : duplicates) {
+      if (!counted.ok()) break;
+      up.Reset();
+      up.BindInt(1, tally.count);
+      up.BindInt(2, ToMicros(tally.last));
+      up.BindText(3, key);
+      counted = up.StepDone();
+    }
+    if (!counted.ok()) Exec("ROLLBACK TO d").IgnoreError();
+    Exec("RELEASE d").IgnoreError();
+  }
+  if (options_.before_commit_for_testing) {
+    options_.before_commit_for_testing(static_cast<int>(batch.size()));
+  }
+  if (absl::Status commit = Exec("COMMIT"); !commit.ok()) {
+    if (!sqlite3_get_autocommit(db_)) Exec("ROLLBACK").IgnoreError();
+    fail_all(commit);
+    return false;
+  }
+  return true;
+}
+
+int64_t SqliteJournal::commits() const {
+  absl::MutexLock lock(&queue_mu_);
+  return commits_;
+}
+
+int SqliteJournal::queued_writes() const {
+  absl::MutexLock lock(&queue_mu_);
+  return static_cast<int>(queue_.size());
 }
 
 absl::StatusOr<std::optional<DeliveryRecord>> SqliteJournal::FindDelivery(
     const std::string& dedupe_key) {
-  absl::MutexLock lock(&mu_);
-  Stmt q(db_,
+  absl::MutexLock lock(&read_mu_);
+  Stmt q(reader_,
          "SELECT rollout_id, service, accepted, summary FROM deliveries WHERE "
          "dedupe_key = ?");
   HOIST_RETURN_IF_ERROR(q.status());
@@ -249,9 +412,7 @@ absl::StatusOr<std::optional<DeliveryRecord>> SqliteJournal::FindDelivery(
 
 absl::Status SqliteJournal::AcceptDelivery(const DeliveryRecord& delivery,
                                            const hoist::v1::Rollout& rollout) {
-  absl::MutexLock lock(&mu_);
-  HOIST_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-  absl::Status status = [&]() -> absl::Status {
+  return Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS -> absl::Status {
     if (!delivery.dedupe_key.empty()) {
       Stmt ins(db_,
                "INSERT INTO deliveries(dedupe_key, rollout_id, service, "
@@ -266,31 +427,36 @@ absl::Status SqliteJournal::AcceptDelivery(const DeliveryRecord& delivery,
       HOIST_RETURN_IF_ERROR(ins.StepDone());
     }
     return SaveRolloutLocked(rollout);
-  }();
-  if (!status.ok()) {
-    Exec("ROLLBACK").IgnoreError();
-    return status;
-  }
-  return Exec("COMMIT");
+  });
 }
 
 absl::Status SqliteJournal::CountDuplicate(const std::string& dedupe_key,
                                            absl::Time at) {
-  absl::MutexLock lock(&mu_);
-  Stmt up(
-      db_,
-      "UPDATE deliveries SET duplicates = duplicates + 1, last_duplicate = ? "
-      "WHERE dedupe_key = ?");
-  HOIST_RETURN_IF_ERROR(up.status());
-  up.BindInt(1, ToMicros(at));
-  up.BindText(2, dedupe_key);
-  return up.StepDone();
+  bool flush = false;
+  {
+    absl::MutexLock lock(&queue_mu_);
+    DuplicateTally& tally = duplicates_[dedupe_key];
+    ++tally.count;
+    tally.last = std::max(tally.last, at);
+    flush = !committing_ &&
+            absl::Now() - duplicates_flushed_ >= kDuplicateFlushInterval;
+  }
+  // Without other writes, the counts get a commit of their own at most once
+  // per kDuplicateFlushInterval.
+  if (flush) return Write(nullptr);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<int64_t> SqliteJournal::DuplicateCount(
     const std::string& dedupe_key) {
-  absl::MutexLock lock(&mu_);
-  Stmt q(db_, "SELECT duplicates FROM deliveries WHERE dedupe_key = ?");
+  bool counts_pending = false;
+  {
+    absl::MutexLock lock(&queue_mu_);
+    counts_pending = !duplicates_.empty();
+  }
+  if (counts_pending) HOIST_RETURN_IF_ERROR(Write(nullptr));
+  absl::MutexLock lock(&read_mu_);
+  Stmt q(reader_, "SELECT duplicates FROM deliveries WHERE dedupe_key = ?");
   HOIST_RETURN_IF_ERROR(q.status());
   q.BindText(1, dedupe_key);
   int rc = q.Step();
@@ -336,16 +502,16 @@ absl::Status SqliteJournal::InTransaction(
 }
 
 absl::Status SqliteJournal::SaveRollout(const hoist::v1::Rollout& rollout) {
-  absl::MutexLock lock(&mu_);
-  return InTransaction([&] { return SaveRolloutLocked(rollout); });
+  return Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return SaveRolloutLocked(rollout);
+  });
 }
 
 absl::Status SqliteJournal::SaveHostProgress(
     const std::string& rollout_id, const std::vector<HostUpdate>& hosts,
     const std::vector<HostEventRecord>& events) {
   if (hosts.empty() && events.empty()) return absl::OkStatus();
-  absl::MutexLock lock(&mu_);
-  return InTransaction([&]() -> absl::Status {
+  return Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS -> absl::Status {
     if (!hosts.empty()) {
       Stmt up(db_,
               "INSERT INTO host_results(rollout_id, idx, blob) VALUES (?, ?, "
@@ -375,8 +541,9 @@ absl::Status SqliteJournal::SaveHostProgress(
 absl::Status SqliteJournal::AppendHostEvent(
     const std::string& rollout_id, const std::string& agent,
     const hoist::v1::DeployEvent& event) {
-  absl::MutexLock lock(&mu_);
-  return AppendHostEventLocked(rollout_id, agent, event);
+  return Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return AppendHostEventLocked(rollout_id, agent, event);
+  });
 }
 
 absl::Status SqliteJournal::AppendHostEventLocked(
@@ -397,7 +564,9 @@ absl::Status SqliteJournal::AppendHostEventLocked(
 absl::StatusOr<std::vector<hoist::v1::Rollout>> SqliteJournal::QueryRollouts(
     const std::string& sql, const std::vector<std::string>& text_args,
     int limit) {
-  Stmt q(db_, sql.c_str());
+  ReadTransaction snapshot(reader_);
+  HOIST_RETURN_IF_ERROR(snapshot.status());
+  Stmt q(reader_, sql.c_str());
   HOIST_RETURN_IF_ERROR(q.status());
   int i = 1;
   for (const std::string& a : text_args) q.BindText(i++, a);
@@ -415,7 +584,7 @@ absl::StatusOr<std::vector<hoist::v1::Rollout>> SqliteJournal::QueryRollouts(
   }
   // Host results written since the rollout's blob (SaveHostProgress).
   for (hoist::v1::Rollout& r : out) {
-    Stmt h(db_, "SELECT idx, blob FROM host_results WHERE rollout_id = ?");
+    Stmt h(reader_, "SELECT idx, blob FROM host_results WHERE rollout_id = ?");
     HOIST_RETURN_IF_ERROR(h.status());
     h.BindText(1, r.id());
     while (true) {
@@ -436,7 +605,7 @@ absl::StatusOr<std::vector<hoist::v1::Rollout>> SqliteJournal::QueryRollouts(
 
 absl::StatusOr<hoist::v1::Rollout> SqliteJournal::GetRollout(
     const std::string& id) {
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&read_mu_);
   HOIST_ASSIGN_OR_RETURN(
       auto rows,
       QueryRollouts("SELECT blob FROM rollouts WHERE id = ?", {id}, -1));
@@ -446,7 +615,7 @@ absl::StatusOr<hoist::v1::Rollout> SqliteJournal::GetRollout(
 
 absl::StatusOr<std::vector<hoist::v1::Rollout>> SqliteJournal::ListRollouts(
     const std::string& service, int limit) {
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&read_mu_);
   if (limit <= 0) limit = 50;
   if (service.empty()) {
     return QueryRollouts(
@@ -461,7 +630,7 @@ absl::StatusOr<std::vector<hoist::v1::Rollout>> SqliteJournal::ListRollouts(
 
 absl::StatusOr<std::vector<hoist::v1::Rollout>>
 SqliteJournal::ListUnfinished() {
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&read_mu_);
   return QueryRollouts(
       absl::StrCat("SELECT blob FROM rollouts WHERE state IN (",
                    hoist::v1::ROLLOUT_STATE_PENDING, ", ",
@@ -473,8 +642,8 @@ SqliteJournal::ListUnfinished() {
 
 absl::StatusOr<std::vector<hoist::v1::DeployEvent>> SqliteJournal::HostEvents(
     const std::string& rollout_id, const std::string& agent) {
-  absl::MutexLock lock(&mu_);
-  Stmt q(db_,
+  absl::MutexLock lock(&read_mu_);
+  Stmt q(reader_,
          "SELECT blob FROM host_events WHERE rollout_id = ? AND agent = ? "
          "ORDER BY seq");
   HOIST_RETURN_IF_ERROR(q.status());
@@ -496,8 +665,8 @@ absl::StatusOr<std::vector<hoist::v1::DeployEvent>> SqliteJournal::HostEvents(
 }
 
 absl::StatusOr<std::string> SqliteJournal::IntegrityCheck() {
-  absl::MutexLock lock(&mu_);
-  Stmt q(db_, "PRAGMA integrity_check");
+  absl::MutexLock lock(&read_mu_);
+  Stmt q(reader_, "PRAGMA integrity_check");
   HOIST_RETURN_IF_ERROR(q.status());
   std::string out;
   while (true) {

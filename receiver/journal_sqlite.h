@@ -1,8 +1,24 @@
 // SqliteJournal: the production Journal on one SQLite file.
 //
 // The database runs in WAL mode with synchronous=FULL, so a write that
-// returned OK survives a crash of the process or the machine. One connection,
-// guarded by a mutex: every method is thread-safe and calls are serialized.
+// returned OK survives a crash of the process or the machine. Every method is
+// thread-safe.
+//
+// Group commit: writes (AcceptDelivery, SaveRollout, SaveHostProgress,
+// AppendHostEvent) are queued; one writer thread at a time takes every write
+// queued so far and runs them in ONE transaction (each in its own SAVEPOINT,
+// so a failing write is rolled back alone and reports its own error), then
+// COMMITs once: concurrent writers share one fsync. Each write returns only
+// after the COMMIT that contains it is durable; when that COMMIT fails every
+// write of the batch reports the error.
+//
+// Duplicate counts (CountDuplicate) are best effort, as the Journal contract
+// allows: they are kept in memory and written with the next commit, or in a
+// commit of their own at most once a second, and on destruction.
+//
+// Reads use a second, query-only connection (WAL readers do not wait for a
+// writer): FindDelivery does not queue behind another write's fsync. A read
+// sees every write that has returned OK and nothing that is not yet durable.
 //
 // Exclusive ownership: Open() takes an exclusive flock(2) on "<path>.lock"
 // and holds it while the journal lives, so a second receiver pointed at the
@@ -12,6 +28,7 @@
 #define HOIST_RECEIVER_JOURNAL_SQLITE_H_
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,6 +36,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "receiver/journal.h"
 
 struct sqlite3;
@@ -31,7 +49,16 @@ class SqliteJournal : public Journal {
   // schema. FAILED_PRECONDITION when another process holds the journal.
   static absl::StatusOr<std::unique_ptr<SqliteJournal>> Open(
       const std::string& path);
-  ~SqliteJournal() override;
+
+  struct Options {
+    // Test hook, null in production: called by the committing thread with
+    // the number of writes in the batch, just before their COMMIT.
+    std::function<void(int writes)> before_commit_for_testing;
+  };
+  static absl::StatusOr<std::unique_ptr<SqliteJournal>> Open(
+      const std::string& path, Options options);
+
+  ~SqliteJournal() override;  // writes pending duplicate counts, closes.
 
   SqliteJournal(const SqliteJournal&) = delete;
   SqliteJournal& operator=(const SqliteJournal&) = delete;
@@ -59,6 +86,11 @@ class SqliteJournal : public Journal {
   // Number of duplicate deliveries counted for `dedupe_key` (0 when unknown).
   absl::StatusOr<int64_t> DuplicateCount(const std::string& dedupe_key);
 
+  // Durable COMMITs (one fsync each) of writes since Open.
+  int64_t commits() const;
+  // Writes queued and not yet taken by a committing thread.
+  int queued_writes() const;
+
   // Result of PRAGMA integrity_check: "ok" for a sound database.
   absl::StatusOr<std::string> IntegrityCheck();
 
@@ -68,8 +100,28 @@ class SqliteJournal : public Journal {
   static constexpr int kSchemaVersion = 2;
 
  private:
-  SqliteJournal(sqlite3* db, int lock_fd);
+  // One queued write: `body` runs inside the batch's transaction.
+  struct PendingWrite {
+    std::function<absl::Status()> body;
+    absl::Status status;
+    bool done = false;
+  };
+  struct DuplicateTally {
+    int64_t count = 0;
+    absl::Time last;
+  };
+
+  SqliteJournal(sqlite3* db, int lock_fd, Options options);
   absl::Status Exec(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues `body` for the next group commit and returns its own status once
+  // that commit is durable (or failed). `body` runs with mu_ held.
+  absl::Status Write(std::function<absl::Status()> body)
+      ABSL_LOCKS_EXCLUDED(mu_, queue_mu_);
+  // Runs `batch` and the duplicate counts in one transaction and commits;
+  // sets each write's status. True when the COMMIT succeeded.
+  bool CommitBatch(const std::vector<PendingWrite*>& batch,
+                   const std::map<std::string, DuplicateTally>& duplicates)
+      ABSL_LOCKS_EXCLUDED(mu_, queue_mu_);
   absl::Status SaveRolloutLocked(const hoist::v1::Rollout& rollout)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status AppendHostEventLocked(const std::string& rollout_id,
@@ -79,12 +131,32 @@ class SqliteJournal : public Journal {
   // Runs `body` in BEGIN IMMEDIATE … COMMIT (ROLLBACK when it fails).
   absl::Status InTransaction(const std::function<absl::Status()>& body)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // On the read connection, in one read transaction (a consistent snapshot
+  // of rollouts and their host results).
   absl::StatusOr<std::vector<hoist::v1::Rollout>> QueryRollouts(
       const std::string& sql, const std::vector<std::string>& text_args,
-      int limit) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+      int limit) ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_);
 
+  const Options options_;
+
+  // The write connection.
   absl::Mutex mu_;
   sqlite3* db_ ABSL_GUARDED_BY(mu_);
+
+  // The group-commit queue. Lock order: queue_mu_ is never held while
+  // waiting for mu_.
+  mutable absl::Mutex queue_mu_;
+  absl::CondVar queue_cv_;
+  std::vector<PendingWrite*> queue_ ABSL_GUARDED_BY(queue_mu_);
+  bool committing_ ABSL_GUARDED_BY(queue_mu_) = false;
+  int64_t commits_ ABSL_GUARDED_BY(queue_mu_) = 0;
+  std::map<std::string, DuplicateTally> duplicates_ ABSL_GUARDED_BY(queue_mu_);
+  absl::Time duplicates_flushed_ ABSL_GUARDED_BY(queue_mu_);
+
+  // The read connection (PRAGMA query_only).
+  absl::Mutex read_mu_;
+  sqlite3* reader_ ABSL_GUARDED_BY(read_mu_) = nullptr;
+
   int lock_fd_;
 };
 

@@ -3,10 +3,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
+#include <functional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "receiver/journal_sqlite.h"
 
@@ -364,6 +370,191 @@ TEST_F(JournalTest, VersionOneJournalIsMigratedOnOpen) {
   auto got = (*j)->GetRollout("r-1");
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(got->hosts(0).phase(), hoist::v1::DEPLOY_PHASE_STARTING);
+}
+
+// Polls `done` every millisecond for at most `timeout`; true once it holds.
+bool WaitFor(const std::function<bool()>& done, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!done()) {
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return true;
+}
+
+// Holds the first group commit open (in the test hook, just before its
+// COMMIT) until `release` says so; records every batch's size.
+struct CommitGate {
+  std::atomic<bool> in_first_commit{false};
+  std::atomic<bool> open{false};
+  absl::Mutex mu;
+  std::vector<int> batches ABSL_GUARDED_BY(mu);
+
+  SqliteJournal::Options Options() {
+    SqliteJournal::Options options;
+    options.before_commit_for_testing = [this](int writes) {
+      bool first;
+      {
+        absl::MutexLock lock(&mu);
+        first = batches.empty();
+        batches.push_back(writes);
+      }
+      if (!first) return;
+      in_first_commit = true;
+      // Bounded: a broken group commit must fail the test, not hang it.
+      WaitFor([this] { return open.load(); }, absl::Seconds(20));
+    };
+    return options;
+  }
+  std::vector<int> Batches() {
+    absl::MutexLock lock(&mu);
+    return batches;
+  }
+};
+
+DeliveryRecord Delivery(int i) {
+  return DeliveryRecord{absl::StrCat("docker|promoted|repo|app/", i, "|abc"),
+                        absl::StrCat("r-", i), "app",
+                        absl::FromUnixSeconds(1700000000 + i),
+                        absl::StrCat("promoted app:", i)};
+}
+
+TEST_F(JournalTest, ConcurrentAcceptsShareOneCommitAndAllSurviveReopen) {
+  constexpr int kWriters = 8;
+  CommitGate gate;
+  {
+    auto j = SqliteJournal::Open(path_, gate.Options());
+    ASSERT_TRUE(j.ok()) << j.status();
+    SqliteJournal* journal = j->get();
+    std::vector<absl::Status> results(kWriters);
+    std::vector<std::thread> writers;
+    auto accept = [&](int i) {
+      results[i] = journal->AcceptDelivery(
+          Delivery(i), MakeRollout(absl::StrCat("r-", i), "app",
+                                   hoist::v1::ROLLOUT_STATE_PENDING, 100 + i));
+    };
+    // Writer 0 commits alone and is held just before its COMMIT...
+    writers.emplace_back(accept, 0);
+    ASSERT_TRUE(WaitFor([&] { return gate.in_first_commit.load(); },
+                        absl::Seconds(20)));
+    // ...not yet durable, so a read does not see it (and the read does not
+    // wait for the writer).
+    auto early = journal->FindDelivery(Delivery(0).dedupe_key);
+    ASSERT_TRUE(early.ok()) << early.status();
+    EXPECT_FALSE(early->has_value());
+    // The others arrive meanwhile and queue for the next commit.
+    for (int i = 1; i < kWriters; ++i) writers.emplace_back(accept, i);
+    EXPECT_TRUE(
+        WaitFor([&] { return journal->queued_writes() == kWriters - 1; },
+                absl::Seconds(20)))
+        << "queued: " << journal->queued_writes();
+    gate.open = true;
+    for (std::thread& t : writers) t.join();
+    for (int i = 0; i < kWriters; ++i)
+      EXPECT_TRUE(results[i].ok()) << results[i];
+    // Two fsyncs for eight writes: the first alone, then the seven queued.
+    EXPECT_EQ(journal->commits(), 2);
+    EXPECT_EQ(gate.Batches(), (std::vector<int>{1, kWriters - 1}));
+  }
+  auto j = SqliteJournal::Open(path_);
+  ASSERT_TRUE(j.ok()) << j.status();
+  for (int i = 0; i < kWriters; ++i) {
+    auto found = (*j)->FindDelivery(Delivery(i).dedupe_key);
+    ASSERT_TRUE(found.ok()) << found.status();
+    ASSERT_TRUE(found->has_value()) << i;
+    EXPECT_EQ((*found)->rollout_id, absl::StrCat("r-", i));
+    auto r = (*j)->GetRollout(absl::StrCat("r-", i));
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->created().seconds(), 100 + i);
+  }
+  auto check = (*j)->IntegrityCheck();
+  ASSERT_TRUE(check.ok());
+  EXPECT_EQ(*check, "ok");
+}
+
+TEST_F(JournalTest, AFailingWriteInABatchFailsAloneAndTheOthersCommit) {
+  CommitGate gate;
+  auto j = SqliteJournal::Open(path_, gate.Options());
+  ASSERT_TRUE(j.ok()) << j.status();
+  SqliteJournal* journal = j->get();
+  absl::Status first, good_a, clash, good_b;
+  std::thread t0([&] {
+    first = journal->AcceptDelivery(
+        Delivery(0),
+        MakeRollout("r-0", "app", hoist::v1::ROLLOUT_STATE_PENDING, 1));
+  });
+  ASSERT_TRUE(
+      WaitFor([&] { return gate.in_first_commit.load(); }, absl::Seconds(20)));
+  std::thread t1([&] {
+    good_a = journal->SaveRollout(
+        MakeRollout("r-a", "app", hoist::v1::ROLLOUT_STATE_RUNNING, 2));
+  });
+  ASSERT_TRUE(WaitFor([&] { return journal->queued_writes() == 1; },
+                      absl::Seconds(20)));
+  // Same dedupe key as writer 0: the primary key refuses it.
+  std::thread t2([&] {
+    DeliveryRecord again = Delivery(0);
+    again.rollout_id = "r-clash";
+    clash = journal->AcceptDelivery(
+        again,
+        MakeRollout("r-clash", "app", hoist::v1::ROLLOUT_STATE_PENDING, 3));
+  });
+  ASSERT_TRUE(WaitFor([&] { return journal->queued_writes() == 2; },
+                      absl::Seconds(20)));
+  std::thread t3([&] {
+    good_b = journal->AcceptDelivery(
+        Delivery(1),
+        MakeRollout("r-1", "app", hoist::v1::ROLLOUT_STATE_PENDING, 4));
+  });
+  ASSERT_TRUE(WaitFor([&] { return journal->queued_writes() == 3; },
+                      absl::Seconds(20)));
+  gate.open = true;
+  t0.join();
+  t1.join();
+  t2.join();
+  t3.join();
+  EXPECT_TRUE(first.ok()) << first;
+  EXPECT_TRUE(good_a.ok()) << good_a;
+  EXPECT_FALSE(clash.ok());
+  EXPECT_TRUE(good_b.ok()) << good_b;
+  EXPECT_EQ(gate.Batches(), (std::vector<int>{1, 3}));
+  EXPECT_EQ(journal->commits(), 2);
+  // The clash's rollout was rolled back with its delivery; the rest is there.
+  EXPECT_EQ(journal->GetRollout("r-clash").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_TRUE(journal->GetRollout("r-a").ok());
+  EXPECT_TRUE(journal->GetRollout("r-1").ok());
+  auto owner = journal->FindDelivery(Delivery(0).dedupe_key);
+  ASSERT_TRUE(owner.ok() && owner->has_value());
+  EXPECT_EQ((*owner)->rollout_id, "r-0");
+}
+
+TEST_F(JournalTest, DuplicateCountsAreBatchedAndSurviveClose) {
+  constexpr int kDuplicates = 1000;
+  DeliveryRecord d = Delivery(7);
+  {
+    auto j = SqliteJournal::Open(path_);
+    ASSERT_TRUE(j.ok());
+    ASSERT_TRUE((*j)->AcceptDelivery(
+                        d, MakeRollout("r-7", "app",
+                                       hoist::v1::ROLLOUT_STATE_PENDING, 1))
+                    .ok());
+    const int64_t before = (*j)->commits();
+    for (int i = 0; i < kDuplicates; ++i) {
+      ASSERT_TRUE(
+          (*j)->CountDuplicate(d.dedupe_key, absl::FromUnixSeconds(10 + i))
+              .ok());
+    }
+    // At most one commit per second of counting (the loop takes far less
+    // than a second; one flush may fall inside it), never one per count.
+    EXPECT_LE((*j)->commits() - before, 2);
+  }
+  // Closing wrote the counts still held in memory.
+  auto j = SqliteJournal::Open(path_);
+  ASSERT_TRUE(j.ok());
+  auto n = (*j)->DuplicateCount(d.dedupe_key);
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, kDuplicates);
 }
 
 TEST_F(JournalTest, NewerSchemaIsRefusedWithAClearMessage) {
