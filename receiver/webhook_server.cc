@@ -4,12 +4,15 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <deque>
 #include <functional>
 #include <map>
+#include <optional>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -18,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/crypto.h"
 #include "common/log.h"
 #include "nlohmann/json.hpp"
 #include "receiver/payload.h"
@@ -58,12 +62,10 @@ std::string Rfc3339(absl::Time t) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
 }
 
-}  // namespace
-
-WebhookResponse HandleWebhook(const ReceiverConfig& config,
-                              RolloutSubmitter& submitter,
-                              const WebhookRequest& request) {
-  const WebhookConfig& webhook = config.webhook;
+// Steps 4 and 5 of the contract (auth, content type). Returns the answer
+// when the request fails them.
+std::optional<WebhookResponse> CheckAuthAndType(const WebhookConfig& webhook,
+                                                const WebhookRequest& request) {
   if (absl::Status auth = VerifyWebhookAuth(webhook.auth, webhook.secrets,
                                             request.has_auth_header,
                                             request.auth_header, request.body);
@@ -75,27 +77,47 @@ WebhookResponse HandleWebhook(const ReceiverConfig& config,
                  absl::StrCat("Content-Type must be application/json, got \"",
                               request.content_type, "\""));
   }
-  absl::StatusOr<WebhookEvent> event = ParseWebhookPayload(request.body);
+  return std::nullopt;
+}
+
+// Steps 6..8 (parse, rules): the intents to submit, or the answer (400, or
+// 200 ignored) when there are none.
+std::variant<WebhookResponse, std::vector<DeployIntent>> Decide(
+    const ReceiverConfig& config, const std::string& body) {
+  absl::StatusOr<WebhookEvent> event = ParseWebhookPayload(body);
   if (!event.ok()) return Error(400, std::string(event.status().message()));
   const RuleDecision decision = MatchServices(config, *event);
   if (!decision.bad_request.empty()) return Error(400, decision.bad_request);
   if (decision.services.empty())
     return JsonAnswer(200, "ignored", decision.ignored);
-
-  std::vector<SubmitResult> results;
+  std::vector<DeployIntent> intents;
+  intents.reserve(decision.services.size());
   for (const ServiceConfig* service : decision.services) {
-    const DeployIntent intent = BuildDeployIntent(*service, *event);
+    intents.push_back(BuildDeployIntent(*service, *event));
+  }
+  return intents;
+}
+
+// Steps 9 and 10: submits every intent and maps the results to the answer.
+WebhookResponse SubmitIntents(RolloutSubmitter& submitter,
+                              const std::vector<DeployIntent>& intents) {
+  std::vector<SubmitResult> results;
+  for (const DeployIntent& intent : intents) {
     absl::StatusOr<SubmitResult> result = submitter.Submit(intent);
     if (!result.ok()) {
       LogError("webhook event could not be recorded",
-               {{"service", service->name},
+               {{"service", intent.service},
                 {"error", std::string(result.status().message())}});
       return Error(
           503, absl::StrCat("cannot record the event for service ",
-                            service->name, ": ", result.status().message()));
+                            intent.service, ": ", result.status().message()));
     }
-    if (result->service.empty()) result->service = service->name;
-    LogInfo(
+    if (result->service.empty()) result->service = intent.service;
+    // A duplicate repeats an event already logged as accepted; it is counted
+    // (hoist_webhook_duplicates_total, the journal's per-delivery count), so
+    // its line is debug: a retry storm must not become a log storm.
+    Log(result->kind == SubmitResult::Kind::kDuplicate ? LogLevel::kDebug
+                                                       : LogLevel::kInfo,
         "webhook event submitted",
         {{"service", result->service},
          {"rollout_id", result->rollout_id},
@@ -134,6 +156,78 @@ WebhookResponse HandleWebhook(const ReceiverConfig& config,
   body["duplicate"] = first->kind == SubmitResult::Kind::kDuplicate;
   if (results.size() > 1) body["rollouts"] = std::move(rollouts);
   return {202, Dump(body)};
+}
+
+}  // namespace
+
+WebhookResponse HandleWebhook(const ReceiverConfig& config,
+                              RolloutSubmitter& submitter,
+                              const WebhookRequest& request) {
+  if (std::optional<WebhookResponse> refused =
+          CheckAuthAndType(config.webhook, request)) {
+    return *std::move(refused);
+  }
+  auto decided = Decide(config, request.body);
+  if (auto* answer = std::get_if<WebhookResponse>(&decided)) {
+    return std::move(*answer);
+  }
+  return SubmitIntents(submitter, std::get<std::vector<DeployIntent>>(decided));
+}
+
+WebhookResponse HandleWebhook(
+    const std::shared_ptr<const ReceiverConfig>& config,
+    RolloutSubmitter& submitter, const WebhookRequest& request,
+    WebhookDecisionCache& cache) {
+  if (std::optional<WebhookResponse> refused =
+          CheckAuthAndType(config->webhook, request)) {
+    return *std::move(refused);
+  }
+  const std::string digest = Sha256Hex(request.body);
+  if (std::shared_ptr<const std::vector<DeployIntent>> known =
+          cache.Find(config, digest)) {
+    return SubmitIntents(submitter, *known);
+  }
+  auto decided = Decide(*config, request.body);
+  if (auto* answer = std::get_if<WebhookResponse>(&decided)) {
+    return std::move(*answer);
+  }
+  auto& intents = std::get<std::vector<DeployIntent>>(decided);
+  WebhookResponse answer = SubmitIntents(submitter, intents);
+  cache.Insert(config, digest, std::move(intents));
+  return answer;
+}
+
+std::shared_ptr<const std::vector<DeployIntent>> WebhookDecisionCache::Find(
+    const std::shared_ptr<const ReceiverConfig>& config,
+    const std::string& body_sha256) const {
+  absl::ReaderMutexLock lock(&mu_);
+  if (config_ != config) return nullptr;
+  auto it = entries_.find(body_sha256);
+  if (it == entries_.end()) return nullptr;
+  hits_.fetch_add(1, std::memory_order_relaxed);
+  return it->second;
+}
+
+void WebhookDecisionCache::Insert(
+    const std::shared_ptr<const ReceiverConfig>& config,
+    const std::string& body_sha256, std::vector<DeployIntent> intents) {
+  auto value =
+      std::make_shared<const std::vector<DeployIntent>>(std::move(intents));
+  absl::MutexLock lock(&mu_);
+  if (config_ != config || entries_.size() >= max_entries_) {
+    entries_.clear();
+    config_ = config;
+  }
+  entries_[body_sha256] = std::move(value);
+}
+
+size_t WebhookDecisionCache::size() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return entries_.size();
+}
+
+int64_t WebhookDecisionCache::hits() const {
+  return hits_.load(std::memory_order_relaxed);
 }
 
 // ---------------------------------------------------------------------------
@@ -401,13 +495,21 @@ absl::StatusOr<std::unique_ptr<WebhookServer>> WebhookServer::Start(
                             MetricsRegistry::DurationBuckets());
 
   // Counted before the answer is written, so that a client holding its
-  // answer already sees it in /metrics.
-  auto count = [metrics](const httplib::Response& res) {
-    metrics
-        ->GetCounter("hoist_webhook_requests_total",
-                     "Requests to the webhook path, by HTTP status code.",
-                     {{"code", absl::StrCat(res.status)}})
-        ->Increment();
+  // answer already sees it in /metrics. Each code's counter is looked up in
+  // the registry (under its lock) once, then kept here.
+  auto counters = std::make_shared<std::array<std::atomic<Counter*>, 600>>();
+  auto count = [metrics, counters](const httplib::Response& res) {
+    const size_t code = static_cast<size_t>(res.status);
+    Counter* counter =
+        code < counters->size() ? (*counters)[code].load() : nullptr;
+    if (counter == nullptr) {
+      counter = metrics->GetCounter(
+          "hoist_webhook_requests_total",
+          "Requests to the webhook path, by HTTP status code.",
+          {{"code", absl::StrCat(res.status)}});
+      if (code < counters->size()) (*counters)[code].store(counter);
+    }
+    counter->Increment();
   };
 
   // Answers before the body is read (and before "100 Continue" is sent).
@@ -462,7 +564,8 @@ absl::StatusOr<std::unique_ptr<WebhookServer>> WebhookServer::Start(
       request.has_auth_header = req.has_header(kWebhookAuthHeader);
       request.auth_header = req.get_header_value(kWebhookAuthHeader);
       request.content_type = req.get_header_value("Content-Type");
-      SetJson(res, HandleWebhook(*config, *self->options_.submitter, request));
+      SetJson(res, HandleWebhook(config, *self->options_.submitter, request,
+                                 self->decisions_));
     }
     count(res);
     latency->Observe(

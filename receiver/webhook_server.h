@@ -9,9 +9,12 @@
 #ifndef HOIST_RECEIVER_WEBHOOK_SERVER_H_
 #define HOIST_RECEIVER_WEBHOOK_SERVER_H_
 
+#include <atomic>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -55,6 +58,48 @@ struct WebhookResponse {
 WebhookResponse HandleWebhook(const ReceiverConfig& config,
                               RolloutSubmitter& submitter,
                               const WebhookRequest& request);
+
+// What authentic, well-formed webhook bodies resolved to under one config:
+// the DeployIntents of the services they match, keyed by the SHA-256 of the
+// raw body. A repeated delivery (JFrog retries, duplicates) then skips JSON
+// parsing and rule matching; it is still authenticated first and still
+// submitted (so it is deduplicated, counted and joins its rollout exactly as
+// before). Only requests that passed auth reach the cache, so a forger cannot
+// fill it. Entries belong to one config (held here, so its address cannot be
+// reused): a lookup or insert under another config empties the cache. At most
+// `max_entries` bodies; emptied when full. Thread-safe.
+class WebhookDecisionCache {
+ public:
+  explicit WebhookDecisionCache(size_t max_entries = 4096)
+      : max_entries_(max_entries) {}
+
+  // The intents for a body with this digest under `config`, or null.
+  std::shared_ptr<const std::vector<DeployIntent>> Find(
+      const std::shared_ptr<const ReceiverConfig>& config,
+      const std::string& body_sha256) const;
+  void Insert(const std::shared_ptr<const ReceiverConfig>& config,
+              const std::string& body_sha256,
+              std::vector<DeployIntent> intents);
+  size_t size() const;
+  // Lookups answered from the cache since construction.
+  int64_t hits() const;
+
+ private:
+  const size_t max_entries_;
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const ReceiverConfig> config_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<const std::vector<DeployIntent>>>
+      entries_ ABSL_GUARDED_BY(mu_);
+  mutable std::atomic<int64_t> hits_{0};
+};
+
+// HandleWebhook with a decision cache: the same answers, but a body whose
+// digest is in `cache` under `config` is not parsed again, and a body that
+// parsed and matched at least one service is added to it.
+WebhookResponse HandleWebhook(
+    const std::shared_ptr<const ReceiverConfig>& config,
+    RolloutSubmitter& submitter, const WebhookRequest& request,
+    WebhookDecisionCache& cache);
 
 // Serves the webhook path, GET /healthz and GET /metrics.
 //
@@ -117,6 +162,7 @@ class WebhookServer {
   Options options_;
   std::unique_ptr<MetricsRegistry> own_metrics_;
   MetricsRegistry* metrics_ = nullptr;
+  WebhookDecisionCache decisions_;
   std::unique_ptr<httplib::Server> http_;
   std::thread thread_;
   int port_ = 0;

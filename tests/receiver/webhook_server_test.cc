@@ -269,6 +269,71 @@ TEST_F(WebhookServerTest, DuplicateWithinWindowJoinsTheFirstRollout) {
   EXPECT_EQ(body["duplicate"], true);
 }
 
+TEST(WebhookDecisionCacheTest, RepeatedBodySkipsParsingButNotAuthOrSubmit) {
+  FakeSubmitter submitter;
+  WebhookDecisionCache cache;
+  std::shared_ptr<const ReceiverConfig> config = BaseConfig();
+  WebhookRequest request;
+  request.has_auth_header = true;
+  request.auth_header = kSecret;
+  request.content_type = "application/json";
+  request.body = Event();
+
+  WebhookResponse first = HandleWebhook(config, submitter, request, cache);
+  EXPECT_EQ(first.status, 202) << first.body;
+  EXPECT_EQ(Json::parse(first.body)["duplicate"], false);
+  EXPECT_EQ(cache.size(), 1u);
+  EXPECT_EQ(cache.hits(), 0);
+
+  // The repeat is answered from the cache, still submitted (so it is
+  // deduplicated and joins the first rollout) with the same intent.
+  WebhookResponse again = HandleWebhook(config, submitter, request, cache);
+  EXPECT_EQ(again.status, 202) << again.body;
+  const Json body = Json::parse(again.body);
+  EXPECT_EQ(body["duplicate"], true);
+  EXPECT_EQ(body["rollout_id"], "r1");
+  EXPECT_EQ(cache.hits(), 1);
+  std::vector<DeployIntent> intents = submitter.intents();
+  ASSERT_EQ(intents.size(), 2u);
+  EXPECT_EQ(intents[1].dedupe_key, intents[0].dedupe_key);
+  EXPECT_EQ(intents[1].digest, std::string("sha256:") + kSha);
+
+  // Auth comes first: the same body with a wrong secret never reaches it.
+  WebhookRequest forged = request;
+  forged.auth_header = "wrong";
+  EXPECT_EQ(HandleWebhook(config, submitter, forged, cache).status, 401);
+  EXPECT_EQ(cache.hits(), 1);
+  EXPECT_EQ(submitter.intents().size(), 2u);
+
+  // Another config (SIGHUP) decides afresh: here nothing matches any more.
+  auto changed = BaseConfig();
+  changed->services = {Service("other", "otherimage")};
+  std::shared_ptr<const ReceiverConfig> reloaded = changed;
+  WebhookResponse ignored = HandleWebhook(reloaded, submitter, request, cache);
+  EXPECT_EQ(ignored.status, 200) << ignored.body;
+  EXPECT_EQ(cache.hits(), 1);
+  EXPECT_EQ(submitter.intents().size(), 2u);
+}
+
+TEST(WebhookDecisionCacheTest, IsBoundedAndKeepsOnlyMatchedBodies) {
+  FakeSubmitter submitter;
+  WebhookDecisionCache cache(/*max_entries=*/2);
+  std::shared_ptr<const ReceiverConfig> config = BaseConfig();
+  WebhookRequest request;
+  request.has_auth_header = true;
+  request.auth_header = kSecret;
+  request.content_type = "application/json";
+  request.body = Event("docker", "staging", "unknownimage");
+  EXPECT_EQ(HandleWebhook(config, submitter, request, cache).status, 200);
+  EXPECT_EQ(cache.size(), 0u);
+  for (int i = 0; i < 5; ++i) {
+    request.body = Event("docker", "staging", "helloworld",
+                         std::string(63, 'a') + static_cast<char>('0' + i));
+    EXPECT_EQ(HandleWebhook(config, submitter, request, cache).status, 202);
+    EXPECT_LE(cache.size(), 2u);
+  }
+}
+
 TEST_F(WebhookServerTest, ReplayAfterWindowIsIgnored) {
   ASSERT_EQ(Post(Event())->status, 202);
   submitter_.set_replay(true);
