@@ -289,9 +289,65 @@ class Child {
 
 // ---- the agents -----------------------------------------------------------
 
+// Wraps an agent's DeployManager and records when each Deploy or Rollback
+// request reached the agent, so that a host's own deploy time (request
+// received by the agent -> its last event, both on the agent) can be told
+// apart from the receiver's share of a rollout. Thread-safe.
+class TimedHandler : public nodeagent::AgentHandler {
+ public:
+  struct Record {
+    absl::Time arrived;
+    std::shared_ptr<nodeagent::DeployLog> log;
+  };
+  explicit TimedHandler(nodeagent::AgentHandler* inner) : inner_(inner) {}
+
+  absl::StatusOr<std::shared_ptr<nodeagent::DeployLog>> Deploy(
+      const hoist::v1::DeployRequest& request) override {
+    const absl::Time arrived = absl::Now();
+    auto log = inner_->Deploy(request);
+    if (log.ok()) Remember(request.deploy_id(), arrived, *log);
+    return log;
+  }
+  absl::StatusOr<std::shared_ptr<nodeagent::DeployLog>> Rollback(
+      const hoist::v1::RollbackRequest& request) override {
+    const absl::Time arrived = absl::Now();
+    auto log = inner_->Rollback(request);
+    if (log.ok()) Remember(request.deploy_id(), arrived, *log);
+    return log;
+  }
+  absl::StatusOr<std::shared_ptr<nodeagent::DeployLog>> Watch(
+      const std::string& deploy_id) override {
+    return inner_->Watch(deploy_id);
+  }
+  hoist::v1::AgentStatus GetStatus() override { return inner_->GetStatus(); }
+  absl::StatusOr<hoist::v1::ListContainersResponse> ListContainers() override {
+    return inner_->ListContainers();
+  }
+
+  // The first arrival of `deploy_id` (a retried call attaches to it).
+  std::optional<Record> Find(const std::string& deploy_id) {
+    absl::MutexLock lock(&mu_);
+    auto it = records_.find(deploy_id);
+    if (it == records_.end()) return std::nullopt;
+    return it->second;
+  }
+
+ private:
+  void Remember(const std::string& deploy_id, absl::Time arrived,
+                std::shared_ptr<nodeagent::DeployLog> log) {
+    absl::MutexLock lock(&mu_);
+    records_.emplace(deploy_id, Record{arrived, std::move(log)});
+  }
+
+  nodeagent::AgentHandler* const inner_;
+  absl::Mutex mu_;
+  std::map<std::string, Record> records_ ABSL_GUARDED_BY(mu_);
+};
+
 struct Agent {
   std::string name;
   std::unique_ptr<nodeagent::DeployManager> manager;
+  std::unique_ptr<TimedHandler> timed;  // wraps manager; what the server serves
   std::unique_ptr<nodeagent::AgentServer> server;
 };
 
@@ -311,10 +367,21 @@ struct Row {
   double median_host_s = 0;
   double cpu_s = 0;         // receiver CPU during the rollout
   int64_t rss_kb = 0;       // receiver VmRSS after
+  int64_t rss_peak_kb = 0;  // receiver VmRSS, max sampled during the rollout
   int max_threads = 0;      // receiver, sampled during the rollout
   int64_t events = 0;       // watch events (or polls) received
   double agents_cpu_s = 0;  // this process (the N agents) during the rollout
   double sim_cpu_s = 0;     // hoist-docker-sim during the rollout
+  // Measured on the agents (TimedHandler), relative to the webhook POST:
+  double first_start_s = 0;    // receiver started the first host's call
+  double last_start_s = 0;     // ... and the last one (HostResult.started)
+  double first_request_s = 0;  // first Deploy request reached its agent
+  double last_request_s = 0;   // the last one did (receiver's fan-out)
+  // A host's own deploy time: request reached the agent -> its last event.
+  double agent_slowest_s = 0;
+  double agent_median_s = 0;
+  // The receiver's tail: last agent event -> the rollout's finished time.
+  double tail_s = 0;
 };
 
 double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
@@ -363,6 +430,7 @@ class Bench {
   std::string control_address_;
   int webhook_port_ = 0;
   std::unique_ptr<hoist::v1::Control::Stub> stub_;
+  std::map<std::string, TimedHandler*> timed_;  // by agent name
   std::vector<Row> rows_;
   std::vector<std::pair<std::string, std::string>>
       facts_;  // printed before the table
@@ -488,7 +556,8 @@ bool Bench::StartAgents() {
     server_options.listen = "127.0.0.1:0";
     server_options.tls =
         TlsMaterial{*ca, leaves_[i].cert_pem, leaves_[i].key_pem};
-    server_options.handler = agent.manager.get();
+    agent.timed = std::make_unique<TimedHandler>(agent.manager.get());
+    server_options.handler = agent.timed.get();
     server_options.authorizer = authorizer;
     // The agent's default is 2 s; 10 s keeps 1000 pollers in one process quiet.
     server_options.health_poll_interval = absl::Seconds(10);
@@ -499,6 +568,7 @@ bool Bench::StartAgents() {
       return false;
     }
     agent.server = std::move(*server);
+    timed_[agent.name] = agent.timed.get();
     agents_.push_back(std::move(agent));
   }
   const absl::Duration took = absl::Now() - t0;
@@ -712,8 +782,10 @@ std::optional<Row> Bench::Rollout(const std::string& service,
   const double agents_before = ReadProc(getpid()).cpu_seconds;
   const double sim_before = ReadProc(sim_->pid()).cpu_seconds;
   const absl::Time posted = absl::Now();
-  const httplib::Headers auth = {{"X-JFrog-Event-Auth", HmacSha256Hex(kSecret, body)}};
-  auto res = client.Post("/webhooks/artifactory", auth, body, "application/json");
+  const httplib::Headers auth = {
+      {"X-JFrog-Event-Auth", HmacSha256Hex(kSecret, body)}};
+  auto res =
+      client.Post("/webhooks/artifactory", auth, body, "application/json");
   if (!res) {
     // No HTTP answer at all (seen once in CI, not reproduced): say why, and
     // deliver again as Artifactory would; the receiver dedupes a repeat.
@@ -772,16 +844,53 @@ std::optional<Row> Bench::Rollout(const std::string& service,
     row.slowest_host_s = durations.back();
     row.median_host_s = durations[durations.size() / 2];
   }
+  // The same hosts as the agents saw them.
+  std::vector<double> agent_durations;
+  absl::Time first_request = absl::InfiniteFuture();
+  absl::Time last_request = absl::InfinitePast();
+  absl::Time last_event = absl::InfinitePast();
+  absl::Time first_start = absl::InfiniteFuture();
+  absl::Time last_start = absl::InfinitePast();
+  for (const auto& h : rollout->hosts()) {
+    if (h.has_started()) {
+      first_start = std::min(first_start, FromProto(h.started()));
+      last_start = std::max(last_start, FromProto(h.started()));
+    }
+    auto agent = timed_.find(h.agent());
+    if (agent == timed_.end()) continue;
+    std::optional<TimedHandler::Record> rec =
+        agent->second->Find(h.deploy_id());
+    if (!rec || !rec->log->finished()) continue;
+    const absl::Time end = FromProto(rec->log->last().time());
+    first_request = std::min(first_request, rec->arrived);
+    last_request = std::max(last_request, rec->arrived);
+    last_event = std::max(last_event, end);
+    agent_durations.push_back(Seconds(end - rec->arrived));
+  }
+  std::sort(agent_durations.begin(), agent_durations.end());
+  if (!agent_durations.empty()) {
+    row.agent_slowest_s = agent_durations.back();
+    row.agent_median_s = agent_durations[agent_durations.size() / 2];
+    row.first_start_s = Seconds(first_start - posted);
+    row.last_start_s = Seconds(last_start - posted);
+    row.first_request_s = Seconds(first_request - posted);
+    row.last_request_s = Seconds(last_request - posted);
+    if (rollout->has_finished())
+      row.tail_s = Seconds(FromProto(rollout->finished()) - last_event);
+  }
   row.last_host_s = last == absl::InfinitePast() ? 0 : Seconds(last - posted);
   row.cpu_s = after.cpu_seconds - before.cpu_seconds;
   row.rss_kb = after.rss_kb;
   row.max_threads = sampler_->max_threads();
+  row.rss_peak_kb = std::max(sampler_->max_rss_kb(), after.rss_kb);
   std::cerr << absl::StrFormat(
                    "fleet_bench: %-22s %-9s %4d hosts wall %.2fs last host "
                    "%.2fs slowest host "
-                   "%.2fs cpu %.3fs threads<=%d",
+                   "%.2fs (at the agent %.2fs) requests reached agents "
+                   "%.2f-%.2fs cpu %.3fs threads<=%d",
                    what, row.state, row.hosts, row.wall_s, row.last_host_s,
-                   row.slowest_host_s, row.cpu_s, row.max_threads)
+                   row.slowest_host_s, row.agent_slowest_s, row.first_request_s,
+                   row.last_request_s, row.cpu_s, row.max_threads)
             << std::endl;
   return row;
 }
@@ -822,18 +931,34 @@ void Bench::Print() {
   out << "\n| rollout | hosts | state | failed | webhook->final (s) | "
          "webhook->last host done (s) "
          "| slowest host (s) | median host (s) | receiver CPU (s) | CPU "
-         "ms/host | receiver RSS "
+         "ms/host | receiver RSS after / peak "
          "(MB) | receiver threads (max) | agents CPU (s) | sim CPU (s) | "
          "follow events |\n";
   out << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const Row& r : rows_) {
     out << absl::StrFormat(
         "| %s | %d | %s | %d | %.2f | %.2f | %.2f | %.2f | %.3f | %.2f | %.1f "
-        "| %d | %.1f | %.1f | %d |\n",
+        "/ %.1f | %d | %.1f | %.1f | %d |\n",
         r.what, r.hosts, r.state, r.failed_hosts, r.wall_s, r.last_host_s,
         r.slowest_host_s, r.median_host_s, r.cpu_s,
         r.hosts > 0 ? 1000.0 * r.cpu_s / r.hosts : 0.0, r.rss_kb / 1024.0,
-        r.max_threads, r.agents_cpu_s, r.sim_cpu_s, r.events);
+        r.rss_peak_kb / 1024.0, r.max_threads, r.agents_cpu_s, r.sim_cpu_s,
+        r.events);
+  }
+  // Where the wall time goes, measured on the agents (TimedHandler).
+  out << "\nwhere the wall time goes (times from the webhook POST; a host's "
+         "deploy time is measured on its agent: request received -> last "
+         "event):\n\n";
+  out << "| rollout | webhook->final (s) | receiver started the Deploy "
+         "calls (s, first - last) | Deploy requests reached the "
+         "agents (s, first - last) | host deploy at the agent, slowest / "
+         "median (s) | last agent event -> rollout finished (s) |\n";
+  out << "|---|---|---|---|---|---|\n";
+  for (const Row& r : rows_) {
+    out << absl::StrFormat(
+        "| %s | %.2f | %.2f - %.2f | %.2f - %.2f | %.2f / %.2f | %.2f |\n",
+        r.what, r.wall_s, r.first_start_s, r.last_start_s, r.first_request_s,
+        r.last_request_s, r.agent_slowest_s, r.agent_median_s, r.tail_s);
   }
   // Targets (issue 7).
   const Row* single = nullptr;
@@ -864,9 +989,19 @@ void Bench::Print() {
     // The single host's deploy alone (one-host rollout) is the reference.
     const double slowest_single = single->slowest_host_s;
     const double bound = 2 * slowest_single + 2;
+    // The target's own terms: the slowest host's deploy time in the same
+    // rollout, measured on the agents.
+    const double bound_run = 2 * all->agent_slowest_s + 2;
+    out << absl::StrFormat(
+        "  batch=all upgrade webhook->final %.2f s vs 2 x the slowest host's "
+        "deploy time in the same rollout (%.2f s, on its agent) + 2 s = "
+        "%.2f s: %s\n",
+        all->wall_s, all->agent_slowest_s, bound_run,
+        all->wall_s <= bound_run ? "MET" : "NOT MET");
     out << absl::StrFormat(
         "  batch=all upgrade webhook->final %.2f s vs 2 x single-host "
-        "deploy alone (%.2f s) + 2 s = %.2f s: %s\n",
+        "deploy alone (%.2f s) + 2 s = %.2f s (stricter: on this machine the "
+        "agents share its cores): %s\n",
         all->wall_s, slowest_single, bound,
         all->wall_s <= bound ? "MET" : "NOT MET");
   }
