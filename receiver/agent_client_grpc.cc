@@ -1,9 +1,12 @@
 #include "receiver/agent_client_grpc.h"
 
+#include <malloc.h>
+
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/crypto.h"
+#include "common/tsan.h"
 
 namespace hoist::receiver {
 namespace {
@@ -39,6 +42,8 @@ class EventReader : public grpc::ClientReadReactor<hoist::v1::DeployEvent> {
   }
 
   void OnDone(const grpc::Status& status) override {
+    TsanClientOnDoneEntry(
+        static_cast<grpc::ClientReadReactor<hoist::v1::DeployEvent>*>(this));
     DoneCallback done = std::move(on_done_);
     absl::Status s = FromGrpcStatus(status);
     delete this;
@@ -54,6 +59,8 @@ class EventReader : public grpc::ClientReadReactor<hoist::v1::DeployEvent> {
 };
 
 }  // namespace
+
+bool UseOneMallocArena() { return mallopt(M_ARENA_MAX, 1) == 1; }
 
 std::string AgentTlsName(const AgentEntry& agent) {
   if (!agent.tls_name.empty()) return agent.tls_name;

@@ -972,8 +972,15 @@ bool RolloutManager::RunHosts(const std::string& id,
     pending_events.clear();
   };
 
+  // Calls not done yet, and calls waiting for a retry (neither in flight nor
+  // done): a pass only scans the calls when some wait for a retry, so a pass
+  // costs O(its events), not O(hosts).
+  int remaining = static_cast<int>(calls.size());
+  int awaiting_retry = 0;
+
   auto host_done = [&](Call& c, DeployPhase phase, const std::string& error) {
     c.done = true;
+    --remaining;
     CountHost(c.agent, phase);
     const absl::Time now = clock_->Now();
     UpdateHost(
@@ -989,6 +996,7 @@ bool RolloutManager::RunHosts(const std::string& id,
   };
 
   auto start_call = [&](Call& c) {
+    if (c.attempt > 0) --awaiting_retry;  // only retries start again
     ++c.attempt;
     c.in_flight = true;
     c.retry_at = absl::InfiniteFuture();
@@ -1041,14 +1049,14 @@ bool RolloutManager::RunHosts(const std::string& id,
 
   bool stopped = false;
   while (true) {
-    bool all_done = true;
+    if (remaining == 0) break;
     absl::Time next_retry = absl::InfiniteFuture();
-    for (auto& [i, c] : calls) {
-      if (!c.done) all_done = false;
-      if (!c.done && !c.in_flight)
-        next_retry = std::min(next_retry, c.retry_at);
+    if (awaiting_retry > 0) {
+      for (auto& [i, c] : calls) {
+        if (!c.done && !c.in_flight)
+          next_retry = std::min(next_retry, c.retry_at);
+      }
     }
-    if (all_done) break;
     std::deque<Inbox::Item> items;
     {
       absl::MutexLock lock(&inbox->mu);
@@ -1136,6 +1144,7 @@ bool RolloutManager::RunHosts(const std::string& id,
                  now - c.first < retry_for) {
         c.retry_at = now + c.backoff;
         c.backoff = std::min(c.backoff * 2, options_.retry_max_backoff);
+        ++awaiting_retry;
         UpdateHost(
             id, c.host, [](HostResult*) {},
             absl::StrCat(c.agent, ": unreachable, retrying: ", s.message()),
@@ -1168,9 +1177,11 @@ bool RolloutManager::RunHosts(const std::string& id,
     // One durable transaction for the pass's host changes and events.
     flush_journal();
     // Start retries that are due.
-    const absl::Time now = clock_->Now();
-    for (auto& [i, c] : calls) {
-      if (!c.done && !c.in_flight && c.retry_at <= now) start_call(c);
+    if (awaiting_retry > 0) {
+      const absl::Time now = clock_->Now();
+      for (auto& [i, c] : calls) {
+        if (!c.done && !c.in_flight && c.retry_at <= now) start_call(c);
+      }
     }
   }
   absl::MutexLock lock(&mu_);

@@ -6,11 +6,17 @@
 //               op=ms,...]
 //               [--health-delay-ms MS] [--timeout-s S] [--workdir DIR] [--keep]
 //               [--receiver-env KEY=VALUE]... [--receiver-state PATH]
+//               [--agent-processes K] [--agent-state-dir DIR]
 //
 // What runs where:
-//  - this process: N agents, each an AgentServer (mTLS gRPC on 127.0.0.1:0,
-//    its own leaf certificate, CN/DNS agent-NNNN) over a DeployManager over a
-//    CurlDockerClient pointed at its own simulator socket;
+//  - K agent-host children (this binary with --serve-agents FIRST:COUNT;
+//    default K = ceil(N / 100); --agent-processes 0 runs every agent in this
+//    process instead): N agents in all, each an AgentServer (mTLS gRPC on
+//    127.0.0.1:0, its own leaf certificate, CN/DNS agent-NNNN) over a
+//    DeployManager over a CurlDockerClient pointed at its own simulator
+//    socket, wrapped so that each host's deploy is also timed on its agent;
+//  - this process: certificates, the webhook POSTs, the Control API
+//    follower and the /proc sampling;
 //  - child hoist-docker-sim: N independent simulated engines (one per agent);
 //  - child hoist-receiver: the real daemon with a generated config: the N
 //    agents and three services targeting them (one host; all by label with
@@ -36,6 +42,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -55,6 +62,7 @@
 #include "common/crypto.h"
 #include "common/file_util.h"
 #include "common/log.h"
+#include "common/status_macros.h"
 #include "common/tls.h"
 #include "grpcpp/grpcpp.h"
 #include "hoist/v1/control.grpc.pb.h"
@@ -83,6 +91,15 @@ struct Flags {
   std::vector<std::string> receiver_env;  // KEY=VALUE set for the receiver only
   std::string
       receiver_state;  // journal path; default WORKDIR/state/receiver.db
+  // Processes the agents run in: 0 = all in this process; default
+  // ceil(N / 100). Each is this binary with --serve-agents.
+  int agent_processes = -1;
+  // Child mode (--serve-agents FIRST:COUNT): serve agents FIRST..FIRST+COUNT-1.
+  int serve_first = -1;
+  int serve_count = 0;
+  // Parent of the agents' state directories. Default: a directory under
+  // /dev/shm (tmpfs) when it exists, else WORKDIR/agents; see Run().
+  std::string agent_state_dir;
   std::string command;
 };
 
@@ -289,6 +306,16 @@ class Child {
 
 // ---- the agents -----------------------------------------------------------
 
+absl::Time FromProto(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+}
+
+// Timing of one deploy as its agent saw it (see TimedHandler).
+struct HostTiming {
+  absl::Time arrived;
+  absl::Time last_event;
+};
+
 // Wraps an agent's DeployManager and records when each Deploy or Rollback
 // request reached the agent, so that a host's own deploy time (request
 // received by the agent -> its last event, both on the agent) can be told
@@ -332,6 +359,17 @@ class TimedHandler : public nodeagent::AgentHandler {
     return it->second;
   }
 
+  // Appends the timing of every finished deploy not taken before.
+  void TakeFinished(std::vector<std::pair<std::string, HostTiming>>* out) {
+    absl::MutexLock lock(&mu_);
+    for (auto& [id, rec] : records_) {
+      if (taken_.count(id) > 0 || !rec.log->finished()) continue;
+      taken_.insert(id);
+      out->push_back(
+          {id, HostTiming{rec.arrived, FromProto(rec.log->last().time())}});
+    }
+  }
+
  private:
   void Remember(const std::string& deploy_id, absl::Time arrived,
                 std::shared_ptr<nodeagent::DeployLog> log) {
@@ -342,16 +380,61 @@ class TimedHandler : public nodeagent::AgentHandler {
   nodeagent::AgentHandler* const inner_;
   absl::Mutex mu_;
   std::map<std::string, Record> records_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> taken_ ABSL_GUARDED_BY(mu_);
 };
 
 struct Agent {
   std::string name;
+  std::string address;  // host:port of its AgentServer
+  // Set when the agent runs in this process (--agent-processes 0 or an
+  // agent-host child); empty for agents in a child process.
   std::unique_ptr<nodeagent::DeployManager> manager;
   std::unique_ptr<TimedHandler> timed;  // wraps manager; what the server serves
   std::unique_ptr<nodeagent::AgentServer> server;
 };
 
 std::string AgentName(int i) { return absl::StrFormat("agent-%04d", i); }
+
+// One agent in this process: its own simulator socket, state directory, leaf
+// certificate and mTLS AgentServer on 127.0.0.1:0.
+absl::StatusOr<Agent> MakeAgent(
+    int i, const std::string& dir, const std::string& state_root,
+    const std::string& ca_pem, const LeafPem& leaf, int settle_ms,
+    std::shared_ptr<const RoleAuthorizer> authorizer) {
+  Agent agent;
+  agent.name = AgentName(i);
+  nodeagent::CurlDockerClientOptions docker_options;
+  docker_options.endpoint =
+      absl::StrFormat("unix://%s/sim/docker-%04d.sock", dir, i);
+  HOIST_ASSIGN_OR_RETURN(std::unique_ptr<nodeagent::DockerClient> docker,
+                         nodeagent::NewCurlDockerClient(docker_options));
+  nodeagent::DeployManager::Options options;
+  options.docker = std::shared_ptr<nodeagent::DockerClient>(std::move(docker));
+  options.host = agent.name;
+  options.state_dir = absl::StrCat(state_root, "/", agent.name);
+  options.settle = absl::Milliseconds(settle_ms);
+  HOIST_ASSIGN_OR_RETURN(agent.manager,
+                         nodeagent::DeployManager::Create(std::move(options)));
+  nodeagent::AgentServer::Options server_options;
+  server_options.listen = "127.0.0.1:0";
+  server_options.tls = TlsMaterial{ca_pem, leaf.cert_pem, leaf.key_pem};
+  agent.timed = std::make_unique<TimedHandler>(agent.manager.get());
+  server_options.handler = agent.timed.get();
+  server_options.authorizer = std::move(authorizer);
+  // The agent's default is 2 s; 10 s keeps 1000 pollers on one machine quiet.
+  server_options.health_poll_interval = absl::Seconds(10);
+  HOIST_ASSIGN_OR_RETURN(
+      agent.server, nodeagent::AgentServer::Start(std::move(server_options)));
+  agent.address = agent.server->address();
+  return agent;
+}
+
+// "deploy_id arrived_unix_nanos last_event_unix_nanos" lines, written by
+// agent-host children to DIR/timing-FIRST.txt as deploys finish.
+std::string TimingLine(const std::string& deploy_id, const HostTiming& t) {
+  return absl::StrCat(deploy_id, " ", absl::ToUnixNanos(t.arrived), " ",
+                      absl::ToUnixNanos(t.last_event), "\n");
+}
 
 // ---- output ---------------------------------------------------------------
 
@@ -386,10 +469,6 @@ struct Row {
 
 double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
 
-absl::Time FromProto(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
-
 bool Final(hoist::v1::RolloutState s) {
   return s == hoist::v1::ROLLOUT_STATE_SUCCEEDED ||
          s == hoist::v1::ROLLOUT_STATE_FAILED ||
@@ -407,6 +486,11 @@ class Bench {
   bool Certs();
   bool StartSim();
   bool StartAgents();
+  // CPU, RSS, threads and fds of the processes the agents run in.
+  ProcStat AgentsStat();
+  // Agent-side timing of `deploy_ids` (those found within a few seconds).
+  std::map<std::string, HostTiming> Timings(
+      const std::vector<std::string>& deploy_ids);
   std::string ReceiverConfig();
   bool StartReceiver();
   bool AwaitAgentsReachable();
@@ -430,7 +514,9 @@ class Bench {
   std::string control_address_;
   int webhook_port_ = 0;
   std::unique_ptr<hoist::v1::Control::Stub> stub_;
-  std::map<std::string, TimedHandler*> timed_;  // by agent name
+  std::map<std::string, TimedHandler*> timed_;  // by agent name, in-process
+  std::vector<std::unique_ptr<Child>> agent_hosts_;  // agent-host children
+  std::map<std::string, HostTiming> timings_;        // by deploy id
   std::vector<Row> rows_;
   std::vector<std::pair<std::string, std::string>>
       facts_;  // printed before the table
@@ -526,72 +612,197 @@ bool Bench::StartAgents() {
   bench_rss_before_agents_kb_ = ReadProc(getpid()).rss_kb;
   auto ca = ReadFile(pki_ + "/ca.pem");
   if (!ca.ok()) return false;
-  auto authorizer =
-      nodeagent::MakeAgentAuthorizer({"spiffe://hoist/receiver"}, {});
   const absl::Time t0 = absl::Now();
-  for (int i = 0; i < flags_.agents; ++i) {
-    Agent agent;
-    agent.name = AgentName(i);
-    nodeagent::CurlDockerClientOptions docker_options;
-    docker_options.endpoint =
-        absl::StrFormat("unix://%s/sim/docker-%04d.sock", dir_, i);
-    auto docker = nodeagent::NewCurlDockerClient(docker_options);
-    if (!docker.ok()) {
-      std::cerr << "fleet_bench: " << docker.status() << "\n";
+  const int processes = flags_.agent_processes;
+  if (processes == 0) {
+    auto authorizer =
+        nodeagent::MakeAgentAuthorizer({"spiffe://hoist/receiver"}, {});
+    for (int i = 0; i < flags_.agents; ++i) {
+      auto agent = MakeAgent(i, dir_, flags_.agent_state_dir, *ca, leaves_[i],
+                             flags_.settle_ms, authorizer);
+      if (!agent.ok()) {
+        std::cerr << "fleet_bench: agent " << AgentName(i) << ": "
+                  << agent.status() << "\n";
+        return false;
+      }
+      timed_[agent->name] = agent->timed.get();
+      agents_.push_back(std::move(*agent));
+    }
+  } else {
+    // Agent-host children: this binary with --serve-agents FIRST:COUNT.
+    char self[4096];
+    const ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (len <= 0) return false;
+    self[len] = '\0';
+    const int per = (flags_.agents + processes - 1) / processes;
+    for (int first = 0; first < flags_.agents; first += per) {
+      const int count = std::min(per, flags_.agents - first);
+      agent_hosts_.push_back(std::make_unique<Child>(
+          std::vector<std::string>{
+              self, "--serve-agents", absl::StrCat(first, ":", count),
+              "--workdir", dir_, "--settle-ms", absl::StrCat(flags_.settle_ms),
+              "--agent-state-dir", flags_.agent_state_dir},
+          absl::StrCat(dir_, "/agent-host-", first, ".log")));
+    }
+    for (auto& host : agent_hosts_) {
+      if (!host->AwaitLine("ready ", absl::Seconds(600))) {
+        std::cerr << "fleet_bench: an agent-host process did not start:\n"
+                  << host->Log();
+        return false;
+      }
+      std::istringstream in(host->Log());
+      for (std::string line; std::getline(in, line);) {
+        std::vector<std::string> parts = absl::StrSplit(line, ' ');
+        if (parts.size() != 3 || parts[0] != "agent") continue;
+        Agent agent;
+        agent.name = parts[1];
+        agent.address = parts[2];
+        agents_.push_back(std::move(agent));
+      }
+    }
+    std::sort(agents_.begin(), agents_.end(),
+              [](const Agent& x, const Agent& y) { return x.name < y.name; });
+    if (static_cast<int>(agents_.size()) != flags_.agents) {
+      std::cerr << "fleet_bench: agent-host processes reported "
+                << agents_.size() << " agents, not " << flags_.agents << "\n";
       return false;
     }
-    nodeagent::DeployManager::Options options;
-    options.docker =
-        std::shared_ptr<nodeagent::DockerClient>(std::move(*docker));
-    options.host = agent.name;
-    options.state_dir = absl::StrCat(dir_, "/agents/", agent.name);
-    options.settle = absl::Milliseconds(flags_.settle_ms);
-    auto manager = nodeagent::DeployManager::Create(std::move(options));
-    if (!manager.ok()) {
-      std::cerr << "fleet_bench: " << manager.status() << "\n";
-      return false;
-    }
-    agent.manager = std::move(*manager);
-    nodeagent::AgentServer::Options server_options;
-    server_options.listen = "127.0.0.1:0";
-    server_options.tls =
-        TlsMaterial{*ca, leaves_[i].cert_pem, leaves_[i].key_pem};
-    agent.timed = std::make_unique<TimedHandler>(agent.manager.get());
-    server_options.handler = agent.timed.get();
-    server_options.authorizer = authorizer;
-    // The agent's default is 2 s; 10 s keeps 1000 pollers in one process quiet.
-    server_options.health_poll_interval = absl::Seconds(10);
-    auto server = nodeagent::AgentServer::Start(std::move(server_options));
-    if (!server.ok()) {
-      std::cerr << "fleet_bench: agent " << agent.name << ": "
-                << server.status() << "\n";
-      return false;
-    }
-    agent.server = std::move(*server);
-    timed_[agent.name] = agent.timed.get();
-    agents_.push_back(std::move(agent));
   }
   const absl::Duration took = absl::Now() - t0;
-  const ProcStat self = ReadProc(getpid());
+  const ProcStat self = AgentsStat();
+  Fact(&facts_, "agents run in",
+       processes == 0
+           ? std::string("this process (fleet_bench), all of them")
+           : absl::StrFormat(
+                 "%d agent-host processes (fleet_bench --serve-agents), up to "
+                 "%d agents each; this process only drives the benchmark",
+                 static_cast<int>(agent_hosts_.size()),
+                 (flags_.agents + processes - 1) / processes));
   Fact(&facts_,
        "agents started (AgentServer + DeployManager + DockerClient each)",
        absl::StrFormat("%d in %s", flags_.agents, absl::FormatDuration(took)));
-  Fact(&facts_, "bench process (agents) after start",
+  const int64_t base_kb = processes == 0 ? bench_rss_before_agents_kb_ : 0;
+  Fact(&facts_, "agent processes after start",
        absl::StrFormat(
-           "RSS %.1f MB (%.0f KB per agent), %d threads, %d fds",
+           "RSS %.1f MB (%.0f KB per agent%s), %d threads, %d fds",
            self.rss_kb / 1024.0,
-           static_cast<double>(self.rss_kb - bench_rss_before_agents_kb_) /
-               flags_.agents,
-           self.threads, self.fds));
+           static_cast<double>(self.rss_kb - base_kb) / flags_.agents,
+           processes == 0 ? "" : ", process overhead included", self.threads,
+           self.fds));
   return true;
+}
+
+ProcStat Bench::AgentsStat() {
+  if (agent_hosts_.empty()) return ReadProc(getpid());
+  ProcStat sum;
+  for (const auto& host : agent_hosts_) {
+    const ProcStat p = ReadProc(host->pid());
+    sum.cpu_seconds += p.cpu_seconds;
+    sum.rss_kb += p.rss_kb;
+    sum.hwm_kb += p.hwm_kb;
+    sum.threads += p.threads;
+    sum.fds += p.fds;
+  }
+  return sum;
+}
+
+std::map<std::string, HostTiming> Bench::Timings(
+    const std::vector<std::string>& deploy_ids) {
+  for (const auto& [name, timed] : timed_) {
+    std::vector<std::pair<std::string, HostTiming>> done;
+    timed->TakeFinished(&done);
+    for (auto& [id, t] : done) timings_[id] = t;
+  }
+  // Agent-host children append a line as each deploy finishes (within
+  // 20 ms); wait for them, at most a few seconds.
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (!agent_hosts_.empty()) {
+    std::error_code ec;
+    for (auto it = std::filesystem::directory_iterator(dir_, ec);
+         !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+      if (it->path().filename().string().rfind("timing-", 0) != 0) continue;
+      std::istringstream in(ReadFile(it->path().string()).value_or(""));
+      for (std::string line; std::getline(in, line);) {
+        std::vector<std::string> parts = absl::StrSplit(line, ' ');
+        int64_t arrived = 0, last = 0;
+        if (parts.size() != 3 || !absl::SimpleAtoi(parts[1], &arrived) ||
+            !absl::SimpleAtoi(parts[2], &last)) {
+          continue;
+        }
+        timings_[parts[0]] =
+            HostTiming{absl::FromUnixNanos(arrived), absl::FromUnixNanos(last)};
+      }
+    }
+    bool all = true;
+    for (const std::string& id : deploy_ids) {
+      if (timings_.count(id) == 0) all = false;
+    }
+    if (all || absl::Now() >= deadline) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  std::map<std::string, HostTiming> out;
+  for (const std::string& id : deploy_ids) {
+    auto it = timings_.find(id);
+    if (it != timings_.end()) out[id] = it->second;
+  }
+  return out;
+}
+
+// Child mode: serves agents FIRST..FIRST+COUNT-1 (certificates issued here
+// from the fleet CA in WORKDIR/pki), prints "agent NAME ADDRESS" for each and
+// then "ready COUNT", and appends each finished deploy's agent-side timing to
+// WORKDIR/timing-FIRST.txt, until the parent process goes away or signals.
+int ServeAgents(const Flags& flags) {
+  const std::string& dir = flags.workdir;
+  auto ca = ReadFile(dir + "/pki/ca.pem");
+  auto issuer = LeafIssuer::Load(dir + "/pki/ca.pem", dir + "/pki/ca-key.pem");
+  if (!ca.ok() || !issuer.ok()) {
+    std::cerr << "fleet_bench --serve-agents: no fleet CA in " << dir
+              << "/pki\n";
+    return 1;
+  }
+  auto authorizer =
+      nodeagent::MakeAgentAuthorizer({"spiffe://hoist/receiver"}, {});
+  std::vector<Agent> agents;
+  for (int i = flags.serve_first; i < flags.serve_first + flags.serve_count;
+       ++i) {
+    auto leaf = (*issuer)->IssueAgent(AgentName(i));
+    if (!leaf.ok()) {
+      std::cerr << "fleet_bench --serve-agents: " << leaf.status() << "\n";
+      return 1;
+    }
+    auto agent = MakeAgent(i, dir, flags.agent_state_dir, *ca, *leaf,
+                           flags.settle_ms, authorizer);
+    if (!agent.ok()) {
+      std::cerr << "fleet_bench --serve-agents: agent " << AgentName(i) << ": "
+                << agent.status() << "\n";
+      return 1;
+    }
+    std::cout << "agent " << agent->name << " " << agent->address << "\n";
+    agents.push_back(std::move(*agent));
+  }
+  std::cout << "ready " << agents.size() << std::endl;
+  const std::string timing_file =
+      absl::StrCat(dir, "/timing-", flags.serve_first, ".txt");
+  const pid_t parent = getppid();
+  while (getppid() == parent) {
+    std::vector<std::pair<std::string, HostTiming>> done;
+    for (Agent& a : agents) a.timed->TakeFinished(&done);
+    if (!done.empty()) {
+      std::ofstream out(timing_file, std::ios::app);
+      for (const auto& [id, t] : done) out << TimingLine(id, t);
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  for (Agent& a : agents) a.server->Shutdown(absl::Seconds(1));
+  return 0;
 }
 
 std::string Bench::ReceiverConfig() {
   std::string agents;
   for (const Agent& a : agents_) {
-    absl::StrAppend(&agents, "  - {name: ", a.name, ", address: \"",
-                    a.server->address(), "\", tls_name: ", a.name,
-                    ", labels: {fleet: bench}}\n");
+    absl::StrAppend(&agents, "  - {name: ", a.name, ", address: \"", a.address,
+                    "\", tls_name: ", a.name, ", labels: {fleet: bench}}\n");
   }
   const std::string health =
       flags_.health == "docker"
@@ -779,7 +990,7 @@ std::optional<Row> Bench::Rollout(const std::string& service,
   client.set_read_timeout(30);
   sampler_->Reset();
   const ProcStat before = ReadProc(receiver_->pid());
-  const double agents_before = ReadProc(getpid()).cpu_seconds;
+  const double agents_before = AgentsStat().cpu_seconds;
   const double sim_before = ReadProc(sim_->pid()).cpu_seconds;
   const absl::Time posted = absl::Now();
   const httplib::Headers auth = {
@@ -811,7 +1022,7 @@ std::optional<Row> Bench::Rollout(const std::string& service,
   auto rollout = Follow(id, &row.events);
   const absl::Time seen = absl::Now();
   const ProcStat after = ReadProc(receiver_->pid());
-  row.agents_cpu_s = ReadProc(getpid()).cpu_seconds - agents_before;
+  row.agents_cpu_s = AgentsStat().cpu_seconds - agents_before;
   row.sim_cpu_s = ReadProc(sim_->pid()).cpu_seconds - sim_before;
   if (!rollout) {
     std::cerr << "fleet_bench: rollout " << id << " did not end in time\n";
@@ -851,21 +1062,26 @@ std::optional<Row> Bench::Rollout(const std::string& service,
   absl::Time last_event = absl::InfinitePast();
   absl::Time first_start = absl::InfiniteFuture();
   absl::Time last_start = absl::InfinitePast();
+  std::vector<std::string> deploy_ids;
+  for (const auto& h : rollout->hosts()) deploy_ids.push_back(h.deploy_id());
+  const std::map<std::string, HostTiming> timings = Timings(deploy_ids);
   for (const auto& h : rollout->hosts()) {
     if (h.has_started()) {
       first_start = std::min(first_start, FromProto(h.started()));
       last_start = std::max(last_start, FromProto(h.started()));
     }
-    auto agent = timed_.find(h.agent());
-    if (agent == timed_.end()) continue;
-    std::optional<TimedHandler::Record> rec =
-        agent->second->Find(h.deploy_id());
-    if (!rec || !rec->log->finished()) continue;
-    const absl::Time end = FromProto(rec->log->last().time());
-    first_request = std::min(first_request, rec->arrived);
-    last_request = std::max(last_request, rec->arrived);
-    last_event = std::max(last_event, end);
-    agent_durations.push_back(Seconds(end - rec->arrived));
+    auto t = timings.find(h.deploy_id());
+    if (t == timings.end()) continue;
+    first_request = std::min(first_request, t->second.arrived);
+    last_request = std::max(last_request, t->second.arrived);
+    last_event = std::max(last_event, t->second.last_event);
+    agent_durations.push_back(
+        Seconds(t->second.last_event - t->second.arrived));
+  }
+  if (agent_durations.size() != deploy_ids.size()) {
+    std::cerr << "fleet_bench: agent-side timing found for "
+              << agent_durations.size() << " of " << deploy_ids.size()
+              << " hosts\n";
   }
   std::sort(agent_durations.begin(), agent_durations.end());
   if (!agent_durations.empty()) {
@@ -1018,6 +1234,24 @@ int Bench::Run() {
   dir_ = flags_.workdir.empty() ? std::string(mkdtemp(tmpl)) : flags_.workdir;
   std::filesystem::create_directories(dir_);
   std::cerr << "fleet_bench: workdir " << dir_ << std::endl;
+  if (flags_.agent_state_dir.empty()) {
+    // On a fleet every agent fsyncs its state to its own host's disk; here
+    // N agents would queue on one disk, so by default they write to tmpfs.
+    std::error_code ec;
+    if (std::filesystem::is_directory("/dev/shm", ec)) {
+      char shm[] = "/dev/shm/hoist-fleet-agents-XXXXXX";
+      if (mkdtemp(shm) != nullptr) flags_.agent_state_dir = shm;
+    }
+    if (flags_.agent_state_dir.empty())
+      flags_.agent_state_dir = dir_ + "/agents";
+  }
+  std::filesystem::create_directories(flags_.agent_state_dir);
+  Fact(&facts_, "agents' state directories",
+       absl::StrCat(flags_.agent_state_dir,
+                    flags_.agent_state_dir.rfind("/dev/shm/", 0) == 0
+                        ? " (tmpfs: on a fleet each agent fsyncs to its own "
+                          "host's disk; here N agents would share one)"
+                        : ""));
   if (!Certs() || !StartSim() || !StartAgents() || !StartReceiver()) return 1;
   bool ok = true;
   const std::vector<std::pair<std::string, std::string>> plan = [&] {
@@ -1048,15 +1282,16 @@ int Bench::Run() {
   CheckLock();
   if (!lock_refused_) ok = false;
   {
-    const ProcStat self = ReadProc(getpid());
-    Fact(&facts_, "bench process (agents) after the rollouts",
+    const ProcStat self = AgentsStat();
+    const int64_t base_kb =
+        agent_hosts_.empty() ? bench_rss_before_agents_kb_ : 0;
+    Fact(&facts_, "agent processes after the rollouts",
          absl::StrFormat(
-             "RSS %.1f MB (%.0f KB per agent above the pre-agent baseline), "
-             "peak "
-             "%.1f MB, %d threads",
+             "RSS %.1f MB (%.0f KB per agent%s), peak %.1f MB, %d threads",
              self.rss_kb / 1024.0,
-             static_cast<double>(self.rss_kb - bench_rss_before_agents_kb_) /
-                 flags_.agents,
+             static_cast<double>(self.rss_kb - base_kb) / flags_.agents,
+             agent_hosts_.empty() ? " above the pre-agent baseline"
+                                  : ", process overhead included",
              self.hwm_kb / 1024.0, self.threads));
     if (sim_) {
       const ProcStat sim = ReadProc(sim_->pid());
@@ -1070,13 +1305,18 @@ int Bench::Run() {
   if (!receiver_->Wait(absl::Seconds(30)))
     std::cerr << "fleet_bench: receiver did not stop\n";
   sampler_.reset();
-  for (Agent& a : agents_) a.server->Shutdown(absl::Seconds(1));
+  for (Agent& a : agents_) {
+    if (a.server) a.server->Shutdown(absl::Seconds(1));
+  }
   agents_.clear();
+  for (auto& host : agent_hosts_) host->Signal(SIGTERM);
+  for (auto& host : agent_hosts_) host->Wait(absl::Seconds(30));
+  agent_hosts_.clear();
   sim_->Signal(SIGTERM);
   sim_->Wait(absl::Seconds(30));
   if (!flags_.keep) {
     std::error_code ec;
-    std::filesystem::remove_all(dir_ + "/agents", ec);
+    std::filesystem::remove_all(flags_.agent_state_dir, ec);
   }
   return ok ? 0 : 1;
 }
@@ -1089,8 +1329,11 @@ constexpr char kUsage[] =
     "                   [--health-delay-ms MS] [--timeout-s S] [--workdir DIR] "
     "[--keep]\n"
     "                   [--receiver-env KEY=VALUE]... [--receiver-state PATH]\n"
-    "One real hoist-receiver and N in-process agents over a Docker Engine API "
-    "SIMULATOR.\n";
+    "                   [--agent-processes K]   (default ceil(N/100); 0: all "
+    "agents in this process)\n"
+    "                   [--agent-state-dir DIR] (default: under /dev/shm)\n"
+    "One real hoist-receiver and N agents (in agent-host processes) over a "
+    "Docker Engine API SIMULATOR.\n";
 
 }  // namespace
 }  // namespace hoist::bench
@@ -1140,6 +1383,17 @@ int main(int argc, char** argv) {
       flags.receiver_state = value;
     } else if (flag == "--workdir") {
       flags.workdir = value;
+    } else if (flag == "--agent-state-dir") {
+      flags.agent_state_dir = value;
+    } else if (flag == "--agent-processes") {
+      ok = absl::SimpleAtoi(value, &flags.agent_processes) &&
+           flags.agent_processes >= 0;
+    } else if (flag == "--serve-agents") {
+      std::vector<std::string> parts = absl::StrSplit(value, ':');
+      ok = parts.size() == 2 &&
+           absl::SimpleAtoi(parts[0], &flags.serve_first) &&
+           absl::SimpleAtoi(parts[1], &flags.serve_count) &&
+           flags.serve_first >= 0 && flags.serve_count > 0;
     } else {
       ok = false;
     }
@@ -1160,6 +1414,19 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   // The agents log every deploy step; keep warnings and errors only.
   hoist::SetMinLogLevel(hoist::LogLevel::kWarning);
+  if (flags.serve_first >= 0) {
+    if (flags.workdir.empty()) {
+      std::cerr << "fleet_bench: --serve-agents needs --workdir\n";
+      return 2;
+    }
+    return hoist::bench::ServeAgents(flags);
+  }
+  if (flags.agent_processes < 0) {
+    // About 100 agents per process: gRPC's callback threads (two per process
+    // on two cores) are shared by every agent server in a process, and an
+    // agent's Deploy handler waits for one Docker call on them.
+    flags.agent_processes = (flags.agents + 99) / 100;
+  }
   hoist::bench::Bench bench(std::move(flags));
   return bench.Run();
 }
