@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/log.h"
+#include "common/tsan.h"
 
 namespace hoist::nodeagent {
 namespace {
@@ -61,6 +62,7 @@ class LogStreamReactor final : public grpc::ServerWriteReactor<DeployEvent> {
   }
 
   void OnCancel() override {
+    TsanServerOnCancelEntry();
     bool finish = false;
     {
       absl::MutexLock lock(&mu_);

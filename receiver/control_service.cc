@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/log.h"
+#include "common/tsan.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 
@@ -84,6 +85,7 @@ class WatchReactor : public grpc::ServerWriteReactor<hoist::v1::RolloutEvent> {
   }
 
   void OnCancel() override {
+    TsanServerOnCancelEntry();
     absl::MutexLock lock(&link_->mu);
     cancelled_ = true;
     if (!writing_ && !finished_) {

@@ -9,6 +9,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "common/tls.h"
+#include "common/tsan.h"
 #include "grpcpp/grpcpp.h"
 #include "hoist/v1/agent.grpc.pb.h"
 
@@ -87,6 +88,7 @@ class FakeNodeAgent : public hoist::v1::NodeAgent::CallbackService {
       Next();
     }
     void OnCancel() override {
+      TsanServerOnCancelEntry();
       if (hang_) Finish(grpc::Status::CANCELLED);
     }
     void OnDone() override { delete this; }

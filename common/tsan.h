@@ -1,0 +1,39 @@
+// ThreadSanitizer happens-before annotations for gRPC entry points.
+//
+// Debian's gRPC is not built with TSan, so TSan cannot see that gRPC orders
+// a reactor's set-up before its OnCancel, or a client reactor's last
+// callback before an OnDone that gRPC moved to an executor thread. The TSan
+// build (HOIST_TSAN) publishes those edges from annotated copies of gRPC's
+// headers and common/tsan_shim.cc; the functions here are the receiving
+// side, called first thing in the reactor methods that gRPC enters from its
+// own threads. In every other build they compile to nothing.
+#ifndef HOIST_COMMON_TSAN_H_
+#define HOIST_COMMON_TSAN_H_
+
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+extern "C" char hoist_tsan_grpc_edge;  // defined in common/tsan_shim.cc
+#endif
+
+namespace hoist {
+
+// First statement of a server reactor's OnCancel().
+inline void TsanServerOnCancelEntry() {
+#if defined(__SANITIZE_THREAD__)
+  __tsan_acquire(&hoist_tsan_grpc_edge);
+#endif
+}
+
+// First statement of a client reactor's OnDone(); `reactor` is the reactor
+// as gRPC knows it (the grpc::internal::ClientReactor base).
+inline void TsanClientOnDoneEntry(const void* reactor) {
+#if defined(__SANITIZE_THREAD__)
+  __tsan_acquire(const_cast<void*>(reactor));
+#else
+  (void)reactor;
+#endif
+}
+
+}  // namespace hoist
+
+#endif  // HOIST_COMMON_TSAN_H_
