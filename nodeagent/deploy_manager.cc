@@ -762,10 +762,12 @@ absl::Status DeployRun::WaitHealthy() {
   const absl::Time start = clock_->Now();
   const absl::Time deadline = start + timeout;
   std::string last_problem = "no probe ran";
-  absl::Duration ramp = absl::Milliseconds(10);
-  // Bounded: each pass sleeps at least min(10 ms, settle) of clock time
-  // until the deadline.
+  int attempts = 0;
+  int late_attempts = 0;
+  // Bounded: each pass sleeps at least min(5 ms, interval, settle) of clock
+  // time until the deadline.
   while (true) {
+    ++attempts;
     auto info = docker_->InspectContainer(new_id_);
     if (!info.ok()) return info.status();
     if (!info->running && !info->restarting) {
@@ -794,7 +796,14 @@ absl::Status DeployRun::WaitHealthy() {
         if (info->health != "healthy")
           probe = absl::UnavailableError("Docker health: " + info->health);
       }
-      if (probe.ok()) return absl::OkStatus();
+      if (probe.ok()) {
+        LogInfo("new container healthy",
+                {{"deploy_id", request_.deploy_id()},
+                 {"container", name_},
+                 {"attempts", std::to_string(attempts)},
+                 {"after", absl::FormatDuration(clock_->Now() - start)}});
+        return absl::OkStatus();
+      }
       last_problem = std::string(probe.message());
     }
     const absl::Time now = clock_->Now();
@@ -803,12 +812,13 @@ absl::Status DeployRun::WaitHealthy() {
           absl::StrCat("not healthy within ", absl::FormatDuration(timeout),
                        ": ", last_problem));
     }
-    // A configured check is probed on a fast ramp (10 ms, doubling up to
-    // `interval`): a new container usually answers within tens of ms, and
-    // every ms here is downtime, since the old container is already stopped.
-    absl::Duration wait = has_check ? std::min(interval, ramp)
-                                    : std::min(interval, settle_);
-    ramp *= 2;
+    // A configured check follows HealthProbePause (every 5 ms for the first
+    // second, then backing off to `interval`).
+    const absl::Duration since_start = now - start;
+    const absl::Duration wait =
+        has_check ? HealthProbePause(since_start, late_attempts, interval)
+                  : std::min(interval, settle_);
+    if (since_start >= absl::Seconds(1)) ++late_attempts;
     clock_->SleepFor(std::min(wait, deadline - now));
   }
 }
@@ -993,7 +1003,10 @@ DeployPhase DeployRun::Run(const std::string& registry_auth, int keep_images) {
   const std::string restart = request_.container().restart().empty()
                                   ? "no"
                                   : request_.container().restart();
-  absl::Status updated = docker_->UpdateRestartPolicy(new_id_, restart);
+  // Created with "no": only another policy needs a call.
+  absl::Status updated = restart == "no"
+                             ? absl::OkStatus()
+                             : docker_->UpdateRestartPolicy(new_id_, restart);
   if (!updated.ok()) {
     LogWarning("could not set the restart policy",
                {{"deploy_id", request_.deploy_id()},

@@ -18,6 +18,15 @@ absl::Status ProbeHttp(const std::string& url, absl::Duration timeout);
 // accepted.
 absl::Status ProbeTcp(const std::string& host_port, absl::Duration timeout);
 
+// The pause before the next attempt of a configured health check, given how
+// long ago the new container was started and how many attempts were made
+// after the first second. Every 5 ms for the first second (a new container
+// usually answers within tens of ms, and every ms of waiting is downtime:
+// the old container is already stopped), then 10 ms doubling per attempt up
+// to `interval`. Never more than `interval`.
+absl::Duration HealthProbePause(absl::Duration since_start, int late_attempts,
+                                absl::Duration interval);
+
 }  // namespace hoist::nodeagent
 
 #endif  // HOIST_NODEAGENT_HEALTH_CHECK_H_

@@ -21,6 +21,7 @@ namespace {
 
 using hoist::v1::DeployEvent;
 using hoist::v1::DeployPhase;
+using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
@@ -163,6 +164,27 @@ TEST_F(DeployManagerTest, FirstDeployEventsInOrderAndContainerConfigured) {
   EXPECT_EQ(docker_->LastConfig(temp).image, absl::StrCat(kRepo, "@", kD1));
   EXPECT_EQ(docker_->LastConfig(temp).ports,
             std::vector<std::string>{"127.0.0.1:8080:8080/tcp"});
+}
+
+TEST_F(DeployManagerTest, RestartPolicyIsUpdatedOnlyWhenNotNo) {
+  // Created with "no"; the spec's policy is applied once healthy, and an
+  // empty or "no" policy needs no second call.
+  hoist::v1::DeployRequest plain = Request("d-1", kD1);
+  plain.mutable_container()->clear_restart();
+  EXPECT_EQ(RunDeploy(plain).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  hoist::v1::DeployRequest no = Request("d-2", kD2);
+  no.mutable_container()->set_restart("no");
+  EXPECT_EQ(RunDeploy(no).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  for (const std::string& call : docker_->calls())
+    EXPECT_FALSE(absl::StartsWith(call, "Update ")) << call;
+  EXPECT_EQ(docker_->Find("web")->restart_policy, "no");
+  EXPECT_EQ(RunDeploy(Request("d-3", kD1)).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  auto web = docker_->Find("web");
+  ASSERT_TRUE(web.ok());
+  EXPECT_EQ(web->restart_policy, "unless-stopped");
+  EXPECT_THAT(docker_->calls(),
+              Contains(absl::StrCat("Update ", web->id, " unless-stopped")));
 }
 
 TEST_F(DeployManagerTest,
@@ -363,11 +385,13 @@ TEST_F(DeployManagerTest, HealthIsProbedOnAFastRampNotOncePerInterval) {
   ASSERT_TRUE((*log)->finished());
   EXPECT_EQ((*log)->last().phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
   auto time_of = [](const DeployEvent& e) {
-    return absl::FromUnixSeconds(e.time().seconds()) + absl::Nanoseconds(e.time().nanos());
+    return absl::FromUnixSeconds(e.time().seconds()) +
+           absl::Nanoseconds(e.time().nanos());
   };
   absl::Time health_start;
   for (const DeployEvent& e : Events(*log)) {
-    if (e.phase() == hoist::v1::DEPLOY_PHASE_HEALTH_CHECKING) health_start = time_of(e);
+    if (e.phase() == hoist::v1::DEPLOY_PHASE_HEALTH_CHECKING)
+      health_start = time_of(e);
   }
   EXPECT_LT(time_of((*log)->last()) - health_start, absl::Milliseconds(500));
 }
