@@ -159,12 +159,17 @@ absl::StatusOr<hoist::v1::AgentStatus> AgentClientGrpc::GetStatus(
 void AgentClientGrpc::GetStatusAsync(absl::Duration deadline,
                                      StatusCallback on_done) {
   struct Call {
+    // Destroyed last, so that when this call outlives the client, the
+    // channel's last reference is dropped here, in our code, rather than
+    // inside ~ClientContext in libgrpc++ (invisible to the TSan build).
+    std::shared_ptr<grpc::Channel> channel;
     grpc::ClientContext context;
     hoist::v1::GetStatusRequest request;
     hoist::v1::AgentStatus response;
   };
   // Owned by the completion callback (gRPC keeps it until after it ran).
   auto call = std::make_shared<Call>();
+  call->channel = channel_;
   call->context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
   call->context.set_wait_for_ready(false);
   Call* raw = call.get();
