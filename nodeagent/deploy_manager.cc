@@ -904,7 +904,8 @@ DeployPhase DeployRun::Run(const std::string& registry_auth, int keep_images) {
     absl::Status pulled = Pull(reference, registry_auth);
     if (!pulled.ok()) return Fail(std::string(pulled.message()));
   }
-  auto image = docker_->InspectImage(reference);
+  // Present with the digest asked for: what was inspected is what runs.
+  auto image = have ? present : docker_->InspectImage(reference);
   if (!image.ok())
     return Fail(absl::StrCat("image not present after pull: ",
                              image.status().message()));
