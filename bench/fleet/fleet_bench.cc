@@ -351,15 +351,8 @@ class TimedHandler : public nodeagent::AgentHandler {
     return inner_->ListContainers();
   }
 
-  // The first arrival of `deploy_id` (a retried call attaches to it).
-  std::optional<Record> Find(const std::string& deploy_id) {
-    absl::MutexLock lock(&mu_);
-    auto it = records_.find(deploy_id);
-    if (it == records_.end()) return std::nullopt;
-    return it->second;
-  }
-
-  // Appends the timing of every finished deploy not taken before.
+  // Appends the timing of every finished deploy not taken before (a retried
+  // call attaches to the first arrival's log, which is the one timed).
   void TakeFinished(std::vector<std::pair<std::string, HostTiming>>* out) {
     absl::MutexLock lock(&mu_);
     for (auto& [id, rec] : records_) {
@@ -1252,7 +1245,16 @@ int Bench::Run() {
                         ? " (tmpfs: on a fleet each agent fsyncs to its own "
                           "host's disk; here N agents would share one)"
                         : ""));
-  if (!Certs() || !StartSim() || !StartAgents() || !StartReceiver()) return 1;
+  if (!Certs() || !StartSim() || !StartAgents() || !StartReceiver()) {
+    // Stop the agent hosts before their state directories go.
+    for (auto& host : agent_hosts_) host->Signal(SIGKILL);
+    for (auto& host : agent_hosts_) host->Wait(absl::Seconds(30));
+    if (!flags_.keep) {
+      std::error_code ec;
+      std::filesystem::remove_all(flags_.agent_state_dir, ec);
+    }
+    return 1;
+  }
   bool ok = true;
   const std::vector<std::pair<std::string, std::string>> plan = [&] {
     std::vector<std::pair<std::string, std::string>> p = {{"one", "one host"}};
