@@ -70,7 +70,9 @@ WebhookResponse HandleWebhook(const ReceiverConfig& config,
 // `max_entries` bodies; emptied when full. Thread-safe.
 class WebhookDecisionCache {
  public:
-  explicit WebhookDecisionCache(size_t max_entries = 4096)
+  // 256 bodies (well under 1 MB): retries and duplicates repeat recent
+  // deliveries, and a long-running receiver's RSS stays flat.
+  explicit WebhookDecisionCache(size_t max_entries = 256)
       : max_entries_(max_entries) {}
 
   // The intents for a body with this digest under `config`, or null.
