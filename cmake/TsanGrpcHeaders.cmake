@@ -46,9 +46,10 @@ hoist_tsan_patch_header(grpcpp/support/callback_common.h
   2)
 
 hoist_tsan_patch_header(grpcpp/impl/codegen/server_callback_handlers.h
-  # OnDone runs after every callback that counted down to it (Unref below).
+  # OnDone runs after every callback that counted down to it (Unref below)
+  # and after OnCancel returned (common/tsan.h).
   "    void CallOnDone() override {\n"
-  "    void CallOnDone() override {\n      __tsan_acquire(static_cast<::grpc::internal::ServerCallbackCall*>(this));\n"
+  "    void CallOnDone() override {\n      __tsan_acquire(static_cast<::grpc::internal::ServerCallbackCall*>(this));\n      __tsan_acquire(&hoist_tsan_grpc_edge);\n"
   4
   # A new call reaches a method handler (deserializing its request first)
   # after the server started.

@@ -17,12 +17,24 @@ extern "C" char hoist_tsan_grpc_edge;  // defined in common/tsan_shim.cc
 
 namespace hoist {
 
-// First statement of a server reactor's OnCancel().
-inline void TsanServerOnCancelEntry() {
+// Declared first in a server reactor's OnCancel(): what set the reactor up
+// happens before the body, and the body happens before OnDone (gRPC calls
+// OnDone after OnCancel returned, from its uninstrumented code).
+class TsanServerOnCancelScope {
+ public:
+  TsanServerOnCancelScope() {
 #if defined(__SANITIZE_THREAD__)
-  __tsan_acquire(&hoist_tsan_grpc_edge);
+    __tsan_acquire(&hoist_tsan_grpc_edge);
 #endif
-}
+  }
+  ~TsanServerOnCancelScope() {
+#if defined(__SANITIZE_THREAD__)
+    __tsan_release(&hoist_tsan_grpc_edge);
+#endif
+  }
+  TsanServerOnCancelScope(const TsanServerOnCancelScope&) = delete;
+  TsanServerOnCancelScope& operator=(const TsanServerOnCancelScope&) = delete;
+};
 
 // First statement of a client reactor's OnDone(); `reactor` is the reactor
 // as gRPC knows it (the grpc::internal::ClientReactor base).

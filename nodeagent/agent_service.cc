@@ -62,7 +62,7 @@ class LogStreamReactor final : public grpc::ServerWriteReactor<DeployEvent> {
   }
 
   void OnCancel() override {
-    TsanServerOnCancelEntry();
+    TsanServerOnCancelScope tsan_scope;
     bool finish = false;
     {
       absl::MutexLock lock(&mu_);

@@ -85,7 +85,7 @@ class WatchReactor : public grpc::ServerWriteReactor<hoist::v1::RolloutEvent> {
   }
 
   void OnCancel() override {
-    TsanServerOnCancelEntry();
+    TsanServerOnCancelScope tsan_scope;
     absl::MutexLock lock(&link_->mu);
     cancelled_ = true;
     if (!writing_ && !finished_) {

@@ -88,7 +88,7 @@ class FakeNodeAgent : public hoist::v1::NodeAgent::CallbackService {
       Next();
     }
     void OnCancel() override {
-      TsanServerOnCancelEntry();
+      TsanServerOnCancelScope tsan_scope;
       if (hang_) Finish(grpc::Status::CANCELLED);
     }
     void OnDone() override { delete this; }
