@@ -1,7 +1,7 @@
 // DockerClient: the narrow slice of the Docker Engine API the node agent uses.
 //
 // The real implementation (docker_client_curl.h) speaks HTTP over the
-// engine's unix socket (http_client.h); tests of the deploy state machine use
+// engine's unix socket with libcurl; tests of the deploy state machine use
 // FakeDockerClient (fake_docker_client.h).
 //
 // Errors: every call returns the engine's own "message" in the status, mapped

@@ -1,11 +1,14 @@
-// DockerClient over the Engine API's unix socket (nodeagent/http_client.h;
-// the file and factory keep their libcurl-era names).
+// DockerClient over the Engine API's unix socket with libcurl.
 //
-// One connection per call (thread-safe without sharing). JSON bodies are
-// built and parsed with nlohmann-json; its exceptions never leave this file.
+// One CURL easy handle per call (thread-safe without sharing). JSON bodies
+// are built and parsed with nlohmann-json; its exceptions never leave this
+// file.
 #include "nodeagent/docker_client_curl.h"
 
+#include <curl/curl.h>
+
 #include <cstdio>
+#include <mutex>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -17,15 +20,19 @@
 #include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
-#include "nodeagent/http_client.h"
 
 namespace hoist::nodeagent {
 namespace {
 
 using nlohmann::json;
 
+void GlobalInit() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
 struct Response {
-  long code = 0;  // NOLINT(runtime/int)
+  long code = 0;  // NOLINT(runtime/int): libcurl's type
   std::string body;
   std::map<std::string, std::string> headers;  // lowercase names
 };
@@ -42,6 +49,35 @@ struct Request {
   // then.
   std::function<void(absl::string_view)> on_data;
 };
+
+struct CallbackState {
+  Response* response;
+  const Request* request;
+};
+
+size_t WriteCallback(char* data, size_t size, size_t count, void* user) {
+  auto* state = static_cast<CallbackState*>(user);
+  const size_t n = size * count;
+  if (state->request->on_data) {
+    state->request->on_data(absl::string_view(data, n));
+  } else {
+    state->response->body.append(data, n);
+  }
+  return n;
+}
+
+size_t HeaderCallback(char* data, size_t size, size_t count, void* user) {
+  auto* response = static_cast<Response*>(user);
+  const size_t n = size * count;
+  absl::string_view line(data, n);
+  const size_t colon = line.find(':');
+  if (colon != absl::string_view::npos) {
+    response->headers[absl::AsciiStrToLower(
+        absl::StripAsciiWhitespace(line.substr(0, colon)))] =
+        std::string(absl::StripAsciiWhitespace(line.substr(colon + 1)));
+  }
+  return n;
+}
 
 std::string Escape(absl::string_view text) {
   std::string out;
@@ -582,42 +618,59 @@ class CurlDockerClient : public DockerClient {
     if (versioned) {
       HOIST_ASSIGN_OR_RETURN(prefix, Prefix());
     }
-    HttpRequest http;
-    http.method = request.method;
-    http.target = absl::StrCat(prefix, request.path);
-    http.host = "docker";
-    http.headers = request.headers;
-    if (request.method == "POST" || !request.body.empty()) {
-      http.headers.push_back("Content-Type: application/json");
-      http.body = request.body;
-      http.send_body = true;
-    }
-    HttpLimits limits;
-    limits.connect_timeout = absl::Seconds(5);
+    GlobalInit();
+    CURL* curl = curl_easy_init();
+    if (curl == nullptr) return absl::InternalError("curl_easy_init failed");
+    Response response;
+    CallbackState state{&response, &request};
+    const std::string url = absl::StrCat("http://docker", prefix, request.path);
+    curl_easy_setopt(curl, CURLOPT_UNIX_SOCKET_PATH, socket_.c_str());
+    curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, request.method.c_str());
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &WriteCallback);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &state);
+    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, &HeaderCallback);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &response);
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
     if (request.streaming) {
-      limits.stall_timeout = request.stall_timeout;
+      curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+      curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME,
+                       static_cast<long>(absl::ToInt64Seconds(
+                           request.stall_timeout)));  // NOLINT
     } else {
-      limits.deadline = absl::Now() + request.timeout;
+      curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
+                       static_cast<long>(absl::ToInt64Milliseconds(
+                           request.timeout)));  // NOLINT
     }
-    limits.on_data = request.on_data;
-    auto answer = HttpOverUnixSocket(socket_, http, limits);
-    if (!answer.ok()) {
-      if (absl::StartsWith(answer.status().message(), "connect")) {
+    struct curl_slist* headers = nullptr;
+    for (const std::string& header : request.headers) {
+      headers = curl_slist_append(headers, header.c_str());
+    }
+    if (request.method == "POST" || !request.body.empty()) {
+      headers = curl_slist_append(headers, "Content-Type: application/json");
+      curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request.body.c_str());
+      curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE,
+                       static_cast<long>(request.body.size()));  // NOLINT
+    }
+    headers = curl_slist_append(headers, "Expect:");
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    const CURLcode result = curl_easy_perform(curl);
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &response.code);
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(curl);
+    if (result != CURLE_OK) {
+      if (result == CURLE_COULDNT_CONNECT) {
         // The daemon may come back with another version: negotiate again.
         absl::MutexLock lock(&mu_);
         prefix_.clear();
       }
-      const absl::StatusCode code =
-          answer.status().code() == absl::StatusCode::kDeadlineExceeded
-              ? absl::StatusCode::kDeadlineExceeded
-              : absl::StatusCode::kUnavailable;
+      const absl::StatusCode code = result == CURLE_OPERATION_TIMEDOUT
+                                        ? absl::StatusCode::kDeadlineExceeded
+                                        : absl::StatusCode::kUnavailable;
       return absl::Status(code, absl::StrCat("docker at ", socket_, ": ",
-                                             answer.status().message()));
+                                             curl_easy_strerror(result)));
     }
-    Response response;
-    response.code = answer->code;
-    response.body = std::move(answer->body);
-    response.headers = std::move(answer->headers);
     return response;
   }
 

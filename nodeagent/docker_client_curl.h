@@ -1,5 +1,4 @@
-// The real DockerClient: Engine API over the daemon's unix socket, spoken by
-// nodeagent/http_client.h (the "Curl" names are kept from the libcurl days).
+// The real DockerClient: Engine API over the daemon's unix socket (libcurl).
 #ifndef HOIST_NODEAGENT_DOCKER_CLIENT_CURL_H_
 #define HOIST_NODEAGENT_DOCKER_CLIENT_CURL_H_
 
@@ -26,7 +25,7 @@ struct CurlDockerClientOptions {
 
 // Validates the endpoint (only unix sockets) and returns a client. Does not
 // contact the daemon: the API version is negotiated on first use (and again
-// after the daemon was unreachable). Thread-safe: one connection per call.
+// after the daemon was unreachable). Thread-safe: one CURL handle per call.
 absl::StatusOr<std::unique_ptr<DockerClient>> NewCurlDockerClient(
     const CurlDockerClientOptions& options);
 

@@ -1,5 +1,6 @@
 #include "nodeagent/health_check.h"
 
+#include <curl/curl.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
@@ -9,14 +10,16 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "nodeagent/http_client.h"
 
 namespace hoist::nodeagent {
 namespace {
+
+size_t Discard(char*, size_t size, size_t count, void*) { return size * count; }
 
 // Splits "host:port" / "[v6]:port".
 bool SplitHostPort(const std::string& text, std::string* host,
@@ -36,18 +39,29 @@ bool SplitHostPort(const std::string& text, std::string* host,
 }  // namespace
 
 absl::Status ProbeHttp(const std::string& url, absl::Duration timeout) {
-  HttpLimits limits;
-  limits.deadline = absl::Now() + timeout;
-  limits.connect_timeout = timeout;
-  limits.on_data = [](absl::string_view) {};  // the body is not judged
-  auto response = HttpGetUrl(url, limits);
-  if (!response.ok()) {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  CURL* curl = curl_easy_init();
+  if (curl == nullptr) return absl::InternalError("curl_easy_init failed");
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
+  curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &Discard);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
+                   static_cast<long>(std::max<int64_t>(
+                       1, absl::ToInt64Milliseconds(timeout))));  // NOLINT
+  const CURLcode result = curl_easy_perform(curl);
+  long code = 0;  // NOLINT(runtime/int)
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
+  curl_easy_cleanup(curl);
+  if (result != CURLE_OK) {
     return absl::UnavailableError(
-        absl::StrCat("GET ", url, ": ", response.status().message()));
+        absl::StrCat("GET ", url, ": ", curl_easy_strerror(result)));
   }
-  if (response->code < 200 || response->code >= 400) {
-    return absl::UnavailableError(
-        absl::StrCat("GET ", url, ": HTTP ", response->code));
+  if (code < 200 || code >= 400) {
+    return absl::UnavailableError(absl::StrCat("GET ", url, ": HTTP ", code));
   }
   return absl::OkStatus();
 }

@@ -9,6 +9,7 @@
 // rotated CA apply without a restart); changing the tls paths themselves, or
 // listen, docker, state_dir, keep_images, host or metrics_listen, takes
 // effect at the next start.
+#include <malloc.h>
 #include <signal.h>
 
 #include <iostream>
@@ -17,6 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "common/daemon.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -61,6 +63,10 @@ std::string RestartOnlyChanges(const AgentConfig& old_config,
 }
 
 int Run(int argc, char** argv) {
+  // Debian's Abseil is built without NDEBUG, so every Mutex::Lock would feed
+  // a process-wide lock-order graph (memory and CPU the daemon does not need;
+  // tests keep the check). Same as hoist-receiver.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   BlockDaemonSignals();  // before any thread starts
   auto flags = ParseDaemonFlags(argc, argv);
   const std::string usage = DaemonUsage(
@@ -169,6 +175,10 @@ int Run(int argc, char** argv) {
         config->metrics_listen.substr(0, config->metrics_listen.rfind(':')),
         ":", metrics_http->port()));
   }
+
+  // Start-up (config, TLS material, Docker version negotiation, recovery)
+  // leaves freed heap behind; give it back before idling.
+  malloc_trim(0);
 
   AgentConfig current = *std::move(config);
   for (;;) {

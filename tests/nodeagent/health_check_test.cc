@@ -1,0 +1,147 @@
+// ProbeHttp against canned HTTP servers on loopback, and the schedule of
+// health probes after a new container started (HealthProbePause).
+#include "nodeagent/health_check.h"
+
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace hoist::nodeagent {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Accepts connections one at a time (at most 16), reads a request (headers
+// and a Content-Length body), records it, writes `answer` and closes.
+class CannedServer {
+ public:
+  explicit CannedServer(std::string answer) : answer_(std::move(answer)) {
+    {
+      listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in address{};
+      address.sin_family = AF_INET;
+      address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      socklen_t len = sizeof(address);
+      EXPECT_EQ(bind(listen_fd_, reinterpret_cast<sockaddr*>(&address), len),
+                0);
+      getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&address), &len);
+      port_ = ntohs(address.sin_port);
+    }
+    EXPECT_EQ(listen(listen_fd_, 8), 0);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~CannedServer() {
+    stop_ = true;
+    shutdown(listen_fd_, SHUT_RDWR);
+    thread_.join();
+    close(listen_fd_);
+  }
+  int port() const { return port_; }
+  std::string request() {
+    absl::MutexLock lock(&mu_);
+    return request_;
+  }
+
+ private:
+  void Serve() {
+    for (int i = 0; i < 16 && !stop_; ++i) {  // bounded
+      pollfd p{listen_fd_, POLLIN, 0};
+      if (poll(&p, 1, 50) <= 0) continue;
+      const int fd = accept(listen_fd_, nullptr, nullptr);
+      if (fd < 0) return;
+      std::string in;
+      char buffer[4096];
+      // Bounded: stops at the end of the request or of the stream.
+      while (true) {
+        const size_t end = in.find("\r\n\r\n");
+        if (end != std::string::npos) {
+          size_t length = 0;
+          const size_t at = in.find("Content-Length: ");
+          if (at != std::string::npos) length = std::stoul(in.substr(at + 16));
+          if (in.size() >= end + 4 + length) break;
+        }
+        const int n = static_cast<int>(read(fd, buffer, sizeof(buffer)));
+        if (n <= 0) break;
+        in.append(buffer, n);
+      }
+      {
+        absl::MutexLock lock(&mu_);
+        request_ = in;
+      }
+      EXPECT_EQ(write(fd, answer_.data(), answer_.size()),
+                static_cast<ssize_t>(answer_.size()));
+      close(fd);
+    }
+  }
+
+  const std::string answer_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  absl::Mutex mu_;
+  std::string request_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
+std::string Url(int port, const std::string& path = "/healthz") {
+  return absl::StrCat("http://127.0.0.1:", port, path);
+}
+
+TEST(ProbeHttpTest, TwoAndThreeHundredsAreHealthyOthersNot) {
+  {
+    CannedServer ok("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    EXPECT_TRUE(ProbeHttp(Url(ok.port()), absl::Seconds(10)).ok());
+  }
+  {
+    CannedServer redirect(
+        "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/\r\n"
+        "Content-Length: 0\r\n\r\n");
+    EXPECT_TRUE(ProbeHttp(Url(redirect.port()), absl::Seconds(10)).ok());
+  }
+  {
+    CannedServer failing("HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n");
+    absl::Status probe = ProbeHttp(Url(failing.port()), absl::Seconds(10));
+    EXPECT_EQ(probe.code(), absl::StatusCode::kUnavailable);
+    EXPECT_THAT(std::string(probe.message()), HasSubstr("HTTP 500"));
+  }
+  {
+    CannedServer empty("");
+    EXPECT_EQ(ProbeHttp(Url(empty.port()), absl::Seconds(10)).code(),
+              absl::StatusCode::kUnavailable);
+  }
+}
+
+TEST(HealthProbePauseTest, FastForTheFirstSecondThenBacksOffToInterval) {
+  const absl::Duration interval = absl::Seconds(2);
+  // Every 5 ms while a new container is expected to come up.
+  for (absl::Duration since : {absl::ZeroDuration(), absl::Milliseconds(300),
+                               absl::Milliseconds(999)}) {
+    EXPECT_EQ(HealthProbePause(since, 0, interval), absl::Milliseconds(5));
+  }
+  // Then 10 ms doubling per late attempt, capped at the interval.
+  EXPECT_EQ(HealthProbePause(absl::Seconds(1), 0, interval),
+            absl::Milliseconds(10));
+  EXPECT_EQ(HealthProbePause(absl::Seconds(1), 1, interval),
+            absl::Milliseconds(20));
+  EXPECT_EQ(HealthProbePause(absl::Seconds(2), 5, interval),
+            absl::Milliseconds(320));
+  EXPECT_EQ(HealthProbePause(absl::Seconds(9), 8, interval), interval);
+  EXPECT_EQ(HealthProbePause(absl::Hours(1), 1000, interval), interval);
+  // Never longer than a short interval.
+  EXPECT_EQ(HealthProbePause(absl::ZeroDuration(), 0, absl::Milliseconds(2)),
+            absl::Milliseconds(2));
+}
+
+}  // namespace
+}  // namespace hoist::nodeagent
