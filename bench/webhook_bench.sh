@@ -119,6 +119,24 @@ field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" <<<"$2"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "inf"; else printf "%.2f", a / b }'; }
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 load() { cut -d' ' -f1-3 /proc/loadavg; }
+cpu_ticks() {  # cpu_ticks PID: utime+stime+cutime+cstime of PID (clock ticks)
+  awk '{ print $14 + $15 + $16 + $17 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+# wait_idle PID NAME: until PID (with its reaped children) uses under 10% of
+# a CPU over 0.5 s, at most 60 s. adnanh/webhook answers before its command
+# runs (`go handleHook`), so after a duplicate run it keeps forking the
+# backlog of commands; the next measurement must not run beside that.
+wait_idle() {
+  local start=$SECONDS before after
+  for _ in $(seq 1 120); do
+    before=$(cpu_ticks "$1"); sleep 0.5; after=$(cpu_ticks "$1")
+    if (( after - before < 5 )); then
+      (( SECONDS - start > 1 )) && echo "  ($2 was busy for $((SECONDS - start)) s after its load ended)"
+      return 0
+    fi
+  done
+  echo "  ($2 still busy after 60 s)"
+}
 echo "$(date -u '+%Y-%m-%d %H:%M UTC'), load average at start: $(load), $(nproc) CPUs, receiver $RECEIVER"
 
 # Sanity: Hoist accepts the authentic body once (202) before the duplicate run.
@@ -136,12 +154,15 @@ for round in $(seq 1 "$REPEAT"); do
       url=$HOIST_URL; [[ $side == p ]] && url=$PEER_URL
       r=$(run_wrk "$url" "$auth")
       echo "  $name $([[ $side == h ]] && echo hoist || echo webhook): $r"
+      wait_idle "$RPID" hoist-receiver
+      wait_idle "$WPID" webhook
       rps[${side}_$name]+=" $(field rps "$r")"
       p99[${side}_$name]+=" $(field p99_ms "$r")"
     done
   done
 done
 
+wait_idle "$RPID" hoist-receiver
 echo "authentic new webhooks, one per second, during a ${FLOOD_SECONDS}s flood of forged requests"
 BODY_FILE=$T/body.json AUTH=wrong wrk -t2 -c32 -d"${FLOOD_SECONDS}s" -s "$ROOT/bench/webhook_post.lua" \
   "$HOIST_URL" >"$T/flood.txt" &
