@@ -125,6 +125,7 @@ class AgentProcess {
     return text.ok() ? *text : "";
   }
   int port() const { return port_; }
+  pid_t pid() const { return pid_; }
 
  private:
   const std::string config_;
@@ -192,6 +193,26 @@ TEST(AgentProcessTest, HelpVersionAndBadFlags) {
 }
 
 // ---- serving, reload, stop ----
+
+// The agent re-executes itself once with GNUTLS_NO_IMPLICIT_INIT=1 (see
+// SkipGnutlsImplicitInit in nodeagent/main.cc): the process that serves is
+// the one started, with that variable, and GnuTLS is loaded but idle.
+TEST(AgentProcessTest, ServesFromTheSamePidWithoutGnutlsImplicitInit) {
+  const std::string dir = hoist::testing::MakeTempDir("agent-gnutls");
+  AgentProcess agent(WriteConfig(dir, "[]"), dir + "/agent.log");
+  ASSERT_NO_FATAL_FAILURE(agent.Start());
+  auto environ_text = ReadFile(absl::StrCat("/proc/", agent.pid(), "/environ"));
+  ASSERT_TRUE(environ_text.ok()) << environ_text.status();
+  EXPECT_TRUE(absl::StrContains(*environ_text,
+                                std::string("GNUTLS_NO_IMPLICIT_INIT=1\0", 26)))
+      << "the serving process runs without the variable";
+  hoist::v1::AgentStatus status;
+  const grpc::Status got = GetStatus(agent.port(), "receiver", &status);
+  EXPECT_TRUE(got.ok()) << got.error_message();
+  // The log shows one start-up, not two.
+  const std::string log = agent.Output();
+  EXPECT_EQ(log.find("listening on"), log.rfind("listening on")) << log;
+}
 
 TEST(AgentProcessTest, ServesStatusReloadsAuthzOnSighupAndStopsOnSigterm) {
   const std::string dir = hoist::testing::MakeTempDir("agent-serve");
