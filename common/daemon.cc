@@ -1,9 +1,11 @@
 #include "common/daemon.h"
 
+#include <malloc.h>
 #include <signal.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 
 namespace hoist {
 
@@ -70,6 +72,11 @@ void BlockDaemonSignals() {
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
+}
+
+void TuneDaemonProcess() {
+  mallopt(M_ARENA_MAX, 1);
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 }
 
 int WaitForDaemonSignal() {

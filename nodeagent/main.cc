@@ -20,7 +20,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/synchronization/mutex.h"
 #include "common/daemon.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -65,13 +64,7 @@ std::string RestartOnlyChanges(const AgentConfig& old_config,
 }
 
 int Run(int argc, char** argv) {
-  // Debian's Abseil is built without NDEBUG, so every Mutex::Lock would feed
-  // a process-wide lock-order graph (memory and CPU the daemon does not need;
-  // tests keep the check). Same as hoist-receiver.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  // One malloc arena: the agent's threads rarely allocate at the same time,
-  // and each extra arena keeps its own pages (~0.1 MB idle).
-  mallopt(M_ARENA_MAX, 1);
+  TuneDaemonProcess();   // before any thread starts
   BlockDaemonSignals();  // before any thread starts
   auto flags = ParseDaemonFlags(argc, argv);
   const std::string usage = DaemonUsage(

@@ -1,7 +1,5 @@
 #include "receiver/agent_client_grpc.h"
 
-#include <malloc.h>
-
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -59,8 +57,6 @@ class EventReader : public grpc::ClientReadReactor<hoist::v1::DeployEvent> {
 };
 
 }  // namespace
-
-bool UseOneMallocArena() { return mallopt(M_ARENA_MAX, 1) == 1; }
 
 std::string AgentTlsName(const AgentEntry& agent) {
   if (!agent.tls_name.empty()) return agent.tls_name;

@@ -57,16 +57,6 @@ class AgentClientGrpc : public AgentClient {
 // The TLS name of `agent`: its tls_name, or the host part of its address.
 std::string AgentTlsName(const AgentEntry& agent);
 
-// Limits glibc malloc to one arena (M_ARENA_MAX = 1) for the whole process.
-// Meant for hoist-receiver's main(), once, before any thread starts: every
-// agent channel's TLS and HTTP/2 state (about 150 KB per connected agent) and
-// every Deploy call's arena are allocated and freed on different gRPC
-// threads, and with an arena per thread the memory one thread frees cannot
-// serve another's allocations. Measured at 1000 agents (docs/scaling.md):
-// peak RSS during a 1000-host rollout 205-209 MB with the default arenas and
-// 194-195 MB with one. False when glibc refused the setting.
-bool UseOneMallocArena();
-
 // One AgentClientGrpc per configured agent. Update() (SIGHUP) swaps in new
 // clients for agents whose address, tls_name or credentials changed; calls
 // in flight on old clients finish on them. Thread-safe.

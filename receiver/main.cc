@@ -10,7 +10,6 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "common/daemon.h"
 #include "common/file_util.h"
 #include "common/log.h"
@@ -82,14 +81,7 @@ class MetricsServer {
 };
 
 int Run(int argc, char** argv) {
-  // Before any thread starts: one malloc arena keeps the peak RSS with many
-  // agent channels lower (see UseOneMallocArena, docs/scaling.md).
-  UseOneMallocArena();
-  // Debian's Abseil is built without NDEBUG, so every Mutex::Lock would feed
-  // a process-wide lock-order graph behind one global lock (about 8 % of the
-  // receiver's CPU during a 1000-host rollout, docs/scaling.md). Tests keep
-  // the check; the daemon does not pay for it.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  TuneDaemonProcess();  // before any thread starts
   BlockDaemonSignals();
   absl::StatusOr<DaemonFlags> flags = ParseDaemonFlags(argc, argv);
   const std::string usage =
