@@ -24,6 +24,7 @@
 #include "common/crypto.h"
 #include "common/log.h"
 #include "nlohmann/json.hpp"
+#include "receiver/buffered_http_server.h"
 #include "receiver/payload.h"
 #include "receiver/rules.h"
 #include "receiver/webhook_auth.h"
@@ -262,6 +263,9 @@ void WebhookServer::Stop() {
     stopped_ = true;
   }
   if (http_ != nullptr) http_->stop();
+  // Idle keep-alive connections would otherwise hold the join below for
+  // up to keep_alive_timeout_seconds.
+  if (buffered_ != nullptr) buffered_->CloseConnections();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -460,7 +464,9 @@ absl::StatusOr<std::unique_ptr<WebhookServer>> WebhookServer::Start(
     }
     server->http_ = std::move(ssl);
   } else {
-    server->http_ = std::make_unique<httplib::Server>();
+    auto plain = std::make_unique<BufferedHttpServer>();
+    server->buffered_ = plain.get();
+    server->http_ = std::move(plain);
   }
   httplib::Server& http = *server->http_;
   const Options& opts = server->options_;

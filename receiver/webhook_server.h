@@ -30,6 +30,8 @@ class Server;
 
 namespace hoist::receiver {
 
+class BufferedHttpServer;
+
 // The parts of an HTTP request to the webhook path that the contract
 // looks at. `auth_header` and `content_type` are empty when absent.
 struct WebhookRequest {
@@ -169,6 +171,8 @@ class WebhookServer {
   MetricsRegistry* metrics_ = nullptr;
   WebhookDecisionCache decisions_;
   std::unique_ptr<httplib::Server> http_;
+  // http_ when it serves plain HTTP (the HTTPS server is httplib's own).
+  BufferedHttpServer* buffered_ = nullptr;
   std::thread thread_;
   int port_ = 0;
   mutable absl::Mutex mu_;
