@@ -9,6 +9,7 @@
 // rotated CA apply without a restart); changing the tls paths themselves, or
 // listen, docker, state_dir, keep_images, host or metrics_listen, takes
 // effect at the next start.
+#include <limits.h>
 #include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/daemon.h"
@@ -220,10 +222,19 @@ int Run(int argc, char** argv) {
 // registries). GnuTLS skips that when GNUTLS_NO_IMPLICIT_INIT is set, which
 // must happen before the process starts: so the agent sets it once and
 // re-executes itself (same pid, same arguments). If the exec fails, it runs
-// as it is.
+// as it is. It executes its binary by path, not as /proc/self/exe: the
+// process name (ps, top, pgrep, systemd's status) comes from that path
+// and would read "exe"; /proc/self/exe is the fallback when the binary was
+// replaced on disk since the start.
 void SkipGnutlsImplicitInit(char** argv) {
   if (std::getenv("GNUTLS_NO_IMPLICIT_INIT") != nullptr) return;
   if (setenv("GNUTLS_NO_IMPLICIT_INIT", "1", 1) != 0) return;
+  char self[PATH_MAX];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n > 0) {
+    self[n] = '\0';
+    if (!absl::EndsWith(self, " (deleted)")) execv(self, argv);
+  }
   execv("/proc/self/exe", argv);
 }
 

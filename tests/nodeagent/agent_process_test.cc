@@ -196,7 +196,8 @@ TEST(AgentProcessTest, HelpVersionAndBadFlags) {
 
 // The agent re-executes itself once with GNUTLS_NO_IMPLICIT_INIT=1 (see
 // SkipGnutlsImplicitInit in nodeagent/main.cc): the process that serves is
-// the one started, with that variable, and GnuTLS is loaded but idle.
+// the one started, with that variable and under its own name, and GnuTLS is
+// loaded but idle.
 TEST(AgentProcessTest, ServesFromTheSamePidWithoutGnutlsImplicitInit) {
   const std::string dir = hoist::testing::MakeTempDir("agent-gnutls");
   AgentProcess agent(WriteConfig(dir, "[]"), dir + "/agent.log");
@@ -212,6 +213,10 @@ TEST(AgentProcessTest, ServesFromTheSamePidWithoutGnutlsImplicitInit) {
   // The log shows one start-up, not two.
   const std::string log = agent.Output();
   EXPECT_EQ(log.find("listening on"), log.rfind("listening on")) << log;
+  // The re-executed process keeps its name (ps, pgrep, systemd).
+  auto comm = ReadFile(absl::StrCat("/proc/", agent.pid(), "/comm"));
+  ASSERT_TRUE(comm.ok()) << comm.status();
+  EXPECT_EQ(*comm, "hoist-agent\n");
 }
 
 TEST(AgentProcessTest, ServesStatusReloadsAuthzOnSighupAndStopsOnSigterm) {
