@@ -209,23 +209,30 @@ class DeployMetricsTracker {
 
 }  // namespace
 
-// A small fixed pool running tasks in order of arrival. Destruction runs the
-// tasks still queued, then joins.
+// A small pool running tasks in order of arrival. Its threads start on
+// demand, one per task that finds no idle thread, up to `max_threads`, and
+// then stay: an agent that is only asked for its status never starts the
+// deploy threads (each costs stack and allocator pages of idle RSS).
+// Destruction runs the tasks still queued, then joins.
 class AgentService::Worker {
  public:
-  explicit Worker(int threads) {
-    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
-  }
+  explicit Worker(int max_threads) : max_threads_(max_threads) {}
   ~Worker() {
+    std::vector<std::thread> threads;
     {
       absl::MutexLock lock(&mu_);
       stopping_ = true;
+      threads.swap(threads_);
     }
-    for (auto& t : threads_) t.join();
+    for (auto& t : threads) t.join();
   }
   void Run(std::function<void()> task) {
     absl::MutexLock lock(&mu_);
     tasks_.push_back(std::move(task));
+    if (!stopping_ && idle_ < tasks_.size() &&
+        static_cast<int>(threads_.size()) < max_threads_) {
+      threads_.emplace_back([this] { Loop(); });
+    }
   }
 
  private:
@@ -234,11 +241,13 @@ class AgentService::Worker {
       std::function<void()> task;
       {
         absl::MutexLock lock(&mu_);
+        ++idle_;
         mu_.Await(absl::Condition(
             +[](Worker* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) {
               return w->stopping_ || !w->tasks_.empty();
             },
             this));
+        --idle_;
         if (tasks_.empty()) return;  // stopping and drained
         task = std::move(tasks_.front());
         tasks_.pop_front();
@@ -247,10 +256,12 @@ class AgentService::Worker {
     }
   }
 
+  const int max_threads_;
   absl::Mutex mu_;
   std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
+  size_t idle_ ABSL_GUARDED_BY(mu_) = 0;  // threads waiting for a task
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<std::thread> threads_;
+  std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);
 };
 
 std::shared_ptr<const RoleAuthorizer> MakeAgentAuthorizer(
