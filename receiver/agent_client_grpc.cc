@@ -102,6 +102,12 @@ AgentClientGrpc::AgentClientGrpc(
   args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
   // No channelz node (and its trace buffer) per channel and subchannel.
   args.SetInt(GRPC_ARG_ENABLE_CHANNELZ, 0);
+  // No bandwidth-delay-product probing: with it, chttp2 answers received
+  // data with PING frames (and the agent with PING acks), re-arms a timer per
+  // ack and sends window updates as its estimate grows; one more write, read
+  // and wakeup per few DeployEvents, for streams of small messages that never
+  // come near the default 64 KiB window.
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   channel_ =
       grpc::CreateCustomChannel(agent.address, std::move(credentials), args);
   stub_ = hoist::v1::NodeAgent::NewStub(channel_);

@@ -107,9 +107,15 @@ class WatchReactor : public grpc::ServerWriteReactor<hoist::v1::RolloutEvent> {
   void PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(link_->mu) {
     if (writing_ || finished_ || cancelled_ || !sub_) return;
     bool ended = false;
-    if (sub_->Pop(&event_, &ended)) {
+    bool more = false;
+    if (sub_->Pop(&event_, &ended, &more)) {
       writing_ = true;
-      StartWrite(&event_);
+      // With more events queued, this one may wait in gRPC's buffer: the
+      // next write (from OnWriteDone, at once) sends both in one TLS record
+      // and one syscall. The last queued event is written without the hint,
+      // so nothing is held back.
+      StartWrite(&event_, more ? grpc::WriteOptions().set_buffer_hint()
+                               : grpc::WriteOptions());
       return;
     }
     if (ended) {

@@ -104,8 +104,9 @@ void RolloutSubscription::Push(const RolloutEvent& event, bool final_event,
   if (notify_) notify_();
 }
 
-bool RolloutSubscription::Pop(RolloutEvent* event, bool* ended) {
+bool RolloutSubscription::Pop(RolloutEvent* event, bool* ended, bool* more) {
   absl::MutexLock lock(&mu_);
+  if (more) *more = false;
   if (queue_.empty()) {
     if (ended) *ended = ended_ || cancelled_;
     return false;
@@ -113,6 +114,7 @@ bool RolloutSubscription::Pop(RolloutEvent* event, bool* ended) {
   *event = std::move(queue_.front());
   queue_.pop_front();
   if (ended) *ended = ended_ && queue_.empty();
+  if (more) *more = !queue_.empty();
   return true;
 }
 
@@ -1048,6 +1050,8 @@ bool RolloutManager::RunHosts(const std::string& id,
   for (auto& [i, c] : calls) start_call(c);
 
   bool stopped = false;
+  // Real time of the latest pass over the inbox (see min_pass_interval).
+  absl::Time last_pass = absl::InfinitePast();
   while (true) {
     if (remaining == 0) break;
     absl::Time next_retry = absl::InfiniteFuture();
@@ -1075,6 +1079,21 @@ bool RolloutManager::RunHosts(const std::string& id,
         stopped = true;
         break;
       }
+      // Events keep coming: gather them until min_pass_interval has passed
+      // since the previous pass (producers do not wake us meanwhile).
+      const absl::Duration gather =
+          last_pass + options_.min_pass_interval - absl::Now();
+      if (!inbox->items.empty() && gather > absl::ZeroDuration()) {
+        auto stop = [&inbox]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(inbox->mu) {
+          return inbox->stop;
+        };
+        inbox->mu.AwaitWithTimeout(absl::Condition(&stop), gather);
+        if (inbox->stop) {
+          stopped = true;
+          break;
+        }
+      }
+      if (!inbox->items.empty()) last_pass = absl::Now();
       items.swap(inbox->items);
     }
     // Pull progress of this pass, folded: only the latest per host is

@@ -68,7 +68,9 @@ class RolloutSubscription {
   // Takes the oldest queued event into `*event` and returns true; false when
   // nothing is queued now. `*ended` (optional) is set when the rollout reached
   // a final state and every event was taken: nothing more will come.
-  bool Pop(hoist::v1::RolloutEvent* event, bool* ended = nullptr);
+  // `*more` (optional) is set when another event is queued behind this one.
+  bool Pop(hoist::v1::RolloutEvent* event, bool* ended = nullptr,
+           bool* more = nullptr);
   // Blocks (real time) up to `timeout` for the next event. False on timeout
   // or when the subscription ended with nothing left.
   bool Next(hoist::v1::RolloutEvent* event, absl::Duration timeout);
@@ -106,6 +108,14 @@ struct RolloutManagerOptions {
   absl::Duration retry_max_backoff = absl::Seconds(10);
   // Events a Watch subscription queues before it resynchronizes (see Watch).
   size_t watch_queue_capacity = 1024;
+  // An executor takes a rollout's agent events from its inbox at most once
+  // per this interval (real time) while they keep coming: an event that
+  // arrives after a quiet interval is handled at once, later ones are
+  // gathered until the interval since the previous pass has passed. Each
+  // pass wakes the executor, publishes to watchers and writes one journal
+  // transaction, so a wave of hosts costs O(passes), not O(events), of
+  // those. Zero: a pass per wakeup.
+  absl::Duration min_pass_interval = absl::Milliseconds(10);
   // Optional, not owned. Series: hoist_rollouts_total{service,state},
   // hoist_rollouts_active, hoist_host_deploys_total{agent,phase},
   // hoist_webhook_duplicates_total.

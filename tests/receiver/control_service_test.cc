@@ -216,6 +216,39 @@ TEST_F(ControlServiceTest, WatchSendsTheFullRolloutFirstThenChanges) {
   EXPECT_EQ(last, hoist::v1::ROLLOUT_STATE_SUCCEEDED);
 }
 
+TEST_F(ControlServiceTest, WatchDeliversTheLatestChangeWhileTheRolloutRuns) {
+  // web-1 deploys, web-2 stays blocked: the rollout is still running when
+  // web-1's last change is queued, and that change must reach the watcher
+  // now (the writer batches queued events, it never holds back the last).
+  pool_.SetDefault(Behavior::kBlock);
+  auto created = manager_->ManualDeploy("app", Digest(3), "");
+  ASSERT_TRUE(created.ok());
+  ASSERT_TRUE(pool_.WaitBlocked(1));
+  auto viewer = Stub("viewer");
+  grpc::ClientContext c;
+  SetDeadline(&c, absl::Seconds(20));
+  hoist::v1::WatchRolloutRequest w;
+  w.set_id(created->id());
+  auto reader = viewer->WatchRollout(&c, w);
+  hoist::v1::RolloutEvent e;
+  ASSERT_TRUE(reader->Read(&e));
+  pool_.Release("web-1", Behavior::kSucceed);
+  bool web1_done = false;
+  while (!web1_done && reader->Read(&e)) {
+    web1_done = e.host().agent() == "web-1" &&
+                e.host().phase() == hoist::v1::DEPLOY_PHASE_SUCCEEDED;
+  }
+  EXPECT_TRUE(web1_done);
+  ASSERT_TRUE(pool_.WaitBlocked(1));
+  auto now = manager_->GetRollout(created->id());
+  ASSERT_TRUE(now.ok());
+  EXPECT_EQ(now->state(), hoist::v1::ROLLOUT_STATE_RUNNING);
+  pool_.Release("", Behavior::kSucceed);
+  while (reader->Read(&e)) {
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+}
+
 TEST_F(ControlServiceTest, WatchOfUnknownRolloutIsNotFound) {
   auto viewer = Stub("viewer");
   grpc::ClientContext c;

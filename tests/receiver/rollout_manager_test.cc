@@ -55,6 +55,58 @@ std::vector<std::string> Agents(const std::vector<RecordedCall>& calls,
   return out;
 }
 
+// Forwards to a real journal and counts SaveHostProgress calls: one per
+// executor pass that changed a host.
+class CountingJournal : public Journal {
+ public:
+  explicit CountingJournal(Journal* real) : real_(real) {}
+  int host_progress_calls() const { return host_progress_calls_.load(); }
+
+  absl::StatusOr<std::optional<DeliveryRecord>> FindDelivery(
+      const std::string& key) override {
+    return real_->FindDelivery(key);
+  }
+  absl::Status AcceptDelivery(const DeliveryRecord& d,
+                              const hoist::v1::Rollout& r) override {
+    return real_->AcceptDelivery(d, r);
+  }
+  absl::Status CountDuplicate(const std::string& key, absl::Time at) override {
+    return real_->CountDuplicate(key, at);
+  }
+  absl::Status SaveRollout(const hoist::v1::Rollout& r) override {
+    return real_->SaveRollout(r);
+  }
+  absl::Status SaveHostProgress(
+      const std::string& id, const std::vector<HostUpdate>& hosts,
+      const std::vector<HostEventRecord>& events) override {
+    ++host_progress_calls_;
+    return real_->SaveHostProgress(id, hosts, events);
+  }
+  absl::Status AppendHostEvent(const std::string& id, const std::string& agent,
+                               const hoist::v1::DeployEvent& e) override {
+    return real_->AppendHostEvent(id, agent, e);
+  }
+  absl::StatusOr<hoist::v1::Rollout> GetRollout(
+      const std::string& id) override {
+    return real_->GetRollout(id);
+  }
+  absl::StatusOr<std::vector<hoist::v1::Rollout>> ListRollouts(
+      const std::string& service, int limit) override {
+    return real_->ListRollouts(service, limit);
+  }
+  absl::StatusOr<std::vector<hoist::v1::Rollout>> ListUnfinished() override {
+    return real_->ListUnfinished();
+  }
+  absl::StatusOr<std::vector<hoist::v1::DeployEvent>> HostEvents(
+      const std::string& id, const std::string& agent) override {
+    return real_->HostEvents(id, agent);
+  }
+
+ private:
+  Journal* const real_;
+  std::atomic<int> host_progress_calls_{0};
+};
+
 class RolloutManagerTest : public ::testing::Test {
  protected:
   void Make(std::shared_ptr<ReceiverConfig> config, Clock* clock = nullptr) {
@@ -467,6 +519,52 @@ TEST_F(RolloutManagerTest, HostResultsAreJournaledBeforeTheRolloutEnds) {
   EXPECT_EQ(events->back().phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
   pool_.Release("", Behavior::kSucceed);
   AwaitState(id, hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+}
+
+TEST_F(RolloutManagerTest, EventsArrivingWithinThePassIntervalShareOnePass) {
+  config_ = MakeConfig(20, Policy(0, "100%", OnFailure::kRollback));
+  CountingJournal journal(journal_.get());
+  RolloutManagerOptions o;
+  o.journal = &journal;
+  o.pool = &pool_;
+  o.metrics = &metrics_;
+  o.min_pass_interval = absl::Seconds(2);
+  manager_ = std::make_unique<RolloutManager>(o, config_);
+  pool_.SetDefault(Behavior::kBlock);
+  manager_->Start();
+  const std::string id = SubmitOk(Intent(1));
+  ASSERT_TRUE(pool_.WaitBlocked(20));
+  // After a quiet interval the first events are handled at once.
+  pool_.Release("web-1", Behavior::kSucceed);
+  const absl::Time end = absl::Now() + absl::Seconds(10);
+  while (journal.host_progress_calls() == 0 && absl::Now() < end) {
+    absl::SleepFor(absl::Milliseconds(1));  // polling a condition, bounded
+  }
+  ASSERT_GE(journal.host_progress_calls(), 1);
+  // The other 19 hosts report within the interval, spread out as agents
+  // on a fleet do (10 ms apart, so that without pacing each would get a
+  // pass of its own): their 57 events wait for the next pass instead of
+  // waking the executor host by host.
+  for (int i = 2; i <= 20; ++i) {
+    pool_.Release(absl::StrCat("web-", i), Behavior::kSucceed);
+    absl::SleepFor(absl::Milliseconds(10));  // spacing, not synchronisation
+  }
+  hoist::v1::Rollout done = AwaitState(id, hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  ASSERT_EQ(done.hosts_size(), 20);
+  for (const auto& h : done.hosts())
+    EXPECT_EQ(h.phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED) << h.agent();
+  // web-1 (one or two passes) and everyone else (one, or two when the
+  // releases straddle a pass): never a pass per event or per host.
+  EXPECT_LE(journal.host_progress_calls(), 4)
+      << "passes: " << journal.host_progress_calls();
+  // Every host's progress still reached the journal.
+  auto stored = journal_.get()->GetRollout(id);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  for (const auto& h : stored->hosts())
+    EXPECT_EQ(h.phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED) << h.agent();
+  auto events = journal_.get()->HostEvents(id, "web-20");
+  ASSERT_TRUE(events.ok());
+  EXPECT_EQ(events->size(), 3u);
 }
 
 TEST_F(RolloutManagerTest, OverflowingWatcherGetsTheWholeRolloutAgain) {
