@@ -35,13 +35,44 @@ const std::vector<std::string>& ViewerRoles() {
 // OnDone hands the cleanup to `cleanup` (another thread): the watcher may be
 // running on this very thread inside DeployLog::Append, and RemoveWatcher
 // waits for it.
+//
+// The log may come after the reactor was handed to gRPC (Attach(), from a
+// worker thread: starting a deploy makes a Docker call, which must not run
+// on gRPC's callback threads). Until then nothing is written and the call
+// is not finished, so the reactor outlives Attach() even if the client
+// cancels first; Attach() then finishes it.
 class LogStreamReactor final : public grpc::ServerWriteReactor<DeployEvent> {
  public:
-  LogStreamReactor(std::shared_ptr<DeployLog> log,
-                   std::function<void(std::function<void()>)> cleanup)
-      : log_(std::move(log)), cleanup_(std::move(cleanup)) {
-    // Register before the first read so no event can slip between the two.
-    watcher_ = log_->AddWatcher([this] { NextWrite(); });
+  explicit LogStreamReactor(std::function<void(std::function<void()>)> cleanup)
+      : cleanup_(std::move(cleanup)) {}
+
+  // Gives the stream its log, or the error that answers the call. Must be
+  // called exactly once.
+  void Attach(absl::StatusOr<std::shared_ptr<DeployLog>> log) {
+    if (!log.ok()) {
+      {
+        absl::MutexLock lock(&mu_);
+        finish_started_ = true;  // nothing else finishes before Attach()
+      }
+      Finish(ToGrpcStatus(log.status()));
+      return;
+    }
+    std::shared_ptr<DeployLog> attached = *std::move(log);
+    // Registered before the first read so no event can slip between the two;
+    // callbacks before `attached_` is set are caught up by NextWrite() below.
+    const int watcher = attached->AddWatcher([this] { NextWrite(); });
+    bool finish_cancelled = false;
+    {
+      absl::MutexLock lock(&mu_);
+      log_ = std::move(attached);
+      watcher_ = watcher;
+      attached_ = true;
+      if (cancelled_) finish_cancelled = TakeFinishLocked();
+    }
+    if (finish_cancelled) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+      return;
+    }
     NextWrite();
   }
 
@@ -67,14 +98,21 @@ class LogStreamReactor final : public grpc::ServerWriteReactor<DeployEvent> {
     {
       absl::MutexLock lock(&mu_);
       cancelled_ = true;
-      if (!writing_) finish = TakeFinishLocked();
+      if (attached_ && !writing_) finish = TakeFinishLocked();
     }
     if (finish) Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
   }
 
   void OnDone() override {
     cleanup_([this] {
-      log_->RemoveWatcher(watcher_);  // waits out a callback in progress
+      std::shared_ptr<DeployLog> log;
+      int watcher = -1;
+      {
+        absl::MutexLock lock(&mu_);
+        log = log_;
+        watcher = watcher_;
+      }
+      if (log != nullptr) log->RemoveWatcher(watcher);  // waits out a callback
       delete this;
     });
   }
@@ -86,7 +124,7 @@ class LogStreamReactor final : public grpc::ServerWriteReactor<DeployEvent> {
     enum { kNothing, kWrite, kFinish } action = kNothing;
     {
       absl::MutexLock lock(&mu_);
-      if (writing_ || finish_started_ || cancelled_) return;
+      if (!attached_ || writing_ || finish_started_ || cancelled_) return;
       if (pending_.empty()) {
         // Take everything new at once; later writes drain the local copy.
         std::vector<DeployEvent> events;
@@ -115,10 +153,11 @@ class LogStreamReactor final : public grpc::ServerWriteReactor<DeployEvent> {
     return true;
   }
 
-  const std::shared_ptr<DeployLog> log_;
   const std::function<void(std::function<void()>)> cleanup_;
-  int watcher_ = -1;
   absl::Mutex mu_;
+  std::shared_ptr<DeployLog> log_ ABSL_GUARDED_BY(mu_);
+  int watcher_ ABSL_GUARDED_BY(mu_) = -1;
+  bool attached_ ABSL_GUARDED_BY(mu_) = false;
   size_t read_ ABSL_GUARDED_BY(mu_) = 0;  // events taken from the log so far
   std::deque<DeployEvent> pending_
       ABSL_GUARDED_BY(mu_);  // taken, not yet written
@@ -130,7 +169,6 @@ class LogStreamReactor final : public grpc::ServerWriteReactor<DeployEvent> {
   DeployEvent current_;
 };
 
-// Finishes a stream at once with an error.
 class ErrorStreamReactor final : public grpc::ServerWriteReactor<DeployEvent> {
  public:
   explicit ErrorStreamReactor(const grpc::Status& status) { Finish(status); }
@@ -338,26 +376,40 @@ grpc::ServerWriteReactor<DeployEvent>* AgentService::Stream(
     const char* method, absl::StatusOr<std::shared_ptr<DeployLog>> log) {
   CountCall(method, log.status());
   if (!log.ok()) return new ErrorStreamReactor(ToGrpcStatus(log.status()));
-  Worker* cleanup = cleanup_.get();
-  return new LogStreamReactor(
-      *std::move(log),
-      [cleanup](std::function<void()> task) { cleanup->Run(std::move(task)); });
+  auto* reactor = new LogStreamReactor(CleanupRunner());
+  reactor->Attach(*std::move(log));
+  return reactor;
 }
 
+std::function<void(std::function<void()>)> AgentService::CleanupRunner() {
+  Worker* cleanup = cleanup_.get();
+  return
+      [cleanup](std::function<void()> task) { cleanup->Run(std::move(task)); };
+}
+
+// Deploy and Rollback start on the worker pool: the deploy manager inspects
+// the container (a Docker call) before it answers, and gRPC's callback
+// threads are shared by every call to this server. The request stays valid
+// until the call is done, which is after Attach().
 grpc::ServerWriteReactor<DeployEvent>* AgentService::Deploy(
     grpc::CallbackServerContext* context,
     const hoist::v1::DeployRequest* request) {
   if (absl::Status s = Authorize(context, DeployerRoles()); !s.ok())
     return Stream("Deploy", s);
-  auto log = handler_->Deploy(*request);
-  if (log.ok()) {
-    LogInfo("deploy requested", {{"deploy_id", request->deploy_id()},
-                                 {"service", request->service()},
-                                 {"digest", request->digest()},
-                                 {"peer", context->peer()}});
-    TrackOutcome(*log);
-  }
-  return Stream("Deploy", std::move(log));
+  auto* reactor = new LogStreamReactor(CleanupRunner());
+  worker_->Run([this, reactor, request, peer = context->peer()] {
+    auto log = handler_->Deploy(*request);
+    if (log.ok()) {
+      LogInfo("deploy requested", {{"deploy_id", request->deploy_id()},
+                                   {"service", request->service()},
+                                   {"digest", request->digest()},
+                                   {"peer", peer}});
+      TrackOutcome(*log);
+    }
+    CountCall("Deploy", log.status());
+    reactor->Attach(std::move(log));
+  });
+  return reactor;
 }
 
 grpc::ServerWriteReactor<DeployEvent>* AgentService::Rollback(
@@ -365,14 +417,19 @@ grpc::ServerWriteReactor<DeployEvent>* AgentService::Rollback(
     const hoist::v1::RollbackRequest* request) {
   if (absl::Status s = Authorize(context, DeployerRoles()); !s.ok())
     return Stream("Rollback", s);
-  auto log = handler_->Rollback(*request);
-  if (log.ok()) {
-    LogInfo("rollback requested", {{"deploy_id", request->deploy_id()},
-                                   {"container", request->container_name()},
-                                   {"peer", context->peer()}});
-    TrackOutcome(*log);
-  }
-  return Stream("Rollback", std::move(log));
+  auto* reactor = new LogStreamReactor(CleanupRunner());
+  worker_->Run([this, reactor, request, peer = context->peer()] {
+    auto log = handler_->Rollback(*request);
+    if (log.ok()) {
+      LogInfo("rollback requested", {{"deploy_id", request->deploy_id()},
+                                     {"container", request->container_name()},
+                                     {"peer", peer}});
+      TrackOutcome(*log);
+    }
+    CountCall("Rollback", log.status());
+    reactor->Attach(std::move(log));
+  });
+  return reactor;
 }
 
 grpc::ServerWriteReactor<DeployEvent>* AgentService::WatchDeploy(

@@ -18,6 +18,7 @@
 #ifndef HOIST_NODEAGENT_AGENT_SERVICE_H_
 #define HOIST_NODEAGENT_AGENT_SERVICE_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -85,14 +86,17 @@ class AgentService final : public hoist::v1::NodeAgent::CallbackService {
   // A reactor streaming `log`, or finishing at once with `log`'s error.
   grpc::ServerWriteReactor<hoist::v1::DeployEvent>* Stream(
       const char* method, absl::StatusOr<std::shared_ptr<DeployLog>> log);
+  // Runs a finished stream's cleanup on cleanup_.
+  std::function<void(std::function<void()>)> CleanupRunner();
   void CountCall(const char* method, const absl::Status& status);
   // Counts `log`'s outcome once, when it ends (no-op without metrics).
   void TrackOutcome(const std::shared_ptr<DeployLog>& log);
 
   AgentHandler* const handler_;
   MetricsRegistry* const metrics_;
-  // Runs unary handler calls off the gRPC callback threads (they may talk to
-  // Docker, which can be slow when it is in trouble).
+  // Runs unary handler calls, and the start of Deploy and Rollback, off the
+  // gRPC callback threads (they may talk to Docker, which can be slow when
+  // it is in trouble).
   std::unique_ptr<Worker> worker_;
   // Runs finished streams' cleanup; never blocked behind Docker calls.
   std::unique_ptr<Worker> cleanup_;

@@ -375,6 +375,63 @@ TEST_F(AgentServiceTest,
   EXPECT_EQ(events.back().phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
 }
 
+// Starting a deploy makes a Docker call (the container's inspect) that can be
+// slow; it runs off gRPC's callback threads, which every call to the server
+// shares. With three deploys held inside the handler, a WatchDeploy (answered
+// on a callback thread) and the health service still answer, and the held
+// deploys then stream as usual.
+TEST_F(AgentServiceTest, SlowDeployStartsDoNotBlockOtherCalls) {
+  handler_.HoldDeploys(true);
+  constexpr int kHeld = 3;
+  std::vector<std::thread> clients;
+  std::vector<grpc::Status> results(kHeld);
+  for (int i = 0; i < kHeld; ++i) {
+    clients.emplace_back([this, i, &results] {
+      grpc::ClientContext context;
+      SetDeadline(&context);
+      std::vector<DeployEvent> events;
+      results[i] = ReadAll(
+          StubAs("receiver")
+              ->Deploy(&context, Request(absl::StrCat("held-", i),
+                                         absl::StrCat("app", i)))
+              .get(),
+          &events);
+    });
+  }
+  ASSERT_TRUE(handler_.WaitHeld(kHeld, absl::Seconds(10)))
+      << "the deploys never reached the handler";
+  {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(3));
+    hoist::v1::WatchDeployRequest request;
+    request.set_deploy_id("unknown");
+    std::vector<DeployEvent> events;
+    EXPECT_EQ(ReadAll(StubAs("receiver")->WatchDeploy(&context, request).get(),
+                      &events)
+                  .error_code(),
+              grpc::StatusCode::NOT_FOUND)
+        << "a call waited behind the held deploys";
+  }
+  {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(3));
+    grpc::health::v1::HealthCheckResponse health;
+    EXPECT_TRUE(grpc::health::v1::Health::NewStub(
+                    AgentChannelAs(server_->port(), "receiver"))
+                    ->Check(&context, grpc::health::v1::HealthCheckRequest(),
+                            &health)
+                    .ok());
+  }
+  handler_.auto_complete = true;
+  handler_.HoldDeploys(false);
+  for (auto& t : clients) t.join();
+  for (const grpc::Status& status : results) {
+    EXPECT_TRUE(status.ok()) << status.error_message();
+  }
+}
+
 TEST_F(AgentServiceTest, ManyConcurrentWatchersAllSeeEveryEvent) {
   ASSERT_TRUE(handler_.Deploy(Request("fan-1")).ok());
   std::shared_ptr<DeployLog> log = handler_.log("fan-1");

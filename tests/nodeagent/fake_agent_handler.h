@@ -35,6 +35,16 @@ class FakeAgentHandler : public AgentHandler {
 
   absl::StatusOr<std::shared_ptr<DeployLog>> Deploy(
       const hoist::v1::DeployRequest& request) override {
+    {
+      // Held (see HoldDeploys) like a deploy manager whose first Docker
+      // call is slow; bounded so that a failing test cannot hang.
+      absl::MutexLock lock(&hold_mu_);
+      ++held_;
+      hold_mu_.AwaitWithTimeout(absl::Condition(
+                                    +[](bool* hold) { return !*hold; }, &hold_),
+                                absl::Seconds(30));
+      --held_;
+    }
     if (request.deploy_id().empty())
       return absl::InvalidArgumentError("deploy_id is empty");
     return Start(request.deploy_id(), request.container().name());
@@ -76,6 +86,27 @@ class FakeAgentHandler : public AgentHandler {
     c->set_service("helloworld");
     c->set_state("running");
     return response;
+  }
+
+  // While `hold` is true, Deploy() calls wait inside the handler (at most
+  // 30 s each) before they start.
+  void HoldDeploys(bool hold) {
+    absl::MutexLock lock(&hold_mu_);
+    hold_ = hold;
+  }
+
+  // Waits (at most `timeout`) until `n` Deploy() calls are held; false if
+  // they never were.
+  bool WaitHeld(int n, absl::Duration timeout) {
+    absl::MutexLock lock(&hold_mu_);
+    struct Arg {
+      int* held;
+      int n;
+    } arg{&held_, n};
+    return hold_mu_.AwaitWithTimeout(
+        absl::Condition(
+            +[](Arg* a) { return *a->held >= a->n; }, &arg),
+        timeout);
   }
 
   // The log of `deploy_id`, or null.
@@ -126,6 +157,9 @@ class FakeAgentHandler : public AgentHandler {
     return log;
   }
 
+  absl::Mutex hold_mu_;
+  bool hold_ ABSL_GUARDED_BY(hold_mu_) = false;
+  int held_ ABSL_GUARDED_BY(hold_mu_) = 0;
   absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<DeployLog>> logs_ ABSL_GUARDED_BY(mu_);
   int deploy_calls_ ABSL_GUARDED_BY(mu_) = 0;
