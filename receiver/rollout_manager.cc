@@ -1064,6 +1064,17 @@ bool RolloutManager::RunHosts(const std::string& id,
     std::deque<Inbox::Item> items;
     {
       absl::MutexLock lock(&inbox->mu);
+      // Right after a pass, events are gathered until min_pass_interval has
+      // passed since it (producers do not wake us meanwhile), in one timed
+      // wait; after a quiet interval the next event is taken at once.
+      const absl::Duration gather =
+          last_pass + options_.min_pass_interval - absl::Now();
+      if (gather > absl::ZeroDuration()) {
+        auto stop = [&inbox]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(inbox->mu) {
+          return inbox->stop;
+        };
+        inbox->mu.AwaitWithTimeout(absl::Condition(&stop), gather);
+      }
       auto ready = [&inbox]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(inbox->mu) {
         return inbox->stop || !inbox->items.empty();
       };
@@ -1078,20 +1089,6 @@ bool RolloutManager::RunHosts(const std::string& id,
       if (inbox->stop) {
         stopped = true;
         break;
-      }
-      // Events keep coming: gather them until min_pass_interval has passed
-      // since the previous pass (producers do not wake us meanwhile).
-      const absl::Duration gather =
-          last_pass + options_.min_pass_interval - absl::Now();
-      if (!inbox->items.empty() && gather > absl::ZeroDuration()) {
-        auto stop = [&inbox]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(inbox->mu) {
-          return inbox->stop;
-        };
-        inbox->mu.AwaitWithTimeout(absl::Condition(&stop), gather);
-        if (inbox->stop) {
-          stopped = true;
-          break;
-        }
       }
       if (!inbox->items.empty()) last_pass = absl::Now();
       items.swap(inbox->items);
