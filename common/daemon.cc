@@ -3,6 +3,8 @@
 #include <malloc.h>
 #include <signal.h>
 
+#include <cstdlib>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -75,7 +77,8 @@ void BlockDaemonSignals() {
 }
 
 void TuneDaemonProcess() {
-  mallopt(M_ARENA_MAX, 1);
+  // An operator's MALLOC_ARENA_MAX (read by glibc at start-up) wins.
+  if (std::getenv("MALLOC_ARENA_MAX") == nullptr) mallopt(M_ARENA_MAX, 1);
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 }
 

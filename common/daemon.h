@@ -38,7 +38,9 @@ void BlockDaemonSignals();
 //    on different threads, and with an arena per thread what one frees cannot
 //    serve another. Receiver at 1000 agents: peak RSS 205-209 MB with the
 //    default arenas, 194-195 MB with one (docs/scaling.md); the agent rarely
-//    allocates from two threads at once, and saves ~0.1 MB idle.
+//    allocates from two threads at once, and saves ~0.1 MB idle. An
+//    operator's MALLOC_ARENA_MAX in the environment is left in force (more
+//    arenas trade memory for less allocator contention between threads).
 //  - Abseil's mutex deadlock detection off: Debian's Abseil is built without
 //    NDEBUG, so every Mutex::Lock would feed a process-wide lock-order graph
 //    behind one global lock (about 8 % of the receiver's CPU during a
