@@ -551,8 +551,8 @@ int main(int argc, char** argv) {
   std::printf(
       "%-44s %10.2fx\n", "agent / floor downtime under traffic",
       Median(agent_traffic_down) / std::max(1.0, Median(floor_traffic_down)));
-  std::printf("%-44s %10.1f MB (target <= 25 MB)\n", "agent idle RSS",
-              agent_idle_kb / 1024.0);
+  std::printf("%-44s %10.1f MB (%ld kB; target <= 25 MB = 25600 kB)\n",
+              "agent idle RSS", agent_idle_kb / 1024.0, agent_idle_kb);
   std::printf("%-44s %10.1f MB\n", "bare gRPC server (reflection+health) RSS",
               bare_kb / 1024.0);
   std::printf("%-44s %10.1f MB\n", "  the same + the agent's other libraries",
