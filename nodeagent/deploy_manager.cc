@@ -694,26 +694,41 @@ class DeployRun {
   std::vector<std::string> pruned_;
 };
 
+// Byte counts are throttled per deploy, not per layer: at most one
+// progress event per progress_interval_, whichever layer it is about, so an
+// image of many layers does not multiply the events that the receiver (and
+// every operator watching a fleet-wide rollout) has to take. Each layer's
+// completion ("Pull complete", "Already exists") is always reported, with
+// the layer's download size when Docker gave one.
 absl::Status DeployRun::Pull(const std::string& reference,
                              const std::string& registry_auth) {
-  std::map<std::string, absl::Time> last_emit;
+  absl::Time last_progress = absl::InfinitePast();
+  std::map<std::string, int64_t> download_bytes;  // by layer
   auto progress = [&](const PullUpdate& update) {
     if (update.layer.empty()) return;
-    const bool done = update.status == "Pull complete" ||
-                      update.status == "Already exists" ||
-                      update.status == "Download complete";
-    const bool bytes = update.total > 0 || update.current > 0;
-    if (!done && !bytes) return;
-    const absl::Time now = clock_->Now();
-    auto it = last_emit.find(update.layer);
-    if (!done && it != last_emit.end() && now - it->second < progress_interval_)
-      return;
-    last_emit[update.layer] = now;
+    const bool done =
+        update.status == "Pull complete" || update.status == "Already exists";
+    if (update.status == "Downloading" && update.total > 0) {
+      download_bytes[update.layer] = update.total;
+    }
+    int64_t current = update.current;
+    int64_t total = update.total;
+    if (done) {
+      if (auto it = download_bytes.find(update.layer);
+          it != download_bytes.end()) {
+        current = total = it->second;
+      }
+    } else {
+      if (total <= 0 && current <= 0) return;  // no byte count
+      const absl::Time now = clock_->Now();
+      if (now - last_progress < progress_interval_) return;
+      last_progress = now;
+    }
     DeployEvent event = Event(hoist::v1::DEPLOY_PHASE_PULLING,
                               absl::StrCat(update.layer, ": ", update.status));
     event.mutable_pull()->set_layer(update.layer);
-    event.mutable_pull()->set_current_bytes(update.current);
-    event.mutable_pull()->set_total_bytes(update.total);
+    event.mutable_pull()->set_current_bytes(current);
+    event.mutable_pull()->set_total_bytes(total);
     log_->Append(std::move(event));
   };
   return docker_->PullImage(reference, registry_auth, progress);

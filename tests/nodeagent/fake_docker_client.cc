@@ -193,6 +193,9 @@ absl::Status FakeDockerClient::PullImage(const std::string& reference,
     progress({"layer1", "Downloading", 50, 100});
     progress({"layer1", "Downloading", 100, 100});
     progress({"layer1", "Pull complete", 0, 0});
+    progress({"layer2", "Downloading", 10, 40});
+    progress({"layer2", "Downloading", 40, 40});
+    progress({"layer2", "Pull complete", 0, 0});
   }
   absl::MutexLock lock(&mu_);
   local_.push_back(std::move(image));
