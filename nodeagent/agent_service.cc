@@ -391,25 +391,34 @@ std::function<void(std::function<void()>)> AgentService::CleanupRunner() {
 // the container (a Docker call) before it answers, and gRPC's callback
 // threads are shared by every call to this server. The request stays valid
 // until the call is done, which is after Attach().
+grpc::ServerWriteReactor<DeployEvent>* AgentService::StartOnWorker(
+    const char* method,
+    std::function<absl::StatusOr<std::shared_ptr<DeployLog>>()> start) {
+  auto* reactor = new LogStreamReactor(CleanupRunner());
+  worker_->Run([this, method, reactor, start = std::move(start)] {
+    absl::StatusOr<std::shared_ptr<DeployLog>> log = start();
+    if (log.ok()) TrackOutcome(*log);
+    CountCall(method, log.status());
+    reactor->Attach(std::move(log));
+  });
+  return reactor;
+}
+
 grpc::ServerWriteReactor<DeployEvent>* AgentService::Deploy(
     grpc::CallbackServerContext* context,
     const hoist::v1::DeployRequest* request) {
   if (absl::Status s = Authorize(context, DeployerRoles()); !s.ok())
     return Stream("Deploy", s);
-  auto* reactor = new LogStreamReactor(CleanupRunner());
-  worker_->Run([this, reactor, request, peer = context->peer()] {
+  return StartOnWorker("Deploy", [this, request, peer = context->peer()] {
     auto log = handler_->Deploy(*request);
     if (log.ok()) {
       LogInfo("deploy requested", {{"deploy_id", request->deploy_id()},
                                    {"service", request->service()},
                                    {"digest", request->digest()},
                                    {"peer", peer}});
-      TrackOutcome(*log);
     }
-    CountCall("Deploy", log.status());
-    reactor->Attach(std::move(log));
+    return log;
   });
-  return reactor;
 }
 
 grpc::ServerWriteReactor<DeployEvent>* AgentService::Rollback(
@@ -417,19 +426,15 @@ grpc::ServerWriteReactor<DeployEvent>* AgentService::Rollback(
     const hoist::v1::RollbackRequest* request) {
   if (absl::Status s = Authorize(context, DeployerRoles()); !s.ok())
     return Stream("Rollback", s);
-  auto* reactor = new LogStreamReactor(CleanupRunner());
-  worker_->Run([this, reactor, request, peer = context->peer()] {
+  return StartOnWorker("Rollback", [this, request, peer = context->peer()] {
     auto log = handler_->Rollback(*request);
     if (log.ok()) {
       LogInfo("rollback requested", {{"deploy_id", request->deploy_id()},
                                      {"container", request->container_name()},
                                      {"peer", peer}});
-      TrackOutcome(*log);
     }
-    CountCall("Rollback", log.status());
-    reactor->Attach(std::move(log));
+    return log;
   });
-  return reactor;
 }
 
 grpc::ServerWriteReactor<DeployEvent>* AgentService::WatchDeploy(

@@ -88,6 +88,11 @@ class AgentService final : public hoist::v1::NodeAgent::CallbackService {
       const char* method, absl::StatusOr<std::shared_ptr<DeployLog>> log);
   // Runs a finished stream's cleanup on cleanup_.
   std::function<void(std::function<void()>)> CleanupRunner();
+  // A reactor for `method` whose log comes from `start`, run on worker_;
+  // the outcome is tracked and the call counted there.
+  grpc::ServerWriteReactor<hoist::v1::DeployEvent>* StartOnWorker(
+      const char* method,
+      std::function<absl::StatusOr<std::shared_ptr<DeployLog>>()> start);
   void CountCall(const char* method, const absl::Status& status);
   // Counts `log`'s outcome once, when it ends (no-op without metrics).
   void TrackOutcome(const std::shared_ptr<DeployLog>& log);
