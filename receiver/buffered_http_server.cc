@@ -45,11 +45,15 @@ int WaitFor(int fd, short events, int timeout_ms) {
   return r;
 }
 
-// The numeric address and port of `addr`, as httplib reports them.
-std::pair<std::string, int> AddressAndPort(const sockaddr_storage& addr,
-                                           socklen_t len) {
+// The numeric address and port that `get` (getpeername or getsockname)
+// reports for `sock`, as httplib reports them; ("", 0) when it fails.
+std::pair<std::string, int> AddressOf(socket_t sock,
+                                      int (*get)(int, sockaddr*, socklen_t*)) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof(addr);
   char host[NI_MAXHOST] = {0};
-  if (getnameinfo(reinterpret_cast<const sockaddr*>(&addr), len, host,
+  if (get(sock, reinterpret_cast<sockaddr*>(&addr), &len) != 0 ||
+      getnameinfo(reinterpret_cast<const sockaddr*>(&addr), len, host,
                   sizeof(host), nullptr, 0, NI_NUMERICHOST) != 0) {
     return {"", 0};
   }
@@ -128,25 +132,12 @@ class ConnectionStream : public httplib::Stream {
   }
 
   void get_remote_ip_and_port(std::string& ip, int& port) const override {
-    if (!remote_) {
-      sockaddr_storage addr{};
-      socklen_t len = sizeof(addr);
-      remote_ =
-          getpeername(sock_, reinterpret_cast<sockaddr*>(&addr), &len) == 0
-              ? AddressAndPort(addr, len)
-              : std::pair<std::string, int>("", 0);
-    }
+    if (!remote_) remote_ = AddressOf(sock_, getpeername);
     std::tie(ip, port) = *remote_;
   }
 
   void get_local_ip_and_port(std::string& ip, int& port) const override {
-    if (!local_) {
-      sockaddr_storage addr{};
-      socklen_t len = sizeof(addr);
-      local_ = getsockname(sock_, reinterpret_cast<sockaddr*>(&addr), &len) == 0
-                   ? AddressAndPort(addr, len)
-                   : std::pair<std::string, int>("", 0);
-    }
+    if (!local_) local_ = AddressOf(sock_, getsockname);
     std::tie(ip, port) = *local_;
   }
 
