@@ -25,6 +25,7 @@
 #include "common/log.h"
 #include "nlohmann/json.hpp"
 #include "receiver/buffered_http_server.h"
+#include "receiver/elastic_task_queue.h"
 #include "receiver/payload.h"
 #include "receiver/rules.h"
 #include "receiver/webhook_auth.h"
@@ -325,108 +326,6 @@ bool AnswerFromHeaders(const ReceiverConfig& config, MetricsRegistry& metrics,
   return true;
 }
 
-// httplib's TaskQueue, elastic: one worker per open connection up to
-// `max_threads` (a worker is free again only when its connection closes),
-// so idle or slow connections (slowloris) do not starve authentic
-// deliveries until `max_threads` sockets are held open. Workers idle for
-// `idle_exit` exit, down to `min_threads`. httplib's fixed ThreadPool made
-// every connection beyond its size wait for a free thread, however idle
-// the connections holding the threads were. Thread-safe.
-class ElasticTaskQueue : public httplib::TaskQueue {
- public:
-  ElasticTaskQueue(size_t min_threads, size_t max_threads,
-                   absl::Duration idle_exit)
-      : min_threads_(min_threads),
-        max_threads_(std::max(max_threads, min_threads)),
-        idle_exit_(idle_exit) {}
-
-  ~ElasticTaskQueue() override { shutdown(); }
-
-  void enqueue(std::function<void()> fn) override {
-    std::vector<std::thread> finished;
-    {
-      absl::MutexLock lock(&mu_);
-      if (shutdown_) return;
-      queue_.push_back(std::move(fn));
-      if (idle_ < queue_.size() && threads_ < max_threads_) {
-        ++threads_;
-        const uint64_t id = next_id_++;
-        workers_.emplace(id, std::thread([this, id] { Work(id); }));
-      }
-      finished = TakeFinished();
-    }
-    for (std::thread& t : finished) t.join();
-  }
-
-  // Runs the queued tasks, then joins every worker.
-  void shutdown() override {
-    std::vector<std::thread> all;
-    {
-      absl::MutexLock lock(&mu_);
-      shutdown_ = true;
-      mu_.Await(absl::Condition(
-          +[](size_t* threads) { return *threads == 0; }, &threads_));
-      finished_.clear();
-      for (auto& [id, t] : workers_) all.push_back(std::move(t));
-      workers_.clear();
-    }
-    for (std::thread& t : all) t.join();
-  }
-
- private:
-  void Work(uint64_t id) {
-    absl::MutexLock lock(&mu_);
-    while (true) {
-      ++idle_;
-      const bool woke = mu_.AwaitWithTimeout(
-          absl::Condition(this, &ElasticTaskQueue::HasWorkOrShutdown),
-          idle_exit_);
-      --idle_;
-      if (queue_.empty()) {
-        if (shutdown_ || (!woke && threads_ > min_threads_)) break;
-        continue;
-      }
-      std::function<void()> fn = std::move(queue_.front());
-      queue_.pop_front();
-      mu_.Unlock();
-      fn();
-      fn = nullptr;
-      mu_.Lock();
-    }
-    --threads_;
-    finished_.push_back(id);
-  }
-
-  bool HasWorkOrShutdown() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return !queue_.empty() || shutdown_;
-  }
-
-  // Threads of workers that have left Work(); joined outside the lock.
-  std::vector<std::thread> TakeFinished() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    std::vector<std::thread> out;
-    for (uint64_t id : finished_) {
-      auto it = workers_.find(id);
-      if (it == workers_.end()) continue;
-      out.push_back(std::move(it->second));
-      workers_.erase(it);
-    }
-    finished_.clear();
-    return out;
-  }
-
-  const size_t min_threads_;
-  const size_t max_threads_;
-  const absl::Duration idle_exit_;
-  absl::Mutex mu_;
-  std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
-  std::map<uint64_t, std::thread> workers_ ABSL_GUARDED_BY(mu_);
-  std::vector<uint64_t> finished_ ABSL_GUARDED_BY(mu_);
-  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
-  size_t threads_ ABSL_GUARDED_BY(mu_) = 0;  // in Work()
-  size_t idle_ ABSL_GUARDED_BY(mu_) = 0;
-  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
-};
-
 bool ParseListen(const std::string& listen, std::string* host, int* port) {
   const size_t colon = listen.rfind(':');
   if (colon == std::string::npos) return false;
@@ -454,6 +353,8 @@ absl::StatusOr<std::unique_ptr<WebhookServer>> WebhookServer::Start(
         "webhook.listen \"", webhook.listen, "\" must be host:port"));
   }
   std::unique_ptr<WebhookServer> server(new WebhookServer(std::move(options)));
+  const Options& opts = server->options_;
+  const int threads = std::max(opts.threads, 1);
   if (!webhook.tls_cert.empty()) {
     auto ssl = std::make_unique<httplib::SSLServer>(webhook.tls_cert.c_str(),
                                                     webhook.tls_key.c_str());
@@ -462,19 +363,22 @@ absl::StatusOr<std::unique_ptr<WebhookServer>> WebhookServer::Start(
           absl::StrCat("cannot load webhook TLS certificate ", webhook.tls_cert,
                        " and key ", webhook.tls_key));
     }
+    // httplib's own TLS loop: a thread per open connection, on demand.
+    ssl->new_task_queue = [threads] {
+      return new ElasticTaskQueue(std::min(threads, 8), threads,
+                                  absl::Seconds(30));
+    };
     server->http_ = std::move(ssl);
   } else {
-    auto plain = std::make_unique<BufferedHttpServer>();
+    BufferedHttpServer::Options buffered;
+    buffered.event_threads = opts.event_threads;
+    buffered.max_connections = opts.max_connections;
+    buffered.blocking_threads = threads;
+    auto plain = std::make_unique<BufferedHttpServer>(buffered);
     server->buffered_ = plain.get();
     server->http_ = std::move(plain);
   }
   httplib::Server& http = *server->http_;
-  const Options& opts = server->options_;
-  const size_t threads = static_cast<size_t>(std::max(opts.threads, 1));
-  const size_t min_threads = std::min<size_t>(threads, 8);
-  http.new_task_queue = [threads, min_threads] {
-    return new ElasticTaskQueue(min_threads, threads, absl::Seconds(30));
-  };
   // httplib (0.11.4, compiled) listens with a backlog of 5: a burst of
   // connections overflows it and the kernel drops SYNs (a 1 s client
   // retransmit). Keep the listening socket to listen() again with a deep

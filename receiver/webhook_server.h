@@ -122,11 +122,20 @@ class WebhookServer {
     // hoist_webhook_request_duration_seconds. When null the server keeps
     // a registry of its own (still served on /metrics).
     MetricsRegistry* metrics = nullptr;
-    // Most worker threads. Every open connection, idle or not, holds one
-    // until its read or keep-alive timeout; workers are started on demand
-    // (one per open connection) and exit after 30 s idle, so this bounds
-    // how many sockets an attacker must hold open to delay authentic
-    // deliveries, not how many threads normally run.
+    // Plain HTTP (BufferedHttpServer): threads answering requests framed
+    // in their connection's buffer; idle connections hold none. Handlers
+    // run on them, so this is also how many slow answers (journal commits)
+    // may run before other ready requests wait.
+    int event_threads = 4;
+    // Plain HTTP: open connections at most; ones beyond are closed at once.
+    // Needs as many file descriptors (the packaged unit allows 65536).
+    int max_connections = 10000;
+    // Most threads for connections served with blocking reads, a thread
+    // each while its request is read and answered: every HTTPS connection
+    // (httplib's TLS loop holds its thread until the connection closes) and
+    // plain-HTTP requests that cannot be framed up front ("Expect:
+    // 100-continue", chunked or large bodies). Started on demand, they exit
+    // after 30 s idle.
     int threads = 2048;
     // listen() backlog for bursts of new connections.
     int backlog = 1024;
