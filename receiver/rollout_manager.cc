@@ -181,6 +181,12 @@ RolloutManager::RolloutManager(RolloutManagerOptions options,
   if (options_.metrics == nullptr)
     own_metrics_ = std::make_unique<MetricsRegistry>();
   metrics_ = options_.metrics ? options_.metrics : own_metrics_.get();
+  duplicates_total_ = metrics_->GetCounter(
+      "hoist_webhook_duplicates_total",
+      "Deliveries answered as duplicates of an earlier one.");
+  duplicate_batches_total_ = metrics_->GetCounter(
+      "hoist_webhook_duplicate_batches_total",
+      "Batches in which duplicate deliveries were counted in the journal.");
 }
 
 void RolloutManager::CountRollout(const Rollout& r) {
@@ -381,10 +387,7 @@ absl::StatusOr<SubmitResult> RolloutManager::Submit(
                    absl::Seconds(config_->webhook.dedupe_window_seconds), now);
       if (r.kind == SubmitResult::Kind::kDuplicate) {
         duplicate_counts_.emplace_back(intent.dedupe_key, now);
-        metrics_
-            ->GetCounter("hoist_webhook_duplicates_total",
-                         "Deliveries answered as duplicates of an earlier one.")
-            ->Increment();
+        duplicates_total_->Increment();
       }
       return r;
     }
@@ -750,6 +753,10 @@ void RolloutManager::ExecutorLoop() {
   }
 }
 
+// Duplicates pending before the housekeeping thread takes them without
+// waiting out duplicate_count_interval (bounds the memory a storm holds).
+constexpr size_t kDuplicateCountBatch = 4096;
+
 void RolloutManager::HousekeepingLoop() {
   while (true) {
     std::deque<std::pair<std::string, absl::Time>> batch;
@@ -760,9 +767,21 @@ void RolloutManager::HousekeepingLoop() {
       };
       // Real time: pruning is housekeeping, not behaviour tests drive.
       mu_.AwaitWithTimeout(absl::Condition(&has_work), absl::Seconds(60));
+      // The first duplicate after a quiet spell woke us; let the ones after
+      // it gather (their Submit evaluates this condition on unlock and wakes
+      // nobody), so a retry storm costs a wake-up per interval, not one per
+      // delivery.
+      auto full_or_stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || duplicate_counts_.size() >= kDuplicateCountBatch;
+      };
+      if (!duplicate_counts_.empty()) {
+        mu_.AwaitWithTimeout(absl::Condition(&full_or_stopping),
+                             options_.duplicate_count_interval);
+      }
       batch.swap(duplicate_counts_);
       if (batch.empty() && stopping_) return;
     }
+    if (!batch.empty()) duplicate_batches_total_->Increment();
     for (const auto& [key, at] : batch) {
       absl::Status s = journal_->CountDuplicate(key, at);
       if (!s.ok()) {

@@ -116,9 +116,14 @@ struct RolloutManagerOptions {
   // transaction, so a wave of hosts costs O(passes), not O(events), of
   // those. Zero: a pass per wakeup.
   absl::Duration min_pass_interval = absl::Milliseconds(10);
+  // Duplicate deliveries are counted in the journal by a housekeeping
+  // thread, in batches: the first duplicate after a quiet spell wakes it,
+  // the ones after it gather for this long (real time; or until 4096 are
+  // pending, or Stop()) and are counted together.
+  absl::Duration duplicate_count_interval = absl::Seconds(1);
   // Optional, not owned. Series: hoist_rollouts_total{service,state},
   // hoist_rollouts_active, hoist_host_deploys_total{agent,phase},
-  // hoist_webhook_duplicates_total.
+  // hoist_webhook_duplicates_total, hoist_webhook_duplicate_batches_total.
   MetricsRegistry* metrics = nullptr;
 };
 
@@ -251,6 +256,8 @@ class RolloutManager : public RolloutSubmitter {
   std::vector<std::thread> threads_;
   std::unique_ptr<MetricsRegistry> own_metrics_;
   MetricsRegistry* metrics_ = nullptr;
+  Counter* duplicates_total_ = nullptr;         // in metrics_
+  Counter* duplicate_batches_total_ = nullptr;  // in metrics_
 };
 
 // True for SUCCEEDED, FAILED, ROLLED_BACK and SUPERSEDED.

@@ -366,6 +366,38 @@ TEST_F(RolloutManagerTest, DuplicateWithinWindowReplayAfter) {
   EXPECT_EQ(journal_.get()->ListRollouts("", 10)->size(), 1u);
 }
 
+// A burst of duplicates is counted in the journal in one batch: the
+// housekeeping thread wakes for the first and takes the rest together
+// (here at Stop(): the interval is longer than the test).
+TEST_F(RolloutManagerTest, ABurstOfDuplicatesIsCountedInOneBatch) {
+  config_ = MakeConfig(1, Policy(0, "1", OnFailure::kRollback));
+  RolloutManagerOptions o;
+  o.journal = journal_.get();
+  o.pool = &pool_;
+  o.metrics = &metrics_;
+  o.duplicate_count_interval = absl::Hours(1);
+  manager_ = std::make_unique<RolloutManager>(o, config_);
+  manager_->Start();
+  const DeployIntent intent = Intent(9, "docker|promoted|repo|app/v9|def");
+  SubmitOk(intent);
+  // Spread out as a retry storm is (each would be a batch of its own if
+  // every duplicate woke the housekeeping thread).
+  constexpr int kDuplicates = 50;
+  for (int i = 0; i < kDuplicates; ++i) {
+    auto dup = manager_->Submit(intent);
+    ASSERT_TRUE(dup.ok());
+    ASSERT_EQ(dup->kind, SubmitResult::Kind::kDuplicate);
+    absl::SleepFor(absl::Milliseconds(2));  // the storm's pace
+  }
+  manager_->Stop();
+  auto counted = journal_.get()->DuplicateCount(intent.dedupe_key);
+  ASSERT_TRUE(counted.ok()) << counted.status();
+  EXPECT_EQ(*counted, kDuplicates);
+  const std::string text = metrics_.Render();
+  EXPECT_THAT(text, HasSubstr("hoist_webhook_duplicates_total 50"));
+  EXPECT_THAT(text, HasSubstr("hoist_webhook_duplicate_batches_total 1\n"));
+}
+
 TEST_F(RolloutManagerTest, DedupeSurvivesRestartThroughTheJournal) {
   const DeployIntent intent = Intent(3, "key-3");
   Make(MakeConfig(1, Policy(0, "1", OnFailure::kRollback)), &clock_);
