@@ -392,15 +392,7 @@ BufferedHttpServer::BufferedHttpServer(Options options)
 }
 
 BufferedHttpServer::~BufferedHttpServer() {
-  CloseConnections();
-  stopping_.store(true);
-  if (wake_fd_ >= 0) {
-    const uint64_t one = 1;
-    (void)!::write(wake_fd_, &one, sizeof(one));
-  }
-  for (std::thread& t : event_threads_) t.join();
-  // Their connections were shut down, so their requests end soon.
-  blocking_.reset();
+  Shutdown();
   absl::MutexLock lock(&mu_);
   for (Connection* conn : open_) {
     ::close(conn->sock);
@@ -410,6 +402,20 @@ BufferedHttpServer::~BufferedHttpServer() {
   for (int fd : {epoll_fd_, wake_fd_, timer_fd_}) {
     if (fd >= 0) ::close(fd);
   }
+}
+
+void BufferedHttpServer::Shutdown() {
+  absl::MutexLock lock(&shutdown_mu_);
+  CloseConnections();
+  stopping_.store(true);
+  if (wake_fd_ >= 0) {
+    const uint64_t one = 1;
+    (void)!::write(wake_fd_, &one, sizeof(one));
+  }
+  for (std::thread& t : event_threads_) t.join();
+  event_threads_.clear();
+  // Their connections were shut down, so their requests end soon.
+  blocking_->shutdown();
 }
 
 void BufferedHttpServer::CloseConnections() {

@@ -89,8 +89,8 @@ class BufferedHttpServer : public httplib::Server {
 
   BufferedHttpServer() : BufferedHttpServer(Options()) {}
   explicit BufferedHttpServer(Options options);
-  // CloseConnections(), then joins the event and blocking threads. Call
-  // stop() and join the thread running listen_after_bind() first.
+  // Shutdown(). Call stop() and join the thread running listen_after_bind()
+  // first.
   ~BufferedHttpServer() override;
 
   // Wakes every connection waiting for its next request (shutdown(2) on its
@@ -99,6 +99,11 @@ class BufferedHttpServer : public httplib::Server {
   // keep-alive connections. Requests being answered are finished.
   // Idempotent.
   void CloseConnections();
+
+  // CloseConnections(), then waits for the requests being answered and
+  // joins the event and blocking threads: no handler runs once it returns.
+  // Call after stop(). Idempotent.
+  void Shutdown();
 
   // Connections accepted and not yet closed.
   size_t open_connections() const;
@@ -143,6 +148,7 @@ class BufferedHttpServer : public httplib::Server {
   std::vector<std::thread> event_threads_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> closing_flag_{false};  // closing_, read without mu_
+  absl::Mutex shutdown_mu_;                // serializes Shutdown()
 
   mutable absl::Mutex mu_;
   // Every open connection. A Connection is freed only by the thread that

@@ -264,9 +264,10 @@ void WebhookServer::Stop() {
     stopped_ = true;
   }
   if (http_ != nullptr) http_->stop();
-  // Idle keep-alive connections would otherwise hold the join below for
-  // up to keep_alive_timeout_seconds.
-  if (buffered_ != nullptr) buffered_->CloseConnections();
+  // Closes idle keep-alive connections (they would otherwise hold the join
+  // below for up to keep_alive_timeout_seconds) and waits for the handlers
+  // running on the event threads, which call the submitter.
+  if (buffered_ != nullptr) buffered_->Shutdown();
   if (thread_.joinable()) thread_.join();
 }
 

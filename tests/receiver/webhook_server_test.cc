@@ -10,8 +10,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <future>
 #include <map>
 #include <memory>
 #include <string>
@@ -19,6 +21,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/crypto.h"
 #include "gmock/gmock.h"
@@ -267,6 +270,49 @@ TEST_F(WebhookServerTest, DuplicateWithinWindowJoinsTheFirstRollout) {
   EXPECT_EQ(body["rollout_id"], "r1");
   EXPECT_EQ(body["service"], "hello");
   EXPECT_EQ(body["duplicate"], true);
+}
+
+// Stop() returns only once no handler runs: the caller may then destroy
+// the submitter (the rollout manager) the handlers call.
+TEST(WebhookServerStopTest, StopWaitsForASubmitInProgress) {
+  class HeldSubmitter : public RolloutSubmitter {
+   public:
+    absl::StatusOr<SubmitResult> Submit(const DeployIntent&) override {
+      entered.Notify();
+      release.WaitForNotificationWithTimeout(absl::Seconds(30));
+      finished.store(true);
+      SubmitResult result;
+      result.kind = SubmitResult::Kind::kAccepted;
+      result.rollout_id = "r1";
+      return result;
+    }
+    absl::Notification entered;
+    absl::Notification release;
+    std::atomic<bool> finished{false};
+  } submitter;
+  WebhookServer::Options options;
+  options.config = BaseConfig();
+  options.submitter = &submitter;
+  auto server = WebhookServer::Start(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  httplib::Client client("127.0.0.1", (*server)->port());
+  client.set_read_timeout(30, 0);
+  auto post = std::async(std::launch::async, [&] {
+    return client.Post(kPath, {{"X-JFrog-Event-Auth", kSecret}}, Event(),
+                       "application/json");
+  });
+  ASSERT_TRUE(
+      submitter.entered.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  auto stop = std::async(std::launch::async, [&] {
+    (*server)->Stop();
+    return submitter.finished.load();
+  });
+  // Stop must still be waiting while the handler is held.
+  EXPECT_EQ(stop.wait_for(std::chrono::milliseconds(500)),
+            std::future_status::timeout);
+  submitter.release.Notify();
+  EXPECT_TRUE(stop.get()) << "Stop() returned while a handler was running";
+  post.wait();
 }
 
 TEST(WebhookDecisionCacheTest, RepeatedBodySkipsParsingButNotAuthOrSubmit) {
