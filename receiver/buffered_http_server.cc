@@ -529,7 +529,7 @@ void BufferedHttpServer::Serve(Connection& conn) {
         // Let other ready connections have this thread. EPOLLOUT: the
         // socket is writable, so the event comes back at once, even with
         // nothing new to read.
-        Arm(conn, EPOLLOUT, kNoDeadline);
+        Arm(conn, EPOLLOUT, NowMs() + WriteTimeoutMs());
         return;
       }
       ++answered;

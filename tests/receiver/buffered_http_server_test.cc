@@ -145,6 +145,7 @@ class BufferedHttpServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     server_.set_keep_alive_timeout(60);  // longer than any test waits
+    server_.set_keep_alive_max_count(100);
     server_.Get(
         "/echo", [](const httplib::Request& req, httplib::Response& res) {
           res.set_content(
@@ -196,6 +197,25 @@ TEST_F(BufferedHttpServerTest,
   const std::string third = ReadAnswer(fd, &pending);
   EXPECT_TRUE(absl::StrContains(second, "q=2")) << second;
   EXPECT_TRUE(absl::StrContains(third, "q=3")) << third;
+  close(fd);
+}
+
+// More pipelined requests than one turn answers: the connection yields
+// its thread and comes back for the rest, in order.
+TEST_F(BufferedHttpServerTest, AnswersManyPipelinedRequestsInOrder) {
+  constexpr int kRequests = 40;
+  std::string burst;
+  for (int i = 0; i < kRequests; ++i) {
+    absl::StrAppend(&burst, "GET /echo?q=", i, " HTTP/1.1\r\nHost: x\r\n\r\n");
+  }
+  const int fd = Connect();
+  Send(fd, burst);
+  std::string pending;
+  for (int i = 0; i < kRequests; ++i) {
+    const std::string answer = ReadAnswer(fd, &pending);
+    ASSERT_TRUE(absl::StrContains(answer, absl::StrCat("q=", i, " ")))
+        << i << ": " << answer;
+  }
   close(fd);
 }
 
