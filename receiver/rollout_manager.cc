@@ -159,10 +159,13 @@ struct RolloutManager::Inbox {
   };
   absl::Mutex mu;
   std::deque<Item> items ABSL_GUARDED_BY(mu);
+  // Items in `items` that end a call (done set).
+  int done_items ABSL_GUARDED_BY(mu) = 0;
   bool stop ABSL_GUARDED_BY(mu) = false;
 
   void Add(Item item) {
     absl::MutexLock lock(&mu);
+    if (item.done) ++done_items;
     items.push_back(std::move(item));
   }
 };
@@ -1080,19 +1083,26 @@ bool RolloutManager::RunHosts(const std::string& id,
           next_retry = std::min(next_retry, c.retry_at);
       }
     }
+    // Calls whose end is still to come (the others are done or wait for a
+    // retry).
+    const int in_flight = remaining - awaiting_retry;
     std::deque<Inbox::Item> items;
     {
       absl::MutexLock lock(&inbox->mu);
       // Right after a pass, events are gathered until min_pass_interval has
       // passed since it (producers do not wake us meanwhile), in one timed
-      // wait; after a quiet interval the next event is taken at once.
+      // wait; after a quiet interval the next event is taken at once. The
+      // wait also ends as soon as every call in flight has ended, so the end
+      // of a wave (and the start of the next) never waits for the interval.
       const absl::Duration gather =
           last_pass + options_.min_pass_interval - absl::Now();
       if (gather > absl::ZeroDuration()) {
-        auto stop = [&inbox]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(inbox->mu) {
-          return inbox->stop;
-        };
-        inbox->mu.AwaitWithTimeout(absl::Condition(&stop), gather);
+        auto stop_or_all_ended =
+            [&inbox, in_flight]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(inbox->mu) {
+              return inbox->stop ||
+                     (in_flight > 0 && inbox->done_items >= in_flight);
+            };
+        inbox->mu.AwaitWithTimeout(absl::Condition(&stop_or_all_ended), gather);
       }
       auto ready = [&inbox]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(inbox->mu) {
         return inbox->stop || !inbox->items.empty();
@@ -1111,6 +1121,7 @@ bool RolloutManager::RunHosts(const std::string& id,
       }
       if (!inbox->items.empty()) last_pass = absl::Now();
       items.swap(inbox->items);
+      inbox->done_items = 0;
     }
     // Pull progress of this pass, folded: only the latest per host is
     // published, after the pass.

@@ -111,11 +111,14 @@ struct RolloutManagerOptions {
   // An executor takes a rollout's agent events from its inbox at most once
   // per this interval (real time) while they keep coming: an event that
   // arrives after a quiet interval is handled at once, later ones are
-  // gathered until the interval since the previous pass has passed. Each
-  // pass wakes the executor, publishes to watchers and writes one journal
-  // transaction, so a wave of hosts costs O(passes), not O(events), of
-  // those. Zero: a pass per wakeup.
-  absl::Duration min_pass_interval = absl::Milliseconds(10);
+  // gathered until the interval since the previous pass has passed, or
+  // until every call in flight has ended (so the end of a wave, and the
+  // start of the next, never waits for it). Each pass wakes the executor,
+  // publishes to watchers and writes one journal transaction, so a rollout
+  // costs O(its duration / interval) passes, not O(events), of those; a
+  // host's intermediate steps reach watchers and the journal at most this
+  // late. Zero: a pass per wakeup.
+  absl::Duration min_pass_interval = absl::Milliseconds(100);
   // Duplicate deliveries are counted in the journal by a housekeeping
   // thread, in batches: the first duplicate after a quiet spell wakes it,
   // the ones after it gather for this long (real time; or until 4096 are

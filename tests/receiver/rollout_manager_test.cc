@@ -121,6 +121,36 @@ class RolloutManagerTest : public ::testing::Test {
     manager_ = std::make_unique<RolloutManager>(o, config);
   }
 
+  // A manager over `journal` whose executor passes at most every `interval`,
+  // running one rollout of "app" to `agents` hosts in one wave with every
+  // Deploy call held open (kBlock). Returns the rollout id.
+  std::string StartPacedRollout(int agents, CountingJournal* journal,
+                                absl::Duration interval) {
+    config_ = MakeConfig(agents, Policy(0, "100%", OnFailure::kRollback));
+    RolloutManagerOptions o;
+    o.journal = journal;
+    o.pool = &pool_;
+    o.metrics = &metrics_;
+    o.min_pass_interval = interval;
+    manager_ = std::make_unique<RolloutManager>(o, config_);
+    pool_.SetDefault(Behavior::kBlock);
+    manager_->Start();
+    const std::string id = SubmitOk(Intent(1));
+    EXPECT_TRUE(pool_.WaitBlocked(agents));
+    return id;
+  }
+
+  // Lets web-1's deploy succeed and waits (bounded) for the executor's first
+  // pass with host progress, which follows at once after a quiet interval.
+  bool ReleaseWeb1AndAwaitAPass(const CountingJournal& journal) {
+    pool_.Release("web-1", Behavior::kSucceed);
+    const absl::Time end = absl::Now() + absl::Seconds(10);
+    while (journal.host_progress_calls() == 0 && absl::Now() < end) {
+      absl::SleepFor(absl::Milliseconds(1));  // polling a condition, bounded
+    }
+    return journal.host_progress_calls() >= 1;
+  }
+
   // Waits until rollout `id` is in `state` (via a Watch subscription).
   hoist::v1::Rollout AwaitState(const std::string& id,
                                 hoist::v1::RolloutState state,
@@ -554,25 +584,9 @@ TEST_F(RolloutManagerTest, HostResultsAreJournaledBeforeTheRolloutEnds) {
 }
 
 TEST_F(RolloutManagerTest, EventsArrivingWithinThePassIntervalShareOnePass) {
-  config_ = MakeConfig(20, Policy(0, "100%", OnFailure::kRollback));
   CountingJournal journal(journal_.get());
-  RolloutManagerOptions o;
-  o.journal = &journal;
-  o.pool = &pool_;
-  o.metrics = &metrics_;
-  o.min_pass_interval = absl::Seconds(2);
-  manager_ = std::make_unique<RolloutManager>(o, config_);
-  pool_.SetDefault(Behavior::kBlock);
-  manager_->Start();
-  const std::string id = SubmitOk(Intent(1));
-  ASSERT_TRUE(pool_.WaitBlocked(20));
-  // After a quiet interval the first events are handled at once.
-  pool_.Release("web-1", Behavior::kSucceed);
-  const absl::Time end = absl::Now() + absl::Seconds(10);
-  while (journal.host_progress_calls() == 0 && absl::Now() < end) {
-    absl::SleepFor(absl::Milliseconds(1));  // polling a condition, bounded
-  }
-  ASSERT_GE(journal.host_progress_calls(), 1);
+  const std::string id = StartPacedRollout(20, &journal, absl::Seconds(2));
+  ASSERT_TRUE(ReleaseWeb1AndAwaitAPass(journal));
   // The other 19 hosts report within the interval, spread out as agents
   // on a fleet do (10 ms apart, so that without pacing each would get a
   // pass of its own): their 57 events wait for the next pass instead of
@@ -597,6 +611,46 @@ TEST_F(RolloutManagerTest, EventsArrivingWithinThePassIntervalShareOnePass) {
   auto events = journal_.get()->HostEvents(id, "web-20");
   ASSERT_TRUE(events.ok());
   EXPECT_EQ(events->size(), 3u);
+}
+
+TEST_F(RolloutManagerTest, TheLastHostOfAWaveEndsItWithoutWaitingForThePass) {
+  CountingJournal journal(journal_.get());
+  // An interval far longer than the test may take: only the end of every
+  // call in flight may cut the gathering short.
+  const std::string id = StartPacedRollout(2, &journal, absl::Seconds(120));
+  ASSERT_TRUE(ReleaseWeb1AndAwaitAPass(journal));
+  // web-2, the last call in flight, ends within the interval: the executor
+  // takes it at once instead of after the remaining two minutes.
+  pool_.Release("web-2", Behavior::kSucceed);
+  hoist::v1::Rollout done =
+      AwaitState(id, hoist::v1::ROLLOUT_STATE_SUCCEEDED, absl::Seconds(10));
+  ASSERT_EQ(done.hosts_size(), 2);
+  for (const auto& h : done.hosts())
+    EXPECT_EQ(h.phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED) << h.agent();
+  manager_.reset();  // before `journal` goes
+}
+
+TEST_F(RolloutManagerTest, ByDefaultAWaveTakesAtMostTenPassesASecond) {
+  // Each pass is a wakeup, a journal transaction (fsync) and a burst to
+  // watchers; a long rollout (batch = 10 % of 1000 hosts: ~20 s of events)
+  // paid them up to 100 times a second.
+  CountingJournal journal(journal_.get());
+  const std::string id = StartPacedRollout(
+      20, &journal, RolloutManagerOptions().min_pass_interval);
+  ASSERT_TRUE(ReleaseWeb1AndAwaitAPass(journal));
+  // The other hosts end 20 ms apart, as hosts of a wave do.
+  const absl::Time first = absl::Now();
+  for (int i = 2; i <= 20; ++i) {
+    pool_.Release(absl::StrCat("web-", i), Behavior::kSucceed);
+    absl::SleepFor(absl::Milliseconds(20));  // spacing, not synchronisation
+  }
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - first);
+  AwaitState(id, hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  // web-1's pass(es), then at most ten a second, plus one at each end.
+  EXPECT_LE(journal.host_progress_calls(), 2 + 10 * seconds + 2)
+      << "passes: " << journal.host_progress_calls() << " in " << seconds
+      << " s";
+  manager_.reset();  // before `journal` goes
 }
 
 TEST_F(RolloutManagerTest, OverflowingWatcherGetsTheWholeRolloutAgain) {
