@@ -7,6 +7,7 @@
 //               [--health-delay-ms MS] [--timeout-s S] [--workdir DIR] [--keep]
 //               [--receiver-env KEY=VALUE]... [--receiver-state PATH]
 //               [--agent-processes K] [--agent-state-dir DIR]
+//               [--receiver-bin PATH] [--idle-s S]
 //
 // What runs where:
 //  - K agent-host children (this binary with --serve-agents FIRST:COUNT;
@@ -100,6 +101,13 @@ struct Flags {
   // Parent of the agents' state directories. Default: a directory under
   // /dev/shm (tmpfs) when it exists, else WORKDIR/agents; see Run().
   std::string agent_state_dir;
+  // The hoist-receiver executable (default: the one built with this bench),
+  // so that two receiver builds can be compared with the same agents,
+  // simulator and driver.
+  std::string receiver_bin = HOIST_RECEIVER_BIN;
+  // Seconds to leave the receiver idle, every agent connected, before the
+  // first rollout; its CPU over that time is reported (0: not measured).
+  int idle_s = 0;
   std::string command;
 };
 
@@ -845,12 +853,13 @@ bool Bench::StartReceiver() {
   for (const std::string& kv : flags_.receiver_env)
     putenv(const_cast<char*>(kv.c_str()));
   receiver_ = std::make_unique<Child>(
-      std::vector<std::string>{HOIST_RECEIVER_BIN, "--config",
+      std::vector<std::string>{flags_.receiver_bin, "--config",
                                dir_ + "/receiver.yaml"},
       dir_ + "/receiver.log");
   for (const std::string& kv : flags_.receiver_env)
     unsetenv(kv.substr(0, kv.find('=')).c_str());
   const absl::Time spawned = absl::Now();
+  Fact(&facts_, "receiver executable", flags_.receiver_bin);
   sampler_ = std::make_unique<Sampler>(receiver_->pid());
   auto control =
       receiver_->AwaitLine("control listening on ", absl::Seconds(60));
@@ -927,6 +936,19 @@ bool Bench::AwaitAgentsReachable() {
        absl::StrFormat("RSS %.1f MB, %d threads, %d fds", idle.rss_kb / 1024.0,
                        idle.threads, idle.fds));
   Fact(&facts_, "receiver threads by name", ThreadNames(receiver_->pid()));
+  if (flags_.idle_s > 0) {
+    // What the receiver costs while nothing happens (keepalives, timers,
+    // pollers): a long rollout accumulates it over its whole duration.
+    const ProcStat a = ReadProc(receiver_->pid());
+    const absl::Time t = absl::Now();
+    absl::SleepFor(absl::Seconds(flags_.idle_s));
+    const ProcStat b = ReadProc(receiver_->pid());
+    const double s = Seconds(absl::Now() - t);
+    Fact(&facts_, "receiver idle CPU, all agents connected",
+         absl::StrFormat("%.3f CPU-s in %.1f s (%.2f ms per second)",
+                         b.cpu_seconds - a.cpu_seconds, s,
+                         1000 * (b.cpu_seconds - a.cpu_seconds) / s));
+  }
   return true;
 }
 
@@ -1105,7 +1127,7 @@ std::optional<Row> Bench::Rollout(const std::string& service,
 }
 
 void Bench::CheckLock() {
-  Child second({HOIST_RECEIVER_BIN, "--config", dir_ + "/receiver.yaml"},
+  Child second({flags_.receiver_bin, "--config", dir_ + "/receiver.yaml"},
                dir_ + "/receiver-second.log");
   auto status = second.Wait(absl::Seconds(30));
   std::string log = second.Log();
@@ -1334,6 +1356,10 @@ constexpr char kUsage[] =
     "                   [--agent-processes K]   (default ceil(N/100); 0: all "
     "agents in this process)\n"
     "                   [--agent-state-dir DIR] (default: under /dev/shm)\n"
+    "                   [--receiver-bin PATH]   (default: the hoist-receiver "
+    "built with this bench)\n"
+    "                   [--idle-s S]            (measure the receiver's idle "
+    "CPU for S s before the rollouts)\n"
     "One real hoist-receiver and N agents (in agent-host processes) over a "
     "Docker Engine API SIMULATOR.\n";
 
@@ -1383,6 +1409,11 @@ int main(int argc, char** argv) {
       ok = value.find('=') != std::string::npos;
     } else if (flag == "--receiver-state") {
       flags.receiver_state = value;
+    } else if (flag == "--idle-s") {
+      ok = absl::SimpleAtoi(value, &flags.idle_s) && flags.idle_s >= 0;
+    } else if (flag == "--receiver-bin") {
+      flags.receiver_bin = value;
+      ok = access(value.c_str(), X_OK) == 0;
     } else if (flag == "--workdir") {
       flags.workdir = value;
     } else if (flag == "--agent-state-dir") {
