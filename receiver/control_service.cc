@@ -107,15 +107,14 @@ class WatchReactor : public grpc::ServerWriteReactor<hoist::v1::RolloutEvent> {
   void PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(link_->mu) {
     if (writing_ || finished_ || cancelled_ || !sub_) return;
     bool ended = false;
-    bool more = false;
-    if (sub_->Pop(&event_, &ended, &more)) {
+    if (sub_->Pop(&event_, &ended, nullptr)) {
       writing_ = true;
-      // With more events queued, this one may wait in gRPC's buffer: the
-      // next write (from OnWriteDone, at once) sends both in one TLS record
-      // and one syscall. The last queued event is written without the hint,
-      // so nothing is held back.
-      StartWrite(&event_, more ? grpc::WriteOptions().set_buffer_hint()
-                               : grpc::WriteOptions());
+      // No WriteOptions().set_buffer_hint() for queued bursts: gRPC may not
+      // complete a buffer-hinted write (no OnWriteDone) until something else
+      // makes the transport write, and on a stream's first message never
+      // (grpc/grpc#12975, #34231). fleet_bench saw a watch stall that way
+      // for 15 minutes on a one-host rollout that had ended.
+      StartWrite(&event_);
       return;
     }
     if (ended) {
