@@ -211,8 +211,14 @@ class DeployMetricsTracker {
                          "Time to pull a deploy's image (deploys that pulled).",
                          MetricsRegistry::DurationBuckets())
           ->Observe(absl::ToDoubleSeconds(absl::Now() - pull_start_));
+      // The deploy manager puts the pull's totals on PULLED (its layer
+      // events are throttled); other handlers may only report layers.
       int64_t total = 0;
-      for (const auto& [layer, bytes] : layer_bytes_) total += bytes;
+      if (event.has_pull() && event.pull().layer().empty()) {
+        total = event.pull().total_bytes();
+      } else {
+        for (const auto& [layer, bytes] : layer_bytes_) total += bytes;
+      }
       metrics_
           ->GetCounter(
               "hoist_agent_pulled_bytes_total",

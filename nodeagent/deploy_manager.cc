@@ -691,15 +691,17 @@ class DeployRun {
   std::string old_id_;
   bool old_was_running_ = false;
   bool keep_journal_ = false;
+  int64_t pulled_bytes_ = 0;  // download sizes of the layers pulled
   std::vector<std::string> pruned_;
 };
 
-// Byte counts are throttled per deploy, not per layer: at most one
-// progress event per progress_interval_, whichever layer it is about, so an
-// image of many layers does not multiply the events that the receiver (and
-// every operator watching a fleet-wide rollout) has to take. Each layer's
-// completion ("Pull complete", "Already exists") is always reported, with
-// the layer's download size when Docker gave one.
+// Pull events are throttled per deploy, not per layer: at most one per
+// progress_interval_, whichever layer it is about and whether it is a byte
+// count or a layer's completion ("Pull complete", "Already exists", with the
+// layer's download size when Docker gave one). Each event is a message the
+// receiver takes, and on a fleet every host sends them: an image of ten
+// layers would otherwise cost ten completion messages per host. The PULLED
+// event that follows carries the totals (see Run).
 absl::Status DeployRun::Pull(const std::string& reference,
                              const std::string& registry_auth) {
   absl::Time last_progress = absl::InfinitePast();
@@ -718,12 +720,12 @@ absl::Status DeployRun::Pull(const std::string& reference,
           it != download_bytes.end()) {
         current = total = it->second;
       }
-    } else {
-      if (total <= 0 && current <= 0) return;  // no byte count
-      const absl::Time now = clock_->Now();
-      if (now - last_progress < progress_interval_) return;
-      last_progress = now;
+    } else if (total <= 0 && current <= 0) {
+      return;  // no byte count
     }
+    const absl::Time now = clock_->Now();
+    if (now - last_progress < progress_interval_) return;
+    last_progress = now;
     DeployEvent event = Event(hoist::v1::DEPLOY_PHASE_PULLING,
                               absl::StrCat(update.layer, ": ", update.status));
     event.mutable_pull()->set_layer(update.layer);
@@ -731,7 +733,9 @@ absl::Status DeployRun::Pull(const std::string& reference,
     event.mutable_pull()->set_total_bytes(total);
     log_->Append(std::move(event));
   };
-  return docker_->PullImage(reference, registry_auth, progress);
+  absl::Status pulled = docker_->PullImage(reference, registry_auth, progress);
+  for (const auto& [layer, bytes] : download_bytes) pulled_bytes_ += bytes;
+  return pulled;
 }
 
 absl::StatusOr<ContainerConfig> DeployRun::BuildConfig(
@@ -932,9 +936,16 @@ DeployPhase DeployRun::Run(const std::string& registry_auth, int keep_images) {
         resolved_digest_.empty() ? "no repo digest" : resolved_digest_));
   }
   if (resolved_digest_.empty()) resolved_digest_ = request_.digest();
-  Emit(hoist::v1::DEPLOY_PHASE_PULLED,
-       absl::StrCat(have ? "image present: " : "pulled: ", request_.image(),
-                    "@", resolved_digest_));
+  DeployEvent pulled_event = Event(
+      hoist::v1::DEPLOY_PHASE_PULLED,
+      absl::StrCat(have ? "image present: " : "pulled: ", request_.image(), "@",
+                   resolved_digest_));
+  if (!have) {
+    // The pull's totals: the layer events above were throttled.
+    pulled_event.mutable_pull()->set_current_bytes(pulled_bytes_);
+    pulled_event.mutable_pull()->set_total_bytes(pulled_bytes_);
+  }
+  Emit(std::move(pulled_event));
 
   // The container the new one replaces.
   auto old = docker_->InspectContainer(name_);

@@ -1159,7 +1159,10 @@ bool RolloutManager::RunHosts(const std::string& id,
                 }
               },
               absl::StrCat(c.agent, ": ", e.message()),
-              e.has_pull() ? &e.pull() : nullptr,
+              // RolloutEvent.pull is a PULLING host's layer progress.
+              e.has_pull() && phase == hoist::v1::DEPLOY_PHASE_PULLING
+                  ? &e.pull()
+                  : nullptr,
               changed && !final_phase ? &pending_hosts : nullptr);
         }
         continue;

@@ -613,6 +613,33 @@ TEST_F(AgentServiceTest, HealthPollerNoticesAChange) {
 
 // ---- metrics ----
 
+// The deploy manager throttles layer events and puts the pull's totals on
+// PULLED; the pulled-bytes metric takes those totals when they are there.
+TEST_F(AgentServiceTest, PulledBytesComeFromThePulledTotals) {
+  auto stub = StubAs("receiver");
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  auto reader = stub->Deploy(&context, Request("metrics-2"));
+  DeployEvent event;
+  ASSERT_TRUE(reader->Read(&event));
+  std::shared_ptr<DeployLog> log = handler_.log("metrics-2");
+  DeployEvent progress = Event(hoist::v1::DEPLOY_PHASE_PULLING, "pulling");
+  progress.mutable_pull()->set_layer("aaa");
+  progress.mutable_pull()->set_current_bytes(10);
+  log->Append(progress);
+  DeployEvent pulled = Event(hoist::v1::DEPLOY_PHASE_PULLED, "pulled");
+  pulled.mutable_pull()->set_current_bytes(5678);
+  pulled.mutable_pull()->set_total_bytes(5678);
+  log->Append(pulled);
+  DeployEvent done = Event(hoist::v1::DEPLOY_PHASE_SUCCEEDED, "done");
+  log->Append(done);
+  std::vector<DeployEvent> events;
+  ASSERT_TRUE(ReadAll(reader.get(), &events).ok());
+  const std::string text = metrics_.Render();
+  EXPECT_TRUE(absl::StrContains(text, "hoist_agent_pulled_bytes_total 5678"))
+      << text;
+}
+
 TEST_F(AgentServiceTest, MetricsCountCallsAndDeployOutcomes) {
   auto stub = StubAs("receiver");
   grpc::ClientContext context;

@@ -188,12 +188,12 @@ TEST_F(DeployManagerTest, RestartPolicyIsUpdatedOnlyWhenNotNo) {
 }
 
 TEST_F(DeployManagerTest,
-       PullProgressIsThrottledPerDeployButCompletionAlwaysShows) {
+       PullEventsAreThrottledPerDeployAndPulledCarriesTheTotals) {
   // The fake reports, at one instant of the fake clock, 50/100 and 100/100
   // for layer1, "Pull complete" for layer1, then 10/40 and 40/40 for layer2
   // and "Pull complete" for layer2: after the first byte count every other
-  // one falls in the deploy's 250 ms window, whatever its layer; each
-  // completion shows, with its layer's download size.
+  // event, completions included, falls in the deploy's 250 ms window,
+  // whatever its layer. PULLED then carries the download sizes' sum.
   auto log = manager_->Deploy(Request("d-1", kD1));
   ASSERT_TRUE(log.ok());
   ASSERT_TRUE(Drive(*log));
@@ -204,10 +204,14 @@ TEST_F(DeployManagerTest,
       seen.push_back(absl::StrCat(e.message(), " ", e.pull().current_bytes(),
                                   "/", e.pull().total_bytes()));
     }
+    if (e.phase() == hoist::v1::DEPLOY_PHASE_PULLED) {
+      seen.push_back(absl::StrCat("PULLED [", e.pull().layer(), "] ",
+                                  e.pull().current_bytes(), "/",
+                                  e.pull().total_bytes()));
+    }
   }
-  EXPECT_THAT(seen, ElementsAre("layer1: Downloading 50/100",
-                                "layer1: Pull complete 100/100",
-                                "layer2: Pull complete 40/40"));
+  EXPECT_THAT(seen,
+              ElementsAre("layer1: Downloading 50/100", "PULLED [] 140/140"));
 }
 
 TEST_F(DeployManagerTest, UpgradeStopsOldSwapsAndRemembersPrevious) {
