@@ -107,7 +107,7 @@ class WatchReactor : public grpc::ServerWriteReactor<hoist::v1::RolloutEvent> {
   void PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(link_->mu) {
     if (writing_ || finished_ || cancelled_ || !sub_) return;
     bool ended = false;
-    if (sub_->Pop(&event_, &ended, nullptr)) {
+    if (sub_->Pop(&event_, &ended)) {
       writing_ = true;
       // No WriteOptions().set_buffer_hint() for queued bursts: gRPC may not
       // complete a buffer-hinted write (no OnWriteDone) until something else

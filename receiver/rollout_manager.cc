@@ -104,9 +104,8 @@ void RolloutSubscription::Push(const RolloutEvent& event, bool final_event,
   if (notify_) notify_();
 }
 
-bool RolloutSubscription::Pop(RolloutEvent* event, bool* ended, bool* more) {
+bool RolloutSubscription::Pop(RolloutEvent* event, bool* ended) {
   absl::MutexLock lock(&mu_);
-  if (more) *more = false;
   if (queue_.empty()) {
     if (ended) *ended = ended_ || cancelled_;
     return false;
@@ -114,7 +113,6 @@ bool RolloutSubscription::Pop(RolloutEvent* event, bool* ended, bool* more) {
   *event = std::move(queue_.front());
   queue_.pop_front();
   if (ended) *ended = ended_ && queue_.empty();
-  if (more) *more = !queue_.empty();
   return true;
 }
 

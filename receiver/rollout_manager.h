@@ -68,9 +68,7 @@ class RolloutSubscription {
   // Takes the oldest queued event into `*event` and returns true; false when
   // nothing is queued now. `*ended` (optional) is set when the rollout reached
   // a final state and every event was taken: nothing more will come.
-  // `*more` (optional) is set when another event is queued behind this one.
-  bool Pop(hoist::v1::RolloutEvent* event, bool* ended = nullptr,
-           bool* more = nullptr);
+  bool Pop(hoist::v1::RolloutEvent* event, bool* ended = nullptr);
   // Blocks (real time) up to `timeout` for the next event. False on timeout
   // or when the subscription ended with nothing left.
   bool Next(hoist::v1::RolloutEvent* event, absl::Duration timeout);
