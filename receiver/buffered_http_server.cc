@@ -420,8 +420,7 @@ void BufferedHttpServer::Shutdown() {
 
 void BufferedHttpServer::CloseConnections() {
   absl::MutexLock lock(&mu_);
-  closing_ = true;
-  closing_flag_.store(true);
+  closing_.store(true);
   for (Connection* conn : open_) ::shutdown(conn->sock, SHUT_RDWR);
 }
 
@@ -441,7 +440,7 @@ int BufferedHttpServer::KeepAliveMs() const {
 }
 
 bool BufferedHttpServer::Closing() const {
-  return closing_flag_.load(std::memory_order_relaxed) ||
+  return closing_.load(std::memory_order_relaxed) ||
          svr_sock_ == INVALID_SOCKET;
 }
 
@@ -450,7 +449,7 @@ bool BufferedHttpServer::process_and_close_socket(socket_t sock) {
       sock, std::max<size_t>(keep_alive_max_count_, 1));
   {
     absl::MutexLock lock(&mu_);
-    if (closing_ || epoll_fd_ < 0 ||
+    if (closing_.load() || epoll_fd_ < 0 ||
         open_.size() >= static_cast<size_t>(options_.max_connections)) {
       ::shutdown(sock, SHUT_RDWR);
       ::close(sock);

@@ -147,14 +147,16 @@ class BufferedHttpServer : public httplib::Server {
   int timer_fd_ = -1;  // ticks every kSweepInterval while connections exist
   std::vector<std::thread> event_threads_;
   std::atomic<bool> stopping_{false};
-  std::atomic<bool> closing_flag_{false};  // closing_, read without mu_
-  absl::Mutex shutdown_mu_;                // serializes Shutdown()
+  absl::Mutex shutdown_mu_;  // serializes Shutdown()
 
   mutable absl::Mutex mu_;
   // Every open connection. A Connection is freed only by the thread that
   // owns it, after removing it here, so a socket in this set is open.
   std::unordered_set<Connection*> open_ ABSL_GUARDED_BY(mu_);
-  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  // CloseConnections() was called. Set under mu_, so a connection is either
+  // registered before it (and shut down by it) or refused; read without mu_
+  // by Closing().
+  std::atomic<bool> closing_{false};
 };
 
 }  // namespace hoist::receiver
