@@ -109,15 +109,22 @@ class CountingJournal : public Journal {
 
 class RolloutManagerTest : public ::testing::Test {
  protected:
+  // Options over `journal` (default: this fixture's), the fixture's pool and
+  // metrics; everything else at its default.
+  RolloutManagerOptions BaseOptions(Journal* journal = nullptr) {
+    RolloutManagerOptions o;
+    o.journal = journal != nullptr ? journal : journal_.get();
+    o.pool = &pool_;
+    o.metrics = &metrics_;
+    return o;
+  }
+
   void Make(std::shared_ptr<ReceiverConfig> config, Clock* clock = nullptr) {
     config_ = config;
-    RolloutManagerOptions o;
-    o.journal = journal_.get();
-    o.pool = &pool_;
+    RolloutManagerOptions o = BaseOptions();
     o.clock = clock;
     o.retry_initial_backoff = absl::Milliseconds(20);
     o.retry_max_backoff = absl::Milliseconds(100);
-    o.metrics = &metrics_;
     manager_ = std::make_unique<RolloutManager>(o, config);
   }
 
@@ -127,10 +134,7 @@ class RolloutManagerTest : public ::testing::Test {
   std::string StartPacedRollout(int agents, CountingJournal* journal,
                                 absl::Duration interval) {
     config_ = MakeConfig(agents, Policy(0, "100%", OnFailure::kRollback));
-    RolloutManagerOptions o;
-    o.journal = journal;
-    o.pool = &pool_;
-    o.metrics = &metrics_;
+    RolloutManagerOptions o = BaseOptions(journal);
     o.min_pass_interval = interval;
     manager_ = std::make_unique<RolloutManager>(o, config_);
     pool_.SetDefault(Behavior::kBlock);
@@ -401,10 +405,7 @@ TEST_F(RolloutManagerTest, DuplicateWithinWindowReplayAfter) {
 // (here at Stop(): the interval is longer than the test).
 TEST_F(RolloutManagerTest, ABurstOfDuplicatesIsCountedInOneBatch) {
   config_ = MakeConfig(1, Policy(0, "1", OnFailure::kRollback));
-  RolloutManagerOptions o;
-  o.journal = journal_.get();
-  o.pool = &pool_;
-  o.metrics = &metrics_;
+  RolloutManagerOptions o = BaseOptions();
   o.duplicate_count_interval = absl::Hours(1);
   manager_ = std::make_unique<RolloutManager>(o, config_);
   manager_->Start();
@@ -655,10 +656,7 @@ TEST_F(RolloutManagerTest, ByDefaultAWaveTakesAtMostTenPassesASecond) {
 
 TEST_F(RolloutManagerTest, OverflowingWatcherGetsTheWholeRolloutAgain) {
   config_ = MakeConfig(3, Policy(0, "100%", OnFailure::kRollback));
-  RolloutManagerOptions o;
-  o.journal = journal_.get();
-  o.pool = &pool_;
-  o.metrics = &metrics_;
+  RolloutManagerOptions o = BaseOptions();
   o.watch_queue_capacity = 2;
   manager_ = std::make_unique<RolloutManager>(o, config_);
   pool_.SetDefault(Behavior::kBlock);
