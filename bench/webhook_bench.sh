@@ -47,7 +47,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/webhook_lib.sh
+source "$ROOT/bench/webhook_lib.sh"
 wait_http() {  # wait_http URL: until it answers at all, at most 10 s
   for _ in $(seq 1 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done
   echo "timed out waiting for $1" >&2; return 1
@@ -59,30 +60,7 @@ printf '%s\n' "$SECRET" >"$T/secret"
 "$ROOT/deploy/certs.sh" receiver "$T/certs" --dns localhost --ip 127.0.0.1 >/dev/null
 
 HPORT=$(free_port)
-cat >"$T/receiver.yaml" <<YAML
-webhook:
-  listen: "127.0.0.1:$HPORT"
-  path: "/webhooks/artifactory"
-  secret_files: ["secret"]
-  auth: token
-  max_body_bytes: 1048576
-  dedupe_window_seconds: 600
-control: {listen: "127.0.0.1:0"}
-tls: {ca: certs/ca.pem, cert: certs/receiver.pem, key: certs/receiver-key.pem}
-authz: {operators: ["spiffe://hoist/operator"], viewers: []}
-state: "receiver.db"
-# The agent address has no listener: this benchmark measures the webhook
-# front end; rollouts it starts fail fast in the background.
-agent_call: {deadline_seconds: 5, connect_timeout_seconds: 1, retry_seconds: 1}
-agents:
-  - {name: bench-1, address: "127.0.0.1:1", tls_name: "localhost", labels: {role: web}}
-services:
-  - name: helloworld
-    trigger: {domain: docker, event_types: [promoted], repo_key: docker-local-staging, image: helloworld, tags: ["latest"]}
-    image: "127.0.0.1:5000/helloworld"
-    targets: {labels: {role: web}}
-    container: {name: helloworld}
-YAML
+receiver_yaml "$HPORT" >"$T/receiver.yaml"
 "$RECEIVER" --config "$T/receiver.yaml" 2>"$T/receiver.log" &
 pids+=($!)
 RPID=$!
@@ -106,10 +84,7 @@ PEER_URL="http://127.0.0.1:$WPORT/hooks/artifactory"
 wait_http "http://127.0.0.1:$HPORT/healthz"
 wait_http "$PEER_URL"
 
-body() {  # body SHA256HEX
-  printf '{"domain":"docker","event_type":"promoted","data":{"image_name":"helloworld","name":"manifest.json","path":"helloworld/latest/manifest.json","platforms":[],"repo_key":"docker-local-staging","sha256":"%s","size":949,"tag":"latest"},"subscription_key":"bench","jpd_origin":"https://example.jfrog.io","source":"jfrog/jfrt@bench"}' "$1"
-}
-body "$(printf 'a%.0s' $(seq 64))" >"$T/body.json"
+webhook_body "$(printf 'a%.0s' $(seq 64))" >"$T/body.json"
 
 run_wrk() {  # run_wrk URL AUTH -> RESULT line
   BODY_FILE=$T/body.json AUTH=$2 wrk -t2 -c32 -d"${SECONDS_PER_RUN}s" --latency \
@@ -119,9 +94,6 @@ field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" <<<"$2"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "inf"; else printf "%.2f", a / b }'; }
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 load() { cut -d' ' -f1-3 /proc/loadavg; }
-cpu_ticks() {  # cpu_ticks PID: utime+stime+cutime+cstime of PID (clock ticks)
-  awk '{ print $14 + $15 + $16 + $17 }' "/proc/$1/stat" 2>/dev/null || echo 0
-}
 # wait_idle PID NAME: until PID (with its reaped children) uses under 10% of
 # a CPU over 0.5 s, at most 60 s. adnanh/webhook answers before its command
 # runs (`go handleHook`), so after a duplicate run it keeps forking the
@@ -172,7 +144,7 @@ worst=0
 all_ms=""
 for i in $(seq 1 $((FLOOD_SECONDS - 3))); do
   kill -0 "$flood" 2>/dev/null || { echo "  the flood ended early" >&2; break; }
-  body "$(printf '%064x' "$((1000 + i))")" >"$T/new.json"
+  webhook_body "$(printf '%064x' "$((1000 + i))")" >"$T/new.json"
   out=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' -H 'Content-Type: application/json' \
     -H "X-Jfrog-Event-Auth: $SECRET" --data-binary @"$T/new.json" "$HOIST_URL")
   code=${out% *}; t=${out#* }
