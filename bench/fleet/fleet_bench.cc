@@ -63,6 +63,7 @@
 #include "common/crypto.h"
 #include "common/file_util.h"
 #include "common/log.h"
+#include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "common/tls.h"
 #include "grpcpp/grpcpp.h"
@@ -72,6 +73,7 @@
 #include "nodeagent/agent_service.h"
 #include "nodeagent/deploy_manager.h"
 #include "nodeagent/docker_client_curl.h"
+#include "tests/harness/child_process.h"
 
 namespace hoist::bench {
 namespace {
@@ -240,83 +242,9 @@ class Sampler {
 
 // ---- child processes ------------------------------------------------------
 
-class Child {
- public:
-  Child(const std::vector<std::string>& argv, const std::string& log)
-      : log_(log) {
-    pid_ = fork();
-    if (pid_ == 0) {
-      int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-      }
-      std::vector<char*> args;
-      for (const std::string& a : argv)
-        args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
-      sigset_t none;
-      sigemptyset(&none);
-      sigprocmask(SIG_SETMASK, &none, nullptr);
-      execv(args[0], args.data());
-      _exit(127);
-    }
-  }
-  ~Child() {
-    if (running()) {
-      kill(pid_, SIGKILL);
-      Wait(absl::Seconds(10));
-    }
-  }
-  pid_t pid() const { return pid_; }
-  bool running() const { return pid_ > 0 && !exited_; }
-  void Signal(int sig) {
-    if (running()) kill(pid_, sig);
-  }
-  std::optional<int> Wait(absl::Duration timeout) {
-    const absl::Time deadline = absl::Now() + timeout;
-    while (!exited_) {
-      int st = 0;
-      if (waitpid(pid_, &st, WNOHANG) == pid_) {
-        exited_ = true;
-        status_ = st;
-        break;
-      }
-      if (absl::Now() >= deadline) return std::nullopt;
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-    return status_;
-  }
-  std::string Log() const { return ReadFile(log_).value_or(""); }
-  // The rest of the first log line starting with `prefix`, waiting up to
-  // `timeout`.
-  std::optional<std::string> AwaitLine(const std::string& prefix,
-                                       absl::Duration timeout) {
-    const absl::Time deadline = absl::Now() + timeout;
-    while (absl::Now() < deadline) {
-      std::istringstream in(Log());
-      for (std::string line; std::getline(in, line);) {
-        if (line.rfind(prefix, 0) == 0) return line.substr(prefix.size());
-      }
-      if (!running() || Wait(absl::ZeroDuration()).has_value())
-        return std::nullopt;
-      absl::SleepFor(absl::Milliseconds(5));
-    }
-    return std::nullopt;
-  }
-
- private:
-  pid_t pid_ = -1;
-  bool exited_ = false;
-  int status_ = 0;
-  std::string log_;
-};
+using Child = ::hoist::testing::ChildProcess;
 
 // ---- the agents -----------------------------------------------------------
-
-absl::Time FromProto(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
 
 // Timing of one deploy as its agent saw it (see TimedHandler).
 struct HostTiming {
@@ -651,8 +579,8 @@ bool Bench::StartAgents() {
                   << host->Log();
         return false;
       }
-      std::istringstream in(host->Log());
-      for (std::string line; std::getline(in, line);) {
+      const std::string log = host->Log();
+      for (absl::string_view line : ::hoist::testing::CompleteLines(log)) {
         std::vector<std::string> parts = absl::StrSplit(line, ' ');
         if (parts.size() != 3 || parts[0] != "agent") continue;
         Agent agent;

@@ -27,90 +27,16 @@
 #include "gtest/gtest.h"
 #include "hoist/v1/control.grpc.pb.h"
 #include "httplib.h"
+#include "tests/harness/child_process.h"
 #include "tests/harness/harness.h"
 
 namespace hoist::e2e {
 
 using ::hoist::testing::Harness;
 
-// A child process with its output in a log file. Killed (SIGKILL) and reaped
-// by the destructor if still running.
-class Process {
- public:
-  Process(const std::vector<std::string>& argv, const std::string& log)
-      : log_(log) {
-    pid_ = fork();
-    if (pid_ == 0) {
-      int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-      }
-      std::vector<char*> args;
-      for (const std::string& a : argv)
-        args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
-      // Daemons block signals in their own main(); start with none blocked.
-      sigset_t none;
-      sigemptyset(&none);
-      sigprocmask(SIG_SETMASK, &none, nullptr);
-      execvp(args[0], args.data());
-      _exit(127);
-    }
-  }
-  ~Process() {
-    if (running()) {
-      Signal(SIGKILL);
-      Wait(absl::Seconds(10));
-    }
-  }
-  bool running() const { return pid_ > 0 && !exited_; }
-  void Signal(int sig) {
-    if (running()) kill(pid_, sig);
-  }
-  // Exit status (as from waitpid) once it exited within `timeout`.
-  std::optional<int> Wait(absl::Duration timeout) {
-    if (exited_) return status_;
-    bool done = hoist::testing::WaitFor(
-        [this] {
-          int st = 0;
-          if (waitpid(pid_, &st, WNOHANG) == pid_) {
-            status_ = st;
-            exited_ = true;
-          }
-          return exited_;
-        },
-        timeout);
-    if (!done) return std::nullopt;
-    return status_;
-  }
-  std::string Log() const { return ReadFile(log_).value_or(""); }
-  // Waits until the log has a line starting with `prefix`; returns its rest.
-  std::optional<std::string> AwaitLine(const std::string& prefix,
-                                       absl::Duration timeout) {
-    std::string found;
-    bool ok = hoist::testing::WaitFor(
-        [&] {
-          std::istringstream in(Log());
-          for (std::string line; std::getline(in, line);) {
-            if (line.rfind(prefix, 0) == 0) {
-              found = line.substr(prefix.size());
-              return true;
-            }
-          }
-          return !running();
-        },
-        timeout);
-    if (!ok || found.empty()) return std::nullopt;
-    return found;
-  }
-
- private:
-  pid_t pid_ = -1;
-  bool exited_ = false;
-  int status_ = 0;
-  std::string log_;
-};
+// A child process with its output in a log file (see child_process.h: lines
+// are matched only once complete).
+using Process = ::hoist::testing::ChildProcess;
 
 struct FleetOptions {
   std::string auth = "token";  // token | hmac-sha256
