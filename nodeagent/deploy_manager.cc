@@ -15,6 +15,7 @@
 #include "common/daemon.h"
 #include "common/file_util.h"
 #include "common/log.h"
+#include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "nodeagent/health_check.h"
 
@@ -78,14 +79,6 @@ absl::Status CheckHostPath(absl::string_view field, absl::string_view path) {
     }
   }
   return absl::OkStatus();
-}
-
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  google::protobuf::Timestamp out;
-  const int64_t nanos = absl::ToUnixNanos(t);
-  out.set_seconds(nanos / 1000000000);
-  out.set_nanos(static_cast<int32_t>(nanos % 1000000000));
-  return out;
 }
 
 std::string Reference(const DeployRequest& request) {

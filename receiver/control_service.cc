@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/log.h"
+#include "common/proto_time.h"
 #include "common/tsan.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -17,14 +18,6 @@ namespace {
 
 const std::vector<std::string> kViewerRoles = {"operators", "viewers"};
 const std::vector<std::string> kOperatorRoles = {"operators"};
-
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  google::protobuf::Timestamp ts;
-  const int64_t us = absl::ToUnixMicros(t);
-  ts.set_seconds(us / 1000000);
-  ts.set_nanos(static_cast<int32_t>((us % 1000000) * 1000));
-  return ts;
-}
 
 std::shared_ptr<const RoleAuthorizer> MakeAuthorizer(
     const ReceiverConfig& config) {

@@ -10,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "common/crypto.h"
 #include "common/log.h"
+#include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
 #include "receiver/rollout_plan.h"
@@ -28,14 +29,6 @@ namespace {
 
 // Rollouts at least this large return free heap pages when they end.
 constexpr int kTrimAfterHosts = 100;
-
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  google::protobuf::Timestamp ts;
-  const int64_t us = absl::ToUnixMicros(t);
-  ts.set_seconds(us / 1000000);
-  ts.set_nanos(static_cast<int32_t>((us % 1000000) * 1000));
-  return ts;
-}
 
 bool IsFinalPhase(DeployPhase p) {
   return p == hoist::v1::DEPLOY_PHASE_SUCCEEDED ||
