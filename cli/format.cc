@@ -53,7 +53,10 @@ std::string StateName(RolloutState state) {
   return std::string(absl::StripPrefix(name, "ROLLOUT_STATE_"));
 }
 
+// A host with no phase yet has not reported: its Deploy is queued or its
+// first event is on the way. Users never see the enum's zero value.
 std::string PhaseName(DeployPhase phase) {
+  if (phase == hoist::v1::DEPLOY_PHASE_UNSPECIFIED) return "QUEUED";
   const std::string& name = hoist::v1::DeployPhase_Name(phase);
   if (name.empty()) return absl::StrCat("PHASE_", static_cast<int>(phase));
   return std::string(absl::StripPrefix(name, "DEPLOY_PHASE_"));
@@ -267,9 +270,14 @@ std::vector<std::string> WatchView::Apply(
         !message.empty() && host_messages_[h.agent()] != message;
     if (!message.empty()) host_messages_[h.agent()] = message;
     if (phase_changed || new_message) {
-      std::string line =
-          absl::StrCat("  ", h.agent(), ": ", PhaseName(h.phase()));
-      if (!message.empty()) absl::StrAppend(&line, " - ", message);
+      std::string line = absl::StrCat("  ", h.agent(), ": ");
+      if (h.phase() != hoist::v1::DEPLOY_PHASE_UNSPECIFIED) {
+        absl::StrAppend(&line, PhaseName(h.phase()));
+        if (!message.empty()) absl::StrAppend(&line, " - ", message);
+      } else {
+        // No phase yet: the receiver's word ("deploying") says more.
+        absl::StrAppend(&line, message.empty() ? "queued" : message);
+      }
       if (!h.error().empty() && message.find(h.error()) == std::string::npos &&
           (IsTerminalPhase(h.phase()) ||
            h.phase() == hoist::v1::DEPLOY_PHASE_ROLLING_BACK)) {

@@ -250,6 +250,11 @@ TEST(WatchViewTest, LogLinesFollowStateAndPhaseChanges) {
                 "rollout r-42: service helloworld, sha256:ee34c5c94b4d "
                 "(latest), 2 host(s), RUNNING"});
 
+  // The receiver has sent the Deploy; the agent has not answered yet.
+  hoist::v1::RolloutEvent sent =
+      HostEvent(r, "web-2", hoist::v1::DEPLOY_PHASE_UNSPECIFIED,
+                "web-2: deploying");
+  EXPECT_EQ(view.Apply(sent), std::vector<std::string>{"  web-2: deploying"});
   hoist::v1::RolloutEvent pulling =
       HostEvent(r, "web-1", hoist::v1::DEPLOY_PHASE_PULLING, "");
   pulling.mutable_pull()->set_layer("abcdef0123456789");
@@ -268,7 +273,7 @@ TEST(WatchViewTest, LogLinesFollowStateAndPhaseChanges) {
       screen[1].find("[######--] 75%  768 B / 1.0 KB  layer abcdef012345"),
       std::string::npos)
       << screen[1];
-  EXPECT_EQ(screen[2], "  web-2  UNSPECIFIED");
+  EXPECT_EQ(screen[2], "  web-2  QUEUED           deploying");
 
   r = pulling.rollout();
   hoist::v1::RolloutEvent done =
