@@ -36,7 +36,10 @@ while (($#)); do
 done
 RECEIVER=${RECEIVER:-$ROOT/$BUILD/receiver/hoist-receiver}
 [[ -x $RECEIVER ]] || { echo "build $RECEIVER first (cmake -B $BUILD && ninja -C $BUILD hoist-receiver)" >&2; exit 2; }
-command -v wrk >/dev/null && command -v webhook >/dev/null || { echo "needs wrk and webhook (deploy/install-deps.sh)" >&2; exit 2; }
+if ! command -v wrk >/dev/null || ! command -v webhook >/dev/null; then
+  echo "needs wrk and webhook (deploy/install-deps.sh)" >&2
+  exit 2
+fi
 
 T=$(mktemp -d /tmp/hoist-bench.XXXXXX)
 pids=()

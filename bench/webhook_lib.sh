@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by bench/webhook_bench.sh and bench/webhook_ab.sh (sourced, not run):
 # the receiver config they benchmark, the webhook body they send, and small
 # helpers. Only 127.0.0.1 is used.

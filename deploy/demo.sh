@@ -118,6 +118,7 @@ teardown() {
       if [[ -S $sock ]]; then
         local ids
         ids=$(timeout 20 docker -H "unix://$sock" ps -aq 2>/dev/null || true)
+        # shellcheck disable=SC2086  # one argument per container id
         [[ -n $ids ]] && { timeout 60 docker -H "unix://$sock" rm -f $ids >/dev/null 2>&1 || true; }
       fi
       stop_pid "dockerd-$h" 30 & jobs+=($!)
@@ -126,13 +127,15 @@ teardown() {
     wait "${jobs[@]}"
     jobs=()
     local p
-    for p in $(pgrep -f "containerd-shim.*$d/" || true); do kill -KILL "$p" 2>/dev/null || true; done
+    while read -r p; do
+      kill -KILL "$p" 2>/dev/null || true
+    done < <(pgrep -f "containerd-shim.*$d/" || true)
     for h in "${HOSTS[@]}"; do stop_pid "containerd-$h" 15 & jobs+=($!); done
     wait "${jobs[@]}"
     local m
-    for m in $(awk -v r="$d/" 'index($5, r) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
+    while read -r m; do
       umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
-    done
+    done < <(awk -v r="$d/" 'index($5, r) == 1 {print $5}' /proc/self/mountinfo | sort -r)
   fi
   for h in "${HOSTS[@]}"; do
     ip netns del "$(ns_of "$h")" 2>/dev/null || true

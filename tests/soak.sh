@@ -23,7 +23,10 @@ while (($#)); do
   esac
   shift
 done
-[[ $rollouts =~ ^[0-9]+$ ]] && ((rollouts >= 4)) || { echo "soak.sh: --rollouts wants a number >= 4" >&2; exit 2; }
+if ! [[ $rollouts =~ ^[0-9]+$ ]] || ((rollouts < 4)); then
+  echo "soak.sh: --rollouts wants a number >= 4" >&2
+  exit 2
+fi
 if [[ ! -f $build/build.ninja ]]; then
   cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 fi

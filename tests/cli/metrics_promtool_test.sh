@@ -73,6 +73,7 @@ pids+=($!)
 webhook=$(wait_for_line "$T/receiver.log" 'webhook listening on 127\.0\.0\.1:[0-9]+' | awk '{print $4}')
 receiver_metrics=$(wait_for_line "$T/receiver.log" 'metrics listening on 127\.0\.0\.1:[0-9]+' | awk '{print $4}')
 
+# shellcheck disable=SC2154  # DIGEST_v1 comes from the harness env file
 sha=${DIGEST_v1#sha256:}
 body="{\"domain\":\"docker\",\"event_type\":\"promoted\",\"data\":{\"image_name\":\"hoist-test\",\"name\":\"manifest.json\",\"path\":\"hoist-test/v1/manifest.json\",\"repo_key\":\"staging\",\"sha256\":\"$sha\",\"tag\":\"v1\"}}"
 post() { curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' \

@@ -347,8 +347,12 @@ down() {
     [[ -s $root/net ]] && n=$(cat "$root/net")
     local e
     # Extra parts single tests started and did not remove.
-    for e in $(sort -u "$root/extra-hosts" 2>/dev/null); do extra_host_down "$root" "$e"; done
-    for e in $(sort -u "$root/extra-registries" 2>/dev/null); do extra_registry_stop "$root" "$e"; done
+    while read -r e; do
+      if [[ -n $e ]]; then extra_host_down "$root" "$e"; fi
+    done < <(sort -u "$root/extra-hosts" 2>/dev/null)
+    while read -r e; do
+      if [[ -n $e ]]; then extra_registry_stop "$root" "$e"; fi
+    done < <(sort -u "$root/extra-registries" 2>/dev/null)
     # Containers first (SIGKILL), so no engine waits out a stop timeout.
     for e in root "${HOSTS[@]}"; do
       local sock=$root/$e/docker.sock
