@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/proto_time.h"
 #include "common/tsan.h"
+#include "grpc/health/v1/health.pb.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 
@@ -327,6 +328,9 @@ absl::StatusOr<std::unique_ptr<ControlServer>> ControlServer::Start(
     ControlService* service) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  // Links grpc.health.v1's descriptors in, so that reflection can describe
+  // the health service (see proto/CMakeLists.txt).
+  grpc::health::v1::HealthCheckRequest::descriptor();
   std::unique_ptr<ControlServer> server(new ControlServer());
   grpc::ServerBuilder builder;
   builder.AddListeningPort(listen, MutualTlsServerCredentials(tls),

@@ -23,16 +23,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# wait_for_line FILE REGEX: prints the first match, at most 20 s.
-wait_for_line() {
-  for _ in $(seq 1 400); do
-    if line=$(grep -oE "$2" "$1" 2>/dev/null | head -1) && [[ -n $line ]]; then
-      echo "$line"; return 0
-    fi
-    sleep 0.05
-  done
-  echo "timed out waiting for /$2/ in $1:" >&2; cat "$1" >&2; return 1
-}
+# shellcheck source=tests/lib.sh
+source "$(dirname "$0")/../lib.sh"  # wait_for_line
 
 cat >"$T/agent.yaml" <<YAML
 listen: "127.0.0.1:0"
