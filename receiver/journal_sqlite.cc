@@ -679,4 +679,20 @@ absl::StatusOr<std::string> SqliteJournal::IntegrityCheck() {
   return out;
 }
 
+absl::StatusOr<std::string> SqliteJournal::WriterPragma(
+    const std::string& name) {
+  if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || c == '_';
+      })) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("not a pragma name: \"", name, "\""));
+  }
+  absl::MutexLock lock(&mu_);
+  Stmt q(db_, absl::StrCat("PRAGMA ", name).c_str());
+  HOIST_RETURN_IF_ERROR(q.status());
+  const int rc = q.Step();
+  if (rc != SQLITE_ROW) return q.Error(rc);
+  return q.Text(0);
+}
+
 }  // namespace hoist::receiver

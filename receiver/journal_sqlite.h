@@ -94,6 +94,12 @@ class SqliteJournal : public Journal {
   // Result of PRAGMA integrity_check: "ok" for a sound database.
   absl::StatusOr<std::string> IntegrityCheck();
 
+  // The value of `PRAGMA <name>` on the write connection, as text ("2" for
+  // synchronous=FULL, "wal" for journal_mode). Settings such as synchronous
+  // are per connection, so only the write connection shows what guards the
+  // writes. `name` must be a bare pragma name ([a-z_]+).
+  absl::StatusOr<std::string> WriterPragma(const std::string& name);
+
   // Current schema version (see the `schema_version` table). Version 2 added
   // the `host_results` table (per-host rows written by SaveHostProgress); a
   // version 1 journal is migrated on Open, a newer one is refused.

@@ -240,6 +240,13 @@ TEST_F(JournalTest, UsesWalAndFullSync) {
             .ok());
     // WAL mode keeps a -wal file next to the database while open.
     EXPECT_EQ(access((path_ + "-wal").c_str(), F_OK), 0);
+    // Both settings belong to the connection that writes, so ask it.
+    auto mode = (*j)->WriterPragma("journal_mode");
+    ASSERT_TRUE(mode.ok()) << mode.status();
+    EXPECT_EQ(*mode, "wal");
+    auto sync = (*j)->WriterPragma("synchronous");
+    ASSERT_TRUE(sync.ok()) << sync.status();
+    EXPECT_EQ(*sync, "2") << "PRAGMA synchronous must be FULL (2)";
   }
 }
 
@@ -417,6 +424,86 @@ DeliveryRecord Delivery(int i) {
                         absl::StrCat("r-", i), "app",
                         absl::FromUnixSeconds(1700000000 + i),
                         absl::StrCat("promoted app:", i)};
+}
+
+// Counts xSync calls on WAL files. While it lives it is SQLite's default
+// VFS: the previous default, except that each WAL file it opens gets a copy
+// of its io methods whose xSync counts before passing on. One at a time.
+class SyncCountingVfs {
+ public:
+  SyncCountingVfs() {
+    instance_ = this;
+    base_ = sqlite3_vfs_find(nullptr);
+    vfs_ = *base_;
+    vfs_.zName = "hoist-sync-counting";
+    vfs_.xOpen = &Open;
+    EXPECT_EQ(sqlite3_vfs_register(&vfs_, /*makeDflt=*/1), SQLITE_OK);
+  }
+  ~SyncCountingVfs() {
+    sqlite3_vfs_unregister(&vfs_);
+    instance_ = nullptr;
+  }
+  SyncCountingVfs(const SyncCountingVfs&) = delete;
+  SyncCountingVfs& operator=(const SyncCountingVfs&) = delete;
+
+  int wal_syncs() const { return wal_syncs_.load(); }
+
+ private:
+  static int Open(sqlite3_vfs*, const char* name, sqlite3_file* file, int flags,
+                  int* out_flags) {
+    SyncCountingVfs* self = instance_;
+    const int rc =
+        self->base_->xOpen(self->base_, name, file, flags, out_flags);
+    if (rc != SQLITE_OK || file->pMethods == nullptr ||
+        (flags & SQLITE_OPEN_WAL) == 0) {
+      return rc;
+    }
+    // The unix VFS gives every WAL file the same methods.
+    absl::MutexLock lock(&self->mu_);
+    if (self->real_ == nullptr) {
+      self->real_ = file->pMethods;
+      self->wal_methods_ = *file->pMethods;
+      self->wal_methods_.xSync = &WalSync;
+    }
+    EXPECT_EQ(file->pMethods, self->real_) << name;
+    file->pMethods = &self->wal_methods_;
+    return rc;
+  }
+  static int WalSync(sqlite3_file* file, int flags) {
+    ++instance_->wal_syncs_;
+    return instance_->real_->xSync(file, flags);
+  }
+
+  static inline SyncCountingVfs* instance_ = nullptr;
+  sqlite3_vfs* base_;
+  sqlite3_vfs vfs_;
+  absl::Mutex mu_;
+  const sqlite3_io_methods* real_ = nullptr;
+  sqlite3_io_methods wal_methods_;
+  std::atomic<int> wal_syncs_{0};
+};
+
+TEST_F(JournalTest, AcceptedDeliveryIsSyncedToTheWalBeforeItReturns) {
+  SyncCountingVfs vfs;  // outlives the journal's connections
+  std::atomic<int> syncs_before_commit{-1};
+  SqliteJournal::Options options;
+  options.before_commit_for_testing = [&](int) {
+    syncs_before_commit = vfs.wal_syncs();
+  };
+  auto j = SqliteJournal::Open(path_, options);
+  ASSERT_TRUE(j.ok()) << j.status();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE((*j)->AcceptDelivery(
+                        Delivery(i),
+                        MakeRollout(absl::StrCat("r-", i), "app",
+                                    hoist::v1::ROLLOUT_STATE_PENDING, 100 + i))
+                    .ok());
+    // The 202 this write backs promises a durable row: its COMMIT must have
+    // synced the WAL before AcceptDelivery returned.
+    EXPECT_GE(vfs.wal_syncs() - syncs_before_commit.load(), 1)
+        << "accepted delivery " << i << " returned before any WAL sync ("
+        << vfs.wal_syncs() << " WAL syncs in all)";
+  }
 }
 
 TEST_F(JournalTest, ConcurrentAcceptsShareOneCommitAndAllSurviveReopen) {
