@@ -663,6 +663,17 @@ class DeployRun {
   // OK when healthy; otherwise why not.
   absl::Status WaitHealthy();
   DeployPhase Restore(const std::string& error);
+  // Starts the old container again if it was running before. "" when that
+  // worked or was not needed; otherwise why not, with the old container's
+  // exit code, and its log tail added to `log_tail` (see Restore).
+  std::string RestartOld(std::string* log_tail);
+  // A container's exit code and last kLogTailLines log lines (what could be
+  // read of them).
+  struct Evidence {
+    int exit_code = 0;
+    std::string log_tail;
+  };
+  Evidence EvidenceOf(const std::string& id);
   void Prune();
 
   DockerClient* const docker_;
@@ -838,13 +849,13 @@ absl::Status DeployRun::WaitHealthy() {
 // The new container failed after creation: keep its evidence, remove it,
 // put the old one back as it was.
 DeployPhase DeployRun::Restore(const std::string& error) {
+  // The exit code stays the new container's (see DeployEvent.exit_code).
   int exit_code = 0;
   std::string log_tail;
   if (!new_id_.empty()) {
-    if (auto info = docker_->InspectContainer(new_id_); info.ok())
-      exit_code = info->exit_code;
-    if (auto logs = docker_->ContainerLogs(new_id_, kLogTailLines); logs.ok())
-      log_tail = *logs;
+    Evidence fresh = EvidenceOf(new_id_);
+    exit_code = fresh.exit_code;
+    log_tail = std::move(fresh.log_tail);
   }
   DeployEvent rolling = Event(
       hoist::v1::DEPLOY_PHASE_ROLLING_BACK,
@@ -863,14 +874,10 @@ DeployPhase DeployRun::Restore(const std::string& error) {
                                    removed.message());
     }
   }
-  // The old container ends as it was: started again only if it was running.
-  if (!old_id_.empty() && old_was_running_) {
-    absl::Status started = docker_->StartContainer(old_id_);
-    if (!started.ok()) {
-      restore_error = absl::StrCat(
-          restore_error.empty() ? "" : restore_error + "; ",
-          "could not start the old container again: ", started.message());
-    }
+  if (std::string restart_error = RestartOld(&log_tail);
+      !restart_error.empty()) {
+    restore_error = absl::StrCat(
+        restore_error.empty() ? "" : restore_error + "; ", restart_error);
   }
   const bool rolled_back = !old_id_.empty() && restore_error.empty();
   const DeployPhase phase = rolled_back ? hoist::v1::DEPLOY_PHASE_ROLLED_BACK
@@ -886,6 +893,33 @@ DeployPhase DeployRun::Restore(const std::string& error) {
   Record(phase, full_error, /*succeeded=*/false);
   Emit(std::move(done));
   return phase;
+}
+
+std::string DeployRun::RestartOld(std::string* log_tail) {
+  // The old container ends as it was: started again only if it was running.
+  if (old_id_.empty() || !old_was_running_) return "";
+  absl::Status started = docker_->StartContainer(old_id_);
+  if (started.ok()) return "";
+  // Now neither container runs: the operator needs the evidence of both.
+  const Evidence old = EvidenceOf(old_id_);
+  auto labeled = [](absl::string_view label, absl::string_view tail) {
+    const bool terminated = tail.empty() || absl::EndsWith(tail, "\n");
+    return absl::StrCat(label, "\n", tail, terminated ? "" : "\n");
+  };
+  *log_tail = absl::StrCat(labeled("new container:", *log_tail),
+                           labeled("old container:", old.log_tail));
+  return absl::StrCat(
+      "could not start the old container again: ", started.message(),
+      " (old container exit code ", old.exit_code, ")");
+}
+
+DeployRun::Evidence DeployRun::EvidenceOf(const std::string& id) {
+  Evidence out;
+  if (auto info = docker_->InspectContainer(id); info.ok())
+    out.exit_code = info->exit_code;
+  if (auto logs = docker_->ContainerLogs(id, kLogTailLines); logs.ok())
+    out.log_tail = *std::move(logs);
+  return out;
 }
 
 void DeployRun::Prune() {

@@ -6,8 +6,13 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/crypto.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "nodeagent/deploy_manager.h"
 #include "nodeagent/docker_client_curl.h"
 #include "tests/harness/harness.h"
@@ -16,7 +21,79 @@ namespace hoist::nodeagent {
 namespace {
 
 using ::hoist::testing::Harness;
+using ::testing::Contains;
 using ::testing::HasSubstr;
+
+// Runs `command` (a shell command line); its output, or why it failed.
+absl::StatusOr<std::string> Shell(const std::string& command) {
+  ::hoist::testing::CommandResult r = ::hoist::testing::RunCommand(command);
+  if (r.exit_code != 0) {
+    return absl::InternalError(
+        absl::StrCat(command, ": exit ", r.exit_code, ": ", r.output));
+  }
+  return r.output;
+}
+
+// Makes `to_repo`:`tag` in the harness registry point at the manifest of
+// hoist-test:`from_tag`, with `suffix` appended to its bytes: the same image,
+// and a new digest when `suffix` is not empty. That is what a push does to
+// the registry, without tagging anything in a local engine. Returns the
+// manifest's digest.
+absl::StatusOr<std::string> PutManifest(const std::string& from_tag,
+                                        const std::string& to_repo,
+                                        const std::string& tag,
+                                        const std::string& suffix = "") {
+  const std::string curl = "curl -sSf --max-time 30 ";
+  const std::string v2 = absl::StrCat("http://", Harness().registry, "/v2/");
+  const std::string file =
+      ::hoist::testing::MakeTempDir("manifest") + "/manifest.json";
+  HOIST_RETURN_IF_ERROR(
+      Shell(
+          absl::StrCat(curl,
+                       "-H 'Accept: "
+                       "application/vnd.docker.distribution.manifest.v2+json, "
+                       "application/vnd.oci.image.manifest.v1+json' -o ",
+                       file, " ", v2, "hoist-test/manifests/", from_tag))
+          .status());
+  HOIST_ASSIGN_OR_RETURN(std::string manifest, ReadFile(file));
+  const nlohmann::json parsed = nlohmann::json::parse(manifest, nullptr, false);
+  if (!parsed.is_object() || !parsed.contains("mediaType") ||
+      !parsed.contains("config") || !parsed.contains("layers")) {
+    return absl::InternalError("unexpected manifest: " + manifest);
+  }
+  // The blobs must be in the target repository before its manifest.
+  std::vector<std::string> blobs = {parsed["config"]["digest"]};
+  for (const auto& layer : parsed["layers"]) blobs.push_back(layer["digest"]);
+  for (const std::string& blob : blobs) {
+    HOIST_RETURN_IF_ERROR(
+        Shell(absl::StrCat(curl, "-X POST '", v2, to_repo,
+                           "/blobs/uploads/?mount=", blob, "&from=hoist-test'"))
+            .status());
+  }
+  manifest += suffix;
+  HOIST_RETURN_IF_ERROR(WriteFileAtomically(file, manifest));
+  HOIST_RETURN_IF_ERROR(
+      Shell(absl::StrCat(curl, "-X PUT -H 'Content-Type: ",
+                         parsed["mediaType"].get<std::string>(),
+                         "' --data-binary @", file, " ", v2, to_repo,
+                         "/manifests/", tag))
+          .status());
+  return "sha256:" + Sha256Hex(manifest);
+}
+
+// Puts a file that is not a program over /bin/busybox in container `id` of
+// the root engine (the test images' /bin/sh links to it). A running
+// container runs on (its programs are loaded) and stops as usual on
+// SIGTERM, but can never be started again: runc refuses to exec /bin/sh.
+absl::Status BreakBusybox(const std::string& id) {
+  const std::string file = ::hoist::testing::MakeTempDir("broken") + "/busybox";
+  HOIST_RETURN_IF_ERROR(WriteFileAtomically(file, "not a program\n"));
+  return Shell(absl::StrCat("DOCKER_CONFIG=", Harness().root,
+                            "/docker-config docker -H ",
+                            Harness().docker_endpoint, " cp ", file, " ", id,
+                            ":/bin/busybox"))
+      .status();
+}
 
 class DeployManagerDockerTest : public ::testing::Test {
  protected:
@@ -42,12 +119,13 @@ class DeployManagerDockerTest : public ::testing::Test {
     ::hoist::testing::RemoveAllContainers(Harness().docker_endpoint);
   }
 
-  std::unique_ptr<DeployManager> NewManager() {
+  std::unique_ptr<DeployManager> NewManager(
+      absl::Duration settle = absl::Milliseconds(500)) {
     DeployManager::Options options;
     options.docker = docker_;
     options.host = "it-host";
     options.state_dir = state_dir_;
-    options.settle = absl::Milliseconds(500);
+    options.settle = settle;
     auto manager = DeployManager::Create(options);
     EXPECT_TRUE(manager.ok()) << manager.status();
     return manager.ok() ? std::move(*manager) : nullptr;
@@ -313,6 +391,127 @@ TEST_F(DeployManagerDockerTest, TagDeployResolvesAndRecordsTheDigest) {
   EXPECT_THAT(Serving(), HasSubstr("hoist-test v2"));
   EXPECT_EQ(docker_->InspectContainer(name_)->labels.at("hoist.digest"),
             Harness().Digest("v2"));
+}
+
+TEST_F(DeployManagerDockerTest, TagMovedInTheRegistryIsPulledAgain) {
+  // A repository of its own: moving its :latest disturbs no other test.
+  const std::string repo = Harness().registry + "/hoist-moving";
+  // An earlier run's :latest would already be v2 here.
+  docker_->RemoveImage(repo + ":latest", /*force=*/false).IgnoreError();
+  auto pushed = PutManifest("v1", "hoist-moving", "latest");
+  ASSERT_TRUE(pushed.ok()) << pushed.status();
+  ASSERT_EQ(*pushed, Harness().Digest("v1"));
+  auto request = Request("it-1", "v1");
+  request.set_image(repo);
+  request.clear_digest();
+  request.set_tag("latest");
+  ASSERT_EQ(Run(request).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  EXPECT_THAT(Serving(), HasSubstr("hoist-test v1"));
+
+  // The registry moves :latest to v2; the engine still has v1 as :latest.
+  pushed = PutManifest("v2", "hoist-moving", "latest");
+  ASSERT_TRUE(pushed.ok()) << pushed.status();
+  auto local = docker_->InspectImage(repo + ":latest");
+  ASSERT_TRUE(local.ok()) << local.status();
+  ASSERT_THAT(local->repo_digests,
+              Contains(repo + "@" + Harness().Digest("v1")));
+  request.set_deploy_id("it-2");
+  const auto second = Run(request);
+  ASSERT_EQ(second.phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED)
+      << second.DebugString();
+  EXPECT_THAT(Serving(), HasSubstr("hoist-test v2"));
+  EXPECT_EQ(docker_->InspectContainer(name_)->labels.at("hoist.digest"),
+            Harness().Digest("v2"));
+}
+
+TEST_F(DeployManagerDockerTest, DigestOfTheImagesSecondRepositoryIsFound) {
+  // hoist-twin holds v1's image under a manifest one byte longer: the same
+  // image, another digest. The engine keeps v1's hoist-test@ digest too, and
+  // Docker sorts RepoDigests, so hoist-test@… comes before hoist-twin@….
+  const std::string twin = Harness().registry + "/hoist-twin";
+  ASSERT_TRUE(docker_
+                  ->PullImage(absl::StrCat(Harness().image_repo, "@",
+                                           Harness().Digest("v1")),
+                              "", nullptr)
+                  .ok());
+  auto digest = PutManifest("v1", "hoist-twin", "v1", "\n");
+  ASSERT_TRUE(digest.ok()) << digest.status();
+  ASSERT_NE(*digest, Harness().Digest("v1"));
+  // Pulled by an earlier run: this one pulls it again.
+  docker_->RemoveImage(twin + "@" + *digest, /*force=*/false).IgnoreError();
+  auto request = Request("it-1", "v1");
+  request.set_image(twin);
+  request.set_digest(*digest);
+  const auto last = Run(request);
+  auto image = docker_->InspectImage(twin + "@" + *digest);
+  ASSERT_TRUE(image.ok()) << image.status();
+  ASSERT_GE(image->repo_digests.size(), 2u);
+  ASSERT_FALSE(absl::StartsWith(image->repo_digests[0], twin + "@"))
+      << "precondition: another repository's digest comes first: "
+      << absl::StrJoin(image->repo_digests, " ");
+  ASSERT_EQ(last.phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED)
+      << last.DebugString();
+  EXPECT_EQ(docker_->InspectContainer(name_)->labels.at("hoist.digest"),
+            *digest);
+  EXPECT_THAT(Serving(), HasSubstr("hoist-test v1"));
+}
+
+TEST_F(DeployManagerDockerTest, OldThatCannotStartAgainFailsWithBothTails) {
+  auto first = Request("it-1", "v1");
+  // v1's own command after a line of its own, to find in the log tail.
+  for (const char* arg : {"/bin/sh", "-c",
+                          "echo hoist-test old; trap 'exit 0' TERM; "
+                          "/bin/httpd -f -p 8080 -h /www & wait"}) {
+    first.mutable_container()->add_command(arg);
+  }
+  ASSERT_EQ(Run(first).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  const std::string old_id = docker_->InspectContainer(name_)->id;
+  ASSERT_TRUE(BreakBusybox(old_id).ok());
+  const auto last = Run(Request("it-2", "crash"));
+  EXPECT_EQ(last.phase(), hoist::v1::DEPLOY_PHASE_FAILED) << last.DebugString();
+  EXPECT_THAT(last.error(), HasSubstr("new container exited with code 1"));
+  EXPECT_THAT(last.error(),
+              HasSubstr("could not start the old container again: "));
+  EXPECT_THAT(last.error(), HasSubstr("permission denied"));
+  // 126: Docker's code for a command that cannot be invoked.
+  EXPECT_THAT(last.error(), HasSubstr("(old container exit code 126)"));
+  EXPECT_EQ(last.exit_code(), 1);  // the new container's
+  EXPECT_THAT(last.log_tail(), HasSubstr("new container:\nhoist-test crash\n"));
+  EXPECT_THAT(last.log_tail(), HasSubstr("old container:\nhoist-test old\n"));
+  // The old container is left as it is, for the operator to look at.
+  auto old = docker_->InspectContainer(name_);
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_EQ(old->id, old_id);
+  EXPECT_FALSE(old->running);
+  EXPECT_EQ(All().size(), 1u);
+}
+
+TEST_F(DeployManagerDockerTest,
+       WithoutHealthCheckAnExitWithinTheSettleRollsBack) {
+  // The container lives 2 s, the settle time is 5 s: margins that hold on a
+  // loaded machine, both for the first look (while it still runs; start to
+  // first look took 0.2 s here) and for its exit (before the settle time is
+  // over).
+  manager_ = NewManager(/*settle=*/absl::Seconds(5));
+  ASSERT_EQ(Run(Request("it-1", "v1")).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  auto request = Request("it-2", "v2");
+  request.clear_health();
+  for (const char* arg :
+       {"/bin/sh", "-c", "sleep 2; echo hoist-test gave up >&2; exit 1"}) {
+    request.mutable_container()->add_command(arg);
+  }
+  const auto last = Run(request);
+  EXPECT_EQ(last.phase(), hoist::v1::DEPLOY_PHASE_ROLLED_BACK)
+      << last.DebugString();
+  EXPECT_THAT(last.error(), HasSubstr("new container exited with code 1"));
+  EXPECT_EQ(last.exit_code(), 1);
+  EXPECT_THAT(last.log_tail(), HasSubstr("hoist-test gave up"));
+  EXPECT_TRUE(::hoist::testing::WaitFor(
+      [&] { return absl::StrContains(Serving(), "hoist-test v1"); },
+      absl::Seconds(10)))
+      << Serving();
+  EXPECT_EQ(All().size(), 1u);
 }
 
 TEST_F(DeployManagerDockerTest, StatusTalksToTheEngine) {

@@ -330,6 +330,51 @@ TEST_F(DeployManagerTest, CrashKeepsExitCodeAndLogTail) {
   EXPECT_EQ((*log)->last().log_tail(), "boom\n");
 }
 
+TEST_F(DeployManagerTest, OldThatCannotStartAgainFailsWithBothContainersTails) {
+  FakeDockerClient::Behavior old_behavior;
+  old_behavior.exit_code = 143;  // once stopped
+  old_behavior.logs = "old served\n";
+  const std::string old_digest = "sha256:" + std::string(64, 'a');
+  docker_->AddRemoteImage(kRepo, old_digest, old_behavior);
+  ASSERT_EQ(RunDeploy(Request("d-1", old_digest)).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  const std::string old_id = docker_->Find("web")->id;
+  docker_->FailNext("StartContainer", absl::InternalError("injected no exec"),
+                    old_id);
+  const DeployEvent last = RunDeploy(Request("d-2", Crash()));
+  // Nothing runs any more: not a rollback.
+  EXPECT_EQ(last.phase(), hoist::v1::DEPLOY_PHASE_FAILED) << last.DebugString();
+  EXPECT_THAT(last.error(), HasSubstr("exited with code 3"));
+  EXPECT_THAT(last.error(),
+              HasSubstr("could not start the old container again: injected "
+                        "no exec (old container exit code 143)"));
+  EXPECT_EQ(last.exit_code(), 3);  // the new container's
+  EXPECT_EQ(last.log_tail(),
+            "new container:\nboom\nold container:\nold served\n");
+  EXPECT_FALSE(docker_->Find("web")->running);
+  auto list = manager_->ListContainers();
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->containers(0).last_phase(), hoist::v1::DEPLOY_PHASE_FAILED);
+}
+
+TEST_F(DeployManagerTest, WithoutHealthCheckAnExitWithinTheSettleRollsBack) {
+  // Running at the first look, exited at the next: only the settle wait
+  // (1 s by default) tells it from a healthy container.
+  FakeDockerClient::Behavior dies;
+  dies.exits_after_inspects = 1;
+  dies.exit_code = 1;
+  const std::string digest = "sha256:" + std::string(64, '7');
+  docker_->AddRemoteImage(kRepo, digest, dies);
+  ASSERT_EQ(RunDeploy(Request("d-1", kD1)).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  const DeployEvent last = RunDeploy(Request("d-2", digest));  // no health
+  EXPECT_EQ(last.phase(), hoist::v1::DEPLOY_PHASE_ROLLED_BACK)
+      << last.DebugString();
+  EXPECT_THAT(last.error(), HasSubstr("new container exited with code 1"));
+  EXPECT_EQ(last.exit_code(), 1);
+  EXPECT_TRUE(docker_->Find("web")->running);
+}
+
 TEST_F(DeployManagerTest, DockerUnhealthyRollsBack) {
   ASSERT_EQ(RunDeploy(Request("d-1", kD1)).phase(),
             hoist::v1::DEPLOY_PHASE_SUCCEEDED);

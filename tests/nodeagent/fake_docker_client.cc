@@ -278,7 +278,14 @@ absl::StatusOr<ContainerInfo> FakeDockerClient::InspectContainer(
   if (c->info.running && c->behavior.healthy_after_inspects > 0) {
     c->info.health = c->behavior.healthy_after_inspects-- > 1 ? "starting" : "healthy";
   }
-  return c->info;
+  const ContainerInfo seen = c->info;
+  if (c->info.running && c->behavior.exits_after_inspects > 0 &&
+      --c->behavior.exits_after_inspects == 0) {
+    c->info.running = false;
+    c->info.status = "exited";
+    c->info.exit_code = c->behavior.exit_code;
+  }
+  return seen;
 }
 
 absl::StatusOr<std::string> FakeDockerClient::CreateContainer(
@@ -335,6 +342,7 @@ absl::Status FakeDockerClient::StopContainer(const std::string& id,
   if (c == nullptr) return absl::NotFoundError("No such container: " + id);
   c->info.running = false;
   c->info.status = "exited";
+  c->info.exit_code = c->behavior.exit_code;
   return absl::OkStatus();
 }
 

@@ -17,7 +17,10 @@ namespace hoist::nodeagent {
 // How a container of a fake image behaves once started.
 struct FakeBehavior {
   bool exits = false;  // exits at once with exit_code
-  int exit_code = 0;
+  int exit_code = 0;   // also the exit code once stopped
+  // When > 0: running for this many inspections after start, then exited
+  // with exit_code (a container that dies a moment after it started).
+  int exits_after_inspects = 0;
   std::string logs;  // what ContainerLogs returns
   std::string
       health;  // Docker health status reported while running ("" = none)
