@@ -33,9 +33,9 @@
 //
 //   agent_deploy_bench [--runs N] [--rss-deploys N]
 //
-// Targets (issue 3): agent median <= 1.15x floor and <= cli; downtime <=
-// 1.15x the engine's stop + start; idle RSS <= 25 MB; RSS after N deploys
-// within 10% of after 10. Prints figures; never gates CI.
+// Targets (bench/README.md): agent median <= 1.15x floor and <= cli;
+// downtime <= 1.15x the engine's stop + start; idle RSS <= 25 MB; RSS after N
+// deploys within 10% of after 10. Prints figures; never gates CI.
 #include <curl/curl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -482,8 +482,9 @@ int main(int argc, char** argv) {
       // The bare server has no NodeAgent service: the call is answered
       // UNIMPLEMENTED, after the same trip through gRPC's server side.
       hoist::v1::AgentStatus ignored;
-      const grpc::Status answered = hoist::v1::NodeAgent::NewStub(ch)->GetStatus(
-          &ctx, hoist::v1::GetStatusRequest(), &ignored);
+      const grpc::Status answered =
+          hoist::v1::NodeAgent::NewStub(ch)->GetStatus(
+              &ctx, hoist::v1::GetStatusRequest(), &ignored);
       if (answered.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
         kb = RssKb(bare);
       }

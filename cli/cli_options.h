@@ -13,7 +13,7 @@ namespace hoist::cli {
 
 enum class OutputFormat { kText, kJson };
 
-// Exit codes of hoistctl (DESIGN.md "Executables").
+// Exit codes of hoistctl (docs/design.md, "hoistctl").
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailed = 1;       // the operation failed
 inline constexpr int kExitUsage = 2;        // bad command line

@@ -1,5 +1,6 @@
 // Clock: the time boundary. Code that reads the time or waits for a span of
-// time takes a Clock so that tests can drive time with FakeClock instead of sleeping.
+// time takes a Clock so that tests can drive time with FakeClock instead of
+// sleeping.
 #ifndef HOIST_COMMON_CLOCK_H_
 #define HOIST_COMMON_CLOCK_H_
 
@@ -27,7 +28,8 @@ Clock* RealClock();
 // once Advance() moved the time past their deadline. Thread-safe.
 class FakeClock : public Clock {
  public:
-  explicit FakeClock(absl::Time start = absl::UnixEpoch() + absl::Hours(24 * 365 * 50));
+  explicit FakeClock(absl::Time start = absl::UnixEpoch() +
+                                        absl::Hours(24 * 365 * 50));
   absl::Time Now() override;
   void SleepFor(absl::Duration d) override;
   bool AwaitWithTimeout(absl::Mutex* mu, const absl::Condition& cond,

@@ -30,7 +30,8 @@ std::string HmacSha256Hex(absl::string_view key, absl::string_view data) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(data.data()), data.size(), md, &len);
+       reinterpret_cast<const unsigned char*>(data.data()), data.size(), md,
+       &len);
   return ToHex(md, len);
 }
 

@@ -3,6 +3,7 @@
 #define HOIST_COMMON_CRYPTO_H_
 
 #include <string>
+
 #include "absl/strings/string_view.h"
 
 namespace hoist {
@@ -10,7 +11,8 @@ namespace hoist {
 // Lowercase hex SHA-256 of `data`.
 std::string Sha256Hex(absl::string_view data);
 
-// Lowercase hex HMAC-SHA256 of `data` keyed with `key` (as JFrog signs payloads).
+// Lowercase hex HMAC-SHA256 of `data` keyed with `key` (as JFrog signs
+// payloads).
 std::string HmacSha256Hex(absl::string_view key, absl::string_view data);
 
 // Compares in time that depends only on the lengths, never on where the

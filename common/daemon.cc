@@ -19,14 +19,16 @@ absl::StatusOr<DaemonFlags> ParseDaemonFlags(int argc, char** argv) {
     std::string arg = argv[i];
     std::string value;
     bool has_value = false;
-    if (const size_t eq = arg.find('='); absl::StartsWith(arg, "--") && eq != std::string::npos) {
+    if (const size_t eq = arg.find('=');
+        absl::StartsWith(arg, "--") && eq != std::string::npos) {
       value = arg.substr(eq + 1);
       arg = arg.substr(0, eq);
       has_value = true;
     }
     auto take_value = [&]() -> absl::StatusOr<std::string> {
       if (has_value) return value;
-      if (i + 1 >= argc) return absl::InvalidArgumentError(absl::StrCat(arg, " needs a value"));
+      if (i + 1 >= argc)
+        return absl::InvalidArgumentError(absl::StrCat(arg, " needs a value"));
       return std::string(argv[++i]);
     };
     if (arg == "--help" || arg == "-h") {
@@ -45,7 +47,8 @@ absl::StatusOr<DaemonFlags> ParseDaemonFlags(int argc, char** argv) {
       absl::Status s = ParseLogFormat(*v, &flags.log_format);
       if (!s.ok()) return s;
     } else {
-      return absl::InvalidArgumentError(absl::StrCat("unknown flag \"", arg, "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown flag \"", arg, "\""));
     }
   }
   if (!flags.help && !flags.version && flags.config.empty()) {
@@ -54,16 +57,20 @@ absl::StatusOr<DaemonFlags> ParseDaemonFlags(int argc, char** argv) {
   return flags;
 }
 
-std::string DaemonUsage(const std::string& program, const std::string& summary) {
+std::string DaemonUsage(const std::string& program,
+                        const std::string& summary) {
   return absl::StrCat(
-      "Usage: ", program, " --config FILE [--check-config] [--log-format text|json]\n",
-      summary, "\n\n",
+      "Usage: ", program,
+      " --config FILE [--check-config] [--log-format text|json]\n", summary,
+      "\n\n",
       "  --config FILE        YAML config (see docs/operator-guide.md)\n",
-      "  --check-config       validate the config, print FILE:LINE: problem, exit 2 on error\n",
+      "  --check-config       validate the config, print FILE:LINE: problem, "
+      "exit 2 on error\n",
       "  --log-format FORMAT  text (default) or json, one object per line\n",
       "  --version            print the version\n",
       "  --help               this text\n\n",
-      "Signals: SIGHUP reloads certificates, secrets and services; SIGTERM stops.\n");
+      "Signals: SIGHUP reloads certificates, secrets and services; SIGTERM "
+      "stops.\n");
 }
 
 void BlockDaemonSignals() {

@@ -14,10 +14,10 @@ namespace hoist {
 const char* HoistVersion();
 
 struct DaemonFlags {
-  std::string config;          // --config FILE (required unless help/version)
-  bool check_config = false;   // --check-config
-  bool help = false;           // --help
-  bool version = false;        // --version
+  std::string config;         // --config FILE (required unless help/version)
+  bool check_config = false;  // --check-config
+  bool help = false;          // --help
+  bool version = false;       // --version
   LogFormat log_format = LogFormat::kText;  // --log-format text|json
 };
 

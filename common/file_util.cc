@@ -16,7 +16,8 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     const int err = errno;
-    std::string msg = absl::StrCat("cannot read ", path, ": ", std::strerror(err));
+    std::string msg =
+        absl::StrCat("cannot read ", path, ": ", std::strerror(err));
     if (err == ENOENT) return absl::NotFoundError(msg);
     if (err == EACCES) return absl::PermissionDeniedError(msg);
     return absl::InternalError(msg);
@@ -26,11 +27,13 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return out.str();
 }
 
-absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents) {
+absl::Status WriteFileAtomically(const std::string& path,
+                                 absl::string_view contents) {
   const std::string tmp = absl::StrCat(path, ".tmp.", getpid());
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) {
-    return absl::InternalError(absl::StrCat("cannot write ", tmp, ": ", std::strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("cannot write ", tmp, ": ", std::strerror(errno)));
   }
   size_t off = 0;
   while (off < contents.size()) {
@@ -40,18 +43,21 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view cont
       const int err = errno;
       close(fd);
       unlink(tmp.c_str());
-      return absl::InternalError(absl::StrCat("cannot write ", tmp, ": ", std::strerror(err)));
+      return absl::InternalError(
+          absl::StrCat("cannot write ", tmp, ": ", std::strerror(err)));
     }
     off += static_cast<size_t>(n);
   }
   if (fsync(fd) != 0 || close(fd) != 0) {
     unlink(tmp.c_str());
-    return absl::InternalError(absl::StrCat("cannot sync ", tmp, ": ", std::strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("cannot sync ", tmp, ": ", std::strerror(errno)));
   }
   if (rename(tmp.c_str(), path.c_str()) != 0) {
     const int err = errno;
     unlink(tmp.c_str());
-    return absl::InternalError(absl::StrCat("cannot rename to ", path, ": ", std::strerror(err)));
+    return absl::InternalError(
+        absl::StrCat("cannot rename to ", path, ": ", std::strerror(err)));
   }
   return absl::OkStatus();
 }

@@ -3,9 +3,9 @@
 #define HOIST_COMMON_FILE_UTIL_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace hoist {
 
@@ -13,7 +13,8 @@ namespace hoist {
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 
 // Writes `contents` to `path` atomically (temp file, fsync, rename).
-absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents);
+absl::Status WriteFileAtomically(const std::string& path,
+                                 absl::string_view contents);
 
 // `path` if absolute, else `base_dir`/`path`. Empty stays empty.
 std::string ResolvePath(const std::string& base_dir, const std::string& path);

@@ -8,11 +8,11 @@
 #define HOIST_COMMON_LOG_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace hoist {
 
@@ -28,11 +28,18 @@ void SetMinLogLevel(LogLevel level);
 absl::Status ParseLogFormat(absl::string_view text, LogFormat* format);
 
 // Writes one line; thread-safe (one write(2) per line).
-void Log(LogLevel level, absl::string_view message, const LogFields& fields = {});
+void Log(LogLevel level, absl::string_view message,
+         const LogFields& fields = {});
 
-inline void LogInfo(absl::string_view m, const LogFields& f = {}) { Log(LogLevel::kInfo, m, f); }
-inline void LogWarning(absl::string_view m, const LogFields& f = {}) { Log(LogLevel::kWarning, m, f); }
-inline void LogError(absl::string_view m, const LogFields& f = {}) { Log(LogLevel::kError, m, f); }
+inline void LogInfo(absl::string_view m, const LogFields& f = {}) {
+  Log(LogLevel::kInfo, m, f);
+}
+inline void LogWarning(absl::string_view m, const LogFields& f = {}) {
+  Log(LogLevel::kWarning, m, f);
+}
+inline void LogError(absl::string_view m, const LogFields& f = {}) {
+  Log(LogLevel::kError, m, f);
+}
 
 }  // namespace hoist
 

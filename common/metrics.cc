@@ -12,26 +12,31 @@ namespace {
 std::string FormatValue(double v) {
   if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
   if (std::isnan(v)) return "NaN";
-  if (v == std::floor(v) && std::fabs(v) < 1e15) return absl::StrCat(static_cast<int64_t>(v));
+  if (v == std::floor(v) && std::fabs(v) < 1e15)
+    return absl::StrCat(static_cast<int64_t>(v));
   return absl::StrCat(v);
 }
 
 std::string EscapeLabel(const std::string& v) {
-  return absl::StrReplaceAll(v, {{"\\", "\\\\"}, {"\"", "\\\""}, {"\n", "\\n"}});
+  return absl::StrReplaceAll(v,
+                             {{"\\", "\\\\"}, {"\"", "\\\""}, {"\n", "\\n"}});
 }
 
 std::string EscapeHelp(const std::string& v) {
   return absl::StrReplaceAll(v, {{"\\", "\\\\"}, {"\n", "\\n"}});
 }
 
-std::string LabelText(const MetricLabels& labels, const std::string& extra_key = "",
+std::string LabelText(const MetricLabels& labels,
+                      const std::string& extra_key = "",
                       const std::string& extra_value = "") {
   std::string out;
   for (const auto& [k, v] : labels) {
-    absl::StrAppend(&out, out.empty() ? "" : ",", k, "=\"", EscapeLabel(v), "\"");
+    absl::StrAppend(&out, out.empty() ? "" : ",", k, "=\"", EscapeLabel(v),
+                    "\"");
   }
   if (!extra_key.empty()) {
-    absl::StrAppend(&out, out.empty() ? "" : ",", extra_key, "=\"", extra_value, "\"");
+    absl::StrAppend(&out, out.empty() ? "" : ",", extra_key, "=\"", extra_value,
+                    "\"");
   }
   return out.empty() ? "" : absl::StrCat("{", out, "}");
 }
@@ -76,7 +81,8 @@ void Histogram::Snapshot(std::vector<uint64_t>* cumulative, double* sum,
 }
 
 MetricsRegistry::Family* MetricsRegistry::FamilyFor(const std::string& name,
-                                                    const std::string& help, Type type) {
+                                                    const std::string& help,
+                                                    Type type) {
   auto [it, inserted] = families_.try_emplace(name);
   if (inserted) {
     it->second.type = type;
@@ -87,7 +93,8 @@ MetricsRegistry::Family* MetricsRegistry::FamilyFor(const std::string& name,
   return &it->second;
 }
 
-Counter* MetricsRegistry::GetCounter(const std::string& name, const std::string& help,
+Counter* MetricsRegistry::GetCounter(const std::string& name,
+                                     const std::string& help,
                                      const MetricLabels& labels) {
   absl::MutexLock lock(&mu_);
   auto& slot = FamilyFor(name, help, Type::kCounter)->counters[labels];
@@ -95,7 +102,8 @@ Counter* MetricsRegistry::GetCounter(const std::string& name, const std::string&
   return slot.get();
 }
 
-Gauge* MetricsRegistry::GetGauge(const std::string& name, const std::string& help,
+Gauge* MetricsRegistry::GetGauge(const std::string& name,
+                                 const std::string& help,
                                  const MetricLabels& labels) {
   absl::MutexLock lock(&mu_);
   auto& slot = FamilyFor(name, help, Type::kGauge)->gauges[labels];
@@ -103,7 +111,8 @@ Gauge* MetricsRegistry::GetGauge(const std::string& name, const std::string& hel
   return slot.get();
 }
 
-Histogram* MetricsRegistry::GetHistogram(const std::string& name, const std::string& help,
+Histogram* MetricsRegistry::GetHistogram(const std::string& name,
+                                         const std::string& help,
                                          const std::vector<double>& bounds,
                                          const MetricLabels& labels) {
   absl::MutexLock lock(&mu_);
@@ -122,10 +131,12 @@ std::string MetricsRegistry::Render() const {
     absl::StrAppend(&out, "# HELP ", name, " ", EscapeHelp(family.help), "\n");
     absl::StrAppend(&out, "# TYPE ", name, " ", type, "\n");
     for (const auto& [labels, c] : family.counters) {
-      absl::StrAppend(&out, name, LabelText(labels), " ", FormatValue(c->value()), "\n");
+      absl::StrAppend(&out, name, LabelText(labels), " ",
+                      FormatValue(c->value()), "\n");
     }
     for (const auto& [labels, g] : family.gauges) {
-      absl::StrAppend(&out, name, LabelText(labels), " ", FormatValue(g->value()), "\n");
+      absl::StrAppend(&out, name, LabelText(labels), " ",
+                      FormatValue(g->value()), "\n");
     }
     for (const auto& [labels, h] : family.histograms) {
       std::vector<uint64_t> cumulative;
@@ -133,20 +144,24 @@ std::string MetricsRegistry::Render() const {
       uint64_t count = 0;
       h->Snapshot(&cumulative, &sum, &count);
       for (size_t i = 0; i < cumulative.size(); ++i) {
-        const std::string le =
-            i < h->bounds().size() ? FormatValue(h->bounds()[i]) : std::string("+Inf");
+        const std::string le = i < h->bounds().size()
+                                   ? FormatValue(h->bounds()[i])
+                                   : std::string("+Inf");
         absl::StrAppend(&out, name, "_bucket", LabelText(labels, "le", le), " ",
                         cumulative[i], "\n");
       }
-      absl::StrAppend(&out, name, "_sum", LabelText(labels), " ", FormatValue(sum), "\n");
-      absl::StrAppend(&out, name, "_count", LabelText(labels), " ", count, "\n");
+      absl::StrAppend(&out, name, "_sum", LabelText(labels), " ",
+                      FormatValue(sum), "\n");
+      absl::StrAppend(&out, name, "_count", LabelText(labels), " ", count,
+                      "\n");
     }
   }
   return out;
 }
 
 std::vector<double> MetricsRegistry::DurationBuckets() {
-  return {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300};
+  return {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+          2.5,   5,    10,    30,   60,  120,  300};
 }
 
 }  // namespace hoist

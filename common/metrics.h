@@ -40,13 +40,15 @@ class Histogram {
   explicit Histogram(std::vector<double> bounds);
   void Observe(double v);
   // Cumulative counts per upper bound, then +Inf; and the sum.
-  void Snapshot(std::vector<uint64_t>* cumulative, double* sum, uint64_t* count) const;
+  void Snapshot(std::vector<uint64_t>* cumulative, double* sum,
+                uint64_t* count) const;
   const std::vector<double>& bounds() const { return bounds_; }
 
  private:
   const std::vector<double> bounds_;
   mutable absl::Mutex mu_;
-  std::vector<uint64_t> counts_ ABSL_GUARDED_BY(mu_);  // per bucket, not cumulative; last = +Inf
+  std::vector<uint64_t> counts_
+      ABSL_GUARDED_BY(mu_);  // per bucket, not cumulative; last = +Inf
   double sum_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t count_ ABSL_GUARDED_BY(mu_) = 0;
 };
@@ -55,7 +57,8 @@ class MetricsRegistry {
  public:
   // Returns the series `name{labels}`, creating it (and its family, with
   // `help`) on first use. Names follow Prometheus rules (hoist_… with a unit
-  // suffix). Calling with the same name and another type is a programming error.
+  // suffix). Calling with the same name and another type is a programming
+  // error.
   Counter* GetCounter(const std::string& name, const std::string& help,
                       const MetricLabels& labels = {});
   Gauge* GetGauge(const std::string& name, const std::string& help,

@@ -12,24 +12,26 @@
 #define HOIST_CONCAT_(a, b) HOIST_CONCAT_INNER_(a, b)
 
 // Returns from the current function with `expr`'s status if it is not OK.
-#define HOIST_RETURN_IF_ERROR(expr)                 \
-  do {                                              \
-    ::absl::Status hoist_status_ = (expr);          \
-    if (!hoist_status_.ok()) return hoist_status_;  \
+#define HOIST_RETURN_IF_ERROR(expr)                \
+  do {                                             \
+    ::absl::Status hoist_status_ = (expr);         \
+    if (!hoist_status_.ok()) return hoist_status_; \
   } while (0)
 
 // `HOIST_ASSIGN_OR_RETURN(auto x, Foo());` assigns Foo()'s value to x, or
 // returns its status from the current function.
-#define HOIST_ASSIGN_OR_RETURN(lhs, expr) \
-  HOIST_ASSIGN_OR_RETURN_IMPL_(HOIST_CONCAT_(hoist_statusor_, __LINE__), lhs, expr)
-#define HOIST_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
-  auto statusor = (expr);                                 \
+#define HOIST_ASSIGN_OR_RETURN(lhs, expr)                                     \
+  HOIST_ASSIGN_OR_RETURN_IMPL_(HOIST_CONCAT_(hoist_statusor_, __LINE__), lhs, \
+                               expr)
+#define HOIST_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr)  \
+  auto statusor = (expr);                                  \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = std::move(statusor).value()
 
 namespace hoist {
 
-// Prefixes `status`'s message with `context` ("context: message"), keeping its code.
+// Prefixes `status`'s message with `context` ("context: message"), keeping its
+// code.
 absl::Status Annotate(const absl::Status& status, absl::string_view context);
 
 }  // namespace hoist

@@ -47,30 +47,35 @@ std::vector<std::string> PeerIdentities(const grpc::AuthContext& context) {
   return ids;
 }
 
-RoleAuthorizer::RoleAuthorizer(std::map<std::string, std::vector<std::string>> roles)
+RoleAuthorizer::RoleAuthorizer(
+    std::map<std::string, std::vector<std::string>> roles)
     : roles_(std::move(roles)) {}
 
-absl::Status RoleAuthorizer::Check(const std::vector<std::string>& identities,
-                                   const std::vector<std::string>& roles) const {
+absl::Status RoleAuthorizer::Check(
+    const std::vector<std::string>& identities,
+    const std::vector<std::string>& roles) const {
   if (identities.empty()) {
-    return absl::UnauthenticatedError("no verified client certificate identity");
+    return absl::UnauthenticatedError(
+        "no verified client certificate identity");
   }
   for (const std::string& role : roles) {
     auto it = roles_.find(role);
     if (it == roles_.end()) continue;
     for (const std::string& id : identities) {
-      if (std::find(it->second.begin(), it->second.end(), id) != it->second.end()) {
+      if (std::find(it->second.begin(), it->second.end(), id) !=
+          it->second.end()) {
         return absl::OkStatus();
       }
     }
   }
-  return absl::PermissionDeniedError(
-      absl::StrCat("identity \"", identities.front(), "\" holds none of the roles [",
-                   absl::StrJoin(roles, ", "), "] this call needs"));
+  return absl::PermissionDeniedError(absl::StrCat(
+      "identity \"", identities.front(), "\" holds none of the roles [",
+      absl::StrJoin(roles, ", "), "] this call needs"));
 }
 
-absl::Status RoleAuthorizer::CheckPeer(const grpc::AuthContext& context,
-                                       const std::vector<std::string>& roles) const {
+absl::Status RoleAuthorizer::CheckPeer(
+    const grpc::AuthContext& context,
+    const std::vector<std::string>& roles) const {
   return Check(PeerIdentities(context), roles);
 }
 

@@ -8,11 +8,11 @@
 #include <map>
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/security/auth_context.h"
 
@@ -53,7 +53,8 @@ std::vector<std::string> PeerIdentities(const grpc::AuthContext& context);
 // build a new one and swap the pointer.
 class RoleAuthorizer {
  public:
-  explicit RoleAuthorizer(std::map<std::string, std::vector<std::string>> roles);
+  explicit RoleAuthorizer(
+      std::map<std::string, std::vector<std::string>> roles);
 
   // OK when one of `identities` holds one of `roles`. Otherwise
   // PERMISSION_DENIED naming the identity (UNAUTHENTICATED when there is none)
@@ -69,7 +70,8 @@ class RoleAuthorizer {
   std::map<std::string, std::vector<std::string>> roles_;
 };
 
-// Converts between absl::Status and grpc::Status (their codes match one to one).
+// Converts between absl::Status and grpc::Status (their codes match one to
+// one).
 grpc::Status ToGrpcStatus(const absl::Status& status);
 absl::Status FromGrpcStatus(const grpc::Status& status);
 

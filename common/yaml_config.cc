@@ -35,7 +35,8 @@ YAML::Node DefinedOrEmpty(const YAML::Node& node) {
 
 }  // namespace
 
-MapReader::MapReader(const YAML::Node& node, std::string where, ConfigErrors* errors)
+MapReader::MapReader(const YAML::Node& node, std::string where,
+                     ConfigErrors* errors)
     : node_(DefinedOrEmpty(node)), where_(std::move(where)), errors_(errors) {
   if (!node_.IsNull() && !node_.IsMap()) {
     errors_->Add(node_, absl::StrCat(where_, " must be a mapping"));
@@ -62,7 +63,9 @@ std::string MapReader::String(const std::string& key, const std::string& def,
                               bool required) {
   YAML::Node child = Child(key);
   if (!child.IsDefined() || child.IsNull()) {
-    if (required) errors_->Add(node_, absl::StrCat(where_, ": missing required key \"", key, "\""));
+    if (required)
+      errors_->Add(
+          node_, absl::StrCat(where_, ": missing required key \"", key, "\""));
     return def;
   }
   if (!child.IsScalar()) {
@@ -72,7 +75,8 @@ std::string MapReader::String(const std::string& key, const std::string& def,
   return child.Scalar();
 }
 
-int64_t MapReader::Int(const std::string& key, int64_t def, int64_t min, int64_t max) {
+int64_t MapReader::Int(const std::string& key, int64_t def, int64_t min,
+                       int64_t max) {
   YAML::Node child = Child(key);
   if (!child.IsDefined() || child.IsNull()) return def;
   int64_t value = 0;
@@ -81,14 +85,15 @@ int64_t MapReader::Int(const std::string& key, int64_t def, int64_t min, int64_t
     return def;
   }
   if (value < min || value > max) {
-    errors_->Add(child, absl::StrCat(where_, ".", key, " must be between ", min, " and ", max,
-                                     ", got ", value));
+    errors_->Add(child, absl::StrCat(where_, ".", key, " must be between ", min,
+                                     " and ", max, ", got ", value));
     return def;
   }
   return value;
 }
 
-double MapReader::Double(const std::string& key, double def, double min, double max) {
+double MapReader::Double(const std::string& key, double def, double min,
+                         double max) {
   YAML::Node child = Child(key);
   if (!child.IsDefined() || child.IsNull()) return def;
   double value = 0;
@@ -97,7 +102,8 @@ double MapReader::Double(const std::string& key, double def, double min, double 
     return def;
   }
   if (value < min || value > max) {
-    errors_->Add(child, absl::StrCat(where_, ".", key, " must be between ", min, " and ", max));
+    errors_->Add(child, absl::StrCat(where_, ".", key, " must be between ", min,
+                                     " and ", max));
     return def;
   }
   return value;
@@ -108,7 +114,8 @@ bool MapReader::Bool(const std::string& key, bool def) {
   if (!child.IsDefined() || child.IsNull()) return def;
   bool value = false;
   if (!child.IsScalar() || !YAML::convert<bool>::decode(child, value)) {
-    errors_->Add(child, absl::StrCat(where_, ".", key, " must be true or false"));
+    errors_->Add(child,
+                 absl::StrCat(where_, ".", key, " must be true or false"));
     return def;
   }
   return value;
@@ -119,12 +126,14 @@ std::vector<std::string> MapReader::StringList(const std::string& key) {
   YAML::Node child = Child(key);
   if (!child.IsDefined() || child.IsNull()) return out;
   if (!child.IsSequence()) {
-    errors_->Add(child, absl::StrCat(where_, ".", key, " must be a list of strings"));
+    errors_->Add(child,
+                 absl::StrCat(where_, ".", key, " must be a list of strings"));
     return out;
   }
   for (const YAML::Node& item : child) {
     if (!item.IsScalar()) {
-      errors_->Add(item, absl::StrCat(where_, ".", key, " must contain only strings"));
+      errors_->Add(
+          item, absl::StrCat(where_, ".", key, " must contain only strings"));
       continue;
     }
     out.push_back(item.Scalar());
@@ -132,18 +141,21 @@ std::vector<std::string> MapReader::StringList(const std::string& key) {
   return out;
 }
 
-std::map<std::string, std::string> MapReader::StringMap(const std::string& key) {
+std::map<std::string, std::string> MapReader::StringMap(
+    const std::string& key) {
   std::map<std::string, std::string> out;
   YAML::Node child = Child(key);
   if (!child.IsDefined() || child.IsNull()) return out;
   if (!child.IsMap()) {
-    errors_->Add(child, absl::StrCat(where_, ".", key, " must be a mapping of strings"));
+    errors_->Add(
+        child, absl::StrCat(where_, ".", key, " must be a mapping of strings"));
     return out;
   }
   for (const auto& kv : child) {
     if (!kv.second.IsScalar()) {
-      errors_->Add(kv.second, absl::StrCat(where_, ".", key, ".", kv.first.Scalar(),
-                                           " must be a string"));
+      errors_->Add(kv.second,
+                   absl::StrCat(where_, ".", key, ".", kv.first.Scalar(),
+                                " must be a string"));
       continue;
     }
     out[kv.first.Scalar()] = kv.second.Scalar();
@@ -156,7 +168,8 @@ void MapReader::Finish() {
   for (const auto& kv : node_) {
     const std::string key = kv.first.Scalar();
     if (known_.count(key) == 0) {
-      errors_->Add(kv.first, absl::StrCat("unknown key \"", key, "\" in ", where_));
+      errors_->Add(kv.first,
+                   absl::StrCat("unknown key \"", key, "\" in ", where_));
     }
   }
 }

@@ -30,10 +30,12 @@ class AgentHandler {
       const hoist::v1::RollbackRequest& request) = 0;
 
   // The log of one of the last 100 deploys; NOT_FOUND otherwise.
-  virtual absl::StatusOr<std::shared_ptr<DeployLog>> Watch(const std::string& deploy_id) = 0;
+  virtual absl::StatusOr<std::shared_ptr<DeployLog>> Watch(
+      const std::string& deploy_id) = 0;
 
   virtual hoist::v1::AgentStatus GetStatus() = 0;
-  virtual absl::StatusOr<hoist::v1::ListContainersResponse> ListContainers() = 0;
+  virtual absl::StatusOr<hoist::v1::ListContainersResponse>
+  ListContainers() = 0;
 };
 
 }  // namespace hoist::nodeagent

@@ -1,5 +1,5 @@
-// LoadAgentConfig: strict reading of the agent's YAML (DESIGN.md, "Agent
-// config").
+// LoadAgentConfig: strict reading of the agent's YAML (docs/design.md,
+// "Agent config").
 #include "nodeagent/config.h"
 
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-// The agent's YAML config (DESIGN.md, "Agent config").
+// The agent's YAML config (docs/design.md, "Agent config").
 #ifndef HOIST_NODEAGENT_CONFIG_H_
 #define HOIST_NODEAGENT_CONFIG_H_
 
@@ -10,25 +10,26 @@
 
 namespace hoist::nodeagent {
 
-// Pull credentials for one registry; the password stays in its file on the host.
+// Pull credentials for one registry; the password stays in its file on the
+// host.
 struct RegistryAuth {
-  std::string server;         // "registry.example.com" or "host:port"
+  std::string server;  // "registry.example.com" or "host:port"
   std::string username;
   std::string password_file;  // resolved path
 };
 
 struct AgentConfig {
   std::string listen = "0.0.0.0:7981";
-  TlsFiles tls;                             // resolved paths
-  std::vector<std::string> deployers;       // identities that may call everything
-  std::vector<std::string> viewers;         // GetStatus, ListContainers, WatchDeploy
+  TlsFiles tls;                        // resolved paths
+  std::vector<std::string> deployers;  // identities that may call everything
+  std::vector<std::string> viewers;    // GetStatus, ListContainers, WatchDeploy
   std::string docker_endpoint = "unix:///var/run/docker.sock";
   std::vector<RegistryAuth> registries;
   std::string state_dir = "/var/lib/hoist-agent";
   int keep_images = 3;
-  std::string metrics_listen;               // empty: no metrics server
-  std::string host;                         // extension: name reported in events; default hostname
-  std::string config_file;                  // where it was loaded from
+  std::string metrics_listen;  // empty: no metrics server
+  std::string host;  // extension: name reported in events; default hostname
+  std::string config_file;  // where it was loaded from
 };
 
 // Loads and validates `path`. Relative paths resolve against its folder.

@@ -9,7 +9,8 @@ bool IsTerminalPhase(hoist::v1::DeployPhase phase) {
 }
 
 DeployLog::DeployLog(std::string deploy_id, std::string container_name)
-    : deploy_id_(std::move(deploy_id)), container_name_(std::move(container_name)) {}
+    : deploy_id_(std::move(deploy_id)),
+      container_name_(std::move(container_name)) {}
 
 void DeployLog::Append(hoist::v1::DeployEvent event) {
   std::vector<std::function<void()>> to_wake;
@@ -28,7 +29,8 @@ void DeployLog::Append(hoist::v1::DeployEvent event) {
   for (auto& wake : to_wake) wake();
 }
 
-bool DeployLog::Read(size_t from, std::vector<hoist::v1::DeployEvent>* out) const {
+bool DeployLog::Read(size_t from,
+                     std::vector<hoist::v1::DeployEvent>* out) const {
   absl::MutexLock lock(&mu_);
   for (size_t i = from; i < events_.size(); ++i) out->push_back(events_[i]);
   return finished_;

@@ -56,7 +56,8 @@ class DeployLog {
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   int next_token_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<int, std::function<void()>> watchers_ ABSL_GUARDED_BY(mu_);
-  // Serializes callbacks with RemoveWatcher so a removed watcher is never called.
+  // Serializes callbacks with RemoveWatcher so a removed watcher is never
+  // called.
   absl::Mutex notify_mu_;
 };
 

@@ -1,5 +1,5 @@
-// DeployManager: the deploy state machine of one host (DESIGN.md, "Deploy on
-// a host, in this order"). Implements AgentHandler; knows nothing of gRPC.
+// DeployManager: the deploy state machine of one host (docs/design.md,
+// "Deploy on a host"). Implements AgentHandler; knows nothing of gRPC.
 //
 // Each deploy runs on its own worker thread and always runs to completion,
 // whoever watches it. One deploy per container name at a time. Progress is
@@ -10,7 +10,7 @@
 // journal entry written before the old container is stopped, so that
 // Recover() can restore a half-swapped pair after the agent was killed.
 //
-// Choices where DESIGN.md leaves room:
+// Choices in the details (each stated in docs/design.md, "Deploy on a host"):
 // - An old container that was already stopped before the deploy stays
 //   stopped on rollback: it ends as it was (ROLLED_BACK, not restarted).
 // - A stop/start/health failure after the new container was created rolls

@@ -1,5 +1,5 @@
 // hoist-agent: the node agent daemon. One per host; serves NodeAgent over
-// mTLS gRPC and drives the local Docker Engine (DESIGN.md, "Executables").
+// mTLS gRPC and drives the local Docker Engine (docs/design.md, "Daemons").
 //
 // Signals: SIGTERM/SIGINT stop gracefully (calls in progress get a few
 // seconds, running deploys finish); SIGHUP re-reads the config and applies

@@ -27,17 +27,23 @@ class AgentClient {
  public:
   virtual ~AgentClient() = default;
 
-  virtual void Deploy(const hoist::v1::DeployRequest& request, absl::Duration deadline,
-                      DeployEventCallback on_event, DoneCallback on_done) = 0;
-  virtual void Rollback(const hoist::v1::RollbackRequest& request, absl::Duration deadline,
-                        DeployEventCallback on_event, DoneCallback on_done) = 0;
-  virtual void WatchDeploy(const std::string& deploy_id, absl::Duration deadline,
-                           DeployEventCallback on_event, DoneCallback on_done) = 0;
+  virtual void Deploy(const hoist::v1::DeployRequest& request,
+                      absl::Duration deadline, DeployEventCallback on_event,
+                      DoneCallback on_done) = 0;
+  virtual void Rollback(const hoist::v1::RollbackRequest& request,
+                        absl::Duration deadline, DeployEventCallback on_event,
+                        DoneCallback on_done) = 0;
+  virtual void WatchDeploy(const std::string& deploy_id,
+                           absl::Duration deadline,
+                           DeployEventCallback on_event,
+                           DoneCallback on_done) = 0;
 
   // Blocking unary call with `deadline`.
-  virtual absl::StatusOr<hoist::v1::AgentStatus> GetStatus(absl::Duration deadline) = 0;
+  virtual absl::StatusOr<hoist::v1::AgentStatus> GetStatus(
+      absl::Duration deadline) = 0;
 
-  using StatusCallback = std::function<void(absl::StatusOr<hoist::v1::AgentStatus>)>;
+  using StatusCallback =
+      std::function<void(absl::StatusOr<hoist::v1::AgentStatus>)>;
   // Asynchronous GetStatus: `on_done` is called exactly once, on a gRPC thread
   // (or, in this default implementation for test doubles, inline after the
   // blocking call), and must not block. Asking a thousand agents this way
@@ -52,7 +58,8 @@ class AgentClientPool {
  public:
   virtual ~AgentClientPool() = default;
   // NOT_FOUND for an agent that is not configured.
-  virtual absl::StatusOr<std::shared_ptr<AgentClient>> Get(const std::string& agent_name) = 0;
+  virtual absl::StatusOr<std::shared_ptr<AgentClient>> Get(
+      const std::string& agent_name) = 0;
 };
 
 }  // namespace hoist::receiver

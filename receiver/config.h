@@ -1,4 +1,4 @@
-// The receiver's YAML config (DESIGN.md, "Receiver config").
+// The receiver's YAML config (docs/design.md, "Receiver config").
 #ifndef HOIST_RECEIVER_CONFIG_H_
 #define HOIST_RECEIVER_CONFIG_H_
 
@@ -19,10 +19,11 @@ enum class OnFailure { kRollback, kPause, kContinue };
 struct WebhookConfig {
   std::string listen = "0.0.0.0:7979";
   std::string path = "/webhooks/artifactory";
-  std::string tls_cert;                   // optional HTTPS (resolved paths)
+  std::string tls_cert;  // optional HTTPS (resolved paths)
   std::string tls_key;
   std::vector<std::string> secret_files;  // resolved paths; one or more
-  std::vector<std::string> secrets;       // their contents (trailing newline stripped)
+  std::vector<std::string>
+      secrets;  // their contents (trailing newline stripped)
   WebhookAuth auth = WebhookAuth::kToken;
   int64_t max_body_bytes = 1048576;
   int64_t dedupe_window_seconds = 600;
@@ -37,34 +38,35 @@ struct AgentCallConfig {
 struct AgentEntry {
   std::string name;
   std::string address;   // host:port
-  std::string tls_name;  // name the agent's certificate must carry; default: host part of address
+  std::string tls_name;  // name the agent's certificate must carry; default:
+                         // host part of address
   std::map<std::string, std::string> labels;
 };
 
 struct TriggerConfig {
   std::string domain = "docker";
   std::vector<std::string> event_types = {"promoted"};
-  std::string repo_key;             // empty: any
-  std::string image;                // full image path inside the repo
-  std::vector<std::string> tags;    // globs with *; empty: any
+  std::string repo_key;           // empty: any
+  std::string image;              // full image path inside the repo
+  std::vector<std::string> tags;  // globs with *; empty: any
 };
 
 struct TargetsConfig {
   std::map<std::string, std::string> labels;  // every label must match
-  std::vector<std::string> names;             // or explicit agent names (not both)
+  std::vector<std::string> names;  // or explicit agent names (not both)
 };
 
 struct RolloutPolicy {
-  int64_t canary = 0;          // hosts deployed first, alone
-  std::string batch = "1";     // "N" or "P%"
-  int64_t pause_seconds = 0;   // between batches
+  int64_t canary = 0;         // hosts deployed first, alone
+  std::string batch = "1";    // "N" or "P%"
+  int64_t pause_seconds = 0;  // between batches
   OnFailure on_failure = OnFailure::kRollback;
 };
 
 struct ServiceConfig {
   std::string name;
   TriggerConfig trigger;
-  std::string image;                    // repository, deployed as image@digest
+  std::string image;  // repository, deployed as image@digest
   TargetsConfig targets;
   hoist::v1::ContainerSpec container;
   hoist::v1::HealthCheck health;
@@ -74,10 +76,10 @@ struct ServiceConfig {
 struct ReceiverConfig {
   WebhookConfig webhook;
   std::string control_listen = "0.0.0.0:7980";
-  std::string metrics_listen;           // optional
-  TlsFiles tls;                         // Control server cert and client cert toward agents
-  std::vector<std::string> operators;   // authz.operators
-  std::vector<std::string> viewers;     // authz.viewers
+  std::string metrics_listen;  // optional
+  TlsFiles tls;  // Control server cert and client cert toward agents
+  std::vector<std::string> operators;  // authz.operators
+  std::vector<std::string> viewers;    // authz.viewers
   std::string state = "/var/lib/hoist/receiver.db";
   AgentCallConfig agent_call;
   std::vector<AgentEntry> agents;

@@ -14,26 +14,28 @@ namespace hoist::receiver {
 
 struct DeployIntent {
   std::string service;
-  std::string image;        // repository from the service config
-  std::string digest;       // "sha256:…" (from the event's data.sha256)
-  std::string tag;          // the event's tag, informational
-  std::string trigger;      // "webhook", "manual", "rollback"
+  std::string image;    // repository from the service config
+  std::string digest;   // "sha256:…" (from the event's data.sha256)
+  std::string tag;      // the event's tag, informational
+  std::string trigger;  // "webhook", "manual", "rollback"
   // Identifies a delivery for deduplication: domain, event type, repo key,
   // path and sha256 joined. Empty for manual deploys (never deduplicated).
   std::string dedupe_key;
-  std::string summary;      // short description for logs and the journal
+  std::string summary;  // short description for logs and the journal
 };
 
 struct SubmitResult {
   enum class Kind {
     kAccepted,   // new event, journaled: 202 duplicate=false
-    kDuplicate,  // seen within the dedupe window: 202 duplicate=true, the first's rollout
+    kDuplicate,  // seen within the dedupe window: 202 duplicate=true, the
+                 // first's rollout
     kReplay,     // seen before, after the window: 200 ignored
   };
   Kind kind = Kind::kAccepted;
   std::string rollout_id;
   std::string service;
-  absl::Time first_accepted;  // when the first delivery was accepted (for kReplay/kDuplicate)
+  absl::Time first_accepted;  // when the first delivery was accepted (for
+                              // kReplay/kDuplicate)
 };
 
 class RolloutSubmitter {

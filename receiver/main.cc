@@ -1,5 +1,5 @@
 // hoist-receiver: takes registry webhooks and rolls deployments out to the
-// node agents; serves the Control API. See DESIGN.md ("Executables").
+// node agents; serves the Control API. See docs/design.md ("Daemons").
 #include <signal.h>
 
 #include <filesystem>

@@ -1,6 +1,7 @@
-// Parsing of JFrog Artifactory webhook bodies (jfrog/WEBHOOKS.md): the
-// current shape {"domain", "event_type", "data": {...}} and the legacy flat
-// shape (docker fields at the top level, no "data" and no "domain").
+// Parsing of JFrog Artifactory webhook bodies (docs/design.md, "Webhook
+// payload and authentication"): the current shape {"domain", "event_type",
+// "data": {...}} and the legacy flat shape (docker fields at the top level,
+// no "data" and no "domain").
 //
 // Pure functions; thread-safe. Parsing never throws: nlohmann-json's
 // exceptions are caught here.
@@ -17,8 +18,8 @@ namespace hoist::receiver {
 
 // The docker fields of an event. A field that is absent or of the wrong
 // type is left empty and its problem recorded in `field_problems`, because
-// whether it matters depends on the rule (DESIGN.md: "400 ... a docker
-// event lacking fields its rule needs").
+// whether it matters depends on the rule (docs/design.md, "Webhook HTTP
+// answers", step 7: 400 for a docker event lacking a field a rule needs).
 struct WebhookEvent {
   std::string
       domain;  // "docker", "artifact", ...; "docker" for the legacy shape

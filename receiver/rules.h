@@ -1,5 +1,5 @@
 // Matching webhook events to services (the `trigger` of each service in
-// DESIGN.md's receiver config) and turning a match into a DeployIntent.
+// docs/design.md, "Receiver config") and turning a match into a DeployIntent.
 //
 // Pure functions over immutable inputs; thread-safe.
 #ifndef HOIST_RECEIVER_RULES_H_

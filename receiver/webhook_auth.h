@@ -1,9 +1,10 @@
-// Authentication of JFrog webhook deliveries (jfrog/WEBHOOKS.md): the
-// X-JFrog-Event-Auth header carries either the shared secret itself
-// ("token") or the lowercase hex HMAC-SHA256 of the raw body keyed with it
-// ("hmac-sha256"). Several secrets may be valid at once (two while
-// rotating). Comparisons are constant time (common/crypto.h), and every
-// secret is tried, so timing does not reveal which one matched.
+// Authentication of JFrog webhook deliveries (docs/design.md, "Webhook
+// payload and authentication"): the X-JFrog-Event-Auth header carries either
+// the shared secret itself ("token") or the hex HMAC-SHA256 of the raw body
+// keyed with it ("hmac-sha256"; compared case-insensitively). Several
+// secrets may be valid at once (two while rotating). Comparisons are constant
+// time (common/crypto.h), and every secret is tried, so timing does not
+// reveal which one matched.
 //
 // Pure functions; thread-safe.
 #ifndef HOIST_RECEIVER_WEBHOOK_AUTH_H_

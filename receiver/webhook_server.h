@@ -1,7 +1,8 @@
 // The public webhook front end: an HTTP(S) server (cpp-httplib) that takes
-// JFrog Artifactory webhooks and answers exactly per DESIGN.md's "Webhook
-// HTTP contract". It only authenticates, parses, matches rules and calls
-// RolloutSubmitter::Submit; it never deploys inside a request.
+// JFrog Artifactory webhooks and answers exactly per docs/design.md,
+// "Webhook HTTP answers" (the step numbers below are that table's). It only
+// authenticates, parses, matches rules and calls RolloutSubmitter::Submit;
+// it never deploys inside a request.
 //
 // The decision logic is HandleWebhook(), a plain function over a
 // WebhookRequest, so it is testable and fuzzable without sockets. The

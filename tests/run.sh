@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds and runs Hoist's whole test suite on a fresh Debian 12 machine (as root):
-#   1. installs packages (deploy/install-deps.sh)
+#   1. installs packages (deploy/install-deps.sh) and runs tests/lint.sh
+#      (shellcheck, clang-format)
 #   2. builds and runs every unit, integration and end-to-end test (ctest);
 #      the ctest harness fixture starts a private dockerd, a registry, test
-#      images and certificates, and tears them down afterwards
+#      images and certificates, and tears them down afterwards; then the
+#      unit tier again as user nobody
 #   3. runs ./deploy/demo.sh --non-interactive
 #   4. builds the suite with ASan+UBSan and runs it again
 #   5. builds the concurrent parts with ThreadSanitizer and runs their tests
@@ -30,7 +32,7 @@ while (($#)); do
     --soak) soak=1 ;;
     --fuzz-seconds) fuzz_seconds=$2; shift ;;
     -R) regex=$2; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown flag $1" >&2; exit 2 ;;
   esac
   shift
@@ -41,6 +43,9 @@ JOBS=$(nproc)
 
 step "install dependencies"
 ./deploy/install-deps.sh
+
+step "lint (shellcheck, clang-format)"
+./tests/lint.sh
 
 ctest_args=(--output-on-failure --timeout 900)
 [[ -n $regex ]] && ctest_args+=(-R "$regex")
@@ -59,6 +64,12 @@ if ((tsan == 0)); then
   if ((only_sanitize == 0)); then
     step "build and test (ctest)"
     build_and_test build
+
+    # The unit tier needs nothing but a build: no root, no harness.
+    step "unit tests as an unprivileged user (ctest -L unit)"
+    mkdir -p build/Testing/Temporary
+    chmod -R a+rwX build/Testing
+    (cd /tmp && runuser -u nobody -- ctest --test-dir "$ROOT/build" -L unit --output-on-failure)
     ((quick)) && exit 0
 
     step "demo (non-interactive)"

@@ -1,5 +1,5 @@
 // fleet_bench: one real hoist-receiver process, N agents, one Docker Engine
-// API SIMULATOR (GitHub issue 7). See docs/scaling.md for results.
+// API SIMULATOR. See docs/scaling.md for results and targets.
 //
 //   fleet_bench [--agents N] [--batches 100%,10%] [--follow watch|poll]
 //               [--health docker|settle] [--settle-ms MS] [--sim-latency
@@ -1119,7 +1119,7 @@ void Bench::Print() {
         r.what, r.wall_s, r.first_start_s, r.last_start_s, r.first_request_s,
         r.last_request_s, r.agent_slowest_s, r.agent_median_s, r.tail_s);
   }
-  // Targets (issue 7).
+  // Targets (docs/scaling.md, "Targets at 1000 agents").
   const Row* single = nullptr;
   const Row* all = nullptr;
   for (const Row& r : rows_) {

@@ -251,9 +251,8 @@ TEST(WatchViewTest, LogLinesFollowStateAndPhaseChanges) {
                 "(latest), 2 host(s), RUNNING"});
 
   // The receiver has sent the Deploy; the agent has not answered yet.
-  hoist::v1::RolloutEvent sent =
-      HostEvent(r, "web-2", hoist::v1::DEPLOY_PHASE_UNSPECIFIED,
-                "web-2: deploying");
+  hoist::v1::RolloutEvent sent = HostEvent(
+      r, "web-2", hoist::v1::DEPLOY_PHASE_UNSPECIFIED, "web-2: deploying");
   EXPECT_EQ(view.Apply(sent), std::vector<std::string>{"  web-2: deploying"});
   hoist::v1::RolloutEvent pulling =
       HostEvent(r, "web-1", hoist::v1::DEPLOY_PHASE_PULLING, "");

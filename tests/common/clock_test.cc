@@ -36,7 +36,8 @@ TEST(FakeClockTest, AwaitWithTimeoutSeesConditionOrFakeDeadline) {
   });
   {
     absl::MutexLock lock(&mu);
-    EXPECT_TRUE(clock.AwaitWithTimeout(&mu, absl::Condition(&flag), absl::Hours(1)));
+    EXPECT_TRUE(
+        clock.AwaitWithTimeout(&mu, absl::Condition(&flag), absl::Hours(1)));
   }
   setter.join();
 
@@ -47,7 +48,8 @@ TEST(FakeClockTest, AwaitWithTimeoutSeesConditionOrFakeDeadline) {
   });
   {
     absl::MutexLock lock(&mu);
-    EXPECT_FALSE(clock.AwaitWithTimeout(&mu, absl::Condition(&never), absl::Hours(1)));
+    EXPECT_FALSE(
+        clock.AwaitWithTimeout(&mu, absl::Condition(&never), absl::Hours(1)));
   }
   advancer.join();
 }

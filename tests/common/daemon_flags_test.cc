@@ -1,7 +1,6 @@
-#include "common/daemon.h"
-
 #include <vector>
 
+#include "common/daemon.h"
 #include "gtest/gtest.h"
 
 namespace hoist {
@@ -28,9 +27,9 @@ TEST(DaemonFlagsTest, HelpAndVersionNeedNoConfig) {
 }
 
 TEST(DaemonFlagsTest, RejectsMistakes) {
-  EXPECT_FALSE(Parse({}).ok());                                   // no --config
-  EXPECT_FALSE(Parse({"--config"}).ok());                         // no value
-  EXPECT_FALSE(Parse({"--config", "a", "--bogus"}).ok());         // unknown flag
+  EXPECT_FALSE(Parse({}).ok());                            // no --config
+  EXPECT_FALSE(Parse({"--config"}).ok());                  // no value
+  EXPECT_FALSE(Parse({"--config", "a", "--bogus"}).ok());  // unknown flag
   EXPECT_FALSE(Parse({"--config", "a", "--log-format", "xml"}).ok());
 }
 

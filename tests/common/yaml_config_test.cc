@@ -12,7 +12,8 @@ YAML::Node Parse(const std::string& text) { return YAML::Load(text); }
 
 TEST(YamlConfigTest, ReadsTypedValuesAndDefaults) {
   ConfigErrors errors("f.yaml");
-  MapReader r(Parse("a: x\nn: 5\nb: true\nl: [p, q]\nm: {k: v}\nd: 1.5\n"), "top", &errors);
+  MapReader r(Parse("a: x\nn: 5\nb: true\nl: [p, q]\nm: {k: v}\nd: 1.5\n"),
+              "top", &errors);
   EXPECT_EQ(r.String("a"), "x");
   EXPECT_EQ(r.Int("n", 0, 0, 10), 5);
   EXPECT_TRUE(r.Bool("b", false));
@@ -44,10 +45,12 @@ TEST(YamlConfigTest, ReportsTypeAndRangeErrorsAndKeepsGoing) {
   r.Finish();
   ASSERT_EQ(errors.problems().size(), 5u);
   EXPECT_EQ(errors.problems()[0], "f.yaml:1: top.n must be an integer");
-  EXPECT_EQ(errors.problems()[1], "f.yaml:2: top.m must be between 0 and 10, got 99");
+  EXPECT_EQ(errors.problems()[1],
+            "f.yaml:2: top.m must be between 0 and 10, got 99");
   EXPECT_EQ(errors.problems()[2], "f.yaml:3: top.b must be true or false");
   EXPECT_EQ(errors.problems()[3], "f.yaml:4: top.l must be a list of strings");
-  EXPECT_NE(errors.problems()[4].find("missing required key \"req\""), std::string::npos);
+  EXPECT_NE(errors.problems()[4].find("missing required key \"req\""),
+            std::string::npos);
   EXPECT_FALSE(errors.ToStatus().ok());
 }
 

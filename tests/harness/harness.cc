@@ -387,7 +387,8 @@ absl::StatusOr<TestHost> StartExtraHost(const std::string& name, int octet) {
   host.name = name;
   for (absl::string_view line : absl::StrSplit(*out, '\n', absl::SkipEmpty())) {
     if (absl::ConsumePrefix(&line, "NETNS=")) host.netns = std::string(line);
-    if (absl::ConsumePrefix(&line, "ADDRESS=")) host.address = std::string(line);
+    if (absl::ConsumePrefix(&line, "ADDRESS="))
+      host.address = std::string(line);
     if (absl::ConsumePrefix(&line, "DOCKER_ENDPOINT=")) {
       host.docker_endpoint = std::string(line);
     }
@@ -401,8 +402,9 @@ absl::StatusOr<TestHost> StartExtraHost(const std::string& name, int octet) {
 }
 
 absl::Status StopExtraDockerd(const TestHost& host) {
-  return RunExtra(absl::StrCat("extra-dockerd-stop ", ShellQuote(Harness().root),
-                               " ", ShellQuote(host.name)))
+  return RunExtra(absl::StrCat("extra-dockerd-stop ",
+                               ShellQuote(Harness().root), " ",
+                               ShellQuote(host.name)))
       .status();
 }
 
@@ -420,9 +422,8 @@ absl::Status RemoveExtraHost(const TestHost& host) {
 }
 
 absl::StatusOr<std::string> StartExtraRegistry(const std::string& name) {
-  auto out = RunExtra(absl::StrCat("extra-registry-up ",
-                                   ShellQuote(Harness().root), " ",
-                                   ShellQuote(name)));
+  auto out = RunExtra(absl::StrCat(
+      "extra-registry-up ", ShellQuote(Harness().root), " ", ShellQuote(name)));
   if (!out.ok()) return out.status();
   // The address is the last line (stderr may come before it).
   absl::string_view text = absl::StripTrailingAsciiWhitespace(*out);

@@ -31,24 +31,24 @@ namespace hoist::testing {
 // One simulated production host: its own network namespace (own loopback),
 // its own dockerd. Processes started inside it with `nsenter --net=...`.
 struct TestHost {
-  std::string name;             // "h1", "h2"
-  std::string netns;            // name under /var/run/netns
-  std::string address;          // its address on the harness bridge, e.g. "10.231.7.2"
+  std::string name;     // "h1", "h2"
+  std::string netns;    // name under /var/run/netns
+  std::string address;  // its address on the harness bridge, e.g. "10.231.7.2"
   std::string docker_endpoint;  // "unix:///…/docker.sock" of its dockerd
 };
 
 struct HarnessEnv {
-  std::string root;             // the harness's temp dir
-  std::string docker_endpoint;  // "unix:///…/docker.sock" (root namespace daemon)
-  std::string docker_socket;    // the socket path alone
-  std::string registry;         // "127.0.0.1:PORT" (from the root namespace)
-  std::string registry_bridge;  // "10.231.N.1:PORT" (from inside the hosts)
-  std::string image_repo;       // registry + "/hoist-test"
+  std::string root;  // the harness's temp dir
+  std::string
+      docker_endpoint;  // "unix:///…/docker.sock" (root namespace daemon)
+  std::string docker_socket;      // the socket path alone
+  std::string registry;           // "127.0.0.1:PORT" (from the root namespace)
+  std::string registry_bridge;    // "10.231.N.1:PORT" (from inside the hosts)
+  std::string image_repo;         // registry + "/hoist-test"
   std::string image_repo_bridge;  // registry_bridge + "/hoist-test"
   // Digests ("sha256:…") of the pushed test images, by name:
-  //   v1, v2     serve "hoist-test v1" / "hoist-test v2" on :8080, stop fast on SIGTERM
-  //   crash      exits 1 at once
-  //   unhealthy  runs, never answers HTTP
+  //   v1, v2     serve "hoist-test v1" / "hoist-test v2" on :8080, stop fast on
+  //   SIGTERM crash      exits 1 at once unhealthy  runs, never answers HTTP
   //   stubborn   serves "hoist-test stubborn" on :8080, ignores SIGTERM
   std::map<std::string, std::string> digests;
   std::string certs;            // directory of PEM files, see Cert()
@@ -56,15 +56,21 @@ struct HarnessEnv {
 
   // Path of a certificate file in `certs`:
   //   ca.pem ca-key.pem                         the fleet CA
-  //   agent.pem agent-key.pem                   server+client; SANs DNS:localhost, DNS:agent.hoist.test,
-  //                                             IP:127.0.0.1 and each host's address; URI spiffe://hoist/agent
-  //   receiver.pem receiver-key.pem             URI spiffe://hoist/receiver, DNS:localhost, IP:127.0.0.1
-  //   operator.pem operator-key.pem             URI spiffe://hoist/operator
-  //   viewer.pem viewer-key.pem                 URI spiffe://hoist/viewer
-  //   rogue.pem rogue-key.pem                   URI spiffe://hoist/rogue (fleet CA, no role anywhere)
-  //   foreign-ca.pem, foreign.pem foreign-key.pem   URI spiffe://hoist/receiver, signed by another CA
-  //   expired.pem expired-key.pem               URI spiffe://hoist/receiver, validity ended in the past
-  //   notyet.pem notyet-key.pem                 URI spiffe://hoist/receiver, validity starts in the future
+  //   agent.pem agent-key.pem                   server+client; SANs
+  //   DNS:localhost, DNS:agent.hoist.test,
+  //                                             IP:127.0.0.1 and each host's
+  //                                             address; URI
+  //                                             spiffe://hoist/agent
+  //   receiver.pem receiver-key.pem             URI spiffe://hoist/receiver,
+  //   DNS:localhost, IP:127.0.0.1 operator.pem operator-key.pem             URI
+  //   spiffe://hoist/operator viewer.pem viewer-key.pem                 URI
+  //   spiffe://hoist/viewer rogue.pem rogue-key.pem                   URI
+  //   spiffe://hoist/rogue (fleet CA, no role anywhere) foreign-ca.pem,
+  //   foreign.pem foreign-key.pem   URI spiffe://hoist/receiver, signed by
+  //   another CA expired.pem expired-key.pem               URI
+  //   spiffe://hoist/receiver, validity ended in the past notyet.pem
+  //   notyet-key.pem                 URI spiffe://hoist/receiver, validity
+  //   starts in the future
   std::string Cert(const std::string& file) const { return certs + "/" + file; }
   // digests.at(name); aborts the test binary for an unknown name.
   const std::string& Digest(const std::string& name) const;
@@ -86,7 +92,8 @@ CommandResult RunCommand(const std::string& command);
 
 // HTTP GET `url` (loopback only) with a total timeout; the body on 2xx/3xx.
 // `netns` non-empty: made from inside that network namespace.
-absl::StatusOr<std::string> HttpGet(const std::string& url, absl::Duration timeout,
+absl::StatusOr<std::string> HttpGet(const std::string& url,
+                                    absl::Duration timeout,
                                     const std::string& netns = "");
 
 // A TCP port on 127.0.0.1 that was free a moment ago (bind to :0, close).

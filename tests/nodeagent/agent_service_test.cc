@@ -390,12 +390,12 @@ TEST_F(AgentServiceTest, SlowDeployStartsDoNotBlockOtherCalls) {
       grpc::ClientContext context;
       SetDeadline(&context);
       std::vector<DeployEvent> events;
-      results[i] = ReadAll(
-          StubAs("receiver")
-              ->Deploy(&context, Request(absl::StrCat("held-", i),
-                                         absl::StrCat("app", i)))
-              .get(),
-          &events);
+      results[i] =
+          ReadAll(StubAs("receiver")
+                      ->Deploy(&context, Request(absl::StrCat("held-", i),
+                                                 absl::StrCat("app", i)))
+                      .get(),
+                  &events);
     });
   }
   ASSERT_TRUE(handler_.WaitHeld(kHeld, absl::Seconds(10)))
@@ -418,11 +418,11 @@ TEST_F(AgentServiceTest, SlowDeployStartsDoNotBlockOtherCalls) {
     context.set_deadline(std::chrono::system_clock::now() +
                          std::chrono::seconds(3));
     grpc::health::v1::HealthCheckResponse health;
-    EXPECT_TRUE(grpc::health::v1::Health::NewStub(
-                    AgentChannelAs(server_->port(), "receiver"))
-                    ->Check(&context, grpc::health::v1::HealthCheckRequest(),
-                            &health)
-                    .ok());
+    EXPECT_TRUE(
+        grpc::health::v1::Health::NewStub(
+            AgentChannelAs(server_->port(), "receiver"))
+            ->Check(&context, grpc::health::v1::HealthCheckRequest(), &health)
+            .ok());
   }
   handler_.auto_complete = true;
   handler_.HoldDeploys(false);

@@ -276,7 +276,8 @@ absl::StatusOr<ContainerInfo> FakeDockerClient::InspectContainer(
   if (c == nullptr)
     return absl::NotFoundError("No such container: " + id_or_name);
   if (c->info.running && c->behavior.healthy_after_inspects > 0) {
-    c->info.health = c->behavior.healthy_after_inspects-- > 1 ? "starting" : "healthy";
+    c->info.health =
+        c->behavior.healthy_after_inspects-- > 1 ? "starting" : "healthy";
   }
   const ContainerInfo seen = c->info;
   if (c->info.running && c->behavior.exits_after_inspects > 0 &&

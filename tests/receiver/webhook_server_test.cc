@@ -1,6 +1,6 @@
-// The webhook server over real HTTP on 127.0.0.1:0: every row of DESIGN.md's
-// webhook contract, auth modes, rotation, body limits, and a fake
-// RolloutSubmitter that records what the server submitted.
+// The webhook server over real HTTP on 127.0.0.1:0: every row of the table in
+// docs/design.md, "Webhook HTTP answers", auth modes, rotation, body limits,
+// and a fake RolloutSubmitter that records what the server submitted.
 #include "receiver/webhook_server.h"
 
 #include <arpa/inet.h>
