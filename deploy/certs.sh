@@ -149,6 +149,23 @@ san_list() {  # san_list URI NAME...: "URI:…,DNS:…,IP:…"
 }
 is_name() { [[ $1 =~ ^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$ && ! $1 =~ ^[0-9.]+$ ]]; }
 
+# Identities live only in the URI SAN, and Hoist grants roles by it alone; a
+# DNS SAN or a name (the CN) that looks like an identity would mislead anyone
+# reading the certificate, so they are refused, as is anything that is not a
+# DNS name or an IP address.
+for d in "${dns[@]}"; do
+  [[ $d == *://* ]] && die "--dns $d: identities (spiffe://...) go in the URI SAN, which certs.sh sets; --dns takes a DNS name"
+  is_name "${d#\*.}" || die "--dns $d: not a DNS name"
+done
+for i in "${ips[@]}"; do
+  [[ $i =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ || ($i == *:* && $i =~ ^[0-9A-Fa-f:.]+$) ]] ||
+    die "--ip $i: not an IPv4 or IPv6 address"
+done
+if [[ $cmd == agent || $cmd == client ]] && ((${#pos[@]} >= 1)); then
+  [[ ${pos[0]} == */* || ${pos[0]} == *:* ]] &&
+    die "NAME ${pos[0]}: a name (the certificate's CN and file name) has no '/' or ':'; the identity is the URI SAN"
+fi
+
 case $cmd in
   ca)
     ((${#pos[@]} == 0)) || die "ca takes no arguments"

@@ -440,6 +440,34 @@ TEST_F(CertsShTest, RejectsBadUsageWithoutWritingFiles) {
   EXPECT_EQ(Trimmed(ls.output), "ca-key.pem\nca.pem");
 }
 
+// Roles come from the URI SAN alone; a certificate whose DNS SAN or CN reads
+// like another identity is refused before anything is signed.
+TEST_F(CertsShTest, RefusesIdentitiesOutsideTheUriSan) {
+  const std::string dir = MakeTempDir("certs");
+  ASSERT_EQ(Certs("ca " + dir).exit_code, 0);
+  CommandResult r =
+      Certs("agent " + dir + " web9 --dns spiffe://hoist/operator");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("--dns spiffe://hoist/operator"));
+  r = Certs("agent " + dir + " spiffe://hoist/operator");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("NAME spiffe://hoist/operator"));
+  r = Certs("client " + dir + " spiffe://hoist/operator spiffe://hoist/viewer");
+  EXPECT_EQ(r.exit_code, 2);
+  r = Certs("receiver " + dir + " --dns 'bad name'");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("not a DNS name"));
+  r = Certs("receiver " + dir + " --ip 10.1.2");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("not an IPv4 or IPv6 address"));
+  CommandResult ls = RunCommand("ls " + dir);
+  EXPECT_EQ(Trimmed(ls.output), "ca-key.pem\nca.pem");
+  // What the checks allow still works: a wildcard name and IPv6.
+  r = Certs("agent " + dir + " web9 --dns '*.web.example' --ip ::1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(Sans(dir + "/web9.pem"), HasSubstr("DNS:*.web.example"));
+}
+
 TEST_F(CertsShTest, RotationReplacesLeafAndKeepsCa) {
   const std::string dir = MakeTempDir("certs");
   ASSERT_EQ(Certs("ca " + dir).exit_code, 0);
