@@ -27,3 +27,37 @@ wait_for_line() {
   cat "$file" >&2
   return 1
 }
+
+# The configs shell tests run both daemons with, on loopback, with the
+# harness's certificates ($CERTS) and dockerd ($DOCKER_ENDPOINT). Callers
+# append top-level keys of their own (metrics_listen, agent_call, ...).
+# agent_yaml STATE_DIR
+agent_yaml() {
+  cat <<YAML
+listen: "127.0.0.1:0"
+tls: {ca: $CERTS/ca.pem, cert: $CERTS/agent.pem, key: $CERTS/agent-key.pem}
+authz: {deployers: ["spiffe://hoist/receiver"], viewers: ["spiffe://hoist/operator"]}
+docker: {endpoint: "$DOCKER_ENDPOINT"}
+state_dir: "$1"
+YAML
+}
+
+# receiver_yaml SERVICE AGENT_ADDRESS IMAGE: token auth with the file
+# "secret" beside the config, one agent a1, one service deploying IMAGE.
+receiver_yaml() {
+  cat <<YAML
+webhook: {listen: "127.0.0.1:0", secret_files: ["secret"], auth: token}
+control: {listen: "127.0.0.1:0"}
+tls: {ca: $CERTS/ca.pem, cert: $CERTS/receiver.pem, key: $CERTS/receiver-key.pem}
+authz: {operators: ["spiffe://hoist/operator"], viewers: []}
+state: "receiver.db"
+agents:
+  - {name: a1, address: "$2", tls_name: "agent.hoist.test", labels: {role: web}}
+services:
+  - name: $1
+    trigger: {domain: docker, event_types: [promoted], repo_key: staging, image: hoist-test, tags: ["*"]}
+    image: "$3"
+    targets: {labels: {role: web}}
+    container: {name: $1}
+YAML
+}

@@ -13,7 +13,7 @@ BUILD=$1
 # shellcheck disable=SC1090
 source "$HOIST_HARNESS_ENV" # CERTS, DOCKER_ENDPOINT
 # shellcheck source=tests/lib.sh
-source "$(dirname "$0")/../lib.sh" # wait_for_line
+source "$(dirname "$0")/../lib.sh" # wait_for_line, agent_yaml, receiver_yaml
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 GRPCURL=${GRPCURL:-$REPO/../shared/tools/grpcurl}
 if [[ ! -x $GRPCURL ]]; then
@@ -34,33 +34,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cat >"$T/agent.yaml" <<YAML
-listen: "127.0.0.1:0"
-tls: {ca: $CERTS/ca.pem, cert: $CERTS/agent.pem, key: $CERTS/agent-key.pem}
-authz: {deployers: ["spiffe://hoist/receiver"], viewers: ["spiffe://hoist/operator"]}
-docker: {endpoint: "$DOCKER_ENDPOINT"}
-state_dir: "$T/agent-state"
-YAML
+agent_yaml "$T/agent-state" >"$T/agent.yaml"
 "$BUILD/nodeagent/hoist-agent" --config "$T/agent.yaml" 2>"$T/agent.log" &
 pids+=($!)
 agent=$(wait_for_line "$T/agent.log" 'listening on 127\.0\.0\.1:[0-9]+' | awk '{print $3}')
 
 echo -n "grpcurl-test-secret" >"$T/secret"
-cat >"$T/receiver.yaml" <<YAML
-webhook: {listen: "127.0.0.1:0", secret_files: ["secret"], auth: token}
-control: {listen: "127.0.0.1:0"}
-tls: {ca: $CERTS/ca.pem, cert: $CERTS/receiver.pem, key: $CERTS/receiver-key.pem}
-authz: {operators: ["spiffe://hoist/operator"], viewers: []}
-state: "receiver.db"
-agents:
-  - {name: a1, address: "$agent", tls_name: "agent.hoist.test", labels: {role: web}}
-services:
-  - name: grpcurl-test
-    trigger: {domain: docker, event_types: [promoted], repo_key: staging, image: hoist-test, tags: ["*"]}
-    image: "registry.invalid/hoist-test"
-    targets: {labels: {role: web}}
-    container: {name: grpcurl-test}
-YAML
+receiver_yaml grpcurl-test "$agent" registry.invalid/hoist-test >"$T/receiver.yaml"
 "$BUILD/receiver/hoist-receiver" --config "$T/receiver.yaml" 2>"$T/receiver.log" &
 pids+=($!)
 control=$(wait_for_line "$T/receiver.log" 'control listening on 127\.0\.0\.1:[0-9]+' | awk '{print $4}')

@@ -24,42 +24,23 @@ cleanup() {
 trap cleanup EXIT
 
 # shellcheck source=tests/lib.sh
-source "$(dirname "$0")/../lib.sh"  # wait_for_line
+source "$(dirname "$0")/../lib.sh" # wait_for_line, agent_yaml, receiver_yaml
 
-cat >"$T/agent.yaml" <<YAML
-listen: "127.0.0.1:0"
-tls: {ca: $CERTS/ca.pem, cert: $CERTS/agent.pem, key: $CERTS/agent-key.pem}
-authz: {deployers: ["spiffe://hoist/receiver"], viewers: []}
-docker: {endpoint: "$DOCKER_ENDPOINT"}
-state_dir: "$T/agent-state"
-metrics_listen: "127.0.0.1:0"
-YAML
+{
+  agent_yaml "$T/agent-state"
+  echo 'metrics_listen: "127.0.0.1:0"'
+} >"$T/agent.yaml"
 "$BUILD/nodeagent/hoist-agent" --config "$T/agent.yaml" 2>"$T/agent.log" &
 pids+=($!)
 agent_addr=$(wait_for_line "$T/agent.log" 'listening on 127\.0\.0\.1:[0-9]+' | awk '{print $3}')
 agent_metrics=$(wait_for_line "$T/agent.log" 'metrics on 127\.0\.0\.1:[0-9]+' | awk '{print $3}')
 
 echo -n "metrics-test-secret" >"$T/secret"
-cat >"$T/receiver.yaml" <<YAML
-webhook:
-  listen: "127.0.0.1:0"
-  secret_files: ["secret"]
-  auth: token
-control: {listen: "127.0.0.1:0"}
-metrics_listen: "127.0.0.1:0"
-tls: {ca: $CERTS/ca.pem, cert: $CERTS/receiver.pem, key: $CERTS/receiver-key.pem}
-authz: {operators: ["spiffe://hoist/operator"], viewers: []}
-state: "receiver.db"
-agent_call: {deadline_seconds: 60, connect_timeout_seconds: 5, retry_seconds: 10}
-agents:
-  - {name: a1, address: "$agent_addr", tls_name: "agent.hoist.test", labels: {role: web}}
-services:
-  - name: metrics-test
-    trigger: {domain: docker, event_types: [promoted], repo_key: staging, image: hoist-test, tags: ["*"]}
-    image: "$IMAGE_REPO"
-    targets: {labels: {role: web}}
-    container: {name: metrics-test}
-YAML
+{
+  receiver_yaml metrics-test "$agent_addr" "$IMAGE_REPO"
+  echo 'metrics_listen: "127.0.0.1:0"'
+  echo 'agent_call: {deadline_seconds: 60, connect_timeout_seconds: 5, retry_seconds: 10}'
+} >"$T/receiver.yaml"
 "$BUILD/receiver/hoist-receiver" --config "$T/receiver.yaml" 2>"$T/receiver.log" &
 pids+=($!)
 webhook=$(wait_for_line "$T/receiver.log" 'webhook listening on 127\.0\.0\.1:[0-9]+' | awk '{print $4}')
