@@ -3,16 +3,20 @@
 #include <malloc.h>
 
 #include <algorithm>
+#include <deque>
+#include <map>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/time/clock.h"
 #include "common/crypto.h"
 #include "common/log.h"
 #include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
+#include "receiver/progress_batch.h"
+#include "receiver/retry_policy.h"
 #include "receiver/rollout_plan.h"
 
 namespace hoist::receiver {
@@ -29,12 +33,6 @@ namespace {
 
 // Rollouts at least this large return free heap pages when they end.
 constexpr int kTrimAfterHosts = 100;
-
-bool IsFinalPhase(DeployPhase p) {
-  return p == hoist::v1::DEPLOY_PHASE_SUCCEEDED ||
-         p == hoist::v1::DEPLOY_PHASE_ROLLED_BACK ||
-         p == hoist::v1::DEPLOY_PHASE_FAILED;
-}
 
 std::string PhaseName(DeployPhase p) { return hoist::v1::DeployPhase_Name(p); }
 
@@ -138,30 +136,6 @@ int64_t RolloutSubscription::dropped() {
 }
 
 // ---------------------------------------------------------------------------
-// Inbox: where asynchronous agent callbacks report to the executor.
-
-struct RolloutManager::Inbox {
-  struct Item {
-    int host = -1;
-    int attempt = 0;
-    bool done = false;
-    DeployEvent event;
-    absl::Status status;
-  };
-  absl::Mutex mu;
-  std::deque<Item> items ABSL_GUARDED_BY(mu);
-  // Items in `items` that end a call (done set).
-  int done_items ABSL_GUARDED_BY(mu) = 0;
-  bool stop ABSL_GUARDED_BY(mu) = false;
-
-  void Add(Item item) {
-    absl::MutexLock lock(&mu);
-    if (item.done) ++done_items;
-    items.push_back(std::move(item));
-  }
-};
-
-// ---------------------------------------------------------------------------
 // RolloutManager
 
 RolloutManager::RolloutManager(RolloutManagerOptions options,
@@ -246,16 +220,13 @@ void RolloutManager::Start() {
 }
 
 void RolloutManager::Stop() {
-  std::set<std::shared_ptr<Inbox>> inboxes;
+  std::set<std::shared_ptr<CallInbox>> inboxes;
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
     inboxes = inboxes_;
   }
-  for (const auto& inbox : inboxes) {
-    absl::MutexLock lock(&inbox->mu);
-    inbox->stop = true;
-  }
+  for (const auto& inbox : inboxes) inbox->Stop();
   for (std::thread& t : threads_) {
     if (t.joinable()) t.join();
   }
@@ -358,66 +329,88 @@ absl::StatusOr<Rollout> RolloutManager::CreateRollout(
   return r;
 }
 
+namespace {
+
+// The answer to a delivery whose dedupe key was first accepted at `accepted`
+// for `rollout_id`: a duplicate within the dedupe window, a replay after it.
+SubmitResult KnownDelivery(const std::string& rollout_id,
+                           const std::string& service, absl::Time accepted,
+                           absl::Duration window, absl::Time now) {
+  SubmitResult result;
+  result.rollout_id = rollout_id;
+  result.service = service;
+  result.first_accepted = accepted;
+  result.kind = now - accepted <= window ? SubmitResult::Kind::kDuplicate
+                                         : SubmitResult::Kind::kReplay;
+  return result;
+}
+
+}  // namespace
+
+std::optional<SubmitResult> RolloutManager::AnswerFromMemory(
+    const std::string& dedupe_key) {
+  absl::MutexLock lock(&mu_);
+  auto it = dedupe_.find(dedupe_key);
+  if (it == dedupe_.end()) return std::nullopt;
+  const absl::Time now = clock_->Now();
+  const DedupeEntry& e = it->second;
+  SubmitResult r =
+      KnownDelivery(e.rollout_id, e.service, e.accepted,
+                    absl::Seconds(config_->webhook.dedupe_window_seconds), now);
+  if (r.kind == SubmitResult::Kind::kDuplicate) {
+    duplicate_counts_.emplace_back(dedupe_key, now);
+    duplicates_total_->Increment();
+  }
+  return r;
+}
+
+absl::StatusOr<std::optional<SubmitResult>> RolloutManager::AnswerFromJournal(
+    const std::string& dedupe_key) {
+  std::optional<DedupeEntry> known;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = dedupe_.find(dedupe_key);
+    if (it != dedupe_.end()) known = it->second;
+  }
+  if (!known) {
+    absl::StatusOr<std::optional<DeliveryRecord>> found =
+        journal_->FindDelivery(dedupe_key);
+    if (!found.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("journal: ", found.status().message()));
+    }
+    if (!found->has_value()) return std::optional<SubmitResult>();
+    const DeliveryRecord& d = **found;
+    known = DedupeEntry{d.rollout_id, d.service, d.accepted};
+    absl::MutexLock lock(&mu_);
+    dedupe_[dedupe_key] = *known;
+  }
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_->Now();
+  SubmitResult r =
+      KnownDelivery(known->rollout_id, known->service, known->accepted,
+                    absl::Seconds(config_->webhook.dedupe_window_seconds), now);
+  if (r.kind == SubmitResult::Kind::kDuplicate) {
+    duplicate_counts_.emplace_back(dedupe_key, now);
+  }
+  return std::optional<SubmitResult>(std::move(r));
+}
+
 absl::StatusOr<SubmitResult> RolloutManager::Submit(
     const DeployIntent& intent) {
-  auto classify = [&](const DedupeEntry& e, absl::Duration window,
-                      absl::Time now) -> SubmitResult {
-    SubmitResult result;
-    result.rollout_id = e.rollout_id;
-    result.service = e.service;
-    result.first_accepted = e.accepted;
-    result.kind = now - e.accepted <= window ? SubmitResult::Kind::kDuplicate
-                                             : SubmitResult::Kind::kReplay;
-    return result;
-  };
   if (!intent.dedupe_key.empty()) {
-    // Fast path: answered from memory.
-    absl::MutexLock lock(&mu_);
-    auto it = dedupe_.find(intent.dedupe_key);
-    if (it != dedupe_.end()) {
-      const absl::Time now = clock_->Now();
-      SubmitResult r =
-          classify(it->second,
-                   absl::Seconds(config_->webhook.dedupe_window_seconds), now);
-      if (r.kind == SubmitResult::Kind::kDuplicate) {
-        duplicate_counts_.emplace_back(intent.dedupe_key, now);
-        duplicates_total_->Increment();
-      }
-      return r;
-    }
+    // Fast path: answered from memory, without submit_mu_.
+    std::optional<SubmitResult> known = AnswerFromMemory(intent.dedupe_key);
+    if (known) return *std::move(known);
   }
   absl::MutexLock submit_lock(&submit_mu_);
   if (!intent.dedupe_key.empty()) {
-    std::optional<DedupeEntry> known;
-    {
-      absl::MutexLock lock(&mu_);
-      auto it = dedupe_.find(intent.dedupe_key);
-      if (it != dedupe_.end()) known = it->second;
-    }
-    if (!known) {
-      absl::StatusOr<std::optional<DeliveryRecord>> found =
-          journal_->FindDelivery(intent.dedupe_key);
-      if (!found.ok()) {
-        return absl::UnavailableError(
-            absl::StrCat("journal: ", found.status().message()));
-      }
-      if (found->has_value()) {
-        const DeliveryRecord& d = **found;
-        known = DedupeEntry{d.rollout_id, d.service, d.accepted};
-        absl::MutexLock lock(&mu_);
-        dedupe_[intent.dedupe_key] = *known;
-      }
-    }
-    if (known) {
-      absl::MutexLock lock(&mu_);
-      const absl::Time now = clock_->Now();
-      SubmitResult r = classify(
-          *known, absl::Seconds(config_->webhook.dedupe_window_seconds), now);
-      if (r.kind == SubmitResult::Kind::kDuplicate) {
-        duplicate_counts_.emplace_back(intent.dedupe_key, now);
-      }
-      return r;
-    }
+    // Under submit_mu_: memory again (the same key may just have been
+    // accepted by another Submit), then the journal (a key accepted before a
+    // restart, or pruned from memory).
+    HOIST_ASSIGN_OR_RETURN(std::optional<SubmitResult> known,
+                           AnswerFromJournal(intent.dedupe_key));
+    if (known) return *std::move(known);
   }
   DeliveryRecord delivery;
   delivery.dedupe_key = intent.dedupe_key;
@@ -751,32 +744,38 @@ void RolloutManager::ExecutorLoop() {
 // waiting out duplicate_count_interval (bounds the memory a storm holds).
 constexpr size_t kDuplicateCountBatch = 4096;
 
+std::optional<std::deque<std::pair<std::string, absl::Time>>>
+RolloutManager::TakeDuplicateBatch() {
+  std::deque<std::pair<std::string, absl::Time>> batch;
+  absl::MutexLock lock(&mu_);
+  auto has_work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return stopping_ || !duplicate_counts_.empty();
+  };
+  // Real time: pruning is housekeeping, not behaviour tests drive.
+  mu_.AwaitWithTimeout(absl::Condition(&has_work), absl::Seconds(60));
+  // The first duplicate after a quiet spell woke us; let the ones after it
+  // gather (their Submit evaluates this condition on unlock and wakes
+  // nobody), so a retry storm costs a wake-up per interval, not one per
+  // delivery. On the Clock, so that tests can drive the interval.
+  auto full_or_stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return stopping_ || duplicate_counts_.size() >= kDuplicateCountBatch;
+  };
+  if (!duplicate_counts_.empty()) {
+    clock_->AwaitWithTimeout(&mu_, absl::Condition(&full_or_stopping),
+                             options_.duplicate_count_interval);
+  }
+  batch.swap(duplicate_counts_);
+  if (batch.empty() && stopping_) return std::nullopt;
+  return batch;
+}
+
 void RolloutManager::HousekeepingLoop() {
   while (true) {
-    std::deque<std::pair<std::string, absl::Time>> batch;
-    {
-      absl::MutexLock lock(&mu_);
-      auto has_work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || !duplicate_counts_.empty();
-      };
-      // Real time: pruning is housekeeping, not behaviour tests drive.
-      mu_.AwaitWithTimeout(absl::Condition(&has_work), absl::Seconds(60));
-      // The first duplicate after a quiet spell woke us; let the ones after
-      // it gather (their Submit evaluates this condition on unlock and wakes
-      // nobody), so a retry storm costs a wake-up per interval, not one per
-      // delivery.
-      auto full_or_stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || duplicate_counts_.size() >= kDuplicateCountBatch;
-      };
-      if (!duplicate_counts_.empty()) {
-        mu_.AwaitWithTimeout(absl::Condition(&full_or_stopping),
-                             options_.duplicate_count_interval);
-      }
-      batch.swap(duplicate_counts_);
-      if (batch.empty() && stopping_) return;
-    }
-    if (!batch.empty()) duplicate_batches_total_->Increment();
-    for (const auto& [key, at] : batch) {
+    std::optional<std::deque<std::pair<std::string, absl::Time>>> batch =
+        TakeDuplicateBatch();
+    if (!batch) return;  // stopping, nothing left to count
+    if (!batch->empty()) duplicate_batches_total_->Increment();
+    for (const auto& [key, at] : *batch) {
       absl::Status s = journal_->CountDuplicate(key, at);
       if (!s.ok()) {
         LogWarning("could not count duplicate delivery",
@@ -786,6 +785,60 @@ void RolloutManager::HousekeepingLoop() {
     if (Stopping()) return;
     PruneDedupe();
   }
+}
+
+// ---------------------------------------------------------------------------
+// Executor: one rollout, wave by wave.
+
+namespace {
+
+// Hosts at `indices` whose deploy ended other than SUCCEEDED.
+std::vector<int> FailedIn(const Rollout& r, const std::vector<int>& indices) {
+  std::vector<int> out;
+  for (int i : indices) {
+    const DeployPhase p = r.hosts(i).phase();
+    if (IsFinalPhase(p) && p != hoist::v1::DEPLOY_PHASE_SUCCEEDED) {
+      out.push_back(i);
+    }
+  }
+  return out;
+}
+
+// Hosts at `indices` whose deploy has not ended (a recovered rollout skips
+// the others).
+std::vector<int> NotDoneIn(const Rollout& r, const std::vector<int>& indices) {
+  std::vector<int> out;
+  for (int i : indices) {
+    if (!IsFinalPhase(r.hosts(i).phase())) out.push_back(i);
+  }
+  return out;
+}
+
+std::vector<int> AllHosts(const Rollout& r) {
+  std::vector<int> all(r.hosts_size());
+  for (int i = 0; i < r.hosts_size(); ++i) all[i] = i;
+  return all;
+}
+
+}  // namespace
+
+Rollout RolloutManager::Snapshot(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  return active_.at(id);
+}
+
+std::shared_ptr<CallInbox> RolloutManager::OpenInbox() {
+  auto inbox = std::make_shared<CallInbox>(clock_, options_.min_pass_interval);
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return nullptr;
+  inboxes_.insert(inbox);
+  return inbox;
+}
+
+bool RolloutManager::CloseInbox(const std::shared_ptr<CallInbox>& inbox) {
+  absl::MutexLock lock(&mu_);
+  inboxes_.erase(inbox);
+  return !stopping_;
 }
 
 void RolloutManager::RunRollout(const std::string& id) {
@@ -810,143 +863,377 @@ void RolloutManager::RunRollout(const std::string& id) {
       -1, resumed ? "rollout running (resumed)" : "rollout running");
   LogInfo("rollout running", {{"rollout_id", id}, {"service", r.service()}});
 
-  const int n = r.hosts_size();
-  absl::StatusOr<int> batch = BatchSize(policy.batch, n);
-  const std::vector<std::vector<int>> waves =
-      PlanWaves(n, policy.canary, batch.ok() ? *batch : 1);
-
-  auto snapshot = [&]() {
-    absl::MutexLock lock(&mu_);
-    return active_.at(id);
-  };
-  auto failed_in = [](const Rollout& x, const std::vector<int>& idx) {
-    std::vector<int> out;
-    for (int i : idx) {
-      DeployPhase p = x.hosts(i).phase();
-      if (IsFinalPhase(p) && p != hoist::v1::DEPLOY_PHASE_SUCCEEDED)
-        out.push_back(i);
-    }
-    return out;
-  };
-  auto do_rollback = [&](const std::string& reason) {
-    Rollout now = snapshot();
-    std::vector<int> upgraded;
-    for (int i = 0; i < now.hosts_size(); ++i) {
-      if (now.hosts(i).phase() == hoist::v1::DEPLOY_PHASE_SUCCEEDED)
-        upgraded.push_back(i);
-    }
-    if (!upgraded.empty() && !RunHosts(id, upgraded, HostOp::kRollback, reason))
-      return;
-    Finish(id, hoist::v1::ROLLOUT_STATE_ROLLED_BACK,
-           absl::StrCat(reason, "; hosts: ", FailedHostsSummary(snapshot())));
-  };
-
-  // A recovered rollout may already have failed hosts (crash mid-rollback).
-  {
-    Rollout now = snapshot();
-    std::vector<int> all(n);
-    for (int i = 0; i < n; ++i) all[i] = i;
-    std::vector<int> failed = failed_in(now, all);
-    if (resumed && !failed.empty() &&
-        policy.on_failure == OnFailure::kRollback) {
-      do_rollback(absl::StrCat(now.hosts(failed.front()).agent(), " failed"));
+  // A recovered rollout may already have failed hosts (crash mid-rollback):
+  // finish rolling back before anything else is deployed.
+  if (resumed && policy.on_failure == OnFailure::kRollback) {
+    const Rollout now = Snapshot(id);
+    const std::vector<int> failed = FailedIn(now, AllHosts(now));
+    if (!failed.empty()) {
+      RollBack(id, absl::StrCat(now.hosts(failed.front()).agent(), " failed"));
       return;
     }
   }
+  if (RunWaves(id, policy, r.hosts_size())) FinishWaves(id);
+}
 
+bool RolloutManager::RunWaves(const std::string& id,
+                              const RolloutPolicy& policy, int hosts) {
+  const absl::StatusOr<int> batch = BatchSize(policy.batch, hosts);
+  const std::vector<std::vector<int>> waves =
+      PlanWaves(hosts, policy.canary, batch.ok() ? *batch : 1);
   bool first_wave = true;
   for (const std::vector<int>& wave : waves) {
-    Rollout now = snapshot();
-    std::vector<int> todo;
-    for (int i : wave) {
-      if (!IsFinalPhase(now.hosts(i).phase())) todo.push_back(i);
-    }
+    const std::vector<int> todo = NotDoneIn(Snapshot(id), wave);
     if (todo.empty()) continue;
-    if (!first_wave && policy.pause_seconds > 0) {
-      Update(
-          id, [](Rollout*) {}, -1,
-          absl::StrCat("pausing ", policy.pause_seconds,
-                       "s before the next batch"),
-          false);
-      auto inbox = std::make_shared<Inbox>();
-      {
-        absl::MutexLock lock(&mu_);
-        if (stopping_) return;
-        inboxes_.insert(inbox);
-      }
-      {
-        absl::MutexLock lock(&inbox->mu);
-        auto stop = [&inbox]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(inbox->mu) {
-          return inbox->stop;
-        };
-        clock_->AwaitWithTimeout(&inbox->mu, absl::Condition(&stop),
-                                 absl::Seconds(policy.pause_seconds));
-      }
-      absl::MutexLock lock(&mu_);
-      inboxes_.erase(inbox);
-      if (stopping_) return;
+    if (!first_wave && policy.pause_seconds > 0 &&
+        !PauseBetweenWaves(id, policy.pause_seconds)) {
+      return false;  // stopping
     }
     first_wave = false;
-    if (!RunHosts(id, todo, HostOp::kDeploy, "")) return;  // stopping
-    std::vector<int> failed = failed_in(snapshot(), todo);
-    if (failed.empty()) continue;
-    Rollout after = snapshot();
-    std::vector<std::string> names;
-    for (int i : failed) names.push_back(after.hosts(i).agent());
-    const std::string reason =
-        absl::StrCat(absl::StrJoin(names, ", "), " failed");
-    switch (policy.on_failure) {
-      case OnFailure::kRollback:
-        do_rollback(reason);
-        return;
-      case OnFailure::kPause:
-        Update(
-            id,
-            [&](Rollout* x) {
-              x->set_state(hoist::v1::ROLLOUT_STATE_PAUSED);
-              x->set_error(absl::StrCat(reason, ": ", FailedHostsSummary(*x),
-                                        "; paused until resumed"));
-            },
-            -1, "rollout paused");
-        LogWarning("rollout paused", {{"rollout_id", id}, {"reason", reason}});
-        return;
-      case OnFailure::kContinue:
-        break;
+    if (!RunHosts(id, todo, HostOp::kDeploy, "")) return false;  // stopping
+    const std::vector<int> failed = FailedIn(Snapshot(id), todo);
+    if (!failed.empty() && !HandleWaveFailure(id, policy, failed)) {
+      return false;
     }
   }
-  Rollout end = snapshot();
-  std::string failed = FailedHostsSummary(end);
+  return true;
+}
+
+bool RolloutManager::PauseBetweenWaves(const std::string& id,
+                                       int64_t pause_seconds) {
+  Update(
+      id, [](Rollout*) {}, -1,
+      absl::StrCat("pausing ", pause_seconds, "s before the next batch"),
+      false);
+  // An inbox only so that Stop() can end the pause early.
+  std::shared_ptr<CallInbox> inbox = OpenInbox();
+  if (inbox == nullptr) return false;
+  inbox->SleepUnlessStopped(absl::Seconds(pause_seconds));
+  return CloseInbox(inbox);
+}
+
+bool RolloutManager::HandleWaveFailure(const std::string& id,
+                                       const RolloutPolicy& policy,
+                                       const std::vector<int>& failed) {
+  const Rollout after = Snapshot(id);
+  std::vector<std::string> names;
+  names.reserve(failed.size());
+  for (int i : failed) names.push_back(after.hosts(i).agent());
+  const std::string reason =
+      absl::StrCat(absl::StrJoin(names, ", "), " failed");
+  switch (policy.on_failure) {
+    case OnFailure::kRollback:
+      RollBack(id, reason);
+      return false;
+    case OnFailure::kPause:
+      Update(
+          id,
+          [&](Rollout* x) {
+            x->set_state(hoist::v1::ROLLOUT_STATE_PAUSED);
+            x->set_error(absl::StrCat(reason, ": ", FailedHostsSummary(*x),
+                                      "; paused until resumed"));
+          },
+          -1, "rollout paused");
+      LogWarning("rollout paused", {{"rollout_id", id}, {"reason", reason}});
+      return false;
+    case OnFailure::kContinue:
+      break;
+  }
+  return true;
+}
+
+void RolloutManager::RollBack(const std::string& id,
+                              const std::string& reason) {
+  const Rollout now = Snapshot(id);
+  std::vector<int> upgraded;
+  for (int i = 0; i < now.hosts_size(); ++i) {
+    if (now.hosts(i).phase() == hoist::v1::DEPLOY_PHASE_SUCCEEDED) {
+      upgraded.push_back(i);
+    }
+  }
+  if (!upgraded.empty() && !RunHosts(id, upgraded, HostOp::kRollback, reason)) {
+    return;  // stopping: resumes on the next Recover()
+  }
+  Finish(id, hoist::v1::ROLLOUT_STATE_ROLLED_BACK,
+         absl::StrCat(reason, "; hosts: ", FailedHostsSummary(Snapshot(id))));
+}
+
+void RolloutManager::FinishWaves(const std::string& id) {
+  const Rollout end = Snapshot(id);
+  const std::string failed = FailedHostsSummary(end);
   if (failed.empty()) {
     Finish(id, hoist::v1::ROLLOUT_STATE_SUCCEEDED, "");
-  } else {
-    Finish(id, hoist::v1::ROLLOUT_STATE_FAILED,
-           absl::StrCat("hosts that did not get ",
-                        end.digest().empty() ? end.tag() : end.digest(), ": ",
-                        failed));
+    return;
+  }
+  Finish(id, hoist::v1::ROLLOUT_STATE_FAILED,
+         absl::StrCat("hosts that did not get ",
+                      end.digest().empty() ? end.tag() : end.digest(), ": ",
+                      failed));
+}
+
+// ---------------------------------------------------------------------------
+// HostRun: one RunHosts.
+//
+// Starts one HostCall per host, then runs passes over their CallInbox until
+// every call is done. A pass applies its items in order (agent events, ends
+// of streams), publishes the pass's folded pull progress, writes the pass's
+// journal transaction (ProgressBatch) and starts the retries that fell due.
+// Only retries need a look at every call, and only while some await one, so
+// a pass costs O(its items), not O(hosts).
+//
+// Runs on the executor thread; the agents' callbacks touch only the inbox.
+// The manager, and the config `service_` points into, outlive it.
+class RolloutManager::HostRun {
+ public:
+  HostRun(RolloutManager* manager, const ReceiverConfig& config, std::string id,
+          Rollout rollout, HostOp op, std::string rollback_reason,
+          std::shared_ptr<CallInbox> inbox);
+
+  // Runs the calls of hosts `indices` until every one is done (true) or the
+  // inbox was stopped (false).
+  bool Run(const std::vector<int>& indices);
+
+ private:
+  void StartCall(HostCall& call);
+  void MarkDeploying(const HostCall& call);
+  hoist::v1::DeployRequest DeployRequestFor(int host) const;
+  hoist::v1::RollbackRequest RollbackRequestFor(int host) const;
+  void ApplyPass(const std::deque<CallInbox::Item>& items);
+  void OnEvent(HostCall& call, const DeployEvent& event);
+  void OnStreamEnd(HostCall& call, const absl::Status& status);
+  void HostDone(const HostCall& call, DeployPhase phase,
+                const std::string& error);
+  void PublishPulls();
+  void FlushJournal();
+  // When the earliest awaited retry is due; InfiniteFuture when none is.
+  absl::Time NextRetry() const;
+  void StartDueRetries();
+
+  RolloutManager* const m_;
+  const std::string id_;
+  // The rollout as the run began: agents, deploy ids, image.
+  const Rollout rollout_;
+  const ServiceConfig* const service_;  // nullptr when no longer configured
+  const HostOp op_;
+  const std::string rollback_reason_;
+  const absl::Duration deadline_;
+  const RetryPolicy retry_;
+  const std::shared_ptr<CallInbox> inbox_;
+  std::map<int, HostCall> calls_;  // by host index
+  ProgressBatch batch_;            // the current pass's writes
+  int remaining_ = 0;              // calls not done
+  int awaiting_retry_ = 0;         // calls neither done nor in flight
+};
+
+RolloutManager::HostRun::HostRun(RolloutManager* manager,
+                                 const ReceiverConfig& config, std::string id,
+                                 Rollout rollout, HostOp op,
+                                 std::string rollback_reason,
+                                 std::shared_ptr<CallInbox> inbox)
+    : m_(manager),
+      id_(std::move(id)),
+      rollout_(std::move(rollout)),
+      service_(config.FindService(rollout_.service())),
+      op_(op),
+      rollback_reason_(std::move(rollback_reason)),
+      deadline_(absl::Seconds(config.agent_call.deadline_seconds)),
+      retry_(manager->options_.retry_initial_backoff,
+             manager->options_.retry_max_backoff,
+             config.agent_call.retry_seconds),
+      inbox_(std::move(inbox)) {}
+
+bool RolloutManager::HostRun::Run(const std::vector<int>& indices) {
+  const absl::Time start = m_->clock_->Now();
+  for (int i : indices) {
+    calls_.emplace(i,
+                   HostCall(i, rollout_.hosts(i).agent(), op_, start, retry_));
+  }
+  remaining_ = static_cast<int>(calls_.size());
+  for (auto& [i, call] : calls_) StartCall(call);
+  // Reused from pass to pass; a pass's items live until the pass is flushed
+  // (batch_ folds pull progress by pointer into them).
+  std::deque<CallInbox::Item> items;
+  while (remaining_ > 0) {
+    // Calls whose end is still to come: the others are done or await a
+    // retry.
+    const int in_flight = remaining_ - awaiting_retry_;
+    if (!inbox_->NextPass(in_flight, NextRetry(), &items)) return false;
+    ApplyPass(items);
+  }
+  return true;
+}
+
+void RolloutManager::HostRun::StartCall(HostCall& call) {
+  if (call.awaiting_retry()) --awaiting_retry_;  // only retries start again
+  const int attempt = call.BeginAttempt();
+  const int host = call.host();
+  absl::StatusOr<std::shared_ptr<AgentClient>> client =
+      m_->pool_->Get(call.agent());
+  if (!client.ok()) {
+    // Handled like any end of a stream, in the next pass.
+    inbox_->Add(CallInbox::Item{host, attempt, true, {}, client.status()});
+    return;
+  }
+  DeployEventCallback on_event =
+      CallInbox::MakeEventCallback(inbox_, host, attempt);
+  DoneCallback on_done = CallInbox::MakeDoneCallback(inbox_, host, attempt);
+  if (op_ == HostOp::kRollback) {
+    (*client)->Rollback(RollbackRequestFor(host), deadline_,
+                        std::move(on_event), std::move(on_done));
+    return;
+  }
+  if (attempt == 1) MarkDeploying(call);
+  (*client)->Deploy(DeployRequestFor(host), deadline_, std::move(on_event),
+                    std::move(on_done));
+}
+
+void RolloutManager::HostRun::MarkDeploying(const HostCall& call) {
+  m_->UpdateHost(
+      id_, call.host(),
+      [this](HostResult* h) {
+        if (!h->has_started())
+          *h->mutable_started() = ToProto(m_->clock_->Now());
+        h->clear_error();
+      },
+      absl::StrCat(call.agent(), ": deploying"), nullptr, nullptr);
+}
+
+hoist::v1::DeployRequest RolloutManager::HostRun::DeployRequestFor(
+    int host) const {
+  hoist::v1::DeployRequest req;
+  req.set_deploy_id(rollout_.hosts(host).deploy_id());
+  req.set_service(rollout_.service());
+  req.set_image(rollout_.image());
+  req.set_digest(rollout_.digest());
+  req.set_tag(rollout_.tag());
+  if (service_ != nullptr) {
+    *req.mutable_container() = service_->container;
+    *req.mutable_health() = service_->health;
+  }
+  return req;
+}
+
+hoist::v1::RollbackRequest RolloutManager::HostRun::RollbackRequestFor(
+    int host) const {
+  hoist::v1::RollbackRequest req;
+  req.set_deploy_id(
+      absl::StrCat(rollout_.hosts(host).deploy_id(), "-rollback"));
+  req.set_container_name(service_ != nullptr ? service_->container.name()
+                                             : rollout_.service());
+  return req;
+}
+
+void RolloutManager::HostRun::ApplyPass(
+    const std::deque<CallInbox::Item>& items) {
+  for (const CallInbox::Item& item : items) {
+    HostCall& call = calls_.at(item.host);
+    if (!call.Accepts(item.attempt)) continue;  // an earlier attempt's
+    if (item.done) {
+      OnStreamEnd(call, item.status);
+    } else {
+      OnEvent(call, item.event);
+    }
+  }
+  PublishPulls();
+  FlushJournal();
+  if (awaiting_retry_ > 0) StartDueRetries();
+}
+
+void RolloutManager::HostRun::OnEvent(HostCall& call,
+                                      const DeployEvent& event) {
+  const HostCall::EventEffect effect = call.OnEvent(event);
+  if (effect.journal_event) batch_.AddEvent(call.agent(), event);
+  if (op_ != HostOp::kDeploy) return;  // a rollback's steps are history only
+  if (effect.progress_only) {
+    batch_.FoldPull(call.host(), &event);
+    return;
+  }
+  batch_.DropPull(call.host());
+  const DeployPhase phase = event.phase();
+  m_->UpdateHost(
+      id_, call.host(),
+      [&](HostResult* h) {
+        if (effect.set_phase) h->set_phase(phase);
+      },
+      absl::StrCat(call.agent(), ": ", event.message()),
+      effect.publish_pull ? &event.pull() : nullptr,
+      effect.journal_host ? batch_.host_updates() : nullptr);
+}
+
+void RolloutManager::HostRun::OnStreamEnd(HostCall& call,
+                                          const absl::Status& status) {
+  batch_.DropPull(call.host());
+  const HostCall::Outcome outcome =
+      call.OnStreamEnd(status, m_->clock_->Now(), retry_, rollback_reason_);
+  if (!outcome.retry) {
+    HostDone(call, outcome.phase, outcome.error);
+    return;
+  }
+  ++awaiting_retry_;
+  m_->UpdateHost(
+      id_, call.host(), [](HostResult*) {},
+      absl::StrCat(call.agent(), ": unreachable, retrying: ", status.message()),
+      nullptr, nullptr);
+  LogWarning("agent unreachable, retrying", {{"rollout_id", id_},
+                                             {"agent", call.agent()},
+                                             {"error", status.ToString()}});
+}
+
+void RolloutManager::HostRun::HostDone(const HostCall& call, DeployPhase phase,
+                                       const std::string& error) {
+  --remaining_;
+  m_->CountHost(call.agent(), phase);
+  const absl::Time now = m_->clock_->Now();
+  m_->UpdateHost(
+      id_, call.host(),
+      [&](HostResult* h) {
+        h->set_phase(phase);
+        if (!error.empty()) h->set_error(error);
+        *h->mutable_finished() = ToProto(now);
+      },
+      absl::StrCat(call.agent(), ": ", PhaseName(phase),
+                   error.empty() ? "" : ": ", error),
+      nullptr, batch_.host_updates());
+}
+
+void RolloutManager::HostRun::PublishPulls() {
+  for (const auto& [host, event] : batch_.pulls()) {
+    m_->UpdateHost(
+        id_, host, [](HostResult*) {},
+        absl::StrCat(calls_.at(host).agent(), ": ", event->message()),
+        &event->pull(), nullptr);
+  }
+}
+
+void RolloutManager::HostRun::FlushJournal() {
+  // One durable transaction for the pass's host changes and events.
+  absl::Status s = batch_.Flush(m_->journal_, id_);
+  if (!s.ok()) {
+    LogError("journal write failed",
+             {{"rollout_id", id_}, {"error", s.ToString()}});
+  }
+}
+
+absl::Time RolloutManager::HostRun::NextRetry() const {
+  absl::Time next = absl::InfiniteFuture();
+  if (awaiting_retry_ == 0) return next;
+  for (const auto& [i, call] : calls_) {
+    if (call.awaiting_retry()) next = std::min(next, call.retry_at());
+  }
+  return next;
+}
+
+void RolloutManager::HostRun::StartDueRetries() {
+  const absl::Time now = m_->clock_->Now();
+  for (auto& [i, call] : calls_) {
+    if (call.awaiting_retry() && call.retry_at() <= now) StartCall(call);
   }
 }
 
 bool RolloutManager::RunHosts(const std::string& id,
                               const std::vector<int>& indices, HostOp op,
                               const std::string& rollback_reason) {
-  struct Call {
-    int host;
-    std::string agent;
-    int attempt = 0;
-    bool in_flight = false;
-    bool done = false;
-    bool saw_final = false;
-    DeployPhase final_phase = hoist::v1::DEPLOY_PHASE_UNSPECIFIED;
-    std::string final_error;
-    DeployPhase last_journaled = hoist::v1::DEPLOY_PHASE_UNSPECIFIED;
-    absl::Time first;
-    absl::Time retry_at = absl::InfiniteFuture();
-    absl::Duration backoff;
-  };
   std::shared_ptr<const ReceiverConfig> config = this->config();
-  const AgentCallConfig call_config = config->agent_call;
-  const absl::Duration deadline = absl::Seconds(call_config.deadline_seconds);
-  const absl::Duration retry_for = absl::Seconds(call_config.retry_seconds);
   Rollout r;
   {
     absl::MutexLock lock(&mu_);
@@ -954,279 +1241,12 @@ bool RolloutManager::RunHosts(const std::string& id,
     if (it == active_.end()) return true;
     r = it->second;
   }
-  const ServiceConfig* service = config->FindService(r.service());
-  auto inbox = std::make_shared<Inbox>();
-  {
-    absl::MutexLock lock(&mu_);
-    if (stopping_) return false;
-    inboxes_.insert(inbox);
-  }
-  std::map<int, Call> calls;
-  const absl::Time start = clock_->Now();
-  for (int i : indices) {
-    Call c;
-    c.host = i;
-    c.agent = r.hosts(i).agent();
-    c.first = start;
-    c.backoff = options_.retry_initial_backoff;
-    calls[i] = c;
-  }
-
-  // Journal writes of the current inbox pass: one transaction per pass.
-  std::vector<Journal::HostUpdate> pending_hosts;
-  std::vector<Journal::HostEventRecord> pending_events;
-  auto flush_journal = [&]() {
-    if (pending_hosts.empty() && pending_events.empty()) return;
-    absl::Status s =
-        journal_->SaveHostProgress(id, pending_hosts, pending_events);
-    if (!s.ok()) {
-      LogError("journal write failed",
-               {{"rollout_id", id}, {"error", s.ToString()}});
-    }
-    pending_hosts.clear();
-    pending_events.clear();
-  };
-
-  // Calls not done yet, and calls waiting for a retry (neither in flight nor
-  // done): a pass only scans the calls when some wait for a retry, so a pass
-  // costs O(its events), not O(hosts).
-  int remaining = static_cast<int>(calls.size());
-  int awaiting_retry = 0;
-
-  auto host_done = [&](Call& c, DeployPhase phase, const std::string& error) {
-    c.done = true;
-    --remaining;
-    CountHost(c.agent, phase);
-    const absl::Time now = clock_->Now();
-    UpdateHost(
-        id, c.host,
-        [&](HostResult* h) {
-          h->set_phase(phase);
-          if (!error.empty()) h->set_error(error);
-          *h->mutable_finished() = ToProto(now);
-        },
-        absl::StrCat(c.agent, ": ", PhaseName(phase), error.empty() ? "" : ": ",
-                     error),
-        nullptr, &pending_hosts);
-  };
-
-  auto start_call = [&](Call& c) {
-    if (c.attempt > 0) --awaiting_retry;  // only retries start again
-    ++c.attempt;
-    c.in_flight = true;
-    c.retry_at = absl::InfiniteFuture();
-    absl::StatusOr<std::shared_ptr<AgentClient>> client = pool_->Get(c.agent);
-    const int host = c.host;
-    const int attempt = c.attempt;
-    if (!client.ok()) {
-      inbox->Add(Inbox::Item{host, attempt, true, {}, client.status()});
-      return;
-    }
-    std::shared_ptr<Inbox> box = inbox;
-    auto on_event = [box, host, attempt](const DeployEvent& e) {
-      box->Add(Inbox::Item{host, attempt, false, e, absl::OkStatus()});
-    };
-    auto on_done = [box, host, attempt](absl::Status s) {
-      box->Add(Inbox::Item{host, attempt, true, {}, std::move(s)});
-    };
-    if (op == HostOp::kDeploy) {
-      if (c.attempt == 1) {
-        UpdateHost(
-            id, host,
-            [&](HostResult* h) {
-              if (!h->has_started())
-                *h->mutable_started() = ToProto(clock_->Now());
-              h->clear_error();
-            },
-            absl::StrCat(c.agent, ": deploying"), nullptr, nullptr);
-      }
-      hoist::v1::DeployRequest req;
-      req.set_deploy_id(r.hosts(host).deploy_id());
-      req.set_service(r.service());
-      req.set_image(r.image());
-      req.set_digest(r.digest());
-      req.set_tag(r.tag());
-      if (service != nullptr) {
-        *req.mutable_container() = service->container;
-        *req.mutable_health() = service->health;
-      }
-      (*client)->Deploy(req, deadline, on_event, on_done);
-    } else {
-      hoist::v1::RollbackRequest req;
-      req.set_deploy_id(absl::StrCat(r.hosts(host).deploy_id(), "-rollback"));
-      req.set_container_name(service != nullptr ? service->container.name()
-                                                : r.service());
-      (*client)->Rollback(req, deadline, on_event, on_done);
-    }
-  };
-
-  for (auto& [i, c] : calls) start_call(c);
-
-  bool stopped = false;
-  // Real time of the latest pass over the inbox (see min_pass_interval).
-  absl::Time last_pass = absl::InfinitePast();
-  while (true) {
-    if (remaining == 0) break;
-    absl::Time next_retry = absl::InfiniteFuture();
-    if (awaiting_retry > 0) {
-      for (auto& [i, c] : calls) {
-        if (!c.done && !c.in_flight)
-          next_retry = std::min(next_retry, c.retry_at);
-      }
-    }
-    // Calls whose end is still to come (the others are done or wait for a
-    // retry).
-    const int in_flight = remaining - awaiting_retry;
-    std::deque<Inbox::Item> items;
-    {
-      absl::MutexLock lock(&inbox->mu);
-      // Right after a pass, events are gathered until min_pass_interval has
-      // passed since it (producers do not wake us meanwhile), in one timed
-      // wait; after a quiet interval the next event is taken at once. The
-      // wait also ends as soon as every call in flight has ended, so the end
-      // of a wave (and the start of the next) never waits for the interval.
-      const absl::Duration gather =
-          last_pass + options_.min_pass_interval - absl::Now();
-      if (gather > absl::ZeroDuration()) {
-        auto stop_or_all_ended =
-            [&inbox, in_flight]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(inbox->mu) {
-              return inbox->stop ||
-                     (in_flight > 0 && inbox->done_items >= in_flight);
-            };
-        inbox->mu.AwaitWithTimeout(absl::Condition(&stop_or_all_ended), gather);
-      }
-      auto ready = [&inbox]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(inbox->mu) {
-        return inbox->stop || !inbox->items.empty();
-      };
-      if (next_retry == absl::InfiniteFuture()) {
-        inbox->mu.Await(absl::Condition(&ready));
-      } else {
-        const absl::Duration wait = next_retry - clock_->Now();
-        if (wait > absl::ZeroDuration()) {
-          clock_->AwaitWithTimeout(&inbox->mu, absl::Condition(&ready), wait);
-        }
-      }
-      if (inbox->stop) {
-        stopped = true;
-        break;
-      }
-      if (!inbox->items.empty()) last_pass = absl::Now();
-      items.swap(inbox->items);
-      inbox->done_items = 0;
-    }
-    // Pull progress of this pass, folded: only the latest per host is
-    // published, after the pass.
-    std::map<int, const DeployEvent*> latest_pull;
-    for (Inbox::Item& item : items) {
-      Call& c = calls.at(item.host);
-      if (item.attempt != c.attempt || c.done) continue;
-      if (!item.done) {
-        const DeployEvent& e = item.event;
-        const DeployPhase phase = e.phase();
-        const bool final_phase = IsFinalPhase(phase);
-        if (final_phase) {
-          c.saw_final = true;
-          c.final_phase = phase;
-          c.final_error = e.error();
-        }
-        const bool changed = phase != c.last_journaled;
-        if (changed || final_phase || !e.error().empty()) {
-          c.last_journaled = phase;
-          pending_events.push_back(Journal::HostEventRecord{c.agent, e});
-        }
-        if (op == HostOp::kDeploy) {
-          if (!changed && !final_phase && e.error().empty() && e.has_pull()) {
-            latest_pull[c.host] = &e;
-            continue;
-          }
-          latest_pull.erase(c.host);
-          UpdateHost(
-              id, c.host,
-              [&](HostResult* h) {
-                // Terminal phases are recorded when the stream ends.
-                if (phase != hoist::v1::DEPLOY_PHASE_UNSPECIFIED &&
-                    !final_phase) {
-                  h->set_phase(phase);
-                }
-              },
-              absl::StrCat(c.agent, ": ", e.message()),
-              // RolloutEvent.pull is a PULLING host's layer progress.
-              e.has_pull() && phase == hoist::v1::DEPLOY_PHASE_PULLING
-                  ? &e.pull()
-                  : nullptr,
-              changed && !final_phase ? &pending_hosts : nullptr);
-        }
-        continue;
-      }
-      c.in_flight = false;
-      latest_pull.erase(item.host);
-      const absl::Status& s = item.status;
-      const absl::Time now = clock_->Now();
-      if (c.saw_final) {
-        if (op == HostOp::kDeploy) {
-          std::string err = c.final_error;
-          if (err.empty() &&
-              c.final_phase != hoist::v1::DEPLOY_PHASE_SUCCEEDED) {
-            err = absl::StrCat("deploy ended ", PhaseName(c.final_phase));
-          }
-          host_done(c, c.final_phase, err);
-        } else if (c.final_phase == hoist::v1::DEPLOY_PHASE_SUCCEEDED) {
-          host_done(c, hoist::v1::DEPLOY_PHASE_ROLLED_BACK,
-                    absl::StrCat("rolled back: ", rollback_reason));
-        } else {
-          host_done(
-              c, hoist::v1::DEPLOY_PHASE_FAILED,
-              absl::StrCat("rollback failed: ", c.final_error.empty()
-                                                    ? PhaseName(c.final_phase)
-                                                    : c.final_error));
-        }
-      } else if (s.code() == absl::StatusCode::kUnavailable &&
-                 now - c.first < retry_for) {
-        c.retry_at = now + c.backoff;
-        c.backoff = std::min(c.backoff * 2, options_.retry_max_backoff);
-        ++awaiting_retry;
-        UpdateHost(
-            id, c.host, [](HostResult*) {},
-            absl::StrCat(c.agent, ": unreachable, retrying: ", s.message()),
-            nullptr, nullptr);
-        LogWarning(
-            "agent unreachable, retrying",
-            {{"rollout_id", id}, {"agent", c.agent}, {"error", s.ToString()}});
-      } else {
-        std::string err;
-        if (s.code() == absl::StatusCode::kUnavailable) {
-          err = absl::StrCat("unreachable for ", call_config.retry_seconds,
-                             "s: ", s.message());
-        } else if (s.ok()) {
-          err = "the agent ended the stream without a result";
-        } else {
-          err = absl::StrCat(absl::StatusCodeToString(s.code()), ": ",
-                             s.message());
-        }
-        if (op == HostOp::kRollback)
-          err = absl::StrCat("rollback failed: ", err);
-        host_done(c, hoist::v1::DEPLOY_PHASE_FAILED, err);
-      }
-    }
-    for (const auto& [host, e] : latest_pull) {
-      const Call& c = calls.at(host);
-      UpdateHost(
-          id, host, [](HostResult*) {},
-          absl::StrCat(c.agent, ": ", e->message()), &e->pull(), nullptr);
-    }
-    // One durable transaction for the pass's host changes and events.
-    flush_journal();
-    // Start retries that are due.
-    if (awaiting_retry > 0) {
-      const absl::Time now = clock_->Now();
-      for (auto& [i, c] : calls) {
-        if (!c.done && !c.in_flight && c.retry_at <= now) start_call(c);
-      }
-    }
-  }
-  absl::MutexLock lock(&mu_);
-  inboxes_.erase(inbox);
-  return !stopped;
+  std::shared_ptr<CallInbox> inbox = OpenInbox();
+  if (inbox == nullptr) return false;  // stopping
+  HostRun run(this, *config, id, std::move(r), op, rollback_reason, inbox);
+  const bool finished = run.Run(indices);
+  CloseInbox(inbox);
+  return finished;
 }
 
 }  // namespace hoist::receiver

@@ -35,6 +35,13 @@
 // thread per host: agent calls are asynchronous and report into a per-rollout
 // inbox the executor waits on) and one housekeeping thread for asynchronous
 // journal writes. All public methods are thread-safe.
+//
+// Parts of the executor, each with its own contract and tests:
+// RetryPolicy (retry_policy.h: when an unreachable agent is tried again),
+// HostCall (host_call.h: one host's call, its attempts, backoff and what its
+// events mean), CallInbox (call_inbox.h: agent callbacks -> executor, and the
+// gathering of their events into passes), ProgressBatch (progress_batch.h:
+// one journal transaction and the folded pull progress per pass).
 #ifndef HOIST_RECEIVER_ROLLOUT_MANAGER_H_
 #define HOIST_RECEIVER_ROLLOUT_MANAGER_H_
 
@@ -42,9 +49,11 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -53,8 +62,10 @@
 #include "common/metrics.h"
 #include "hoist/v1/control.pb.h"
 #include "receiver/agent_client.h"
+#include "receiver/call_inbox.h"
 #include "receiver/config.h"
 #include "receiver/deploy_intent.h"
+#include "receiver/host_call.h"
 #include "receiver/journal.h"
 
 namespace hoist::receiver {
@@ -107,7 +118,7 @@ struct RolloutManagerOptions {
   // Events a Watch subscription queues before it resynchronizes (see Watch).
   size_t watch_queue_capacity = 1024;
   // An executor takes a rollout's agent events from its inbox at most once
-  // per this interval (real time) while they keep coming: an event that
+  // per this interval (on the Clock) while they keep coming: an event that
   // arrives after a quiet interval is handled at once, later ones are
   // gathered until the interval since the previous pass has passed, or
   // until every call in flight has ended (so the end of a wave, and the
@@ -119,7 +130,7 @@ struct RolloutManagerOptions {
   absl::Duration min_pass_interval = absl::Milliseconds(100);
   // Duplicate deliveries are counted in the journal by a housekeeping
   // thread, in batches: the first duplicate after a quiet spell wakes it,
-  // the ones after it gather for this long (real time; or until 4096 are
+  // the ones after it gather for this long (on the Clock; or until 4096 are
   // pending, or Stop()) and are counted together.
   absl::Duration duplicate_count_interval = absl::Seconds(1);
   // Optional, not owned. Series: hoist_rollouts_total{service,state},
@@ -179,7 +190,9 @@ class RolloutManager : public RolloutSubmitter {
   bool WaitIdle(absl::Duration timeout);
 
  private:
-  struct Inbox;
+  // One RunHosts: the calls of one op over a set of hosts, driven by the
+  // executor's passes over their CallInbox (defined in rollout_manager.cc).
+  class HostRun;
   struct DedupeEntry {
     std::string rollout_id;
     std::string service;
@@ -189,20 +202,57 @@ class RolloutManager : public RolloutSubmitter {
     std::string current;               // queued, running or paused rollout
     std::vector<std::string> waiting;  // PENDING ones, oldest first
   };
-  enum class HostOp { kDeploy, kRollback };
 
   absl::StatusOr<hoist::v1::Rollout> CreateRollout(
       const DeployIntent& intent, const DeliveryRecord* delivery);
+  // Submit's answers for a dedupe key seen before: from memory (nullopt when
+  // the key is not in memory), or after a journal lookup (nullopt when the
+  // journal does not know it either; UNAVAILABLE when it cannot answer).
+  std::optional<SubmitResult> AnswerFromMemory(const std::string& dedupe_key);
+  absl::StatusOr<std::optional<SubmitResult>> AnswerFromJournal(
+      const std::string& dedupe_key);
   // Puts a PENDING/RUNNING rollout into its service's queue.
   void EnqueueLocked(const std::string& id, const std::string& service)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExecutorLoop();
   void HousekeepingLoop();
+  // Takes the pending duplicate counts once there are some and they had
+  // duplicate_count_interval to gather (empty after 60 s without any);
+  // nullopt when stopping with none pending.
+  std::optional<std::deque<std::pair<std::string, absl::Time>>>
+  TakeDuplicateBatch();
+
+  // The executor's work on one rollout: mark it RUNNING, roll back what a
+  // crash left half rolled back, run the waves, end it.
   void RunRollout(const std::string& id);
+  // Runs the waves of `policy` over the rollout's `hosts` hosts that are not
+  // done yet. False when the rollout ended or paused early, or the manager
+  // is stopping; true when every wave ran.
+  bool RunWaves(const std::string& id, const RolloutPolicy& policy, int hosts);
+  // Waits pause_seconds between waves (on the Clock). False when stopping.
+  bool PauseBetweenWaves(const std::string& id, int64_t pause_seconds);
+  // Applies on_failure after hosts `failed` failed in a wave. True when the
+  // rollout carries on (continue).
+  bool HandleWaveFailure(const std::string& id, const RolloutPolicy& policy,
+                         const std::vector<int>& failed);
+  // Rolls the SUCCEEDED hosts back and ends the rollout ROLLED_BACK (unless
+  // the manager stops first).
+  void RollBack(const std::string& id, const std::string& reason);
+  // Ends a rollout whose waves all ran: SUCCEEDED, or FAILED with the hosts
+  // that did not get the image.
+  void FinishWaves(const std::string& id);
   // Executes `op` on the hosts at `indices` concurrently and waits for all.
   // False when the manager is stopping (results incomplete).
   bool RunHosts(const std::string& id, const std::vector<int>& indices,
                 HostOp op, const std::string& rollback_reason);
+  // A CallInbox that Stop() stops, for an executor wait; nullptr when the
+  // manager is stopping already. CloseInbox forgets it and returns false when
+  // the manager is stopping.
+  std::shared_ptr<CallInbox> OpenInbox();
+  bool CloseInbox(const std::shared_ptr<CallInbox>& inbox);
+  // A copy of active rollout `id` (which must be active: only its executor
+  // ends it).
+  hoist::v1::Rollout Snapshot(const std::string& id);
   // Applies `fn` to the active rollout, journals (when `save`) and publishes
   // the whole rollout. For rollout-level changes.
   void Update(const std::string& id,
@@ -251,7 +301,7 @@ class RolloutManager : public RolloutSubmitter {
       watchers_ ABSL_GUARDED_BY(mu_);
   std::deque<std::pair<std::string, absl::Time>> duplicate_counts_
       ABSL_GUARDED_BY(mu_);
-  std::set<std::shared_ptr<Inbox>> inboxes_ ABSL_GUARDED_BY(mu_);
+  std::set<std::shared_ptr<CallInbox>> inboxes_ ABSL_GUARDED_BY(mu_);
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;

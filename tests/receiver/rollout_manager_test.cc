@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "tests/receiver/fake_agent_pool.h"
 #include "tests/receiver/rollout_test_util.h"
+#include "tests/receiver/step_clock.h"
 
 namespace hoist::receiver {
 namespace {
@@ -21,6 +22,7 @@ using ::hoist::receiver::testing::Digest;
 using ::hoist::receiver::testing::FakeAgentClientPool;
 using ::hoist::receiver::testing::MakeConfig;
 using ::hoist::receiver::testing::RecordedCall;
+using ::hoist::receiver::testing::StepClock;
 using ::hoist::receiver::testing::TempJournal;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -55,12 +57,28 @@ std::vector<std::string> Agents(const std::vector<RecordedCall>& calls,
   return out;
 }
 
-// Forwards to a real journal and counts SaveHostProgress calls: one per
-// executor pass that changed a host.
+// Forwards to a real journal and counts SaveHostProgress calls (one per
+// executor pass that changed a host) and CountDuplicate calls; tests wait for
+// those counts instead of polling.
 class CountingJournal : public Journal {
  public:
   explicit CountingJournal(Journal* real) : real_(real) {}
-  int host_progress_calls() const { return host_progress_calls_.load(); }
+  int host_progress_calls() {
+    absl::MutexLock lock(&mu_);
+    return host_progress_calls_;
+  }
+  int duplicate_counts() {
+    absl::MutexLock lock(&mu_);
+    return duplicate_counts_;
+  }
+  // Wait (real time, bounded) until at least `n` such calls returned.
+  bool AwaitHostProgressCalls(int n,
+                              absl::Duration timeout = absl::Seconds(10)) {
+    return AwaitAtLeast(&host_progress_calls_, n, timeout);
+  }
+  bool AwaitDuplicateCounts(int n, absl::Duration timeout = absl::Seconds(10)) {
+    return AwaitAtLeast(&duplicate_counts_, n, timeout);
+  }
 
   absl::StatusOr<std::optional<DeliveryRecord>> FindDelivery(
       const std::string& key) override {
@@ -71,7 +89,10 @@ class CountingJournal : public Journal {
     return real_->AcceptDelivery(d, r);
   }
   absl::Status CountDuplicate(const std::string& key, absl::Time at) override {
-    return real_->CountDuplicate(key, at);
+    absl::Status s = real_->CountDuplicate(key, at);
+    absl::MutexLock lock(&mu_);
+    ++duplicate_counts_;
+    return s;
   }
   absl::Status SaveRollout(const hoist::v1::Rollout& r) override {
     return real_->SaveRollout(r);
@@ -79,8 +100,10 @@ class CountingJournal : public Journal {
   absl::Status SaveHostProgress(
       const std::string& id, const std::vector<HostUpdate>& hosts,
       const std::vector<HostEventRecord>& events) override {
+    absl::Status s = real_->SaveHostProgress(id, hosts, events);
+    absl::MutexLock lock(&mu_);
     ++host_progress_calls_;
-    return real_->SaveHostProgress(id, hosts, events);
+    return s;
   }
   absl::Status AppendHostEvent(const std::string& id, const std::string& agent,
                                const hoist::v1::DeployEvent& e) override {
@@ -103,8 +126,16 @@ class CountingJournal : public Journal {
   }
 
  private:
+  bool AwaitAtLeast(const int* count, int n, absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    auto reached = [count, n]() { return *count >= n; };
+    return mu_.AwaitWithTimeout(absl::Condition(&reached), timeout);
+  }
+
   Journal* const real_;
-  std::atomic<int> host_progress_calls_{0};
+  absl::Mutex mu_;
+  int host_progress_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  int duplicate_counts_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 class RolloutManagerTest : public ::testing::Test {
@@ -119,22 +150,25 @@ class RolloutManagerTest : public ::testing::Test {
     return o;
   }
 
-  void Make(std::shared_ptr<ReceiverConfig> config, Clock* clock = nullptr) {
+  void Make(std::shared_ptr<ReceiverConfig> config, Clock* clock = nullptr,
+            Journal* journal = nullptr) {
     config_ = config;
-    RolloutManagerOptions o = BaseOptions();
+    RolloutManagerOptions o = BaseOptions(journal);
     o.clock = clock;
     o.retry_initial_backoff = absl::Milliseconds(20);
     o.retry_max_backoff = absl::Milliseconds(100);
     manager_ = std::make_unique<RolloutManager>(o, config);
   }
 
-  // A manager over `journal` whose executor passes at most every `interval`,
-  // running one rollout of "app" to `agents` hosts in one wave with every
-  // Deploy call held open (kBlock). Returns the rollout id.
+  // A manager over `journal` and the fixture's clock whose executor passes
+  // at most every `interval`, running one rollout of "app" to `agents` hosts
+  // in one wave with every Deploy call held open (kBlock). Returns the
+  // rollout id.
   std::string StartPacedRollout(int agents, CountingJournal* journal,
                                 absl::Duration interval) {
     config_ = MakeConfig(agents, Policy(0, "100%", OnFailure::kRollback));
     RolloutManagerOptions o = BaseOptions(journal);
+    o.clock = &clock_;
     o.min_pass_interval = interval;
     manager_ = std::make_unique<RolloutManager>(o, config_);
     pool_.SetDefault(Behavior::kBlock);
@@ -145,14 +179,12 @@ class RolloutManagerTest : public ::testing::Test {
   }
 
   // Lets web-1's deploy succeed and waits (bounded) for the executor's first
-  // pass with host progress, which follows at once after a quiet interval.
-  bool ReleaseWeb1AndAwaitAPass(const CountingJournal& journal) {
+  // pass with host progress, which follows at once after a quiet interval,
+  // and then for the executor to wait again (gathering, on the clock). The
+  // pass may have taken all of web-1's events or only the first ones.
+  bool ReleaseWeb1AndAwaitAPass(CountingJournal& journal) {
     pool_.Release("web-1", Behavior::kSucceed);
-    const absl::Time end = absl::Now() + absl::Seconds(10);
-    while (journal.host_progress_calls() == 0 && absl::Now() < end) {
-      absl::SleepFor(absl::Milliseconds(1));  // polling a condition, bounded
-    }
-    return journal.host_progress_calls() >= 1;
+    return journal.AwaitHostProgressCalls(1) && clock_.AwaitSettled(1);
   }
 
   // Waits until rollout `id` is in `state` (via a Watch subscription).
@@ -184,7 +216,7 @@ class RolloutManagerTest : public ::testing::Test {
   TempJournal journal_;
   FakeAgentClientPool pool_;
   MetricsRegistry metrics_;
-  FakeClock clock_;  // outlives manager_ (declared before it)
+  StepClock clock_;  // outlives manager_ (declared before it)
   std::shared_ptr<ReceiverConfig> config_;
   std::unique_ptr<RolloutManager> manager_;
 };
@@ -372,25 +404,28 @@ TEST_F(RolloutManagerTest, BurstOfFiftyDeploysAtMostTwiceAndTheNewestLast) {
 }
 
 TEST_F(RolloutManagerTest, DuplicateWithinWindowReplayAfter) {
-  Make(MakeConfig(1, Policy(0, "1", OnFailure::kRollback)), &clock_);
+  CountingJournal journal(journal_.get());
+  Make(MakeConfig(1, Policy(0, "1", OnFailure::kRollback)), &clock_, &journal);
   manager_->Start();
   const DeployIntent intent = Intent(7, "docker|promoted|repo|app/v7|abc");
   const std::string id = SubmitOk(intent);
+  ASSERT_TRUE(manager_->WaitIdle(absl::Seconds(10)));
   clock_.Advance(absl::Seconds(599));
   auto dup = manager_->Submit(intent);
   ASSERT_TRUE(dup.ok());
   EXPECT_EQ(dup->kind, SubmitResult::Kind::kDuplicate);
   EXPECT_EQ(dup->rollout_id, id);
   EXPECT_EQ(dup->service, "app");
-  // Counted in the journal, asynchronously.
-  bool counted = false;
-  for (int i = 0; i < 500 && !counted; ++i) {
-    auto n = journal_.get()->DuplicateCount(intent.dedupe_key);
-    counted = n.ok() && *n == 1;
-    if (!counted) absl::SleepFor(absl::Milliseconds(10));
-  }
-  EXPECT_TRUE(counted);
-  clock_.Advance(absl::Seconds(2));
+  // Counted in the journal, asynchronously: the housekeeping thread lets
+  // duplicates gather for duplicate_count_interval of the clock first.
+  ASSERT_TRUE(clock_.AwaitSettled(1));
+  EXPECT_EQ(journal.duplicate_counts(), 0);
+  clock_.Advance(RolloutManagerOptions().duplicate_count_interval);
+  ASSERT_TRUE(journal.AwaitDuplicateCounts(1));
+  auto counted = journal_.get()->DuplicateCount(intent.dedupe_key);
+  ASSERT_TRUE(counted.ok()) << counted.status();
+  EXPECT_EQ(*counted, 1);
+  clock_.Advance(absl::Seconds(1));  // 601 s after the first delivery
   auto replay = manager_->Submit(intent);
   ASSERT_TRUE(replay.ok());
   EXPECT_EQ(replay->kind, SubmitResult::Kind::kReplay);
@@ -398,6 +433,7 @@ TEST_F(RolloutManagerTest, DuplicateWithinWindowReplayAfter) {
   EXPECT_TRUE(manager_->WaitIdle(absl::Seconds(10)));
   // One rollout only.
   EXPECT_EQ(journal_.get()->ListRollouts("", 10)->size(), 1u);
+  manager_.reset();  // before `journal` goes
 }
 
 // A burst of duplicates is counted in the journal in one batch: the
@@ -406,19 +442,23 @@ TEST_F(RolloutManagerTest, DuplicateWithinWindowReplayAfter) {
 TEST_F(RolloutManagerTest, ABurstOfDuplicatesIsCountedInOneBatch) {
   config_ = MakeConfig(1, Policy(0, "1", OnFailure::kRollback));
   RolloutManagerOptions o = BaseOptions();
+  o.clock = &clock_;
   o.duplicate_count_interval = absl::Hours(1);
   manager_ = std::make_unique<RolloutManager>(o, config_);
   manager_->Start();
   const DeployIntent intent = Intent(9, "docker|promoted|repo|app/v9|def");
   SubmitOk(intent);
-  // Spread out as a retry storm is (each would be a batch of its own if
-  // every duplicate woke the housekeeping thread).
+  ASSERT_TRUE(manager_->WaitIdle(absl::Seconds(10)));
+  // Spread out as a retry storm is, 2 ms of the clock apart, and after each
+  // the housekeeping thread has done whatever it would (AwaitSettled): each
+  // would be a batch of its own if every duplicate woke it to count.
   constexpr int kDuplicates = 50;
   for (int i = 0; i < kDuplicates; ++i) {
     auto dup = manager_->Submit(intent);
     ASSERT_TRUE(dup.ok());
     ASSERT_EQ(dup->kind, SubmitResult::Kind::kDuplicate);
-    absl::SleepFor(absl::Milliseconds(2));  // the storm's pace
+    clock_.Advance(absl::Milliseconds(2));  // the storm's pace
+    ASSERT_TRUE(clock_.AwaitSettled(1)) << "after duplicate " << i;
   }
   manager_->Stop();
   auto counted = journal_.get()->DuplicateCount(intent.dedupe_key);
@@ -586,24 +626,31 @@ TEST_F(RolloutManagerTest, HostResultsAreJournaledBeforeTheRolloutEnds) {
 
 TEST_F(RolloutManagerTest, EventsArrivingWithinThePassIntervalShareOnePass) {
   CountingJournal journal(journal_.get());
-  const std::string id = StartPacedRollout(20, &journal, absl::Seconds(2));
+  const std::string id =
+      StartPacedRollout(20, &journal, absl::Milliseconds(100));
   ASSERT_TRUE(ReleaseWeb1AndAwaitAPass(journal));
-  // The other 19 hosts report within the interval, spread out as agents
-  // on a fleet do (10 ms apart, so that without pacing each would get a
-  // pass of its own): their 57 events wait for the next pass instead of
-  // waking the executor host by host.
-  for (int i = 2; i <= 20; ++i) {
+  // 18 more hosts report within the interval after that pass, 5 ms of the
+  // clock apart as agents on a fleet do; after each step the executor has
+  // done whatever it would (AwaitSettled), so without pacing each would get
+  // a pass of its own. Their 54 events wait for the next pass instead.
+  for (int i = 2; i <= 19; ++i) {
     pool_.Release(absl::StrCat("web-", i), Behavior::kSucceed);
-    absl::SleepFor(absl::Milliseconds(10));  // spacing, not synchronisation
+    clock_.Advance(absl::Milliseconds(5));
+    ASSERT_TRUE(clock_.AwaitSettled(1)) << "web-" << i;
   }
+  EXPECT_EQ(journal.host_progress_calls(), 1) << "90 ms after the first pass";
+  // 100 ms after the first pass: everything gathered goes in one pass.
+  clock_.Advance(absl::Milliseconds(10));
+  ASSERT_TRUE(journal.AwaitHostProgressCalls(2));
+  ASSERT_TRUE(clock_.AwaitSettled(1));
+  EXPECT_EQ(journal.host_progress_calls(), 2);
+  // web-20, the last call in flight, ends the wave with a third.
+  pool_.Release("web-20", Behavior::kSucceed);
   hoist::v1::Rollout done = AwaitState(id, hoist::v1::ROLLOUT_STATE_SUCCEEDED);
   ASSERT_EQ(done.hosts_size(), 20);
   for (const auto& h : done.hosts())
     EXPECT_EQ(h.phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED) << h.agent();
-  // web-1 (one or two passes) and everyone else (one, or two when the
-  // releases straddle a pass): never a pass per event or per host.
-  EXPECT_LE(journal.host_progress_calls(), 4)
-      << "passes: " << journal.host_progress_calls();
+  EXPECT_EQ(journal.host_progress_calls(), 3);
   // Every host's progress still reached the journal.
   auto stored = journal_.get()->GetRollout(id);
   ASSERT_TRUE(stored.ok()) << stored.status();
@@ -612,12 +659,13 @@ TEST_F(RolloutManagerTest, EventsArrivingWithinThePassIntervalShareOnePass) {
   auto events = journal_.get()->HostEvents(id, "web-20");
   ASSERT_TRUE(events.ok());
   EXPECT_EQ(events->size(), 3u);
+  manager_.reset();  // before `journal` goes
 }
 
 TEST_F(RolloutManagerTest, TheLastHostOfAWaveEndsItWithoutWaitingForThePass) {
   CountingJournal journal(journal_.get());
-  // An interval far longer than the test may take: only the end of every
-  // call in flight may cut the gathering short.
+  // The clock does not move in this test: only the end of every call in
+  // flight may cut the gathering short.
   const std::string id = StartPacedRollout(2, &journal, absl::Seconds(120));
   ASSERT_TRUE(ReleaseWeb1AndAwaitAPass(journal));
   // web-2, the last call in flight, ends within the interval: the executor
@@ -639,13 +687,16 @@ TEST_F(RolloutManagerTest, ByDefaultAWaveTakesAtMostTenPassesASecond) {
   const std::string id = StartPacedRollout(
       20, &journal, RolloutManagerOptions().min_pass_interval);
   ASSERT_TRUE(ReleaseWeb1AndAwaitAPass(journal));
-  // The other hosts end 20 ms apart, as hosts of a wave do.
-  const absl::Time first = absl::Now();
-  for (int i = 2; i <= 20; ++i) {
+  // The other hosts end 20 ms of the clock apart, as hosts of a wave do;
+  // after each step the executor has done whatever it would.
+  const absl::Time first = clock_.Now();
+  for (int i = 2; i <= 19; ++i) {
     pool_.Release(absl::StrCat("web-", i), Behavior::kSucceed);
-    absl::SleepFor(absl::Milliseconds(20));  // spacing, not synchronisation
+    clock_.Advance(absl::Milliseconds(20));
+    ASSERT_TRUE(clock_.AwaitSettled(1)) << "web-" << i;
   }
-  const double seconds = absl::ToDoubleSeconds(absl::Now() - first);
+  pool_.Release("web-20", Behavior::kSucceed);
+  const double seconds = absl::ToDoubleSeconds(clock_.Now() - first);
   AwaitState(id, hoist::v1::ROLLOUT_STATE_SUCCEEDED);
   // web-1's pass(es), then at most ten a second, plus one at each end.
   EXPECT_LE(journal.host_progress_calls(), 2 + 10 * seconds + 2)
@@ -725,14 +776,12 @@ TEST_F(RolloutManagerTest, PauseBetweenBatchesUsesTheClock) {
   manager_->Start();
   const std::string id = SubmitOk(Intent(1));
   // web-1 deployed; the executor then waits 30 s of the fake clock.
-  bool waiting = false;
-  for (int i = 0; i < 500 && !waiting; ++i) {
-    waiting = pool_.calls().size() == 1 && clock_.sleepers() > 0;
-    if (!waiting) absl::SleepFor(absl::Milliseconds(10));
-  }
-  ASSERT_TRUE(waiting);
+  ASSERT_TRUE(clock_.AwaitSettled(1));
   EXPECT_EQ(pool_.calls().size(), 1u);
-  clock_.Advance(absl::Seconds(31));
+  clock_.Advance(absl::Seconds(29));
+  ASSERT_TRUE(clock_.AwaitSettled(1));
+  EXPECT_EQ(pool_.calls().size(), 1u);
+  clock_.Advance(absl::Seconds(1));
   AwaitState(id, hoist::v1::ROLLOUT_STATE_SUCCEEDED);
   EXPECT_EQ(pool_.calls().size(), 2u);
 }

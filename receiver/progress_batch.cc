@@ -1,0 +1,26 @@
+#include "receiver/progress_batch.h"
+
+namespace hoist::receiver {
+
+void ProgressBatch::AddEvent(const std::string& agent,
+                             const hoist::v1::DeployEvent& event) {
+  events_.push_back(Journal::HostEventRecord{agent, event});
+}
+
+void ProgressBatch::FoldPull(int host, const hoist::v1::DeployEvent* event) {
+  pulls_[host] = event;
+}
+
+void ProgressBatch::DropPull(int host) { pulls_.erase(host); }
+
+absl::Status ProgressBatch::Flush(Journal* journal,
+                                  const std::string& rollout_id) {
+  pulls_.clear();
+  if (empty()) return absl::OkStatus();
+  absl::Status status = journal->SaveHostProgress(rollout_id, hosts_, events_);
+  hosts_.clear();
+  events_.clear();
+  return status;
+}
+
+}  // namespace hoist::receiver
