@@ -173,7 +173,7 @@ void AgentServer::Shutdown(absl::Duration deadline) {
 
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
     const std::string& listen, MetricsRegistry* registry,
-    std::function<bool()> healthy) {
+    const std::function<bool()>& healthy) {
   std::string host;
   int port = 0;
   if (!SplitHostPort(listen, &host, &port)) {

@@ -103,7 +103,7 @@ class MetricsHttpServer {
   // server.
   static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Start(
       const std::string& listen, MetricsRegistry* registry,
-      std::function<bool()> healthy);
+      const std::function<bool()>& healthy);
   ~MetricsHttpServer();  // stops and joins
 
   int port() const { return port_; }

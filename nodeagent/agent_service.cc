@@ -481,9 +481,10 @@ grpc::ServerUnaryReactor* AgentService::ListContainers(
   }
   worker_->Run([this, reactor, response] {
     auto list = handler_->ListContainers();
-    CountCall("ListContainers", list.status());
+    const absl::Status status = list.status();
+    CountCall("ListContainers", status);
     if (list.ok()) *response = *std::move(list);
-    reactor->Finish(ToGrpcStatus(list.status()));
+    reactor->Finish(ToGrpcStatus(status));
   });
   return reactor;
 }

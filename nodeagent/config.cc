@@ -85,7 +85,7 @@ std::string ReadFileKey(MapReader& reader, const std::string& key,
     }
     return "";
   }
-  const std::string path = ResolvePath(base_dir, value);
+  std::string path = ResolvePath(base_dir, value);
   const std::string problem = ReadableFileProblem(path);
   if (!problem.empty()) {
     reader.errors()->Add(reader.Child(key),
@@ -130,6 +130,130 @@ std::string DefaultHostName() {
   return name;
 }
 
+// Each Read* below reads one part of the config from the top-level reader
+// into `config`; problems go to the reader's errors, so that one load reports
+// them all.
+
+void ReadListen(MapReader& top, AgentConfig* config) {
+  config->listen = top.String("listen", config->listen);
+  if (const std::string p = HostPortProblem(config->listen); !p.empty()) {
+    top.errors()->Add(top.Child("listen"),
+                      absl::StrCat("listen \"", config->listen, "\" ", p));
+  }
+}
+
+// mTLS is mandatory: a missing "tls" is an error, not a plaintext server.
+void ReadTls(MapReader& top, const YAML::Node& root,
+             const std::string& base_dir, AgentConfig* config) {
+  if (!top.Has("tls")) {
+    top.errors()->Add(
+        root, "config: missing required key \"tls\" (mTLS is mandatory)");
+    top.Child("tls");
+    return;
+  }
+  MapReader tls(Sub(top, "tls"), "tls", top.errors());
+  config->tls.ca = ReadFileKey(tls, "ca", base_dir);
+  config->tls.cert = ReadFileKey(tls, "cert", base_dir);
+  config->tls.key = ReadFileKey(tls, "key", base_dir);
+  tls.Finish();
+}
+
+void ReadAuthz(MapReader& top, AgentConfig* config) {
+  MapReader authz(Sub(top, "authz"), "authz", top.errors());
+  config->deployers = ReadIdentities(authz, "deployers");
+  config->viewers = ReadIdentities(authz, "viewers");
+  authz.Finish();
+}
+
+// Only a unix socket: the Engine API is never reached over TCP.
+void ReadDocker(MapReader& top, AgentConfig* config) {
+  MapReader docker(Sub(top, "docker"), "docker", top.errors());
+  config->docker_endpoint = docker.String("endpoint", config->docker_endpoint);
+  const std::string socket =
+      absl::StartsWith(config->docker_endpoint, "unix://")
+          ? config->docker_endpoint.substr(strlen("unix://"))
+          : "";
+  if (socket.empty() || socket[0] != '/') {
+    top.errors()->Add(
+        docker.Has("endpoint") ? docker.Child("endpoint") : top.Child("docker"),
+        absl::StrCat("docker.endpoint \"", config->docker_endpoint,
+                     "\" must be unix:///absolute/path/to/docker.sock"));
+  }
+  docker.Finish();
+}
+
+// One entry of "registries"; the password stays in its file.
+RegistryAuth ReadRegistry(const YAML::Node& item, int index,
+                          const std::string& base_dir, ConfigErrors* errors) {
+  MapReader reg(item, absl::StrCat("registries[", index, "]"), errors);
+  RegistryAuth auth;
+  auth.server = reg.String("server", "", /*required=*/true);
+  if (reg.Has("server") && auth.server.empty()) {
+    errors->Add(reg.Child("server"),
+                absl::StrCat(reg.where(), ".server must not be empty"));
+  }
+  auth.username = reg.String("username");
+  if (reg.Has("password_file")) {
+    auth.password_file = ReadFileKey(reg, "password_file", base_dir);
+  } else {
+    reg.Child("password_file");
+  }
+  if (auth.username.empty() != auth.password_file.empty()) {
+    errors->Add(item, absl::StrCat(reg.where(),
+                                   " needs both username and password_file, or "
+                                   "neither"));
+  }
+  reg.Finish();
+  return auth;
+}
+
+void ReadRegistries(MapReader& top, const std::string& base_dir,
+                    AgentConfig* config) {
+  YAML::Node list = Sub(top, "registries");
+  if (!list.IsDefined() || list.IsNull()) return;
+  if (!list.IsSequence()) {
+    top.errors()->Add(
+        list, "registries must be a list of {server, username, password_file}");
+    return;
+  }
+  int index = 0;
+  for (const YAML::Node& item : list) {
+    config->registries.push_back(
+        ReadRegistry(item, index++, base_dir, top.errors()));
+  }
+}
+
+void ReadStorage(MapReader& top, const std::string& base_dir,
+                 AgentConfig* config) {
+  config->state_dir =
+      ResolvePath(base_dir, top.String("state_dir", config->state_dir));
+  if (config->state_dir.empty()) {
+    top.errors()->Add(top.Child("state_dir"), "state_dir must not be empty");
+  }
+  config->keep_images =
+      static_cast<int>(top.Int("keep_images", config->keep_images, 1, 1000));
+}
+
+void ReadMetricsListen(MapReader& top, AgentConfig* config) {
+  config->metrics_listen = top.String("metrics_listen");
+  if (config->metrics_listen.empty()) return;  // no metrics server
+  if (const std::string p = HostPortProblem(config->metrics_listen);
+      !p.empty()) {
+    top.errors()->Add(
+        top.Child("metrics_listen"),
+        absl::StrCat("metrics_listen \"", config->metrics_listen, "\" ", p));
+  }
+}
+
+void ReadHost(MapReader& top, AgentConfig* config) {
+  config->host = top.String("host");
+  if (top.Has("host") && config->host.empty()) {
+    top.errors()->Add(top.Child("host"),
+                      "host must not be empty (omit it to use the hostname)");
+  }
+  if (config->host.empty()) config->host = DefaultHostName();
+}
+
 }  // namespace
 
 absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
@@ -144,112 +268,15 @@ absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
   if (!root->IsDefined() || root->IsNull()) {
     errors.AddAtLine(1, "config is empty");
   }
-
-  config.listen = top.String("listen", config.listen);
-  if (const std::string p = HostPortProblem(config.listen); !p.empty()) {
-    errors.Add(top.Child("listen"),
-               absl::StrCat("listen \"", config.listen, "\" ", p));
-  }
-
-  if (!top.Has("tls")) {
-    errors.Add(*root,
-               "config: missing required key \"tls\" (mTLS is mandatory)");
-    top.Child("tls");
-  } else {
-    MapReader tls(Sub(top, "tls"), "tls", &errors);
-    config.tls.ca = ReadFileKey(tls, "ca", base_dir);
-    config.tls.cert = ReadFileKey(tls, "cert", base_dir);
-    config.tls.key = ReadFileKey(tls, "key", base_dir);
-    tls.Finish();
-  }
-
-  {
-    MapReader authz(Sub(top, "authz"), "authz", &errors);
-    config.deployers = ReadIdentities(authz, "deployers");
-    config.viewers = ReadIdentities(authz, "viewers");
-    authz.Finish();
-  }
-
-  {
-    MapReader docker(Sub(top, "docker"), "docker", &errors);
-    config.docker_endpoint = docker.String("endpoint", config.docker_endpoint);
-    const std::string socket =
-        absl::StartsWith(config.docker_endpoint, "unix://")
-            ? config.docker_endpoint.substr(strlen("unix://"))
-            : "";
-    if (socket.empty() || socket[0] != '/') {
-      errors.Add(
-          docker.Has("endpoint") ? docker.Child("endpoint")
-                                 : top.Child("docker"),
-          absl::StrCat("docker.endpoint \"", config.docker_endpoint,
-                       "\" must be unix:///absolute/path/to/docker.sock"));
-    }
-    docker.Finish();
-  }
-
-  {
-    YAML::Node list = Sub(top, "registries");
-    if (list.IsDefined() && !list.IsNull()) {
-      if (!list.IsSequence()) {
-        errors.Add(
-            list,
-            "registries must be a list of {server, username, password_file}");
-      } else {
-        int index = 0;
-        for (const YAML::Node& item : list) {
-          MapReader reg(item, absl::StrCat("registries[", index++, "]"),
-                        &errors);
-          RegistryAuth auth;
-          auth.server = reg.String("server", "", /*required=*/true);
-          if (reg.Has("server") && auth.server.empty()) {
-            errors.Add(reg.Child("server"),
-                       absl::StrCat(reg.where(), ".server must not be empty"));
-          }
-          auth.username = reg.String("username");
-          if (reg.Has("password_file")) {
-            auth.password_file = ReadFileKey(reg, "password_file", base_dir);
-          } else {
-            reg.Child("password_file");
-          }
-          if (auth.username.empty() != auth.password_file.empty()) {
-            errors.Add(
-                item,
-                absl::StrCat(
-                    reg.where(),
-                    " needs both username and password_file, or neither"));
-          }
-          reg.Finish();
-          config.registries.push_back(std::move(auth));
-        }
-      }
-    }
-  }
-
-  config.state_dir =
-      ResolvePath(base_dir, top.String("state_dir", config.state_dir));
-  if (config.state_dir.empty()) {
-    errors.Add(top.Child("state_dir"), "state_dir must not be empty");
-  }
-  config.keep_images =
-      static_cast<int>(top.Int("keep_images", config.keep_images, 1, 1000));
-
-  config.metrics_listen = top.String("metrics_listen");
-  if (!config.metrics_listen.empty()) {
-    if (const std::string p = HostPortProblem(config.metrics_listen);
-        !p.empty()) {
-      errors.Add(
-          top.Child("metrics_listen"),
-          absl::StrCat("metrics_listen \"", config.metrics_listen, "\" ", p));
-    }
-  }
-
-  config.host = top.String("host");
-  if (top.Has("host") && config.host.empty()) {
-    errors.Add(top.Child("host"),
-               "host must not be empty (omit it to use the hostname)");
-  }
-  if (config.host.empty()) config.host = DefaultHostName();
-
+  // In the file's documented order, so that problems are reported in it.
+  ReadListen(top, &config);
+  ReadTls(top, *root, base_dir, &config);
+  ReadAuthz(top, &config);
+  ReadDocker(top, &config);
+  ReadRegistries(top, base_dir, &config);
+  ReadStorage(top, base_dir, &config);
+  ReadMetricsListen(top, &config);
+  ReadHost(top, &config);
   top.Finish();
   if (!errors.empty()) return errors.ToStatus();
   return config;

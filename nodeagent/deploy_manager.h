@@ -1,6 +1,11 @@
 // DeployManager: the deploy state machine of one host (docs/design.md,
 // "Deploy on a host"). Implements AgentHandler; knows nothing of gRPC.
 //
+// It checks requests (request_validation.h), schedules deploys and keeps
+// their logs; the steps of one deploy are a DeployRun (deploy_run.h), the
+// health wait a HealthWaiter (health_waiter.h), crash recovery a
+// DeployRecovery (deploy_recovery.h).
+//
 // Each deploy runs on its own worker thread and always runs to completion,
 // whoever watches it. One deploy per container name at a time. Progress is
 // appended to the deploy's DeployLog; the last 100 logs are kept for Watch().
@@ -44,6 +49,7 @@
 #include "nodeagent/config.h"
 #include "nodeagent/deploy_log.h"
 #include "nodeagent/docker_client.h"
+#include "nodeagent/health_check.h"
 #include "nodeagent/state_store.h"
 
 namespace hoist::nodeagent {
@@ -53,9 +59,11 @@ class DeployManager : public AgentHandler {
   struct Options {
     std::shared_ptr<DockerClient> docker;  // required
     Clock* clock = RealClock();            // not owned; outlives the manager
-    std::string host;                      // reported in events and GetStatus
-    std::string state_dir;                 // required; created if missing
-    int keep_images = 3;                   // per container name; >= 1
+    // The http_get and tcp health probes; not owned, outlives the manager.
+    HealthProber* prober = RealHealthProber();
+    std::string host;       // reported in events and GetStatus
+    std::string state_dir;  // required; created if missing
+    int keep_images = 3;    // per container name; >= 1
     // Pull credentials; the password file is read at pull time, never logged.
     std::vector<RegistryAuth> registries;
     // After start with no health check configured, the new container must
@@ -74,11 +82,12 @@ class DeployManager : public AgentHandler {
   DeployManager& operator=(const DeployManager&) = delete;
 
   // Crash recovery; call once on start, before serving. For every journaled
-  // in-progress deploy: removes the new (temporary) container and starts the
-  // old one again if it was running before, records "agent restarted
-  // mid-deploy: restored …" as the container's last_error, and logs it. Also
-  // removes orphaned temporary containers (NAME.hoist-new-*). Returns the
-  // first error but tries every entry.
+  // in-progress deploy: finishes a swap whose old container is already gone,
+  // otherwise removes the new (temporary) container and starts the old one
+  // again if it was running before; records "agent restarted mid-deploy
+  // <id>: …" as the container's last_error, and logs it. Also removes
+  // orphaned temporary containers (NAME.hoist-new-*). Returns the first
+  // error but tries every entry (DeployRecovery has the details).
   absl::Status Recover();
 
   // Whether the engine answered a ping just now.
@@ -113,13 +122,14 @@ class DeployManager : public AgentHandler {
   // Starts a validated deploy (Deploy and Rollback).
   absl::StatusOr<std::shared_ptr<DeployLog>> Start(
       const hoist::v1::DeployRequest& request) ABSL_LOCKS_EXCLUDED(mu_);
-  void RunDeploy(hoist::v1::DeployRequest request,
-                 std::shared_ptr<DeployLog> log);
+  // Runs a DeployRun on the worker thread.
+  void RunDeploy(const hoist::v1::DeployRequest& request,
+                 const std::shared_ptr<DeployLog>& log);
   void Finished(const std::shared_ptr<DeployLog>& log, Worker* worker)
       ABSL_LOCKS_EXCLUDED(mu_);
   void ReapLocked(std::vector<std::thread>* to_join)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Remember(std::shared_ptr<DeployLog> log)
+  void Remember(const std::shared_ptr<DeployLog>& log)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string RegistryAuthFor(const std::string& image);
 

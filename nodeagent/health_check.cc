@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <mutex>
 
 #include "absl/strings/numbers.h"
@@ -34,6 +35,36 @@ bool SplitHostPort(const std::string& text, std::string* host,
   }
   int number = 0;
   return absl::SimpleAtoi(*port, &number) && number > 0 && number < 65536;
+}
+
+// Waits until the non-blocking connect on `fd` finished or `deadline`
+// passed. 0 when connected; otherwise an errno value.
+int AwaitConnect(int fd, absl::Time deadline) {
+  pollfd p{fd, POLLOUT, 0};
+  const int64_t wait_ms =
+      std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - absl::Now()));
+  const int ready = poll(&p, 1, static_cast<int>(wait_ms));
+  if (ready == 0) return ETIMEDOUT;
+  if (ready < 0) return errno;
+  int error = 0;
+  socklen_t len = sizeof(error);
+  getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len);
+  return error;
+}
+
+// Connects to `address` and closes the connection at once (the probe only
+// asks whether it is accepted). 0 when accepted; otherwise an errno value.
+int ConnectBefore(const addrinfo& address, absl::Time deadline) {
+  const int fd = socket(address.ai_family,
+                        address.ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                        address.ai_protocol);
+  if (fd < 0) return errno;
+  int error = 0;
+  if (connect(fd, address.ai_addr, address.ai_addrlen) != 0) {
+    error = errno == EINPROGRESS ? AwaitConnect(fd, deadline) : errno;
+  }
+  close(fd);
+  return error;
 }
 
 }  // namespace
@@ -83,50 +114,45 @@ absl::Status ProbeTcp(const std::string& host_port, absl::Duration timeout) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  addrinfo* addresses = nullptr;
-  if (int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &addresses);
+  addrinfo* found = nullptr;
+  if (int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &found);
       rc != 0) {
     return absl::UnavailableError(
         absl::StrCat("tcp ", host_port, ": ", gai_strerror(rc)));
   }
+  const std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> addresses(
+      found, &freeaddrinfo);
+  // One deadline for all addresses: the probe as a whole is bounded.
   const absl::Time deadline = absl::Now() + timeout;
   std::string last_error = "no address";
-  for (addrinfo* a = addresses; a != nullptr; a = a->ai_next) {
-    const int fd =
-        socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-               a->ai_protocol);
-    if (fd < 0) {
-      last_error = std::strerror(errno);
-      continue;
-    }
-    int rc = connect(fd, a->ai_addr, a->ai_addrlen);
-    if (rc != 0 && errno == EINPROGRESS) {
-      pollfd p{fd, POLLOUT, 0};
-      const int64_t wait_ms = std::max<int64_t>(
-          0, absl::ToInt64Milliseconds(deadline - absl::Now()));
-      rc = poll(&p, 1, static_cast<int>(wait_ms));
-      if (rc == 1) {
-        int error = 0;
-        socklen_t len = sizeof(error);
-        getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len);
-        rc = error == 0 ? 0 : -1;
-        if (error != 0) errno = error;
-      } else {
-        if (rc == 0) errno = ETIMEDOUT;
-        rc = -1;
-      }
-    }
-    if (rc == 0) {
-      close(fd);
-      freeaddrinfo(addresses);
-      return absl::OkStatus();
-    }
-    last_error = std::strerror(errno);
-    close(fd);
+  for (const addrinfo* a = addresses.get(); a != nullptr; a = a->ai_next) {
+    const int error = ConnectBefore(*a, deadline);
+    if (error == 0) return absl::OkStatus();
+    last_error = std::strerror(error);
   }
-  freeaddrinfo(addresses);
   return absl::UnavailableError(
       absl::StrCat("tcp ", host_port, ": ", last_error));
+}
+
+namespace {
+
+class RealProber : public HealthProber {
+ public:
+  absl::Status ProbeHttp(const std::string& url,
+                         absl::Duration timeout) override {
+    return nodeagent::ProbeHttp(url, timeout);
+  }
+  absl::Status ProbeTcp(const std::string& host_port,
+                        absl::Duration timeout) override {
+    return nodeagent::ProbeTcp(host_port, timeout);
+  }
+};
+
+}  // namespace
+
+HealthProber* RealHealthProber() {
+  static HealthProber* prober = new RealProber();
+  return prober;
 }
 
 }  // namespace hoist::nodeagent

@@ -1,5 +1,7 @@
 #include "nodeagent/state_store.h"
 
+#include <algorithm>
+#include <cstddef>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -12,13 +14,22 @@ namespace {
 
 using nlohmann::json;
 
+// The on-disk names, in enum order after kUnknown.
+constexpr std::pair<JournalPhase, const char*> kJournalPhaseNames[] = {
+    {JournalPhase::kPulling, "pulling"},
+    {JournalPhase::kStoppingOld, "stopping_old"},
+    {JournalPhase::kStarting, "starting"},
+    {JournalPhase::kHealthChecking, "health_checking"},
+    {JournalPhase::kSwapping, "swapping"},
+};
+
 json JournalToJson(const DeployJournal& journal) {
   return {{"deploy_id", journal.deploy_id},
           {"old_id", journal.old_id},
           {"old_was_running", journal.old_was_running},
           {"new_name", journal.new_name},
           {"new_id", journal.new_id},
-          {"phase", journal.phase},
+          {"phase", JournalPhaseName(journal.phase)},
           {"restart_policy", journal.restart_policy},
           {"digest", journal.digest}};
 }
@@ -30,13 +41,51 @@ DeployJournal JournalFromJson(const json& j) {
   journal.old_was_running = j.value("old_was_running", false);
   journal.new_name = j.value("new_name", "");
   journal.new_id = j.value("new_id", "");
-  journal.phase = j.value("phase", "");
+  journal.phase = ParseJournalPhase(j.value("phase", ""));
   journal.restart_policy = j.value("restart_policy", "");
   journal.digest = j.value("digest", "");
   return journal;
 }
 
 }  // namespace
+
+const char* JournalPhaseName(JournalPhase phase) {
+  for (const auto& [value, name] : kJournalPhaseNames) {
+    if (value == phase) return name;
+  }
+  return "";
+}
+
+JournalPhase ParseJournalPhase(const std::string& name) {
+  for (const auto& [value, stored] : kJournalPhaseNames) {
+    if (name == stored) return value;
+  }
+  return JournalPhase::kUnknown;
+}
+
+std::vector<std::string> ContainerState::Promote(const std::string& digest,
+                                                 int keep_images) {
+  if (!current_digest.empty() && current_digest != digest)
+    previous_digests.insert(previous_digests.begin(), current_digest);
+  current_digest = digest;
+  // Newest first: keep each digest's first occurrence, never the current.
+  std::vector<std::string> unique;
+  for (const std::string& d : previous_digests) {
+    if (d != digest &&
+        std::find(unique.begin(), unique.end(), d) == unique.end())
+      unique.push_back(d);
+  }
+  previous_digests = std::move(unique);
+  // The current digest is one of the kept images.
+  const std::ptrdiff_t keep_previous = std::max(keep_images, 1) - 1;
+  if (static_cast<std::ptrdiff_t>(previous_digests.size()) <= keep_previous)
+    return {};
+  std::vector<std::string> dropped(previous_digests.begin() + keep_previous,
+                                   previous_digests.end());
+  previous_digests.erase(previous_digests.begin() + keep_previous,
+                         previous_digests.end());
+  return dropped;
+}
 
 absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(
     const std::string& path) {

@@ -19,16 +19,33 @@
 
 namespace hoist::nodeagent {
 
-// A deploy in progress, written before the old container is stopped so a
-// restarted agent can find the half-swapped pair.
+// The step a deploy had reached when its journal was last written. Stored as
+// a string ("pulling", "stopping_old", "starting", "health_checking",
+// "swapping"), the same strings as state files written by earlier agents.
+enum class JournalPhase {
+  kUnknown,  // a string this agent does not know (or none): restore the pair
+  kPulling,  // nothing running touched yet
+  kStoppingOld,
+  kStarting,
+  kHealthChecking,
+  kSwapping,  // the new one passed its health check; the old one may be gone
+};
+
+// The stored string of `phase` ("" for kUnknown).
+const char* JournalPhaseName(JournalPhase phase);
+// The phase stored as `name`; kUnknown for anything else.
+JournalPhase ParseJournalPhase(const std::string& name);
+
+// A deploy in progress, written at its first step and again before each step
+// that touches a container, so a restarted agent can find the half-swapped
+// pair (DeployRecovery).
 struct DeployJournal {
   std::string deploy_id;
   std::string old_id;            // empty on a first deploy
   bool old_was_running = false;  // whether to start the old one on restore
   std::string new_name;          // temporary name of the new container
   std::string new_id;
-  std::string
-      phase;  // "stopping_old", "starting", "health_checking", "swapping"
+  JournalPhase phase = JournalPhase::kUnknown;
   std::string restart_policy;  // to set when a recovered swap is finished
   std::string digest;          // the digest being deployed
 };
@@ -43,6 +60,14 @@ struct ContainerState {
   // check).
   std::optional<hoist::v1::DeployRequest> last_request;
   std::optional<DeployJournal> journal;
+
+  // Makes `digest` the current one after a successful deploy (or a swap
+  // Recover finished): the replaced digest becomes the newest previous one,
+  // `digest` leaves the previous list, duplicates go (newest kept), and at
+  // most `keep_images` - 1 previous digests stay, so that with the current
+  // one `keep_images` (at least 1) images of the name are kept. Returns the
+  // digests dropped, oldest last: their images may be removed.
+  std::vector<std::string> Promote(const std::string& digest, int keep_images);
 };
 
 class StateStore {

@@ -355,7 +355,7 @@ TEST_F(DeployManagerDockerTest, RecoverRestoresAHalfSwappedPairAfterAKill) {
                                                  true,
                                                  temp,
                                                  *new_id,
-                                                 "health_checking",
+                                                 JournalPhase::kHealthChecking,
                                                  "unless-stopped",
                                                  Harness().Digest("v2")};
                              })

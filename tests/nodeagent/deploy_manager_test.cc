@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/nodeagent/fake_docker_client.h"
+#include "tests/nodeagent/fake_health_prober.h"
 
 namespace hoist::nodeagent {
 namespace {
@@ -63,6 +64,7 @@ class DeployManagerTest : public ::testing::Test {
     DeployManager::Options options;
     options.docker = docker_;
     options.clock = &clock_;
+    options.prober = &prober_;
     options.host = "host-a";
     options.state_dir = state_dir_;
     options.keep_images = keep_images;
@@ -127,6 +129,7 @@ class DeployManagerTest : public ::testing::Test {
 
   FakeClock clock_;
   std::shared_ptr<FakeDockerClient> docker_;
+  FakeHealthProber prober_;
   std::string state_dir_;
   std::vector<RegistryAuth> registries_;
   std::unique_ptr<DeployManager> manager_;
@@ -576,6 +579,98 @@ TEST_F(DeployManagerTest, InvalidRequests) {
   EXPECT_TRUE(DeployManager::ValidateRequest(request).ok());
 }
 
+// Every refusal in the words operators and scripts already know; the first
+// wrong field (in request order) is the one named.
+TEST_F(DeployManagerTest, ValidateRequestNamesTheFieldInTheSameWords) {
+  using R = hoist::v1::DeployRequest;
+  const std::string must_match = " must match [a-zA-Z0-9][a-zA-Z0-9_.-]*";
+  const std::vector<std::pair<std::function<void(R*)>, std::string>> cases = {
+      {[](R* r) { r->set_deploy_id(""); }, "deploy_id is required"},
+      {[](R* r) { r->set_deploy_id(std::string(129, 'a')); },
+       "deploy_id is longer than 128"},
+      {[](R* r) { r->set_service("a b"); }, "service \"a b\"" + must_match},
+      {[](R* r) { r->mutable_container()->set_name("a/b"); },
+       "container.name \"a/b\"" + must_match},
+      {[](R* r) { r->mutable_container()->set_name("w.hoist-new-1"); },
+       "container.name must not contain \".hoist-new-\""},
+      {[](R* r) { r->set_image(""); }, "image is required"},
+      {[](R* r) { r->set_image("reg//app"); },
+       "image \"reg//app\" must be a repository name like "
+       "registry:5000/team/app (letters, digits, . _ - / :), without tag "
+       "or digest"},
+      {[](R* r) { r->set_digest("sha256:abc"); },
+       "digest \"sha256:abc\" must be sha256:<64 lowercase hex>"},
+      {[](R* r) { r->set_digest(""); }, "digest or tag is required"},
+      {[](R* r) { r->set_tag("v 1"); }, "tag \"v 1\"" + must_match},
+      {[](R* r) { r->mutable_container()->add_ports("80/icmp"); },
+       "port \"80/icmp\": protocol must be tcp, udp or sctp"},
+      {[](R* r) { r->mutable_container()->add_env("SECRET"); },
+       "env entry must be KEY=VALUE (entry SECRET)"},
+      {[](R* r) { r->mutable_container()->add_env_files("a.env"); },
+       "env_file \"a.env\" must be an absolute path"},
+      {[](R* r) { r->mutable_container()->add_env_files("/a/../b"); },
+       "env_file \"/a/../b\" must not contain \"..\""},
+      {[](R* r) { r->mutable_container()->add_env_files("/a$b"); },
+       "env_file \"/a$b\" contains a forbidden character"},
+      {[](R* r) { r->mutable_container()->add_volumes("/a"); },
+       "volume \"/a\" must be src:dst[:opts]"},
+      {[](R* r) { r->mutable_container()->add_volumes("/a;b:/c"); },
+       "volume source \"/a;b\" contains a forbidden character"},
+      {[](R* r) { r->mutable_container()->add_volumes("v!:/c"); },
+       "volume name \"v!\"" + must_match},
+      {[](R* r) { r->mutable_container()->add_volumes("v:c"); },
+       "volume target \"c\" must be an absolute path"},
+      {[](R* r) { r->mutable_container()->add_volumes("v:/c:r o"); },
+       "volume \"v:/c:r o\": bad options"},
+      {[](R* r) {
+         (*r->mutable_container()->mutable_labels())["hoist.x"] = "";
+       },
+       "label \"hoist.x\": hoist.* labels are reserved"},
+      {[](R* r) { (*r->mutable_container()->mutable_labels())[""] = "x"; },
+       "label keys must not be empty"},
+      {[](R* r) { r->mutable_container()->set_network("a b"); },
+       "network \"a b\"" + must_match},
+      {[](R* r) { r->mutable_container()->set_user("a b"); },
+       "user \"a b\" must be NAME[:GROUP] or UID[:GID]"},
+      {[](R* r) { r->mutable_container()->set_memory_mb(-1); },
+       "memory_mb must be >= 0"},
+      {[](R* r) { r->mutable_container()->set_cpus(-1); }, "cpus must be >= 0"},
+      {[](R* r) { r->mutable_container()->set_stop_timeout_seconds(-1); },
+       "stop_timeout_seconds must be >= 0"},
+      {[](R* r) { r->mutable_container()->set_log_driver("a b"); },
+       "log_driver \"a b\"" + must_match},
+      {[](R* r) { r->mutable_container()->set_restart("x"); },
+       "restart policy \"x\": want no, always, unless-stopped or "
+       "on-failure[:N]"},
+      {[](R* r) { r->mutable_health()->set_timeout_seconds(-1); },
+       "health interval_seconds and timeout_seconds must be >= 0"},
+      {[](R* r) { r->mutable_health()->set_http_get("ftp://x"); },
+       "health.http_get \"ftp://x\" must be an http:// or https:// URL"},
+      {[](R* r) { r->mutable_health()->set_tcp("host"); },
+       "health.tcp \"host\" must be host:port"},
+      // Several wrong fields: the earliest one is named.
+      {[](R* r) {
+         r->set_image("/x");
+         r->mutable_container()->set_name("a/b");
+       },
+       "container.name \"a/b\"" + must_match},
+      {[](R* r) {
+         r->mutable_health()->set_tcp("host");
+         r->mutable_container()->set_user("a b");
+         r->set_image("/x");
+       },
+       "image \"/x\" must be a repository name like "
+       "registry:5000/team/app (letters, digits, . _ - / :), without tag "
+       "or digest"},
+  };
+  for (const auto& [mutate, message] : cases) {
+    R request = Request("d-1", kD1);
+    mutate(&request);
+    const absl::Status status = DeployManager::ValidateRequest(request);
+    EXPECT_EQ(status, absl::InvalidArgumentError(message));
+  }
+}
+
 TEST_F(DeployManagerTest, RollbackDeploysThePreviousDigest) {
   hoist::v1::RollbackRequest rollback;
   rollback.set_deploy_id("r-0");
@@ -685,8 +780,9 @@ TEST_F(DeployManagerTest, RecoverRestoresAHalfSwappedPair) {
                     ->Update("web",
                              [&](ContainerState* s) {
                                s->journal = DeployJournal{
-                                   "d-2",    old_id,  true,
-                                   temp,     *new_id, "health_checking",
+                                   "d-2",    old_id,
+                                   true,     temp,
+                                   *new_id,  JournalPhase::kHealthChecking,
                                    "always", kD2};
                              })
                     .ok());
@@ -731,8 +827,9 @@ TEST_F(DeployManagerTest, RecoverFinishesASwapWhoseOldContainerIsGone) {
                     ->Update("web",
                              [&](ContainerState* s) {
                                s->journal = DeployJournal{
-                                   "d-2",   old_id,     true,     temp,
-                                   *new_id, "swapping", "always", kD2};
+                                   "d-2",    old_id,  true,
+                                   temp,     *new_id, JournalPhase::kSwapping,
+                                   "always", kD2};
                              })
                     .ok());
   }
@@ -751,6 +848,24 @@ TEST_F(DeployManagerTest, RecoverFinishesASwapWhoseOldContainerIsGone) {
   EXPECT_THAT(list->containers(0).previous_digests(), ElementsAre(kD1));
 }
 
+TEST_F(DeployManagerTest, AFinishedDeployLeavesNoJournalForRecover) {
+  ASSERT_EQ(RunDeploy(Request("d-1", kD1)).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  ASSERT_EQ(RunDeploy(Request("d-2", Crash())).phase(),
+            hoist::v1::DEPLOY_PHASE_ROLLED_BACK);
+  ASSERT_EQ(RunDeploy(Request("d-3", kBad)).phase(),  // not in the registry
+            hoist::v1::DEPLOY_PHASE_FAILED);
+  auto store = StateStore::Open(state_dir_ + "/state.json");
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_FALSE((*store)->Get("web").journal.has_value());
+  // So a restart touches nothing and keeps the last outcome.
+  manager_ = NewManager();
+  const size_t calls = docker_->calls().size();
+  ASSERT_TRUE(manager_->Recover().ok());
+  EXPECT_EQ(docker_->calls().size(), calls);
+  EXPECT_EQ((*store)->Get("web").last_deploy_id, "d-3");
+}
+
 TEST_F(DeployManagerTest, RenameFailureIsFinishedByRecover) {
   ASSERT_EQ(RunDeploy(Request("d-1", kD1)).phase(),
             hoist::v1::DEPLOY_PHASE_SUCCEEDED);
@@ -767,6 +882,140 @@ TEST_F(DeployManagerTest, RenameFailureIsFinishedByRecover) {
   EXPECT_EQ(web->labels.at("hoist.digest"), kD2);
   EXPECT_EQ(web->restart_policy, "unless-stopped");
   EXPECT_THAT(docker_->ContainerNames(), ElementsAre("web"));
+}
+
+TEST_F(DeployManagerTest, HttpAndTcpChecksUseTheProberOfTheOptions) {
+  const std::string url = "http://127.0.0.1:8080/healthz";
+  prober_.FailFirst(url, 2, absl::UnavailableError("GET url: HTTP 503"));
+  auto request = Request("d-1", kD1);
+  request.mutable_health()->set_http_get(url);
+  request.mutable_health()->set_tcp("127.0.0.1:8080");
+  EXPECT_EQ(RunDeploy(request).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  EXPECT_EQ(prober_.CountCalls("http " + url), 3);
+  EXPECT_EQ(prober_.CountCalls("tcp 127.0.0.1:8080"), 1);
+  // A check that never passes rolls back with the last problem it saw.
+  prober_.FailAlways("127.0.0.1:8080",
+                     absl::UnavailableError("tcp x: Connection refused"));
+  request = Request("d-2", kD2);
+  request.mutable_health()->set_tcp("127.0.0.1:8080");
+  request.mutable_health()->set_timeout_seconds(3);
+  const DeployEvent last = RunDeploy(request);
+  EXPECT_EQ(last.phase(), hoist::v1::DEPLOY_PHASE_ROLLED_BACK);
+  EXPECT_EQ(last.error(),
+            "unhealthy: not healthy within 3s: tcp x: Connection refused");
+  auto web = docker_->Find("web");
+  ASSERT_TRUE(web.ok()) << web.status();
+  EXPECT_EQ(web->labels.at("hoist.digest"), kD1);
+}
+
+// Deploys `first` then `second`, then `third` up to a rename that fails:
+// the old container is gone, the new one healthy under its temporary name,
+// the journal at "swapping". A new manager's Recover then finishes the swap.
+class RecoverPromoteTest : public DeployManagerTest {
+ protected:
+  void FinishSwapByRecover(int keep_images, const std::string& first,
+                           const std::string& second,
+                           const std::string& third) {
+    manager_ = NewManager(keep_images);
+    ASSERT_EQ(RunDeploy(Request("d-1", first)).phase(),
+              hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+    ASSERT_EQ(RunDeploy(Request("d-2", second)).phase(),
+              hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+    docker_->FailNext("RenameContainer", absl::InternalError("injected"));
+    ASSERT_EQ(RunDeploy(Request("d-3", third)).phase(),
+              hoist::v1::DEPLOY_PHASE_FAILED);
+    manager_ = NewManager(keep_images);
+    ASSERT_TRUE(manager_->Recover().ok());
+    ASSERT_EQ(docker_->Find("web")->labels.at("hoist.digest"), third);
+  }
+
+  std::vector<std::string> PreviousDigests() {
+    auto list = manager_->ListContainers();
+    EXPECT_TRUE(list.ok()) << list.status();
+    if (!list.ok() || list->containers_size() != 1) return {};
+    return {list->containers(0).previous_digests().begin(),
+            list->containers(0).previous_digests().end()};
+  }
+};
+
+TEST_F(RecoverPromoteTest, FinishedSwapTakesItsDigestOutOfThePreviousOnes) {
+  // Back to kD1, which was a previous digest: it must not stay one.
+  FinishSwapByRecover(/*keep_images=*/3, kD1, kD2, kD1);
+  EXPECT_THAT(PreviousDigests(), ElementsAre(kD2));
+}
+
+TEST_F(RecoverPromoteTest, FinishedSwapKeepsKeepImagesAndPrunesTheRest) {
+  FinishSwapByRecover(/*keep_images=*/2, kD1, kD2, kD3);
+  EXPECT_THAT(PreviousDigests(), ElementsAre(kD2));
+  EXPECT_EQ(docker_->CountCalls("RemoveImage " + absl::StrCat(kRepo, "@", kD1)),
+            1);
+  EXPECT_THAT(docker_->LocalImages(),
+              ::testing::UnorderedElementsAre(absl::StrCat(kRepo, "@", kD2),
+                                              absl::StrCat(kRepo, "@", kD3)));
+}
+
+TEST_F(DeployManagerTest, RecoverReadsTheJournalAnEarlierAgentWrote) {
+  // state.json as agents before the journal phase became an enum wrote it:
+  // "swapping" must still finish the swap, "pulling" still be reported as
+  // an interrupted pull.
+  docker_->AddLocalImage(kRepo, kD2);
+  ContainerConfig config;
+  config.image = absl::StrCat(kRepo, "@", kD2);
+  config.labels = {{"hoist.service", "websvc"}, {"hoist.digest", kD2}};
+  auto new_id = docker_->CreateContainer("web.hoist-new-abc", config);
+  ASSERT_TRUE(new_id.ok());
+  ASSERT_TRUE(docker_->StartContainer(*new_id).ok());
+  // Written out key by key, as those agents did, not through StateStore.
+  auto entry = [](const std::string& current, const std::string& last_id,
+                  const std::string& last_phase, nlohmann::json journal) {
+    return nlohmann::json{{"current_digest", current},
+                          {"previous_digests", nlohmann::json::array()},
+                          {"last_deploy_id", last_id},
+                          {"last_phase", last_phase},
+                          {"last_error", ""},
+                          {"journal", std::move(journal)}};
+  };
+  nlohmann::json containers;
+  containers["api"] = entry("", "", "DEPLOY_PHASE_UNSPECIFIED",
+                            {{"deploy_id", "a-1"},
+                             {"old_id", ""},
+                             {"old_was_running", false},
+                             {"new_name", "api.hoist-new-def"},
+                             {"new_id", ""},
+                             {"phase", "pulling"},
+                             {"restart_policy", ""},
+                             {"digest", ""}});
+  containers["web"] = entry(kD1, "d-1", "DEPLOY_PHASE_SUCCEEDED",
+                            {{"deploy_id", "d-2"},
+                             {"old_id", "gone"},
+                             {"old_was_running", true},
+                             {"new_name", "web.hoist-new-abc"},
+                             {"new_id", *new_id},
+                             {"phase", "swapping"},
+                             {"restart_policy", "always"},
+                             {"digest", kD2}});
+  const std::string state =
+      nlohmann::json{{"version", 1}, {"containers", containers}}.dump(2);
+  manager_.reset();
+  ASSERT_TRUE(WriteFileAtomically(state_dir_ + "/state.json", state).ok());
+  manager_ = NewManager();
+  ASSERT_TRUE(manager_->Recover().ok());
+  auto web = docker_->Find("web");
+  ASSERT_TRUE(web.ok());
+  EXPECT_EQ(web->id, *new_id);
+  EXPECT_EQ(web->restart_policy, "always");
+  auto list = manager_->ListContainers();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->containers_size(), 1);
+  EXPECT_EQ(list->containers(0).last_phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  EXPECT_THAT(list->containers(0).previous_digests(), ElementsAre(kD1));
+  auto store = StateStore::Open(state_dir_ + "/state.json");
+  ASSERT_TRUE(store.ok());
+  EXPECT_EQ((*store)->Get("api").last_error,
+            "agent restarted mid-deploy a-1: interrupted while pulling; "
+            "nothing running was touched");
+  EXPECT_FALSE((*store)->Get("web").journal.has_value());
 }
 
 TEST_F(DeployManagerTest, StatusReportsDockerAndVersion) {

@@ -1,5 +1,6 @@
-// ProbeHttp against canned HTTP servers on loopback, and the schedule of
-// health probes after a new container started (HealthProbePause).
+// ProbeHttp against canned HTTP servers on loopback, ProbeTcp against
+// loopback sockets, and the schedule of health probes after a new container
+// started (HealthProbePause).
 #include "nodeagent/health_check.h"
 
 #include <netinet/in.h>
@@ -10,6 +11,7 @@
 #include <atomic>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -98,6 +100,87 @@ TEST(ProbeHttpTest, TwoAndThreeHundredsAreHealthyOthersNot) {
     CannedServer empty("");
     EXPECT_EQ(ProbeHttp(Url(empty.port()), absl::Seconds(10)).code(),
               absl::StatusCode::kUnavailable);
+  }
+}
+
+// A TCP socket bound to 127.0.0.1 on a free port, listening with `backlog`
+// when >= 0; it never accepts. Closed on destruction.
+class LoopbackSocket {
+ public:
+  explicit LoopbackSocket(int backlog) {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(address);
+    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&address), len), 0);
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &len);
+    port_ = ntohs(address.sin_port);
+    if (backlog >= 0) {
+      EXPECT_EQ(listen(fd_, backlog), 0);
+    }
+  }
+  ~LoopbackSocket() { close(fd_); }
+  int port() const { return port_; }
+  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+TEST(ProbeTcpTest, AnAcceptedConnectionIsHealthy) {
+  LoopbackSocket listening(/*backlog=*/8);
+  EXPECT_TRUE(ProbeTcp(listening.address(), absl::Seconds(10)).ok());
+}
+
+TEST(ProbeTcpTest, ARefusedConnectionIsUnavailableAndSaysWhy) {
+  LoopbackSocket bound(/*backlog=*/-1);  // the port is taken, not listening
+  const absl::Status probe = ProbeTcp(bound.address(), absl::Seconds(10));
+  EXPECT_EQ(probe.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(probe.message(),
+            absl::StrCat("tcp ", bound.address(), ": Connection refused"));
+}
+
+TEST(ProbeTcpTest, AConnectThatFailsAtOnceIsUnavailableAndSaysWhy) {
+  // The kernel refuses TCP to a multicast address in connect() itself,
+  // whatever the routes: no waiting for an answer.
+  const absl::Status probe = ProbeTcp("224.0.0.1:80", absl::Seconds(10));
+  EXPECT_EQ(probe.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(probe.message(), "tcp 224.0.0.1:80: Network is unreachable");
+}
+
+TEST(ProbeTcpTest, AConnectionNeverAcceptedTimesOutWithinTheTimeout) {
+  // With the accept queue full, the kernel drops further SYNs: connecting
+  // then hangs until the probe's own timeout.
+  LoopbackSocket full(/*backlog=*/0);
+  std::vector<int> fillers;
+  for (int i = 0; i < 2; ++i) {
+    fillers.push_back(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0));
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = htons(full.port());
+    connect(fillers.back(), reinterpret_cast<sockaddr*>(&address),
+            sizeof(address));
+  }
+  const absl::Time start = absl::Now();
+  const absl::Status probe = ProbeTcp(full.address(), absl::Milliseconds(300));
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_EQ(probe.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(probe.message(),
+            absl::StrCat("tcp ", full.address(), ": Connection timed out"));
+  EXPECT_GE(took, absl::Milliseconds(250));
+  EXPECT_LT(took, absl::Seconds(5));
+  for (int fd : fillers) close(fd);
+}
+
+TEST(ProbeTcpTest, AnAddressThatIsNotHostColonPortIsInvalid) {
+  for (const std::string bad :
+       {"nohost", ":80", "host:", "host:0", "host:65536", "host:x"}) {
+    const absl::Status probe = ProbeTcp(bad, absl::Seconds(1));
+    EXPECT_EQ(probe.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(std::string(probe.message()), HasSubstr("want host:port"));
   }
 }
 
