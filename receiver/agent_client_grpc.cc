@@ -71,7 +71,7 @@ std::string AgentTlsName(const AgentEntry& agent) {
 
 AgentClientGrpc::AgentClientGrpc(
     const AgentEntry& agent,
-    std::shared_ptr<grpc::ChannelCredentials> credentials,
+    const std::shared_ptr<grpc::ChannelCredentials>& credentials,
     const AgentCallConfig& call)
     : name_(agent.name), tls_name_(AgentTlsName(agent)) {
   grpc::ChannelArguments args;
@@ -108,8 +108,7 @@ AgentClientGrpc::AgentClientGrpc(
   // and wakeup per few DeployEvents, for streams of small messages that never
   // come near the default 64 KiB window.
   args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
-  channel_ =
-      grpc::CreateCustomChannel(agent.address, std::move(credentials), args);
+  channel_ = grpc::CreateCustomChannel(agent.address, credentials, args);
   stub_ = hoist::v1::NodeAgent::NewStub(channel_);
 }
 
@@ -177,7 +176,7 @@ void AgentClientGrpc::GetStatusAsync(absl::Duration deadline,
   Call* raw = call.get();
   stub_->async()->GetStatus(
       &raw->context, &raw->request, &raw->response,
-      [call, on_done = std::move(on_done)](grpc::Status s) {
+      [call, on_done = std::move(on_done)](const grpc::Status& s) {
         if (!s.ok()) {
           on_done(FromGrpcStatus(s));
         } else {

@@ -30,7 +30,7 @@ class AgentClientGrpc : public AgentClient {
  public:
   // Creates the channel to `agent.address` (connects lazily).
   AgentClientGrpc(const AgentEntry& agent,
-                  std::shared_ptr<grpc::ChannelCredentials> credentials,
+                  const std::shared_ptr<grpc::ChannelCredentials>& credentials,
                   const AgentCallConfig& call);
 
   void Deploy(const hoist::v1::DeployRequest& request, absl::Duration deadline,

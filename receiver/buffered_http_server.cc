@@ -34,10 +34,10 @@ namespace {
 
 // One recv() takes what the kernel has, up to this; a webhook delivery
 // (headers and a JSON body of a few KB) usually arrives in one.
-constexpr size_t kReadChunkBytes = 16 * 1024;
+constexpr size_t kReadChunkBytes = size_t{16} * 1024;
 // Blocking path: output is sent when the request is done, or earlier once
 // this much is pending (large answers such as /metrics).
-constexpr size_t kFlushAtBytes = 64 * 1024;
+constexpr size_t kFlushAtBytes = size_t{64} * 1024;
 // Blocking path: recv()/send() attempts per wait; a poll() that says ready
 // and a call that still finds nothing (spurious wake-up) is retried, a
 // bounded number of times.
@@ -112,6 +112,54 @@ bool ReadsBodyWithoutLength(absl::string_view method) {
          method == "PRI" || method == "DELETE";
 }
 
+// The headers that decide where a request ends.
+struct FramingHeaders {
+  // Content-Length. (Not a std::optional: GCC's -O1 -Wmaybe-uninitialized,
+  // as in the sanitizer builds, takes its value for uninitialized.)
+  bool has_length = false;
+  uint64_t length = 0;
+  bool bad_length = false;  // unreadable, or more than one Content-Length
+  bool chunked = false;     // any Transfer-Encoding
+  bool expect_continue = false;
+};
+
+// Content-Length's value into `*n`: digits only (no sign, no spaces
+// inside). False when it is not one.
+bool ParseContentLength(absl::string_view value, uint64_t* n) {
+  const bool digits =
+      !value.empty() && std::all_of(value.begin(), value.end(), [](char c) {
+        return absl::ascii_isdigit(c);
+      });
+  return digits && absl::SimpleAtoi(value, n);
+}
+
+// Reads the framing headers from `lines` (the header lines, CRLF-separated,
+// without the request line).
+FramingHeaders ParseFramingHeaders(absl::string_view lines) {
+  FramingHeaders headers;
+  for (absl::string_view line : absl::StrSplit(lines, "\r\n")) {
+    const size_t colon = line.find(':');
+    if (colon == absl::string_view::npos) continue;
+    const absl::string_view name = line.substr(0, colon);
+    const absl::string_view value =
+        absl::StripAsciiWhitespace(line.substr(colon + 1));
+    if (absl::EqualsIgnoreCase(name, "Content-Length")) {
+      uint64_t n = 0;
+      if (headers.has_length || !ParseContentLength(value, &n)) {
+        headers.bad_length = true;
+      } else {
+        headers.has_length = true;
+        headers.length = n;
+      }
+    } else if (absl::EqualsIgnoreCase(name, "Transfer-Encoding")) {
+      headers.chunked = true;
+    } else if (absl::EqualsIgnoreCase(name, "Expect")) {
+      headers.expect_continue = absl::EqualsIgnoreCase(value, "100-continue");
+    }
+  }
+  return headers;
+}
+
 Frame FrameRequest(absl::string_view in) {
   const size_t head_end = in.find("\r\n\r\n");
   if (head_end == absl::string_view::npos) {
@@ -124,49 +172,25 @@ Frame FrameRequest(absl::string_view in) {
   const absl::string_view head = in.substr(0, head_end);
   const size_t line_end = head.find("\r\n");
   const absl::string_view method = head.substr(0, head.find(' '));
-  std::optional<uint64_t> length;
-  bool bad_length = false;
-  bool chunked = false;
-  bool expect_continue = false;
-  if (line_end != absl::string_view::npos) {
-    for (absl::string_view line :
-         absl::StrSplit(head.substr(line_end + 2), "\r\n")) {
-      const size_t colon = line.find(':');
-      if (colon == absl::string_view::npos) continue;
-      const absl::string_view name = line.substr(0, colon);
-      const absl::string_view value =
-          absl::StripAsciiWhitespace(line.substr(colon + 1));
-      if (absl::EqualsIgnoreCase(name, "Content-Length")) {
-        uint64_t n = 0;
-        const bool digits = !value.empty() &&
-                            std::all_of(value.begin(), value.end(), [](char c) {
-                              return absl::ascii_isdigit(c);
-                            });
-        if (length.has_value() || !digits || !absl::SimpleAtoi(value, &n)) {
-          bad_length = true;
-        } else {
-          length = n;
-        }
-      } else if (absl::EqualsIgnoreCase(name, "Transfer-Encoding")) {
-        chunked = true;
-      } else if (absl::EqualsIgnoreCase(name, "Expect")) {
-        expect_continue = absl::EqualsIgnoreCase(value, "100-continue");
-      }
-    }
+  const FramingHeaders headers =
+      line_end == absl::string_view::npos
+          ? FramingHeaders()
+          : ParseFramingHeaders(head.substr(line_end + 2));
+  if (headers.chunked) return {Frame::kBlocking};
+  if (headers.bad_length) {
+    return {Frame::kComplete, body_start, /*close_after=*/true};
   }
-  if (chunked) return {Frame::kBlocking};
-  if (bad_length) return {Frame::kComplete, body_start, /*close_after=*/true};
-  if (!length.has_value()) {
+  if (!headers.has_length) {
     if (ReadsBodyWithoutLength(method)) return {Frame::kBlocking};
     return {Frame::kComplete, body_start};
   }
-  if (*length > BufferedHttpServer::kMaxEventBodyBytes) {
+  if (headers.length > BufferedHttpServer::kMaxEventBodyBytes) {
     return {Frame::kBlocking};
   }
-  if (in.size() - body_start >= *length) {
-    return {Frame::kComplete, body_start + static_cast<size_t>(*length)};
+  if (in.size() - body_start >= headers.length) {
+    return {Frame::kComplete, body_start + static_cast<size_t>(headers.length)};
   }
-  if (expect_continue) return {Frame::kBlocking};
+  if (headers.expect_continue) return {Frame::kBlocking};
   return {};
 }
 
@@ -281,13 +305,7 @@ class BlockingStream : public ConnectionStreamBase {
       if (n > 0) {
         sent += static_cast<size_t>(n);
         waits = 0;
-      } else if (n < 0 && errno == EINTR) {
-        continue;
-      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
-                 ++waits <= kAttempts &&
-                 WaitFor(conn_.sock, POLLOUT, write_timeout_ms_) > 0) {
-        continue;
-      } else {
+      } else if (!MaySendAgain(n, &waits)) {
         failed_ = true;
       }
     }
@@ -319,6 +337,16 @@ class BlockingStream : public ConnectionStreamBase {
   }
 
  private:
+  // After a send() that returned `n` <= 0: true when it may be tried again
+  // (it was interrupted, or the socket became writable within the write
+  // timeout; at most kAttempts waits in a row, counted in `*waits`).
+  bool MaySendAgain(ssize_t n, int* waits) const {
+    if (n >= 0) return false;
+    if (errno == EINTR) return true;
+    return (errno == EAGAIN || errno == EWOULDBLOCK) && ++*waits <= kAttempts &&
+           WaitFor(conn_.sock, POLLOUT, write_timeout_ms_) > 0;
+  }
+
   // Appends to the fully read conn.in: a non-blocking recv(), and only when
   // nothing is there yet, pending output is sent (a client may be waiting
   // for "100 Continue") and poll() waits up to the read timeout. Returns the
@@ -364,7 +392,7 @@ char timer_marker;
 }  // namespace
 
 BufferedHttpServer::BufferedHttpServer(Options options)
-    : options_(std::move(options)),
+    : options_(options),
       blocking_(std::make_unique<ElasticTaskQueue>(
           0, static_cast<size_t>(std::max(options_.blocking_threads, 1)),
           absl::Seconds(30))) {
@@ -498,19 +526,8 @@ void BufferedHttpServer::Serve(Connection& conn) {
   int answered = 0;
   while (true) {
     if (!conn.out.empty()) {
-      const ssize_t n = ::send(conn.sock, conn.out.data(), conn.out.size(),
-                               MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n > 0) {
-        conn.out.erase(0, static_cast<size_t>(n));
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        Arm(conn, EPOLLOUT, NowMs() + WriteTimeoutMs());
-        return;
-      }
-      Close(conn);
-      return;
+      if (!SendSome(conn)) return;
+      continue;
     }
     if (conn.close_after_flush) {
       Close(conn);
@@ -523,47 +540,69 @@ void BufferedHttpServer::Serve(Connection& conn) {
       blocking_->enqueue([this, c = &conn] { ServeBlocking(*c); });
       return;
     }
-    if (frame.kind == Frame::kComplete) {
-      if (answered == kMaxRequestsPerTurn) {
-        // Let other ready connections have this thread. EPOLLOUT: the
-        // socket is writable, so the event comes back at once, even with
-        // nothing new to read.
-        Arm(conn, EPOLLOUT, NowMs() + WriteTimeoutMs());
-        return;
-      }
-      ++answered;
-      if (!Answer(conn, frame.bytes) || frame.close_after) {
-        conn.close_after_flush = true;
-      }
-      if (!conn.in.empty()) conn.request_started_ms = NowMs();
+    if (frame.kind == Frame::kNeedMore) {
+      if (!ReadSome(conn)) return;
       continue;
     }
-    // Frame::kNeedMore.
-    if (conn.peer_closed) {
-      Close(conn);
+    if (answered == kMaxRequestsPerTurn) {
+      // Let other ready connections have this thread. EPOLLOUT: the socket
+      // is writable, so the event comes back at once, even with nothing new
+      // to read.
+      Arm(conn, EPOLLOUT, NowMs() + WriteTimeoutMs());
       return;
     }
-    if (!conn.maybe_more) {
-      Arm(conn, EPOLLIN,
-          conn.in.empty() ? NowMs() + KeepAliveMs()
-                          : conn.request_started_ms + ReadTimeoutMs());
-      return;
+    ++answered;
+    if (!Answer(conn, frame.bytes) || frame.close_after) {
+      conn.close_after_flush = true;
     }
-    char buffer[kReadChunkBytes];
-    const ssize_t n = ::recv(conn.sock, buffer, sizeof(buffer), MSG_DONTWAIT);
-    if (n > 0) {
-      if (conn.in.empty()) conn.request_started_ms = NowMs();
-      conn.in.append(buffer, static_cast<size_t>(n));
-      conn.maybe_more = static_cast<size_t>(n) == sizeof(buffer);
-    } else if (n == 0) {
-      conn.peer_closed = true;
-    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      conn.maybe_more = false;
-    } else if (errno != EINTR) {
-      Close(conn);
-      return;
-    }
+    if (!conn.in.empty()) conn.request_started_ms = NowMs();
   }
+}
+
+bool BufferedHttpServer::SendSome(Connection& conn) {
+  const ssize_t n = ::send(conn.sock, conn.out.data(), conn.out.size(),
+                           MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (n > 0) {
+    conn.out.erase(0, static_cast<size_t>(n));
+    return true;
+  }
+  if (n < 0 && errno == EINTR) return true;
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    Arm(conn, EPOLLOUT, NowMs() + WriteTimeoutMs());
+    return false;
+  }
+  Close(conn);
+  return false;
+}
+
+bool BufferedHttpServer::ReadSome(Connection& conn) {
+  if (conn.peer_closed) {
+    Close(conn);
+    return false;
+  }
+  if (!conn.maybe_more) {
+    // Drained: wait for more, within the keep-alive timeout between
+    // requests, or the read timeout from the request's first byte.
+    Arm(conn, EPOLLIN,
+        conn.in.empty() ? NowMs() + KeepAliveMs()
+                        : conn.request_started_ms + ReadTimeoutMs());
+    return false;
+  }
+  char buffer[kReadChunkBytes];
+  const ssize_t n = ::recv(conn.sock, buffer, sizeof(buffer), MSG_DONTWAIT);
+  if (n > 0) {
+    if (conn.in.empty()) conn.request_started_ms = NowMs();
+    conn.in.append(buffer, static_cast<size_t>(n));
+    conn.maybe_more = static_cast<size_t>(n) == sizeof(buffer);
+  } else if (n == 0) {
+    conn.peer_closed = true;
+  } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+    conn.maybe_more = false;
+  } else if (errno != EINTR) {
+    Close(conn);
+    return false;
+  }
+  return true;
 }
 
 bool BufferedHttpServer::Answer(Connection& conn, size_t frame_bytes) {

@@ -79,11 +79,11 @@ class BufferedHttpServer : public httplib::Server {
 
   // A body up to this size is read into the connection's buffer before the
   // request is answered (event path); a larger one takes the blocking path.
-  static constexpr size_t kMaxEventBodyBytes = 64 * 1024;
+  static constexpr size_t kMaxEventBodyBytes = size_t{64} * 1024;
   // Bytes of request line and headers buffered at most while waiting for
   // their end; beyond it the request is handed to process_request() as is
   // (which refuses it) and the connection closed.
-  static constexpr size_t kMaxHeaderBytes = 64 * 1024;
+  static constexpr size_t kMaxHeaderBytes = size_t{64} * 1024;
   // How often the deadlines of open connections are checked.
   static constexpr absl::Duration kSweepInterval = absl::Milliseconds(250);
 
@@ -120,6 +120,15 @@ class BufferedHttpServer : public httplib::Server {
   // Serves `conn` (owned by the calling thread until it re-arms, hands off
   // or closes it) as far as its buffered and readable bytes allow.
   void Serve(Connection& conn);
+  // Serve()'s steps. Each returns true when the caller still owns `conn` and
+  // goes on serving it; false when `conn` was re-armed or closed.
+  // One send() of conn.out: re-arms for EPOLLOUT when the socket is full,
+  // closes on an error.
+  bool SendSome(Connection& conn);
+  // For a buffer without a whole request: one recv() of what the socket
+  // has; re-arms for EPOLLIN once drained, closes once the peer closed or
+  // on an error.
+  bool ReadSome(Connection& conn);
   // The blocking path: serves `conn` until it closes, then closes it.
   void ServeBlocking(Connection& conn);
   // Answers one framed request of `frame_bytes` at the start of conn.in.

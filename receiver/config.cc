@@ -421,6 +421,64 @@ void ReadHealth(const YAML::Node& node, ConfigErrors* errors,
   r.Finish();
 }
 
+// container.ports, env, env_files and volumes: each item checked, kept
+// even when wrong (every problem of the file is reported at once).
+void ReadContainerLists(MapReader& r, ConfigErrors* errors,
+                        hoist::v1::ContainerSpec* c) {
+  for (const auto& [port, item] : StringItems(r, "ports")) {
+    const std::string problem = CheckPortSpec(port);
+    if (!problem.empty()) {
+      errors->Add(item, absl::StrCat("container.ports: bad port spec \"", port,
+                                     "\": ", problem));
+    }
+    c->add_ports(port);
+  }
+  for (const auto& [env, item] : StringItems(r, "env")) {
+    const size_t eq = env.find('=');
+    if (eq == 0 || eq == std::string::npos) {
+      errors->Add(
+          item, absl::StrCat("container.env: \"", env, "\" must be KEY=value"));
+    }
+    c->add_env(env);
+  }
+  // Paths on the agent's host: the agent applies the same rule to every
+  // request (docs/design.md, "Receiver config").
+  for (const auto& [file, item] : StringItems(r, "env_files")) {
+    if (const std::string problem = CheckHostPath(file); !problem.empty()) {
+      errors->Add(item, absl::StrCat("container.env_files: \"", file, "\" ",
+                                     problem, " on the agent's host"));
+    }
+    c->add_env_files(file);
+  }
+  for (const auto& [volume, item] : StringItems(r, "volumes")) {
+    const std::string problem = CheckVolumeSpec(volume);
+    if (!problem.empty()) {
+      errors->Add(item, absl::StrCat("container.volumes: bad volume spec \"",
+                                     volume, "\": ", problem));
+    }
+    c->add_volumes(volume);
+  }
+}
+
+void ReadContainerLog(const YAML::Node& node, ConfigErrors* errors,
+                      hoist::v1::ContainerSpec* c) {
+  MapReader log(node, "container.log", errors);
+  c->set_log_driver(log.String("driver"));
+  for (const auto& [k, v] : log.StringMap("options")) {
+    (*c->mutable_log_options())[k] = v;
+  }
+  log.Finish();
+}
+
+// Docker's restart policies: no, always, unless-stopped, on-failure[:N>0].
+bool IsValidRestart(const std::string& restart) {
+  int retries = 0;
+  return restart == "no" || restart == "always" ||
+         restart == "unless-stopped" || restart == "on-failure" ||
+         (absl::StartsWith(restart, "on-failure:") &&
+          absl::SimpleAtoi(restart.substr(11), &retries) && retries > 0);
+}
+
 void ReadContainer(const YAML::Node& node, const std::string& service_name,
                    ConfigErrors* errors, ServiceConfig* service,
                    ServiceNodes* nodes) {
@@ -434,37 +492,7 @@ void ReadContainer(const YAML::Node& node, const std::string& service_name,
                     "container name \"", c.name(),
                     "\" must match [a-zA-Z0-9][a-zA-Z0-9_.-]* without \"..\""));
   }
-  for (const auto& [port, item] : StringItems(r, "ports")) {
-    const std::string problem = CheckPortSpec(port);
-    if (!problem.empty()) {
-      errors->Add(item, absl::StrCat("container.ports: bad port spec \"", port,
-                                     "\": ", problem));
-    }
-    c.add_ports(port);
-  }
-  for (const auto& [env, item] : StringItems(r, "env")) {
-    const size_t eq = env.find('=');
-    if (eq == 0 || eq == std::string::npos) {
-      errors->Add(
-          item, absl::StrCat("container.env: \"", env, "\" must be KEY=value"));
-    }
-    c.add_env(env);
-  }
-  for (const auto& [file, item] : StringItems(r, "env_files")) {
-    if (const std::string problem = CheckHostPath(file); !problem.empty()) {
-      errors->Add(item, absl::StrCat("container.env_files: \"", file, "\" ",
-                                     problem, " on the agent's host"));
-    }
-    c.add_env_files(file);
-  }
-  for (const auto& [volume, item] : StringItems(r, "volumes")) {
-    const std::string problem = CheckVolumeSpec(volume);
-    if (!problem.empty()) {
-      errors->Add(item, absl::StrCat("container.volumes: bad volume spec \"",
-                                     volume, "\": ", problem));
-    }
-    c.add_volumes(volume);
-  }
+  ReadContainerLists(r, errors, &c);
   for (const auto& [k, v] : r.StringMap("labels")) (*c.mutable_labels())[k] = v;
   c.set_network(r.String("network"));
   if (!c.network().empty() && !IsValidName(c.network())) {
@@ -476,29 +504,13 @@ void ReadContainer(const YAML::Node& node, const std::string& service_name,
   for (const std::string& s : r.StringList("command")) c.add_command(s);
   c.set_memory_mb(r.Int("memory_mb", 0, 0, int64_t{1} << 30));
   c.set_cpus(r.Double("cpus", 0, 0, 1024));
-  {
-    MapReader log(Sub(r, "log"), "container.log", errors);
-    c.set_log_driver(log.String("driver"));
-    for (const auto& [k, v] : log.StringMap("options"))
-      (*c.mutable_log_options())[k] = v;
-    log.Finish();
-  }
+  ReadContainerLog(Sub(r, "log"), errors, &c);
   c.set_restart(r.String("restart", "unless-stopped"));
-  {
-    const std::string& restart = c.restart();
-    int retries = 0;
-    const bool ok =
-        restart == "no" || restart == "always" || restart == "unless-stopped" ||
-        restart == "on-failure" ||
-        (absl::StartsWith(restart, "on-failure:") &&
-         absl::SimpleAtoi(restart.substr(11), &retries) && retries > 0);
-    if (!ok) {
-      errors->Add(
-          NodeFor(r, "restart"),
-          absl::StrCat(
-              "container.restart \"", restart,
-              "\" must be no, always, unless-stopped or on-failure[:N]"));
-    }
+  if (!IsValidRestart(c.restart())) {
+    errors->Add(NodeFor(r, "restart"),
+                absl::StrCat(
+                    "container.restart \"", c.restart(),
+                    "\" must be no, always, unless-stopped or on-failure[:N]"));
   }
   c.set_stop_timeout_seconds(
       static_cast<int32_t>(r.Int("stop_timeout_seconds", 10, 0, 3600)));
@@ -585,8 +597,11 @@ void ReadServices(const YAML::Node& node, ConfigErrors* errors,
   }
 }
 
-void CrossCheck(const ReceiverConfig& config,
-                const std::vector<ServiceNodes>& nodes, ConfigErrors* errors) {
+// Service names are unique; a service's targets exist and match at least
+// one agent.
+void CheckServiceNamesAndTargets(const ReceiverConfig& config,
+                                 const std::vector<ServiceNodes>& nodes,
+                                 ConfigErrors* errors) {
   std::map<std::string, int> service_lines;
   for (size_t i = 0; i < config.services.size(); ++i) {
     const ServiceConfig& service = config.services[i];
@@ -616,8 +631,25 @@ void CrossCheck(const ReceiverConfig& config,
                                           "\" matches no agent"));
     }
   }
-  // Two services deploying the same container name to the same host would
-  // replace each other's containers.
+}
+
+// The first agent (in `a`'s target order) that both services target, or
+// null.
+const AgentEntry* SharedTarget(const ReceiverConfig& config,
+                               const ServiceConfig& a, const ServiceConfig& b) {
+  std::set<const AgentEntry*> hosts;
+  for (const AgentEntry* agent : ResolveTargets(config, b)) hosts.insert(agent);
+  for (const AgentEntry* agent : ResolveTargets(config, a)) {
+    if (hosts.count(agent) > 0) return agent;
+  }
+  return nullptr;
+}
+
+// Two services deploying the same container name to the same host would
+// replace each other's containers.
+void CheckContainerNameClashes(const ReceiverConfig& config,
+                               const std::vector<ServiceNodes>& nodes,
+                               ConfigErrors* errors) {
   for (size_t i = 0; i < config.services.size(); ++i) {
     for (size_t j = 0; j < i; ++j) {
       const ServiceConfig& a = config.services[i];
@@ -625,21 +657,22 @@ void CrossCheck(const ReceiverConfig& config,
       if (a.container.name() != b.container.name() ||
           a.container.name().empty())
         continue;
-      std::set<const AgentEntry*> hosts;
-      for (const AgentEntry* agent : ResolveTargets(config, b))
-        hosts.insert(agent);
-      for (const AgentEntry* agent : ResolveTargets(config, a)) {
-        if (hosts.count(agent) > 0) {
-          errors->Add(nodes[i].container_name,
-                      absl::StrCat("container name \"", a.container.name(),
-                                   "\" of service \"", a.name,
-                                   "\" is also used by service \"", b.name,
-                                   "\" on agent \"", agent->name, "\""));
-          break;
-        }
+      if (const AgentEntry* agent = SharedTarget(config, a, b)) {
+        errors->Add(nodes[i].container_name,
+                    absl::StrCat("container name \"", a.container.name(),
+                                 "\" of service \"", a.name,
+                                 "\" is also used by service \"", b.name,
+                                 "\" on agent \"", agent->name, "\""));
       }
     }
   }
+}
+
+// The checks across sections (docs/design.md, "Receiver config").
+void CrossCheck(const ReceiverConfig& config,
+                const std::vector<ServiceNodes>& nodes, ConfigErrors* errors) {
+  CheckServiceNamesAndTargets(config, nodes, errors);
+  CheckContainerNameClashes(config, nodes, errors);
 }
 
 }  // namespace

@@ -1,14 +1,11 @@
 #include "receiver/control_service.h"
 
-#include <atomic>
 #include <memory>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "common/log.h"
-#include "common/proto_time.h"
 #include "common/tsan.h"
 #include "grpc/health/v1/health.pb.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -131,17 +128,11 @@ class WatchReactor : public grpc::ServerWriteReactor<hoist::v1::RolloutEvent> {
 ControlService::ControlService(RolloutManager* manager, AgentClientPool* pool,
                                std::shared_ptr<const ReceiverConfig> config,
                                absl::Duration status_deadline)
-    : manager_(manager), pool_(pool), status_deadline_(status_deadline) {
+    : manager_(manager), agents_(pool, status_deadline) {
   UpdateConfig(std::move(config));
 }
 
-ControlService::~ControlService() {
-  absl::MutexLock lock(&mu_);
-  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return background_ == 0;
-  };
-  mu_.Await(absl::Condition(&idle));
-}
+ControlService::~ControlService() = default;
 
 void ControlService::UpdateConfig(
     std::shared_ptr<const ReceiverConfig> config) {
@@ -180,72 +171,14 @@ grpc::ServerUnaryReactor* ControlService::ListAgents(
   absl::Status auth = Authorize(context, false);
   if (!auth.ok()) return FinishWith(context, auth);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  std::shared_ptr<const ReceiverConfig> cfg = config();
-  const size_t n = cfg->agents.size();
-  if (n == 0) {
-    reactor->Finish(grpc::Status::OK);
-    return reactor;
-  }
-  {
-    absl::MutexLock lock(&mu_);
-    ++background_;
-  }
-  // Every agent is asked at once with the asynchronous GetStatus: no thread
-  // per agent. The last answer fills the response and finishes the call.
-  struct Gather {
-    std::vector<absl::StatusOr<hoist::v1::AgentStatus>> results;
-    std::atomic<size_t> remaining;
-    explicit Gather(size_t n)
-        : results(n, absl::UnknownError("not asked")), remaining(n) {}
-  };
-  auto gather = std::make_shared<Gather>(n);
-  auto complete = [this, cfg, reactor, response, gather]() {
-    const absl::Time now = absl::Now();
-    for (size_t i = 0; i < gather->results.size(); ++i) {
-      const AgentEntry& agent = cfg->agents[i];
-      absl::StatusOr<hoist::v1::AgentStatus>& status = gather->results[i];
-      hoist::v1::AgentInfo* info = response->add_agents();
-      info->set_name(agent.name);
-      info->set_address(agent.address);
-      for (const auto& [k, v] : agent.labels) (*info->mutable_labels())[k] = v;
-      info->set_reachable(status.ok());
-      AgentSeen seen;
-      {
-        absl::MutexLock lock(&mu_);
-        AgentSeen& s = seen_[agent.name];
-        if (status.ok()) {
-          s.last_seen = now;
-        } else {
-          s.last_error = std::string(status.status().message());
-        }
-        seen = s;
-      }
-      if (status.ok()) {
-        info->set_version(status->version());
-        info->set_docker_version(status->docker_version());
-      }
-      if (seen.last_seen != absl::InfinitePast())
-        *info->mutable_last_seen() = ToProto(seen.last_seen);
-      if (!status.ok()) info->set_last_error(seen.last_error);
-    }
-    reactor->Finish(grpc::Status::OK);
-    absl::MutexLock lock(&mu_);
-    --background_;
-  };
-  for (size_t i = 0; i < n; ++i) {
-    auto on_done = [gather, complete,
-                    i](absl::StatusOr<hoist::v1::AgentStatus> status) {
-      gather->results[i] = std::move(status);
-      if (--gather->remaining == 0) complete();
-    };
-    absl::StatusOr<std::shared_ptr<AgentClient>> client =
-        pool_->Get(cfg->agents[i].name);
-    if (!client.ok()) {
-      on_done(client.status());
-    } else {
-      (*client)->GetStatusAsync(status_deadline_, std::move(on_done));
-    }
-  }
+  // Finished when the last agent answered; the reactor never blocks.
+  agents_.List(config()->agents,
+               [reactor, response](std::vector<hoist::v1::AgentInfo> agents) {
+                 for (hoist::v1::AgentInfo& agent : agents) {
+                   *response->add_agents() = std::move(agent);
+                 }
+                 reactor->Finish(grpc::Status::OK);
+               });
   return reactor;
 }
 

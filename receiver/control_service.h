@@ -1,5 +1,6 @@
 // ControlService: the gRPC Control API (hoist.v1.Control), a thin adapter
-// over RolloutManager and the agent pool, with the callback API.
+// with the callback API: it authorizes the caller, translates protos and
+// calls RolloutManager (rollouts) and AgentDirectory (ListAgents).
 //
 // Authorization by client certificate identity (RoleAuthorizer):
 // authz.operators may call everything; authz.viewers may call ListAgents,
@@ -24,6 +25,7 @@
 #include "grpcpp/grpcpp.h"
 #include "hoist/v1/control.grpc.pb.h"
 #include "receiver/agent_client.h"
+#include "receiver/agent_directory.h"
 #include "receiver/config.h"
 #include "receiver/rollout_manager.h"
 
@@ -32,10 +34,11 @@ namespace hoist::receiver {
 class ControlService : public hoist::v1::Control::CallbackService {
  public:
   // `manager` and `pool` are not owned and must outlive the service.
+  // `status_deadline`: of each agent's GetStatus in ListAgents.
   ControlService(RolloutManager* manager, AgentClientPool* pool,
                  std::shared_ptr<const ReceiverConfig> config,
                  absl::Duration status_deadline = absl::Seconds(2));
-  ~ControlService() override;  // waits for background ListAgents work
+  ~ControlService() override;  // waits for ListAgents calls still gathering
 
   // New authz and agent list for later calls (SIGHUP).
   void UpdateConfig(std::shared_ptr<const ReceiverConfig> config);
@@ -68,22 +71,16 @@ class ControlService : public hoist::v1::Control::CallbackService {
                                    hoist::v1::Rollout* response) override;
 
  private:
-  struct AgentSeen {
-    absl::Time last_seen = absl::InfinitePast();
-    std::string last_error;
-  };
   absl::Status Authorize(grpc::CallbackServerContext* context,
                          bool operator_only);
   std::shared_ptr<const ReceiverConfig> config();
 
   RolloutManager* const manager_;
-  AgentClientPool* const pool_;
-  const absl::Duration status_deadline_;
   absl::Mutex mu_;
   std::shared_ptr<const ReceiverConfig> config_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const RoleAuthorizer> authorizer_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, AgentSeen> seen_ ABSL_GUARDED_BY(mu_);
-  int background_ ABSL_GUARDED_BY(mu_) = 0;
+  // Last: destroyed first, it waits for ListAgents calls still gathering.
+  AgentDirectory agents_;
 };
 
 // The Control gRPC server.

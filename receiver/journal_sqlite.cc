@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/log.h"
 #include "common/status_macros.h"
 
 namespace hoist::receiver {
@@ -158,6 +159,52 @@ CREATE TABLE IF NOT EXISTS host_results (
 );
 )sql";
 
+// Takes the exclusive flock(2) on "<path>.lock" that makes the journal
+// single-writer (docs/design.md, "Durability"). Returns the locked file
+// descriptor; the lock lasts until it is closed.
+absl::StatusOr<int> LockJournalFile(const std::string& path) {
+  const std::string lock_path = path + ".lock";
+  const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("journal lock ", lock_path, ": ", std::strerror(errno)));
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return fd;
+  const int err = errno;
+  ::close(fd);
+  if (err == EWOULDBLOCK) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "journal ", path, " is in use by another hoist-receiver (lock ",
+        lock_path, " is held); run one receiver per journal"));
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("journal lock ", lock_path, ": ", std::strerror(err)));
+}
+
+// Opens one connection to the journal file. `purpose` completes the error
+// message ("" for the write connection, " for reading" for the other).
+absl::StatusOr<sqlite3*> OpenConnection(const std::string& path, int flags,
+                                        const char* purpose) {
+  sqlite3* db = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &db,
+                                 flags | SQLITE_OPEN_FULLMUTEX, nullptr);
+  if (rc == SQLITE_OK) return db;
+  std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  sqlite3_close(db);
+  return absl::UnavailableError(
+      absl::StrCat("open journal ", path, purpose, ": ", msg));
+}
+
+// The version in `schema_version`; 0 for a new journal (no row yet).
+absl::StatusOr<int64_t> ReadSchemaVersion(sqlite3* db) {
+  Stmt q(db, "SELECT version FROM schema_version LIMIT 1");
+  HOIST_RETURN_IF_ERROR(q.status());
+  const int rc = q.Step();
+  if (rc == SQLITE_ROW) return q.Int(0);
+  if (rc != SQLITE_DONE) return q.Error(rc);
+  return 0;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SqliteJournal>> SqliteJournal::Open(
@@ -167,101 +214,87 @@ absl::StatusOr<std::unique_ptr<SqliteJournal>> SqliteJournal::Open(
 
 absl::StatusOr<std::unique_ptr<SqliteJournal>> SqliteJournal::Open(
     const std::string& path, Options options) {
-  const std::string lock_path = path + ".lock";
-  int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("journal lock ", lock_path, ": ", std::strerror(errno)));
+  HOIST_ASSIGN_OR_RETURN(const int lock_fd, LockJournalFile(path));
+  absl::StatusOr<sqlite3*> db =
+      OpenConnection(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "");
+  if (!db.ok()) {
+    ::close(lock_fd);
+    return db.status();
   }
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    int err = errno;
-    ::close(fd);
-    if (err == EWOULDBLOCK) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "journal ", path, " is in use by another hoist-receiver (lock ",
-          lock_path, " is held); run one receiver per journal"));
-    }
-    return absl::FailedPreconditionError(
-        absl::StrCat("journal lock ", lock_path, ": ", std::strerror(err)));
-  }
-  sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(
-      path.c_str(), &db,
-      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-      nullptr);
-  if (rc != SQLITE_OK) {
-    std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
-    sqlite3_close(db);
-    ::close(fd);
-    return absl::UnavailableError(
-        absl::StrCat("open journal ", path, ": ", msg));
-  }
+  // From here on the journal owns the connection and the lock: an early
+  // return closes both.
   std::unique_ptr<SqliteJournal> journal(
-      new SqliteJournal(db, fd, std::move(options)));
-  {
-    absl::MutexLock lock(&journal->mu_);
-    sqlite3_busy_timeout(db, 5000);
-    HOIST_RETURN_IF_ERROR(
-        Annotate(journal->Exec("PRAGMA journal_mode=WAL"), path));
-    HOIST_RETURN_IF_ERROR(journal->Exec("PRAGMA synchronous=FULL"));
-    HOIST_RETURN_IF_ERROR(journal->Exec("PRAGMA foreign_keys=ON"));
-    // The working set is the latest rollouts; a 512 KiB page cache (SQLite's
-    // default is 2 MB) holds it and keeps a long-running receiver's RSS flat.
-    HOIST_RETURN_IF_ERROR(journal->Exec("PRAGMA cache_size=-512"));
-    // The version first: a newer journal is refused before anything in it
-    // is touched.
-    HOIST_RETURN_IF_ERROR(Annotate(
-        journal->Exec(
-            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT "
-            "NULL)"),
-        path));
-    int64_t version = 0;  // 0: a new journal
-    {
-      Stmt q(db, "SELECT version FROM schema_version LIMIT 1");
-      HOIST_RETURN_IF_ERROR(q.status());
-      rc = q.Step();
-      if (rc == SQLITE_ROW) {
-        version = q.Int(0);
-      } else if (rc != SQLITE_DONE) {
-        return q.Error(rc);
-      }
-    }
-    if (version != 0 && version != 1 && version != kSchemaVersion) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "journal ", path, " has schema version ", version,
-          "; this hoist-receiver understands versions 1 to ", kSchemaVersion,
-          " (a newer hoist-receiver wrote it: run that one, or start from a "
-          "fresh state: file)"));
-    }
-    // Creates what is missing: everything for a new journal, host_results
-    // for a version 1 journal (the only difference to version 2).
-    HOIST_RETURN_IF_ERROR(journal->InTransaction([&]() -> absl::Status {
-      HOIST_RETURN_IF_ERROR(journal->Exec(kSchema));
-      if (version == kSchemaVersion) return absl::OkStatus();
-      Stmt w(db, version == 0 ? "INSERT INTO schema_version(version) VALUES (?)"
-                              : "UPDATE schema_version SET version = ?");
-      HOIST_RETURN_IF_ERROR(w.status());
-      w.BindInt(1, kSchemaVersion);
-      return w.StepDone();
-    }));
-  }
-  // The read connection, opened once the schema exists. query_only: it can
-  // never write, so the write connection stays the only writer.
-  sqlite3* reader = nullptr;
-  rc = sqlite3_open_v2(path.c_str(), &reader,
-                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr);
-  if (rc != SQLITE_OK) {
-    std::string msg = reader ? sqlite3_errmsg(reader) : sqlite3_errstr(rc);
-    sqlite3_close(reader);
-    return absl::UnavailableError(
-        absl::StrCat("open journal ", path, " for reading: ", msg));
-  }
-  absl::MutexLock lock(&journal->read_mu_);
-  journal->reader_ = reader;
-  sqlite3_busy_timeout(reader, 5000);
-  HOIST_RETURN_IF_ERROR(Annotate(ExecOn(reader, "PRAGMA query_only=1"), path));
-  HOIST_RETURN_IF_ERROR(ExecOn(reader, "PRAGMA cache_size=-512"));
+      new SqliteJournal(*db, lock_fd, std::move(options)));
+  HOIST_RETURN_IF_ERROR(journal->ConfigureWriter(path));
+  HOIST_RETURN_IF_ERROR(journal->CreateOrMigrateSchema(path));
+  // The read connection is opened once the schema exists.
+  HOIST_RETURN_IF_ERROR(journal->OpenReader(path));
   return journal;
+}
+
+absl::Status SqliteJournal::ConfigureWriter(const std::string& path) {
+  absl::MutexLock lock(&mu_);
+  sqlite3_busy_timeout(db_, 5000);
+  if (options_.fail_commit_for_testing) {
+    sqlite3_commit_hook(db_, &SqliteJournal::CommitHookForTesting, this);
+  }
+  // WAL and synchronous=FULL: a write that returned OK survives a crash of
+  // the process or the machine (the Journal contract).
+  HOIST_RETURN_IF_ERROR(Annotate(Exec("PRAGMA journal_mode=WAL"), path));
+  HOIST_RETURN_IF_ERROR(Exec("PRAGMA synchronous=FULL"));
+  HOIST_RETURN_IF_ERROR(Exec("PRAGMA foreign_keys=ON"));
+  // The working set is the latest rollouts; a 512 KiB page cache (SQLite's
+  // default is 2 MB) holds it and keeps a long-running receiver's RSS flat.
+  return Exec("PRAGMA cache_size=-512");
+}
+
+absl::Status SqliteJournal::CreateOrMigrateSchema(const std::string& path) {
+  absl::MutexLock lock(&mu_);
+  // The version first: a newer journal is refused before anything in it is
+  // touched.
+  HOIST_RETURN_IF_ERROR(Annotate(
+      Exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT "
+           "NULL)"),
+      path));
+  HOIST_ASSIGN_OR_RETURN(const int64_t version, ReadSchemaVersion(db_));
+  if (version != 0 && version != 1 && version != kSchemaVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "journal ", path, " has schema version ", version,
+        "; this hoist-receiver understands versions 1 to ", kSchemaVersion,
+        " (a newer hoist-receiver wrote it: run that one, or start from a "
+        "fresh state: file)"));
+  }
+  // Creates what is missing: everything for a new journal, host_results for
+  // a version 1 journal (the only difference to version 2).
+  return InTransaction([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS -> absl::Status {
+    HOIST_RETURN_IF_ERROR(Exec(kSchema));
+    if (version == kSchemaVersion) return absl::OkStatus();
+    Stmt w(db_, version == 0 ? "INSERT INTO schema_version(version) VALUES (?)"
+                             : "UPDATE schema_version SET version = ?");
+    HOIST_RETURN_IF_ERROR(w.status());
+    w.BindInt(1, kSchemaVersion);
+    return w.StepDone();
+  });
+}
+
+absl::Status SqliteJournal::OpenReader(const std::string& path) {
+  // query_only: it can never write, so the write connection stays the only
+  // writer.
+  HOIST_ASSIGN_OR_RETURN(
+      sqlite3 * reader,
+      OpenConnection(path, SQLITE_OPEN_READWRITE, " for reading"));
+  absl::MutexLock lock(&read_mu_);
+  reader_ = reader;
+  sqlite3_busy_timeout(reader_, 5000);
+  HOIST_RETURN_IF_ERROR(Annotate(ExecOn(reader_, "PRAGMA query_only=1"), path));
+  return ExecOn(reader_, "PRAGMA cache_size=-512");
+}
+
+int SqliteJournal::CommitHookForTesting(void* journal) {
+  return static_cast<SqliteJournal*>(journal)
+                 ->options_.fail_commit_for_testing()
+             ? 1
+             : 0;
 }
 
 SqliteJournal::SqliteJournal(sqlite3* db, int lock_fd, Options options)
@@ -276,7 +309,15 @@ SqliteJournal::~SqliteJournal() {
     absl::MutexLock lock(&queue_mu_);
     counts_pending = !duplicates_.empty();
   }
+  // Duplicate counts held in memory get a last commit of their own.
   if (counts_pending) Write(nullptr).IgnoreError();
+  {
+    absl::MutexLock lock(&queue_mu_);
+    if (!duplicates_.empty()) {
+      LogWarning("journal closed with duplicate counts it could not write",
+                 {{"deliveries", absl::StrCat(duplicates_.size())}});
+    }
+  }
   {
     absl::MutexLock lock(&read_mu_);
     sqlite3_close(reader_);
@@ -305,79 +346,131 @@ absl::Status SqliteJournal::Write(std::function<absl::Status()> body) {
     }
     // Not done and nobody committing: `write` is still queued. Commit every
     // queued write, this one included.
-    committing_ = true;
-    std::vector<PendingWrite*> batch;
-    batch.swap(queue_);
-    std::map<std::string, DuplicateTally> duplicates;
-    duplicates.swap(duplicates_);
-    duplicates_flushed_ = absl::Now();
-    queue_mu_.Unlock();
-    const bool committed = CommitBatch(batch, duplicates);
-    queue_mu_.Lock();
-    if (committed) ++commits_;
-    for (PendingWrite* w : batch) w->done = true;
-    committing_ = false;
-    queue_cv_.SignalAll();
+    CommitQueuedLocked();
   }
   return write.status;
 }
 
-bool SqliteJournal::CommitBatch(
+void SqliteJournal::CommitQueuedLocked() {
+  committing_ = true;
+  std::vector<PendingWrite*> batch;
+  batch.swap(queue_);
+  std::map<std::string, DuplicateTally> duplicates;
+  duplicates.swap(duplicates_);
+  duplicates_flushed_ = absl::Now();
+  // Writers queue behind this commit meanwhile, to share the next one.
+  queue_mu_.Unlock();
+  const BatchOutcome outcome = CommitBatch(batch, duplicates);
+  queue_mu_.Lock();
+  if (outcome.committed) ++commits_;
+  if (!duplicates.empty() && !outcome.duplicates_status.ok()) {
+    KeepDuplicatesLocked(duplicates, outcome.duplicates_status);
+  }
+  for (PendingWrite* w : batch) w->done = true;
+  committing_ = false;
+  queue_cv_.SignalAll();
+}
+
+void SqliteJournal::KeepDuplicatesLocked(
+    const std::map<std::string, DuplicateTally>& duplicates,
+    const absl::Status& why) {
+  // Counts that arrived during the failed commit are already in duplicates_:
+  // add to them.
+  for (const auto& [key, tally] : duplicates) {
+    DuplicateTally& kept = duplicates_[key];
+    kept.count += tally.count;
+    kept.last = std::max(kept.last, tally.last);
+  }
+  LogWarning(
+      "journal could not write duplicate counts; kept for the next "
+      "commit",
+      {{"deliveries", absl::StrCat(duplicates.size())},
+       {"error", why.ToString()}});
+}
+
+void SqliteJournal::FailAll(const std::vector<PendingWrite*>& batch,
+                            const absl::Status& status) {
+  for (PendingWrite* w : batch) {
+    if (w->status.ok()) w->status = status;
+  }
+}
+
+SqliteJournal::BatchOutcome SqliteJournal::CommitBatch(
     const std::vector<PendingWrite*>& batch,
     const std::map<std::string, DuplicateTally>& duplicates) {
   absl::MutexLock lock(&mu_);
-  auto fail_all = [&](const absl::Status& status) {
-    for (PendingWrite* w : batch) {
-      if (w->status.ok()) w->status = status;
-    }
-  };
+  BatchOutcome outcome;
   if (absl::Status begin = Exec("BEGIN IMMEDIATE"); !begin.ok()) {
-    fail_all(begin);
-    return false;
+    FailAll(batch, begin);
+    outcome.duplicates_status = begin;
+    return outcome;
   }
+  if (absl::Status rolled_back = RunWritesLocked(batch); !rolled_back.ok()) {
+    outcome.duplicates_status = rolled_back;
+    return outcome;
+  }
+  outcome.duplicates_status = WriteDuplicateCountsLocked(duplicates);
+  if (options_.before_commit_for_testing) {
+    options_.before_commit_for_testing(static_cast<int>(batch.size()));
+  }
+  if (absl::Status commit = Exec("COMMIT"); !commit.ok()) {
+    if (!sqlite3_get_autocommit(db_)) Exec("ROLLBACK").IgnoreError();
+    FailAll(batch, commit);
+    outcome.duplicates_status = commit;
+    return outcome;
+  }
+  outcome.committed = true;
+  return outcome;
+}
+
+absl::Status SqliteJournal::RunWritesLocked(
+    const std::vector<PendingWrite*>& batch) {
   for (PendingWrite* w : batch) {
     if (!w->body) continue;
+    // Each write in a SAVEPOINT of its own, so that a failing write is
+    // rolled back alone and reports its own error.
     w->status = Exec("SAVEPOINT w");
     if (!w->status.ok()) continue;
     w->status = w->body();
     if (sqlite3_get_autocommit(db_)) {
       // SQLite rolled the whole transaction back (an I/O or disk-full error):
       // nothing of the batch is written.
-      fail_all(w->status.ok() ? absl::UnavailableError(
-                                    "sqlite: the transaction was rolled back")
-                              : w->status);
-      return false;
+      absl::Status rolled_back =
+          w->status.ok() ? absl::UnavailableError(
+                               "sqlite: the transaction was rolled back")
+                         : w->status;
+      FailAll(batch, rolled_back);
+      return rolled_back;
     }
     if (!w->status.ok()) Exec("ROLLBACK TO w").IgnoreError();
     Exec("RELEASE w").IgnoreError();
   }
-  if (!duplicates.empty() && Exec("SAVEPOINT d").ok()) {
-    // Best effort: a failure drops these counts, never the batch's writes.
-    Stmt up(db_,
-            "UPDATE deliveries SET duplicates = duplicates + ?, "
-            "last_duplicate = MAX(COALESCE(last_duplicate, 0), ?) "
-            "WHERE dedupe_key = ?");
-    absl::Status counted = up.status();
-    for (const auto& [key, tally] : duplicates) {
-      if (!counted.ok()) break;
-      up.Reset();
-      up.BindInt(1, tally.count);
-      up.BindInt(2, ToMicros(tally.last));
-      up.BindText(3, key);
-      counted = up.StepDone();
-    }
-    if (!counted.ok()) Exec("ROLLBACK TO d").IgnoreError();
-    Exec("RELEASE d").IgnoreError();
+  return absl::OkStatus();
+}
+
+absl::Status SqliteJournal::WriteDuplicateCountsLocked(
+    const std::map<std::string, DuplicateTally>& duplicates) {
+  if (duplicates.empty()) return absl::OkStatus();
+  // In a SAVEPOINT of its own: a failure drops the counts from this
+  // transaction (the caller keeps them for the next one), never the batch's
+  // writes.
+  HOIST_RETURN_IF_ERROR(Exec("SAVEPOINT d"));
+  Stmt up(db_,
+          "UPDATE deliveries SET duplicates = duplicates + ?, "
+          "last_duplicate = MAX(COALESCE(last_duplicate, 0), ?) "
+          "WHERE dedupe_key = ?");
+  absl::Status counted = up.status();
+  for (const auto& [key, tally] : duplicates) {
+    if (!counted.ok()) break;
+    up.Reset();
+    up.BindInt(1, tally.count);
+    up.BindInt(2, ToMicros(tally.last));
+    up.BindText(3, key);
+    counted = up.StepDone();
   }
-  if (options_.before_commit_for_testing) {
-    options_.before_commit_for_testing(static_cast<int>(batch.size()));
-  }
-  if (absl::Status commit = Exec("COMMIT"); !commit.ok()) {
-    if (!sqlite3_get_autocommit(db_)) Exec("ROLLBACK").IgnoreError();
-    fail_all(commit);
-    return false;
-  }
-  return true;
+  if (!counted.ok()) Exec("ROLLBACK TO d").IgnoreError();
+  Exec("RELEASE d").IgnoreError();
+  return counted;
 }
 
 int64_t SqliteJournal::commits() const {
@@ -512,30 +605,35 @@ absl::Status SqliteJournal::SaveHostProgress(
     const std::vector<HostEventRecord>& events) {
   if (hosts.empty() && events.empty()) return absl::OkStatus();
   return Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS -> absl::Status {
-    if (!hosts.empty()) {
-      Stmt up(db_,
-              "INSERT INTO host_results(rollout_id, idx, blob) VALUES (?, ?, "
-              "?) ON CONFLICT(rollout_id, idx) DO UPDATE SET blob = "
-              "excluded.blob");
-      HOIST_RETURN_IF_ERROR(up.status());
-      std::string blob;
-      for (const HostUpdate& h : hosts) {
-        blob.clear();
-        if (!h.result.SerializeToString(&blob))
-          return absl::InternalError("serialize host result");
-        up.Reset();
-        up.BindText(1, rollout_id);
-        up.BindInt(2, h.index);
-        up.BindBlob(3, blob);
-        HOIST_RETURN_IF_ERROR(up.StepDone());
-      }
-    }
+    HOIST_RETURN_IF_ERROR(UpsertHostResultsLocked(rollout_id, hosts));
     for (const HostEventRecord& e : events) {
       HOIST_RETURN_IF_ERROR(
           AppendHostEventLocked(rollout_id, e.agent, e.event));
     }
     return absl::OkStatus();
   });
+}
+
+absl::Status SqliteJournal::UpsertHostResultsLocked(
+    const std::string& rollout_id, const std::vector<HostUpdate>& hosts) {
+  if (hosts.empty()) return absl::OkStatus();
+  Stmt up(db_,
+          "INSERT INTO host_results(rollout_id, idx, blob) VALUES (?, ?, "
+          "?) ON CONFLICT(rollout_id, idx) DO UPDATE SET blob = "
+          "excluded.blob");
+  HOIST_RETURN_IF_ERROR(up.status());
+  std::string blob;
+  for (const HostUpdate& h : hosts) {
+    blob.clear();
+    if (!h.result.SerializeToString(&blob))
+      return absl::InternalError("serialize host result");
+    up.Reset();
+    up.BindText(1, rollout_id);
+    up.BindInt(2, h.index);
+    up.BindBlob(3, blob);
+    HOIST_RETURN_IF_ERROR(up.StepDone());
+  }
+  return absl::OkStatus();
 }
 
 absl::Status SqliteJournal::AppendHostEvent(
@@ -573,7 +671,7 @@ absl::StatusOr<std::vector<hoist::v1::Rollout>> SqliteJournal::QueryRollouts(
   if (limit >= 0) q.BindInt(i++, limit);
   std::vector<hoist::v1::Rollout> out;
   while (true) {
-    int rc = q.Step();
+    const int rc = q.Step();
     if (rc == SQLITE_DONE) break;
     if (rc != SQLITE_ROW) return q.Error(rc);
     hoist::v1::Rollout r;
@@ -582,25 +680,30 @@ absl::StatusOr<std::vector<hoist::v1::Rollout>> SqliteJournal::QueryRollouts(
     }
     out.push_back(std::move(r));
   }
-  // Host results written since the rollout's blob (SaveHostProgress).
   for (hoist::v1::Rollout& r : out) {
-    Stmt h(reader_, "SELECT idx, blob FROM host_results WHERE rollout_id = ?");
-    HOIST_RETURN_IF_ERROR(h.status());
-    h.BindText(1, r.id());
-    while (true) {
-      int rc = h.Step();
-      if (rc == SQLITE_DONE) break;
-      if (rc != SQLITE_ROW) return h.Error(rc);
-      const int64_t idx = h.Int(0);
-      if (idx < 0 || idx >= r.hosts_size() ||
-          !r.mutable_hosts(static_cast<int>(idx))->ParseFromString(h.Blob(1))) {
-        return absl::DataLossError(
-            absl::StrCat("journal holds a host result of ", r.id(),
-                         " that does not parse or fit (index ", idx, ")"));
-      }
-    }
+    HOIST_RETURN_IF_ERROR(ApplyHostResultsLocked(&r));
   }
   return out;
+}
+
+absl::Status SqliteJournal::ApplyHostResultsLocked(
+    hoist::v1::Rollout* rollout) {
+  Stmt h(reader_, "SELECT idx, blob FROM host_results WHERE rollout_id = ?");
+  HOIST_RETURN_IF_ERROR(h.status());
+  h.BindText(1, rollout->id());
+  while (true) {
+    const int rc = h.Step();
+    if (rc == SQLITE_DONE) return absl::OkStatus();
+    if (rc != SQLITE_ROW) return h.Error(rc);
+    const int64_t idx = h.Int(0);
+    if (idx < 0 || idx >= rollout->hosts_size() ||
+        !rollout->mutable_hosts(static_cast<int>(idx))
+             ->ParseFromString(h.Blob(1))) {
+      return absl::DataLossError(
+          absl::StrCat("journal holds a host result of ", rollout->id(),
+                       " that does not parse or fit (index ", idx, ")"));
+    }
+  }
 }
 
 absl::StatusOr<hoist::v1::Rollout> SqliteJournal::GetRollout(

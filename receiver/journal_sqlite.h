@@ -14,7 +14,10 @@
 //
 // Duplicate counts (CountDuplicate) are best effort, as the Journal contract
 // allows: they are kept in memory and written with the next commit, or in a
-// commit of their own at most once a second, and on destruction.
+// commit of their own at most once a second, and on destruction. Counts a
+// commit could not write are logged and kept in memory for the next commit
+// (they are lost only when the journal closes without being able to write
+// them, which is logged too).
 //
 // Reads use a second, query-only connection (WAL readers do not wait for a
 // writer): FindDelivery does not queue behind another write's fsync. A read
@@ -54,6 +57,11 @@ class SqliteJournal : public Journal {
     // Test hook, null in production: called by the committing thread with
     // the number of writes in the batch, just before their COMMIT.
     std::function<void(int writes)> before_commit_for_testing;
+    // Test hook, null in production: asked at every COMMIT of the write
+    // connection (sqlite3_commit_hook); true makes that COMMIT fail and roll
+    // back, as a full disk would. Called with the write connection's lock
+    // held: it must not call into the journal.
+    std::function<bool()> fail_commit_for_testing;
   };
   static absl::StatusOr<std::unique_ptr<SqliteJournal>> Open(
       const std::string& path, Options options);
@@ -117,18 +125,69 @@ class SqliteJournal : public Journal {
     absl::Time last;
   };
 
+  // What CommitBatch did.
+  struct BatchOutcome {
+    bool committed = false;  // the COMMIT succeeded
+    // Whether the batch's duplicate counts were written; when not, the
+    // caller keeps them for the next commit.
+    absl::Status duplicates_status;
+  };
+
   SqliteJournal(sqlite3* db, int lock_fd, Options options);
+
+  // The steps of Open() after the lock is taken and the write connection
+  // opened; `path` is for error messages. Each returns the first error.
+  // Busy timeout, WAL, synchronous=FULL, cache size (and the test hook).
+  absl::Status ConfigureWriter(const std::string& path)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Checks schema_version (FAILED_PRECONDITION for a newer journal), then
+  // creates what is missing in one transaction: every table for a new
+  // journal, host_results for a version 1 journal.
+  absl::Status CreateOrMigrateSchema(const std::string& path)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // The query-only read connection.
+  absl::Status OpenReader(const std::string& path)
+      ABSL_LOCKS_EXCLUDED(read_mu_);
+  // sqlite3_commit_hook callback for Options::fail_commit_for_testing.
+  static int CommitHookForTesting(void* journal);
+
   absl::Status Exec(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues `body` for the next group commit and returns its own status once
   // that commit is durable (or failed). `body` runs with mu_ held.
   absl::Status Write(std::function<absl::Status()> body)
       ABSL_LOCKS_EXCLUDED(mu_, queue_mu_);
+  // As the committing thread: takes every queued write and the pending
+  // duplicate counts, commits them (queue_mu_ is released meanwhile), marks
+  // the writes done and wakes their writers.
+  void CommitQueuedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_);
+  // Adds counts a commit could not write back to duplicates_ and logs why.
+  void KeepDuplicatesLocked(
+      const std::map<std::string, DuplicateTally>& duplicates,
+      const absl::Status& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_);
   // Runs `batch` and the duplicate counts in one transaction and commits;
-  // sets each write's status. True when the COMMIT succeeded.
-  bool CommitBatch(const std::vector<PendingWrite*>& batch,
-                   const std::map<std::string, DuplicateTally>& duplicates)
+  // sets each write's status.
+  BatchOutcome CommitBatch(
+      const std::vector<PendingWrite*>& batch,
+      const std::map<std::string, DuplicateTally>& duplicates)
       ABSL_LOCKS_EXCLUDED(mu_, queue_mu_);
+  // Runs each write of `batch` in a savepoint of its own inside the open
+  // transaction. An error only when SQLite rolled the whole transaction back
+  // (every write of the batch then has that error).
+  absl::Status RunWritesLocked(const std::vector<PendingWrite*>& batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds `duplicates` to their deliveries inside the open transaction, in a
+  // savepoint rolled back on error.
+  absl::Status WriteDuplicateCountsLocked(
+      const std::map<std::string, DuplicateTally>& duplicates)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sets every write of `batch` that has no error yet to `status`.
+  static void FailAll(const std::vector<PendingWrite*>& batch,
+                      const absl::Status& status);
   absl::Status SaveRolloutLocked(const hoist::v1::Rollout& rollout)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Replaces the rows of `hosts` in host_results.
+  absl::Status UpsertHostResultsLocked(const std::string& rollout_id,
+                                       const std::vector<HostUpdate>& hosts)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status AppendHostEventLocked(const std::string& rollout_id,
                                      const std::string& agent,
@@ -142,6 +201,10 @@ class SqliteJournal : public Journal {
   absl::StatusOr<std::vector<hoist::v1::Rollout>> QueryRollouts(
       const std::string& sql, const std::vector<std::string>& text_args,
       int limit) ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_);
+  // Overlays the host results written since `rollout`'s blob
+  // (SaveHostProgress). DATA_LOSS for a row that does not parse or fit.
+  absl::Status ApplyHostResultsLocked(hoist::v1::Rollout* rollout)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_);
 
   const Options options_;
 

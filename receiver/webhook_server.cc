@@ -23,6 +23,7 @@
 #include "absl/time/clock.h"
 #include "common/crypto.h"
 #include "common/log.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "receiver/buffered_http_server.h"
 #include "receiver/elastic_task_queue.h"
@@ -338,6 +339,77 @@ bool ParseListen(const std::string& listen, std::string* host, int* port) {
          *port >= 0 && *port <= 65535;
 }
 
+// hoist_webhook_requests_total{code}. Each code's counter is looked up in the
+// registry (under its lock) once, then kept here. Thread-safe.
+class StatusCounter {
+ public:
+  explicit StatusCounter(MetricsRegistry* metrics) : metrics_(metrics) {}
+
+  void Count(const httplib::Response& res) {
+    const size_t code = static_cast<size_t>(res.status);
+    Counter* counter =
+        code < counters_.size() ? counters_[code].load() : nullptr;
+    if (counter == nullptr) {
+      counter = metrics_->GetCounter(
+          "hoist_webhook_requests_total",
+          "Requests to the webhook path, by HTTP status code.",
+          {{"code", absl::StrCat(res.status)}});
+      if (code < counters_.size()) counters_[code].store(counter);
+    }
+    counter->Increment();
+  }
+
+ private:
+  MetricsRegistry* const metrics_;
+  std::array<std::atomic<Counter*>, 600> counters_{};
+};
+
+// Reads the body of a POST into `body`, at most `max` bytes. The answer when
+// it cannot be read whole (step 3 of docs/design.md, "Webhook HTTP
+// answers": 413 once it grows past the limit, reading no further; 400 when
+// unreadable); nullopt when `body` holds it.
+std::optional<WebhookResponse> ReadBody(
+    const httplib::ContentReader& content_reader, size_t max,
+    std::string* body) {
+  bool too_big = false;
+  const bool read = content_reader([&](const char* data, size_t length) {
+    if (body->size() + length > max) {
+      too_big = true;
+      return false;  // read no further
+    }
+    body->append(data, length);
+    return true;
+  });
+  if (too_big) {
+    return Error(413,
+                 absl::StrCat("body is over the limit of ", max, " bytes"));
+  }
+  if (!read) return Error(400, "could not read the body");
+  return std::nullopt;
+}
+
+// Answers a POST to the webhook path whose headers passed: reads the body,
+// then HandleWebhook() (steps 4..10).
+void AnswerWebhookPost(const std::shared_ptr<const ReceiverConfig>& config,
+                       RolloutSubmitter& submitter, WebhookDecisionCache& cache,
+                       const httplib::Request& req, httplib::Response& res,
+                       const httplib::ContentReader& content_reader) {
+  WebhookRequest request;
+  if (std::optional<WebhookResponse> unread = ReadBody(
+          content_reader, static_cast<size_t>(config->webhook.max_body_bytes),
+          &request.body)) {
+    // The rest of the body is unread: the connection cannot carry another
+    // request.
+    res.set_header("Connection", "close");
+    SetJson(res, *unread);
+    return;
+  }
+  request.has_auth_header = req.has_header(kWebhookAuthHeader);
+  request.auth_header = req.get_header_value(kWebhookAuthHeader);
+  request.content_type = req.get_header_value("Content-Type");
+  SetJson(res, HandleWebhook(config, submitter, request, cache));
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<WebhookServer>> WebhookServer::Start(
@@ -346,162 +418,137 @@ absl::StatusOr<std::unique_ptr<WebhookServer>> WebhookServer::Start(
     return absl::InvalidArgumentError(
         "WebhookServer needs a config and a submitter");
   }
-  const WebhookConfig& webhook = options.config->webhook;
   std::string host;
   int port = 0;
-  if (!ParseListen(webhook.listen, &host, &port)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "webhook.listen \"", webhook.listen, "\" must be host:port"));
+  if (!ParseListen(options.config->webhook.listen, &host, &port)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("webhook.listen \"", options.config->webhook.listen,
+                     "\" must be host:port"));
   }
   std::unique_ptr<WebhookServer> server(new WebhookServer(std::move(options)));
-  const Options& opts = server->options_;
-  const int threads = std::max(opts.threads, 1);
-  if (!webhook.tls_cert.empty()) {
-    auto ssl = std::make_unique<httplib::SSLServer>(webhook.tls_cert.c_str(),
-                                                    webhook.tls_key.c_str());
-    if (!ssl->is_valid()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("cannot load webhook TLS certificate ", webhook.tls_cert,
-                       " and key ", webhook.tls_key));
-    }
-    // httplib's own TLS loop: a thread per open connection, on demand.
-    ssl->new_task_queue = [threads] {
-      return new ElasticTaskQueue(std::min(threads, 8), threads,
-                                  absl::Seconds(30));
-    };
-    server->http_ = std::move(ssl);
-  } else {
+  HOIST_RETURN_IF_ERROR(server->CreateHttpServer());
+  std::shared_ptr<const std::atomic<int>> listen_fd =
+      server->ConfigureConnections();
+  server->InstallHandlers();
+  HOIST_RETURN_IF_ERROR(server->BindAndServe(host, port, *listen_fd));
+  const WebhookConfig& webhook = server->options_.config->webhook;
+  LogInfo("webhook server listening",
+          {{"listen", webhook.listen},
+           {"port", absl::StrCat(server->port_)},
+           {"tls", webhook.tls_cert.empty() ? "off" : "on"}});
+  return server;
+}
+
+absl::Status WebhookServer::CreateHttpServer() {
+  const WebhookConfig& webhook = options_.config->webhook;
+  const int threads = std::max(options_.threads, 1);
+  if (webhook.tls_cert.empty()) {
     BufferedHttpServer::Options buffered;
-    buffered.event_threads = opts.event_threads;
-    buffered.max_connections = opts.max_connections;
+    buffered.event_threads = options_.event_threads;
+    buffered.max_connections = options_.max_connections;
     buffered.blocking_threads = threads;
     auto plain = std::make_unique<BufferedHttpServer>(buffered);
-    server->buffered_ = plain.get();
-    server->http_ = std::move(plain);
+    buffered_ = plain.get();
+    http_ = std::move(plain);
+    return absl::OkStatus();
   }
-  httplib::Server& http = *server->http_;
+  auto ssl = std::make_unique<httplib::SSLServer>(webhook.tls_cert.c_str(),
+                                                  webhook.tls_key.c_str());
+  if (!ssl->is_valid()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot load webhook TLS certificate ", webhook.tls_cert,
+                     " and key ", webhook.tls_key));
+  }
+  // httplib's own TLS loop: a thread per open connection, on demand.
+  ssl->new_task_queue = [threads] {
+    return new ElasticTaskQueue(std::min(threads, 8), threads,
+                                absl::Seconds(30));
+  };
+  http_ = std::move(ssl);
+  return absl::OkStatus();
+}
+
+std::shared_ptr<const std::atomic<int>> WebhookServer::ConfigureConnections() {
   // httplib (0.11.4, compiled) listens with a backlog of 5: a burst of
   // connections overflows it and the kernel drops SYNs (a 1 s client
   // retransmit). Keep the listening socket to listen() again with a deep
   // backlog after binding.
   auto listen_fd = std::make_shared<std::atomic<int>>(-1);
-  http.set_socket_options([listen_fd](socket_t sock) {
+  http_->set_socket_options([listen_fd](socket_t sock) {
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
     listen_fd->store(sock);
   });
-  http.set_tcp_nodelay(true);
-  http.set_read_timeout(opts.read_timeout_seconds, 0);
-  http.set_write_timeout(opts.write_timeout_seconds, 0);
-  http.set_keep_alive_max_count(
-      static_cast<size_t>(std::max(opts.keep_alive_max_count, 1)));
-  http.set_keep_alive_timeout(opts.keep_alive_timeout_seconds);
+  http_->set_tcp_nodelay(true);
+  http_->set_read_timeout(options_.read_timeout_seconds, 0);
+  http_->set_write_timeout(options_.write_timeout_seconds, 0);
+  http_->set_keep_alive_max_count(
+      static_cast<size_t>(std::max(options_.keep_alive_max_count, 1)));
+  http_->set_keep_alive_timeout(options_.keep_alive_timeout_seconds);
+  return listen_fd;
+}
 
-  WebhookServer* self = server.get();
-  MetricsRegistry* metrics = server->metrics_;
+void WebhookServer::InstallHandlers() {
+  // Answers are counted before they are written, so that a client holding
+  // its answer already sees it in /metrics.
+  auto counter = std::make_shared<StatusCounter>(metrics_);
   Histogram* latency =
-      metrics->GetHistogram("hoist_webhook_request_duration_seconds",
-                            "Time to answer an authenticated-or-not POST to "
-                            "the webhook path, body read included.",
-                            MetricsRegistry::DurationBuckets());
-
-  // Counted before the answer is written, so that a client holding its
-  // answer already sees it in /metrics. Each code's counter is looked up in
-  // the registry (under its lock) once, then kept here.
-  auto counters = std::make_shared<std::array<std::atomic<Counter*>, 600>>();
-  auto count = [metrics, counters](const httplib::Response& res) {
-    const size_t code = static_cast<size_t>(res.status);
-    Counter* counter =
-        code < counters->size() ? (*counters)[code].load() : nullptr;
-    if (counter == nullptr) {
-      counter = metrics->GetCounter(
-          "hoist_webhook_requests_total",
-          "Requests to the webhook path, by HTTP status code.",
-          {{"code", absl::StrCat(res.status)}});
-      if (code < counters->size()) (*counters)[code].store(counter);
-    }
-    counter->Increment();
-  };
-
+      metrics_->GetHistogram("hoist_webhook_request_duration_seconds",
+                             "Time to answer an authenticated-or-not POST to "
+                             "the webhook path, body read included.",
+                             MetricsRegistry::DurationBuckets());
   // Answers before the body is read (and before "100 Continue" is sent).
-  http.set_expect_100_continue_handler(
-      [self, metrics, count](const httplib::Request& req,
-                             httplib::Response& res) {
-        std::shared_ptr<const ReceiverConfig> config = self->config();
-        if (!AnswerFromHeaders(*config, *metrics, req, res)) return 100;
+  http_->set_expect_100_continue_handler(
+      [this, counter](const httplib::Request& req, httplib::Response& res) {
+        std::shared_ptr<const ReceiverConfig> config = this->config();
+        if (!AnswerFromHeaders(*config, *metrics_, req, res)) return 100;
         // httplib writes this answer without adding a Content-Length; without
         // one the client would wait for the connection to close.
         res.set_header("Content-Length", absl::StrCat(res.body.size()));
-        if (req.path == config->webhook.path) count(res);
+        if (req.path == config->webhook.path) counter->Count(res);
         return res.status;
       });
-  http.set_pre_routing_handler(
-      [self, metrics, count](const httplib::Request& req,
-                             httplib::Response& res) {
-        std::shared_ptr<const ReceiverConfig> config = self->config();
-        if (!AnswerFromHeaders(*config, *metrics, req, res)) {
+  http_->set_pre_routing_handler(
+      [this, counter](const httplib::Request& req, httplib::Response& res) {
+        std::shared_ptr<const ReceiverConfig> config = this->config();
+        if (!AnswerFromHeaders(*config, *metrics_, req, res)) {
           return httplib::Server::HandlerResponse::Unhandled;
         }
-        if (req.path == config->webhook.path) count(res);
+        if (req.path == config->webhook.path) counter->Count(res);
         return httplib::Server::HandlerResponse::Handled;
       });
   // Only a POST to the webhook path gets here (the pre-routing handler
   // answered everything else), so the pattern may match any path: the
   // path can change on UpdateConfig().
-  http.Post(".*", [self, latency, count](
-                      const httplib::Request& req, httplib::Response& res,
-                      const httplib::ContentReader& content_reader) {
+  http_->Post(".*", [this, counter, latency](
+                        const httplib::Request& req, httplib::Response& res,
+                        const httplib::ContentReader& content_reader) {
     const auto start = std::chrono::steady_clock::now();
-    std::shared_ptr<const ReceiverConfig> config = self->config();
-    const size_t max = static_cast<size_t>(config->webhook.max_body_bytes);
-    WebhookRequest request;
-    bool too_big = false;
-    const bool read = content_reader([&](const char* data, size_t length) {
-      if (request.body.size() + length > max) {
-        too_big = true;
-        return false;  // read no further
-      }
-      request.body.append(data, length);
-      return true;
-    });
-    if (too_big) {
-      res.set_header("Connection", "close");
-      SetJson(res, Error(413, absl::StrCat("body is over the limit of ", max,
-                                           " bytes")));
-    } else if (!read) {
-      res.set_header("Connection", "close");
-      SetJson(res, Error(400, "could not read the body"));
-    } else {
-      request.has_auth_header = req.has_header(kWebhookAuthHeader);
-      request.auth_header = req.get_header_value(kWebhookAuthHeader);
-      request.content_type = req.get_header_value("Content-Type");
-      SetJson(res, HandleWebhook(config, *self->options_.submitter, request,
-                                 self->decisions_));
-    }
-    count(res);
+    AnswerWebhookPost(config(), *options_.submitter, decisions_, req, res,
+                      content_reader);
+    counter->Count(res);
     latency->Observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
             .count());
   });
+}
 
+absl::Status WebhookServer::BindAndServe(const std::string& host, int port,
+                                         const std::atomic<int>& listen_fd) {
   if (port == 0) {
-    port = http.bind_to_any_port(host);
+    port = http_->bind_to_any_port(host);
     if (port < 0) port = -1;
-  } else if (!http.bind_to_port(host, port)) {
+  } else if (!http_->bind_to_port(host, port)) {
     port = -1;
   }
   if (port <= 0) {
     return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", webhook.listen));
+        absl::StrCat("cannot listen on ", options_.config->webhook.listen));
   }
-  if (const int fd = listen_fd->load(); fd >= 0) ::listen(fd, opts.backlog);
-  server->port_ = port;
-  server->thread_ = std::thread([self] { self->http_->listen_after_bind(); });
-  LogInfo("webhook server listening",
-          {{"listen", webhook.listen},
-           {"port", absl::StrCat(port)},
-           {"tls", webhook.tls_cert.empty() ? "off" : "on"}});
-  return server;
+  if (const int fd = listen_fd.load(); fd >= 0) ::listen(fd, options_.backlog);
+  port_ = port;
+  thread_ = std::thread([this] { http_->listen_after_bind(); });
+  return absl::OkStatus();
 }
 
 }  // namespace hoist::receiver

@@ -176,6 +176,22 @@ class WebhookServer {
  private:
   explicit WebhookServer(Options options);
 
+  // The steps of Start(), in order. Each error is Start()'s.
+  // http_: httplib's TLS server when webhook.tls is set (INVALID_ARGUMENT
+  // when its files do not load), else a BufferedHttpServer.
+  absl::Status CreateHttpServer();
+  // Socket options, timeouts and keep-alive limits of http_. Returns where
+  // the listening socket's descriptor is stored once bound (-1 before).
+  std::shared_ptr<const std::atomic<int>> ConfigureConnections();
+  // /healthz, /metrics and the webhook path (docs/design.md, "Webhook HTTP
+  // answers"), with hoist_webhook_requests_total{code} and
+  // hoist_webhook_request_duration_seconds.
+  void InstallHandlers();
+  // Binds host:port (port 0: any free one; UNAVAILABLE when it cannot),
+  // re-listens with options_.backlog and starts thread_.
+  absl::Status BindAndServe(const std::string& host, int port,
+                            const std::atomic<int>& listen_fd);
+
   Options options_;
   std::unique_ptr<MetricsRegistry> own_metrics_;
   MetricsRegistry* metrics_ = nullptr;

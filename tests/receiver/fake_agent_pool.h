@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -97,6 +98,31 @@ class FakeAgentClientPool : public AgentClientPool {
     absl::MutexLock lock(&mu_);
     down_.push_back(agent);
   }
+  // From now on GetStatusAsync calls are held, unanswered, until
+  // ReleaseStatusCalls() answers them (as an agent that answers late).
+  void HoldStatusCalls() {
+    absl::MutexLock lock(&mu_);
+    hold_status_ = true;
+  }
+  // Waits (real time) until exactly `n` GetStatusAsync calls are held.
+  bool WaitHeldStatusCalls(size_t n,
+                           absl::Duration timeout = absl::Seconds(10)) {
+    absl::MutexLock lock(&mu_);
+    auto cond = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return held_status_.size() == n;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&cond), timeout);
+  }
+  // Stops holding and answers the held calls, in call order, on this thread.
+  void ReleaseStatusCalls() {
+    std::vector<std::pair<std::string, AgentClient::StatusCallback>> held;
+    {
+      absl::MutexLock lock(&mu_);
+      hold_status_ = false;
+      held.swap(held_status_);
+    }
+    for (auto& [agent, on_done] : held) on_done(Status(agent));
+  }
 
  private:
   struct Blocked_ {
@@ -128,6 +154,9 @@ class FakeAgentClientPool : public AgentClientPool {
     absl::StatusOr<hoist::v1::AgentStatus> GetStatus(absl::Duration) override {
       return pool_->Status(name_);
     }
+    void GetStatusAsync(absl::Duration, StatusCallback on_done) override {
+      pool_->StatusAsync(name_, std::move(on_done));
+    }
 
    private:
     FakeAgentClientPool* pool_;
@@ -147,6 +176,19 @@ class FakeAgentClientPool : public AgentClientPool {
     s.set_docker_version("20.10-fake");
     s.set_docker_reachable(true);
     return s;
+  }
+
+  // Answers at once (inline), unless calls are held.
+  void StatusAsync(const std::string& name,
+                   AgentClient::StatusCallback on_done) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (hold_status_) {
+        held_status_.emplace_back(name, std::move(on_done));
+        return;
+      }
+    }
+    on_done(Status(name));
   }
 
   void Call(RecordedCall call, DeployEventCallback on_event,
@@ -218,6 +260,9 @@ class FakeAgentClientPool : public AgentClientPool {
   std::vector<RecordedCall> calls_ ABSL_GUARDED_BY(mu_);
   std::vector<Blocked_> blocked_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> down_ ABSL_GUARDED_BY(mu_);
+  bool hold_status_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::pair<std::string, AgentClient::StatusCallback>> held_status_
+      ABSL_GUARDED_BY(mu_);
   int64_t status_calls_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

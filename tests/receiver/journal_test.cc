@@ -644,6 +644,41 @@ TEST_F(JournalTest, DuplicateCountsAreBatchedAndSurviveClose) {
   EXPECT_EQ(*n, kDuplicates);
 }
 
+// A COMMIT that fails (as on a full disk) fails the writes it carried, and
+// writes none of them; the duplicate counts it carried are kept in memory
+// and written by the next commit, not dropped.
+TEST_F(JournalTest, DuplicateCountsOfAFailedCommitAreWrittenByTheNextOne) {
+  std::atomic<bool> fail_commits{false};
+  SqliteJournal::Options options;
+  options.fail_commit_for_testing = [&] { return fail_commits.load(); };
+  auto j = SqliteJournal::Open(path_, options);
+  ASSERT_TRUE(j.ok()) << j.status();
+  const DeliveryRecord d = Delivery(3);
+  ASSERT_TRUE(
+      (*j)->AcceptDelivery(
+              d, MakeRollout("r-3", "app", hoist::v1::ROLLOUT_STATE_PENDING, 1))
+          .ok());
+  fail_commits = true;
+  ::testing::internal::CaptureStderr();
+  for (int i = 0; i < 5; ++i) {
+    // Best effort: an error here only says that its commit failed.
+    (*j)->CountDuplicate(d.dedupe_key, absl::FromUnixSeconds(10 + i))
+        .IgnoreError();
+  }
+  const absl::Status failed = (*j)->SaveRollout(
+      MakeRollout("r-4", "app", hoist::v1::ROLLOUT_STATE_RUNNING, 2));
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_FALSE(failed.ok());
+  EXPECT_EQ((*j)->GetRollout("r-4").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_NE(log.find("kept for the next commit"), std::string::npos) << log;
+
+  fail_commits = false;
+  auto n = (*j)->DuplicateCount(d.dedupe_key);
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 5);
+}
+
 TEST_F(JournalTest, NewerSchemaIsRefusedWithAClearMessage) {
   WriteOldJournal(path_, SqliteJournal::kSchemaVersion + 1);
   auto j = SqliteJournal::Open(path_);

@@ -1,0 +1,61 @@
+#include "receiver/metered_journal.h"
+
+namespace hoist::receiver {
+namespace {
+
+Counter* FailureCounter(MetricsRegistry* metrics, const std::string& write) {
+  return metrics->GetCounter(
+      "hoist_journal_write_failures_total",
+      "Journal writes that failed (nothing of them was written), by write.",
+      {{"write", write}});
+}
+
+// Returns `status` after counting it in `failures` when it is an error.
+absl::Status Count(Counter* failures, absl::Status status) {
+  if (!status.ok()) failures->Increment();
+  return status;
+}
+
+}  // namespace
+
+MeteredJournal::MeteredJournal(Journal* journal, MetricsRegistry* metrics)
+    : JournalWrapper(journal),
+      accept_delivery_failures_(FailureCounter(metrics, "accept_delivery")),
+      count_duplicate_failures_(FailureCounter(metrics, "count_duplicate")),
+      save_rollout_failures_(FailureCounter(metrics, "save_rollout")),
+      save_host_progress_failures_(
+          FailureCounter(metrics, "save_host_progress")),
+      append_host_event_failures_(
+          FailureCounter(metrics, "append_host_event")) {}
+
+absl::Status MeteredJournal::AcceptDelivery(const DeliveryRecord& delivery,
+                                            const hoist::v1::Rollout& rollout) {
+  return Count(accept_delivery_failures_,
+               JournalWrapper::AcceptDelivery(delivery, rollout));
+}
+
+absl::Status MeteredJournal::CountDuplicate(const std::string& dedupe_key,
+                                            absl::Time at) {
+  return Count(count_duplicate_failures_,
+               JournalWrapper::CountDuplicate(dedupe_key, at));
+}
+
+absl::Status MeteredJournal::SaveRollout(const hoist::v1::Rollout& rollout) {
+  return Count(save_rollout_failures_, JournalWrapper::SaveRollout(rollout));
+}
+
+absl::Status MeteredJournal::SaveHostProgress(
+    const std::string& rollout_id, const std::vector<HostUpdate>& hosts,
+    const std::vector<HostEventRecord>& events) {
+  return Count(save_host_progress_failures_,
+               JournalWrapper::SaveHostProgress(rollout_id, hosts, events));
+}
+
+absl::Status MeteredJournal::AppendHostEvent(
+    const std::string& rollout_id, const std::string& agent,
+    const hoist::v1::DeployEvent& event) {
+  return Count(append_host_event_failures_,
+               JournalWrapper::AppendHostEvent(rollout_id, agent, event));
+}
+
+}  // namespace hoist::receiver

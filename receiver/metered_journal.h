@@ -1,0 +1,53 @@
+// MeteredJournal: a Journal decorator that counts failed writes, so that a
+// journal that stops recording shows on /metrics, not only in the log.
+//
+// Series: hoist_journal_write_failures_total{write} with write one of
+// accept_delivery, count_duplicate, save_rollout, save_host_progress,
+// append_host_event; each is created at construction (an idle receiver
+// exports 0, so an alert on its increase works from the start).
+//
+// It counts, it does not log: every caller already logs its own failure
+// with the context it has (the webhook's 503 names the service, the rollout
+// executor names the rollout). Reads are forwarded untouched.
+//
+// Ownership: `journal` and `metrics` are not owned and must outlive it.
+// Thread-safety: as the wrapped journal (the counters are atomic).
+#ifndef HOIST_RECEIVER_METERED_JOURNAL_H_
+#define HOIST_RECEIVER_METERED_JOURNAL_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "common/metrics.h"
+#include "receiver/journal.h"
+
+namespace hoist::receiver {
+
+class MeteredJournal : public JournalWrapper {
+ public:
+  MeteredJournal(Journal* journal, MetricsRegistry* metrics);
+
+  absl::Status AcceptDelivery(const DeliveryRecord& delivery,
+                              const hoist::v1::Rollout& rollout) override;
+  absl::Status CountDuplicate(const std::string& dedupe_key,
+                              absl::Time at) override;
+  absl::Status SaveRollout(const hoist::v1::Rollout& rollout) override;
+  absl::Status SaveHostProgress(
+      const std::string& rollout_id, const std::vector<HostUpdate>& hosts,
+      const std::vector<HostEventRecord>& events) override;
+  absl::Status AppendHostEvent(const std::string& rollout_id,
+                               const std::string& agent,
+                               const hoist::v1::DeployEvent& event) override;
+
+ private:
+  Counter* const accept_delivery_failures_;
+  Counter* const count_duplicate_failures_;
+  Counter* const save_rollout_failures_;
+  Counter* const save_host_progress_failures_;
+  Counter* const append_host_event_failures_;
+};
+
+}  // namespace hoist::receiver
+
+#endif  // HOIST_RECEIVER_METERED_JOURNAL_H_
