@@ -18,8 +18,13 @@ absl::Status ProgressBatch::Flush(Journal* journal,
   pulls_.clear();
   if (empty()) return absl::OkStatus();
   absl::Status status = journal->SaveHostProgress(rollout_id, hosts_, events_);
-  hosts_.clear();
-  events_.clear();
+  if (status.ok()) {
+    hosts_.clear();
+    events_.clear();
+  } else if (events_.size() > kMaxHeldEvents) {
+    // A journal down for long: keep the newest events, not all of them.
+    events_.erase(events_.begin(), events_.end() - kMaxHeldEvents);
+  }
   return status;
 }
 

@@ -51,10 +51,16 @@ class ProgressBatch {
   bool empty() const { return hosts_.empty() && events_.empty(); }
   // Ends the pass: writes the pending host results and events of rollout
   // `rollout_id` in one SaveHostProgress (none when empty()) and forgets
-  // them and the folded progress, also when the write failed (the next pass
-  // writes the hosts' newer state; a failed write is the caller's to log).
-  // Returns the journal's status, OK when there was nothing to write.
+  // the folded progress. Written results and events are forgotten; when the
+  // write failed they are kept and written again, before newer ones, by the
+  // next Flush (a host's later result replaces its earlier one), so a
+  // journal that fails for a while loses no agent event, up to the newest
+  // kMaxHeldEvents. A failed write is the caller's to log. Returns the
+  // journal's status, OK when there was nothing to write.
   absl::Status Flush(Journal* journal, const std::string& rollout_id);
+
+  // How many agent events a batch holds while the journal fails.
+  static constexpr size_t kMaxHeldEvents = 100000;
 
  private:
   std::vector<Journal::HostUpdate> hosts_;

@@ -231,6 +231,7 @@ void RolloutManager::Stop() {
     if (t.joinable()) t.join();
   }
   threads_.clear();
+  RetryUnsaved();  // a last chance; the journal's RUNNING resumes otherwise
 }
 
 absl::Status RolloutManager::Recover() {
@@ -526,6 +527,8 @@ absl::StatusOr<Rollout> RolloutManager::GetRollout(const std::string& id) {
     absl::MutexLock lock(&mu_);
     auto it = active_.find(id);
     if (it != active_.end()) return it->second;
+    it = unsaved_.find(id);
+    if (it != unsaved_.end()) return it->second;
   }
   return journal_->GetRollout(id);
 }
@@ -539,6 +542,8 @@ absl::StatusOr<std::vector<Rollout>> RolloutManager::ListRollouts(
   for (Rollout& r : rows) {
     auto it = active_.find(r.id());
     if (it != active_.end()) r = it->second;
+    it = unsaved_.find(r.id());
+    if (it != unsaved_.end()) r = it->second;
   }
   return rows;
 }
@@ -605,11 +610,28 @@ void RolloutManager::PublishLocked(const Rollout& rollout, int host_index,
   if (final_event || subs.empty()) watchers_.erase(it);
 }
 
-void RolloutManager::Save(const Rollout& rollout) {
+bool RolloutManager::Save(const Rollout& rollout) {
   absl::Status s = journal_->SaveRollout(rollout);
   if (!s.ok()) {
     LogError("journal write failed",
              {{"rollout_id", rollout.id()}, {"error", s.ToString()}});
+  }
+  return s.ok();
+}
+
+void RolloutManager::RetryUnsaved() {
+  std::map<std::string, Rollout> unsaved;
+  {
+    absl::MutexLock lock(&mu_);
+    unsaved = unsaved_;
+  }
+  for (const auto& [id, rollout] : unsaved) {
+    if (!Save(rollout)) continue;
+    LogInfo("journal write retried",
+            {{"rollout_id", id},
+             {"state", hoist::v1::RolloutState_Name(rollout.state())}});
+    absl::MutexLock lock(&mu_);
+    unsaved_.erase(id);
   }
 }
 
@@ -674,7 +696,7 @@ void RolloutManager::Finish(const std::string& id, RolloutState state,
     *it->second.mutable_finished() = ToProto(now);
     copy = it->second;
   }
-  Save(copy);
+  const bool saved = Save(copy);
   CountRollout(copy);
   std::vector<Rollout> superseded;
   {
@@ -682,6 +704,10 @@ void RolloutManager::Finish(const std::string& id, RolloutState state,
     PublishLocked(copy, -1,
                   absl::StrCat("rollout ", hoist::v1::RolloutState_Name(state)),
                   nullptr, true);
+    if (!saved) {
+      unsaved_[id] = copy;
+      unsaved_added_ = true;  // wakes the housekeeping thread
+    }
     active_.erase(id);
     ServiceSlot& slot = slots_[copy.service()];
     if (slot.current == id) slot.current.clear();
@@ -702,11 +728,15 @@ void RolloutManager::Finish(const std::string& id, RolloutState state,
     }
   }
   for (const Rollout& r : superseded) {
-    Save(r);
+    const bool superseded_saved = Save(r);
     CountRollout(r);
     absl::MutexLock lock(&mu_);
     PublishLocked(r, -1, absl::StrCat("superseded by ", r.superseded_by()),
                   nullptr, true);
+    if (!superseded_saved) {
+      unsaved_[r.id()] = r;
+      unsaved_added_ = true;
+    }
     active_.erase(r.id());
   }
   // A large rollout leaves freed memory (its streams, events and copies)
@@ -749,10 +779,13 @@ RolloutManager::TakeDuplicateBatch() {
   std::deque<std::pair<std::string, absl::Time>> batch;
   absl::MutexLock lock(&mu_);
   auto has_work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return stopping_ || !duplicate_counts_.empty();
+    return stopping_ || !duplicate_counts_.empty() || unsaved_added_;
   };
-  // Real time: pruning is housekeeping, not behaviour tests drive.
-  mu_.AwaitWithTimeout(absl::Condition(&has_work), absl::Seconds(60));
+  // Real time: pruning and retrying failed final saves are housekeeping,
+  // not behaviour tests drive. A failed final save is retried every second.
+  mu_.AwaitWithTimeout(absl::Condition(&has_work),
+                       unsaved_.empty() ? absl::Seconds(60) : absl::Seconds(1));
+  unsaved_added_ = false;
   // The first duplicate after a quiet spell woke us; let the ones after it
   // gather (their Submit evaluates this condition on unlock and wakes
   // nobody), so a retry storm costs a wake-up per interval, not one per
@@ -782,6 +815,7 @@ void RolloutManager::HousekeepingLoop() {
                    {{"error", s.ToString()}});
       }
     }
+    RetryUnsaved();
     if (Stopping()) return;
     PruneDedupe();
   }

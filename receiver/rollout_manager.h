@@ -276,7 +276,11 @@ class RolloutManager : public RolloutSubmitter {
                      const std::string& message,
                      const hoist::v1::PullProgress* pull, bool full)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Save(const hoist::v1::Rollout& rollout);
+  // Writes `rollout` to the journal; false (logged) when that failed.
+  bool Save(const hoist::v1::Rollout& rollout);
+  // Writes the finished rollouts whose final save failed (unsaved_) again;
+  // those that are written leave unsaved_.
+  void RetryUnsaved();
   // Forgets in-memory dedupe entries older than the window (the journal
   // still answers for them).
   void PruneDedupe();
@@ -293,6 +297,13 @@ class RolloutManager : public RolloutSubmitter {
   absl::Mutex mu_;
   std::shared_ptr<const ReceiverConfig> config_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, hoist::v1::Rollout> active_ ABSL_GUARDED_BY(mu_);
+  // Finished rollouts whose final save failed. They stay here, so that
+  // GetRollout and ListRollouts show their end rather than the journal's
+  // stale RUNNING, until the housekeeping thread (every second while any is
+  // here) or Stop() writes them. A receiver killed first resumes them from
+  // the journal at its next start.
+  std::map<std::string, hoist::v1::Rollout> unsaved_ ABSL_GUARDED_BY(mu_);
+  bool unsaved_added_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, ServiceSlot> slots_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> ready_ ABSL_GUARDED_BY(mu_);
   int busy_ ABSL_GUARDED_BY(mu_) = 0;

@@ -133,15 +133,52 @@ TEST(ProgressBatchTest, OnlyEventsOrOnlyHostsAreWrittenToo) {
   EXPECT_EQ(journal.writes[1].hosts.size(), 1u);
 }
 
-TEST(ProgressBatchTest, AFailedWriteIsReportedAndNotRepeated) {
+// A journal that fails for a while loses no agent event: what a failed pass
+// held is written, before the newer pass, by the next Flush.
+TEST(ProgressBatchTest, AFailedWriteIsKeptAndWrittenByTheNextFlush) {
   RecordingJournal journal;
   journal.answer = absl::InternalError("disk full");
   ProgressBatch batch;
   batch.AddEvent("web-1", Event(hoist::v1::DEPLOY_PHASE_PULLING));
+  batch.host_updates()->push_back(Host(0, hoist::v1::DEPLOY_PHASE_PULLING));
   EXPECT_EQ(batch.Flush(&journal, "r-1").code(), absl::StatusCode::kInternal);
+  EXPECT_FALSE(batch.empty());
+
+  journal.answer = absl::OkStatus();
+  batch.AddEvent("web-1", Event(hoist::v1::DEPLOY_PHASE_SUCCEEDED));
+  batch.host_updates()->push_back(Host(0, hoist::v1::DEPLOY_PHASE_SUCCEEDED));
+  ASSERT_TRUE(batch.Flush(&journal, "r-1").ok());
   EXPECT_TRUE(batch.empty());
+  ASSERT_EQ(journal.writes.size(), 2u);
+  const RecordingJournal::Write& second = journal.writes[1];
+  ASSERT_EQ(second.events.size(), 2u);
+  EXPECT_EQ(second.events[0].event.phase(), hoist::v1::DEPLOY_PHASE_PULLING);
+  EXPECT_EQ(second.events[1].event.phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  // The host's later result comes last, so it is the one that stays.
+  ASSERT_EQ(second.hosts.size(), 2u);
+  EXPECT_EQ(second.hosts[1].result.phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
   EXPECT_TRUE(batch.Flush(&journal, "r-1").ok());
-  EXPECT_EQ(journal.writes.size(), 1u);
+  EXPECT_EQ(journal.writes.size(), 2u);  // nothing left to write
+}
+
+TEST(ProgressBatchTest, AFailingJournalHoldsOnlyTheNewestEvents) {
+  RecordingJournal journal;
+  journal.answer = absl::InternalError("disk full");
+  ProgressBatch batch;
+  for (size_t i = 0; i < ProgressBatch::kMaxHeldEvents + 5; ++i) {
+    batch.AddEvent("web-1", Event(hoist::v1::DEPLOY_PHASE_PULLING,
+                                  static_cast<int64_t>(i + 1)));
+  }
+  EXPECT_FALSE(batch.Flush(&journal, "r-1").ok());
+  journal.answer = absl::OkStatus();
+  journal.writes.clear();
+  ASSERT_TRUE(batch.Flush(&journal, "r-1").ok());
+  ASSERT_EQ(journal.writes.size(), 1u);
+  const auto& events = journal.writes[0].events;
+  ASSERT_EQ(events.size(), ProgressBatch::kMaxHeldEvents);
+  EXPECT_EQ(events.front().event.pull().current_bytes(), 6);
+  EXPECT_EQ(events.back().event.pull().current_bytes(),
+            static_cast<int64_t>(ProgressBatch::kMaxHeldEvents + 5));
 }
 
 TEST(ProgressBatchTest, PullProgressIsFoldedToTheLatestPerHost) {
