@@ -31,7 +31,7 @@
 //            default), so floor and agent alike wait up to 1 s more. The
 //            agent has no say in this; both are reported side by side.
 //
-//   agent_deploy_bench [--runs N] [--rss-deploys N]
+//   agent_deploy_bench [--runs N] [--rss-deploys N] [--help]
 //
 // Targets (bench/README.md): agent median <= 1.15x floor and <= cli;
 // downtime <= 1.15x the engine's stop + start; idle RSS <= 25 MB; RSS after N
@@ -45,15 +45,18 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <exception>
 #include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/tls.h"
@@ -200,6 +203,7 @@ pid_t Spawn(const std::vector<std::string>& argv, const std::string& log) {
     FILE* f = freopen(log.c_str(), "w", stderr);
     (void)f;
     std::vector<char*> args;
+    args.reserve(argv.size() + 1);
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     execv(args[0], args.data());
@@ -257,319 +261,434 @@ FloorResult FloorSwap(Engine& engine, const std::string& image,
   return r;
 }
 
-}  // namespace
+// Command line: agent_deploy_bench [--runs N] [--rss-deploys N].
+struct BenchFlags {
+  int runs = 6;           // deploys per measured figure (medians of these)
+  int rss_deploys = 200;  // deploys before the last RSS reading
+};
 
-int main(int argc, char** argv) {
-  int runs = 6, rss_deploys = 200;
+constexpr char kUsage[] = "usage: %s [--runs N] [--rss-deploys N]\n";
+
+// The flags, or the exit code to return now: 0 after --help (usage on
+// stdout), 2 after a bad command line (usage on stderr).
+std::optional<int> ParseFlags(int argc, char** argv, BenchFlags* flags) {
   for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--runs" && i + 1 < argc)
-      runs = std::stoi(argv[++i]);
-    else if (a == "--rss-deploys" && i + 1 < argc)
-      rss_deploys = std::stoi(argv[++i]);
-    else {
-      std::fprintf(stderr, "usage: %s [--runs N] [--rss-deploys N]\n", argv[0]);
+    const std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::printf(kUsage, argv[0]);
+      return 0;
+    }
+    int* target = arg == "--runs"          ? &flags->runs
+                  : arg == "--rss-deploys" ? &flags->rss_deploys
+                                           : nullptr;
+    if (target == nullptr || i + 1 >= argc ||
+        !absl::SimpleAtoi(argv[++i], target) || *target < 0) {
+      std::fprintf(stderr, kUsage, argv[0]);
       return 2;
     }
   }
-  curl_global_init(CURL_GLOBAL_ALL);
-  const std::string load_before = LoadAverage();
-  const auto& h = Harness();
-  const std::string v1 = h.image_repo + "@" + h.Digest("v1");
-  const std::string v2 = h.image_repo + "@" + h.Digest("v2");
-  const std::string images[2] = {v1, v2};
-  const std::string expect[2] = {"hoist-test v1", "hoist-test v2"};
-  const std::string docker = "docker -H " + h.docker_endpoint;
-  hoist::testing::RemoveAllContainers(h.docker_endpoint);
-  for (const auto& img : images)
-    hoist::testing::RunCommand(docker + " pull -q " + img);
+  return std::nullopt;
+}
 
-  // hoist-agent.
-  const std::string dir = hoist::testing::MakeTempDir("agent-bench");
+// Every figure the runs collect, in ms; each vector gets one value per run.
+struct Figures {
+  std::vector<double> floor_total, floor_stop, floor_start, floor_down;
+  std::vector<double> floor_traffic_total, floor_traffic_down;
+  std::vector<double> cli_total;
+  std::vector<double> agent_total, agent_down, agent_stop, agent_start,
+      agent_after_start;
+  std::vector<double> agent_traffic_total, agent_traffic_down;
+  long agent_idle_kb = -1;                   // after answering its first call
+  long rss_after_10 = -1, rss_after_n = -1;  // agent, after that many deploys
+  long bare_kb = -1, bare_libs_kb = -1;      // bare gRPC servers, idle
+};
+
+// Time of a DeployEvent on the agent's clock (the same machine's).
+absl::Time EventTime(const hoist::v1::DeployEvent& ev) {
+  return absl::FromUnixSeconds(ev.time().seconds()) +
+         absl::Nanoseconds(ev.time().nanos());
+}
+
+// The benchmark: one hoist-agent process, the floor and the docker CLI on
+// the harness's dockerd, taking turns. Kills the agent when destroyed.
+class AgentDeployBench {
+ public:
+  explicit AgentDeployBench(const BenchFlags& flags)
+      : flags_(flags),
+        h_(Harness()),
+        images_{absl::StrCat(h_.image_repo, "@", h_.Digest("v1")),
+                absl::StrCat(h_.image_repo, "@", h_.Digest("v2"))},
+        docker_(absl::StrCat("docker -H ", h_.docker_endpoint)),
+        engine_(h_.docker_socket) {}
+  ~AgentDeployBench() { Kill(agent_); }
+
+  // Pulls both images and starts the agent; false (reported) if it did not
+  // come up.
+  bool Start();
+  // The quiet runs, then the runs under traffic; false (reported) if a
+  // deploy did not succeed.
+  bool RunTurns();
+  // Agent RSS after 10 and after --rss-deploys deploys; stops the agent.
+  void MeasureRssGrowth();
+  // Idle RSS of the bare gRPC servers the agent is compared with.
+  void MeasureBareServers();
+  const Figures& figures() const { return figures_; }
+
+ private:
+  using OnEvent = std::function<void(const hoist::v1::DeployEvent&)>;
+
+  // One Deploy of image v1 (`which` 0) or v2 (1); `*phase` gets the last
+  // phase the agent reported.
+  void Deploy(int which, hoist::v1::DeployPhase* phase,
+              const OnEvent& on_event);
+  // Run `i` of each contender; run 0 only sets up (nothing to stop yet).
+  void RunFloor(int i, bool traffic);
+  void RunCli(int i);
+  bool RunAgent(int i, bool traffic);
+  long BareRssKb(const std::string& name);
+
+  const BenchFlags flags_;
+  const hoist::testing::HarnessEnv& h_;
+  const std::string images_[2];
+  const std::string expect_[2] = {"hoist-test v1", "hoist-test v2"};
+  const std::string docker_;  // docker CLI command prefix
+  Engine engine_;
+  std::string dir_;  // agent config, state and logs
+  pid_t agent_ = -1;
+  hoist::TlsMaterial tls_;  // the receiver's client certificate
+  grpc::ChannelArguments channel_args_;
+  std::unique_ptr<hoist::v1::NodeAgent::Stub> stub_;
+  int app_port_ = 0, floor_port_ = 0, cli_port_ = 0;
+  int serial_ = 0, floor_serial_ = 0;
+  std::string floor_old_id_;
+  Figures figures_;
+};
+
+bool AgentDeployBench::Start() {
+  hoist::testing::RemoveAllContainers(h_.docker_endpoint);
+  for (const auto& img : images_) {
+    hoist::testing::RunCommand(absl::StrCat(docker_, " pull -q ", img));
+  }
+  dir_ = hoist::testing::MakeTempDir("agent-bench");
   const int grpc_port = hoist::testing::FreeTcpPort();
   {
-    std::ofstream cfg(dir + "/agent.yaml");
+    std::ofstream cfg(dir_ + "/agent.yaml");
     cfg << "listen: \"127.0.0.1:" << grpc_port << "\"\n"
-        << "tls: {ca: " << h.Cert("ca.pem") << ", cert: " << h.Cert("agent.pem")
-        << ", key: " << h.Cert("agent-key.pem") << "}\n"
+        << "tls: {ca: " << h_.Cert("ca.pem")
+        << ", cert: " << h_.Cert("agent.pem")
+        << ", key: " << h_.Cert("agent-key.pem") << "}\n"
         << "authz: {deployers: [\"spiffe://hoist/receiver\"], viewers: []}\n"
-        << "docker: {endpoint: \"" << h.docker_endpoint << "\"}\n"
-        << "state_dir: \"" << dir << "/state\"\n";
+        << "docker: {endpoint: \"" << h_.docker_endpoint << "\"}\n"
+        << "state_dir: \"" << dir_ << "/state\"\n";
   }
-  const pid_t agent = Spawn({hoist::testing::BinaryPath("hoist-agent"),
-                             "--config", dir + "/agent.yaml"},
-                            dir + "/agent.log");
-  auto tls = hoist::LoadTlsMaterial(
-      {h.Cert("ca.pem"), h.Cert("receiver.pem"), h.Cert("receiver-key.pem")});
-  grpc::ChannelArguments args;
-  args.SetSslTargetNameOverride("agent.hoist.test");
-  auto channel =
-      grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", grpc_port),
-                                hoist::MutualTlsChannelCredentials(*tls), args);
+  agent_ = Spawn({hoist::testing::BinaryPath("hoist-agent"), "--config",
+                  dir_ + "/agent.yaml"},
+                 dir_ + "/agent.log");
+  tls_ = *hoist::LoadTlsMaterial({h_.Cert("ca.pem"), h_.Cert("receiver.pem"),
+                                  h_.Cert("receiver-key.pem")});
+  channel_args_.SetSslTargetNameOverride("agent.hoist.test");
+  auto channel = grpc::CreateCustomChannel(
+      absl::StrCat("127.0.0.1:", grpc_port),
+      hoist::MutualTlsChannelCredentials(tls_), channel_args_);
   if (!channel->WaitForConnected(std::chrono::system_clock::now() +
                                  std::chrono::seconds(20))) {
     std::fprintf(stderr, "hoist-agent did not come up; see %s/agent.log\n",
-                 dir.c_str());
-    Kill(agent);
-    return 1;
+                 dir_.c_str());
+    return false;
   }
-  auto stub = hoist::v1::NodeAgent::NewStub(channel);
-  // Idle RSS after the agent answered its first call.
+  stub_ = hoist::v1::NodeAgent::NewStub(channel);
   {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() +
                      std::chrono::seconds(10));
     hoist::v1::AgentStatus status;
-    stub->GetStatus(&ctx, hoist::v1::GetStatusRequest(), &status);
+    stub_->GetStatus(&ctx, hoist::v1::GetStatusRequest(), &status);
   }
-  const long agent_idle_kb = RssKb(agent);
+  figures_.agent_idle_kb = RssKb(agent_);
+  app_port_ = hoist::testing::FreeTcpPort();
+  floor_port_ = hoist::testing::FreeTcpPort();
+  cli_port_ = hoist::testing::FreeTcpPort();
+  return true;
+}
 
-  const int app_port = hoist::testing::FreeTcpPort();
-  int serial = 0;
-  // Event receipt hooks for the quiet runs: `on_event` sees each event.
-  auto deploy =
-      [&](int which, hoist::v1::DeployPhase* phase,
-          const std::function<void(const hoist::v1::DeployEvent&)>& on_event) {
-        hoist::v1::DeployRequest req;
-        req.set_deploy_id(absl::StrCat("bench-", serial++));
-        req.set_service("bench");
-        req.set_image(h.image_repo);
-        req.set_digest(h.Digest(which ? "v2" : "v1"));
-        req.mutable_container()->set_name("bench");
-        req.mutable_container()->add_ports(
-            absl::StrCat("127.0.0.1:", app_port, ":8080"));
-        req.mutable_container()->set_stop_timeout_seconds(10);
-        req.mutable_health()->set_http_get(
-            absl::StrCat("http://127.0.0.1:", app_port, "/"));
-        req.mutable_health()->set_timeout_seconds(30);
-        grpc::ClientContext ctx;
-        ctx.set_deadline(std::chrono::system_clock::now() +
-                         std::chrono::seconds(120));
-        auto reader = stub->Deploy(&ctx, req);
-        hoist::v1::DeployEvent ev;
-        while (reader->Read(&ev)) {
-          *phase = ev.phase();
-          if (on_event) on_event(ev);
-        }
-        reader->Finish();
-      };
-  auto event_time = [](const hoist::v1::DeployEvent& ev) {
-    return absl::FromUnixSeconds(ev.time().seconds()) +
-           absl::Nanoseconds(ev.time().nanos());
-  };
-  // Floor, docker CLI and agent take turns, run by run, so that load from
-  // elsewhere on the machine falls on all of them alike.
-  Engine engine(h.docker_socket);
-  const int floor_port = hoist::testing::FreeTcpPort();
-  const int cli_port = hoist::testing::FreeTcpPort();
-  std::string floor_old_id;
-  int floor_serial = 0;
-  std::vector<double> floor_total, floor_stop, floor_start, floor_down;
-  std::vector<double> floor_traffic_total, floor_traffic_down;
-  std::vector<double> cli_total;
-  std::vector<double> agent_total, agent_down, agent_traffic_total,
-      agent_traffic_down, agent_stop, agent_start, agent_after_start;
+void AgentDeployBench::Deploy(int which, hoist::v1::DeployPhase* phase,
+                              const OnEvent& on_event) {
+  hoist::v1::DeployRequest req;
+  req.set_deploy_id(absl::StrCat("bench-", serial_++));
+  req.set_service("bench");
+  req.set_image(h_.image_repo);
+  req.set_digest(h_.Digest(which ? "v2" : "v1"));
+  req.mutable_container()->set_name("bench");
+  req.mutable_container()->add_ports(
+      absl::StrCat("127.0.0.1:", app_port_, ":8080"));
+  req.mutable_container()->set_stop_timeout_seconds(10);
+  req.mutable_health()->set_http_get(
+      absl::StrCat("http://127.0.0.1:", app_port_, "/"));
+  req.mutable_health()->set_timeout_seconds(30);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() +
+                   std::chrono::seconds(120));
+  auto reader = stub_->Deploy(&ctx, req);
+  hoist::v1::DeployEvent ev;
+  while (reader->Read(&ev)) {
+    *phase = ev.phase();
+    if (on_event) on_event(ev);
+  }
+  reader->Finish();
+}
+
+bool AgentDeployBench::RunTurns() {
   // Runs 0..runs are quiet (0 only sets up: nothing to stop yet), then
-  // `runs` more under client traffic.
-  for (int i = 0; i <= 2 * runs; ++i) {
-    const bool traffic = i > runs;
-    const int which = i % 2;
-
-    // Floor.
-    {
-      std::unique_ptr<DowntimeProbe> probe;
-      if (traffic) probe = std::make_unique<DowntimeProbe>(floor_port);
-      FloorResult r = FloorSwap(engine, images[which], floor_old_id, floor_port,
-                                expect[which], floor_serial++);
-      floor_old_id = r.new_id;
-      if (traffic) {
-        floor_traffic_down.push_back(Ms(probe->Stop()));
-        floor_traffic_total.push_back(Ms(r.total));
-      } else if (i > 0) {
-        floor_total.push_back(Ms(r.total));
-        floor_stop.push_back(Ms(r.stop));
-        floor_start.push_back(Ms(r.start));
-        floor_down.push_back(Ms(r.downtime));
-      }
-    }
-
-    // docker CLI (quiet runs only).
-    if (!traffic) {
-      const absl::Time t0 = absl::Now();
-      hoist::testing::RunCommand(
-          absl::StrCat(docker, " pull -q ", images[which], " && ", docker,
-                       " rm -f cli >/dev/null 2>&1; ", docker,
-                       " run -d --name cli -p 127.0.0.1:", cli_port, ":8080 ",
-                       images[which]));
-      WaitAnswer(cli_port, expect[which]);
-      if (i > 0) cli_total.push_back(Ms(absl::Now() - t0));
-    }
-
-    // hoist-agent.
-    hoist::v1::DeployPhase phase = hoist::v1::DEPLOY_PHASE_UNSPECIFIED;
-    std::unique_ptr<DowntimeProbe> probe;
-    if (traffic) probe = std::make_unique<DowntimeProbe>(app_port);
-    std::map<int, absl::Time> at;  // phase -> event time (agent's clock)
-    absl::Time answer_at = absl::InfinitePast();
-    std::thread watcher;  // quiet runs: looks for the new answer after start
-    const absl::Time t0 = absl::Now();
-    deploy(which, &phase, [&](const hoist::v1::DeployEvent& ev) {
-      if (at.count(ev.phase()) == 0) at[ev.phase()] = event_time(ev);
-      if (ev.phase() == hoist::v1::DEPLOY_PHASE_HEALTH_CHECKING && !traffic &&
-          !watcher.joinable()) {
-        watcher = std::thread(
-            [&] { answer_at = WaitAnswerAt(app_port, expect[which]); });
-      }
-    });
-    const absl::Duration took = absl::Now() - t0;
-    if (watcher.joinable()) watcher.join();
-    if (phase != hoist::v1::DEPLOY_PHASE_SUCCEEDED) {
-      std::fprintf(stderr, "deploy %d ended in phase %d; see %s/agent.log\n", i,
-                   phase, dir.c_str());
-      Kill(agent);
-      return 1;
-    }
-    if (i == 0) continue;  // nothing to stop yet
-    if (traffic) {
-      agent_traffic_total.push_back(Ms(took));
-      agent_traffic_down.push_back(Ms(probe->Stop()));
-      continue;
-    }
-    agent_total.push_back(Ms(took));
-    agent_down.push_back(
-        Ms(answer_at - at[hoist::v1::DEPLOY_PHASE_STOPPING_OLD]));
-    agent_stop.push_back(Ms(at[hoist::v1::DEPLOY_PHASE_STARTING] -
-                            at[hoist::v1::DEPLOY_PHASE_STOPPING_OLD]));
-    agent_start.push_back(Ms(at[hoist::v1::DEPLOY_PHASE_HEALTH_CHECKING] -
-                             at[hoist::v1::DEPLOY_PHASE_STARTING]));
-    agent_after_start.push_back(
-        Ms(at[hoist::v1::DEPLOY_PHASE_SUCCEEDED] -
-           at[hoist::v1::DEPLOY_PHASE_HEALTH_CHECKING]));
+  // `runs` more under client traffic. Floor, docker CLI and agent take
+  // turns, run by run, so that load from elsewhere on the machine falls on
+  // all of them alike.
+  for (int i = 0; i <= 2 * flags_.runs; ++i) {
+    const bool traffic = i > flags_.runs;
+    RunFloor(i, traffic);
+    if (!traffic) RunCli(i);  // quiet runs only
+    if (!RunAgent(i, traffic)) return false;
   }
-  hoist::testing::RemoveAllContainers(h.docker_endpoint);
-  long rss_after_10 = -1, rss_after_n = -1;
-  for (int i = 0; i < rss_deploys; ++i) {
+  hoist::testing::RemoveAllContainers(h_.docker_endpoint);
+  return true;
+}
+
+void AgentDeployBench::RunFloor(int i, bool traffic) {
+  const int which = i % 2;
+  std::unique_ptr<DowntimeProbe> probe;
+  if (traffic) probe = std::make_unique<DowntimeProbe>(floor_port_);
+  FloorResult r = FloorSwap(engine_, images_[which], floor_old_id_, floor_port_,
+                            expect_[which], floor_serial_++);
+  floor_old_id_ = r.new_id;
+  if (traffic) {
+    figures_.floor_traffic_down.push_back(Ms(probe->Stop()));
+    figures_.floor_traffic_total.push_back(Ms(r.total));
+  } else if (i > 0) {
+    figures_.floor_total.push_back(Ms(r.total));
+    figures_.floor_stop.push_back(Ms(r.stop));
+    figures_.floor_start.push_back(Ms(r.start));
+    figures_.floor_down.push_back(Ms(r.downtime));
+  }
+}
+
+void AgentDeployBench::RunCli(int i) {
+  const int which = i % 2;
+  const absl::Time t0 = absl::Now();
+  hoist::testing::RunCommand(absl::StrCat(
+      docker_, " pull -q ", images_[which], " && ", docker_,
+      " rm -f cli >/dev/null 2>&1; ", docker_,
+      " run -d --name cli -p 127.0.0.1:", cli_port_, ":8080 ", images_[which]));
+  WaitAnswer(cli_port_, expect_[which]);
+  if (i > 0) figures_.cli_total.push_back(Ms(absl::Now() - t0));
+}
+
+bool AgentDeployBench::RunAgent(int i, bool traffic) {
+  const int which = i % 2;
+  hoist::v1::DeployPhase phase = hoist::v1::DEPLOY_PHASE_UNSPECIFIED;
+  std::unique_ptr<DowntimeProbe> probe;
+  if (traffic) probe = std::make_unique<DowntimeProbe>(app_port_);
+  std::map<int, absl::Time> at;  // phase -> event time (agent's clock)
+  absl::Time answer_at = absl::InfinitePast();
+  std::thread watcher;  // quiet runs: looks for the new answer after start
+  const absl::Time t0 = absl::Now();
+  Deploy(which, &phase, [&](const hoist::v1::DeployEvent& ev) {
+    if (at.count(ev.phase()) == 0) at[ev.phase()] = EventTime(ev);
+    if (ev.phase() == hoist::v1::DEPLOY_PHASE_HEALTH_CHECKING && !traffic &&
+        !watcher.joinable()) {
+      watcher = std::thread(
+          [&] { answer_at = WaitAnswerAt(app_port_, expect_[which]); });
+    }
+  });
+  const absl::Duration took = absl::Now() - t0;
+  if (watcher.joinable()) watcher.join();
+  if (phase != hoist::v1::DEPLOY_PHASE_SUCCEEDED) {
+    std::fprintf(stderr, "deploy %d ended in phase %d; see %s/agent.log\n", i,
+                 phase, dir_.c_str());
+    return false;
+  }
+  if (i == 0) return true;  // nothing to stop yet
+  if (traffic) {
+    figures_.agent_traffic_total.push_back(Ms(took));
+    figures_.agent_traffic_down.push_back(Ms(probe->Stop()));
+    return true;
+  }
+  using hoist::v1::DEPLOY_PHASE_HEALTH_CHECKING;
+  using hoist::v1::DEPLOY_PHASE_STARTING;
+  using hoist::v1::DEPLOY_PHASE_STOPPING_OLD;
+  using hoist::v1::DEPLOY_PHASE_SUCCEEDED;
+  figures_.agent_total.push_back(Ms(took));
+  figures_.agent_down.push_back(Ms(answer_at - at[DEPLOY_PHASE_STOPPING_OLD]));
+  figures_.agent_stop.push_back(
+      Ms(at[DEPLOY_PHASE_STARTING] - at[DEPLOY_PHASE_STOPPING_OLD]));
+  figures_.agent_start.push_back(
+      Ms(at[DEPLOY_PHASE_HEALTH_CHECKING] - at[DEPLOY_PHASE_STARTING]));
+  figures_.agent_after_start.push_back(
+      Ms(at[DEPLOY_PHASE_SUCCEEDED] - at[DEPLOY_PHASE_HEALTH_CHECKING]));
+  return true;
+}
+
+void AgentDeployBench::MeasureRssGrowth() {
+  for (int i = 0; i < flags_.rss_deploys; ++i) {
     hoist::v1::DeployPhase phase;
-    deploy(i % 2, &phase, nullptr);
-    if (i + 1 == 10) rss_after_10 = RssKb(agent);
+    Deploy(i % 2, &phase, nullptr);
+    if (i + 1 == 10) figures_.rss_after_10 = RssKb(agent_);
   }
-  rss_after_n = RssKb(agent);
-  Kill(agent);
-  hoist::testing::RemoveAllContainers(h.docker_endpoint);
+  figures_.rss_after_n = RssKb(agent_);
+  Kill(agent_);
+  agent_ = -1;
+  hoist::testing::RemoveAllContainers(h_.docker_endpoint);
+}
 
-  // Bare gRPC servers with reflection and health (bench/bare_grpc_server.cc),
-  // measured like the agent: after answering one call.
-  auto bare_rss_kb = [&](const std::string& name) -> long {
-    const int port = hoist::testing::FreeTcpPort();
-    // Built beside this benchmark: <build>/bench/<name>.
-    std::string self(4096, '\0');
-    self.resize(std::max<ssize_t>(
-        0, readlink("/proc/self/exe", self.data(), self.size())));
-    const std::string path = self.substr(0, self.rfind('/')) + "/" + name;
-    const pid_t bare =
-        Spawn({path, absl::StrCat("127.0.0.1:", port), h.Cert("ca.pem"),
-               h.Cert("agent.pem"), h.Cert("agent-key.pem")},
-              dir + "/" + name + ".log");
-    auto ch = grpc::CreateCustomChannel(
-        absl::StrCat("127.0.0.1:", port),
-        hoist::MutualTlsChannelCredentials(*tls), args);
-    long kb = -1;
-    if (ch->WaitForConnected(std::chrono::system_clock::now() +
-                             std::chrono::seconds(20))) {
-      grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::seconds(10));
-      // The bare server has no NodeAgent service: the call is answered
-      // UNIMPLEMENTED, after the same trip through gRPC's server side.
-      hoist::v1::AgentStatus ignored;
-      const grpc::Status answered =
-          hoist::v1::NodeAgent::NewStub(ch)->GetStatus(
-              &ctx, hoist::v1::GetStatusRequest(), &ignored);
-      if (answered.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
-        kb = RssKb(bare);
-      }
+// A bare gRPC server with reflection and health (bench/bare_grpc_server.cc),
+// measured like the agent: after answering one call. -1 if it did not.
+long AgentDeployBench::BareRssKb(const std::string& name) {
+  const int port = hoist::testing::FreeTcpPort();
+  // Built beside this benchmark: <build>/bench/<name>.
+  std::string self(4096, '\0');
+  self.resize(std::max<ssize_t>(
+      0, readlink("/proc/self/exe", self.data(), self.size())));
+  const std::string path = self.substr(0, self.rfind('/')) + "/" + name;
+  const pid_t bare =
+      Spawn({path, absl::StrCat("127.0.0.1:", port), h_.Cert("ca.pem"),
+             h_.Cert("agent.pem"), h_.Cert("agent-key.pem")},
+            dir_ + "/" + name + ".log");
+  auto ch = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port),
+                                      hoist::MutualTlsChannelCredentials(tls_),
+                                      channel_args_);
+  long kb = -1;
+  if (ch->WaitForConnected(std::chrono::system_clock::now() +
+                           std::chrono::seconds(20))) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(10));
+    // The bare server has no NodeAgent service: the call is answered
+    // UNIMPLEMENTED, after the same trip through gRPC's server side.
+    hoist::v1::AgentStatus ignored;
+    const grpc::Status answered = hoist::v1::NodeAgent::NewStub(ch)->GetStatus(
+        &ctx, hoist::v1::GetStatusRequest(), &ignored);
+    if (answered.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+      kb = RssKb(bare);
     }
-    Kill(bare);
-    return kb;
-  };
-  const long bare_kb = bare_rss_kb("bare_grpc_server");
+  }
+  Kill(bare);
+  return kb;
+}
+
+void AgentDeployBench::MeasureBareServers() {
+  figures_.bare_kb = BareRssKb("bare_grpc_server");
   // The agent skips GnuTLS's implicit initialization (nodeagent/main.cc);
   // so does its peer that loads the same libraries.
   setenv("GNUTLS_NO_IMPLICIT_INIT", "1", 1);
-  const long bare_libs_kb = bare_rss_kb("bare_grpc_server_agent_libs");
+  figures_.bare_libs_kb = BareRssKb("bare_grpc_server_agent_libs");
   unsetenv("GNUTLS_NO_IMPLICIT_INIT");
+}
 
-  const double f = Median(floor_total), a = Median(agent_total),
-               c = Median(cli_total);
-  const double stop = Median(floor_stop), start = Median(floor_start);
+double Mb(long kb) { return static_cast<double>(kb) / 1024.0; }
+
+// "12 15 40": the values in ms, sorted, as integers.
+std::string SortedList(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  std::string out;
+  for (double x : v) {
+    absl::StrAppend(&out, out.empty() ? "" : " ", static_cast<int>(x));
+  }
+  return out;
+}
+
+void PrintRow(const char* label, double ms) {
+  std::printf("%-44s %10.1f\n", label, ms);
+}
+
+void PrintQuietRuns(const BenchFlags& flags, const Figures& r) {
+  const double f = Median(r.floor_total), a = Median(r.agent_total),
+               c = Median(r.cli_total);
+  const double stop = Median(r.floor_stop), start = Median(r.floor_start);
   std::printf(
       "\nhoist-agent deploy of a cached image, median of %d runs, alternating "
       "v1/v2\n",
-      runs);
+      flags.runs);
   std::printf("%-44s %10s\n", "", "ms");
-  std::printf("%-44s %10.1f\n", "floor: Engine API calls back to back", f);
-  std::printf("%-44s %10.1f\n", "  of which graceful stop", stop);
-  std::printf("%-44s %10.1f\n", "  of which start", start);
-  std::printf("%-44s %10.1f\n", "docker CLI pull + rm -f + run -d + answer", c);
-  std::printf("%-44s %10.1f\n", "hoist-agent Deploy, request to SUCCEEDED", a);
-  std::printf("%-44s %10.1f\n", "  of which stop (STOPPING_OLD -> STARTING)",
-              Median(agent_stop));
-  std::printf("%-44s %10.1f\n", "  of which start (-> HEALTH_CHECKING)",
-              Median(agent_start));
-  std::printf("%-44s %10.1f\n", "  health check + swap (-> SUCCEEDED)",
-              Median(agent_after_start));
+  PrintRow("floor: Engine API calls back to back", f);
+  PrintRow("  of which graceful stop", stop);
+  PrintRow("  of which start", start);
+  PrintRow("docker CLI pull + rm -f + run -d + answer", c);
+  PrintRow("hoist-agent Deploy, request to SUCCEEDED", a);
+  PrintRow("  of which stop (STOPPING_OLD -> STARTING)", Median(r.agent_stop));
+  PrintRow("  of which start (-> HEALTH_CHECKING)", Median(r.agent_start));
+  PrintRow("  health check + swap (-> SUCCEEDED)", Median(r.agent_after_start));
   std::printf("%-44s %10.2fx (target <= 1.15x)\n", "agent / floor", a / f);
   std::printf("%-44s %10.2fx (target <= 1.00x)\n", "agent / docker CLI", a / c);
-  std::printf("%-44s %10.1f\n", "floor downtime (stop old -> new answers)",
-              Median(floor_down));
-  std::printf("%-44s %10.1f\n", "agent downtime (STOPPING_OLD -> new answers)",
-              Median(agent_down));
+  PrintRow("floor downtime (stop old -> new answers)", Median(r.floor_down));
+  PrintRow("agent downtime (STOPPING_OLD -> new answers)",
+           Median(r.agent_down));
   std::printf("%-44s %10.2fx (target <= 1.15x)\n",
               "agent downtime / (engine stop + start)",
-              Median(agent_down) / (stop + start));
+              Median(r.agent_down) / (stop + start));
   std::printf("%-44s %10.2fx\n", "floor downtime / (engine stop + start)",
-              Median(floor_down) / (stop + start));
+              Median(r.floor_down) / (stop + start));
+}
+
+void PrintTrafficRuns(const Figures& r) {
   std::printf("under client traffic (GET every 2 ms on the published port):\n");
-  std::printf("%-44s %10.1f\n", "floor: Engine API calls back to back",
-              Median(floor_traffic_total));
-  std::printf("%-44s %10.1f\n", "hoist-agent Deploy, request to SUCCEEDED",
-              Median(agent_traffic_total));
-  std::printf("%-44s %10.1f\n", "floor downtime (longest gap)",
-              Median(floor_traffic_down));
-  std::printf("%-44s %10.1f\n", "agent downtime (longest gap)",
-              Median(agent_traffic_down));
-  auto list = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    std::string out;
-    for (double x : v)
-      absl::StrAppend(&out, out.empty() ? "" : " ", static_cast<int>(x));
-    return out;
-  };
+  PrintRow("floor: Engine API calls back to back",
+           Median(r.floor_traffic_total));
+  PrintRow("hoist-agent Deploy, request to SUCCEEDED",
+           Median(r.agent_traffic_total));
+  PrintRow("floor downtime (longest gap)", Median(r.floor_traffic_down));
+  PrintRow("agent downtime (longest gap)", Median(r.agent_traffic_down));
   std::printf("  each floor gap (ms, sorted): %s\n",
-              list(floor_traffic_down).c_str());
+              SortedList(r.floor_traffic_down).c_str());
   std::printf("  each agent gap (ms, sorted): %s\n",
-              list(agent_traffic_down).c_str());
-  std::printf(
-      "%-44s %10.2fx\n", "agent / floor downtime under traffic",
-      Median(agent_traffic_down) / std::max(1.0, Median(floor_traffic_down)));
+              SortedList(r.agent_traffic_down).c_str());
+  std::printf("%-44s %10.2fx\n", "agent / floor downtime under traffic",
+              Median(r.agent_traffic_down) /
+                  std::max(1.0, Median(r.floor_traffic_down)));
+}
+
+void PrintMemory(const BenchFlags& flags, const Figures& r) {
   std::printf("%-44s %10.1f MB (%ld kB; target <= 25 MB = 25600 kB)\n",
-              "agent idle RSS", agent_idle_kb / 1024.0, agent_idle_kb);
+              "agent idle RSS", Mb(r.agent_idle_kb), r.agent_idle_kb);
   std::printf("%-44s %10.1f MB\n", "bare gRPC server (reflection+health) RSS",
-              bare_kb / 1024.0);
+              Mb(r.bare_kb));
   std::printf("%-44s %10.1f MB\n", "  the same + the agent's other libraries",
-              bare_libs_kb / 1024.0);
+              Mb(r.bare_libs_kb));
   std::printf("%-44s %10.1f MB\n", "  agent idle minus that (its own cost)",
-              (agent_idle_kb - bare_libs_kb) / 1024.0);
+              Mb(r.agent_idle_kb - r.bare_libs_kb));
   std::printf("%-44s %10.1f MB\n", "agent RSS after 10 deploys",
-              rss_after_10 / 1024.0);
+              Mb(r.rss_after_10));
   std::printf(
       "%-44s %10.1f MB (%+.1f%%, target within 10%%)\n",
-      absl::StrCat("agent RSS after ", rss_deploys, " deploys").c_str(),
-      rss_after_n / 1024.0,
-      100.0 * (rss_after_n - rss_after_10) / std::max(1L, rss_after_10));
+      absl::StrCat("agent RSS after ", flags.rss_deploys, " deploys").c_str(),
+      Mb(r.rss_after_n),
+      100.0 * static_cast<double>(r.rss_after_n - r.rss_after_10) /
+          static_cast<double>(std::max(1L, r.rss_after_10)));
+}
+
+int RunBench(const BenchFlags& flags) {
+  curl_global_init(CURL_GLOBAL_ALL);
+  const std::string load_before = LoadAverage();
+  AgentDeployBench bench(flags);
+  if (!bench.Start() || !bench.RunTurns()) return 1;
+  bench.MeasureRssGrowth();
+  bench.MeasureBareServers();
+  PrintQuietRuns(flags, bench.figures());
+  PrintTrafficRuns(bench.figures());
+  PrintMemory(flags, bench.figures());
   std::printf("load average (1/5/15 min) at start %s, at end %s\n",
               load_before.c_str(), LoadAverage().c_str());
-  std::printf("made by: agent_deploy_bench --runs %d --rss-deploys %d\n", runs,
-              rss_deploys);
+  std::printf("made by: agent_deploy_bench --runs %d --rss-deploys %d\n",
+              flags.runs, flags.rss_deploys);
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  BenchFlags flags;
+  if (std::optional<int> code = ParseFlags(argc, argv, &flags)) return *code;
+  try {
+    return RunBench(flags);
+  } catch (const std::exception& e) {  // e.g. an Engine API answer not JSON
+    std::fprintf(stderr, "agent_deploy_bench: %s\n", e.what());
+    return 1;
+  }
 }

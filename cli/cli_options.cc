@@ -1,11 +1,13 @@
 #include "cli/cli_options.h"
 
+#include <cstddef>
 #include <map>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/status_macros.h"
 
 namespace hoist::cli {
 namespace {
@@ -40,6 +42,185 @@ absl::Status ParsePositiveInt(const std::string& flag, const std::string& value,
   return absl::OkStatus();
 }
 
+// What the flag loop gathers besides CliOptions' own fields.
+struct ParsedArgs {
+  std::vector<std::string> positional;  // the command and its arguments
+  bool rollouts_flag_set = false;       // --service or --limit was given
+};
+
+// Flags that take a value (as the next argument or after '=').
+bool TakesValue(const std::string& name) {
+  static const char* const kValued[] = {
+      "--server", "--ca",      "--cert",    "--key",   "--tls-name",
+      "--output", "--timeout", "--service", "--limit", "-o"};
+  for (const char* valued : kValued) {
+    if (name == valued) return true;
+  }
+  return false;
+}
+
+absl::Status SetOutput(const std::string& value, CliOptions* options) {
+  if (value == "text") {
+    options->output = OutputFormat::kText;
+  } else if (value == "json") {
+    options->output = OutputFormat::kJson;
+  } else {
+    return Usage(
+        absl::StrCat("--output must be text or json, got \"", value, "\""));
+  }
+  return absl::OkStatus();
+}
+
+// Sets the valued flag `name` (TakesValue() is true) to `value`.
+absl::Status SetFlag(const std::string& name, const std::string& value,
+                     CliOptions* options, ParsedArgs* parsed) {
+  if (name == "--server") {
+    options->server = value;
+  } else if (name == "--ca") {
+    options->ca = value;
+  } else if (name == "--cert") {
+    options->cert = value;
+  } else if (name == "--key") {
+    options->key = value;
+  } else if (name == "--tls-name") {
+    options->tls_name = value;
+  } else if (name == "--output" || name == "-o") {
+    return SetOutput(value, options);
+  } else if (name == "--timeout") {
+    HOIST_RETURN_IF_ERROR(
+        ParsePositiveInt(name, value, &options->timeout_seconds));
+    if (options->timeout_seconds == 0) {
+      return Usage("--timeout must be at least 1");
+    }
+  } else if (name == "--service") {
+    options->service = value;
+    parsed->rollouts_flag_set = true;
+  } else if (name == "--limit") {
+    HOIST_RETURN_IF_ERROR(ParsePositiveInt(name, value, &options->limit));
+    parsed->rollouts_flag_set = true;
+  }
+  return absl::OkStatus();
+}
+
+// Parses the flag at argv[*i] (`--flag value` or `--flag=value`); advances
+// *i past a value taken from the next argument.
+absl::Status ParseFlag(const std::vector<std::string>& argv, size_t* i,
+                       CliOptions* options, ParsedArgs* parsed) {
+  const std::string& arg = argv[*i];
+  std::string name = arg;
+  std::string value;
+  bool has_value = false;
+  if (const size_t eq = arg.find('='); eq != std::string::npos) {
+    name = arg.substr(0, eq);
+    value = arg.substr(eq + 1);
+    has_value = true;
+  }
+  if (!TakesValue(name)) return Usage(absl::StrCat("unknown flag ", name));
+  if (!has_value) {
+    if (*i + 1 >= argv.size()) {
+      return Usage(absl::StrCat(name, " needs a value"));
+    }
+    value = argv[++*i];
+  }
+  return SetFlag(name, value, options, parsed);
+}
+
+// The loop over argv: flags anywhere, the rest positional ("--" ends the
+// flags; a lone "-" is positional).
+absl::Status ParseArgs(const std::vector<std::string>& argv,
+                       CliOptions* options, ParsedArgs* parsed) {
+  for (size_t i = 1; i < argv.size(); ++i) {
+    const std::string& arg = argv[i];
+    if (arg == "-h" || arg == "--help") {
+      options->help = true;
+    } else if (arg == "--version") {
+      options->version = true;
+    } else if (arg == "--") {
+      parsed->positional.insert(
+          parsed->positional.end(),
+          argv.begin() + static_cast<std::ptrdiff_t>(i + 1), argv.end());
+      break;
+    } else if (!absl::StartsWith(arg, "-") || arg == "-") {
+      parsed->positional.push_back(arg);
+    } else {
+      HOIST_RETURN_IF_ERROR(ParseFlag(argv, &i, options, parsed));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The usage line of `command`, e.g. "usage: hoistctl deploy SERVICE
+// DIGEST|TAG", for a wrong number of arguments.
+std::string CommandUsage(const std::string& command,
+                         const std::vector<std::string>& arg_names) {
+  return absl::StrCat(
+      "usage: hoistctl ", command, arg_names.empty() ? "" : " ",
+      absl::StrJoin(arg_names, " "),
+      command == "rollouts" ? " [--service S] [--limit N]" : "");
+}
+
+absl::Status CheckDeployRef(const std::string& ref) {
+  if (ref.empty()) return Usage("deploy: empty DIGEST|TAG");
+  if (absl::StartsWith(ref, "sha256:") && !IsDigest(ref)) {
+    return Usage(absl::StrCat(
+        "deploy: \"", ref,
+        "\" is not a digest (sha256: and 64 lowercase hex digits)"));
+  }
+  return absl::OkStatus();
+}
+
+// Sets the command and its arguments from `parsed` and checks them.
+absl::Status SetCommand(const ParsedArgs& parsed, CliOptions* options) {
+  if (parsed.positional.empty()) {
+    return Usage("no command given (see --help)");
+  }
+  options->command = parsed.positional.front();
+  options->args.assign(parsed.positional.begin() + 1, parsed.positional.end());
+  const auto it = CommandArgs().find(options->command);
+  if (it == CommandArgs().end()) {
+    return Usage(absl::StrCat("unknown command \"", options->command,
+                              "\" (see --help)"));
+  }
+  if (options->args.size() != it->second.size()) {
+    return Usage(CommandUsage(options->command, it->second));
+  }
+  if (parsed.rollouts_flag_set && options->command != "rollouts") {
+    return Usage("--service and --limit apply to `rollouts` only");
+  }
+  if (options->command == "deploy") {
+    HOIST_RETURN_IF_ERROR(CheckDeployRef(options->args[1]));
+  }
+  for (const std::string& a : options->args) {
+    if (a.empty()) {
+      return Usage(absl::StrCat(options->command, ": empty argument"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Connection settings: flags win over the environment; each is required.
+absl::Status SetConnection(const EnvLookup& env, CliOptions* options) {
+  struct Setting {
+    std::string* field;
+    const char* flag;
+    const char* env;
+  };
+  const Setting settings[] = {{&options->server, "--server", "HOIST_SERVER"},
+                              {&options->ca, "--ca", "HOIST_CA"},
+                              {&options->cert, "--cert", "HOIST_CERT"},
+                              {&options->key, "--key", "HOIST_KEY"}};
+  for (const Setting& s : settings) {
+    if (s.field->empty()) {
+      const char* from_env = env ? env(s.env) : nullptr;
+      if (from_env != nullptr) *s.field = from_env;
+    }
+    if (s.field->empty()) {
+      return Usage(absl::StrCat("missing ", s.flag, " (or $", s.env, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 bool IsDigest(const std::string& value) {
@@ -55,130 +236,11 @@ bool IsDigest(const std::string& value) {
 absl::StatusOr<CliOptions> ParseCliOptions(const std::vector<std::string>& argv,
                                            const EnvLookup& env) {
   CliOptions options;
-  std::vector<std::string> positional;
-  bool service_set = false, limit_set = false;
-
-  for (size_t i = 1; i < argv.size(); ++i) {
-    const std::string& arg = argv[i];
-    if (arg == "-h" || arg == "--help") {
-      options.help = true;
-      continue;
-    }
-    if (arg == "--version") {
-      options.version = true;
-      continue;
-    }
-    if (arg == "--") {  // the rest is positional
-      positional.insert(positional.end(), argv.begin() + i + 1, argv.end());
-      break;
-    }
-    if (!absl::StartsWith(arg, "-") || arg == "-") {
-      positional.push_back(arg);
-      continue;
-    }
-    std::string name = arg, value;
-    bool has_value = false;
-    if (const size_t eq = arg.find('='); eq != std::string::npos) {
-      name = arg.substr(0, eq);
-      value = arg.substr(eq + 1);
-      has_value = true;
-    }
-    static const char* const kValued[] = {
-        "--server", "--ca",      "--cert",    "--key",   "--tls-name",
-        "--output", "--timeout", "--service", "--limit", "-o"};
-    bool known = false;
-    for (const char* k : kValued) known = known || name == k;
-    if (!known) return Usage(absl::StrCat("unknown flag ", name));
-    if (!has_value) {
-      if (i + 1 >= argv.size())
-        return Usage(absl::StrCat(name, " needs a value"));
-      value = argv[++i];
-    }
-    if (name == "--server") {
-      options.server = value;
-    } else if (name == "--ca") {
-      options.ca = value;
-    } else if (name == "--cert") {
-      options.cert = value;
-    } else if (name == "--key") {
-      options.key = value;
-    } else if (name == "--tls-name") {
-      options.tls_name = value;
-    } else if (name == "--output" || name == "-o") {
-      if (value == "text") {
-        options.output = OutputFormat::kText;
-      } else if (value == "json") {
-        options.output = OutputFormat::kJson;
-      } else {
-        return Usage(
-            absl::StrCat("--output must be text or json, got \"", value, "\""));
-      }
-    } else if (name == "--timeout") {
-      absl::Status s = ParsePositiveInt(name, value, &options.timeout_seconds);
-      if (!s.ok()) return s;
-      if (options.timeout_seconds == 0)
-        return Usage("--timeout must be at least 1");
-    } else if (name == "--service") {
-      options.service = value;
-      service_set = true;
-    } else if (name == "--limit") {
-      absl::Status s = ParsePositiveInt(name, value, &options.limit);
-      if (!s.ok()) return s;
-      limit_set = true;
-    }
-  }
+  ParsedArgs parsed;
+  HOIST_RETURN_IF_ERROR(ParseArgs(argv, &options, &parsed));
   if (options.help || options.version) return options;
-
-  if (positional.empty()) return Usage("no command given (see --help)");
-  options.command = positional.front();
-  options.args.assign(positional.begin() + 1, positional.end());
-  const auto it = CommandArgs().find(options.command);
-  if (it == CommandArgs().end()) {
-    return Usage(
-        absl::StrCat("unknown command \"", options.command, "\" (see --help)"));
-  }
-  if (options.args.size() != it->second.size()) {
-    return Usage(absl::StrCat(
-        "usage: hoistctl ", options.command, it->second.empty() ? "" : " ",
-        absl::StrJoin(it->second, " "),
-        options.command == "rollouts" ? " [--service S] [--limit N]" : ""));
-  }
-  if ((service_set || limit_set) && options.command != "rollouts") {
-    return Usage("--service and --limit apply to `rollouts` only");
-  }
-  if (options.command == "deploy") {
-    const std::string& ref = options.args[1];
-    if (ref.empty()) return Usage("deploy: empty DIGEST|TAG");
-    if (absl::StartsWith(ref, "sha256:") && !IsDigest(ref)) {
-      return Usage(absl::StrCat(
-          "deploy: \"", ref,
-          "\" is not a digest (sha256: and 64 lowercase hex digits)"));
-    }
-  }
-  for (const std::string& a : options.args) {
-    if (a.empty())
-      return Usage(absl::StrCat(options.command, ": empty argument"));
-  }
-
-  // Connection settings: flags win over the environment.
-  struct Setting {
-    std::string* field;
-    const char* flag;
-    const char* env;
-  };
-  const Setting settings[] = {{&options.server, "--server", "HOIST_SERVER"},
-                              {&options.ca, "--ca", "HOIST_CA"},
-                              {&options.cert, "--cert", "HOIST_CERT"},
-                              {&options.key, "--key", "HOIST_KEY"}};
-  for (const Setting& s : settings) {
-    if (s.field->empty()) {
-      const char* from_env = env ? env(s.env) : nullptr;
-      if (from_env != nullptr) *s.field = from_env;
-    }
-    if (s.field->empty()) {
-      return Usage(absl::StrCat("missing ", s.flag, " (or $", s.env, ")"));
-    }
-  }
+  HOIST_RETURN_IF_ERROR(SetCommand(parsed, &options));
+  HOIST_RETURN_IF_ERROR(SetConnection(env, &options));
   return options;
 }
 

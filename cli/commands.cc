@@ -52,51 +52,76 @@ int PrintRolloutResult(const CliOptions& options,
   return code;
 }
 
-int Watch(const CliOptions& options, ControlClient& client, std::ostream& out,
-          std::ostream& err, bool tty) {
-  WatchView view;
-  size_t drawn = 0;  // lines of the live view currently on screen
-  constexpr int kBarWidth = 24;
-  std::string json_error;
-  const absl::Status status = client.WatchRollout(
-      options.args[0], [&](const hoist::v1::RolloutEvent& event) {
-        std::vector<std::string> log_lines = view.Apply(event);
-        if (options.output == OutputFormat::kJson) {
-          absl::StatusOr<std::string> json = ToJson(event, /*pretty=*/false);
-          if (!json.ok()) {
-            json_error = std::string(json.status().message());
-            return false;
-          }
-          out << *json << "\n";
-        } else if (tty) {
-          // Redraw the live view in place: up `drawn` lines, clear each line.
-          if (drawn > 0) out << "\x1b[" << drawn << "A";
-          const std::vector<std::string> screen = view.Render(kBarWidth);
-          for (const std::string& line : screen) {
-            // A line wider than the terminal would wrap and break the
-            // cursor arithmetic: cut it.
-            const size_t columns = options.terminal_columns;
-            out << "\r\x1b[2K"
-                << (columns > 1 && line.size() >= columns
-                        ? line.substr(0, columns - 1)
-                        : line)
-                << "\n";
-          }
-          // Clear what is left of a longer previous screen, then come back.
-          for (size_t i = screen.size(); i < drawn; ++i) out << "\r\x1b[2K\n";
-          if (drawn > screen.size()) {
-            out << "\x1b[" << (drawn - screen.size()) << "A";
-          }
-          drawn = screen.size();
-        } else {
-          for (const std::string& line : log_lines) out << line << "\n";
-        }
-        out.flush();
-        return !WatchStopsAt(view.rollout().state());
-      });
-  if (!json_error.empty())
-    return Fail(options, absl::InternalError(json_error), err);
-  if (!status.ok()) return Fail(options, status, err);
+// Prints a `watch` as its events arrive: one JSON RolloutEvent per line,
+// the live view redrawn in place on a terminal, or the log lines otherwise.
+class WatchPrinter {
+ public:
+  WatchPrinter(const CliOptions& options, std::ostream& out, bool tty)
+      : options_(options), out_(out), tty_(tty) {}
+
+  // Applies and prints one event. Returns whether to keep watching: false
+  // once the rollout reached a state `watch` stops at, or when the event
+  // could not be printed (json_error() says why).
+  bool OnEvent(const hoist::v1::RolloutEvent& event) {
+    std::vector<std::string> log_lines = view_.Apply(event);
+    if (options_.output == OutputFormat::kJson) {
+      absl::StatusOr<std::string> json = ToJson(event, /*pretty=*/false);
+      if (!json.ok()) {
+        json_error_ = std::string(json.status().message());
+        return false;
+      }
+      out_ << *json << "\n";
+    } else if (tty_) {
+      Redraw();
+    } else {
+      for (const std::string& line : log_lines) out_ << line << "\n";
+    }
+    out_.flush();
+    return !WatchStopsAt(view_.rollout().state());
+  }
+
+  const WatchView& view() const { return view_; }
+  const std::string& json_error() const { return json_error_; }
+
+ private:
+  static constexpr int kBarWidth = 24;
+
+  // Draws the live view over the one drawn before: up `drawn_` lines, then
+  // each line cleared and rewritten.
+  void Redraw() {
+    if (drawn_ > 0) out_ << "\x1b[" << drawn_ << "A";
+    const std::vector<std::string> screen = view_.Render(kBarWidth);
+    for (const std::string& line : screen) {
+      out_ << "\r\x1b[2K" << FitToTerminal(line) << "\n";
+    }
+    // Clear what is left of a longer previous screen, then come back.
+    for (size_t i = screen.size(); i < drawn_; ++i) out_ << "\r\x1b[2K\n";
+    if (drawn_ > screen.size()) {
+      out_ << "\x1b[" << (drawn_ - screen.size()) << "A";
+    }
+    drawn_ = screen.size();
+  }
+
+  // A line wider than the terminal would wrap and break the cursor
+  // arithmetic of Redraw(): cut it.
+  std::string FitToTerminal(const std::string& line) const {
+    const size_t columns = options_.terminal_columns;
+    return columns > 1 && line.size() >= columns ? line.substr(0, columns - 1)
+                                                 : line;
+  }
+
+  const CliOptions& options_;
+  std::ostream& out_;
+  const bool tty_;
+  WatchView view_;
+  size_t drawn_ = 0;  // lines of the live view currently on screen
+  std::string json_error_;
+};
+
+// After the stream: exit code 0 for SUCCEEDED, 1 for any other end or a
+// stream that ended before the rollout did; the text output names the end.
+int FinishWatch(const CliOptions& options, const WatchView& view,
+                std::ostream& out, std::ostream& err) {
   const hoist::v1::RolloutState state = view.rollout().state();
   if (!view.seen_any() || !WatchStopsAt(state)) {
     err << "hoistctl watch: the stream ended before rollout " << options.args[0]
@@ -114,6 +139,20 @@ int Watch(const CliOptions& options, ControlClient& client, std::ostream& out,
   }
   out.flush();
   return ExitCodeForRolloutState(state);
+}
+
+int Watch(const CliOptions& options, ControlClient& client, std::ostream& out,
+          std::ostream& err, bool tty) {
+  WatchPrinter printer(options, out, tty);
+  const absl::Status status = client.WatchRollout(
+      options.args[0], [&printer](const hoist::v1::RolloutEvent& event) {
+        return printer.OnEvent(event);
+      });
+  if (!printer.json_error().empty()) {
+    return Fail(options, absl::InternalError(printer.json_error()), err);
+  }
+  if (!status.ok()) return Fail(options, status, err);
+  return FinishWatch(options, printer.view(), out, err);
 }
 
 }  // namespace

@@ -114,6 +114,7 @@ std::string FormatAgents(const hoist::v1::ListAgentsResponse& response) {
     std::map<std::string, std::string> labels(a.labels().begin(),
                                               a.labels().end());
     std::vector<std::string> pairs;
+    pairs.reserve(labels.size());
     for (const auto& [k, v] : labels) pairs.push_back(absl::StrCat(k, "=", v));
     rows.push_back({a.name(), a.address(), a.reachable() ? "yes" : "no",
                     OrDash(a.version()), OrDash(a.docker_version()),
@@ -215,86 +216,120 @@ int ExitCodeForStatus(const absl::Status& status) {
   }
 }
 
+namespace {
+
+// Whether `host`'s phase differs from the one `rollout` last recorded for its
+// agent (the last entry wins if it has several); true for an agent it does
+// not list.
+bool PhaseChanged(const hoist::v1::Rollout& rollout,
+                  const hoist::v1::HostResult& host) {
+  bool listed = false;
+  DeployPhase old_phase = hoist::v1::DEPLOY_PHASE_UNSPECIFIED;
+  for (const hoist::v1::HostResult& h : rollout.hosts()) {
+    if (h.agent() != host.agent()) continue;
+    listed = true;
+    old_phase = h.phase();
+  }
+  return !listed || old_phase != host.phase();
+}
+
+// The event's message as news about `host`: servers often prefix it with the
+// host's name, which the line prints once; a message that only names the
+// phase says nothing new ("").
+std::string HostMessage(const std::string& event_message,
+                        const hoist::v1::HostResult& host) {
+  std::string message(
+      absl::StripPrefix(event_message, absl::StrCat(host.agent(), ": ")));
+  if (message == hoist::v1::DeployPhase_Name(host.phase())) message.clear();
+  return message;
+}
+
+// "  web-1: PULLING - message", with the host's error when it explains an
+// end or a rollback and the message does not already carry it.
+std::string HostLine(const hoist::v1::HostResult& host,
+                     const std::string& message) {
+  std::string line = absl::StrCat("  ", host.agent(), ": ");
+  if (host.phase() != hoist::v1::DEPLOY_PHASE_UNSPECIFIED) {
+    absl::StrAppend(&line, PhaseName(host.phase()));
+    if (!message.empty()) absl::StrAppend(&line, " - ", message);
+  } else {
+    // No phase yet: the receiver's word ("deploying") says more.
+    absl::StrAppend(&line, message.empty() ? "queued" : message);
+  }
+  const bool explains_end =
+      IsTerminalPhase(host.phase()) ||
+      host.phase() == hoist::v1::DEPLOY_PHASE_ROLLING_BACK;
+  if (!host.error().empty() && explains_end &&
+      message.find(host.error()) == std::string::npos) {
+    absl::StrAppend(&line, " (error: ", host.error(), ")");
+  }
+  return line;
+}
+
+}  // namespace
+
 std::vector<std::string> WatchView::Apply(
     const hoist::v1::RolloutEvent& event) {
   std::vector<std::string> lines;
-  const hoist::v1::Rollout& next = event.rollout();
-  const bool first = !seen_any_;
-  std::map<std::string, DeployPhase> old_phases;
-  for (const auto& h : rollout_.hosts()) old_phases[h.agent()] = h.phase();
-
-  if (event.has_rollout()) {
-    if (first) {
-      lines.push_back(absl::StrCat(
-          "rollout ", next.id(), ": service ", next.service(), ", ",
-          OrDash(ShortDigest(next.digest())),
-          next.tag().empty() ? "" : absl::StrCat(" (", next.tag(), ")"), ", ",
-          next.hosts_size(), " host(s), ", StateName(next.state())));
-    } else if (next.state() != rollout_.state()) {
-      lines.push_back(absl::StrCat(
-          "rollout ", next.id(), ": ", StateName(next.state()),
-          next.error().empty() ? "" : absl::StrCat(": ", next.error())));
+  // Host news: the event's host, if it names one.
+  const bool has_host = event.has_host() && !event.host().agent().empty();
+  // Against the rollout as it was before this event.
+  const bool phase_changed = has_host && PhaseChanged(rollout_, event.host());
+  if (event.has_rollout()) ApplyRollout(event.rollout(), &lines);
+  if (has_host) {
+    ApplyHost(event, phase_changed, &lines);
+  } else if (!event.message().empty()) {
+    // A message about the rollout as a whole, unless this event already
+    // printed a line (the first one, or a state change says it better).
+    if (lines.empty() && event.message() != last_message_) {
+      lines.push_back(absl::StrCat("  ", event.message()));
     }
-    rollout_ = next;
-    seen_any_ = true;
-  }
-
-  // Host changes: from the event's host, or (first event) every host.
-  std::vector<hoist::v1::HostResult> changed;
-  if (event.has_host() && !event.host().agent().empty()) {
-    changed.push_back(event.host());
-    // Keep the view's copy current even if the server sent no full rollout.
-    bool found = false;
-    for (auto& h : *rollout_.mutable_hosts()) {
-      if (h.agent() == event.host().agent()) {
-        h = event.host();
-        found = true;
-      }
-    }
-    if (!found) *rollout_.add_hosts() = event.host();
-  }
-  for (const hoist::v1::HostResult& h : changed) {
-    const auto old = old_phases.find(h.agent());
-    const bool phase_changed =
-        old == old_phases.end() || old->second != h.phase();
-    if (event.has_pull()) {
-      pulls_[h.agent()] = event.pull();
-    }
-    if (h.phase() != hoist::v1::DEPLOY_PHASE_PULLING) pulls_.erase(h.agent());
-    // Servers often prefix a host's message with its name; we print it once.
-    std::string message(
-        absl::StripPrefix(event.message(), absl::StrCat(h.agent(), ": ")));
-    if (message == hoist::v1::DeployPhase_Name(h.phase()))
-      message.clear();  // says nothing new
-    const bool new_message =
-        !message.empty() && host_messages_[h.agent()] != message;
-    if (!message.empty()) host_messages_[h.agent()] = message;
-    if (phase_changed || new_message) {
-      std::string line = absl::StrCat("  ", h.agent(), ": ");
-      if (h.phase() != hoist::v1::DEPLOY_PHASE_UNSPECIFIED) {
-        absl::StrAppend(&line, PhaseName(h.phase()));
-        if (!message.empty()) absl::StrAppend(&line, " - ", message);
-      } else {
-        // No phase yet: the receiver's word ("deploying") says more.
-        absl::StrAppend(&line, message.empty() ? "queued" : message);
-      }
-      if (!h.error().empty() && message.find(h.error()) == std::string::npos &&
-          (IsTerminalPhase(h.phase()) ||
-           h.phase() == hoist::v1::DEPLOY_PHASE_ROLLING_BACK)) {
-        absl::StrAppend(&line, " (error: ", h.error(), ")");
-      }
-      lines.push_back(line);
-    }
-  }
-  // A message about the rollout as a whole, unless this event already
-  // printed a line (the first one, or a state change says it better).
-  if (changed.empty() && lines.empty() && !event.message().empty() &&
-      event.message() != last_message_) {
-    lines.push_back(absl::StrCat("  ", event.message()));
-  }
-  if (changed.empty() && !event.message().empty())
     last_message_ = event.message();
+  }
   return lines;
+}
+
+void WatchView::ApplyRollout(const hoist::v1::Rollout& next,
+                             std::vector<std::string>* lines) {
+  if (!seen_any_) {
+    lines->push_back(absl::StrCat(
+        "rollout ", next.id(), ": service ", next.service(), ", ",
+        OrDash(ShortDigest(next.digest())),
+        next.tag().empty() ? "" : absl::StrCat(" (", next.tag(), ")"), ", ",
+        next.hosts_size(), " host(s), ", StateName(next.state())));
+  } else if (next.state() != rollout_.state()) {
+    lines->push_back(absl::StrCat(
+        "rollout ", next.id(), ": ", StateName(next.state()),
+        next.error().empty() ? "" : absl::StrCat(": ", next.error())));
+  }
+  rollout_ = next;
+  seen_any_ = true;
+}
+
+void WatchView::ApplyHost(const hoist::v1::RolloutEvent& event,
+                          bool phase_changed, std::vector<std::string>* lines) {
+  const hoist::v1::HostResult& host = event.host();
+  // Keep the view's copy current even if the server sent no full rollout.
+  bool found = false;
+  for (hoist::v1::HostResult& h : *rollout_.mutable_hosts()) {
+    if (h.agent() != host.agent()) continue;
+    h = host;
+    found = true;
+  }
+  if (!found) *rollout_.add_hosts() = host;
+
+  if (event.has_pull()) pulls_[host.agent()] = event.pull();
+  if (host.phase() != hoist::v1::DEPLOY_PHASE_PULLING) {
+    pulls_.erase(host.agent());
+  }
+  const std::string message = HostMessage(event.message(), host);
+  bool new_message = false;
+  if (!message.empty()) {
+    std::string& known = host_messages_[host.agent()];
+    new_message = known != message;
+    known = message;
+  }
+  if (phase_changed || new_message) lines->push_back(HostLine(host, message));
 }
 
 std::vector<std::string> WatchView::Render(int bar_width) const {

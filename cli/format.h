@@ -67,6 +67,16 @@ class WatchView {
   bool seen_any() const { return seen_any_; }
 
  private:
+  // Apply()'s steps. The first event's rollout adds the header line, a
+  // later one a line when the state changed.
+  void ApplyRollout(const hoist::v1::Rollout& next,
+                    std::vector<std::string>* lines);
+  // Merges the event's host into rollout_ and adds its line when its phase
+  // changed (`phase_changed`, against the rollout before the event) or it
+  // brings a new message.
+  void ApplyHost(const hoist::v1::RolloutEvent& event, bool phase_changed,
+                 std::vector<std::string>* lines);
+
   bool seen_any_ = false;
   hoist::v1::Rollout rollout_;
   std::map<std::string, hoist::v1::PullProgress> pulls_;  // by agent

@@ -19,14 +19,20 @@
   } while (0)
 
 // `HOIST_ASSIGN_OR_RETURN(auto x, Foo());` assigns Foo()'s value to x, or
-// returns its status from the current function.
+// returns its status from the current function. `lhs` is a declaration
+// (`auto x`, `std::string s`) or an lvalue (`m.field`); `expr` is evaluated
+// once. One use per line: the temporary is named after __LINE__.
 #define HOIST_ASSIGN_OR_RETURN(lhs, expr)                                     \
   HOIST_ASSIGN_OR_RETURN_IMPL_(HOIST_CONCAT_(hoist_statusor_, __LINE__), lhs, \
                                expr)
+// bugprone-macro-parentheses is off here: `statusor` is the name being
+// declared and `lhs` may be a declaration, and neither may be parenthesized.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define HOIST_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr)  \
   auto statusor = (expr);                                  \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = std::move(statusor).value()
+// NOLINTEND(bugprone-macro-parentheses)
 
 namespace hoist {
 

@@ -202,7 +202,9 @@ static void* NextSymbol(const char* name) {
 }
 
 // grpc::Server::Start(ServerCompletionQueue**, size_t): method handlers
-// built before it run on gRPC threads after it.
+// built before it run on gRPC threads after it. Defined under its mangled
+// name so that it interposes gRPC's (hence the reserved identifier).
+// NOLINTNEXTLINE(bugprone-reserved-identifier)
 void _ZN4grpc6Server5StartEPPNS_21ServerCompletionQueueEm(void* server,
                                                           void** cqs,
                                                           size_t num_cqs) {
@@ -220,6 +222,7 @@ struct GprTimespec {  // gpr_timespec, passed by value
   int32_t tv_nsec;
   int clock_type;
 };
+// NOLINTNEXTLINE(bugprone-reserved-identifier): interposes, as above
 void _ZN4grpc6Server16ShutdownInternalE12gpr_timespec(void* server,
                                                       GprTimespec deadline) {
   using Shutdown = void (*)(void*, GprTimespec);

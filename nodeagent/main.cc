@@ -11,17 +11,16 @@
 // effect at the next start.
 #include <limits.h>
 #include <malloc.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <cstdlib>
-#include <iostream>
+#include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "common/daemon.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -37,12 +36,6 @@ namespace {
 
 constexpr char kProgram[] = "hoist-agent";
 constexpr absl::Duration kShutdownGrace = absl::Seconds(5);
-
-void PrintProblems(const absl::Status& status) {
-  for (absl::string_view line : absl::StrSplit(status.message(), '\n')) {
-    std::cerr << line << "\n";
-  }
-}
 
 // Names of settings that differ and need a restart to take effect.
 std::string RestartOnlyChanges(const AgentConfig& old_config,
@@ -65,155 +58,178 @@ std::string RestartOnlyChanges(const AgentConfig& old_config,
   return changed;
 }
 
-int Run(int argc, char** argv) {
-  TuneDaemonProcess();   // before any thread starts
-  BlockDaemonSignals();  // before any thread starts
-  auto flags = ParseDaemonFlags(argc, argv);
-  const std::string usage = DaemonUsage(
-      kProgram,
-      "The Hoist node agent: deploys containers on this host over mTLS gRPC.");
-  if (!flags.ok()) {
-    std::cerr << kProgram << ": " << flags.status().message() << "\n\n"
-              << usage;
-    return 2;
-  }
-  if (flags->help) {
-    std::cout << usage;
-    return 0;
-  }
-  if (flags->version) {
-    std::cout << kProgram << " " << HoistVersion() << "\n";
-    return 0;
-  }
-  SetLogFormat(flags->log_format);
+// The running agent: its parts, started in order by Start(), reloaded by
+// Reload() on SIGHUP and stopped by Stop(). Members are declared in start
+// order, so an agent that could not start all of them destroys those it
+// started in reverse order. Used by one thread (main's).
+class Agent {
+ public:
+  Agent(std::string config_path, AgentConfig config)
+      : config_path_(std::move(config_path)), config_(std::move(config)) {}
 
-  auto config = LoadAgentConfig(flags->config);
-  if (flags->check_config) {
-    if (!config.ok()) {
-      PrintProblems(config.status());
-      return 2;
-    }
-    std::cout << "config OK\n";
-    return 0;
-  }
-  if (!config.ok()) {
-    PrintProblems(config.status());
-    LogError("invalid config; not starting", {{"config", flags->config}});
-    return 2;
+  // Starts every part; false (the cause logged) when one cannot start.
+  bool Start() {
+    return LoadTls() && StartDeployManager() && StartServer() &&
+           StartMetricsServer();
   }
 
-  auto tls = LoadTlsMaterial(config->tls);
+  // SIGHUP: applies the authz roles and registry credentials of a valid
+  // config file, or logs why it keeps the running config.
+  void Reload();
+
+  // SIGTERM/SIGINT: calls in progress get kShutdownGrace, then running
+  // deploys finish.
+  void Stop() {
+    server_->Shutdown(kShutdownGrace);
+    metrics_http_.reset();
+    server_.reset();
+    LogInfo("waiting for running deploys to finish");
+    manager_.reset();
+  }
+
+ private:
+  bool LoadTls();
+  bool StartDeployManager();
+  bool StartServer();
+  bool StartMetricsServer();
+
+  const std::string config_path_;
+  AgentConfig config_;  // the running config
+  TlsMaterial tls_;     // read at start, then handed to the server
+  std::unique_ptr<DeployManager> manager_;
+  MetricsRegistry metrics_;
+  std::unique_ptr<AgentServer> server_;
+  std::unique_ptr<MetricsHttpServer> metrics_http_;
+};
+
+bool Agent::LoadTls() {
+  absl::StatusOr<TlsMaterial> tls = LoadTlsMaterial(config_.tls);
   if (!tls.ok()) {
     LogError("cannot load TLS files",
              {{"error", std::string(tls.status().message())}});
-    return 1;
+    return false;
   }
+  tls_ = *std::move(tls);
+  return true;
+}
 
+bool Agent::StartDeployManager() {
   CurlDockerClientOptions docker_options;
-  docker_options.endpoint = config->docker_endpoint;
+  docker_options.endpoint = config_.docker_endpoint;
   auto docker = NewCurlDockerClient(docker_options);
   if (!docker.ok()) {
     LogError("bad docker endpoint",
              {{"error", std::string(docker.status().message())}});
-    return 1;
+    return false;
   }
-  DeployManager::Options manager_options;
-  manager_options.docker = std::shared_ptr<DockerClient>(std::move(*docker));
-  manager_options.host = config->host;
-  manager_options.state_dir = config->state_dir;
-  manager_options.keep_images = config->keep_images;
-  manager_options.registries = config->registries;
-  auto manager = DeployManager::Create(std::move(manager_options));
+  DeployManager::Options options;
+  options.docker = std::shared_ptr<DockerClient>(*std::move(docker));
+  options.host = config_.host;
+  options.state_dir = config_.state_dir;
+  options.keep_images = config_.keep_images;
+  options.registries = config_.registries;
+  auto manager = DeployManager::Create(std::move(options));
   if (!manager.ok()) {
     LogError("cannot start the deploy manager",
              {{"error", std::string(manager.status().message())}});
-    return 1;
+    return false;
   }
-  if (absl::Status s = (*manager)->Recover(); !s.ok()) {
+  manager_ = *std::move(manager);
+  if (absl::Status s = manager_->Recover(); !s.ok()) {
     // Recovery tries every entry; what it could not restore is logged and
     // recorded, and the agent serves anyway so an operator can act.
     LogError("crash recovery incomplete",
              {{"error", std::string(s.message())}});
   }
+  return true;
+}
 
-  MetricsRegistry metrics;
-  DeployManager* handler = manager->get();
-  AgentServer::Options server_options;
-  server_options.listen = config->listen;
-  server_options.tls = *std::move(tls);
-  server_options.tls_files = config->tls;
-  server_options.handler = handler;
-  server_options.authorizer =
-      MakeAgentAuthorizer(config->deployers, config->viewers);
-  server_options.docker_reachable = [handler] {
-    return handler->DockerReachable();
-  };
-  server_options.metrics = &metrics;
-  auto server = AgentServer::Start(std::move(server_options));
+bool Agent::StartServer() {
+  DeployManager* handler = manager_.get();
+  AgentServer::Options options;
+  options.listen = config_.listen;
+  options.tls = std::move(tls_);  // the server keeps it
+  options.tls_files = config_.tls;
+  options.handler = handler;
+  options.authorizer = MakeAgentAuthorizer(config_.deployers, config_.viewers);
+  options.docker_reachable = [handler] { return handler->DockerReachable(); };
+  options.metrics = &metrics_;
+  auto server = AgentServer::Start(std::move(options));
   if (!server.ok()) {
     LogError("cannot start the gRPC server",
              {{"error", std::string(server.status().message())}});
-    return 1;
+    return false;
   }
-  LogInfo(absl::StrCat("listening on ", (*server)->address()),
-          {{"host", config->host}, {"version", HoistVersion()}});
+  server_ = *std::move(server);
+  LogInfo(absl::StrCat("listening on ", server_->address()),
+          {{"host", config_.host}, {"version", HoistVersion()}});
+  return true;
+}
 
-  std::unique_ptr<MetricsHttpServer> metrics_http;
-  if (!config->metrics_listen.empty()) {
-    auto http = MetricsHttpServer::Start(
-        config->metrics_listen, &metrics,
-        [handler] { return handler->DockerReachable(); });
-    if (!http.ok()) {
-      LogError("cannot start the metrics server",
-               {{"error", std::string(http.status().message())}});
-      (*server)->Shutdown(kShutdownGrace);
-      return 1;
-    }
-    metrics_http = *std::move(http);
-    LogInfo(absl::StrCat(
-        "metrics on ",
-        config->metrics_listen.substr(0, config->metrics_listen.rfind(':')),
-        ":", metrics_http->port()));
+bool Agent::StartMetricsServer() {
+  if (config_.metrics_listen.empty()) return true;  // optional
+  DeployManager* handler = manager_.get();
+  auto http = MetricsHttpServer::Start(
+      config_.metrics_listen, &metrics_,
+      [handler] { return handler->DockerReachable(); });
+  if (!http.ok()) {
+    LogError("cannot start the metrics server",
+             {{"error", std::string(http.status().message())}});
+    server_->Shutdown(kShutdownGrace);
+    return false;
   }
+  metrics_http_ = *std::move(http);
+  LogInfo(absl::StrCat(
+      "metrics on ",
+      config_.metrics_listen.substr(0, config_.metrics_listen.rfind(':')), ":",
+      metrics_http_->port()));
+  return true;
+}
 
+void Agent::Reload() {
+  auto reloaded = LoadAgentConfig(config_path_);
+  if (!reloaded.ok()) {
+    LogError("config reload refused; keeping the running config",
+             {{"problems", std::string(reloaded.status().message())}});
+    return;
+  }
+  server_->SetAuthorizer(
+      MakeAgentAuthorizer(reloaded->deployers, reloaded->viewers));
+  manager_->SetRegistries(reloaded->registries);
+  const std::string restart_only = RestartOnlyChanges(config_, *reloaded);
+  LogInfo("config reloaded: authz roles and registry credentials applied",
+          {{"deployers", std::to_string(reloaded->deployers.size())},
+           {"viewers", std::to_string(reloaded->viewers.size())}});
+  if (!restart_only.empty()) {
+    LogWarning("changed settings take effect after a restart",
+               {{"settings", restart_only}});
+  }
+  config_ = *std::move(reloaded);
+}
+
+// DaemonSpec::serve: runs the agent until SIGTERM or SIGINT.
+int Serve(const DaemonFlags& flags, AgentConfig config) {
+  Agent agent(flags.config, std::move(config));
+  if (!agent.Start()) return kDaemonExitCannotStart;
   // Start-up (config, TLS material, Docker version negotiation, recovery)
   // leaves freed heap behind; give it back before idling.
   malloc_trim(0);
-
-  AgentConfig current = *std::move(config);
-  for (;;) {
-    const int sig = WaitForDaemonSignal();
-    if (sig != SIGHUP) {
-      LogInfo("shutting down", {{"signal", strsignal(sig)}});
-      break;
-    }
-    auto reloaded = LoadAgentConfig(flags->config);
-    if (!reloaded.ok()) {
-      LogError("config reload refused; keeping the running config",
-               {{"problems", std::string(reloaded.status().message())}});
-      continue;
-    }
-    (*server)->SetAuthorizer(
-        MakeAgentAuthorizer(reloaded->deployers, reloaded->viewers));
-    handler->SetRegistries(reloaded->registries);
-    const std::string restart_only = RestartOnlyChanges(current, *reloaded);
-    LogInfo("config reloaded: authz roles and registry credentials applied",
-            {{"deployers", std::to_string(reloaded->deployers.size())},
-             {"viewers", std::to_string(reloaded->viewers.size())}});
-    if (!restart_only.empty()) {
-      LogWarning("changed settings take effect after a restart",
-                 {{"settings", restart_only}});
-    }
-    current = *std::move(reloaded);
-  }
-
-  (*server)->Shutdown(kShutdownGrace);
-  metrics_http.reset();
-  server->reset();
-  LogInfo("waiting for running deploys to finish");
-  manager->reset();
+  const int sig = WaitForStopSignal([&agent] { agent.Reload(); });
+  LogInfo("shutting down", {{"signal", strsignal(sig)}});
+  agent.Stop();
   LogInfo("stopped");
-  return 0;
+  return kDaemonExitOk;
+}
+
+DaemonSpec<AgentConfig> AgentDaemon() {
+  DaemonSpec<AgentConfig> spec;
+  spec.program = kProgram;
+  spec.summary =
+      "The Hoist node agent: deploys containers on this host over mTLS gRPC.";
+  spec.load_config = LoadAgentConfig;
+  spec.serve = Serve;
+  spec.log_invalid_config = true;
+  return spec;
 }
 
 // Debian's libcurl links librtmp, which links GnuTLS; GnuTLS initializes
@@ -243,5 +259,5 @@ void SkipGnutlsImplicitInit(char** argv) {
 
 int main(int argc, char** argv) {
   hoist::nodeagent::SkipGnutlsImplicitInit(argv);
-  return hoist::nodeagent::Run(argc, argv);
+  return hoist::DaemonMain(hoist::nodeagent::AgentDaemon(), argc, argv);
 }

@@ -1,6 +1,5 @@
 // hoist-receiver: takes registry webhooks and rolls deployments out to the
 // node agents; serves the Control API. See docs/design.md ("Daemons").
-#include <signal.h>
 
 #include <filesystem>
 #include <iostream>
@@ -80,190 +79,254 @@ class MetricsServer {
   int port_ = 0;
 };
 
-int Run(int argc, char** argv) {
-  TuneDaemonProcess();  // before any thread starts
-  BlockDaemonSignals();
-  absl::StatusOr<DaemonFlags> flags = ParseDaemonFlags(argc, argv);
-  const std::string usage =
-      DaemonUsage(kProgram,
-                  "Takes JFrog Artifactory webhooks and rolls the promoted "
-                  "images out to the "
-                  "node agents over mTLS gRPC; serves the Control API.");
-  if (!flags.ok()) {
-    std::cerr << kProgram << ": " << flags.status().message() << "\n\n"
-              << usage;
-    return 2;
-  }
-  if (flags->help) {
-    std::cout << usage;
-    return 0;
-  }
-  if (flags->version) {
-    std::cout << kProgram << " " << HoistVersion() << "\n";
-    return 0;
-  }
-  SetLogFormat(flags->log_format);
+// Whether the Control server's certificate, key or CA changed.
+bool TlsChanged(const TlsMaterial& a, const TlsMaterial& b) {
+  return a.ca_pem != b.ca_pem || a.cert_pem != b.cert_pem ||
+         a.key_pem != b.key_pem;
+}
 
-  absl::StatusOr<ReceiverConfig> loaded = LoadReceiverConfig(flags->config);
-  if (!loaded.ok()) {
-    std::cerr << loaded.status().message() << "\n";
-    return 2;
-  }
-  if (flags->check_config) {
-    std::cout << "config OK\n";
-    return 0;
-  }
-  auto config = std::make_shared<const ReceiverConfig>(std::move(*loaded));
+// Settings a reload cannot apply (docs/design.md, "Daemons").
+bool RestartOnlyChanged(const ReceiverConfig& running,
+                        const ReceiverConfig& next) {
+  return next.webhook.listen != running.webhook.listen ||
+         next.control_listen != running.control_listen ||
+         next.state != running.state ||
+         next.metrics_listen != running.metrics_listen;
+}
 
-  absl::StatusOr<TlsMaterial> tls = LoadTlsMaterial(config->tls);
+// The running receiver: its parts, started in order by Start(), reloaded by
+// Reload() on SIGHUP and stopped by Stop(). Members are declared in start
+// order, so a receiver that could not start all of them destroys those it
+// started in reverse order. Used by one thread (main's).
+class Receiver {
+ public:
+  Receiver(std::string config_path, ReceiverConfig config)
+      : config_path_(std::move(config_path)),
+        config_(std::make_shared<const ReceiverConfig>(std::move(config))) {}
+
+  // Starts every part; false (the cause logged) when one cannot start.
+  bool Start() {
+    return LoadTls() && OpenJournal() && StartRollouts() &&
+           StartControlServer() && StartWebhookServer() && StartMetricsServer();
+  }
+
+  // SIGHUP: applies a valid config file, or logs why it keeps the running one.
+  void Reload();
+
+  // SIGTERM/SIGINT: stops taking webhooks and calls, then the rollouts (they
+  // stay RUNNING in the journal and resume at the next start).
+  void Stop() {
+    webhook_->Stop();
+    control_server_->Shutdown();
+    manager_->Stop();
+    metrics_server_.reset();
+    manager_.reset();
+  }
+
+  const ReceiverConfig& config() const { return *config_; }
+
+ private:
+  bool LoadTls();
+  bool OpenJournal();
+  bool StartRollouts();
+  bool StartControlServer();
+  bool StartWebhookServer();
+  bool StartMetricsServer();
+  // Serves `next_tls` on the Control server's port; keeps the old
+  // certificate if that fails.
+  void RestartControlServer(const TlsMaterial& next_tls);
+
+  const std::string config_path_;
+  std::shared_ptr<const ReceiverConfig> config_;
+  TlsMaterial tls_;  // what the Control server serves
+  std::unique_ptr<SqliteJournal> journal_;
+  MetricsRegistry metrics_;
+  std::unique_ptr<AgentClientPoolGrpc> pool_;
+  std::unique_ptr<RolloutManager> manager_;
+  std::unique_ptr<ControlService> control_;
+  std::unique_ptr<ControlServer> control_server_;
+  std::unique_ptr<WebhookServer> webhook_;
+  std::unique_ptr<MetricsServer> metrics_server_;
+};
+
+bool Receiver::LoadTls() {
+  absl::StatusOr<TlsMaterial> tls = LoadTlsMaterial(config_->tls);
   if (!tls.ok()) {
     LogError("cannot read TLS files", {{"error", tls.status().ToString()}});
-    return 1;
+    return false;
   }
+  tls_ = *std::move(tls);
+  return true;
+}
+
+bool Receiver::OpenJournal() {
   {
-    std::error_code ec;
-    std::filesystem::create_directories(DirName(config->state), ec);
+    std::error_code ec;  // SqliteJournal::Open reports what matters
+    std::filesystem::create_directories(DirName(config_->state), ec);
   }
   absl::StatusOr<std::unique_ptr<SqliteJournal>> journal =
-      SqliteJournal::Open(config->state);
+      SqliteJournal::Open(config_->state);
   if (!journal.ok()) {
     std::cerr << kProgram << ": " << journal.status().message() << "\n";
     LogError(
         "cannot open the journal",
-        {{"state", config->state}, {"error", journal.status().ToString()}});
-    return 1;
+        {{"state", config_->state}, {"error", journal.status().ToString()}});
+    return false;
   }
+  journal_ = *std::move(journal);
+  return true;
+}
 
-  MetricsRegistry metrics;
-  AgentClientPoolGrpc pool(config->agents, *tls, config->agent_call);
+bool Receiver::StartRollouts() {
+  pool_ = std::make_unique<AgentClientPoolGrpc>(config_->agents, tls_,
+                                                config_->agent_call);
   RolloutManagerOptions options;
-  options.journal = journal->get();
-  options.pool = &pool;
-  options.metrics = &metrics;
-  auto manager = std::make_unique<RolloutManager>(options, config);
-  if (absl::Status s = manager->Recover(); !s.ok()) {
+  options.journal = journal_.get();
+  options.pool = pool_.get();
+  options.metrics = &metrics_;
+  manager_ = std::make_unique<RolloutManager>(options, config_);
+  if (absl::Status s = manager_->Recover(); !s.ok()) {
     LogError("cannot recover rollouts from the journal",
              {{"error", s.ToString()}});
-    return 1;
+    return false;
   }
-  manager->Start();
+  manager_->Start();
+  return true;
+}
 
-  ControlService control(manager.get(), &pool, config);
-  absl::StatusOr<std::unique_ptr<ControlServer>> control_server =
-      ControlServer::Start(config->control_listen, *tls, &control);
-  if (!control_server.ok()) {
+bool Receiver::StartControlServer() {
+  control_ =
+      std::make_unique<ControlService>(manager_.get(), pool_.get(), config_);
+  absl::StatusOr<std::unique_ptr<ControlServer>> server =
+      ControlServer::Start(config_->control_listen, tls_, control_.get());
+  if (!server.ok()) {
     LogError("cannot start the Control server",
-             {{"error", control_server.status().ToString()}});
-    return 1;
+             {{"error", server.status().ToString()}});
+    return false;
   }
-  std::cerr << "control listening on " << HostPart(config->control_listen)
-            << ":" << (*control_server)->port() << std::endl;
+  control_server_ = *std::move(server);
+  std::cerr << "control listening on " << HostPart(config_->control_listen)
+            << ":" << control_server_->port() << std::endl;
+  return true;
+}
 
-  WebhookServer::Options webhook_options;
-  webhook_options.config = config;
-  webhook_options.submitter = manager.get();
-  webhook_options.metrics = &metrics;
+bool Receiver::StartWebhookServer() {
+  WebhookServer::Options options;
+  options.config = config_;
+  options.submitter = manager_.get();
+  options.metrics = &metrics_;
   absl::StatusOr<std::unique_ptr<WebhookServer>> webhook =
-      WebhookServer::Start(std::move(webhook_options));
+      WebhookServer::Start(std::move(options));
   if (!webhook.ok()) {
     LogError("cannot start the webhook server",
              {{"error", webhook.status().ToString()}});
-    return 1;
+    return false;
   }
-  std::cerr << "webhook listening on " << HostPart(config->webhook.listen)
-            << ":" << (*webhook)->port() << std::endl;
+  webhook_ = *std::move(webhook);
+  std::cerr << "webhook listening on " << HostPart(config_->webhook.listen)
+            << ":" << webhook_->port() << std::endl;
+  return true;
+}
 
-  std::unique_ptr<MetricsServer> metrics_server;
-  if (!config->metrics_listen.empty()) {
-    absl::StatusOr<std::unique_ptr<MetricsServer>> m =
-        MetricsServer::Start(config->metrics_listen, &metrics);
-    if (!m.ok()) {
-      LogError("cannot start the metrics server",
-               {{"error", m.status().ToString()}});
-      return 1;
-    }
-    metrics_server = std::move(*m);
-    std::cerr << "metrics listening on " << HostPart(config->metrics_listen)
-              << ":" << metrics_server->port() << std::endl;
+bool Receiver::StartMetricsServer() {
+  if (config_->metrics_listen.empty()) return true;  // optional
+  absl::StatusOr<std::unique_ptr<MetricsServer>> server =
+      MetricsServer::Start(config_->metrics_listen, &metrics_);
+  if (!server.ok()) {
+    LogError("cannot start the metrics server",
+             {{"error", server.status().ToString()}});
+    return false;
   }
+  metrics_server_ = *std::move(server);
+  std::cerr << "metrics listening on " << HostPart(config_->metrics_listen)
+            << ":" << metrics_server_->port() << std::endl;
+  return true;
+}
+
+void Receiver::Reload() {
+  absl::StatusOr<ReceiverConfig> next = LoadReceiverConfig(config_path_);
+  if (!next.ok()) {
+    LogError("reload refused: the config is invalid; keeping the running one",
+             {{"error", std::string(next.status().message())}});
+    return;
+  }
+  absl::StatusOr<TlsMaterial> next_tls = LoadTlsMaterial(next->tls);
+  if (!next_tls.ok()) {
+    LogError(
+        "reload refused: cannot read TLS files; keeping the running config",
+        {{"error", next_tls.status().ToString()}});
+    return;
+  }
+  if (RestartOnlyChanged(*config_, *next)) {
+    LogWarning("listen addresses and state take effect only after a restart");
+  }
+  config_ = std::make_shared<const ReceiverConfig>(*std::move(next));
+  pool_->Update(config_->agents, *next_tls, config_->agent_call);
+  if (TlsChanged(*next_tls, tls_)) RestartControlServer(*next_tls);
+  manager_->UpdateConfig(config_);
+  control_->UpdateConfig(config_);
+  webhook_->UpdateConfig(config_);
+  LogInfo("config reloaded",
+          {{"config", config_path_},
+           {"services", absl::StrCat(config_->services.size())},
+           {"agents", absl::StrCat(config_->agents.size())}});
+}
+
+void Receiver::RestartControlServer(const TlsMaterial& next_tls) {
+  // gRPC servers cannot swap their certificate: serve the new one on the
+  // same port. Open watches are cut (clients re-watch); rollouts are not.
+  const std::string listen = absl::StrCat(HostPart(config_->control_listen),
+                                          ":", control_server_->port());
+  control_server_->Shutdown();
+  absl::StatusOr<std::unique_ptr<ControlServer>> restarted =
+      ControlServer::Start(listen, next_tls, control_.get());
+  if (restarted.ok()) {
+    control_server_ = *std::move(restarted);
+    tls_ = next_tls;
+    LogInfo("control server certificate reloaded", {{"listen", listen}});
+    return;
+  }
+  LogError(
+      "control server restart with the new certificate failed; "
+      "serving the old one",
+      {{"error", restarted.status().ToString()}});
+  restarted = ControlServer::Start(listen, tls_, control_.get());
+  if (restarted.ok()) {
+    control_server_ = *std::move(restarted);
+  } else {
+    LogError("control server is down until the next reload",
+             {{"error", restarted.status().ToString()}});
+  }
+}
+
+// DaemonSpec::serve: runs the receiver until SIGTERM or SIGINT.
+int Serve(const DaemonFlags& flags, ReceiverConfig config) {
+  Receiver receiver(flags.config, std::move(config));
+  if (!receiver.Start()) return kDaemonExitCannotStart;
   LogInfo("hoist-receiver started", {{"version", HoistVersion()},
-                                     {"config", flags->config},
-                                     {"state", config->state}});
-
-  while (true) {
-    const int sig = WaitForDaemonSignal();
-    if (sig != SIGHUP) {
-      LogInfo("stopping", {{"signal", absl::StrCat(sig)}});
-      break;
-    }
-    absl::StatusOr<ReceiverConfig> next = LoadReceiverConfig(flags->config);
-    if (!next.ok()) {
-      LogError("reload refused: the config is invalid; keeping the running one",
-               {{"error", std::string(next.status().message())}});
-      continue;
-    }
-    absl::StatusOr<TlsMaterial> next_tls = LoadTlsMaterial(next->tls);
-    if (!next_tls.ok()) {
-      LogError(
-          "reload refused: cannot read TLS files; keeping the running config",
-          {{"error", next_tls.status().ToString()}});
-      continue;
-    }
-    if (next->webhook.listen != config->webhook.listen ||
-        next->control_listen != config->control_listen ||
-        next->state != config->state ||
-        next->metrics_listen != config->metrics_listen) {
-      LogWarning("listen addresses and state take effect only after a restart");
-    }
-    config = std::make_shared<const ReceiverConfig>(std::move(*next));
-    pool.Update(config->agents, *next_tls, config->agent_call);
-    if (next_tls->ca_pem != tls->ca_pem ||
-        next_tls->cert_pem != tls->cert_pem ||
-        next_tls->key_pem != tls->key_pem) {
-      // New Control server certificate: serve it on the same port. Open
-      // watches are cut (clients re-watch); rollouts are not affected.
-      const std::string listen = absl::StrCat(HostPart(config->control_listen),
-                                              ":", (*control_server)->port());
-      (*control_server)->Shutdown();
-      absl::StatusOr<std::unique_ptr<ControlServer>> restarted =
-          ControlServer::Start(listen, *next_tls, &control);
-      if (restarted.ok()) {
-        *control_server = std::move(*restarted);
-        tls = *next_tls;
-        LogInfo("control server certificate reloaded", {{"listen", listen}});
-      } else {
-        LogError(
-            "control server restart with the new certificate failed; "
-            "serving the old one",
-            {{"error", restarted.status().ToString()}});
-        restarted = ControlServer::Start(listen, *tls, &control);
-        if (restarted.ok()) {
-          *control_server = std::move(*restarted);
-        } else {
-          LogError("control server is down until the next reload",
-                   {{"error", restarted.status().ToString()}});
-        }
-      }
-    }
-    manager->UpdateConfig(config);
-    control.UpdateConfig(config);
-    (*webhook)->UpdateConfig(config);
-    LogInfo("config reloaded",
-            {{"config", flags->config},
-             {"services", absl::StrCat(config->services.size())},
-             {"agents", absl::StrCat(config->agents.size())}});
-  }
-
-  (*webhook)->Stop();
-  (*control_server)->Shutdown();
-  manager->Stop();
-  metrics_server.reset();
-  manager.reset();
+                                     {"config", flags.config},
+                                     {"state", receiver.config().state}});
+  const int sig = WaitForStopSignal([&receiver] { receiver.Reload(); });
+  LogInfo("stopping", {{"signal", absl::StrCat(sig)}});
+  receiver.Stop();
   LogInfo("hoist-receiver stopped");
-  return 0;
+  return kDaemonExitOk;
+}
+
+DaemonSpec<ReceiverConfig> ReceiverDaemon() {
+  DaemonSpec<ReceiverConfig> spec;
+  spec.program = kProgram;
+  spec.summary =
+      "Takes JFrog Artifactory webhooks and rolls the promoted images out to "
+      "the node agents over mTLS gRPC; serves the Control API.";
+  spec.load_config = LoadReceiverConfig;
+  spec.serve = Serve;
+  return spec;
 }
 
 }  // namespace
 }  // namespace hoist::receiver
 
-int main(int argc, char** argv) { return hoist::receiver::Run(argc, argv); }
+int main(int argc, char** argv) {
+  return hoist::DaemonMain(hoist::receiver::ReceiverDaemon(), argc, argv);
+}

@@ -1,17 +1,29 @@
 #include "common/file_util.h"
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
 #include "gtest/gtest.h"
 
 namespace hoist {
 namespace {
 
 TEST(FileUtilTest, AtomicWriteThenRead) {
-  const std::string path = ::testing::TempDir() + "/hoist_file_util_test.txt";
+  // A directory of its own: /tmp is shared, and CI runs the unit tier as
+  // root and then as nobody, who may not replace a file root left there.
+  std::string dir = ::testing::TempDir() + "/hoist_file_util_test.XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  const std::string path = dir + "/file.txt";
   ASSERT_TRUE(WriteFileAtomically(path, "one").ok());
   ASSERT_TRUE(WriteFileAtomically(path, "two").ok());
   auto text = ReadFile(path);
   ASSERT_TRUE(text.ok());
   EXPECT_EQ(*text, "two");
+  std::remove(path.c_str());
+  rmdir(dir.c_str());
 }
 
 TEST(FileUtilTest, ReadMissingIsNotFoundAndNamesPath) {
