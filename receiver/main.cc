@@ -19,6 +19,7 @@
 #include "receiver/config.h"
 #include "receiver/control_service.h"
 #include "receiver/journal_sqlite.h"
+#include "receiver/metered_journal.h"
 #include "receiver/rollout_manager.h"
 #include "receiver/webhook_server.h"
 
@@ -141,6 +142,9 @@ class Receiver {
   TlsMaterial tls_;  // what the Control server serves
   std::unique_ptr<SqliteJournal> journal_;
   MetricsRegistry metrics_;
+  // journal_ as the rollout manager writes it: failed writes are counted
+  // (hoist_journal_write_failures_total).
+  std::unique_ptr<MeteredJournal> metered_journal_;
   std::unique_ptr<AgentClientPoolGrpc> pool_;
   std::unique_ptr<RolloutManager> manager_;
   std::unique_ptr<ControlService> control_;
@@ -174,6 +178,8 @@ bool Receiver::OpenJournal() {
     return false;
   }
   journal_ = *std::move(journal);
+  metered_journal_ =
+      std::make_unique<MeteredJournal>(journal_.get(), &metrics_);
   return true;
 }
 
@@ -181,7 +187,7 @@ bool Receiver::StartRollouts() {
   pool_ = std::make_unique<AgentClientPoolGrpc>(config_->agents, tls_,
                                                 config_->agent_call);
   RolloutManagerOptions options;
-  options.journal = journal_.get();
+  options.journal = metered_journal_.get();
   options.pool = pool_.get();
   options.metrics = &metrics_;
   manager_ = std::make_unique<RolloutManager>(options, config_);

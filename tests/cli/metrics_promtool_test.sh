@@ -73,6 +73,9 @@ check() {  # check NAME URL EXPECTED_METRIC
 check receiver-webhook-port "http://$webhook/metrics" 'hoist_webhook_requests_total{code="401"}'
 check receiver-metrics-listen "http://$receiver_metrics/metrics" 'hoist_webhook_requests_total{code="202"}'
 check agent-metrics-listen "http://$agent_metrics/metrics" 'hoist_agent_docker_reachable'
+# A journal that takes every write: the failure series exist, at 0.
+grep -q '^hoist_journal_write_failures_total{write="save_host_progress"} 0$' "$T/receiver-metrics-listen.txt" ||
+  { echo "FAIL receiver: no hoist_journal_write_failures_total at 0" >&2; status=1; }
 grep -q '^hoist_agent_deploys_total{phase="DEPLOY_PHASE_SUCCEEDED"' "$T/agent-metrics-listen.txt" ||
   { echo "FAIL agent: no succeeded deploy counted" >&2; status=1; }
 exit $status
