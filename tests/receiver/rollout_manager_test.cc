@@ -10,6 +10,7 @@
 #include "common/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/receiver/counting_journal.h"
 #include "tests/receiver/fake_agent_pool.h"
 #include "tests/receiver/rollout_test_util.h"
 #include "tests/receiver/step_clock.h"
@@ -57,86 +58,7 @@ std::vector<std::string> Agents(const std::vector<RecordedCall>& calls,
   return out;
 }
 
-// Forwards to a real journal and counts SaveHostProgress calls (one per
-// executor pass that changed a host) and CountDuplicate calls; tests wait for
-// those counts instead of polling.
-class CountingJournal : public Journal {
- public:
-  explicit CountingJournal(Journal* real) : real_(real) {}
-  int host_progress_calls() {
-    absl::MutexLock lock(&mu_);
-    return host_progress_calls_;
-  }
-  int duplicate_counts() {
-    absl::MutexLock lock(&mu_);
-    return duplicate_counts_;
-  }
-  // Wait (real time, bounded) until at least `n` such calls returned.
-  bool AwaitHostProgressCalls(int n,
-                              absl::Duration timeout = absl::Seconds(10)) {
-    return AwaitAtLeast(&host_progress_calls_, n, timeout);
-  }
-  bool AwaitDuplicateCounts(int n, absl::Duration timeout = absl::Seconds(10)) {
-    return AwaitAtLeast(&duplicate_counts_, n, timeout);
-  }
-
-  absl::StatusOr<std::optional<DeliveryRecord>> FindDelivery(
-      const std::string& key) override {
-    return real_->FindDelivery(key);
-  }
-  absl::Status AcceptDelivery(const DeliveryRecord& d,
-                              const hoist::v1::Rollout& r) override {
-    return real_->AcceptDelivery(d, r);
-  }
-  absl::Status CountDuplicate(const std::string& key, absl::Time at) override {
-    absl::Status s = real_->CountDuplicate(key, at);
-    absl::MutexLock lock(&mu_);
-    ++duplicate_counts_;
-    return s;
-  }
-  absl::Status SaveRollout(const hoist::v1::Rollout& r) override {
-    return real_->SaveRollout(r);
-  }
-  absl::Status SaveHostProgress(
-      const std::string& id, const std::vector<HostUpdate>& hosts,
-      const std::vector<HostEventRecord>& events) override {
-    absl::Status s = real_->SaveHostProgress(id, hosts, events);
-    absl::MutexLock lock(&mu_);
-    ++host_progress_calls_;
-    return s;
-  }
-  absl::Status AppendHostEvent(const std::string& id, const std::string& agent,
-                               const hoist::v1::DeployEvent& e) override {
-    return real_->AppendHostEvent(id, agent, e);
-  }
-  absl::StatusOr<hoist::v1::Rollout> GetRollout(
-      const std::string& id) override {
-    return real_->GetRollout(id);
-  }
-  absl::StatusOr<std::vector<hoist::v1::Rollout>> ListRollouts(
-      const std::string& service, int limit) override {
-    return real_->ListRollouts(service, limit);
-  }
-  absl::StatusOr<std::vector<hoist::v1::Rollout>> ListUnfinished() override {
-    return real_->ListUnfinished();
-  }
-  absl::StatusOr<std::vector<hoist::v1::DeployEvent>> HostEvents(
-      const std::string& id, const std::string& agent) override {
-    return real_->HostEvents(id, agent);
-  }
-
- private:
-  bool AwaitAtLeast(const int* count, int n, absl::Duration timeout) {
-    absl::MutexLock lock(&mu_);
-    auto reached = [count, n]() { return *count >= n; };
-    return mu_.AwaitWithTimeout(absl::Condition(&reached), timeout);
-  }
-
-  Journal* const real_;
-  absl::Mutex mu_;
-  int host_progress_calls_ ABSL_GUARDED_BY(mu_) = 0;
-  int duplicate_counts_ ABSL_GUARDED_BY(mu_) = 0;
-};
+using ::hoist::receiver::testing::CountingJournal;
 
 class RolloutManagerTest : public ::testing::Test {
  protected:
