@@ -45,7 +45,7 @@ class WatchReactor : public grpc::ServerWriteReactor<hoist::v1::RolloutEvent> {
     link_->reactor = this;
   }
 
-  void Begin(RolloutManager* manager, const std::string& id) {
+  void Begin(RolloutController* manager, const std::string& id) {
     std::shared_ptr<Link> link = link_;
     absl::StatusOr<std::shared_ptr<RolloutSubscription>> sub =
         manager->Watch(id, [link] {
@@ -125,7 +125,8 @@ class WatchReactor : public grpc::ServerWriteReactor<hoist::v1::RolloutEvent> {
 
 }  // namespace
 
-ControlService::ControlService(RolloutManager* manager, AgentClientPool* pool,
+ControlService::ControlService(RolloutController* manager,
+                               AgentClientPool* pool,
                                std::shared_ptr<const ReceiverConfig> config,
                                absl::Duration status_deadline)
     : manager_(manager), agents_(pool, status_deadline) {

@@ -1,6 +1,7 @@
 // ControlService: the gRPC Control API (hoist.v1.Control), a thin adapter
 // with the callback API: it authorizes the caller, translates protos and
-// calls RolloutManager (rollouts) and AgentDirectory (ListAgents).
+// calls a RolloutController (rollouts; RolloutManager in the receiver) and
+// AgentDirectory (ListAgents).
 //
 // Authorization by client certificate identity (RoleAuthorizer):
 // authz.operators may call everything; authz.viewers may call ListAgents,
@@ -27,7 +28,7 @@
 #include "receiver/agent_client.h"
 #include "receiver/agent_directory.h"
 #include "receiver/config.h"
-#include "receiver/rollout_manager.h"
+#include "receiver/rollout_controller.h"
 
 namespace hoist::receiver {
 
@@ -35,7 +36,7 @@ class ControlService : public hoist::v1::Control::CallbackService {
  public:
   // `manager` and `pool` are not owned and must outlive the service.
   // `status_deadline`: of each agent's GetStatus in ListAgents.
-  ControlService(RolloutManager* manager, AgentClientPool* pool,
+  ControlService(RolloutController* manager, AgentClientPool* pool,
                  std::shared_ptr<const ReceiverConfig> config,
                  absl::Duration status_deadline = absl::Seconds(2));
   ~ControlService() override;  // waits for ListAgents calls still gathering
@@ -75,7 +76,7 @@ class ControlService : public hoist::v1::Control::CallbackService {
                          bool operator_only);
   std::shared_ptr<const ReceiverConfig> config();
 
-  RolloutManager* const manager_;
+  RolloutController* const manager_;
   absl::Mutex mu_;
   std::shared_ptr<const ReceiverConfig> config_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const RoleAuthorizer> authorizer_ ABSL_GUARDED_BY(mu_);

@@ -67,45 +67,10 @@
 #include "receiver/deploy_intent.h"
 #include "receiver/host_call.h"
 #include "receiver/journal.h"
+#include "receiver/rollout_controller.h"
+#include "receiver/rollout_subscription.h"
 
 namespace hoist::receiver {
-
-// A watcher's view of one rollout. Thread-safe.
-class RolloutSubscription {
- public:
-  explicit RolloutSubscription(std::function<void()> notify,
-                               size_t capacity = 1024);
-
-  // Takes the oldest queued event into `*event` and returns true; false when
-  // nothing is queued now. `*ended` (optional) is set when the rollout reached
-  // a final state and every event was taken: nothing more will come.
-  bool Pop(hoist::v1::RolloutEvent* event, bool* ended = nullptr);
-  // Blocks (real time) up to `timeout` for the next event. False on timeout
-  // or when the subscription ended with nothing left.
-  bool Next(hoist::v1::RolloutEvent* event, absl::Duration timeout);
-  // Stops delivery; later events are discarded.
-  void Cancel();
-  bool cancelled();
-  // Number of events dropped because the queue was full.
-  int64_t dropped();
-
- private:
-  friend class RolloutManager;
-  // Queues `event` and calls notify. When the queue is full: with `current`
-  // (the whole rollout after `event`), the queue is replaced by one event
-  // carrying `current` and `event`'s host and message; without, the oldest
-  // event is dropped.
-  void Push(const hoist::v1::RolloutEvent& event, bool final_event,
-            const hoist::v1::Rollout* current = nullptr);
-
-  std::function<void()> notify_;
-  const size_t capacity_;
-  absl::Mutex mu_;
-  std::deque<hoist::v1::RolloutEvent> queue_ ABSL_GUARDED_BY(mu_);
-  bool ended_ ABSL_GUARDED_BY(mu_) = false;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
-  int64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
-};
 
 struct RolloutManagerOptions {
   Journal* journal = nullptr;       // required; outlives the manager
@@ -139,7 +104,7 @@ struct RolloutManagerOptions {
   MetricsRegistry* metrics = nullptr;
 };
 
-class RolloutManager : public RolloutSubmitter {
+class RolloutManager : public RolloutSubmitter, public RolloutController {
  public:
   RolloutManager(RolloutManagerOptions options,
                  std::shared_ptr<const ReceiverConfig> config);
@@ -164,27 +129,18 @@ class RolloutManager : public RolloutSubmitter {
   // RolloutSubmitter.
   absl::StatusOr<SubmitResult> Submit(const DeployIntent& intent) override;
 
-  // Control API operations.
-  // Deploys `digest` (or `tag` when digest is empty) of `service` now; never
-  // deduplicated. NOT_FOUND for an unknown service.
-  absl::StatusOr<hoist::v1::Rollout> ManualDeploy(const std::string& service,
-                                                  const std::string& digest,
-                                                  const std::string& tag);
-  // Deploys the digest of the service's previous SUCCEEDED rollout before its
-  // latest SUCCEEDED one (trigger "rollback"). FAILED_PRECONDITION when the
-  // journal has no such earlier digest.
+  // RolloutController (the Control API's operations; contracts there).
+  absl::StatusOr<hoist::v1::Rollout> ManualDeploy(
+      const std::string& service, const std::string& digest,
+      const std::string& tag) override;
   absl::StatusOr<hoist::v1::Rollout> RollbackService(
-      const std::string& service);
-  // Continues a PAUSED rollout with its remaining hosts.
-  absl::StatusOr<hoist::v1::Rollout> Resume(const std::string& id);
-  absl::StatusOr<hoist::v1::Rollout> GetRollout(const std::string& id);
+      const std::string& service) override;
+  absl::StatusOr<hoist::v1::Rollout> Resume(const std::string& id) override;
+  absl::StatusOr<hoist::v1::Rollout> GetRollout(const std::string& id) override;
   absl::StatusOr<std::vector<hoist::v1::Rollout>> ListRollouts(
-      const std::string& service, int limit);
-  // Subscribes to `id`: the full rollout is queued first. `notify` is called
-  // (from any thread, must not block or call back into the manager) whenever
-  // an event was queued. NOT_FOUND for an unknown rollout.
+      const std::string& service, int limit) override;
   absl::StatusOr<std::shared_ptr<RolloutSubscription>> Watch(
-      const std::string& id, std::function<void()> notify);
+      const std::string& id, std::function<void()> notify) override;
 
   // Waits (real time) until no rollout is queued or executing. For tests.
   bool WaitIdle(absl::Duration timeout);

@@ -8,6 +8,7 @@
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "receiver/rollout_manager.h"
 #include "src/proto/grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "tests/harness/harness.h"
 #include "tests/receiver/fake_agent_pool.h"
