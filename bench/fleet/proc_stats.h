@@ -1,0 +1,62 @@
+// /proc readings of the fleet benchmark's processes: CPU, RSS, threads and
+// fds (ReadProc), threads by name (ThreadNames), and a Sampler thread that
+// keeps the maxima of one process's thread count and RSS.
+#ifndef HOIST_BENCH_FLEET_PROC_STATS_H_
+#define HOIST_BENCH_FLEET_PROC_STATS_H_
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
+namespace hoist::bench::fleet {
+
+struct ProcStat {
+  double cpu_seconds = 0;  // utime + stime
+  int64_t rss_kb = 0;      // VmRSS
+  int64_t hwm_kb = 0;      // VmHWM
+  int threads = 0;
+  int fds = 0;
+};
+
+// CPU from /proc/PID/stat, VmRSS, VmHWM and Threads from /proc/PID/status,
+// and the number of open fds; zeros for what cannot be read.
+ProcStat ReadProc(pid_t pid);
+
+// "name xcount, ..." of a process's threads by /proc/PID/task/*/comm, most
+// numerous first; trailing digits and dashes are stripped so that numbered
+// pool threads group together.
+std::string ThreadNames(pid_t pid);
+
+// Samples a process's thread count and RSS every 20 ms on its own thread and
+// keeps the maxima since construction or the last Reset(). Thread-safe.
+class Sampler {
+ public:
+  explicit Sampler(pid_t pid) : pid_(pid), thread_([this] { Loop(); }) {}
+  ~Sampler();
+  Sampler(const Sampler&) = delete;
+  Sampler& operator=(const Sampler&) = delete;
+
+  void Reset();
+  int max_threads();
+  int64_t max_rss_kb();
+
+ private:
+  void Loop();
+
+  const pid_t pid_;
+  std::atomic<bool> stop_{false};
+  absl::Mutex mu_;
+  int max_threads_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t max_rss_kb_ ABSL_GUARDED_BY(mu_) = 0;
+  std::thread thread_;  // last: starts once the members above exist
+};
+
+}  // namespace hoist::bench::fleet
+
+#endif  // HOIST_BENCH_FLEET_PROC_STATS_H_

@@ -1,0 +1,69 @@
+// What fleet_bench prints: facts as they are found (stderr and the report),
+// one progress line per rollout, and the final report (result table, where
+// the wall time goes, targets) that scripts and docs/scaling.md read.
+#ifndef HOIST_BENCH_FLEET_REPORT_H_
+#define HOIST_BENCH_FLEET_REPORT_H_
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "bench/fleet/proc_stats.h"
+
+namespace hoist::bench::fleet {
+
+struct Flags;
+
+// "key: value" pairs printed before the table, in the order found.
+using Facts = std::vector<std::pair<std::string, std::string>>;
+
+// Adds a fact and prints it to stderr at once ("fleet_bench: key: value").
+void Fact(Facts* facts, const std::string& key, const std::string& value);
+
+double Seconds(absl::Duration d);
+// KiB (as /proc gives them) in MiB.
+double Mb(int64_t kb);
+
+// One rollout's figures: a row of both tables.
+struct Row {
+  std::string what;
+  int hosts = 0;
+  std::string state;
+  int failed_hosts = 0;
+  double wall_s = 0;          // webhook POST -> final state seen
+  double last_host_s = 0;     // webhook POST -> last host finished (receiver's)
+  double slowest_host_s = 0;  // max(finished - started) over hosts
+  double median_host_s = 0;
+  double cpu_s = 0;         // receiver CPU during the rollout
+  int64_t rss_kb = 0;       // receiver VmRSS after
+  int64_t rss_peak_kb = 0;  // receiver VmRSS, max sampled during the rollout
+  int max_threads = 0;      // receiver, sampled during the rollout
+  int64_t events = 0;       // watch events (or polls) received
+  double agents_cpu_s = 0;  // the agents' processes during the rollout
+  double sim_cpu_s = 0;     // hoist-docker-sim during the rollout
+  // Measured on the agents (TimedHandler), relative to the webhook POST:
+  double first_start_s = 0;    // receiver started the first host's call
+  double last_start_s = 0;     // ... and the last one (HostResult.started)
+  double first_request_s = 0;  // first Deploy request reached its agent
+  double last_request_s = 0;   // the last one did (receiver's fan-out)
+  // A host's own deploy time: request reached the agent -> its last event.
+  double agent_slowest_s = 0;
+  double agent_median_s = 0;
+  // The receiver's tail: last agent event -> the rollout's finished time.
+  double tail_s = 0;
+};
+
+// The progress line on stderr for one finished rollout.
+void LogRow(const Row& row);
+
+// The report: heading, facts, result table, where the wall time goes and the
+// targets. `receiver` is a /proc reading of the receiver taken now.
+std::string Report(const Flags& flags, const Facts& facts,
+                   const std::vector<Row>& rows, const ProcStat& receiver,
+                   const std::string& lock_message);
+
+}  // namespace hoist::bench::fleet
+
+#endif  // HOIST_BENCH_FLEET_REPORT_H_
