@@ -7,7 +7,7 @@ set -euo pipefail
 PACKAGES=(
   # tool chain
   build-essential cmake pkg-config ninja-build clang libclang-rt-14-dev clang-format
-  shellcheck
+  shellcheck clang-tidy
   # libraries
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libabsl-dev
   libcpp-httplib-dev libcurl4-openssl-dev libgtest-dev libgmock-dev libssl-dev

@@ -5,7 +5,7 @@
 #   2. builds and runs every unit, integration and end-to-end test (ctest);
 #      the ctest harness fixture starts a private dockerd, a registry, test
 #      images and certificates, and tears them down afterwards; then the
-#      unit tier again as user nobody
+#      unit tier again as user nobody, and clang-tidy (tests/tidy.sh)
 #   3. runs ./deploy/demo.sh --non-interactive
 #   4. builds the suite with ASan+UBSan and runs it again
 #   5. builds the concurrent parts with ThreadSanitizer and runs their tests
@@ -70,6 +70,9 @@ if ((tsan == 0)); then
     mkdir -p build/Testing/Temporary
     chmod -R a+rwX build/Testing
     (cd /tmp && runuser -u nobody -- ctest --test-dir "$ROOT/build" -L unit --output-on-failure)
+
+    step "clang-tidy (tests/tidy.sh)"
+    ./tests/tidy.sh build
     ((quick)) && exit 0
 
     step "demo (non-interactive)"
