@@ -6,9 +6,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <filesystem>
+#include <system_error>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -94,7 +99,9 @@ std::string ReadFileKey(MapReader& reader, const std::string& key,
   return path;
 }
 
-// A list of non-empty identity strings.
+// A list of URI identities: roles match client certificates' URI SANs only
+// (docs/design.md, "Identities and roles"), so an entry that is not a URI
+// (a CN, a DNS name) would match nobody and is refused at its line.
 std::vector<std::string> ReadIdentities(MapReader& reader,
                                         const std::string& key) {
   std::vector<std::string> out;
@@ -116,6 +123,10 @@ std::vector<std::string> ReadIdentities(MapReader& reader,
     if (id.empty()) {
       reader.errors()->Add(item,
                            absl::StrCat(where, " contains an empty identity"));
+      continue;
+    }
+    if (absl::Status valid = ValidateRoleIdentity(id); !valid.ok()) {
+      reader.errors()->Add(item, absl::StrCat(where, ": ", valid.message()));
       continue;
     }
     out.push_back(id);
@@ -254,6 +265,109 @@ void ReadHost(MapReader& top, AgentConfig* config) {
   if (config->host.empty()) config->host = DefaultHostName();
 }
 
+// The items of the list `key` of `reader`, each with its node (absent or
+// null: none); a non-list or a non-string item is reported.
+std::vector<std::pair<std::string, YAML::Node>> StringItems(
+    MapReader& reader, const std::string& key) {
+  std::vector<std::pair<std::string, YAML::Node>> out;
+  YAML::Node list = Sub(reader, key);
+  if (!list.IsDefined() || list.IsNull()) return out;
+  const std::string where = absl::StrCat(reader.where(), ".", key);
+  if (!list.IsSequence()) {
+    reader.errors()->Add(list, absl::StrCat(where, " must be a list"));
+    return out;
+  }
+  for (const YAML::Node& item : list) {
+    if (!item.IsScalar()) {
+      reader.errors()->Add(item,
+                           absl::StrCat(where, " must contain only strings"));
+      continue;
+    }
+    out.emplace_back(item.Scalar(), item);
+  }
+  return out;
+}
+
+// policy.volume_roots / env_file_roots: host paths (relative ones resolve
+// against the config's folder) held to the same rule as request paths.
+std::vector<std::string> ReadRoots(MapReader& policy, const std::string& key,
+                                   const std::string& base_dir) {
+  std::vector<std::string> roots;
+  for (const auto& [value, node] : StringItems(policy, key)) {
+    const std::string root = ResolvePath(base_dir, value);
+    absl::Status valid = spec::CheckHostPath(
+        absl::StrCat(policy.where(), ".", key, " entry"), root);
+    if (!valid.ok()) {
+      policy.errors()->Add(node, std::string(valid.message()));
+      continue;
+    }
+    roots.push_back(root);
+  }
+  return roots;
+}
+
+// policy.images: fnmatch(3) globs over the repository, e.g.
+// "registry.example.com/*".
+std::vector<std::string> ReadImageGlobs(MapReader& policy) {
+  std::vector<std::string> globs;
+  for (const auto& [glob, node] : StringItems(policy, "images")) {
+    const bool printable =
+        !glob.empty() && std::none_of(glob.begin(), glob.end(), [](char c) {
+          return absl::ascii_iscntrl(static_cast<unsigned char>(c)) ||
+                 absl::ascii_isspace(static_cast<unsigned char>(c));
+        });
+    if (!printable) {
+      policy.errors()->Add(
+          node, absl::StrCat("policy.images: \"", glob,
+                             "\" must be a non-empty glob without spaces"));
+      continue;
+    }
+    globs.push_back(glob);
+  }
+  return globs;
+}
+
+// `path` made absolute against the working directory (a relative --config
+// leaves the resolved paths relative); empty stays empty.
+std::string AbsolutePath(const std::string& path) {
+  if (path.empty() || path[0] == '/') return path;
+  std::error_code error;
+  const std::filesystem::path absolute = std::filesystem::absolute(path, error);
+  return error ? path : absolute.lexically_normal().string();
+}
+
+// The agent's own files are refused to binds and env files whatever the
+// roots say: they would hand a deployer Docker itself (the socket), the
+// agent's identity (tls key), its trust (ca, config: authz) or its state.
+void AddOwnPaths(AgentConfig* config) {
+  std::vector<std::string> own = {config->state_dir, config->tls.ca,
+                                  config->tls.cert, config->tls.key,
+                                  config->config_file};
+  if (absl::StartsWith(config->docker_endpoint, "unix://"))
+    own.push_back(config->docker_endpoint.substr(strlen("unix://")));
+  for (const RegistryAuth& registry : config->registries)
+    own.push_back(registry.password_file);
+  for (const std::string& path : own) {
+    const std::string absolute = AbsolutePath(path);
+    if (absolute.empty() || absolute[0] != '/') continue;
+    config->policy.refused_bind_paths.push_back(absolute);
+    config->policy.refused_env_file_paths.push_back(absolute);
+  }
+}
+
+// policy: what a deployer may ask of this host (docs/design.md, "Agent
+// policy"). Absent: the default policy plus this agent's own paths.
+void ReadPolicy(MapReader& top, const std::string& base_dir,
+                AgentConfig* config) {
+  MapReader policy(Sub(top, "policy"), "policy", top.errors());
+  config->policy.volume_roots = ReadRoots(policy, "volume_roots", base_dir);
+  config->policy.env_file_roots = ReadRoots(policy, "env_file_roots", base_dir);
+  config->policy.allow_host_network = policy.Bool("allow_host_network", false);
+  config->policy.images = ReadImageGlobs(policy);
+  policy.Finish();
+  AddOwnPaths(config);
+}
+
 }  // namespace
 
 absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
@@ -277,6 +391,7 @@ absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
   ReadStorage(top, base_dir, &config);
   ReadMetricsListen(top, &config);
   ReadHost(top, &config);
+  ReadPolicy(top, base_dir, &config);
   top.Finish();
   if (!errors.empty()) return errors.ToStatus();
   return config;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/spec_validation.h"
 #include "common/tls.h"
 
 namespace hoist::nodeagent {
@@ -30,6 +31,11 @@ struct AgentConfig {
   std::string metrics_listen;  // empty: no metrics server
   std::string host;  // extension: name reported in events; default hostname
   std::string config_file;  // where it was loaded from
+  // `policy:` (docs/design.md, "Agent policy"): the roots, host networking
+  // and image globs as configured; the refused paths are the default ones
+  // plus this agent's own: the Docker socket, state_dir, the tls files, the
+  // registries' password files and this config file (absolute paths).
+  spec::Policy policy = spec::DefaultPolicy();
 };
 
 // Loads and validates `path`. Relative paths resolve against its folder.

@@ -58,7 +58,8 @@ DeployManager::DeployManager(Options options, std::unique_ptr<StateStore> store)
     : options_(std::move(options)),
       store_(std::move(store)),
       started_(options_.clock->Now()),
-      registries_(options_.registries) {}
+      registries_(options_.registries),
+      policy_(options_.policy) {}
 
 DeployManager::~DeployManager() {
   std::list<std::unique_ptr<Worker>> workers;
@@ -76,6 +77,11 @@ void DeployManager::SetRegistries(std::vector<RegistryAuth> registries) {
   registries_ = std::move(registries);
 }
 
+void DeployManager::SetPolicy(spec::Policy policy) {
+  absl::MutexLock lock(&mu_);
+  policy_ = std::move(policy);
+}
+
 bool DeployManager::DockerReachable() { return options_.docker->Ping().ok(); }
 
 // ---------------------------------------------------------------------------
@@ -84,14 +90,13 @@ bool DeployManager::DockerReachable() { return options_.docker->Ping().ok(); }
 absl::StatusOr<std::shared_ptr<DeployLog>> DeployManager::Deploy(
     const DeployRequest& request) {
   HOIST_RETURN_IF_ERROR(ValidateRequest(request));
+  HOIST_RETURN_IF_ERROR(EnforcePolicy(request));
   return Start(request);
 }
 
 absl::StatusOr<std::shared_ptr<DeployLog>> DeployManager::Rollback(
     const hoist::v1::RollbackRequest& request) {
-  HOIST_RETURN_IF_ERROR(CheckName("deploy_id", request.deploy_id(), 128));
-  HOIST_RETURN_IF_ERROR(
-      CheckName("container_name", request.container_name(), 100));
+  HOIST_RETURN_IF_ERROR(ValidateRollbackRequest(request));
   {
     absl::MutexLock lock(&mu_);
     auto it = logs_.find(request.deploy_id());
@@ -108,6 +113,7 @@ absl::StatusOr<std::shared_ptr<DeployLog>> DeployManager::Rollback(
   deploy.set_digest(state.previous_digests.front());
   deploy.clear_tag();
   HOIST_RETURN_IF_ERROR(ValidateRequest(deploy));
+  HOIST_RETURN_IF_ERROR(EnforcePolicy(deploy));
   return Start(deploy);
 }
 
@@ -273,6 +279,38 @@ void DeployManager::Remember(const std::shared_ptr<DeployLog>& log) {
       ++it;
     }
   }
+}
+
+// Before any Docker call: a refused request never touches the host. The
+// caller gets FAILED_PRECONDITION (the receiver does not retry it); the FAILED
+// event naming the rule is kept for WatchDeploy unless the deploy id already
+// names a log.
+absl::Status DeployManager::EnforcePolicy(const DeployRequest& request) {
+  spec::Policy policy;
+  {
+    absl::MutexLock lock(&mu_);
+    policy = policy_;
+  }
+  absl::Status allowed = CheckRequestPolicy(policy, request);
+  if (allowed.ok()) return allowed;
+  const std::string error(allowed.message());
+  LogWarning("deploy refused", {{"deploy_id", request.deploy_id()},
+                                {"container", request.container().name()},
+                                {"error", error}});
+  DeployEvent event;
+  event.set_host(options_.host);
+  *event.mutable_time() = ToProto(options_.clock->Now());
+  event.set_phase(hoist::v1::DEPLOY_PHASE_FAILED);
+  event.set_message(error);
+  event.set_error(error);
+  absl::MutexLock lock(&mu_);
+  if (logs_.count(request.deploy_id()) == 0) {
+    auto log = std::make_shared<DeployLog>(request.deploy_id(),
+                                           request.container().name());
+    log->Append(std::move(event));
+    Remember(log);
+  }
+  return allowed;
 }
 
 std::string DeployManager::RegistryAuthFor(const std::string& image) {

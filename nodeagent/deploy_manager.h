@@ -44,6 +44,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/spec_validation.h"
 #include "hoist/v1/agent.pb.h"
 #include "nodeagent/agent_handler.h"
 #include "nodeagent/config.h"
@@ -72,6 +73,9 @@ class DeployManager : public AgentHandler {
     // Pull progress events per layer at most this often (plus completion).
     absl::Duration progress_interval = absl::Milliseconds(250);
     size_t max_logs = 100;  // logs kept for Watch()
+    // What a deployer may ask of this host (docs/design.md, "Agent policy");
+    // nodeagent/config.cc adds the agent's own paths to the default.
+    spec::Policy policy = spec::DefaultPolicy();
   };
 
   // Validates the options, creates state_dir and loads the state store.
@@ -96,6 +100,9 @@ class DeployManager : public AgentHandler {
   // Replaces the registry credentials (SIGHUP reload). Deploys already
   // pulling keep the old ones.
   void SetRegistries(std::vector<RegistryAuth> registries);
+
+  // Replaces the policy (SIGHUP reload). Deploys already started keep going.
+  void SetPolicy(spec::Policy policy);
 
   // AgentHandler.
   absl::StatusOr<std::shared_ptr<DeployLog>> Deploy(
@@ -132,6 +139,10 @@ class DeployManager : public AgentHandler {
   void Remember(const std::shared_ptr<DeployLog>& log)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string RegistryAuthFor(const std::string& image);
+  // OK, or FAILED_PRECONDITION when the policy refuses `request`; the refusal
+  // is also kept as a FAILED event in a log for WatchDeploy.
+  absl::Status EnforcePolicy(const hoist::v1::DeployRequest& request)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   const Options options_;
   const std::unique_ptr<StateStore> store_;
@@ -145,6 +156,7 @@ class DeployManager : public AgentHandler {
   std::deque<std::string> log_order_ ABSL_GUARDED_BY(mu_);
   std::list<std::unique_ptr<Worker>> workers_ ABSL_GUARDED_BY(mu_);
   std::vector<RegistryAuth> registries_ ABSL_GUARDED_BY(mu_);
+  spec::Policy policy_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace hoist::nodeagent

@@ -3,12 +3,12 @@
 //
 // Signals: SIGTERM/SIGINT stop gracefully (calls in progress get a few
 // seconds, running deploys finish); SIGHUP re-reads the config and applies
-// the authz roles and registry credentials, or keeps the old config and logs
-// the problems when the new one is invalid. The TLS files named in the config
-// are watched and re-read by gRPC every 10 s (renewed certificates and a
-// rotated CA apply without a restart); changing the tls paths themselves, or
-// listen, docker, state_dir, keep_images, host or metrics_listen, takes
-// effect at the next start.
+// the authz roles, registry credentials and policy, or keeps the old config
+// and logs the problems when the new one is invalid. The TLS files named in
+// the config are watched and re-read by gRPC every 10 s (renewed
+// certificates and a rotated CA apply without a restart); changing the tls
+// paths themselves, or listen, docker, state_dir, keep_images, host or
+// metrics_listen, takes effect at the next start.
 #include <limits.h>
 #include <malloc.h>
 #include <unistd.h>
@@ -73,8 +73,8 @@ class Agent {
            StartMetricsServer();
   }
 
-  // SIGHUP: applies the authz roles and registry credentials of a valid
-  // config file, or logs why it keeps the running config.
+  // SIGHUP: applies the authz roles, registry credentials and policy of a
+  // valid config file, or logs why it keeps the running config.
   void Reload();
 
   // SIGTERM/SIGINT: calls in progress get kShutdownGrace, then running
@@ -128,6 +128,7 @@ bool Agent::StartDeployManager() {
   options.state_dir = config_.state_dir;
   options.keep_images = config_.keep_images;
   options.registries = config_.registries;
+  options.policy = config_.policy;
   auto manager = DeployManager::Create(std::move(options));
   if (!manager.ok()) {
     LogError("cannot start the deploy manager",
@@ -196,10 +197,12 @@ void Agent::Reload() {
   server_->SetAuthorizer(
       MakeAgentAuthorizer(reloaded->deployers, reloaded->viewers));
   manager_->SetRegistries(reloaded->registries);
+  manager_->SetPolicy(reloaded->policy);
   const std::string restart_only = RestartOnlyChanges(config_, *reloaded);
-  LogInfo("config reloaded: authz roles and registry credentials applied",
-          {{"deployers", std::to_string(reloaded->deployers.size())},
-           {"viewers", std::to_string(reloaded->viewers.size())}});
+  LogInfo(
+      "config reloaded: authz roles, registry credentials and policy applied",
+      {{"deployers", std::to_string(reloaded->deployers.size())},
+       {"viewers", std::to_string(reloaded->viewers.size())}});
   if (!restart_only.empty()) {
     LogWarning("changed settings take effect after a restart",
                {{"settings", restart_only}});

@@ -72,6 +72,10 @@ std::vector<NameCase> Cases() {
       {"ContainerSpace", Field::kContainerName, "a b"},
       {"ContainerNewline", Field::kContainerName, "a\nb"},
       {"ContainerLeadingDot", Field::kContainerName, ".hidden"},
+      // A deploy's temporary name: recovery would remove it as an orphan.
+      {"ContainerTempInfix", Field::kContainerName, "app.hoist-new-x"},
+      // Over the agent's 100 (the temporary name adds 23 characters).
+      {"ContainerTooLong", Field::kContainerName, std::string(110, 'c')},
       {"ImageDotDot", Field::kImage, "reg.example/../etc/app"},
       {"ImageAbsolute", Field::kImage, "/etc/app"},
       {"ImageDoubleSlash", Field::kImage, "reg.example//app"},

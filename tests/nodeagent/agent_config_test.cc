@@ -44,7 +44,7 @@ constexpr char kValid[] = R"(listen: "127.0.0.1:7981"
 tls: {ca: ca.pem, cert: agent.pem, key: agent-key.pem}
 authz:
   deployers: ["spiffe://hoist/receiver"]
-  viewers: ["spiffe://hoist/operator", "ops.example.com"]
+  viewers: ["spiffe://hoist/operator", "spiffe://hoist/ops"]
 docker: {endpoint: "unix:///run/test/docker.sock"}
 registries:
   - {server: "registry.example.com", username: "deploy", password_file: "registry-password"}
@@ -65,9 +65,9 @@ TEST_F(AgentConfigTest, ValidFileIsReadWithRelativePathsResolved) {
   EXPECT_EQ(config->tls.key, dir_ + "/agent-key.pem");
   EXPECT_EQ(config->deployers,
             std::vector<std::string>{"spiffe://hoist/receiver"});
-  EXPECT_EQ(
-      config->viewers,
-      (std::vector<std::string>{"spiffe://hoist/operator", "ops.example.com"}));
+  EXPECT_EQ(config->viewers,
+            (std::vector<std::string>{"spiffe://hoist/operator",
+                                      "spiffe://hoist/ops"}));
   EXPECT_EQ(config->docker_endpoint, "unix:///run/test/docker.sock");
   ASSERT_EQ(config->registries.size(), 2u);
   EXPECT_EQ(config->registries[0].server, "registry.example.com");
@@ -132,6 +132,11 @@ const Mistake kMistakes[] = {
      "empty identity"},
     {"IdentityNotAString", "authz:\n  deployers:\n    - {uri: x}\n", 4,
      "must contain only strings"},
+    // Roles match certificate URI SANs only, so authz lists hold URIs.
+    {"IdentityNotAUri",
+     "authz:\n  deployers:\n    - \"spiffe://hoist/receiver\"\n    - "
+     "hoist-receiver\n",
+     5, "authz.deployers: \"hoist-receiver\" is not a URI"},
     {"DockerNotUnix", "docker:\n  endpoint: \"tcp://127.0.0.1:2375\"\n", 3,
      "must be unix:///"},
     {"RegistryWithoutServer",
