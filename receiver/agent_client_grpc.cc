@@ -69,6 +69,11 @@ std::string AgentTlsName(const AgentEntry& agent) {
   return colon == std::string::npos ? a : a.substr(0, colon);
 }
 
+std::shared_ptr<grpc::ChannelCredentials> AgentChannelCredentials(
+    const TlsMaterial& tls) {
+  return MutualTlsChannelCredentialsForUri(tls, kAgentIdentity);
+}
+
 AgentClientGrpc::AgentClientGrpc(
     const AgentEntry& agent,
     const std::shared_ptr<grpc::ChannelCredentials>& credentials,
@@ -221,7 +226,7 @@ void AgentClientPoolGrpc::Update(const std::vector<AgentEntry>& agents,
       next[agent.name] = std::move(e);
       continue;
     }
-    if (!credentials) credentials = MutualTlsChannelCredentials(tls);
+    if (!credentials) credentials = AgentChannelCredentials(tls);
     next[agent.name] =
         Entry{agent, key,
               std::make_shared<AgentClientGrpc>(agent, credentials, call)};

@@ -3,8 +3,11 @@
 // receiver config.
 //
 // The channel presents the receiver's certificate, trusts only the fleet CA
-// and checks the agent's certificate against the agent's `tls_name`
-// (ssl_target_name_override), whatever address it is dialled at. Calls do not
+// and accepts an agent's certificate only when it carries the agent's
+// `tls_name` (ssl_target_name_override, whatever address it is dialled at)
+// and a URI SAN at or below kAgentIdentity (AgentChannelCredentials;
+// docs/design.md, "Identities and roles"), so that no other certificate of
+// the fleet CA, an operator's or a viewer's, can pose as an agent. Calls do not
 // wait for a connection (wait_for_ready = false): an agent that cannot be
 // reached within agent_call.connect_timeout_seconds fails the call with
 // UNAVAILABLE, which the rollout executor retries. Streaming calls use the
@@ -56,6 +59,18 @@ class AgentClientGrpc : public AgentClient {
 
 // The TLS name of `agent`: its tls_name, or the host part of its address.
 std::string AgentTlsName(const AgentEntry& agent);
+
+// The URI SAN every agent certificate carries (deploy/certs.sh), or one below
+// it such as "spiffe://hoist/agent/web-1".
+inline constexpr char kAgentIdentity[] = "spiffe://hoist/agent";
+
+// The receiver's credentials toward agents: mutual TLS with `tls`, refusing
+// at the handshake a server certificate without a URI SAN at or below
+// kAgentIdentity (MutualTlsChannelCredentialsForUri). Calls to such an agent
+// fail UNAVAILABLE, and each refused handshake is logged as a warning naming
+// the agent's tls_name and the URI SANs it presented.
+std::shared_ptr<grpc::ChannelCredentials> AgentChannelCredentials(
+    const TlsMaterial& tls);
 
 // One AgentClientGrpc per configured agent. Update() (SIGHUP) swaps in new
 // clients for agents whose address, tls_name or credentials changed; calls

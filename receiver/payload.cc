@@ -1,10 +1,15 @@
 #include "receiver/payload.h"
 
+#include <algorithm>
 #include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/spec_validation.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace hoist::receiver {
@@ -69,7 +74,66 @@ void ReadDockerFields(const Json& fields, const std::string& prefix,
   }
 }
 
+// True when `text` is non-empty and every character satisfies `allowed`.
+template <typename Predicate>
+bool AllOf(absl::string_view text, Predicate allowed) {
+  return !text.empty() && std::all_of(text.begin(), text.end(), allowed);
+}
+
+bool IsLowerAlnum(char c) {
+  return absl::ascii_isdigit(static_cast<unsigned char>(c)) ||
+         (c >= 'a' && c <= 'z');
+}
+
+bool IsAlnum(char c) {
+  return absl::ascii_isalnum(static_cast<unsigned char>(c));
+}
+
+// INVALID_ARGUMENT naming `field` and its grammar, quoting the start of
+// `value` with control characters escaped.
+absl::Status GrammarError(const std::string& field, absl::string_view value,
+                          absl::string_view grammar) {
+  constexpr size_t kQuoted = 64;
+  return absl::InvalidArgumentError(absl::StrCat(
+      field, " \"", absl::CHexEscape(value.substr(0, kQuoted)),
+      value.size() > kQuoted ? "..." : "", "\" does not match ", grammar));
+}
+
+// The grammar of the docker fields that are present (absent ones are the
+// rules' business, see WebhookEvent::field_problems).
+absl::Status CheckDockerGrammar(const WebhookEvent& event,
+                                const std::string& prefix) {
+  if (!event.tag.empty() && !IsDockerTag(event.tag)) {
+    return GrammarError(prefix + "tag", event.tag,
+                        "[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}");
+  }
+  if (!event.repo_key.empty() && !IsRepoKey(event.repo_key)) {
+    return GrammarError(prefix + "repo_key", event.repo_key, "[A-Za-z0-9._-]+");
+  }
+  if (!event.image.empty() && !IsImagePath(event.image)) {
+    const bool from_path = event.field_problems.count("path") == 0;
+    return GrammarError(
+        from_path ? "image path of " + prefix + "path" : prefix + "image_name",
+        event.image, "[a-z0-9._/-]+");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+bool IsDockerTag(absl::string_view tag) { return spec::ValidateTag(tag).ok(); }
+
+bool IsRepoKey(absl::string_view repo_key) {
+  return AllOf(repo_key, [](char c) {
+    return IsAlnum(c) || c == '.' || c == '_' || c == '-';
+  });
+}
+
+bool IsImagePath(absl::string_view image) {
+  return AllOf(image, [](char c) {
+    return IsLowerAlnum(c) || c == '.' || c == '_' || c == '/' || c == '-';
+  });
+}
 
 std::string WebhookEvent::ProblemWith(const std::string& field) const {
   auto it = field_problems.find(field);
@@ -106,6 +170,61 @@ absl::StatusOr<std::string> ImagePathFromManifestPath(absl::string_view path,
   return std::string(rest.substr(0, slash));
 }
 
+namespace {
+
+// True for the legacy flat shape: no "data" and no "domain", the docker
+// fields at the top level.
+bool IsLegacyShape(const Json& root) {
+  return !root.contains("data") && !root.contains("domain") &&
+         root.contains("image_name") && root.contains("tag");
+}
+
+absl::StatusOr<WebhookEvent> ReadLegacyEvent(const Json& root) {
+  WebhookEvent event;
+  event.legacy_shape = true;
+  event.domain = "docker";
+  ReadString(root, "event_type", "event_type", "event_type", &event,
+             &event.event_type);
+  ReadDockerFields(root, "", &event);
+  HOIST_RETURN_IF_ERROR(CheckDockerGrammar(event, ""));
+  return event;
+}
+
+// The current shape {"domain", "event_type", "data": {...}}.
+absl::StatusOr<WebhookEvent> ReadCurrentEvent(const Json& root) {
+  WebhookEvent event;
+  auto domain = root.find("domain");
+  if (domain == root.end() || !domain->is_string()) {
+    // Not a docker event we can recognise: the caller ignores it.
+    event.domain = domain == root.end() ? "" : "(not a string)";
+    return event;
+  }
+  event.domain = domain->get<std::string>();
+  if (!event.is_docker()) {
+    auto type = root.find("event_type");
+    if (type != root.end() && type->is_string())
+      event.event_type = type->get<std::string>();
+    return event;
+  }
+  ReadString(root, "event_type", "event_type", "event_type", &event,
+             &event.event_type);
+  auto data = root.find("data");
+  if (data == root.end() || !data->is_object()) {
+    const std::string problem =
+        data == root.end() ? "data is missing" : "data must be an object";
+    for (const char* field :
+         {"repo_key", "tag", "sha256", "image_name", "path", "image"}) {
+      event.field_problems[field] = problem;
+    }
+    return event;
+  }
+  ReadDockerFields(*data, "data.", &event);
+  HOIST_RETURN_IF_ERROR(CheckDockerGrammar(event, "data."));
+  return event;
+}
+
+}  // namespace
+
 absl::StatusOr<WebhookEvent> ParseWebhookPayload(absl::string_view body) {
   Json root;
   try {
@@ -121,51 +240,12 @@ absl::StatusOr<WebhookEvent> ParseWebhookPayload(absl::string_view body) {
     return absl::InvalidArgumentError("body is not valid JSON");
   if (!root.is_object())
     return absl::InvalidArgumentError("body is not a JSON object");
-
-  WebhookEvent event;
   try {
-    const bool has_data = root.contains("data");
-    const bool has_domain = root.contains("domain");
-    if (!has_data && !has_domain && root.contains("image_name") &&
-        root.contains("tag")) {
-      event.legacy_shape = true;
-      event.domain = "docker";
-      ReadString(root, "event_type", "event_type", "event_type", &event,
-                 &event.event_type);
-      ReadDockerFields(root, "", &event);
-      return event;
-    }
-    auto domain = root.find("domain");
-    if (domain == root.end() || !domain->is_string()) {
-      // Not a docker event we can recognise: the caller ignores it.
-      event.domain = domain == root.end() ? "" : "(not a string)";
-      return event;
-    }
-    event.domain = domain->get<std::string>();
-    if (!event.is_docker()) {
-      auto type = root.find("event_type");
-      if (type != root.end() && type->is_string())
-        event.event_type = type->get<std::string>();
-      return event;
-    }
-    ReadString(root, "event_type", "event_type", "event_type", &event,
-               &event.event_type);
-    auto data = root.find("data");
-    if (data == root.end() || !data->is_object()) {
-      const std::string problem =
-          data == root.end() ? "data is missing" : "data must be an object";
-      for (const char* field :
-           {"repo_key", "tag", "sha256", "image_name", "path", "image"}) {
-        event.field_problems[field] = problem;
-      }
-      return event;
-    }
-    ReadDockerFields(*data, "data.", &event);
+    return IsLegacyShape(root) ? ReadLegacyEvent(root) : ReadCurrentEvent(root);
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot read the event: ", e.what()));
   }
-  return event;
 }
 
 }  // namespace hoist::receiver

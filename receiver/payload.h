@@ -46,10 +46,24 @@ struct WebhookEvent {
   std::string ProblemWith(const std::string& field) const;
 };
 
-// Parses `body`. INVALID_ARGUMENT with the reason when it is not JSON or
-// not a JSON object (HTTP 400). Unknown fields are ignored; a non-docker
-// domain parses fine (the caller ignores it).
+// Parses `body`. INVALID_ARGUMENT with the reason (HTTP 400) when it is not
+// JSON or not a JSON object, or when it is a docker event whose tag,
+// repo_key or image path is present but breaks its grammar (IsDockerTag,
+// IsRepoKey, IsImagePath): such values reach logs, the journal and agents'
+// image references, so they are refused before any rule sees them
+// (docs/design.md, "Webhook HTTP answers"). Unknown fields are ignored; a
+// non-docker domain parses fine (the caller ignores it).
 absl::StatusOr<WebhookEvent> ParseWebhookPayload(absl::string_view body);
+
+// Docker's tag grammar: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}.
+bool IsDockerTag(absl::string_view tag);
+
+// An Artifactory repository key: one or more of [A-Za-z0-9._-] (Artifactory
+// keeps the case of keys).
+bool IsRepoKey(absl::string_view repo_key);
+
+// An image path inside a repository: one or more of [a-z0-9._/-].
+bool IsImagePath(absl::string_view image);
 
 // The image path for `path` and `tag`: "foo/bar/busybox/1.2/manifest.json"
 // with tag "1.2" -> "foo/bar/busybox". INVALID_ARGUMENT when `path` does not

@@ -8,9 +8,15 @@
 //    failures on the streaming RPCs, and a client refusing an agent whose
 //    own certificate is foreign, expired, not yet valid or another
 //    identity).
+//  - roles match URI SANs only: a certificate whose URI SAN is a viewer's but
+//    whose CN or DNS SAN says operator (or receiver) is a viewer, and one
+//    without URI SAN holds no role;
+//  - the receiver's own client (receiver::AgentChannelCredentials) accepts
+//    an agent only with a URI SAN at or below spiffe://hoist/agent.
 // Handshake failures must be UNAVAILABLE; identities without the role must
 // be PERMISSION_DENIED naming the identity; nothing refused may reach the
-// rollout manager or the agent's handler.
+// rollout manager or the agent's handler. Certificates beyond the harness's
+// are signed here with the harness's fleet CA (kExtraCerts).
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,6 +30,7 @@
 #include "hoist/v1/control.grpc.pb.h"
 #include "nodeagent/agent_server.h"
 #include "nodeagent/agent_service.h"
+#include "receiver/agent_client_grpc.h"
 #include "receiver/control_service.h"
 #include "receiver/rollout_manager.h"
 #include "tests/harness/harness.h"
@@ -36,11 +43,80 @@ namespace {
 
 using ::hoist::testing::Harness;
 
+// A leaf certificate this test signs with the harness's fleet CA.
+struct ExtraCert {
+  const char* name;  // file base name, used like a harness cert name
+  const char* cn;
+  const char* sans;  // openssl subjectAltName value
+  const char* eku;
+};
+
+const ExtraCert kExtraCerts[] = {
+    // Clients whose CN or DNS SAN names a role their URI SAN does not hold.
+    {"viewer-cn-operator", "spiffe://hoist/operator",
+     "URI:spiffe://hoist/viewer", "clientAuth"},
+    {"viewer-dns-operator", "viewer", "URI:spiffe://hoist/viewer,DNS:operator",
+     "clientAuth"},
+    {"viewer-cn-receiver", "spiffe://hoist/receiver",
+     "URI:spiffe://hoist/viewer", "clientAuth"},
+    {"no-uri-cn-operator", "spiffe://hoist/operator", "DNS:localhost",
+     "clientAuth"},
+    // Agents (servers) carrying the agent's DNS name with other URI SANs.
+    {"agent-web-1", "web-1",
+     "URI:spiffe://hoist/agent/web-1,DNS:agent.hoist.test",
+     "serverAuth,clientAuth"},
+    {"agent-no-uri", "spiffe://hoist/agent", "DNS:agent.hoist.test",
+     "serverAuth,clientAuth"},
+    {"agent-rogue-uri", "agent",
+     "URI:spiffe://hoist/rogue,DNS:agent.hoist.test", "serverAuth,clientAuth"},
+    {"agent-prefix-uri", "agent",
+     "URI:spiffe://hoist/agents,DNS:agent.hoist.test", "serverAuth,clientAuth"},
+};
+
+// Signs every kExtraCerts entry once; returns the directory holding
+// NAME.pem and NAME-key.pem.
+const std::string& ExtraCertDir() {
+  static const std::string* const dir = [] {
+    auto* made = new std::string(hoist::testing::MakeTempDir("tls-matrix"));
+    const std::string ca = Harness().Cert("ca.pem");
+    const std::string ca_key = Harness().Cert("ca-key.pem");
+    for (const ExtraCert& cert : kExtraCerts) {
+      const std::string base = absl::StrCat(*made, "/", cert.name);
+      const std::string command = absl::StrCat(
+          "set -e; printf '[req]\\nprompt=no\\ndistinguished_name=dn\\n",
+          "[dn]\\nO=Hoist\\nCN=%s\\n' '", cert.cn, "' >'", base, ".req.cnf';",
+          "printf 'subjectAltName=%s\\nextendedKeyUsage=%s\\n' '", cert.sans,
+          "' '", cert.eku, "' >'", base, ".ext';",
+          "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 ",
+          "-nodes -config '", base, ".req.cnf' -keyout '", base,
+          "-key.pem' -out '", base, ".csr';",
+          "openssl x509 -req -days 2 -set_serial 0x$(openssl rand -hex 8) -in "
+          "'",
+          base, ".csr' -CA '", ca, "' -CAkey '", ca_key, "' -extfile '", base,
+          ".ext' -out '", base, ".pem'");
+      const hoist::testing::CommandResult result =
+          hoist::testing::RunCommand(command);
+      EXPECT_EQ(result.exit_code, 0) << command << "\n" << result.output;
+    }
+    return made;
+  }();
+  return *dir;
+}
+
+bool IsExtraCert(const std::string& name) {
+  for (const ExtraCert& cert : kExtraCerts) {
+    if (name == cert.name) return true;
+  }
+  return false;
+}
+
 TlsMaterial Material(const std::string& cert,
                      const std::string& ca = "ca.pem") {
-  auto m = LoadTlsMaterial(TlsFiles{Harness().Cert(ca),
-                                    Harness().Cert(cert + ".pem"),
-                                    Harness().Cert(cert + "-key.pem")});
+  const std::string base = IsExtraCert(cert)
+                               ? absl::StrCat(ExtraCertDir(), "/", cert)
+                               : Harness().Cert(cert);
+  auto m = LoadTlsMaterial(
+      TlsFiles{Harness().Cert(ca), base + ".pem", base + "-key.pem"});
   EXPECT_TRUE(m.ok()) << m.status();
   return m.ok() ? *m : TlsMaterial{};
 }
@@ -71,6 +147,19 @@ std::shared_ptr<grpc::Channel> Channel(int port, const std::string& who,
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // own handshake
   return grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port),
                                    Credentials(who), args);
+}
+
+// A channel to an agent: as the receiver dials agents when `who` is
+// "receiver" (receiver::AgentChannelCredentials), else as Channel().
+std::shared_ptr<grpc::Channel> AgentChannel(int port, const std::string& who,
+                                            const std::string& tls_name) {
+  if (who != "receiver") return Channel(port, who, tls_name);
+  grpc::ChannelArguments args;
+  args.SetSslTargetNameOverride(tls_name);
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // own handshake
+  return grpc::CreateCustomChannel(
+      absl::StrCat("127.0.0.1:", port),
+      receiver::AgentChannelCredentials(Material("receiver")), args);
 }
 
 // ---------------------------------------------------------------------------
@@ -147,6 +236,22 @@ const ControlRow kControlRows[] = {
      "r-missing"},
     {"ViewerWatchRollout", "viewer", ControlCall::kWatchRollout, kNotFound,
      "r-missing"},
+    // Roles come from URI SANs only: a viewer whose CN or DNS SAN says
+    // operator is a viewer; a certificate without URI SAN holds no role.
+    {"ViewerUriOperatorCnDeploy", "viewer-cn-operator", ControlCall::kDeploy,
+     kDenied, "spiffe://hoist/viewer"},
+    {"ViewerUriOperatorCnRollback", "viewer-cn-operator",
+     ControlCall::kRollback, kDenied, "spiffe://hoist/viewer"},
+    {"ViewerUriOperatorCnResume", "viewer-cn-operator", ControlCall::kResume,
+     kDenied, "spiffe://hoist/viewer"},
+    {"ViewerUriOperatorCnRead", "viewer-cn-operator",
+     ControlCall::kListRollouts, kOk, ""},
+    {"ViewerUriOperatorDnsDeploy", "viewer-dns-operator", ControlCall::kDeploy,
+     kDenied, "spiffe://hoist/viewer"},
+    {"NoUriOperatorCnDeploy", "no-uri-cn-operator", ControlCall::kDeploy,
+     kDenied, "carries no URI SAN"},
+    {"NoUriOperatorCnRead", "no-uri-cn-operator", ControlCall::kListRollouts,
+     kDenied, "carries no URI SAN"},
     // Operator: everything gets past authorization.
     {"OperatorListAgents", "operator", ControlCall::kListAgents, kOk, ""},
     {"OperatorListRollouts", "operator", ControlCall::kListRollouts, kOk, ""},
@@ -163,7 +268,9 @@ class ControlMatrixTest : public ::testing::TestWithParam<ControlRow> {
     receiver::RolloutPolicy policy;
     policy.batch = "1";
     config_ = receiver::testing::MakeConfig(2, policy);
-    config_->operators = {"spiffe://hoist/operator"};
+    // "operator" is the DNS SAN of viewer-dns-operator: listed to show that
+    // a DNS SAN never matches a role entry, even one that is not a URI.
+    config_->operators = {"spiffe://hoist/operator", "operator"};
     config_->viewers = {"spiffe://hoist/viewer"};
     receiver::RolloutManagerOptions o;
     o.journal = journal_.get();
@@ -317,6 +424,21 @@ const AgentRow kAgentRows[] = {
      kUnavailable, ""},
     {"ServerWrongIdentity", "rogue", "receiver", AgentCall::kDeploy,
      kUnavailable, ""},
+    // ... or an agent.hoist.test certificate without a URI SAN at or below
+    // spiffe://hoist/agent (a CN saying so does not count).
+    {"ServerWithoutUri", "agent-no-uri", "receiver", AgentCall::kDeploy,
+     kUnavailable,
+     "the certificate of agent.hoist.test carries no URI SAN "
+     "spiffe://hoist/agent or below it (it has no URI SAN)"},
+    {"ServerOtherUri", "agent-rogue-uri", "receiver", AgentCall::kDeploy,
+     kUnavailable, "(URI SANs: spiffe://hoist/rogue)"},
+    {"ServerUriPrefixNotBelow", "agent-prefix-uri", "receiver",
+     AgentCall::kDeploy, kUnavailable, "(URI SANs: spiffe://hoist/agents)"},
+    {"ServerUriBelowAgent", "agent-web-1", "receiver", AgentCall::kDeploy, kOk,
+     ""},
+    // The agent's roles come from URI SANs only.
+    {"ViewerUriReceiverCnDeploy", "agent", "viewer-cn-receiver",
+     AgentCall::kDeploy, kDenied, "spiffe://hoist/viewer"},
     {"DeployerDeploy", "agent", "receiver", AgentCall::kDeploy, kOk, ""},
     {"DeployerRollback", "agent", "receiver", AgentCall::kRollback, kOk, ""},
 };
@@ -346,7 +468,7 @@ TEST_P(AgentMatrixTest, Row) {
   ASSERT_TRUE(server.ok()) << server.status();
 
   auto stub = hoist::v1::NodeAgent::NewStub(
-      Channel((*server)->port(), row.who, "agent.hoist.test"));
+      AgentChannel((*server)->port(), row.who, "agent.hoist.test"));
   grpc::ClientContext context;
   SetDeadline(&context);
   std::unique_ptr<grpc::ClientReader<hoist::v1::DeployEvent>> reader;

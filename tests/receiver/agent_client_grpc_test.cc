@@ -88,8 +88,7 @@ class AgentClientGrpcTest : public ::testing::Test {
     AgentCallConfig call;
     call.connect_timeout_seconds = 2;
     return std::make_unique<AgentClientGrpc>(
-        Entry(tls_name, port), MutualTlsChannelCredentials(Material(cert)),
-        call);
+        Entry(tls_name, port), AgentChannelCredentials(Material(cert)), call);
   }
 
   testing::FakeNodeAgent agent_;
@@ -292,6 +291,47 @@ TEST_F(AgentClientGrpcTest, PoolGivesConfiguredAgentsAndKeepsUnchangedClients) {
   ASSERT_TRUE(b.ok());
   EXPECT_NE(b->get(), a->get());
   EXPECT_TRUE((*b)->GetStatus(absl::Seconds(5)).ok());
+}
+
+// An impostor serving NodeAgent with a certificate of the fleet CA that names
+// the dialled host but is not an agent's: the receiver's own (URI SAN
+// spiffe://hoist/receiver, DNS SAN localhost). The pool's channel refuses it
+// at the handshake, and the error names the host and the URI SANs it showed.
+TEST_F(AgentClientGrpcTest, PoolRefusesAnAgentWithoutTheAgentUriSan) {
+  testing::FakeNodeAgent impostor;
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(
+      "127.0.0.1:0", MutualTlsServerCredentials(Material("receiver")), &port);
+  builder.RegisterService(&impostor);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  AgentCallConfig call;
+  call.connect_timeout_seconds = 2;
+  AgentClientPoolGrpc pool({Entry("localhost", port)}, Material("receiver"),
+                           call);
+  auto client = pool.Get("h1");
+  ASSERT_TRUE(client.ok());
+  auto status = (*client)->GetStatus(absl::Seconds(5));
+  EXPECT_EQ(status.status().code(), absl::StatusCode::kUnavailable)
+      << status.status();
+  EXPECT_THAT(
+      std::string(status.status().message()),
+      ::testing::HasSubstr("the certificate of localhost carries no URI SAN "
+                           "spiffe://hoist/agent or below it (URI SANs: "
+                           "spiffe://hoist/receiver)"));
+  StreamResult result;
+  hoist::v1::DeployRequest req;
+  req.set_deploy_id("x");
+  (*client)->Deploy(req, absl::Seconds(5), result.OnEvent(), result.OnDone());
+  ASSERT_TRUE(result.Wait());
+  {
+    absl::MutexLock lock(&result.mu);
+    EXPECT_EQ(result.status.code(), absl::StatusCode::kUnavailable)
+        << result.status;
+  }
+  EXPECT_TRUE(impostor.deploys().empty());
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
 }
 
 }  // namespace

@@ -1,13 +1,28 @@
 // ParseWebhookPayload: both JFrog shapes, image paths, bad bodies.
 #include "receiver/payload.h"
 
+#include <string>
+
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 
 namespace hoist::receiver {
 namespace {
 
 constexpr char kSha[] =
     "ee34c5c94b4d7d0b319af21a84ebb0bcc16ef01be9a6ee0277329256ecee29b0";
+
+// A current-shape docker event; `path` empty: none is sent.
+std::string DockerEvent(const std::string& repo_key, const std::string& tag,
+                        const std::string& path) {
+  nlohmann::json data = {
+      {"repo_key", repo_key}, {"tag", tag}, {"sha256", kSha}};
+  if (!path.empty()) data["path"] = path;
+  data["image_name"] = "app";
+  return nlohmann::json{
+      {"domain", "docker"}, {"event_type", "promoted"}, {"data", data}}
+      .dump();
+}
 
 TEST(PayloadTest, CurrentShape) {
   const std::string body =
@@ -128,6 +143,88 @@ TEST(PayloadTest, NotAnObject) {
   }
   EXPECT_EQ(ParseWebhookPayload("[1]").status().message(),
             "body is not a JSON object");
+}
+
+// The reproduction: a tag carrying a newline and a forged log line, or a
+// NUL, is refused before anything sees it (docs/design.md, "Webhook HTTP
+// answers").
+TEST(PayloadGrammarTest, TagOutsideDockersGrammarIsRefused) {
+  const std::string forged =
+      "x\n2026-01-01T00:00:00.000Z info webhook event submitted "
+      "service=admin";
+  for (const std::string& tag :
+       {forged, std::string("a\0b", 3), std::string("-lead"),
+        std::string(".lead"), std::string("a b"), std::string("a/b"),
+        std::string("a:b"), std::string("\xc3\xa4"), std::string(129, 'a')}) {
+    absl::StatusOr<WebhookEvent> event = ParseWebhookPayload(
+        DockerEvent("docker-local", tag, "app/" + tag + "/manifest.json"));
+    ASSERT_EQ(event.status().code(), absl::StatusCode::kInvalidArgument) << tag;
+    EXPECT_NE(event.status().message().find("data.tag \""), std::string::npos)
+        << event.status();
+    // The reason quotes the value escaped: no control character in it.
+    for (const char c : event.status().message()) {
+      EXPECT_GE(static_cast<unsigned char>(c), 0x20) << event.status();
+    }
+  }
+  for (const std::string& tag :
+       {std::string("latest"), std::string("v1.2.3-rc_1"), std::string("_x"),
+        std::string("A"), std::string(128, 'a')}) {
+    EXPECT_TRUE(
+        ParseWebhookPayload(
+            DockerEvent("docker-local", tag, "app/" + tag + "/manifest.json"))
+            .ok())
+        << tag;
+  }
+}
+
+TEST(PayloadGrammarTest, RepoKeyKeepsCaseButNothingElse) {
+  absl::StatusOr<WebhookEvent> event = ParseWebhookPayload(
+      DockerEvent("Docker-Local_1.prod", "v1", "app/v1/manifest.json"));
+  ASSERT_TRUE(event.ok()) << event.status();
+  EXPECT_EQ(event->repo_key, "Docker-Local_1.prod");
+  for (const std::string& repo_key :
+       {std::string("repo/key"), std::string("repo key"),
+        std::string("repo\nkey"), std::string("r\0", 2)}) {
+    absl::StatusOr<WebhookEvent> bad = ParseWebhookPayload(
+        DockerEvent(repo_key, "v1", "app/v1/manifest.json"));
+    ASSERT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument)
+        << repo_key;
+    EXPECT_NE(bad.status().message().find("data.repo_key"), std::string::npos)
+        << bad.status();
+  }
+}
+
+TEST(PayloadGrammarTest, ImagePathIsLowercaseAndSlashes) {
+  absl::StatusOr<WebhookEvent> event = ParseWebhookPayload(
+      DockerEvent("r", "v1", "team.a/sub_b/app-1/v1/manifest.json"));
+  ASSERT_TRUE(event.ok()) << event.status();
+  EXPECT_EQ(event->image, "team.a/sub_b/app-1");
+  for (const std::string& path :
+       {std::string("Team/app/v1/manifest.json"),
+        std::string("te am/app/v1/manifest.json"),
+        std::string("team\n/app/v1/manifest.json"),
+        std::string("te\0am/app/v1/manifest.json", 26)}) {
+    absl::StatusOr<WebhookEvent> bad =
+        ParseWebhookPayload(DockerEvent("r", "v1", path));
+    ASSERT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << path;
+    EXPECT_NE(bad.status().message().find("image path of data.path"),
+              std::string::npos)
+        << bad.status();
+  }
+  // Without a path, data.image_name is the image path and is checked.
+  absl::StatusOr<WebhookEvent> legacy = ParseWebhookPayload(
+      R"({"event_type":"pushed","image_name":"Busy\nbox","tag":"1"})");
+  ASSERT_EQ(legacy.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(legacy.status().message().find("image_name"), std::string::npos)
+      << legacy.status();
+}
+
+// Only docker events are checked; others are ignored whatever they hold.
+TEST(PayloadGrammarTest, NonDockerEventsAreNotChecked) {
+  absl::StatusOr<WebhookEvent> event = ParseWebhookPayload(
+      R"({"domain":"artifact","event_type":"deployed","data":{"tag":"a\nb"}})");
+  ASSERT_TRUE(event.ok()) << event.status();
+  EXPECT_FALSE(event->is_docker());
 }
 
 TEST(PayloadTest, OtherDomainsParseAsNonDocker) {
