@@ -12,6 +12,10 @@
 # reported); then the latency of authentic new webhooks sent one per second
 # during a 10 s flood of forged ones (median and worst). Load average is
 # printed at the start and the end: the machine is shared.
+# The forged case is also run against nginx (Debian `nginx-light`) answering
+# a static 401 on the webhook path, with its own config in the temp dir:
+# the ceiling for an HTTP front end on this machine. Hoist's forged rate is
+# printed as a fraction of it.
 # Targets (bench/README.md): forged >= 1.5x, duplicates >= 5x, Hoist p99
 # < 5 ms, authentic during flood answered 202 within 100 ms. Never gates CI.
 # --receiver runs another hoist-receiver binary (e.g. an older build, for a
@@ -36,8 +40,8 @@ while (($#)); do
 done
 RECEIVER=${RECEIVER:-$ROOT/$BUILD/receiver/hoist-receiver}
 [[ -x $RECEIVER ]] || { echo "build $RECEIVER first (cmake -B $BUILD && ninja -C $BUILD hoist-receiver)" >&2; exit 2; }
-if ! command -v wrk >/dev/null || ! command -v webhook >/dev/null; then
-  echo "needs wrk and webhook (deploy/install-deps.sh)" >&2
+if ! command -v wrk >/dev/null || ! command -v webhook >/dev/null || ! command -v nginx >/dev/null; then
+  echo "needs wrk, webhook and nginx (Debian wrk, webhook, nginx-light; deploy/install-deps.sh)" >&2
   exit 2
 fi
 
@@ -82,10 +86,17 @@ webhook -hooks "$T/hooks.json" -ip 127.0.0.1 -port "$WPORT" >"$T/webhook.log" 2>
 pids+=($!)
 WPID=$!
 
+NPORT=$(free_port)
+nginx_conf "$NPORT" "$T/nginx" >"$T/nginx.conf"
+nginx -p "$T/nginx" -c "$T/nginx.conf" -e "$T/nginx/error.log" 2>"$T/nginx.log" &
+pids+=($!)
+
 HOIST_URL="http://127.0.0.1:$HPORT/webhooks/artifactory"
 PEER_URL="http://127.0.0.1:$WPORT/hooks/artifactory"
+NGINX_URL="http://127.0.0.1:$NPORT/webhooks/artifactory"
 wait_http "http://127.0.0.1:$HPORT/healthz"
 wait_http "$PEER_URL"
+wait_http "$NGINX_URL"
 
 webhook_body "$(printf 'a%.0s' $(seq 64))" >"$T/body.json"
 
@@ -93,6 +104,7 @@ run_wrk() {  # run_wrk URL AUTH -> RESULT line
   BODY_FILE=$T/body.json AUTH=$2 wrk -t2 -c32 -d"${SECONDS_PER_RUN}s" --latency \
     -s "$ROOT/bench/webhook_post.lua" "$1" | grep '^RESULT'
 }
+side_name() { case $1 in h) echo hoist ;; p) echo webhook ;; n) echo "nginx (static 401)" ;; esac; }
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" <<<"$2"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "inf"; else printf "%.2f", a / b }'; }
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -121,14 +133,16 @@ code=$(curl -s -o "$T/first.json" -w '%{http_code}' -H 'Content-Type: applicatio
 
 declare -A rps p99
 for name in forged dup; do rps[h_$name]=""; rps[p_$name]=""; p99[h_$name]=""; p99[p_$name]=""; done
+rps[n_forged]=""; p99[n_forged]=""
 for round in $(seq 1 "$REPEAT"); do
   echo "round $round/$REPEAT: forged requests (wrong secret) and authentic duplicate deliveries, ${SECONDS_PER_RUN}s each, wrk -t2 -c32"
   for name in forged dup; do
     auth=wrong-secret; [[ $name == dup ]] && auth=$SECRET
-    for side in h p; do
-      url=$HOIST_URL; [[ $side == p ]] && url=$PEER_URL
+    sides="h p"; [[ $name == forged ]] && sides="h p n"
+    for side in $sides; do
+      case $side in h) url=$HOIST_URL ;; p) url=$PEER_URL ;; n) url=$NGINX_URL ;; esac
       r=$(run_wrk "$url" "$auth")
-      echo "  $name $([[ $side == h ]] && echo hoist || echo webhook): $r"
+      echo "  $name $(side_name "$side"): $r"
       wait_idle "$RPID" hoist-receiver
       wait_idle "$WPID" webhook
       rps[${side}_$name]+=" $(field rps "$r")"
@@ -168,6 +182,9 @@ for name in forged dup; do
   printf '%-28s %12s %9sms %12s %9sms %7sx\n' "$name" "$hr" "$(median <<<"${p99[h_$name]}")" \
     "$pr" "$(median <<<"${p99[p_$name]}")" "$(ratio "$hr" "$pr")"
 done
+hf=$(median <<<"${rps[h_forged]}"); nf=$(median <<<"${rps[n_forged]}")
+printf 'forged: hoist %.0f req/s, nginx %.0f req/s (ceiling, p99 %s ms), ratio %sx\n' "$hf" "$nf" \
+  "$(median <<<"${p99[n_forged]}")" "$(ratio "$hf" "$nf")"
 echo "authentic during forged flood: median $(median <<<"$all_ms") ms, worst ${worst} ms (target 100 ms)"
 echo "RSS after the run: hoist-receiver $(rss_kb "$RPID") kB, webhook $(rss_kb "$WPID") kB"
 echo "load average at the end: $(load)"

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Shared by bench/webhook_bench.sh and bench/webhook_ab.sh (sourced, not run):
-# the receiver config they benchmark, the webhook body they send, and small
-# helpers. Only 127.0.0.1 is used.
+# the receiver config they benchmark, the webhook body they send, the nginx
+# config of the ceiling, and small helpers. Only 127.0.0.1 is used.
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -34,6 +34,34 @@ services:
     targets: {labels: {role: web}}
     container: {name: helloworld}
 YAML
+}
+
+# nginx_conf PORT DIR: nginx in the foreground on 127.0.0.1:PORT answering
+# 401 on the webhook path (the ceiling webhook_bench.sh measures Hoist's
+# forged-request rate against): one worker per CPU, no access log, pid file
+# and temporary paths in DIR (created), nothing under /etc or /var.
+nginx_conf() {
+  mkdir -p "$2"
+  cat <<NGINX
+daemon off;
+worker_processes auto;
+pid $2/nginx.pid;
+error_log $2/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $2/body;
+  proxy_temp_path $2/proxy;
+  fastcgi_temp_path $2/fastcgi;
+  uwsgi_temp_path $2/uwsgi;
+  scgi_temp_path $2/scgi;
+  server {
+    listen 127.0.0.1:$1;
+    location = /webhooks/artifactory { return 401; }
+    location / { return 404; }
+  }
+}
+NGINX
 }
 
 webhook_body() {  # webhook_body SHA256HEX: an Artifactory "promoted" event

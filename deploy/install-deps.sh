@@ -15,7 +15,9 @@ PACKAGES=(
   # real parts for tests and the demo
   docker.io docker-registry busybox-static openssl iproute2 curl sqlite3 procps jq
   # checks and peers for benchmarks
-  prometheus wrk webhook
+  prometheus wrk webhook nginx-light
+  # attack tools (tests/hostile)
+  slowhttptest testssl.sh
 )
 
 missing=()

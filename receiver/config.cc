@@ -14,6 +14,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "common/file_util.h"
+#include "common/spec_validation.h"
 #include "common/yaml_config.h"
 
 namespace hoist::receiver {
@@ -22,41 +23,18 @@ namespace {
 // Nodes kept from parsing so that cross-checks can name a line.
 struct ServiceNodes {
   YAML::Node name;
+  YAML::Node image;
   YAML::Node targets;
   YAML::Node names;
   YAML::Node container_name;
+  YAML::Node container;  // the container section
+  // The container and health keys by the field names of spec::SpecProblem
+  // ("container.ports", "health.tcp"); list keys hold one node per item.
+  std::map<std::string, std::vector<YAML::Node>> fields;
 };
 
 bool IsAsciiAlnum(char c) {
   return absl::ascii_isalnum(static_cast<unsigned char>(c));
-}
-
-// Container, service and agent names: [a-zA-Z0-9][a-zA-Z0-9_.-]*, no "..".
-// This excludes shell characters, slashes and whitespace.
-bool IsValidName(absl::string_view name) {
-  if (name.empty() || name.size() > 128 || !IsAsciiAlnum(name[0])) return false;
-  for (char c : name) {
-    if (!IsAsciiAlnum(c) && c != '_' && c != '.' && c != '-') return false;
-  }
-  return !absl::StrContains(name, "..");
-}
-
-// Why `path` is not a safe absolute path on an agent's host ("" when it
-// is): relative, a ".." component, a control character or a shell
-// metacharacter. The same rule as the agent's request validation, so a
-// config the receiver accepts is one every agent accepts.
-std::string CheckHostPath(absl::string_view path) {
-  if (path.empty() || path[0] != '/') return "must be an absolute path";
-  for (absl::string_view part : absl::StrSplit(path, '/')) {
-    if (part == "..") return "must not contain \"..\"";
-  }
-  for (char c : path) {
-    if (absl::ascii_iscntrl(static_cast<unsigned char>(c)) ||
-        absl::StrContains("$`;|&<>*?\"'\\", c)) {
-      return "contains a control character or one of $`;|&<>*?\"'\\";
-    }
-  }
-  return "";
 }
 
 bool ParsePort(absl::string_view text, bool allow_zero, int* port) {
@@ -95,79 +73,6 @@ bool IsValidHostPort(absl::string_view text, bool allow_zero) {
   int port = 0;
   return IsValidHost(text.substr(0, colon)) &&
          ParsePort(text.substr(colon + 1), allow_zero, &port);
-}
-
-// "[ip:]host:container[/tcp|udp]". Empty string when valid, else the reason.
-std::string CheckPortSpec(absl::string_view spec) {
-  absl::string_view rest = spec;
-  const size_t slash = rest.find('/');
-  if (slash != absl::string_view::npos) {
-    const absl::string_view proto = rest.substr(slash + 1);
-    if (proto != "tcp" && proto != "udp") return "protocol must be tcp or udp";
-    rest = rest.substr(0, slash);
-  }
-  const size_t last = rest.rfind(':');
-  if (last == absl::string_view::npos) return "expected [ip:]host:container";
-  int port = 0;
-  if (!ParsePort(rest.substr(last + 1), false, &port)) {
-    return "container port must be 1-65535";
-  }
-  rest = rest.substr(0, last);
-  const size_t host_colon = rest.rfind(':');
-  absl::string_view host_port = rest;
-  if (host_colon != absl::string_view::npos) {
-    const absl::string_view ip = rest.substr(0, host_colon);
-    host_port = rest.substr(host_colon + 1);
-    if (ip.empty() || !IsValidHost(ip)) return "bad IP address";
-  }
-  if (!ParsePort(host_port, false, &port)) return "host port must be 1-65535";
-  return "";
-}
-
-// "src:dst[:ro|rw]" with an absolute dst; src an absolute path or a volume
-// name.
-std::string CheckVolumeSpec(absl::string_view spec) {
-  std::vector<absl::string_view> parts = absl::StrSplit(spec, ':');
-  if (parts.size() < 2 || parts.size() > 3) return "expected src:dst[:ro|rw]";
-  if (parts.size() == 3 && parts[2] != "ro" && parts[2] != "rw") {
-    return "mode must be ro or rw";
-  }
-  const absl::string_view src = parts[0];
-  const absl::string_view dst = parts[1];
-  if (src.empty()) return "empty source";
-  if (src[0] != '/' && !IsValidName(src))
-    return "source must be an absolute path or a volume name";
-  if (src[0] == '/') {
-    const std::string problem = CheckHostPath(src);
-    if (!problem.empty()) return absl::StrCat("source ", problem);
-  }
-  const std::string problem = CheckHostPath(dst);
-  if (!problem.empty()) return absl::StrCat("destination ", problem);
-  return "";
-}
-
-// A repository reference without tag or digest, e.g.
-// "registry.example.com:5000/docker-local-prod/helloworld".
-std::string CheckImageRepository(absl::string_view image) {
-  if (image.empty()) return "empty";
-  for (char c : image) {
-    if (!IsAsciiAlnum(c) && c != '.' && c != '_' && c != '-' && c != '/' &&
-        c != ':') {
-      return absl::StrCat("character '", std::string(1, c), "' not allowed");
-    }
-  }
-  if (image.front() == '/' || image.back() == '/' || image.front() == '-' ||
-      absl::StrContains(image, "//") || absl::StrContains(image, "..")) {
-    return "malformed repository";
-  }
-  const size_t last_slash = image.rfind('/');
-  const absl::string_view last = last_slash == absl::string_view::npos
-                                     ? image
-                                     : image.substr(last_slash + 1);
-  if (absl::StrContains(last, ':')) {
-    return "must not carry a tag (it is deployed as image@digest)";
-  }
-  return "";
 }
 
 // A path inside a Docker repository, e.g. "foo/bar/busybox".
@@ -242,6 +147,30 @@ void ReadListen(MapReader& reader, const std::string& key,
   }
 }
 
+// The limits of the public port (docs/design.md, "Receiver config"), part
+// of ReadWebhook(). Each key's bounds are in its error message.
+void ReadWebhookLimits(MapReader& r, WebhookConfig* out) {
+  out->request_timeout_seconds =
+      r.Int("request_timeout_seconds", out->request_timeout_seconds, 1, 3600);
+  out->idle_timeout_seconds =
+      r.Int("idle_timeout_seconds", out->idle_timeout_seconds, 1, 86400);
+  out->max_connections =
+      r.Int("max_connections", out->max_connections, 1, 1000000);
+  out->max_connections_per_ip =
+      r.Int("max_connections_per_ip", out->max_connections_per_ip, 0, 1000000);
+  out->max_unauthenticated_bytes =
+      r.Int("max_unauthenticated_bytes", out->max_unauthenticated_bytes, 1024,
+            int64_t{1} << 36);
+  if (out->max_unauthenticated_bytes < out->max_body_bytes) {
+    // Else a body of max_body_bytes could never be taken.
+    r.errors()->Add(NodeFor(r, "max_unauthenticated_bytes"),
+                    absl::StrCat("webhook.max_unauthenticated_bytes (",
+                                 out->max_unauthenticated_bytes,
+                                 ") must be at least webhook.max_body_bytes (",
+                                 out->max_body_bytes, ")"));
+  }
+}
+
 void ReadWebhook(const YAML::Node& node, const std::string& base,
                  ConfigErrors* errors, WebhookConfig* out) {
   MapReader r(node, "webhook", errors);
@@ -305,6 +234,7 @@ void ReadWebhook(const YAML::Node& node, const std::string& base,
   out->dedupe_window_seconds =
       r.Int("dedupe_window_seconds", out->dedupe_window_seconds, 0,
             int64_t{10} * 365 * 86400);
+  ReadWebhookLimits(r, out);
   r.Finish();
 }
 
@@ -320,10 +250,13 @@ void ReadAgents(const YAML::Node& node, ConfigErrors* errors,
     MapReader r(item, "agent", errors);
     AgentEntry agent;
     agent.name = r.String("name", "", true);
-    if (!agent.name.empty() && !IsValidName(agent.name)) {
-      errors->Add(NodeFor(r, "name"),
-                  absl::StrCat("agent name \"", agent.name,
-                               "\" must match [a-zA-Z0-9][a-zA-Z0-9_.-]*"));
+    // At most 63 characters, so that deploy ids ("<rollout id>-<agent>" and
+    // "...-rollback") fit the agents' 128 (docs/design.md, "Receiver config").
+    if (!agent.name.empty()) {
+      if (absl::Status valid = spec::ValidateAgentName(agent.name);
+          !valid.ok()) {
+        errors->Add(NodeFor(r, "name"), std::string(valid.message()));
+      }
     }
     if (!agent.name.empty()) {
       auto [it, inserted] =
@@ -399,20 +332,22 @@ void ReadTrigger(const YAML::Node& node, ConfigErrors* errors,
   r.Finish();
 }
 
+// Records where `key` of `r` is, as the spec field `field`.
+void NoteField(MapReader& r, const std::string& key, const std::string& field,
+               ServiceNodes* nodes) {
+  if (r.Has(key)) nodes->fields[field] = {r.Child(key)};
+}
+
+// The health check. Its rules are the shared ones (CheckServiceSpec).
 void ReadHealth(const YAML::Node& node, ConfigErrors* errors,
-                hoist::v1::HealthCheck* out) {
+                hoist::v1::HealthCheck* out, ServiceNodes* nodes) {
   MapReader r(node, "container.health", errors);
+  for (const char* key :
+       {"http_get", "tcp", "interval_seconds", "timeout_seconds"}) {
+    NoteField(r, key, absl::StrCat("health.", key), nodes);
+  }
   out->set_http_get(r.String("http_get"));
-  if (!out->http_get().empty() &&
-      !absl::StartsWith(out->http_get(), "http://") &&
-      !absl::StartsWith(out->http_get(), "https://")) {
-    errors->Add(NodeFor(r, "http_get"),
-                "container.health.http_get must be an http:// URL");
-  }
   out->set_tcp(r.String("tcp"));
-  if (!out->tcp().empty() && !IsValidHostPort(out->tcp(), false)) {
-    errors->Add(NodeFor(r, "tcp"), "container.health.tcp must be host:port");
-  }
   out->set_docker(r.Bool("docker", false));
   out->set_interval_seconds(
       static_cast<int32_t>(r.Int("interval_seconds", 1, 1, 3600)));
@@ -421,48 +356,29 @@ void ReadHealth(const YAML::Node& node, ConfigErrors* errors,
   r.Finish();
 }
 
-// container.ports, env, env_files and volumes: each item checked, kept
-// even when wrong (every problem of the file is reported at once).
-void ReadContainerLists(MapReader& r, ConfigErrors* errors,
-                        hoist::v1::ContainerSpec* c) {
-  for (const auto& [port, item] : StringItems(r, "ports")) {
-    const std::string problem = CheckPortSpec(port);
-    if (!problem.empty()) {
-      errors->Add(item, absl::StrCat("container.ports: bad port spec \"", port,
-                                     "\": ", problem));
+// container.ports, env, env_files and volumes, each item's node kept for
+// the shared rules (CheckServiceSpec).
+void ReadContainerLists(MapReader& r, hoist::v1::ContainerSpec* c,
+                        ServiceNodes* nodes) {
+  const std::pair<const char*, google::protobuf::RepeatedPtrField<std::string>*>
+      lists[] = {{"ports", c->mutable_ports()},
+                 {"env", c->mutable_env()},
+                 {"env_files", c->mutable_env_files()},
+                 {"volumes", c->mutable_volumes()}};
+  for (const auto& [key, list] : lists) {
+    std::vector<YAML::Node>& items =
+        nodes->fields[absl::StrCat("container.", key)];
+    for (const auto& [value, item] : StringItems(r, key)) {
+      list->Add(std::string(value));
+      items.push_back(item);
     }
-    c->add_ports(port);
-  }
-  for (const auto& [env, item] : StringItems(r, "env")) {
-    const size_t eq = env.find('=');
-    if (eq == 0 || eq == std::string::npos) {
-      errors->Add(
-          item, absl::StrCat("container.env: \"", env, "\" must be KEY=value"));
-    }
-    c->add_env(env);
-  }
-  // Paths on the agent's host: the agent applies the same rule to every
-  // request (docs/design.md, "Receiver config").
-  for (const auto& [file, item] : StringItems(r, "env_files")) {
-    if (const std::string problem = CheckHostPath(file); !problem.empty()) {
-      errors->Add(item, absl::StrCat("container.env_files: \"", file, "\" ",
-                                     problem, " on the agent's host"));
-    }
-    c->add_env_files(file);
-  }
-  for (const auto& [volume, item] : StringItems(r, "volumes")) {
-    const std::string problem = CheckVolumeSpec(volume);
-    if (!problem.empty()) {
-      errors->Add(item, absl::StrCat("container.volumes: bad volume spec \"",
-                                     volume, "\": ", problem));
-    }
-    c->add_volumes(volume);
   }
 }
 
 void ReadContainerLog(const YAML::Node& node, ConfigErrors* errors,
-                      hoist::v1::ContainerSpec* c) {
+                      hoist::v1::ContainerSpec* c, ServiceNodes* nodes) {
   MapReader log(node, "container.log", errors);
+  NoteField(log, "driver", "container.log.driver", nodes);
   c->set_log_driver(log.String("driver"));
   for (const auto& [k, v] : log.StringMap("options")) {
     (*c->mutable_log_options())[k] = v;
@@ -470,52 +386,78 @@ void ReadContainerLog(const YAML::Node& node, ConfigErrors* errors,
   log.Finish();
 }
 
-// Docker's restart policies: no, always, unless-stopped, on-failure[:N>0].
-bool IsValidRestart(const std::string& restart) {
-  int retries = 0;
-  return restart == "no" || restart == "always" ||
-         restart == "unless-stopped" || restart == "on-failure" ||
-         (absl::StartsWith(restart, "on-failure:") &&
-          absl::SimpleAtoi(restart.substr(11), &retries) && retries > 0);
-}
-
+// The container section as written; its rules are the shared ones
+// (CheckServiceSpec), so that it is checked exactly as an agent checks it.
 void ReadContainer(const YAML::Node& node, const std::string& service_name,
                    ConfigErrors* errors, ServiceConfig* service,
                    ServiceNodes* nodes) {
   MapReader r(node, "container", errors);
   hoist::v1::ContainerSpec& c = service->container;
+  nodes->container = node;
+  for (const char* key : {"labels", "network", "user", "memory_mb", "cpus",
+                          "restart", "stop_timeout_seconds"}) {
+    NoteField(r, key, absl::StrCat("container.", key), nodes);
+  }
   c.set_name(r.String("name", service_name));
   nodes->container_name = NodeFor(r, "name");
-  if (!IsValidName(c.name())) {
-    errors->Add(nodes->container_name,
-                absl::StrCat(
-                    "container name \"", c.name(),
-                    "\" must match [a-zA-Z0-9][a-zA-Z0-9_.-]* without \"..\""));
-  }
-  ReadContainerLists(r, errors, &c);
+  ReadContainerLists(r, &c, nodes);
   for (const auto& [k, v] : r.StringMap("labels")) (*c.mutable_labels())[k] = v;
   c.set_network(r.String("network"));
-  if (!c.network().empty() && !IsValidName(c.network())) {
-    errors->Add(NodeFor(r, "network"),
-                "container.network is not a valid network name");
-  }
   c.set_user(r.String("user"));
   for (const std::string& s : r.StringList("entrypoint")) c.add_entrypoint(s);
   for (const std::string& s : r.StringList("command")) c.add_command(s);
-  c.set_memory_mb(r.Int("memory_mb", 0, 0, int64_t{1} << 30));
-  c.set_cpus(r.Double("cpus", 0, 0, 1024));
-  ReadContainerLog(Sub(r, "log"), errors, &c);
+  c.set_memory_mb(r.Int("memory_mb", 0, 0, spec::kMaxMemoryMb));
+  c.set_cpus(r.Double("cpus", 0, 0, spec::kMaxCpus));
+  ReadContainerLog(Sub(r, "log"), errors, &c, nodes);
   c.set_restart(r.String("restart", "unless-stopped"));
-  if (!IsValidRestart(c.restart())) {
-    errors->Add(NodeFor(r, "restart"),
-                absl::StrCat(
-                    "container.restart \"", c.restart(),
-                    "\" must be no, always, unless-stopped or on-failure[:N]"));
-  }
-  c.set_stop_timeout_seconds(
-      static_cast<int32_t>(r.Int("stop_timeout_seconds", 10, 0, 3600)));
-  ReadHealth(Sub(r, "health"), errors, &service->health);
+  c.set_stop_timeout_seconds(static_cast<int32_t>(
+      r.Int("stop_timeout_seconds", 10, 0, spec::kMaxStopTimeoutSeconds)));
+  ReadHealth(Sub(r, "health"), errors, &service->health, nodes);
   r.Finish();
+}
+
+// The node a problem of the shared rules is reported at: the list item or
+// key it names, else the container section, else the service's name (a
+// container name taken from it).
+YAML::Node NodeForProblem(const ServiceNodes& nodes,
+                          const spec::SpecProblem& problem) {
+  if (problem.field == "image" && LineOf(nodes.image) > 0) return nodes.image;
+  if (problem.field == "container.name" && LineOf(nodes.container_name) > 0)
+    return nodes.container_name;
+  auto it = nodes.fields.find(problem.field);
+  if (it != nodes.fields.end() && !it->second.empty()) {
+    const size_t index = problem.index < 0 ? 0 : problem.index;
+    if (index < it->second.size()) return it->second[index];
+  }
+  if (LineOf(nodes.container) > 0) return nodes.container;
+  return nodes.name;
+}
+
+// The container spec and health check under the rules every agent applies
+// to a DeployRequest, and the default agent policy (docs/design.md, "Agent
+// policy"): a config that passes deploys on every agent without `policy:`.
+void CheckServiceSpec(const ServiceConfig& service, const ServiceNodes& nodes,
+                      ConfigErrors* errors) {
+  std::vector<spec::SpecProblem> problems =
+      spec::ContainerSpecProblems(service.container, service.health);
+  spec::Policy policy = spec::DefaultPolicy();
+  policy.follow_symlinks = false;  // the agents' filesystems are not here
+  for (spec::SpecProblem& problem :
+       spec::PolicyProblems(policy, service.image, service.container)) {
+    problems.push_back(std::move(problem));
+  }
+  for (const spec::SpecProblem& problem : problems) {
+    absl::string_view message = problem.status.message();
+    std::string field = problem.field;
+    if (problem.index >= 0) absl::StrAppend(&field, "[", problem.index, "]");
+    const bool names_field = absl::StartsWith(message, problem.field);
+    // Hosts' own policies are not known here: the default one is applied.
+    const bool policy = absl::ConsumePrefix(&message, "policy: ");
+    errors->Add(NodeForProblem(nodes, problem),
+                absl::StrCat("service \"", service.name, "\": ",
+                             names_field ? "" : absl::StrCat(field, ": "),
+                             policy ? "default agent policy: " : "", message));
+  }
 }
 
 void ReadRollout(const YAML::Node& node, ConfigErrors* errors,
@@ -558,19 +500,21 @@ void ReadServices(const YAML::Node& node, ConfigErrors* errors,
     ServiceNodes nodes;
     service.name = r.String("name", "", true);
     nodes.name = NodeFor(r, "name");
-    if (!service.name.empty() && !IsValidName(service.name)) {
-      errors->Add(nodes.name,
-                  absl::StrCat("service name \"", service.name,
-                               "\" must match [a-zA-Z0-9][a-zA-Z0-9_.-]*"));
+    if (!service.name.empty()) {
+      if (absl::Status valid = spec::CheckName("service name", service.name,
+                                               spec::kMaxNameLength);
+          !valid.ok()) {
+        errors->Add(nodes.name, std::string(valid.message()));
+      }
     }
     ReadTrigger(Sub(r, "trigger"), errors, &service.trigger);
     service.image = r.String("image", "", true);
+    nodes.image = NodeFor(r, "image");
     if (!service.image.empty()) {
-      const std::string problem = CheckImageRepository(service.image);
-      if (!problem.empty()) {
-        errors->Add(
-            NodeFor(r, "image"),
-            absl::StrCat("service image \"", service.image, "\": ", problem));
+      if (absl::Status valid = spec::ValidateImageRepository(service.image);
+          !valid.ok()) {
+        errors->Add(nodes.image, absl::StrCat("service \"", service.name,
+                                              "\": ", valid.message()));
       }
     }
     {
@@ -590,6 +534,7 @@ void ReadServices(const YAML::Node& node, ConfigErrors* errors,
       t.Finish();
     }
     ReadContainer(Sub(r, "container"), service.name, errors, &service, &nodes);
+    CheckServiceSpec(service, nodes, errors);
     ReadRollout(Sub(r, "rollout"), errors, &service.rollout);
     r.Finish();
     config->services.push_back(std::move(service));
@@ -675,6 +620,28 @@ void CrossCheck(const ReceiverConfig& config,
   CheckContainerNameClashes(config, nodes, errors);
 }
 
+// authz.operators and authz.viewers: lists of URIs, matched against client
+// certificates' URI SANs only (docs/design.md, "Identities and roles"); an
+// entry that is not a URI (a CN, a DNS name) would match nobody, so it is
+// refused at its line.
+void ReadAuthz(MapReader& top, ReceiverConfig* config) {
+  MapReader authz(Sub(top, "authz"), "authz", top.errors());
+  for (const auto& [key, out] :
+       {std::pair<const char*, std::vector<std::string>*>{"operators",
+                                                          &config->operators},
+        {"viewers", &config->viewers}}) {
+    for (const auto& [identity, node] : StringItems(authz, key)) {
+      if (absl::Status valid = ValidateRoleIdentity(identity); !valid.ok()) {
+        top.errors()->Add(node,
+                          absl::StrCat("authz.", key, ": ", valid.message()));
+        continue;
+      }
+      out->push_back(identity);
+    }
+  }
+  authz.Finish();
+}
+
 }  // namespace
 
 const ServiceConfig* ReceiverConfig::FindService(
@@ -719,12 +686,7 @@ absl::StatusOr<ReceiverConfig> LoadReceiverConfig(const std::string& path) {
     config.tls.key = ResolvePath(base, tls.String("key", "", true));
     tls.Finish();
   }
-  {
-    MapReader authz(Sub(top, "authz"), "authz", &errors);
-    config.operators = authz.StringList("operators");
-    config.viewers = authz.StringList("viewers");
-    authz.Finish();
-  }
+  ReadAuthz(top, &config);
   config.state = ResolvePath(base, top.String("state", config.state));
   if (config.state.empty())
     errors.Add(NodeFor(top, "state"), "state must name a file");

@@ -27,6 +27,21 @@ struct WebhookConfig {
   WebhookAuth auth = WebhookAuth::kToken;
   int64_t max_body_bytes = 1048576;
   int64_t dedupe_window_seconds = 600;
+  // Limits of the public port (docs/design.md, "Receiver config" and
+  // "Webhook connections"). A request must arrive whole within
+  // request_timeout_seconds of its first byte (of the TLS handshake, for a
+  // connection's first request over HTTPS); a connection sending nothing for
+  // idle_timeout_seconds (before a request, between keep-alive requests) is
+  // closed.
+  int64_t request_timeout_seconds = 10;
+  int64_t idle_timeout_seconds = 30;
+  // Open connections at most, in all and per TCP peer address (0: no
+  // per-address cap); a connection over either is closed at once.
+  int64_t max_connections = 10000;
+  int64_t max_connections_per_ip = 256;
+  // Request body bytes held, over all connections, before the handler ran;
+  // a request that would push the total over it is answered 503.
+  int64_t max_unauthenticated_bytes = int64_t{64} << 20;
 };
 
 struct AgentCallConfig {

@@ -1,8 +1,5 @@
 #include "receiver/webhook_server.h"
 
-#include <httplib.h>
-#include <sys/socket.h>
-
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -11,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <thread>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -19,14 +17,11 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/crypto.h"
 #include "common/log.h"
-#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
-#include "receiver/buffered_http_server.h"
-#include "receiver/elastic_task_queue.h"
+#include "receiver/http_framing.h"
 #include "receiver/payload.h"
 #include "receiver/rules.h"
 #include "receiver/webhook_auth.h"
@@ -65,10 +60,25 @@ std::string Rfc3339(absl::Time t) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
 }
 
+// A WebhookRequest whose parts live elsewhere (in a connection's buffers).
+struct RequestView {
+  bool has_auth_header = false;
+  absl::string_view auth_header;
+  absl::string_view content_type;
+  absl::string_view body;
+};
+
+RequestView ViewOf(const WebhookRequest& request) {
+  return {request.has_auth_header, request.auth_header, request.content_type,
+          request.body};
+}
+
+using Intents = std::shared_ptr<const std::vector<DeployIntent>>;
+
 // Steps 4 and 5 of the contract (auth, content type). Returns the answer
 // when the request fails them.
 std::optional<WebhookResponse> CheckAuthAndType(const WebhookConfig& webhook,
-                                                const WebhookRequest& request) {
+                                                const RequestView& request) {
   if (absl::Status auth = VerifyWebhookAuth(webhook.auth, webhook.secrets,
                                             request.has_auth_header,
                                             request.auth_header, request.body);
@@ -86,7 +96,7 @@ std::optional<WebhookResponse> CheckAuthAndType(const WebhookConfig& webhook,
 // Steps 6..8 (parse, rules): the intents to submit, or the answer (400, or
 // 200 ignored) when there are none.
 std::variant<WebhookResponse, std::vector<DeployIntent>> Decide(
-    const ReceiverConfig& config, const std::string& body) {
+    const ReceiverConfig& config, absl::string_view body) {
   absl::StatusOr<WebhookEvent> event = ParseWebhookPayload(body);
   if (!event.ok()) return Error(400, std::string(event.status().message()));
   const RuleDecision decision = MatchServices(config, *event);
@@ -161,13 +171,32 @@ WebhookResponse SubmitIntents(RolloutSubmitter& submitter,
   return {202, Dump(body)};
 }
 
+// Steps 4..8 through `cache`: the answer, or the intents to submit (steps 9
+// and 10). A body that parsed and matched a service is added to the cache.
+std::variant<WebhookResponse, Intents> DecideCached(
+    const std::shared_ptr<const ReceiverConfig>& config,
+    const RequestView& request, WebhookDecisionCache& cache) {
+  if (std::optional<WebhookResponse> refused =
+          CheckAuthAndType(config->webhook, request)) {
+    return *std::move(refused);
+  }
+  const std::string digest = Sha256Hex(request.body);
+  if (Intents known = cache.Find(config, digest)) return known;
+  auto decided = Decide(*config, request.body);
+  if (auto* answer = std::get_if<WebhookResponse>(&decided)) {
+    return std::move(*answer);
+  }
+  return cache.Insert(config, digest,
+                      std::get<std::vector<DeployIntent>>(std::move(decided)));
+}
+
 }  // namespace
 
 WebhookResponse HandleWebhook(const ReceiverConfig& config,
                               RolloutSubmitter& submitter,
                               const WebhookRequest& request) {
   if (std::optional<WebhookResponse> refused =
-          CheckAuthAndType(config.webhook, request)) {
+          CheckAuthAndType(config.webhook, ViewOf(request))) {
     return *std::move(refused);
   }
   auto decided = Decide(config, request.body);
@@ -181,23 +210,11 @@ WebhookResponse HandleWebhook(
     const std::shared_ptr<const ReceiverConfig>& config,
     RolloutSubmitter& submitter, const WebhookRequest& request,
     WebhookDecisionCache& cache) {
-  if (std::optional<WebhookResponse> refused =
-          CheckAuthAndType(config->webhook, request)) {
-    return *std::move(refused);
-  }
-  const std::string digest = Sha256Hex(request.body);
-  if (std::shared_ptr<const std::vector<DeployIntent>> known =
-          cache.Find(config, digest)) {
-    return SubmitIntents(submitter, *known);
-  }
-  auto decided = Decide(*config, request.body);
+  auto decided = DecideCached(config, ViewOf(request), cache);
   if (auto* answer = std::get_if<WebhookResponse>(&decided)) {
     return std::move(*answer);
   }
-  auto& intents = std::get<std::vector<DeployIntent>>(decided);
-  WebhookResponse answer = SubmitIntents(submitter, intents);
-  cache.Insert(config, digest, std::move(intents));
-  return answer;
+  return SubmitIntents(submitter, *std::get<Intents>(decided));
 }
 
 std::shared_ptr<const std::vector<DeployIntent>> WebhookDecisionCache::Find(
@@ -211,7 +228,7 @@ std::shared_ptr<const std::vector<DeployIntent>> WebhookDecisionCache::Find(
   return it->second;
 }
 
-void WebhookDecisionCache::Insert(
+std::shared_ptr<const std::vector<DeployIntent>> WebhookDecisionCache::Insert(
     const std::shared_ptr<const ReceiverConfig>& config,
     const std::string& body_sha256, std::vector<DeployIntent> intents) {
   auto value =
@@ -221,7 +238,8 @@ void WebhookDecisionCache::Insert(
     entries_.clear();
     config_ = config;
   }
-  entries_[body_sha256] = std::move(value);
+  entries_[body_sha256] = value;
+  return value;
 }
 
 size_t WebhookDecisionCache::size() const {
@@ -234,6 +252,233 @@ int64_t WebhookDecisionCache::hits() const {
 }
 
 // ---------------------------------------------------------------------------
+
+namespace {
+
+// A peer address may hold 1/kUnauthenticatedShares of
+// webhook.max_unauthenticated_bytes.
+constexpr int64_t kUnauthenticatedShares = 16;
+
+bool ParseListen(const std::string& listen, std::string* host, int* port) {
+  const size_t colon = listen.rfind(':');
+  if (colon == std::string::npos) return false;
+  *host = listen.substr(0, colon);
+  if (host->size() >= 2 && host->front() == '[' && host->back() == ']') {
+    *host = host->substr(1, host->size() - 2);
+  }
+  return !host->empty() && absl::SimpleAtoi(listen.substr(colon + 1), port) &&
+         *port >= 0 && *port <= 65535;
+}
+
+HttpAnswer ToHttp(const WebhookResponse& response) {
+  HttpAnswer answer;
+  answer.status = response.status;
+  answer.body = response.body;
+  return answer;
+}
+
+// A 405 naming the method allowed.
+HttpAnswer MethodNotAllowed(absl::string_view method, const char* allowed) {
+  HttpAnswer answer = ToHttp(Error(
+      405, absl::StrCat("method ", method, " not allowed; use ", allowed)));
+  answer.extra_headers = absl::StrCat("Allow: ", allowed, "\r\n");
+  return answer;
+}
+
+// GET /healthz: the process serves (docs/design.md, "Webhook HTTP answers").
+HttpAnswer Healthz(absl::string_view method) {
+  if (method != "GET" && method != "HEAD") {
+    return MethodNotAllowed(method, "GET");
+  }
+  HttpAnswer answer;
+  answer.status = 200;
+  answer.content_type = "text/plain";
+  answer.body = "ok\n";
+  return answer;
+}
+
+// hoist_webhook_requests_total{code}. Each code's counter is looked up in the
+// registry (under its lock) once, then kept here. Thread-safe.
+class StatusCounter {
+ public:
+  explicit StatusCounter(MetricsRegistry* metrics) : metrics_(metrics) {}
+
+  void Count(int status) {
+    const size_t code = static_cast<size_t>(status);
+    Counter* counter =
+        code < counters_.size() ? counters_[code].load() : nullptr;
+    if (counter == nullptr) {
+      counter = metrics_->GetCounter(
+          "hoist_webhook_requests_total",
+          "Requests to the webhook path, by HTTP status code.",
+          {{"code", absl::StrCat(status)}});
+      if (code < counters_.size()) counters_[code].store(counter);
+    }
+    counter->Increment();
+  }
+
+ private:
+  MetricsRegistry* const metrics_;
+  std::array<std::atomic<Counter*>, 600> counters_{};
+};
+
+}  // namespace
+
+// Runs Submit calls (which may wait for a journal commit) off the event
+// loops. Tasks run in the order queued. Thread-safe.
+class WebhookServer::SubmitPool {
+ public:
+  explicit SubmitPool(int threads) {
+    for (int i = 0; i < std::max(threads, 1); ++i) {
+      threads_.emplace_back([this] { Work(); });
+    }
+  }
+  ~SubmitPool() { Shutdown(); }
+  SubmitPool(const SubmitPool&) = delete;
+  SubmitPool& operator=(const SubmitPool&) = delete;
+
+  void Enqueue(std::function<void()> task) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!stopping_) {
+        tasks_.push_back(std::move(task));
+        return;
+      }
+    }
+    task();  // after Shutdown(): nothing else would run it
+  }
+
+  // Runs every task queued, then joins the threads. Idempotent.
+  void Shutdown() {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    for (std::thread& thread : threads_) thread.join();
+    threads_.clear();
+  }
+
+ private:
+  void Work() {
+    while (true) {
+      std::function<void()> task;
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(
+            +[](SubmitPool* pool) ABSL_EXCLUSIVE_LOCKS_REQUIRED(pool->mu_) {
+              return pool->stopping_ || !pool->tasks_.empty();
+            },
+            this));
+        if (tasks_.empty()) return;  // stopping, and nothing left
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      }
+      task();
+    }
+  }
+
+  absl::Mutex mu_;
+  std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_;
+};
+
+// The adapter from EventHttpServer to the contract: the checks that need
+// only the head, then HandleWebhook's steps, with Submit on the pool.
+class WebhookServer::Handler : public HttpHandler {
+ public:
+  Handler(WebhookServer& server, MetricsRegistry* metrics)
+      : server_(server),
+        counter_(metrics),
+        latency_(metrics->GetHistogram(
+            "hoist_webhook_request_duration_seconds",
+            "Time to answer a POST to the webhook path, from its head to its "
+            "answer (body and journal commit included).",
+            MetricsRegistry::DurationBuckets())) {}
+
+  HeadVerdict OnHead(const RequestHead& head) override {
+    std::shared_ptr<const ReceiverConfig> config = server_.config();
+    const bool escaped = head.path.find('%') != absl::string_view::npos;
+    const std::string decoded = escaped ? PercentDecodePath(head.path) : "";
+    const absl::string_view path = escaped ? decoded : head.path;
+    if (path == config->webhook.path) return WebhookHead(*config, head);
+    if (path == "/healthz") return {Healthz(head.method)};
+    return {ToHttp(Error(404, "not found"))};
+  }
+
+  void OnRequest(const RequestHead& head, absl::string_view body,
+                 HttpResponder respond) override {
+    std::shared_ptr<const ReceiverConfig> config = server_.config();
+    const HeaderField* auth = head.Find(kWebhookAuthHeader);
+    const HeaderField* type = head.Find("Content-Type");
+    RequestView request;
+    request.has_auth_header = auth != nullptr;
+    request.auth_header = auth != nullptr ? auth->value : "";
+    request.content_type = type != nullptr ? type->value : "";
+    request.body = body;
+    auto decided = DecideCached(config, request, server_.decisions_);
+    if (auto* answer = std::get_if<WebhookResponse>(&decided)) {
+      Finish(respond, *answer);
+      return;
+    }
+    // Steps 9 and 10 may wait for the journal: off the event loop.
+    server_.pool_->Enqueue(
+        [this, intents = std::get<Intents>(std::move(decided)), respond] {
+          Finish(respond, SubmitIntents(*server_.options_.submitter, *intents));
+        });
+  }
+
+ private:
+  // Steps 1, 3 and (token mode) 4 for the webhook path, from the head.
+  HeadVerdict WebhookHead(const ReceiverConfig& config,
+                          const RequestHead& head) {
+    const auto start = std::chrono::steady_clock::now();
+    const WebhookConfig& webhook = config.webhook;
+    if (head.method != "POST") {
+      counter_.Count(405);
+      return {MethodNotAllowed(head.method, "POST")};
+    }
+    const uint64_t limit = static_cast<uint64_t>(webhook.max_body_bytes);
+    std::optional<WebhookResponse> refused;
+    if (head.has_content_length && head.content_length > limit) {
+      refused = Error(413, absl::StrCat("body of ", head.content_length,
+                                        " bytes is over the limit of ",
+                                        webhook.max_body_bytes));
+    } else if (webhook.auth == WebhookAuth::kToken) {
+      // The token does not depend on the body: refuse before reading it.
+      const HeaderField* auth = head.Find(kWebhookAuthHeader);
+      if (absl::Status status =
+              VerifyWebhookAuth(webhook.auth, webhook.secrets, auth != nullptr,
+                                auth != nullptr ? auth->value : "", "");
+          !status.ok()) {
+        refused = Error(401, std::string(status.message()));
+      }
+    }
+    if (!refused.has_value()) return {std::nullopt, limit};
+    Count(refused->status, start);
+    HttpAnswer answer = ToHttp(*refused);
+    answer.close = refused->status == 413;
+    return {std::move(answer)};
+  }
+
+  void Count(int status, std::chrono::steady_clock::time_point start) {
+    // Counted before the answer is written, so that a client holding its
+    // answer already sees it in /metrics.
+    counter_.Count(status);
+    latency_->Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count());
+  }
+
+  void Finish(const HttpResponder& respond, const WebhookResponse& answer) {
+    Count(answer.status, respond.head_time());
+    respond.Respond(ToHttp(answer));
+  }
+
+  WebhookServer& server_;
+  StatusCounter counter_;
+  Histogram* const latency_;
+};
 
 WebhookServer::WebhookServer(Options options) : options_(std::move(options)) {
   config_ = options_.config;
@@ -264,153 +509,13 @@ void WebhookServer::Stop() {
     if (stopped_) return;
     stopped_ = true;
   }
-  if (http_ != nullptr) http_->stop();
-  // Closes idle keep-alive connections (they would otherwise hold the join
-  // below for up to keep_alive_timeout_seconds) and waits for the handlers
-  // running on the event threads, which call the submitter.
-  if (buffered_ != nullptr) buffered_->Shutdown();
-  if (thread_.joinable()) thread_.join();
+  // No request reaches the handler after StopAccepting(); the pool then
+  // finishes the Submit calls already handed to it, whose answers the loops
+  // send before Stop() closes everything.
+  if (http_ != nullptr) http_->StopAccepting();
+  if (pool_ != nullptr) pool_->Shutdown();
+  if (http_ != nullptr) http_->Stop();
 }
-
-namespace {
-
-void SetJson(httplib::Response& res, const WebhookResponse& answer) {
-  res.status = answer.status;
-  res.set_content(answer.body, "application/json");
-}
-
-// The checks of the contract that need only the request line and headers
-// (405, 404, 413, plus /healthz and /metrics). Returns true when `res` is
-// the answer; false when the request is a POST to the webhook path whose
-// body may be read.
-bool AnswerFromHeaders(const ReceiverConfig& config, MetricsRegistry& metrics,
-                       const httplib::Request& req, httplib::Response& res) {
-  if (req.path == config.webhook.path) {
-    if (req.method != "POST") {
-      res.set_header("Allow", "POST");
-      SetJson(res, Error(405, absl::StrCat("method ", req.method,
-                                           " not allowed; use POST")));
-      return true;
-    }
-    if (req.has_header("Content-Length")) {
-      uint64_t length = 0;
-      if (!absl::SimpleAtoi(req.get_header_value("Content-Length"), &length)) {
-        res.set_header("Connection", "close");
-        SetJson(res, Error(400, "bad Content-Length"));
-        return true;
-      }
-      if (length > static_cast<uint64_t>(config.webhook.max_body_bytes)) {
-        res.set_header("Connection", "close");
-        SetJson(res, Error(413, absl::StrCat("body of ", length,
-                                             " bytes is over the limit of ",
-                                             config.webhook.max_body_bytes)));
-        return true;
-      }
-    }
-    return false;
-  }
-  if (req.path == "/healthz" || req.path == "/metrics") {
-    if (req.method != "GET" && req.method != "HEAD") {
-      res.set_header("Allow", "GET");
-      SetJson(res, Error(405, absl::StrCat("method ", req.method,
-                                           " not allowed; use GET")));
-      return true;
-    }
-    res.status = 200;
-    if (req.path == "/healthz") {
-      res.set_content("ok\n", "text/plain");
-    } else {
-      res.set_content(metrics.Render(), "text/plain; version=0.0.4");
-    }
-    return true;
-  }
-  SetJson(res, Error(404, "not found"));
-  return true;
-}
-
-bool ParseListen(const std::string& listen, std::string* host, int* port) {
-  const size_t colon = listen.rfind(':');
-  if (colon == std::string::npos) return false;
-  *host = listen.substr(0, colon);
-  if (host->size() >= 2 && host->front() == '[' && host->back() == ']') {
-    *host = host->substr(1, host->size() - 2);
-  }
-  return !host->empty() && absl::SimpleAtoi(listen.substr(colon + 1), port) &&
-         *port >= 0 && *port <= 65535;
-}
-
-// hoist_webhook_requests_total{code}. Each code's counter is looked up in the
-// registry (under its lock) once, then kept here. Thread-safe.
-class StatusCounter {
- public:
-  explicit StatusCounter(MetricsRegistry* metrics) : metrics_(metrics) {}
-
-  void Count(const httplib::Response& res) {
-    const size_t code = static_cast<size_t>(res.status);
-    Counter* counter =
-        code < counters_.size() ? counters_[code].load() : nullptr;
-    if (counter == nullptr) {
-      counter = metrics_->GetCounter(
-          "hoist_webhook_requests_total",
-          "Requests to the webhook path, by HTTP status code.",
-          {{"code", absl::StrCat(res.status)}});
-      if (code < counters_.size()) counters_[code].store(counter);
-    }
-    counter->Increment();
-  }
-
- private:
-  MetricsRegistry* const metrics_;
-  std::array<std::atomic<Counter*>, 600> counters_{};
-};
-
-// Reads the body of a POST into `body`, at most `max` bytes. The answer when
-// it cannot be read whole (step 3 of docs/design.md, "Webhook HTTP
-// answers": 413 once it grows past the limit, reading no further; 400 when
-// unreadable); nullopt when `body` holds it.
-std::optional<WebhookResponse> ReadBody(
-    const httplib::ContentReader& content_reader, size_t max,
-    std::string* body) {
-  bool too_big = false;
-  const bool read = content_reader([&](const char* data, size_t length) {
-    if (body->size() + length > max) {
-      too_big = true;
-      return false;  // read no further
-    }
-    body->append(data, length);
-    return true;
-  });
-  if (too_big) {
-    return Error(413,
-                 absl::StrCat("body is over the limit of ", max, " bytes"));
-  }
-  if (!read) return Error(400, "could not read the body");
-  return std::nullopt;
-}
-
-// Answers a POST to the webhook path whose headers passed: reads the body,
-// then HandleWebhook() (steps 4..10).
-void AnswerWebhookPost(const std::shared_ptr<const ReceiverConfig>& config,
-                       RolloutSubmitter& submitter, WebhookDecisionCache& cache,
-                       const httplib::Request& req, httplib::Response& res,
-                       const httplib::ContentReader& content_reader) {
-  WebhookRequest request;
-  if (std::optional<WebhookResponse> unread = ReadBody(
-          content_reader, static_cast<size_t>(config->webhook.max_body_bytes),
-          &request.body)) {
-    // The rest of the body is unread: the connection cannot carry another
-    // request.
-    res.set_header("Connection", "close");
-    SetJson(res, *unread);
-    return;
-  }
-  request.has_auth_header = req.has_header(kWebhookAuthHeader);
-  request.auth_header = req.get_header_value(kWebhookAuthHeader);
-  request.content_type = req.get_header_value("Content-Type");
-  SetJson(res, HandleWebhook(config, submitter, request, cache));
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<WebhookServer>> WebhookServer::Start(
     Options options) {
@@ -418,137 +523,45 @@ absl::StatusOr<std::unique_ptr<WebhookServer>> WebhookServer::Start(
     return absl::InvalidArgumentError(
         "WebhookServer needs a config and a submitter");
   }
-  std::string host;
-  int port = 0;
-  if (!ParseListen(options.config->webhook.listen, &host, &port)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("webhook.listen \"", options.config->webhook.listen,
-                     "\" must be host:port"));
+  const WebhookConfig& webhook = options.config->webhook;
+  EventHttpServer::Options http;
+  if (!ParseListen(webhook.listen, &http.host, &http.port)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "webhook.listen \"", webhook.listen, "\" must be host:port"));
   }
   std::unique_ptr<WebhookServer> server(new WebhookServer(std::move(options)));
-  HOIST_RETURN_IF_ERROR(server->CreateHttpServer());
-  std::shared_ptr<const std::atomic<int>> listen_fd =
-      server->ConfigureConnections();
-  server->InstallHandlers();
-  HOIST_RETURN_IF_ERROR(server->BindAndServe(host, port, *listen_fd));
-  const WebhookConfig& webhook = server->options_.config->webhook;
+  server->pool_ = std::make_unique<SubmitPool>(server->options_.submit_threads);
+  server->handler_ = std::make_unique<Handler>(*server, server->metrics_);
+  http.tls_cert = webhook.tls_cert;
+  http.tls_key = webhook.tls_key;
+  http.handler = server->handler_.get();
+  http.metrics = server->metrics_;
+  http.event_threads = server->options_.event_threads;
+  http.backlog = server->options_.backlog;
+  http.request_timeout = absl::Seconds(webhook.request_timeout_seconds);
+  http.idle_timeout = absl::Seconds(webhook.idle_timeout_seconds);
+  http.max_connections = webhook.max_connections;
+  http.max_connections_per_ip = webhook.max_connections_per_ip;
+  http.max_unauthenticated_bytes = webhook.max_unauthenticated_bytes;
+  // One client (peer address) may hold a sixteenth of it, and always one
+  // whole body: a few addresses uploading forged bodies cannot fill it for
+  // everyone else (docs/design.md, "Webhook connections"). Off with the
+  // per-address connection cap (behind a proxy every client is the proxy).
+  if (webhook.max_connections_per_ip > 0) {
+    http.max_unauthenticated_bytes_per_ip =
+        std::max(webhook.max_body_bytes,
+                 webhook.max_unauthenticated_bytes / kUnauthenticatedShares);
+  }
+  absl::StatusOr<std::unique_ptr<EventHttpServer>> started =
+      EventHttpServer::Start(std::move(http));
+  if (!started.ok()) return started.status();
+  server->http_ = *std::move(started);
+  server->port_ = server->http_->port();
   LogInfo("webhook server listening",
           {{"listen", webhook.listen},
            {"port", absl::StrCat(server->port_)},
            {"tls", webhook.tls_cert.empty() ? "off" : "on"}});
   return server;
-}
-
-absl::Status WebhookServer::CreateHttpServer() {
-  const WebhookConfig& webhook = options_.config->webhook;
-  const int threads = std::max(options_.threads, 1);
-  if (webhook.tls_cert.empty()) {
-    BufferedHttpServer::Options buffered;
-    buffered.event_threads = options_.event_threads;
-    buffered.max_connections = options_.max_connections;
-    buffered.blocking_threads = threads;
-    auto plain = std::make_unique<BufferedHttpServer>(buffered);
-    buffered_ = plain.get();
-    http_ = std::move(plain);
-    return absl::OkStatus();
-  }
-  auto ssl = std::make_unique<httplib::SSLServer>(webhook.tls_cert.c_str(),
-                                                  webhook.tls_key.c_str());
-  if (!ssl->is_valid()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cannot load webhook TLS certificate ", webhook.tls_cert,
-                     " and key ", webhook.tls_key));
-  }
-  // httplib's own TLS loop: a thread per open connection, on demand.
-  ssl->new_task_queue = [threads] {
-    return new ElasticTaskQueue(std::min(threads, 8), threads,
-                                absl::Seconds(30));
-  };
-  http_ = std::move(ssl);
-  return absl::OkStatus();
-}
-
-std::shared_ptr<const std::atomic<int>> WebhookServer::ConfigureConnections() {
-  // httplib (0.11.4, compiled) listens with a backlog of 5: a burst of
-  // connections overflows it and the kernel drops SYNs (a 1 s client
-  // retransmit). Keep the listening socket to listen() again with a deep
-  // backlog after binding.
-  auto listen_fd = std::make_shared<std::atomic<int>>(-1);
-  http_->set_socket_options([listen_fd](socket_t sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-    listen_fd->store(sock);
-  });
-  http_->set_tcp_nodelay(true);
-  http_->set_read_timeout(options_.read_timeout_seconds, 0);
-  http_->set_write_timeout(options_.write_timeout_seconds, 0);
-  http_->set_keep_alive_max_count(
-      static_cast<size_t>(std::max(options_.keep_alive_max_count, 1)));
-  http_->set_keep_alive_timeout(options_.keep_alive_timeout_seconds);
-  return listen_fd;
-}
-
-void WebhookServer::InstallHandlers() {
-  // Answers are counted before they are written, so that a client holding
-  // its answer already sees it in /metrics.
-  auto counter = std::make_shared<StatusCounter>(metrics_);
-  Histogram* latency =
-      metrics_->GetHistogram("hoist_webhook_request_duration_seconds",
-                             "Time to answer an authenticated-or-not POST to "
-                             "the webhook path, body read included.",
-                             MetricsRegistry::DurationBuckets());
-  // Answers before the body is read (and before "100 Continue" is sent).
-  http_->set_expect_100_continue_handler(
-      [this, counter](const httplib::Request& req, httplib::Response& res) {
-        std::shared_ptr<const ReceiverConfig> config = this->config();
-        if (!AnswerFromHeaders(*config, *metrics_, req, res)) return 100;
-        // httplib writes this answer without adding a Content-Length; without
-        // one the client would wait for the connection to close.
-        res.set_header("Content-Length", absl::StrCat(res.body.size()));
-        if (req.path == config->webhook.path) counter->Count(res);
-        return res.status;
-      });
-  http_->set_pre_routing_handler(
-      [this, counter](const httplib::Request& req, httplib::Response& res) {
-        std::shared_ptr<const ReceiverConfig> config = this->config();
-        if (!AnswerFromHeaders(*config, *metrics_, req, res)) {
-          return httplib::Server::HandlerResponse::Unhandled;
-        }
-        if (req.path == config->webhook.path) counter->Count(res);
-        return httplib::Server::HandlerResponse::Handled;
-      });
-  // Only a POST to the webhook path gets here (the pre-routing handler
-  // answered everything else), so the pattern may match any path: the
-  // path can change on UpdateConfig().
-  http_->Post(".*", [this, counter, latency](
-                        const httplib::Request& req, httplib::Response& res,
-                        const httplib::ContentReader& content_reader) {
-    const auto start = std::chrono::steady_clock::now();
-    AnswerWebhookPost(config(), *options_.submitter, decisions_, req, res,
-                      content_reader);
-    counter->Count(res);
-    latency->Observe(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-            .count());
-  });
-}
-
-absl::Status WebhookServer::BindAndServe(const std::string& host, int port,
-                                         const std::atomic<int>& listen_fd) {
-  if (port == 0) {
-    port = http_->bind_to_any_port(host);
-    if (port < 0) port = -1;
-  } else if (!http_->bind_to_port(host, port)) {
-    port = -1;
-  }
-  if (port <= 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", options_.config->webhook.listen));
-  }
-  if (const int fd = listen_fd.load(); fd >= 0) ::listen(fd, options_.backlog);
-  port_ = port;
-  thread_ = std::thread([this] { http_->listen_after_bind(); });
-  return absl::OkStatus();
 }
 
 }  // namespace hoist::receiver

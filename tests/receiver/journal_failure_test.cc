@@ -112,7 +112,6 @@ class JournalFailureTest : public ::testing::Test {
     options.config = config_;
     options.submitter = manager_.get();
     options.metrics = &metrics_;
-    options.threads = 16;
     auto server = WebhookServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     webhook_ = *std::move(server);

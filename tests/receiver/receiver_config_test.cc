@@ -219,25 +219,27 @@ std::vector<Mistake> Mistakes() {
       {"bad port",
        Replace(kValid, "{name: hello}",
                "{name: hello, ports: [\"8080:70000\"]}"),
-       12, "bad port spec \"8080:70000\""},
+       12,
+       "container.ports[0]: port \"8080:70000\": container port must be "
+       "1-65535"},
       {"bad port protocol",
        Replace(kValid, "{name: hello}",
-               "{name: hello, ports: [\"80:80/sctp\"]}"),
-       12, "protocol must be tcp or udp"},
+               "{name: hello, ports: [\"80:80/icmp\"]}"),
+       12, "protocol must be tcp, udp or sctp"},
       {"relative volume destination",
        Replace(kValid, "{name: hello}",
                "{name: hello, volumes: [\"/srv:data\"]}"),
-       12, "destination must be an absolute path"},
+       12, "volume target \"data\" must be an absolute path"},
       {"bad volume mode",
        Replace(kValid, "{name: hello}",
                "{name: hello, volumes: [\"/a:/b:rx\"]}"),
        12, "mode must be ro or rw"},
       {"container name with shell characters",
        Replace(kValid, "{name: hello}", "{name: \"a;rm -rf\"}"), 12,
-       "container name \"a;rm -rf\" must match"},
+       "container.name \"a;rm -rf\" must match"},
       {"container name with ..",
        Replace(kValid, "{name: hello}", "{name: \"a..b\"}"), 12,
-       "without \"..\""},
+       "container.name \"a..b\" must not contain \"..\""},
       {"service name invalid",
        Replace(kValid, "name: hello\n", "name: \"-hello\"\n"), 8,
        "service name \"-hello\" must match"},
@@ -282,6 +284,14 @@ std::vector<Mistake> Mistakes() {
        "missing required key \"image\""},
       {"agent address", Replace(kValid, "\"web-1:7981\"", "\"web-1\""), 6,
        "agent address \"web-1\" must be host:port"},
+      // Roles match certificate URI SANs only, so authz lists hold URIs.
+      {"authz operator not a URI",
+       kValid + "authz:\n  operators: [\"spiffe://hoist/operator\", "
+                "ops.example]\n",
+       14, "authz.operators: \"ops.example\" is not a URI"},
+      {"authz viewer not a URI",
+       kValid + "authz:\n  viewers:\n    - hoist-viewer\n", 15,
+       "authz.viewers: \"hoist-viewer\" is not a URI"},
   };
 }
 
@@ -338,8 +348,8 @@ TEST(ReceiverConfigTest, KeepsGoingAfterTheFirstProblem) {
       LoadReceiverConfig(dir.Write("c.yaml", yaml));
   ASSERT_FALSE(config.ok());
   const std::string message(config.status().message());
-  EXPECT_THAT(message, HasSubstr("bad port spec"));
-  EXPECT_THAT(message, HasSubstr("bad volume spec"));
+  EXPECT_THAT(message, HasSubstr("port \"x\""));
+  EXPECT_THAT(message, HasSubstr("volume \"y\""));
   EXPECT_THAT(message, HasSubstr("unknown key \"extra\""));
 }
 
