@@ -159,10 +159,14 @@ size_t HeadScanner::Scan(absl::string_view request) {
     const size_t at = static_cast<size_t>(static_cast<const char*>(lf) - data);
     size_t line_length = at - line_start_;
     if (line_length > 0 && data[at - 1] == '\r') --line_length;
-    if (line_length == 0) return at + 1;  // the empty line ends the head
+    if (line_length == 0) {  // the empty line ends the head
+      examined_ += at + 1 - scanned_;
+      return at + 1;
+    }
     line_start_ = at + 1;
     pos = at + 1;
   }
+  examined_ += request.size() - scanned_;
   scanned_ = request.size();
   return 0;
 }

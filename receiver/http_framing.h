@@ -34,10 +34,15 @@ class HeadScanner {
   // A line ends with LF, optionally preceded by CR.
   size_t Scan(absl::string_view request);
   void Reset() { *this = HeadScanner(); }
+  // Bytes examined by Scan() since construction or Reset(): at most the
+  // head's length however the bytes were split (a head re-scanned from its
+  // start on every read would make a trickled head cost its square).
+  size_t examined() const { return examined_; }
 
  private:
   size_t scanned_ = 0;     // request[0, scanned_) has been examined
   size_t line_start_ = 0;  // where the line being scanned starts
+  size_t examined_ = 0;
 };
 
 struct HeaderField {
