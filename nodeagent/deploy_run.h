@@ -31,6 +31,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/spec_validation.h"
 #include "hoist/v1/agent.pb.h"
 #include "nodeagent/deploy_log.h"
 #include "nodeagent/docker_client.h"
@@ -41,8 +42,9 @@ namespace hoist::nodeagent {
 
 // A new container is created as NAME + kTempInfix + 12 hex digits of the
 // deploy id's SHA-256, and renamed to NAME once healthy; Recover and
-// ListContainers tell candidates from services by the infix.
-inline constexpr char kTempInfix[] = ".hoist-new-";
+// ListContainers tell candidates from services by the infix. The shared
+// name rules (common/spec_validation.h) refuse it in container names.
+inline constexpr const char* kTempInfix = spec::kTempContainerInfix;
 
 // The temporary name of deploy `deploy_id`'s new container `name`.
 std::string TempName(const std::string& name, const std::string& deploy_id);

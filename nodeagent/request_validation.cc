@@ -2,16 +2,11 @@
 
 #include "absl/strings/string_view.h"
 #include "common/status_macros.h"
-#include "nodeagent/deploy_run.h"
 
 namespace hoist::nodeagent {
 namespace {
 
 using hoist::v1::DeployRequest;
-
-// The rule for container names refuses the infix the deploy steps use.
-static_assert(absl::string_view(kTempInfix) ==
-              absl::string_view(spec::kTempContainerInfix));
 
 // The ids and names the request is known by.
 absl::Status ValidateNames(const DeployRequest& request) {

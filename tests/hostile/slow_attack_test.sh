@@ -54,7 +54,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 BUILD=${1:-$REPO/build}
-RECEIVER=${HOIST_RECEIVER:-$BUILD/receiver/hoist-receiver}
+RECEIVER=$(realpath -m "${HOIST_RECEIVER:-$BUILD/receiver/hoist-receiver}")
 ATTACK_SECONDS=${HOIST_SLOW_ATTACK_SECONDS:-20}
 ONLY=${HOIST_SLOW_ATTACK_ONLY:-}
 # shellcheck source=tests/hostile/attack_lib.sh

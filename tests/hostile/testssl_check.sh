@@ -26,7 +26,7 @@ while (($#)); do
   esac
   shift
 done
-RECEIVER=${HOIST_RECEIVER:-$BUILD/receiver/hoist-receiver}
+RECEIVER=$(realpath -m "${HOIST_RECEIVER:-$BUILD/receiver/hoist-receiver}")
 # shellcheck source=tests/hostile/attack_lib.sh
 source "$HERE/attack_lib.sh" # make_receiver_files, start_receiver, stop_receiver
 
