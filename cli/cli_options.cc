@@ -23,6 +23,10 @@ const std::map<std::string, std::vector<std::string>>& CommandArgs() {
           {"deploy", {"SERVICE", "DIGEST|TAG"}},
           {"rollback", {"SERVICE"}},
           {"resume", {"ID"}},
+          {"services", {}},
+          {"service", {"NAME"}},
+          {"converge", {"SERVICE"}},
+          {"cancel", {"ID"}},
       };
   return *kArgs;
 }
@@ -256,11 +260,19 @@ Commands:
   rollout ID                     one rollout with its per-host results
   watch ID                       follow a rollout until it ends
                                  (exit 0 SUCCEEDED; 1 FAILED, ROLLED_BACK,
-                                 SUPERSEDED or PAUSED)
+                                 SUPERSEDED, CANCELLED or PAUSED)
   deploy SERVICE DIGEST|TAG      manual deploy ("sha256:..." is a digest, else a tag)
   rollback SERVICE               each host back to its digest before the last
                                  successful rollout
   resume ID                      continue a PAUSED rollout
+  cancel ID                      stop a PENDING, RUNNING or PAUSED rollout: no
+                                 new host starts, hosts in flight finish
+  services                       each service's desired digest, converge mode,
+                                 active rollout and how many hosts are in sync
+  service NAME                   one service: desired state and, per host,
+                                 its convergence, running digest and retries
+  converge SERVICE               converge the service's drifted hosts now
+                                 (also after a cancel or hosts that gave up)
 
 Flags (environment variable in brackets):
   --server HOST:PORT   Control API address            [HOIST_SERVER]

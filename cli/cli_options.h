@@ -35,8 +35,9 @@ struct CliOptions {
   bool help = false;     // --help / -h: print usage, exit 0
   bool version = false;  // --version
 
-  std::string
-      command;  // agents, rollouts, rollout, watch, deploy, rollback, resume
+  // agents, rollouts, rollout, watch, deploy, rollback, resume, cancel,
+  // services, service, converge
+  std::string command;
   std::vector<std::string> args;  // its positional arguments
   std::string service;            // rollouts --service
   int limit = 0;                  // rollouts --limit (0: server default)

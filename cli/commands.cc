@@ -135,6 +135,11 @@ int FinishWatch(const CliOptions& options, const WatchView& view,
     if (state == hoist::v1::ROLLOUT_STATE_PAUSED) {
       out << "Continue it with: hoistctl resume " << view.rollout().id()
           << "\n";
+    } else if (state == hoist::v1::ROLLOUT_STATE_CANCELLED) {
+      // docs/design.md: hosts already changed keep what they run.
+      out << "Hosts it changed keep what they run; see them with: "
+             "hoistctl service "
+          << view.rollout().service() << "\n";
     }
   }
   out.flush();
@@ -155,10 +160,41 @@ int Watch(const CliOptions& options, ControlClient& client, std::ostream& out,
   return FinishWatch(options, printer.view(), out, err);
 }
 
-}  // namespace
+// `service NAME`: the service, then a hint when convergence waits for an
+// operator (on hold after a cancel, or hosts that gave up).
+int ShowService(const CliOptions& options, ControlClient& client,
+                std::ostream& out, std::ostream& err) {
+  auto r = client.GetService(options.args[0]);
+  if (!r.ok()) return Fail(options, r.status(), err);
+  const int code = Print(options, *r, FormatService, out, err);
+  bool gave_up = false;
+  for (const hoist::v1::ServiceHost& h : r->hosts()) {
+    gave_up |= h.convergence() == hoist::v1::CONVERGENCE_GAVE_UP;
+  }
+  if (code == kExitOk && options.output == OutputFormat::kText &&
+      (r->on_hold() || gave_up)) {
+    out << "\nConverge it now with: hoistctl converge " << r->name() << "\n";
+  }
+  return code;
+}
 
-int RunCommand(const CliOptions& options, ControlClient& client,
-               std::ostream& out, std::ostream& err, bool tty) {
+int Deploy(const CliOptions& options, ControlClient& client, std::ostream& out,
+           std::ostream& err) {
+  hoist::v1::ManualDeployRequest request;
+  request.set_service(options.args[0]);
+  const std::string& ref = options.args[1];
+  if (IsDigest(ref)) {
+    request.set_digest(ref);
+  } else {
+    request.set_tag(ref);
+  }
+  return PrintRolloutResult(options, client.Deploy(request), out, err);
+}
+
+// The commands that read: agents, rollouts, rollout, services, service.
+// Returns -1 for any other command.
+int RunReadCommand(const CliOptions& options, ControlClient& client,
+                   std::ostream& out, std::ostream& err) {
   const std::string& command = options.command;
   if (command == "agents") {
     auto r = client.ListAgents();
@@ -178,25 +214,37 @@ int RunCommand(const CliOptions& options, ControlClient& client,
     if (!r.ok()) return Fail(options, r.status(), err);
     return Print(options, *r, FormatRollout, out, err);
   }
-  if (command == "watch") return Watch(options, client, out, err, tty);
-  if (command == "deploy") {
-    hoist::v1::ManualDeployRequest request;
-    request.set_service(options.args[0]);
-    const std::string& ref = options.args[1];
-    if (IsDigest(ref)) {
-      request.set_digest(ref);
-    } else {
-      request.set_tag(ref);
-    }
-    return PrintRolloutResult(options, client.Deploy(request), out, err);
+  if (command == "services") {
+    auto r = client.ListServices();
+    if (!r.ok()) return Fail(options, r.status(), err);
+    return Print(options, *r, FormatServices, out, err);
   }
+  if (command == "service") return ShowService(options, client, out, err);
+  return -1;
+}
+
+}  // namespace
+
+int RunCommand(const CliOptions& options, ControlClient& client,
+               std::ostream& out, std::ostream& err, bool tty) {
+  if (const int code = RunReadCommand(options, client, out, err); code >= 0) {
+    return code;
+  }
+  const std::string& command = options.command;
+  const std::string arg = options.args.empty() ? "" : options.args[0];
+  if (command == "watch") return Watch(options, client, out, err, tty);
+  if (command == "deploy") return Deploy(options, client, out, err);
   if (command == "rollback") {
-    return PrintRolloutResult(options, client.Rollback(options.args[0]), out,
-                              err);
+    return PrintRolloutResult(options, client.Rollback(arg), out, err);
   }
   if (command == "resume") {
-    return PrintRolloutResult(options, client.Resume(options.args[0]), out,
-                              err);
+    return PrintRolloutResult(options, client.Resume(arg), out, err);
+  }
+  if (command == "converge") {
+    return PrintRolloutResult(options, client.Converge(arg), out, err);
+  }
+  if (command == "cancel") {
+    return PrintRolloutResult(options, client.Cancel(arg), out, err);
   }
   err << "hoistctl: unknown command " << command << "\n";
   return kExitUsage;

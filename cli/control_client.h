@@ -29,6 +29,18 @@ class ControlClient {
   virtual absl::StatusOr<hoist::v1::Rollout> Rollback(
       const std::string& service) = 0;
   virtual absl::StatusOr<hoist::v1::Rollout> Resume(const std::string& id) = 0;
+  virtual absl::StatusOr<hoist::v1::ListServicesResponse> ListServices() = 0;
+  // NOT_FOUND for a service the receiver's config does not name.
+  virtual absl::StatusOr<hoist::v1::Service> GetService(
+      const std::string& name) = 0;
+  // Starts a converge rollout of `service`'s drifted hosts; FAILED_PRECONDITION
+  // while a rollout of it is active or when nothing drifted.
+  virtual absl::StatusOr<hoist::v1::Rollout> Converge(
+      const std::string& service) = 0;
+  // Asks the receiver to stop rollout `id` and returns at once (the rollout
+  // may still be RUNNING while hosts in flight finish); FAILED_PRECONDITION
+  // for a finished rollout or during an on_failure rollback.
+  virtual absl::StatusOr<hoist::v1::Rollout> Cancel(const std::string& id) = 0;
 
   // Streams WatchRollout(id), calling `on_event` for each event in order.
   // `on_event` returns false to stop watching (the call is cancelled and

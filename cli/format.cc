@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <limits>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "google/protobuf/util/json_util.h"
@@ -60,6 +63,36 @@ std::string PhaseName(DeployPhase phase) {
   const std::string& name = hoist::v1::DeployPhase_Name(phase);
   if (name.empty()) return absl::StrCat("PHASE_", static_cast<int>(phase));
   return std::string(absl::StripPrefix(name, "DEPLOY_PHASE_"));
+}
+
+// The receiver sends the zero value only for a host whose state it has not
+// worked out yet; users never see "UNSPECIFIED".
+std::string ConvergenceName(hoist::v1::Convergence convergence) {
+  if (convergence == hoist::v1::CONVERGENCE_UNSPECIFIED) return "UNKNOWN";
+  const std::string& name = hoist::v1::Convergence_Name(convergence);
+  if (name.empty()) {
+    return absl::StrCat("CONVERGENCE_", static_cast<int>(convergence));
+  }
+  return std::string(absl::StripPrefix(name, "CONVERGENCE_"));
+}
+
+std::string ConvergenceSummary(const hoist::v1::Service& service) {
+  if (service.hosts_size() == 0) return "no hosts";
+  // By enum number, with the zero value ("unknown") last.
+  std::map<int, int> counts;
+  for (const hoist::v1::ServiceHost& h : service.hosts()) {
+    const int number = static_cast<int>(h.convergence());
+    ++counts[number == 0 ? std::numeric_limits<int>::max() : number];
+  }
+  std::vector<std::string> parts;
+  for (const auto& [number, count] : counts) {
+    const auto convergence = static_cast<hoist::v1::Convergence>(
+        number == std::numeric_limits<int>::max() ? 0 : number);
+    std::string name = absl::AsciiStrToLower(ConvergenceName(convergence));
+    absl::StrReplaceAll({{"_", " "}}, &name);
+    parts.push_back(absl::StrCat(count, " ", name));
+  }
+  return absl::StrJoin(parts, ", ");
 }
 
 std::string FormatTime(const google::protobuf::Timestamp& time) {
@@ -168,6 +201,48 @@ std::string FormatRollout(const hoist::v1::Rollout& r) {
   return absl::StrCat(out, "Hosts:\n", Table(rows));
 }
 
+std::string FormatServices(const hoist::v1::ListServicesResponse& response) {
+  std::vector<std::vector<std::string>> rows = {
+      {"SERVICE", "DESIRED", "MODE", "ROLLOUT", "HOSTS"}};
+  for (const hoist::v1::Service& s : response.services()) {
+    std::string desired = OrDash(ShortDigest(s.desired_digest()));
+    if (!s.desired_tag().empty()) {
+      absl::StrAppend(&desired, " (", s.desired_tag(), ")");
+    }
+    std::string mode = OrDash(s.converge_mode());
+    if (s.on_hold()) absl::StrAppend(&mode, " (on hold)");
+    rows.push_back({s.name(), desired, mode, OrDash(s.current_rollout_id()),
+                    ConvergenceSummary(s)});
+  }
+  return Table(rows);
+}
+
+std::string FormatService(const hoist::v1::Service& s) {
+  const std::string out = Table({
+      {"Service:", s.name()},
+      {"Image:", OrDash(s.image())},
+      {"Desired digest:", OrDash(s.desired_digest())},
+      {"Desired tag:", OrDash(s.desired_tag())},
+      {"Desired by:", OrDash(s.desired_rollout_id())},
+      {"Desired since:", FormatTime(s.desired_since())},
+      {"Converge mode:", OrDash(s.converge_mode())},
+      {"On hold:", s.on_hold() ? "yes" : "no"},
+      {"Active rollout:", OrDash(s.current_rollout_id())},
+  });
+  if (s.hosts_size() == 0) return absl::StrCat(out, "Hosts: none\n");
+  std::vector<std::vector<std::string>> rows = {{"  AGENT", "STATE", "RUNNING",
+                                                 "CONTAINER", "SINCE",
+                                                 "ATTEMPTS", "NEXT", "ERROR"}};
+  for (const hoist::v1::ServiceHost& h : s.hosts()) {
+    rows.push_back(
+        {absl::StrCat("  ", h.agent()), ConvergenceName(h.convergence()),
+         OrDash(ShortDigest(h.running_digest())), OrDash(h.container_state()),
+         FormatTime(h.since()), absl::StrCat(h.attempts()),
+         FormatTime(h.next_attempt()), OrDash(h.last_error())});
+  }
+  return absl::StrCat(out, "Hosts: ", ConvergenceSummary(s), "\n", Table(rows));
+}
+
 absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message,
                                    bool pretty) {
   google::protobuf::util::JsonPrintOptions options;
@@ -191,6 +266,7 @@ bool WatchStopsAt(RolloutState state) {
     case hoist::v1::ROLLOUT_STATE_FAILED:
     case hoist::v1::ROLLOUT_STATE_ROLLED_BACK:
     case hoist::v1::ROLLOUT_STATE_SUPERSEDED:
+    case hoist::v1::ROLLOUT_STATE_CANCELLED:
     case hoist::v1::ROLLOUT_STATE_PAUSED:
       return true;
     default:

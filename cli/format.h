@@ -21,6 +21,12 @@ namespace hoist::cli {
 std::string StateName(hoist::v1::RolloutState state);
 // "DEPLOY_PHASE_PULLING" -> "PULLING".
 std::string PhaseName(hoist::v1::DeployPhase phase);
+// "CONVERGENCE_OTHER_DIGEST" -> "OTHER_DIGEST"; the zero value (not known
+// yet) as "UNKNOWN", unknown numbers as "CONVERGENCE_<n>".
+std::string ConvergenceName(hoist::v1::Convergence convergence);
+// How many of the service's hosts are in each Convergence, in the enum's
+// order, zero counts left out: "2 in sync, 1 missing"; "no hosts" for none.
+std::string ConvergenceSummary(const hoist::v1::Service& service);
 // RFC 3339 in UTC to the second ("2026-11-28T11:00:05Z"); "-" when unset.
 std::string FormatTime(const google::protobuf::Timestamp& time);
 // "sha256:" and the first 12 hex digits; other strings unchanged.
@@ -34,6 +40,8 @@ std::string HumanBytes(int64_t bytes);
 std::string FormatAgents(const hoist::v1::ListAgentsResponse& response);
 std::string FormatRollouts(const hoist::v1::ListRolloutsResponse& response);
 std::string FormatRollout(const hoist::v1::Rollout& rollout);
+std::string FormatServices(const hoist::v1::ListServicesResponse& response);
+std::string FormatService(const hoist::v1::Service& service);
 
 // Protobuf JSON with proto field names (snake_case) and default values
 // printed; `pretty` adds line breaks, otherwise one line.
@@ -41,7 +49,7 @@ absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message,
                                    bool pretty);
 
 // Whether `watch` stops at this state: SUCCEEDED, FAILED, ROLLED_BACK,
-// SUPERSEDED and PAUSED (which waits for an operator's `resume`).
+// SUPERSEDED, CANCELLED and PAUSED (which waits for an operator's `resume`).
 bool WatchStopsAt(hoist::v1::RolloutState state);
 // Exit code for a rollout that ended in `state`: 0 for SUCCEEDED, else 1.
 int ExitCodeForRolloutState(hoist::v1::RolloutState state);

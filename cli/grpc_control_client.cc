@@ -49,6 +49,27 @@ class GrpcControlClient : public ControlClient {
     request.set_id(id);
     return Unary<hoist::v1::Rollout>(request, &Control::Stub::Resume);
   }
+  absl::StatusOr<hoist::v1::ListServicesResponse> ListServices() override {
+    return Unary<hoist::v1::ListServicesResponse>(
+        hoist::v1::ListServicesRequest(), &Control::Stub::ListServices);
+  }
+  absl::StatusOr<hoist::v1::Service> GetService(
+      const std::string& name) override {
+    hoist::v1::GetServiceRequest request;
+    request.set_name(name);
+    return Unary<hoist::v1::Service>(request, &Control::Stub::GetService);
+  }
+  absl::StatusOr<hoist::v1::Rollout> Converge(
+      const std::string& service) override {
+    hoist::v1::ConvergeRequest request;
+    request.set_service(service);
+    return Unary<hoist::v1::Rollout>(request, &Control::Stub::Converge);
+  }
+  absl::StatusOr<hoist::v1::Rollout> Cancel(const std::string& id) override {
+    hoist::v1::CancelRequest request;
+    request.set_id(id);
+    return Unary<hoist::v1::Rollout>(request, &Control::Stub::Cancel);
+  }
 
   absl::Status WatchRollout(
       const std::string& id,

@@ -69,6 +69,18 @@ TEST(ParseCliOptionsTest, RejectsBadCommandLinesWithAReason) {
        "apply to `rollouts`"},
       {"zero timeout", WithConn({"--timeout", "0", "agents"}), "at least 1"},
       {"empty argument", WithConn({"rollout", ""}), "empty argument"},
+      {"service without name", WithConn({"service"}),
+       "usage: hoistctl service NAME"},
+      {"services with argument", WithConn({"services", "web"}),
+       "usage: hoistctl services"},
+      {"converge without service", WithConn({"converge"}),
+       "usage: hoistctl converge SERVICE"},
+      {"cancel with two ids", WithConn({"cancel", "r-1", "r-2"}),
+       "usage: hoistctl cancel ID"},
+      {"service flag on converge",
+       WithConn({"converge", "web", "--service", "web"}),
+       "apply to `rollouts`"},
+      {"empty service name", WithConn({"service", ""}), "empty argument"},
       {"missing server",
        Argv({"--ca", "a", "--cert", "b", "--key", "c", "agents"}),
        "missing --server (or $HOIST_SERVER)"},
@@ -102,6 +114,10 @@ TEST(ParseCliOptionsTest, ParsesEachCommand) {
       {WithConn({"deploy", "web", kDigest}), "deploy", {"web", kDigest}},
       {WithConn({"rollback", "web"}), "rollback", {"web"}},
       {WithConn({"resume", "r-3"}), "resume", {"r-3"}},
+      {WithConn({"services"}), "services", {}},
+      {WithConn({"service", "web"}), "service", {"web"}},
+      {WithConn({"converge", "web"}), "converge", {"web"}},
+      {WithConn({"cancel", "r-4"}), "cancel", {"r-4"}},
       {WithConn({"--", "rollout", "--odd-id"}), "rollout", {"--odd-id"}},
   };
   for (const Case& c : cases) {
@@ -178,8 +194,9 @@ TEST(UsageTextTest, NamesEveryCommandAndExitCode) {
   const std::string usage = UsageText();
   for (const char* word :
        {"agents", "rollouts", "rollout ID", "watch ID", "deploy SERVICE",
-        "rollback SERVICE", "resume ID", "HOIST_SERVER", "HOIST_CA",
-        "HOIST_CERT", "HOIST_KEY", "--tls-name", "--output"}) {
+        "rollback SERVICE", "resume ID", "services", "service NAME",
+        "converge SERVICE", "cancel ID", "CANCELLED", "HOIST_SERVER",
+        "HOIST_CA", "HOIST_CERT", "HOIST_KEY", "--tls-name", "--output"}) {
     EXPECT_NE(usage.find(word), std::string::npos) << word;
   }
 }

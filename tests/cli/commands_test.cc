@@ -4,8 +4,10 @@
 
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "cli/format.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 
@@ -21,6 +23,10 @@ class FakeControlClient : public ControlClient {
   std::vector<hoist::v1::RolloutEvent> events;  // WatchRollout sends these
   absl::Status watch_end = absl::OkStatus();
   int events_delivered = 0;
+  hoist::v1::Service service = SampleService();  // ListServices, GetService
+  // State of the rollout Cancel returns: it answers at once, usually while
+  // hosts in flight still run.
+  hoist::v1::RolloutState cancel_state = hoist::v1::ROLLOUT_STATE_RUNNING;
 
   absl::StatusOr<hoist::v1::ListAgentsResponse> ListAgents() override {
     if (!error.ok()) return error;
@@ -59,6 +65,31 @@ class FakeControlClient : public ControlClient {
     if (!error.ok()) return error;
     return Rollout(id, hoist::v1::ROLLOUT_STATE_RUNNING);
   }
+  absl::StatusOr<hoist::v1::ListServicesResponse> ListServices() override {
+    if (!error.ok()) return error;
+    hoist::v1::ListServicesResponse r;
+    *r.add_services() = service;
+    return r;
+  }
+  absl::StatusOr<hoist::v1::Service> GetService(
+      const std::string& name) override {
+    last_service = name;
+    if (!error.ok()) return error;
+    return service;
+  }
+  absl::StatusOr<hoist::v1::Rollout> Converge(
+      const std::string& name) override {
+    last_service = name;
+    if (!error.ok()) return error;
+    hoist::v1::Rollout r = Rollout("r-conv", hoist::v1::ROLLOUT_STATE_PENDING);
+    r.set_trigger("converge");
+    return r;
+  }
+  absl::StatusOr<hoist::v1::Rollout> Cancel(const std::string& id) override {
+    last_id = id;
+    if (!error.ok()) return error;
+    return Rollout(id, cancel_state);
+  }
   absl::Status WatchRollout(
       const std::string& id,
       const std::function<bool(const hoist::v1::RolloutEvent&)>& on_event)
@@ -79,6 +110,32 @@ class FakeControlClient : public ControlClient {
     r.set_service("web");
     r.set_state(state);
     return r;
+  }
+  // "web": desired v2, web-1 in sync, web-2 missing, web-3 gave up.
+  static hoist::v1::Service SampleService() {
+    hoist::v1::Service s;
+    s.set_name("web");
+    s.set_image("registry.test/web");
+    s.set_desired_digest(
+        "sha256:"
+        "ee34c5c94b4d7d0b319af21a84ebb0bcc16ef01be9a6ee0277329256ecee29b0");
+    s.set_desired_tag("v2");
+    s.set_desired_rollout_id("r-7");
+    s.set_converge_mode("auto");
+    const std::pair<const char*, hoist::v1::Convergence> hosts[] = {
+        {"web-1", hoist::v1::CONVERGENCE_IN_SYNC},
+        {"web-2", hoist::v1::CONVERGENCE_MISSING},
+        {"web-3", hoist::v1::CONVERGENCE_GAVE_UP}};
+    for (const auto& [agent, convergence] : hosts) {
+      hoist::v1::ServiceHost* h = s.add_hosts();
+      h->set_agent(agent);
+      h->set_convergence(convergence);
+    }
+    s.mutable_hosts(0)->set_running_digest(s.desired_digest());
+    s.mutable_hosts(0)->set_container_state("running");
+    s.mutable_hosts(2)->set_attempts(5);
+    s.mutable_hosts(2)->set_last_error("health check timed out");
+    return s;
   }
   static hoist::v1::RolloutEvent Event(hoist::v1::RolloutState state) {
     hoist::v1::RolloutEvent e;
@@ -156,6 +213,18 @@ TEST(CommandsTest, ErrorsMapToExitCodes) {
        1},
       {"rollback", {"web"}, absl::NotFoundError("no previous digest"), 1},
       {"resume", {"r-1"}, absl::FailedPreconditionError("not paused"), 1},
+      {"services", {}, absl::UnavailableError("connect failed"), 3},
+      {"service", {"nope"}, absl::NotFoundError("no service nope"), 1},
+      {"converge",
+       {"web"},
+       absl::FailedPreconditionError("nothing drifted"),
+       1},
+      {"converge", {"web"}, absl::PermissionDeniedError("viewer"), 3},
+      {"cancel",
+       {"r-1"},
+       absl::FailedPreconditionError("r-1 already SUCCEEDED"),
+       1},
+      {"cancel", {"r-x"}, absl::NotFoundError("no rollout r-x"), 1},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.command);
@@ -180,6 +249,7 @@ TEST(CommandsTest, WatchExitCodeFollowsFinalState) {
       {hoist::v1::ROLLOUT_STATE_FAILED, 1},
       {hoist::v1::ROLLOUT_STATE_SUPERSEDED, 1},
       {hoist::v1::ROLLOUT_STATE_PAUSED, 1},
+      {hoist::v1::ROLLOUT_STATE_CANCELLED, 1},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(hoist::v1::RolloutState_Name(c.final_state));
@@ -273,6 +343,126 @@ TEST(CommandsTest, WatchOnTerminalRedrawsInPlace) {
   EXPECT_NE(run.out.find("\x1b[2KRollout r-9  service web  -  SUCCEEDED"),
             std::string::npos)
       << run.out;
+}
+
+TEST(CommandsTest, WatchOfACancelledRolloutPointsAtTheService) {
+  FakeControlClient client;
+  client.events = {
+      FakeControlClient::Event(hoist::v1::ROLLOUT_STATE_RUNNING),
+      FakeControlClient::Event(hoist::v1::ROLLOUT_STATE_CANCELLED)};
+  RunResult run = Execute(Options("watch", {"r-9"}), client);
+  EXPECT_EQ(run.code, 1) << run.err;
+  EXPECT_EQ(run.out.substr(run.out.find("rollout r-9 ended")),
+            "rollout r-9 ended CANCELLED\n"
+            "Hosts it changed keep what they run; see them with: hoistctl "
+            "service web\n");
+}
+
+TEST(CommandsTest, ServicesPrintsTableAndJson) {
+  FakeControlClient client;
+  RunResult run = Execute(Options("services", {}), client);
+  EXPECT_EQ(run.code, 0) << run.err;
+  EXPECT_EQ(run.out,
+            "SERVICE  DESIRED                   MODE  ROLLOUT  HOSTS\n"
+            "web      sha256:ee34c5c94b4d (v2)  auto  -        "
+            "1 in sync, 1 missing, 1 gave up\n");
+
+  run = Execute(Options("services", {}, OutputFormat::kJson), client);
+  EXPECT_EQ(run.code, 0) << run.err;
+  const nlohmann::json json = nlohmann::json::parse(run.out);
+  EXPECT_EQ(json["services"][0]["desired_tag"], "v2");
+  EXPECT_EQ(json["services"][0]["current_rollout_id"], "");
+  EXPECT_EQ(json["services"][0]["hosts"][1]["convergence"],
+            "CONVERGENCE_MISSING");
+}
+
+TEST(CommandsTest, ServiceShowsHostsAndSendsItsName) {
+  FakeControlClient client;
+  client.service.mutable_hosts()->DeleteSubrange(2, 1);  // no GAVE_UP host
+  RunResult run = Execute(Options("service", {"web"}), client);
+  EXPECT_EQ(run.code, 0) << run.err;
+  EXPECT_EQ(client.last_service, "web");
+  for (const char* part :
+       {"Service:         web\n", "Desired tag:     v2\n",
+        "Desired by:      r-7\n", "On hold:         no\n",
+        "Hosts: 1 in sync, 1 missing\n",
+        "  AGENT  STATE    RUNNING              CONTAINER  SINCE  ATTEMPTS  "
+        "NEXT  ERROR\n",
+        "  web-1  IN_SYNC  sha256:ee34c5c94b4d  running    -      0         "
+        "-     -\n",
+        "  web-2  MISSING  -                    -          -      0         "
+        "-     -\n"}) {
+    EXPECT_NE(run.out.find(part), std::string::npos)
+        << "missing [" << part << "] in\n"
+        << run.out;
+  }
+  // Nothing waits for an operator: no hint.
+  EXPECT_EQ(run.out.find("hoistctl converge"), std::string::npos) << run.out;
+
+  run = Execute(Options("service", {"web"}, OutputFormat::kJson), client);
+  EXPECT_EQ(run.code, 0) << run.err;
+  const nlohmann::json json = nlohmann::json::parse(run.out);
+  EXPECT_EQ(json["name"], "web");
+  EXPECT_EQ(json["on_hold"], false);
+  EXPECT_EQ(json["hosts"][0]["running_digest"],
+            client.service.desired_digest());
+}
+
+TEST(CommandsTest, ServiceOnHoldOrGivenUpSuggestsConverge) {
+  const std::string hint = "\nConverge it now with: hoistctl converge web\n";
+  FakeControlClient gave_up;  // web-3 GAVE_UP
+  RunResult run = Execute(Options("service", {"web"}), gave_up);
+  EXPECT_EQ(run.code, 0) << run.err;
+  EXPECT_NE(run.out.find("  web-3  GAVE_UP"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find(hint), std::string::npos) << run.out;
+
+  FakeControlClient on_hold;
+  on_hold.service.mutable_hosts()->DeleteSubrange(2, 1);
+  on_hold.service.set_on_hold(true);
+  run = Execute(Options("service", {"web"}), on_hold);
+  EXPECT_NE(run.out.find("On hold:         yes\n"), std::string::npos)
+      << run.out;
+  EXPECT_NE(run.out.find(hint), std::string::npos) << run.out;
+
+  // JSON stays pure JSON.
+  run = Execute(Options("service", {"web"}, OutputFormat::kJson), on_hold);
+  EXPECT_EQ(nlohmann::json::parse(run.out)["on_hold"], true);
+}
+
+TEST(CommandsTest, ConvergePrintsItsRolloutLikeDeploy) {
+  FakeControlClient client;
+  RunResult run = Execute(Options("converge", {"web"}), client);
+  EXPECT_EQ(run.code, 0) << run.err;
+  EXPECT_EQ(client.last_service, "web");
+  EXPECT_EQ(run.out, FormatRollout(*client.Converge("web")) +
+                         "\nFollow it with: hoistctl watch r-conv\n");
+
+  run = Execute(Options("converge", {"web"}, OutputFormat::kJson), client);
+  EXPECT_EQ(run.code, 0) << run.err;
+  const nlohmann::json json = nlohmann::json::parse(run.out);
+  EXPECT_EQ(json["id"], "r-conv");
+  EXPECT_EQ(json["trigger"], "converge");
+}
+
+TEST(CommandsTest, CancelSendsTheIdAndFollowsAStillRunningRollout) {
+  FakeControlClient client;
+  RunResult run = Execute(Options("cancel", {"r-5"}), client);
+  EXPECT_EQ(run.code, 0) << run.err;
+  EXPECT_EQ(client.last_id, "r-5");
+  EXPECT_NE(run.out.find("State:     RUNNING\n"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("Follow it with: hoistctl watch r-5"),
+            std::string::npos)
+      << run.out;
+
+  client.cancel_state = hoist::v1::ROLLOUT_STATE_CANCELLED;
+  run = Execute(Options("cancel", {"r-5"}), client);
+  EXPECT_EQ(run.code, 0) << run.err;
+  EXPECT_NE(run.out.find("State:     CANCELLED\n"), std::string::npos)
+      << run.out;
+  EXPECT_EQ(run.out.find("hoistctl watch"), std::string::npos) << run.out;
+
+  run = Execute(Options("cancel", {"r-5"}, OutputFormat::kJson), client);
+  EXPECT_EQ(nlohmann::json::parse(run.out)["state"], "ROLLOUT_STATE_CANCELLED");
 }
 
 }  // namespace

@@ -47,10 +47,29 @@ hoist::v1::Rollout SampleRollout() {
 TEST(NamesTest, StripEnumPrefixes) {
   EXPECT_EQ(StateName(hoist::v1::ROLLOUT_STATE_SUCCEEDED), "SUCCEEDED");
   EXPECT_EQ(StateName(hoist::v1::ROLLOUT_STATE_SUPERSEDED), "SUPERSEDED");
+  EXPECT_EQ(StateName(hoist::v1::ROLLOUT_STATE_CANCELLED), "CANCELLED");
   EXPECT_EQ(StateName(static_cast<RolloutState>(99)), "STATE_99");
   EXPECT_EQ(PhaseName(hoist::v1::DEPLOY_PHASE_HEALTH_CHECKING),
             "HEALTH_CHECKING");
   EXPECT_EQ(PhaseName(static_cast<DeployPhase>(77)), "PHASE_77");
+}
+
+TEST(NamesTest, ConvergenceWithoutPrefix) {
+  const std::vector<std::pair<hoist::v1::Convergence, std::string>> cases = {
+      {hoist::v1::CONVERGENCE_UNSPECIFIED, "UNKNOWN"},
+      {hoist::v1::CONVERGENCE_IN_SYNC, "IN_SYNC"},
+      {hoist::v1::CONVERGENCE_MISSING, "MISSING"},
+      {hoist::v1::CONVERGENCE_STOPPED, "STOPPED"},
+      {hoist::v1::CONVERGENCE_OTHER_DIGEST, "OTHER_DIGEST"},
+      {hoist::v1::CONVERGENCE_FOREIGN, "FOREIGN"},
+      {hoist::v1::CONVERGENCE_UNREACHABLE, "UNREACHABLE"},
+      {hoist::v1::CONVERGENCE_CONVERGING, "CONVERGING"},
+      {hoist::v1::CONVERGENCE_GAVE_UP, "GAVE_UP"},
+      {static_cast<hoist::v1::Convergence>(42), "CONVERGENCE_42"},
+  };
+  for (const auto& [convergence, want] : cases) {
+    EXPECT_EQ(ConvergenceName(convergence), want);
+  }
 }
 
 TEST(FormatTimeTest, Table) {
@@ -165,6 +184,116 @@ TEST(FormatRolloutTest, DetailsAndHosts) {
   EXPECT_NE(FormatRollout(empty).find("Hosts: none"), std::string::npos);
 }
 
+hoist::v1::Service SampleService() {
+  hoist::v1::Service s;
+  s.set_name("helloworld");
+  s.set_image("registry.example.com/prod/helloworld");
+  s.set_desired_digest(SampleRollout().digest());
+  s.set_desired_tag("latest");
+  s.set_desired_rollout_id("r-42");
+  *s.mutable_desired_since() = At(1700000000);
+  s.set_converge_mode("auto");
+  s.set_current_rollout_id("r-43");
+  auto add = [&s](const char* agent, hoist::v1::Convergence convergence) {
+    hoist::v1::ServiceHost* h = s.add_hosts();
+    h->set_agent(agent);
+    h->set_convergence(convergence);
+    return h;
+  };
+  hoist::v1::ServiceHost* in_sync =
+      add("web-1", hoist::v1::CONVERGENCE_IN_SYNC);
+  in_sync->set_running_digest(s.desired_digest());
+  in_sync->set_container_state("running");
+  *in_sync->mutable_since() = At(1700000000);
+  hoist::v1::ServiceHost* stopped =
+      add("web-2", hoist::v1::CONVERGENCE_STOPPED);
+  stopped->set_running_digest(s.desired_digest());
+  stopped->set_container_state("exited");
+  stopped->set_attempts(2);
+  *stopped->mutable_next_attempt() = At(1700000060);
+  stopped->set_last_error("health check timed out");
+  add("web-3", hoist::v1::CONVERGENCE_IN_SYNC);
+  add("web-4", hoist::v1::CONVERGENCE_UNSPECIFIED);
+  add("web-5", hoist::v1::CONVERGENCE_MISSING);
+  return s;
+}
+
+TEST(ConvergenceSummaryTest, CountsInEnumOrderUnknownLast) {
+  EXPECT_EQ(ConvergenceSummary(SampleService()),
+            "2 in sync, 1 missing, 1 stopped, 1 unknown");
+  hoist::v1::Service drifted;
+  drifted.add_hosts()->set_convergence(hoist::v1::CONVERGENCE_GAVE_UP);
+  drifted.add_hosts()->set_convergence(hoist::v1::CONVERGENCE_OTHER_DIGEST);
+  EXPECT_EQ(ConvergenceSummary(drifted), "1 other digest, 1 gave up");
+  EXPECT_EQ(ConvergenceSummary(hoist::v1::Service()), "no hosts");
+}
+
+TEST(FormatServicesTest, DesiredModeRolloutAndHostCounts) {
+  hoist::v1::ListServicesResponse response;
+  *response.add_services() = SampleService();
+  hoist::v1::Service fresh;  // no rollout yet, held after a cancel
+  fresh.set_name("api");
+  fresh.set_converge_mode("report");
+  fresh.set_on_hold(true);
+  *response.add_services() = fresh;
+  EXPECT_EQ(FormatServices(response),
+            "SERVICE     DESIRED                       MODE              "
+            "ROLLOUT  HOSTS\n"
+            "helloworld  sha256:ee34c5c94b4d (latest)  auto              "
+            "r-43     2 in sync, 1 missing, 1 stopped, 1 unknown\n"
+            "api         -                             report (on hold)  "
+            "-        no hosts\n");
+}
+
+TEST(FormatServiceTest, DesiredStateAndHostTable) {
+  const std::string text = FormatService(SampleService());
+  const std::string want_head =
+      "Service:         helloworld\n"
+      "Image:           registry.example.com/prod/helloworld\n"
+      "Desired digest:  " +
+      SampleRollout().digest() +
+      "\n"
+      "Desired tag:     latest\n"
+      "Desired by:      r-42\n"
+      "Desired since:   2023-11-14T22:13:20Z\n"
+      "Converge mode:   auto\n"
+      "On hold:         no\n"
+      "Active rollout:  r-43\n"
+      "Hosts: 2 in sync, 1 missing, 1 stopped, 1 unknown\n";
+  EXPECT_EQ(text.substr(0, want_head.size()), want_head) << text;
+  for (const char* part :
+       {"  AGENT  STATE    RUNNING              CONTAINER  SINCE           "
+        "      ATTEMPTS  NEXT                  ERROR\n",
+        "  web-1  IN_SYNC  sha256:ee34c5c94b4d  running    "
+        "2023-11-14T22:13:20Z  0         -                     -\n",
+        "  web-2  STOPPED  sha256:ee34c5c94b4d  exited     -                 "
+        "    2         2023-11-14T22:14:20Z  health check timed out\n",
+        "  web-4  UNKNOWN  -", "  web-5  MISSING  -"}) {
+    EXPECT_NE(text.find(part), std::string::npos)
+        << "missing [" << part << "] in\n"
+        << text;
+  }
+  hoist::v1::Service empty;
+  empty.set_name("idle");
+  empty.set_on_hold(true);
+  const std::string idle = FormatService(empty);
+  EXPECT_NE(idle.find("On hold:         yes\n"), std::string::npos) << idle;
+  EXPECT_NE(idle.find("Desired digest:  -\n"), std::string::npos) << idle;
+  EXPECT_NE(idle.find("Hosts: none\n"), std::string::npos) << idle;
+}
+
+TEST(ToJsonTest, ServiceUsesProtoFieldNamesAndEnumNames) {
+  absl::StatusOr<std::string> json = ToJson(SampleService(), /*pretty=*/true);
+  ASSERT_TRUE(json.ok()) << json.status();
+  const nlohmann::json parsed = nlohmann::json::parse(*json);
+  EXPECT_EQ(parsed["desired_rollout_id"], "r-42");
+  EXPECT_EQ(parsed["on_hold"], false);
+  EXPECT_EQ(parsed["hosts"][1]["convergence"], "CONVERGENCE_STOPPED");
+  EXPECT_EQ(parsed["hosts"][1]["next_attempt"], "2023-11-14T22:14:20Z");
+  EXPECT_EQ(parsed["hosts"][1]["attempts"], 2);
+  EXPECT_FALSE(parsed.contains("onHold"));
+}
+
 TEST(ToJsonTest, SnakeCaseFieldNamesAndDefaults) {
   absl::StatusOr<std::string> json = ToJson(SampleRollout(), /*pretty=*/false);
   ASSERT_TRUE(json.ok()) << json.status();
@@ -212,6 +341,7 @@ TEST(ExitCodeTest, RolloutStateTable) {
       {hoist::v1::ROLLOUT_STATE_ROLLED_BACK, true, 1},
       {hoist::v1::ROLLOUT_STATE_PAUSED, true, 1},
       {hoist::v1::ROLLOUT_STATE_SUPERSEDED, true, 1},
+      {hoist::v1::ROLLOUT_STATE_CANCELLED, true, 1},
   };
   for (const Case& c : cases) {
     EXPECT_EQ(WatchStopsAt(c.state), c.stops) << StateName(c.state);

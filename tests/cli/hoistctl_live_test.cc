@@ -41,6 +41,28 @@ hoist::v1::Rollout MakeRollout(const std::string& id,
   return r;
 }
 
+// helloworld: web-1 runs the desired digest, web-2 gave up.
+hoist::v1::Service MakeService() {
+  hoist::v1::Service s;
+  s.set_name("helloworld");
+  s.set_image("registry.test/helloworld");
+  s.set_desired_digest(kDigest);
+  s.set_desired_tag("v2");
+  s.set_desired_rollout_id("r-2");
+  s.set_converge_mode("auto");
+  auto* web1 = s.add_hosts();
+  web1->set_agent("web-1");
+  web1->set_convergence(hoist::v1::CONVERGENCE_IN_SYNC);
+  web1->set_running_digest(kDigest);
+  web1->set_container_state("running");
+  auto* web2 = s.add_hosts();
+  web2->set_agent("web-2");
+  web2->set_convergence(hoist::v1::CONVERGENCE_GAVE_UP);
+  web2->set_attempts(5);
+  web2->set_last_error("health check timed out");
+  return s;
+}
+
 // Canned Control service. Reads need the operator or viewer role, changes
 // the operator role, as the real receiver's authz does.
 class FakeControl final : public hoist::v1::Control::Service {
@@ -102,11 +124,13 @@ class FakeControl final : public hoist::v1::Control::Service {
       end = hoist::v1::ROLLOUT_STATE_SUCCEEDED;
     } else if (request->id() == "r-bad") {
       end = hoist::v1::ROLLOUT_STATE_ROLLED_BACK;
+    } else if (request->id() == "r-cancel") {
+      end = hoist::v1::ROLLOUT_STATE_CANCELLED;  // web-1 finished in flight
     } else {
       return grpc::Status(grpc::StatusCode::NOT_FOUND,
                           "no rollout " + request->id());
     }
-    const bool ok = end == hoist::v1::ROLLOUT_STATE_SUCCEEDED;
+    const bool ok = end != hoist::v1::ROLLOUT_STATE_ROLLED_BACK;
     hoist::v1::Rollout r =
         MakeRollout(request->id(), hoist::v1::ROLLOUT_STATE_RUNNING);
     hoist::v1::RolloutEvent e;
@@ -176,6 +200,53 @@ class FakeControl final : public hoist::v1::Control::Service {
                           request->id() + " is not PAUSED");
     }
     *response = MakeRollout("r-1", hoist::v1::ROLLOUT_STATE_RUNNING);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ListServices(
+      grpc::ServerContext* context, const hoist::v1::ListServicesRequest*,
+      hoist::v1::ListServicesResponse* response) override {
+    if (auto s = Check(context, false); !s.ok()) return s;
+    *response->add_services() = MakeService();
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetService(grpc::ServerContext* context,
+                          const hoist::v1::GetServiceRequest* request,
+                          hoist::v1::Service* response) override {
+    if (auto s = Check(context, false); !s.ok()) return s;
+    if (request->name() != "helloworld") {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          "no service " + request->name());
+    }
+    *response = MakeService();
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Converge(grpc::ServerContext* context,
+                        const hoist::v1::ConvergeRequest* request,
+                        hoist::v1::Rollout* response) override {
+    if (auto s = Check(context, true); !s.ok()) return s;
+    Record("Converge service=" + request->service());
+    if (request->service() != "helloworld") {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          request->service() + ": nothing drifted");
+    }
+    *response = MakeRollout("r-5", hoist::v1::ROLLOUT_STATE_PENDING);
+    response->set_trigger("converge");
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Cancel(grpc::ServerContext* context,
+                      const hoist::v1::CancelRequest* request,
+                      hoist::v1::Rollout* response) override {
+    if (auto s = Check(context, true); !s.ok()) return s;
+    Record("Cancel id=" + request->id());
+    if (request->id() == "r-2") {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          "r-2 already SUCCEEDED");
+    }
+    *response = MakeRollout(request->id(), hoist::v1::ROLLOUT_STATE_RUNNING);
     return grpc::Status::OK;
   }
 
@@ -323,6 +394,13 @@ TEST_F(HoistctlLiveTest, WatchExitsWithTheRolloutsOutcome) {
   EXPECT_EQ(events[1]["pull"]["total_bytes"], "400");  // int64 is a JSON string
   EXPECT_EQ(events[3]["rollout"]["state"], "ROLLOUT_STATE_ROLLED_BACK");
 
+  // A cancelled rollout is final and not a success.
+  hoist::testing::CommandResult cancelled = Hoistctl("watch r-cancel");
+  EXPECT_EQ(cancelled.exit_code, 1) << cancelled.output;
+  EXPECT_NE(cancelled.output.find("rollout r-cancel ended CANCELLED"),
+            std::string::npos)
+      << cancelled.output;
+
   hoist::testing::CommandResult missing = Hoistctl("watch nope");
   EXPECT_EQ(missing.exit_code, 1) << missing.output;
 }
@@ -354,6 +432,58 @@ TEST_F(HoistctlLiveTest, DeployRollbackResume) {
   EXPECT_EQ(not_paused.exit_code, 1);
   EXPECT_NE(not_paused.output.find("FAILED_PRECONDITION"), std::string::npos)
       << not_paused.output;
+}
+
+TEST_F(HoistctlLiveTest, ServicesServiceConvergeCancel) {
+  hoist::testing::CommandResult services = Hoistctl("services", "viewer");
+  EXPECT_EQ(services.exit_code, 0) << services.output;
+  EXPECT_NE(services.output.find("helloworld  sha256:ee34c5c94b4d (v2)  auto  "
+                                 "-        1 in sync, 1 gave up"),
+            std::string::npos)
+      << services.output;
+  nlohmann::json list = Json("services");
+  ASSERT_FALSE(list.is_discarded());
+  EXPECT_EQ(list["services"][0]["hosts"][1]["convergence"],
+            "CONVERGENCE_GAVE_UP");
+
+  nlohmann::json one = Json("service helloworld");
+  ASSERT_FALSE(one.is_discarded());
+  EXPECT_EQ(one["desired_rollout_id"], "r-2");
+  EXPECT_EQ(one["hosts"][1]["attempts"], 5);
+  hoist::testing::CommandResult text = Hoistctl("service helloworld");
+  EXPECT_EQ(text.exit_code, 0) << text.output;
+  EXPECT_NE(text.output.find("  web-2  GAVE_UP  -"), std::string::npos)
+      << text.output;
+  hoist::testing::CommandResult missing = Hoistctl("service nosuch");
+  EXPECT_EQ(missing.exit_code, 1) << missing.output;
+  EXPECT_NE(missing.output.find("NOT_FOUND: no service nosuch"),
+            std::string::npos)
+      << missing.output;
+
+  hoist::testing::CommandResult converge = Hoistctl("converge helloworld");
+  EXPECT_EQ(converge.exit_code, 0) << converge.output;
+  EXPECT_NE(converge.output.find("Trigger:   converge"), std::string::npos)
+      << converge.output;
+  EXPECT_NE(converge.output.find("hoistctl watch r-5"), std::string::npos)
+      << converge.output;
+  EXPECT_EQ(Hoistctl("converge idle").exit_code, 1);
+  EXPECT_EQ(Hoistctl("converge helloworld", "viewer").exit_code, 3);
+
+  nlohmann::json cancel = Json("cancel r-1");
+  ASSERT_FALSE(cancel.is_discarded());
+  EXPECT_EQ(cancel["state"], "ROLLOUT_STATE_RUNNING");
+  hoist::testing::CommandResult finished = Hoistctl("cancel r-2");
+  EXPECT_EQ(finished.exit_code, 1) << finished.output;
+  EXPECT_NE(finished.output.find("FAILED_PRECONDITION: r-2 already SUCCEEDED"),
+            std::string::npos)
+      << finished.output;
+  EXPECT_EQ(Hoistctl("cancel r-1", "viewer").exit_code, 3);
+
+  // The viewer's refused calls never reached the service.
+  EXPECT_EQ(service_.calls(),
+            (std::vector<std::string>{"Converge service=helloworld",
+                                      "Converge service=idle", "Cancel id=r-1",
+                                      "Cancel id=r-2"}));
 }
 
 TEST_F(HoistctlLiveTest, ExitCodesForUsageAndAuthentication) {
