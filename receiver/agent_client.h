@@ -6,6 +6,10 @@
 // thread per host: `on_event` is called for each DeployEvent and `on_done`
 // exactly once with the stream's final status. Callbacks run on gRPC threads
 // and must not block. Thread-safe.
+//
+// WatchContainers is the one call without a deadline: it stays open until
+// the caller cancels it (docs/design.md, "Desired state and convergence");
+// the channel's keepalive notices an agent that went silent.
 #ifndef HOIST_RECEIVER_AGENT_CLIENT_H_
 #define HOIST_RECEIVER_AGENT_CLIENT_H_
 
@@ -23,6 +27,26 @@ namespace hoist::receiver {
 
 using DeployEventCallback = std::function<void(const hoist::v1::DeployEvent&)>;
 using DoneCallback = std::function<void(absl::Status)>;
+using ContainersEventCallback =
+    std::function<void(const hoist::v1::ContainersEvent&)>;
+
+// Cancels one open stream. Cancel() is thread-safe, idempotent, never blocks
+// and may be called after the stream ended (it then does nothing); the
+// stream's `on_done` still runs exactly once (CANCELLED, unless the stream
+// had already ended otherwise), possibly inline on the cancelling thread, so
+// the caller must not hold a lock that callback takes. Destroying a handle
+// does not cancel its stream.
+class StreamHandle {
+ public:
+  virtual ~StreamHandle() = default;
+  virtual void Cancel() = 0;
+};
+
+// The handle of a stream that already ended: Cancel() does nothing.
+class EndedStreamHandle : public StreamHandle {
+ public:
+  void Cancel() override {}
+};
 
 class AgentClient {
  public:
@@ -54,6 +78,23 @@ class AgentClient {
     // once.
     const StatusCallback done = std::move(on_done);
     done(GetStatus(deadline));
+  }
+
+  // Opens the agent's WatchContainers stream: `on_event` for each
+  // ContainersEvent (the first a snapshot), `on_done` exactly once when the
+  // stream ends (an error status when the agent cannot be reached or went
+  // away; CANCELLED after StreamHandle::Cancel). No deadline: open until
+  // cancelled. Callbacks for one stream never run concurrently; they run on
+  // gRPC threads (fakes: any thread, `on_done` possibly before this returns)
+  // and must not block. This default, for test doubles that do not watch,
+  // ends the stream UNIMPLEMENTED inline.
+  virtual std::unique_ptr<StreamHandle> WatchContainers(
+      const hoist::v1::WatchContainersRequest& /*request*/,
+      // NOLINTNEXTLINE(performance-unnecessary-value-param): overrides keep it
+      ContainersEventCallback /*on_event*/, DoneCallback on_done) {
+    const DoneCallback done = std::move(on_done);
+    done(absl::UnimplementedError("this agent client cannot watch"));
+    return std::make_unique<EndedStreamHandle>();
   }
 };
 

@@ -1,5 +1,6 @@
 #include "receiver/agent_client_grpc.h"
 
+#include <memory>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -56,6 +57,79 @@ class EventReader : public grpc::ClientReadReactor<hoist::v1::DeployEvent> {
   DoneCallback on_done_;
 };
 
+// Reads one WatchContainers stream through the callback API. It owns itself
+// (self_) from Start() until OnDone; a WatchHandle holds it only for the
+// length of a Cancel(), so that a cancel racing with the end of the call
+// never touches freed memory.
+class ContainersWatch
+    : public grpc::ClientReadReactor<hoist::v1::ContainersEvent>,
+      public std::enable_shared_from_this<ContainersWatch> {
+ public:
+  ContainersWatch(std::shared_ptr<grpc::Channel> channel,
+                  ContainersEventCallback on_event, DoneCallback on_done)
+      : channel_(std::move(channel)),
+        on_event_(std::move(on_event)),
+        on_done_(std::move(on_done)) {
+    // No deadline: the stream is open until cancelled (agent_client.h).
+    context_.set_wait_for_ready(false);
+  }
+
+  void Start(hoist::v1::NodeAgent::Stub* stub,
+             const hoist::v1::WatchContainersRequest& request) {
+    request_ = request;
+    self_ = shared_from_this();
+    stub->async()->WatchContainers(&context_, &request_, this);
+    StartRead(&event_);
+    StartCall();
+  }
+
+  // Safe before, during and after the call's end (the ClientContext keeps
+  // its call until it is destroyed, which our owners delay past this).
+  void Cancel() { context_.TryCancel(); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // OnDone follows with the final status
+    if (on_event_) on_event_(event_);
+    StartRead(&event_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    TsanClientOnDoneEntry(
+        static_cast<grpc::ClientReadReactor<hoist::v1::ContainersEvent>*>(
+            this));
+    DoneCallback done = std::move(on_done_);
+    absl::Status s = FromGrpcStatus(status);
+    // May destroy this (unless a Cancel() holds it right now).
+    std::shared_ptr<ContainersWatch> self = std::move(self_);
+    self.reset();
+    if (done) done(std::move(s));
+  }
+
+ private:
+  // First, so destroyed last: see Call in GetStatusAsync.
+  std::shared_ptr<grpc::Channel> channel_;
+  grpc::ClientContext context_;
+  hoist::v1::WatchContainersRequest request_;
+  hoist::v1::ContainersEvent event_;
+  ContainersEventCallback on_event_;
+  DoneCallback on_done_;
+  std::shared_ptr<ContainersWatch> self_;
+};
+
+class WatchHandle : public StreamHandle {
+ public:
+  explicit WatchHandle(std::weak_ptr<ContainersWatch> watch)
+      : watch_(std::move(watch)) {}
+  void Cancel() override {
+    if (std::shared_ptr<ContainersWatch> watch = watch_.lock()) {
+      watch->Cancel();
+    }
+  }
+
+ private:
+  std::weak_ptr<ContainersWatch> watch_;
+};
+
 }  // namespace
 
 std::string AgentTlsName(const AgentEntry& agent) {
@@ -88,11 +162,17 @@ AgentClientGrpc::AgentClientGrpc(
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, connect_ms);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 1000);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 10000);
-  // Keepalive within the default server policy (pings no more often than
-  // every 5 minutes), so a silently dead agent is noticed on long deploys.
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 5 * 60 * 1000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20 * 1000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
+  // Keepalive (docs/design.md, "Second-wave decisions" 11): a ping every
+  // 10 s, answered within 5 s, also while no call is open, so that an agent
+  // that went silent ends its WatchContainers stream (and is shown
+  // unreachable) within about 15 s. The watch stream is idle most of the
+  // time, so pings are not capped by data sent (gRPC's default stops after
+  // two pings without data). Agents' servers must accept pings this often.
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10 * 1000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5 * 1000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  args.SetInt(GRPC_ARG_HTTP2_MIN_SENT_PING_INTERVAL_WITHOUT_DATA_MS, 10 * 1000);
   // Each agent gets its own connection even when two share an address.
   args.SetString("hoist.agent", agent.name);
   // Memory per connected agent (measured with heaptrack at 1000 agents, see
@@ -188,6 +268,15 @@ void AgentClientGrpc::GetStatusAsync(absl::Duration deadline,
           on_done(std::move(call->response));
         }
       });
+}
+
+std::unique_ptr<StreamHandle> AgentClientGrpc::WatchContainers(
+    const hoist::v1::WatchContainersRequest& request,
+    ContainersEventCallback on_event, DoneCallback on_done) {
+  auto watch = std::make_shared<ContainersWatch>(channel_, std::move(on_event),
+                                                 std::move(on_done));
+  watch->Start(stub_.get(), request);
+  return std::make_unique<WatchHandle>(watch);
 }
 
 AgentClientPoolGrpc::AgentClientPoolGrpc(const std::vector<AgentEntry>& agents,

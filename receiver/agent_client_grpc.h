@@ -11,7 +11,9 @@
 // wait for a connection (wait_for_ready = false): an agent that cannot be
 // reached within agent_call.connect_timeout_seconds fails the call with
 // UNAVAILABLE, which the rollout executor retries. Streaming calls use the
-// gRPC callback API (no thread per call). Thread-safe.
+// gRPC callback API (no thread per call). The channel sends keepalive pings
+// every 10 s, also with no call open (WatchContainers streams are mostly
+// idle). Thread-safe.
 #ifndef HOIST_RECEIVER_AGENT_CLIENT_GRPC_H_
 #define HOIST_RECEIVER_AGENT_CLIENT_GRPC_H_
 
@@ -46,6 +48,9 @@ class AgentClientGrpc : public AgentClient {
   absl::StatusOr<hoist::v1::AgentStatus> GetStatus(
       absl::Duration deadline) override;
   void GetStatusAsync(absl::Duration deadline, StatusCallback on_done) override;
+  std::unique_ptr<StreamHandle> WatchContainers(
+      const hoist::v1::WatchContainersRequest& request,
+      ContainersEventCallback on_event, DoneCallback on_done) override;
 
   // The TLS name the agent's certificate is checked against.
   const std::string& tls_name() const { return tls_name_; }

@@ -486,6 +486,46 @@ void ReadRollout(const YAML::Node& node, ConfigErrors* errors,
   r.Finish();
 }
 
+// `converge: auto | report | off` of one service (default auto).
+ConvergeMode ReadConvergeMode(MapReader& service_reader,
+                              const std::string& service_name) {
+  const std::string mode = service_reader.String("converge", "auto");
+  if (mode == "auto") return ConvergeMode::kAuto;
+  if (mode == "report") return ConvergeMode::kReport;
+  if (mode == "off") return ConvergeMode::kOff;
+  service_reader.errors()->Add(
+      NodeFor(service_reader, "converge"),
+      absl::StrCat("service \"", service_name, "\": converge \"", mode,
+                   "\" must be auto, report or off"));
+  return ConvergeMode::kAuto;
+}
+
+// The global `converge_policy:`. Each key's bounds are in its error message;
+// retry_initial_seconds must not exceed retry_max_seconds (reported at the
+// initial delay when it is set, else at the maximum).
+void ReadConvergePolicy(MapReader& top, ConvergePolicy* out) {
+  constexpr int64_t kThirtyDays = int64_t{30} * 86400;
+  MapReader r(Sub(top, "converge_policy"), "converge_policy", top.errors());
+  out->delay_seconds = r.Int("delay_seconds", out->delay_seconds, 0, 86400);
+  out->retry_initial_seconds = r.Int(
+      "retry_initial_seconds", out->retry_initial_seconds, 0, kThirtyDays);
+  out->retry_max_seconds =
+      r.Int("retry_max_seconds", out->retry_max_seconds, 0, kThirtyDays);
+  out->max_attempts = r.Int("max_attempts", out->max_attempts, 1, 1000);
+  if (out->retry_initial_seconds > out->retry_max_seconds) {
+    const char* blamed = r.Has("retry_initial_seconds")
+                             ? "retry_initial_seconds"
+                             : "retry_max_seconds";
+    r.errors()->Add(
+        NodeFor(r, blamed),
+        absl::StrCat("converge_policy.retry_initial_seconds (",
+                     out->retry_initial_seconds,
+                     ") must be at most converge_policy.retry_max_seconds (",
+                     out->retry_max_seconds, ")"));
+  }
+  r.Finish();
+}
+
 void ReadServices(const YAML::Node& node, ConfigErrors* errors,
                   ReceiverConfig* config,
                   std::vector<ServiceNodes>* all_nodes) {
@@ -536,6 +576,7 @@ void ReadServices(const YAML::Node& node, ConfigErrors* errors,
     ReadContainer(Sub(r, "container"), service.name, errors, &service, &nodes);
     CheckServiceSpec(service, nodes, errors);
     ReadRollout(Sub(r, "rollout"), errors, &service.rollout);
+    service.converge = ReadConvergeMode(r, service.name);
     r.Finish();
     config->services.push_back(std::move(service));
     all_nodes->push_back(std::move(nodes));
@@ -700,6 +741,7 @@ absl::StatusOr<ReceiverConfig> LoadReceiverConfig(const std::string& path) {
     c.retry_seconds = call.Int("retry_seconds", c.retry_seconds, 1, 86400);
     call.Finish();
   }
+  ReadConvergePolicy(top, &config.converge_policy);
   ReadAgents(Sub(top, "agents"), &errors, &config);
   std::vector<ServiceNodes> service_nodes;
   ReadServices(Sub(top, "services"), &errors, &config, &service_nodes);

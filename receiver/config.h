@@ -15,6 +15,10 @@ namespace hoist::receiver {
 
 enum class WebhookAuth { kToken, kHmacSha256 };
 enum class OnFailure { kRollback, kPause, kContinue };
+// What convergence does with a service's drifted hosts (docs/design.md,
+// "Receiver config"): kAuto fixes them with converge rollouts, kReport
+// computes their states and notifies `drift`, kOff computes states only.
+enum class ConvergeMode { kAuto, kReport, kOff };
 
 struct WebhookConfig {
   std::string listen = "0.0.0.0:7979";
@@ -86,6 +90,20 @@ struct ServiceConfig {
   hoist::v1::ContainerSpec container;
   hoist::v1::HealthCheck health;
   RolloutPolicy rollout;
+  ConvergeMode converge = ConvergeMode::kAuto;  // `converge:`
+};
+
+// `converge_policy:`, for every service (docs/design.md, "Receiver config").
+// A drift must last delay_seconds before a converge rollout starts; a host's
+// failed attempts back off from retry_initial_seconds, doubling up to
+// retry_max_seconds; after max_attempts the host is GAVE_UP. The loader
+// guarantees every value non-negative, retry_initial_seconds <=
+// retry_max_seconds and max_attempts >= 1.
+struct ConvergePolicy {
+  int64_t delay_seconds = 5;
+  int64_t retry_initial_seconds = 30;
+  int64_t retry_max_seconds = 3600;
+  int64_t max_attempts = 5;
 };
 
 struct ReceiverConfig {
@@ -97,6 +115,7 @@ struct ReceiverConfig {
   std::vector<std::string> viewers;    // authz.viewers
   std::string state = "/var/lib/hoist/receiver.db";
   AgentCallConfig agent_call;
+  ConvergePolicy converge_policy;
   std::vector<AgentEntry> agents;
   std::vector<ServiceConfig> services;
   std::string config_file;

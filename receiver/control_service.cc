@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/proto_time.h"
 #include "common/tsan.h"
 #include "grpc/health/v1/health.pb.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -22,6 +23,23 @@ std::shared_ptr<const RoleAuthorizer> MakeAuthorizer(
   return std::make_shared<const RoleAuthorizer>(
       std::map<std::string, std::vector<std::string>>{
           {"operators", config.operators}, {"viewers", config.viewers}});
+}
+
+// An agent as ListAgents reports it: reachable when its stream is up and it
+// reaches its dockerd; last_seen unset when it never answered.
+hoist::v1::AgentInfo ToAgentInfo(const AgentState& agent) {
+  hoist::v1::AgentInfo info;
+  info.set_name(agent.name);
+  info.set_address(agent.address);
+  for (const auto& [k, v] : agent.labels) (*info.mutable_labels())[k] = v;
+  info.set_reachable(agent.Reachable());
+  info.set_version(agent.version);
+  info.set_docker_version(agent.docker_version);
+  if (agent.last_seen != absl::InfinitePast()) {
+    *info.mutable_last_seen() = ToProto(agent.last_seen);
+  }
+  info.set_last_error(agent.last_error);
+  return info;
 }
 
 grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* context,
@@ -126,10 +144,9 @@ class WatchReactor : public grpc::ServerWriteReactor<hoist::v1::RolloutEvent> {
 }  // namespace
 
 ControlService::ControlService(RolloutController* manager,
-                               AgentClientPool* pool,
-                               std::shared_ptr<const ReceiverConfig> config,
-                               absl::Duration status_deadline)
-    : manager_(manager), agents_(pool, status_deadline) {
+                               const FleetView* fleet,
+                               std::shared_ptr<const ReceiverConfig> config)
+    : manager_(manager), fleet_(fleet) {
   UpdateConfig(std::move(config));
 }
 
@@ -171,16 +188,12 @@ grpc::ServerUnaryReactor* ControlService::ListAgents(
     hoist::v1::ListAgentsResponse* response) {
   absl::Status auth = Authorize(context, false);
   if (!auth.ok()) return FinishWith(context, auth);
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  // Finished when the last agent answered; the reactor never blocks.
-  agents_.List(config()->agents,
-               [reactor, response](std::vector<hoist::v1::AgentInfo> agents) {
-                 for (hoist::v1::AgentInfo& agent : agents) {
-                   *response->add_agents() = std::move(agent);
-                 }
-                 reactor->Finish(grpc::Status::OK);
-               });
-  return reactor;
+  // From the streams' state: no agent is asked (docs/design.md, "Desired
+  // state and convergence").
+  for (const AgentState& agent : fleet_->Agents()) {
+    *response->add_agents() = ToAgentInfo(agent);
+  }
+  return FinishWith(context, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* ControlService::ListRollouts(
@@ -253,6 +266,71 @@ grpc::ServerUnaryReactor* ControlService::Resume(
   absl::Status auth = Authorize(context, true);
   if (!auth.ok()) return FinishWith(context, auth);
   absl::StatusOr<hoist::v1::Rollout> r = manager_->Resume(request->id());
+  if (r.ok()) *response = std::move(*r);
+  return FinishWith(context, r.status());
+}
+
+void ControlService::SetServiceStates(ServiceStates* services) {
+  absl::MutexLock lock(&mu_);
+  services_ = services;
+}
+
+ServiceStates* ControlService::services() {
+  absl::MutexLock lock(&mu_);
+  return services_;
+}
+
+namespace {
+
+const absl::Status kNoServiceStates =
+    absl::UnavailableError("the receiver's fleet state is not running yet");
+
+}  // namespace
+
+grpc::ServerUnaryReactor* ControlService::ListServices(
+    grpc::CallbackServerContext* context,
+    const hoist::v1::ListServicesRequest* /*request*/,
+    hoist::v1::ListServicesResponse* response) {
+  absl::Status auth = Authorize(context, false);
+  if (!auth.ok()) return FinishWith(context, auth);
+  ServiceStates* states = services();
+  if (states == nullptr) return FinishWith(context, kNoServiceStates);
+  for (hoist::v1::Service& s : states->ListServices()) {
+    *response->add_services() = std::move(s);
+  }
+  return FinishWith(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* ControlService::GetService(
+    grpc::CallbackServerContext* context,
+    const hoist::v1::GetServiceRequest* request, hoist::v1::Service* response) {
+  absl::Status auth = Authorize(context, false);
+  if (!auth.ok()) return FinishWith(context, auth);
+  ServiceStates* states = services();
+  if (states == nullptr) return FinishWith(context, kNoServiceStates);
+  absl::StatusOr<hoist::v1::Service> s = states->GetService(request->name());
+  if (s.ok()) *response = std::move(*s);
+  return FinishWith(context, s.status());
+}
+
+grpc::ServerUnaryReactor* ControlService::Converge(
+    grpc::CallbackServerContext* context,
+    const hoist::v1::ConvergeRequest* request, hoist::v1::Rollout* response) {
+  absl::Status auth = Authorize(context, true);
+  if (!auth.ok()) return FinishWith(context, auth);
+  ServiceStates* states = services();
+  if (states == nullptr) return FinishWith(context, kNoServiceStates);
+  absl::StatusOr<hoist::v1::Rollout> r = states->Converge(request->service());
+  if (r.ok()) *response = std::move(*r);
+  return FinishWith(context, r.status());
+}
+
+grpc::ServerUnaryReactor* ControlService::Cancel(
+    grpc::CallbackServerContext* context,
+    const hoist::v1::CancelRequest* request, hoist::v1::Rollout* response) {
+  absl::Status auth = Authorize(context, true);
+  if (!auth.ok()) return FinishWith(context, auth);
+  absl::StatusOr<hoist::v1::Rollout> r = manager_->Cancel(request->id());
   if (r.ok()) *response = std::move(*r);
   return FinishWith(context, r.status());
 }

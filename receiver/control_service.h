@@ -1,12 +1,13 @@
 // ControlService: the gRPC Control API (hoist.v1.Control), a thin adapter
 // with the callback API: it authorizes the caller, translates protos and
 // calls a RolloutController (rollouts; RolloutManager in the receiver) and
-// AgentDirectory (ListAgents).
+// a FleetView (ListAgents, answered from the agents' WatchContainers streams
+// with no call to any agent; FleetWatcher in the receiver).
 //
 // Authorization by client certificate identity (RoleAuthorizer):
 // authz.operators may call everything; authz.viewers may call ListAgents,
-// ListRollouts, GetRollout and WatchRollout. Other peers get
-// PERMISSION_DENIED naming their identity.
+// ListRollouts, GetRollout, WatchRollout, ListServices and GetService. Other
+// peers get PERMISSION_DENIED naming their identity.
 //
 // ControlServer runs it on control.listen over mTLS, with the standard
 // health service and server reflection (open to any certificate of the
@@ -26,20 +27,23 @@
 #include "grpcpp/grpcpp.h"
 #include "hoist/v1/control.grpc.pb.h"
 #include "receiver/agent_client.h"
-#include "receiver/agent_directory.h"
 #include "receiver/config.h"
+#include "receiver/fleet_view.h"
 #include "receiver/rollout_controller.h"
+#include "receiver/service_states.h"
 
 namespace hoist::receiver {
 
 class ControlService : public hoist::v1::Control::CallbackService {
  public:
-  // `manager` and `pool` are not owned and must outlive the service.
-  // `status_deadline`: of each agent's GetStatus in ListAgents.
-  ControlService(RolloutController* manager, AgentClientPool* pool,
-                 std::shared_ptr<const ReceiverConfig> config,
-                 absl::Duration status_deadline = absl::Seconds(2));
-  ~ControlService() override;  // waits for ListAgents calls still gathering
+  // `manager` and `fleet` are not owned and must outlive the service.
+  ControlService(RolloutController* manager, const FleetView* fleet,
+                 std::shared_ptr<const ReceiverConfig> config);
+  ~ControlService() override;
+
+  // The fleet per service (ListServices, GetService, Converge); not owned,
+  // must outlive the service. Until set those RPCs answer UNAVAILABLE.
+  void SetServiceStates(ServiceStates* services);
 
   // New authz and agent list for later calls (SIGHUP).
   void UpdateConfig(std::shared_ptr<const ReceiverConfig> config);
@@ -70,18 +74,33 @@ class ControlService : public hoist::v1::Control::CallbackService {
   grpc::ServerUnaryReactor* Resume(grpc::CallbackServerContext* context,
                                    const hoist::v1::ResumeRequest* request,
                                    hoist::v1::Rollout* response) override;
+  grpc::ServerUnaryReactor* ListServices(
+      grpc::CallbackServerContext* context,
+      const hoist::v1::ListServicesRequest* request,
+      hoist::v1::ListServicesResponse* response) override;
+  grpc::ServerUnaryReactor* GetService(
+      grpc::CallbackServerContext* context,
+      const hoist::v1::GetServiceRequest* request,
+      hoist::v1::Service* response) override;
+  grpc::ServerUnaryReactor* Converge(grpc::CallbackServerContext* context,
+                                     const hoist::v1::ConvergeRequest* request,
+                                     hoist::v1::Rollout* response) override;
+  grpc::ServerUnaryReactor* Cancel(grpc::CallbackServerContext* context,
+                                   const hoist::v1::CancelRequest* request,
+                                   hoist::v1::Rollout* response) override;
 
  private:
   absl::Status Authorize(grpc::CallbackServerContext* context,
                          bool operator_only);
   std::shared_ptr<const ReceiverConfig> config();
+  ServiceStates* services();
 
   RolloutController* const manager_;
   absl::Mutex mu_;
   std::shared_ptr<const ReceiverConfig> config_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const RoleAuthorizer> authorizer_ ABSL_GUARDED_BY(mu_);
-  // Last: destroyed first, it waits for ListAgents calls still gathering.
-  AgentDirectory agents_;
+  ServiceStates* services_ ABSL_GUARDED_BY(mu_) = nullptr;
+  const FleetView* const fleet_;
 };
 
 // The Control gRPC server.

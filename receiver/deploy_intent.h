@@ -6,6 +6,7 @@
 #define HOIST_RECEIVER_DEPLOY_INTENT_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -22,6 +23,9 @@ struct DeployIntent {
   // path and sha256 joined. Empty for manual deploys (never deduplicated).
   std::string dedupe_key;
   std::string summary;  // short description for logs and the journal
+  // The agents to deploy to, a subset of the service's targets (converge
+  // rollouts); empty: every target.
+  std::vector<std::string> agents;
 };
 
 struct SubmitResult {

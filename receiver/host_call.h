@@ -95,6 +95,11 @@ class HostCall {
   Outcome OnStreamEnd(const absl::Status& status, absl::Time now,
                       const RetryPolicy& retry,
                       const std::string& rollback_reason);
+  // Gives up an awaited retry (its rollout was cancelled): the call is done
+  // and the host FAILED with `error`.
+  Outcome Abandon(std::string error) {
+    return Done(hoist::v1::DEPLOY_PHASE_FAILED, std::move(error));
+  }
 
  private:
   Outcome Done(hoist::v1::DeployPhase phase, std::string error);

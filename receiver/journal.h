@@ -1,6 +1,8 @@
 // Journal: the receiver's durable record (SQLite in production, see
 // journal_sqlite.h). Accepted deliveries, rollouts with their per-host results,
-// and every host event, with times. Thread-safe.
+// every host event, with times, and the desired state convergence works
+// toward (desired digests, previous desired states, converge attempts).
+// Thread-safe.
 //
 // Durability contract: when a write method returns OK, the data survives a
 // crash of the process and of the machine (synchronous=FULL). A write that
@@ -30,6 +32,31 @@ struct DeliveryRecord {
   std::string service;
   absl::Time accepted;
   std::string summary;
+};
+
+// One service's desired digest: what convergence brings its target hosts
+// to (docs/design.md, "Desired state and convergence").
+struct DesiredState {
+  std::string service;
+  std::string digest;      // "sha256:…"
+  std::string tag;         // the tag the digest was deployed as, if any
+  std::string rollout_id;  // the rollout that set it
+  absl::Time since;        // when it was set
+  // After Cancel: no automatic convergence until the desired digest next
+  // changes or an operator calls Converge (decision 4).
+  bool on_hold = false;
+};
+
+// One (service, agent)'s converge attempts (decision 10): failed attempts
+// back off; after max_attempts the host has given up.
+struct ConvergeAttempts {
+  std::string service;
+  std::string agent;
+  int attempts = 0;  // failed converge attempts since the host was IN_SYNC
+  // No converge attempt before this; InfinitePast: whenever drift is seen.
+  absl::Time next_attempt = absl::InfinitePast();
+  bool gave_up = false;  // GAVE_UP: no more attempts until reset
+  std::string last_error;
 };
 
 class Journal {
@@ -85,12 +112,63 @@ class Journal {
       const std::string& service, int limit) = 0;
 
   // Rollouts in PENDING, RUNNING or PAUSED, oldest first (for recovery on
-  // start).
+  // start). Never one in a final state (SUCCEEDED, FAILED, ROLLED_BACK,
+  // SUPERSEDED, CANCELLED).
   virtual absl::StatusOr<std::vector<hoist::v1::Rollout>> ListUnfinished() = 0;
 
   // The agent events recorded for a rollout, in order.
   virtual absl::StatusOr<std::vector<hoist::v1::DeployEvent>> HostEvents(
       const std::string& rollout_id, const std::string& agent) = 0;
+
+  // Desired state (docs/design.md, "Desired state and convergence" and
+  // "Second-wave decisions" 3-10). Writes follow the durability contract
+  // above.
+
+  // Inserts or replaces `desired.service`'s desired state. INVALID_ARGUMENT
+  // (nothing written) when `desired.service` is empty.
+  virtual absl::Status SaveDesired(const DesiredState& desired) = 0;
+
+  // Saves the rollout (as SaveRollout) and inserts or replaces its service's
+  // desired state (as SaveDesired) in ONE transaction: both or neither. For
+  // the moments a rollout's state and the desired digest change together
+  // (it starts RUNNING; it ends ROLLED_BACK or CANCELLED and restores the
+  // previous desired state), so that a crash between the two cannot lose or
+  // orphan the desired digest. INVALID_ARGUMENT (nothing written) when
+  // `desired.service` is not `rollout.service()`.
+  virtual absl::Status SaveRolloutAndDesired(const hoist::v1::Rollout& rollout,
+                                             const DesiredState& desired) = 0;
+
+  // Forgets `service`'s desired state and every converge attempt of it (the
+  // service was removed from the config, decision 10). OK when nothing was
+  // stored. Previous-desired records of its rollouts stay.
+  virtual absl::Status DeleteDesired(const std::string& service) = 0;
+
+  // Every service's desired state, by service name.
+  virtual absl::StatusOr<std::vector<DesiredState>> ListDesired() = 0;
+
+  // Records what `rollout_id`'s service's desired state was when that
+  // rollout started RUNNING (decision 3); nullopt is stored as "none" (the
+  // service had no desired digest). Recorded once: ALREADY_EXISTS when a
+  // record for `rollout_id` exists, which is kept unchanged, so that a
+  // rollout resumed after a restart cannot overwrite what it replaced.
+  virtual absl::Status SavePreviousDesired(
+      const std::string& rollout_id,
+      const std::optional<DesiredState>& previous) = 0;
+
+  // What SavePreviousDesired recorded for `rollout_id` (nullopt for "none").
+  // NOT_FOUND when nothing was ever recorded. Also the desired history of
+  // decision 6: the desired state before the current one is the previous
+  // desired state of the rollout that set the current one.
+  virtual absl::StatusOr<std::optional<DesiredState>> GetPreviousDesired(
+      const std::string& rollout_id) = 0;
+
+  // Inserts or replaces the converge attempts of (`attempts.service`,
+  // `attempts.agent`). INVALID_ARGUMENT (nothing written) when either is
+  // empty.
+  virtual absl::Status SaveAttempts(const ConvergeAttempts& attempts) = 0;
+
+  // Every (service, agent)'s converge attempts, by service then agent.
+  virtual absl::StatusOr<std::vector<ConvergeAttempts>> ListAttempts() = 0;
 };
 
 // A Journal that forwards every method to another one, for decorators that
@@ -145,6 +223,34 @@ class JournalWrapper : public Journal {
   absl::StatusOr<std::vector<hoist::v1::DeployEvent>> HostEvents(
       const std::string& rollout_id, const std::string& agent) override {
     return wrapped_->HostEvents(rollout_id, agent);
+  }
+  absl::Status SaveDesired(const DesiredState& desired) override {
+    return wrapped_->SaveDesired(desired);
+  }
+  absl::Status SaveRolloutAndDesired(const hoist::v1::Rollout& rollout,
+                                     const DesiredState& desired) override {
+    return wrapped_->SaveRolloutAndDesired(rollout, desired);
+  }
+  absl::Status DeleteDesired(const std::string& service) override {
+    return wrapped_->DeleteDesired(service);
+  }
+  absl::StatusOr<std::vector<DesiredState>> ListDesired() override {
+    return wrapped_->ListDesired();
+  }
+  absl::Status SavePreviousDesired(
+      const std::string& rollout_id,
+      const std::optional<DesiredState>& previous) override {
+    return wrapped_->SavePreviousDesired(rollout_id, previous);
+  }
+  absl::StatusOr<std::optional<DesiredState>> GetPreviousDesired(
+      const std::string& rollout_id) override {
+    return wrapped_->GetPreviousDesired(rollout_id);
+  }
+  absl::Status SaveAttempts(const ConvergeAttempts& attempts) override {
+    return wrapped_->SaveAttempts(attempts);
+  }
+  absl::StatusOr<std::vector<ConvergeAttempts>> ListAttempts() override {
+    return wrapped_->ListAttempts();
   }
 
  protected:

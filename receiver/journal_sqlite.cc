@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -118,8 +119,15 @@ class ReadTransaction {
 // carries them.
 constexpr absl::Duration kDuplicateFlushInterval = absl::Seconds(1);
 
+// Times are stored as Unix microseconds. The infinite times map to the
+// int64 extremes and back (absl::FromUnixMicros alone would turn them into
+// finite times): ConvergeAttempts::next_attempt defaults to InfinitePast.
 int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
-absl::Time FromMicros(int64_t us) { return absl::FromUnixMicros(us); }
+absl::Time FromMicros(int64_t us) {
+  if (us == std::numeric_limits<int64_t>::min()) return absl::InfinitePast();
+  if (us == std::numeric_limits<int64_t>::max()) return absl::InfiniteFuture();
+  return absl::FromUnixMicros(us);
+}
 
 int64_t TimestampMicros(const google::protobuf::Timestamp& ts) {
   return ts.seconds() * 1000000 + ts.nanos() / 1000;
@@ -157,7 +165,58 @@ CREATE TABLE IF NOT EXISTS host_results (
   blob BLOB NOT NULL,
   PRIMARY KEY (rollout_id, idx)
 );
+CREATE TABLE IF NOT EXISTS desired (
+  service TEXT PRIMARY KEY,
+  digest TEXT NOT NULL,
+  tag TEXT NOT NULL,
+  rollout_id TEXT NOT NULL,
+  since INTEGER NOT NULL,
+  on_hold INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS previous_desired (
+  rollout_id TEXT PRIMARY KEY,
+  present INTEGER NOT NULL,
+  service TEXT NOT NULL,
+  digest TEXT NOT NULL,
+  tag TEXT NOT NULL,
+  set_by TEXT NOT NULL,
+  since INTEGER NOT NULL,
+  on_hold INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS converge_attempts (
+  service TEXT NOT NULL,
+  agent TEXT NOT NULL,
+  attempts INTEGER NOT NULL,
+  next_attempt INTEGER NOT NULL,
+  gave_up INTEGER NOT NULL,
+  last_error TEXT NOT NULL,
+  PRIMARY KEY (service, agent)
+);
 )sql";
+
+// Binds `d` to parameters first..first+5 as (service, digest, tag,
+// rollout_id, since, on_hold): the column order of `desired` and, after
+// `present`, of `previous_desired`.
+void BindDesired(Stmt& stmt, int first, const DesiredState& d) {
+  stmt.BindText(first, d.service);
+  stmt.BindText(first + 1, d.digest);
+  stmt.BindText(first + 2, d.tag);
+  stmt.BindText(first + 3, d.rollout_id);
+  stmt.BindInt(first + 4, ToMicros(d.since));
+  stmt.BindInt(first + 5, d.on_hold ? 1 : 0);
+}
+
+// The DesiredState in columns first..first+5, in BindDesired's order.
+DesiredState DesiredFromRow(Stmt& stmt, int first) {
+  DesiredState d;
+  d.service = stmt.Text(first);
+  d.digest = stmt.Text(first + 1);
+  d.tag = stmt.Text(first + 2);
+  d.rollout_id = stmt.Text(first + 3);
+  d.since = FromMicros(stmt.Int(first + 4));
+  d.on_hold = stmt.Int(first + 5) != 0;
+  return d;
+}
 
 // Takes the exclusive flock(2) on "<path>.lock" that makes the journal
 // single-writer (docs/design.md, "Durability"). Returns the locked file
@@ -257,15 +316,16 @@ absl::Status SqliteJournal::CreateOrMigrateSchema(const std::string& path) {
            "NULL)"),
       path));
   HOIST_ASSIGN_OR_RETURN(const int64_t version, ReadSchemaVersion(db_));
-  if (version != 0 && version != 1 && version != kSchemaVersion) {
+  if (version < 0 || version > kSchemaVersion) {
     return absl::FailedPreconditionError(absl::StrCat(
         "journal ", path, " has schema version ", version,
         "; this hoist-receiver understands versions 1 to ", kSchemaVersion,
         " (a newer hoist-receiver wrote it: run that one, or start from a "
         "fresh state: file)"));
   }
-  // Creates what is missing: everything for a new journal, host_results for
-  // a version 1 journal (the only difference to version 2).
+  // Creates what is missing: everything for a new journal, the tables added
+  // since for an older one (each version only added tables: host_results in
+  // 2, the desired-state tables in 3). Rows already there stay as they are.
   return InTransaction([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS -> absl::Status {
     HOIST_RETURN_IF_ERROR(Exec(kSchema));
     if (version == kSchemaVersion) return absl::OkStatus();
@@ -765,6 +825,156 @@ absl::StatusOr<std::vector<hoist::v1::DeployEvent>> SqliteJournal::HostEvents(
     out.push_back(std::move(e));
   }
   return out;
+}
+
+absl::Status SqliteJournal::SaveDesiredLocked(const DesiredState& desired) {
+  if (desired.service.empty()) {
+    return absl::InvalidArgumentError("desired state without a service");
+  }
+  Stmt up(db_,
+          "INSERT OR REPLACE INTO desired(service, digest, tag, rollout_id, "
+          "since, on_hold) VALUES (?, ?, ?, ?, ?, ?)");
+  HOIST_RETURN_IF_ERROR(up.status());
+  BindDesired(up, 1, desired);
+  return up.StepDone();
+}
+
+absl::Status SqliteJournal::SaveDesired(const DesiredState& desired) {
+  return Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return SaveDesiredLocked(desired);
+  });
+}
+
+absl::Status SqliteJournal::SaveRolloutAndDesired(
+    const hoist::v1::Rollout& rollout, const DesiredState& desired) {
+  if (desired.service != rollout.service()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("desired state of service \"", desired.service,
+                     "\" saved with rollout ", rollout.id(), " of service \"",
+                     rollout.service(), "\""));
+  }
+  // One write body: both run in the same savepoint of the same transaction,
+  // so a failure of either rolls back both.
+  return Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS -> absl::Status {
+    HOIST_RETURN_IF_ERROR(SaveRolloutLocked(rollout));
+    return SaveDesiredLocked(desired);
+  });
+}
+
+absl::Status SqliteJournal::DeleteDesired(const std::string& service) {
+  return Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS -> absl::Status {
+    for (const char* sql :
+         {"DELETE FROM desired WHERE service = ?",
+          "DELETE FROM converge_attempts WHERE service = ?"}) {
+      Stmt del(db_, sql);
+      HOIST_RETURN_IF_ERROR(del.status());
+      del.BindText(1, service);
+      HOIST_RETURN_IF_ERROR(del.StepDone());
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::vector<DesiredState>> SqliteJournal::ListDesired() {
+  absl::MutexLock lock(&read_mu_);
+  Stmt q(reader_,
+         "SELECT service, digest, tag, rollout_id, since, on_hold FROM desired "
+         "ORDER BY service");
+  HOIST_RETURN_IF_ERROR(q.status());
+  std::vector<DesiredState> out;
+  while (true) {
+    const int rc = q.Step();
+    if (rc == SQLITE_DONE) return out;
+    if (rc != SQLITE_ROW) return q.Error(rc);
+    out.push_back(DesiredFromRow(q, 0));
+  }
+}
+
+absl::Status SqliteJournal::SavePreviousDesired(
+    const std::string& rollout_id,
+    const std::optional<DesiredState>& previous) {
+  if (rollout_id.empty()) {
+    return absl::InvalidArgumentError("previous desired state without rollout");
+  }
+  return Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS -> absl::Status {
+    // DO NOTHING on conflict: the first record stays (recorded once).
+    Stmt ins(db_,
+             "INSERT INTO previous_desired(rollout_id, present, service, "
+             "digest, tag, set_by, since, on_hold) VALUES (?, ?, ?, ?, ?, ?, "
+             "?, ?) ON CONFLICT(rollout_id) DO NOTHING");
+    HOIST_RETURN_IF_ERROR(ins.status());
+    ins.BindText(1, rollout_id);
+    ins.BindInt(2, previous.has_value() ? 1 : 0);
+    BindDesired(ins, 3, previous.value_or(DesiredState()));
+    HOIST_RETURN_IF_ERROR(ins.StepDone());
+    if (sqlite3_changes(db_) == 0) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("previous desired state of rollout ", rollout_id,
+                       " is already recorded"));
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::optional<DesiredState>> SqliteJournal::GetPreviousDesired(
+    const std::string& rollout_id) {
+  absl::MutexLock lock(&read_mu_);
+  Stmt q(reader_,
+         "SELECT present, service, digest, tag, set_by, since, on_hold FROM "
+         "previous_desired WHERE rollout_id = ?");
+  HOIST_RETURN_IF_ERROR(q.status());
+  q.BindText(1, rollout_id);
+  const int rc = q.Step();
+  if (rc == SQLITE_DONE) {
+    return absl::NotFoundError(absl::StrCat(
+        "no previous desired state recorded for rollout ", rollout_id));
+  }
+  if (rc != SQLITE_ROW) return q.Error(rc);
+  if (q.Int(0) == 0) return std::optional<DesiredState>();
+  return std::optional<DesiredState>(DesiredFromRow(q, 1));
+}
+
+absl::Status SqliteJournal::SaveAttempts(const ConvergeAttempts& attempts) {
+  if (attempts.service.empty() || attempts.agent.empty()) {
+    return absl::InvalidArgumentError(
+        "converge attempts need a service and an agent");
+  }
+  return Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS -> absl::Status {
+    Stmt up(db_,
+            "INSERT OR REPLACE INTO converge_attempts(service, agent, "
+            "attempts, next_attempt, gave_up, last_error) VALUES (?, ?, ?, ?, "
+            "?, ?)");
+    HOIST_RETURN_IF_ERROR(up.status());
+    up.BindText(1, attempts.service);
+    up.BindText(2, attempts.agent);
+    up.BindInt(3, attempts.attempts);
+    up.BindInt(4, ToMicros(attempts.next_attempt));
+    up.BindInt(5, attempts.gave_up ? 1 : 0);
+    up.BindText(6, attempts.last_error);
+    return up.StepDone();
+  });
+}
+
+absl::StatusOr<std::vector<ConvergeAttempts>> SqliteJournal::ListAttempts() {
+  absl::MutexLock lock(&read_mu_);
+  Stmt q(reader_,
+         "SELECT service, agent, attempts, next_attempt, gave_up, last_error "
+         "FROM converge_attempts ORDER BY service, agent");
+  HOIST_RETURN_IF_ERROR(q.status());
+  std::vector<ConvergeAttempts> out;
+  while (true) {
+    const int rc = q.Step();
+    if (rc == SQLITE_DONE) return out;
+    if (rc != SQLITE_ROW) return q.Error(rc);
+    ConvergeAttempts a;
+    a.service = q.Text(0);
+    a.agent = q.Text(1);
+    a.attempts = static_cast<int>(q.Int(2));
+    a.next_attempt = FromMicros(q.Int(3));
+    a.gave_up = q.Int(4) != 0;
+    a.last_error = q.Text(5);
+    out.push_back(std::move(a));
+  }
 }
 
 absl::StatusOr<std::string> SqliteJournal::IntegrityCheck() {

@@ -5,12 +5,12 @@
 // thread-safe.
 //
 // Group commit: writes (AcceptDelivery, SaveRollout, SaveHostProgress,
-// AppendHostEvent) are queued; one writer thread at a time takes every write
-// queued so far and runs them in ONE transaction (each in its own SAVEPOINT,
-// so a failing write is rolled back alone and reports its own error), then
-// COMMITs once: concurrent writers share one fsync. Each write returns only
-// after the COMMIT that contains it is durable; when that COMMIT fails every
-// write of the batch reports the error.
+// AppendHostEvent and the desired-state writes) are queued; one writer thread
+// at a time takes every write queued so far and runs them in ONE transaction
+// (each in its own SAVEPOINT, so a failing write is rolled back alone and
+// reports its own error), then COMMITs once: concurrent writers share one
+// fsync. Each write returns only after the COMMIT that contains it is durable;
+// when that COMMIT fails every write of the batch reports the error.
 //
 // Duplicate counts (CountDuplicate) are best effort, as the Journal contract
 // allows: they are kept in memory and written with the next commit, or in a
@@ -90,6 +90,18 @@ class SqliteJournal : public Journal {
   absl::StatusOr<std::vector<hoist::v1::Rollout>> ListUnfinished() override;
   absl::StatusOr<std::vector<hoist::v1::DeployEvent>> HostEvents(
       const std::string& rollout_id, const std::string& agent) override;
+  absl::Status SaveDesired(const DesiredState& desired) override;
+  absl::Status SaveRolloutAndDesired(const hoist::v1::Rollout& rollout,
+                                     const DesiredState& desired) override;
+  absl::Status DeleteDesired(const std::string& service) override;
+  absl::StatusOr<std::vector<DesiredState>> ListDesired() override;
+  absl::Status SavePreviousDesired(
+      const std::string& rollout_id,
+      const std::optional<DesiredState>& previous) override;
+  absl::StatusOr<std::optional<DesiredState>> GetPreviousDesired(
+      const std::string& rollout_id) override;
+  absl::Status SaveAttempts(const ConvergeAttempts& attempts) override;
+  absl::StatusOr<std::vector<ConvergeAttempts>> ListAttempts() override;
 
   // Number of duplicate deliveries counted for `dedupe_key` (0 when unknown).
   absl::StatusOr<int64_t> DuplicateCount(const std::string& dedupe_key);
@@ -109,9 +121,11 @@ class SqliteJournal : public Journal {
   absl::StatusOr<std::string> WriterPragma(const std::string& name);
 
   // Current schema version (see the `schema_version` table). Version 2 added
-  // the `host_results` table (per-host rows written by SaveHostProgress); a
-  // version 1 journal is migrated on Open, a newer one is refused.
-  static constexpr int kSchemaVersion = 2;
+  // the `host_results` table (per-host rows written by SaveHostProgress);
+  // version 3 the desired-state tables `desired`, `previous_desired` and
+  // `converge_attempts`. An older journal is migrated on Open (the missing
+  // tables are created, nothing else changes), a newer one is refused.
+  static constexpr int kSchemaVersion = 3;
 
  private:
   // One queued write: `body` runs inside the batch's transaction.
@@ -142,7 +156,7 @@ class SqliteJournal : public Journal {
       ABSL_LOCKS_EXCLUDED(mu_);
   // Checks schema_version (FAILED_PRECONDITION for a newer journal), then
   // creates what is missing in one transaction: every table for a new
-  // journal, host_results for a version 1 journal.
+  // journal, the tables added since for an older one.
   absl::Status CreateOrMigrateSchema(const std::string& path)
       ABSL_LOCKS_EXCLUDED(mu_);
   // The query-only read connection.
@@ -188,6 +202,9 @@ class SqliteJournal : public Journal {
   // Replaces the rows of `hosts` in host_results.
   absl::Status UpsertHostResultsLocked(const std::string& rollout_id,
                                        const std::vector<HostUpdate>& hosts)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Inserts or replaces `desired` (INVALID_ARGUMENT for an empty service).
+  absl::Status SaveDesiredLocked(const DesiredState& desired)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status AppendHostEventLocked(const std::string& rollout_id,
                                      const std::string& agent,

@@ -1,6 +1,7 @@
 // hoist-receiver: takes registry webhooks and rolls deployments out to the
 // node agents; serves the Control API. See docs/design.md ("Daemons").
 
+#include <atomic>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -18,6 +19,9 @@
 #include "receiver/agent_client_grpc.h"
 #include "receiver/config.h"
 #include "receiver/control_service.h"
+#include "receiver/convergence.h"
+#include "receiver/desired_state.h"
+#include "receiver/fleet_watcher.h"
 #include "receiver/journal_sqlite.h"
 #include "receiver/metered_journal.h"
 #include "receiver/rollout_manager.h"
@@ -25,6 +29,12 @@
 
 namespace hoist::receiver {
 namespace {
+
+std::vector<std::string> ServiceNames(const ReceiverConfig& config) {
+  std::vector<std::string> names;
+  for (const ServiceConfig& s : config.services) names.push_back(s.name);
+  return names;
+}
 
 constexpr char kProgram[] = "hoist-receiver";
 
@@ -107,8 +117,16 @@ class Receiver {
 
   // Starts every part; false (the cause logged) when one cannot start.
   bool Start() {
-    return LoadTls() && OpenJournal() && StartRollouts() &&
-           StartControlServer() && StartWebhookServer() && StartMetricsServer();
+    return LoadTls() && OpenJournal() && StartRollouts() && StartFleet() &&
+           StartConvergence() && StartControlServer() && StartWebhookServer() &&
+           StartMetricsServer();
+  }
+
+  // A receiver that could not start every part: the fleet's and the
+  // manager's callbacks into convergence end before it is destroyed.
+  ~Receiver() {
+    if (fleet_) fleet_->Stop();
+    if (manager_) manager_->Stop();
   }
 
   // SIGHUP: applies a valid config file, or logs why it keeps the running one.
@@ -119,6 +137,8 @@ class Receiver {
   void Stop() {
     webhook_->Stop();
     control_server_->Shutdown();
+    fleet_->Stop();
+    convergence_->Stop();
     manager_->Stop();
     metrics_server_.reset();
     manager_.reset();
@@ -130,6 +150,10 @@ class Receiver {
   bool LoadTls();
   bool OpenJournal();
   bool StartRollouts();
+  // Opens a WatchContainers stream to every agent (FleetWatcher).
+  bool StartFleet();
+  // Desired state against the fleet (ConvergenceEngine).
+  bool StartConvergence();
   bool StartControlServer();
   bool StartWebhookServer();
   bool StartMetricsServer();
@@ -146,7 +170,14 @@ class Receiver {
   // (hoist_journal_write_failures_total).
   std::unique_ptr<MeteredJournal> metered_journal_;
   std::unique_ptr<AgentClientPoolGrpc> pool_;
+  // Each service's desired digest, moved by the manager's rollouts.
+  std::unique_ptr<DesiredStates> desired_;
   std::unique_ptr<RolloutManager> manager_;
+  // The manager's on_state_change target once convergence runs.
+  std::atomic<ConvergenceEngine*> convergence_feed_{nullptr};
+  // What each agent runs, from its WatchContainers stream.
+  std::unique_ptr<FleetWatcher> fleet_;
+  std::unique_ptr<ConvergenceEngine> convergence_;
   std::unique_ptr<ControlService> control_;
   std::unique_ptr<ControlServer> control_server_;
   std::unique_ptr<WebhookServer> webhook_;
@@ -186,10 +217,22 @@ bool Receiver::OpenJournal() {
 bool Receiver::StartRollouts() {
   pool_ = std::make_unique<AgentClientPoolGrpc>(config_->agents, tls_,
                                                 config_->agent_call);
+  desired_ = std::make_unique<DesiredStates>(metered_journal_.get());
+  if (absl::Status s = desired_->Load(ServiceNames(*config_)); !s.ok()) {
+    LogError("cannot load desired digests from the journal",
+             {{"error", s.ToString()}});
+    return false;
+  }
   RolloutManagerOptions options;
   options.journal = metered_journal_.get();
   options.pool = pool_.get();
   options.metrics = &metrics_;
+  options.desired = desired_.get();
+  options.on_state_change = [this](const hoist::v1::Rollout& rollout) {
+    if (ConvergenceEngine* c = convergence_feed_.load()) {
+      c->RolloutChanged(rollout);
+    }
+  };
   manager_ = std::make_unique<RolloutManager>(options, config_);
   if (absl::Status s = manager_->Recover(); !s.ok()) {
     LogError("cannot recover rollouts from the journal",
@@ -200,9 +243,44 @@ bool Receiver::StartRollouts() {
   return true;
 }
 
+bool Receiver::StartFleet() {
+  FleetWatcherOptions options;
+  options.pool = pool_.get();
+  fleet_ = std::make_unique<FleetWatcher>(options);
+  fleet_->Update(config_->agents, ContainerNamesByAgent(*config_));
+  return true;
+}
+
+bool Receiver::StartConvergence() {
+  ConvergenceOptions options;
+  options.fleet = fleet_.get();
+  options.desired = desired_.get();
+  options.journal = metered_journal_.get();
+  options.metrics = &metrics_;
+  options.active_rollout_of = [this](const std::string& service) {
+    return manager_->ActiveRolloutOf(service);
+  };
+  options.start_rollout = [this](const DeployIntent& intent) {
+    return manager_->StartRollout(intent);
+  };
+  convergence_ = std::make_unique<ConvergenceEngine>(options, config_);
+  if (absl::Status s = convergence_->Load(); !s.ok()) {
+    LogError("cannot load converge attempts from the journal",
+             {{"error", s.ToString()}});
+    return false;
+  }
+  ConvergenceEngine* engine = convergence_.get();
+  fleet_->SetAgentChangedCallback(
+      [engine](const std::string& agent) { engine->AgentChanged(agent); });
+  convergence_feed_.store(engine);
+  convergence_->Start();
+  return true;
+}
+
 bool Receiver::StartControlServer() {
   control_ =
-      std::make_unique<ControlService>(manager_.get(), pool_.get(), config_);
+      std::make_unique<ControlService>(manager_.get(), fleet_.get(), config_);
+  control_->SetServiceStates(convergence_.get());
   absl::StatusOr<std::unique_ptr<ControlServer>> server =
       ControlServer::Start(config_->control_listen, tls_, control_.get());
   if (!server.ok()) {
@@ -268,8 +346,15 @@ void Receiver::Reload() {
   }
   config_ = std::make_shared<const ReceiverConfig>(*std::move(next));
   pool_->Update(config_->agents, *next_tls, config_->agent_call);
+  // After the pool: agents whose client it replaced get a new stream.
+  fleet_->Update(config_->agents, ContainerNamesByAgent(*config_));
   if (TlsChanged(*next_tls, tls_)) RestartControlServer(*next_tls);
   manager_->UpdateConfig(config_);
+  if (absl::Status s = desired_->Retain(ServiceNames(*config_)); !s.ok()) {
+    LogError("desired digests of removed services not forgotten",
+             {{"error", s.ToString()}});
+  }
+  convergence_->UpdateConfig(config_);
   control_->UpdateConfig(config_);
   webhook_->UpdateConfig(config_);
   LogInfo("config reloaded",

@@ -1,5 +1,7 @@
 #include "receiver/metered_journal.h"
 
+#include <utility>
+
 namespace hoist::receiver {
 namespace {
 
@@ -25,8 +27,14 @@ MeteredJournal::MeteredJournal(Journal* journal, MetricsRegistry* metrics)
       save_rollout_failures_(FailureCounter(metrics, "save_rollout")),
       save_host_progress_failures_(
           FailureCounter(metrics, "save_host_progress")),
-      append_host_event_failures_(
-          FailureCounter(metrics, "append_host_event")) {}
+      append_host_event_failures_(FailureCounter(metrics, "append_host_event")),
+      save_desired_failures_(FailureCounter(metrics, "save_desired")),
+      save_rollout_and_desired_failures_(
+          FailureCounter(metrics, "save_rollout_and_desired")),
+      delete_desired_failures_(FailureCounter(metrics, "delete_desired")),
+      save_previous_desired_failures_(
+          FailureCounter(metrics, "save_previous_desired")),
+      save_attempts_failures_(FailureCounter(metrics, "save_attempts")) {}
 
 absl::Status MeteredJournal::AcceptDelivery(const DeliveryRecord& delivery,
                                             const hoist::v1::Rollout& rollout) {
@@ -56,6 +64,35 @@ absl::Status MeteredJournal::AppendHostEvent(
     const hoist::v1::DeployEvent& event) {
   return Count(append_host_event_failures_,
                JournalWrapper::AppendHostEvent(rollout_id, agent, event));
+}
+
+absl::Status MeteredJournal::SaveDesired(const DesiredState& desired) {
+  return Count(save_desired_failures_, JournalWrapper::SaveDesired(desired));
+}
+
+absl::Status MeteredJournal::SaveRolloutAndDesired(
+    const hoist::v1::Rollout& rollout, const DesiredState& desired) {
+  return Count(save_rollout_and_desired_failures_,
+               JournalWrapper::SaveRolloutAndDesired(rollout, desired));
+}
+
+absl::Status MeteredJournal::DeleteDesired(const std::string& service) {
+  return Count(delete_desired_failures_,
+               JournalWrapper::DeleteDesired(service));
+}
+
+absl::Status MeteredJournal::SavePreviousDesired(
+    const std::string& rollout_id,
+    const std::optional<DesiredState>& previous) {
+  absl::Status status =
+      JournalWrapper::SavePreviousDesired(rollout_id, previous);
+  // Already recorded is the answer a resumed rollout expects, not a failure.
+  if (absl::IsAlreadyExists(status)) return status;
+  return Count(save_previous_desired_failures_, std::move(status));
+}
+
+absl::Status MeteredJournal::SaveAttempts(const ConvergeAttempts& attempts) {
+  return Count(save_attempts_failures_, JournalWrapper::SaveAttempts(attempts));
 }
 
 }  // namespace hoist::receiver

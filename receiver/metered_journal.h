@@ -3,8 +3,11 @@
 //
 // Series: hoist_journal_write_failures_total{write} with write one of
 // accept_delivery, count_duplicate, save_rollout, save_host_progress,
-// append_host_event; each is created at construction (an idle receiver
-// exports 0, so an alert on its increase works from the start).
+// append_host_event, save_desired, save_rollout_and_desired, delete_desired,
+// save_previous_desired, save_attempts; each is created at construction (an
+// idle receiver exports 0, so an alert on its increase works from the
+// start). SavePreviousDesired's ALREADY_EXISTS is not a failure (the record
+// it refuses to overwrite is there, as a resumed rollout expects).
 //
 // It counts, it does not log: every caller already logs its own failure
 // with the context it has (the webhook's 503 names the service, the rollout
@@ -15,6 +18,7 @@
 #ifndef HOIST_RECEIVER_METERED_JOURNAL_H_
 #define HOIST_RECEIVER_METERED_JOURNAL_H_
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +43,14 @@ class MeteredJournal : public JournalWrapper {
   absl::Status AppendHostEvent(const std::string& rollout_id,
                                const std::string& agent,
                                const hoist::v1::DeployEvent& event) override;
+  absl::Status SaveDesired(const DesiredState& desired) override;
+  absl::Status SaveRolloutAndDesired(const hoist::v1::Rollout& rollout,
+                                     const DesiredState& desired) override;
+  absl::Status DeleteDesired(const std::string& service) override;
+  absl::Status SavePreviousDesired(
+      const std::string& rollout_id,
+      const std::optional<DesiredState>& previous) override;
+  absl::Status SaveAttempts(const ConvergeAttempts& attempts) override;
 
  private:
   Counter* const accept_delivery_failures_;
@@ -46,6 +58,11 @@ class MeteredJournal : public JournalWrapper {
   Counter* const save_rollout_failures_;
   Counter* const save_host_progress_failures_;
   Counter* const append_host_event_failures_;
+  Counter* const save_desired_failures_;
+  Counter* const save_rollout_and_desired_failures_;
+  Counter* const delete_desired_failures_;
+  Counter* const save_previous_desired_failures_;
+  Counter* const save_attempts_failures_;
 };
 
 }  // namespace hoist::receiver

@@ -43,6 +43,12 @@ class RolloutController {
   // whenever an event was queued. NOT_FOUND for an unknown rollout.
   virtual absl::StatusOr<std::shared_ptr<RolloutSubscription>> Watch(
       const std::string& id, std::function<void()> notify) = 0;
+  // Stops a PENDING, RUNNING or PAUSED rollout: no new host starts, hosts in
+  // flight finish, then it ends CANCELLED (at once when none is in flight).
+  // Returns the rollout as it is when the request is taken. NOT_FOUND for
+  // an unknown rollout; FAILED_PRECONDITION for a finished one or during its
+  // on_failure rollback.
+  virtual absl::StatusOr<hoist::v1::Rollout> Cancel(const std::string& id) = 0;
 };
 
 }  // namespace hoist::receiver

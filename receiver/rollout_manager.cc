@@ -58,7 +58,8 @@ bool IsFinalRolloutState(RolloutState s) {
   return s == hoist::v1::ROLLOUT_STATE_SUCCEEDED ||
          s == hoist::v1::ROLLOUT_STATE_FAILED ||
          s == hoist::v1::ROLLOUT_STATE_ROLLED_BACK ||
-         s == hoist::v1::ROLLOUT_STATE_SUPERSEDED;
+         s == hoist::v1::ROLLOUT_STATE_SUPERSEDED ||
+         s == hoist::v1::ROLLOUT_STATE_CANCELLED;
 }
 
 // ---------------------------------------------------------------------------
@@ -210,6 +211,15 @@ absl::StatusOr<Rollout> RolloutManager::CreateRollout(
         absl::StrCat("no service named ", intent.service));
   }
   std::vector<const AgentEntry*> targets = ResolveTargets(*config, *service);
+  if (!intent.agents.empty()) {
+    const std::set<std::string> only(intent.agents.begin(),
+                                     intent.agents.end());
+    targets.erase(std::remove_if(targets.begin(), targets.end(),
+                                 [&](const AgentEntry* a) {
+                                   return only.count(a->name) == 0;
+                                 }),
+                  targets.end());
+  }
   if (targets.empty()) {
     return absl::FailedPreconditionError(
         absl::StrCat("service ", intent.service, " targets no agent"));
@@ -375,6 +385,17 @@ absl::StatusOr<Rollout> RolloutManager::ManualDeploy(const std::string& service,
   return CreateRollout(intent, nullptr);
 }
 
+namespace {
+
+// Rollouts whose digest became and stayed the desired one.
+bool KeptItsDigest(const Rollout& r) {
+  return !IsConvergeRollout(r) && !r.digest().empty() &&
+         (r.state() == hoist::v1::ROLLOUT_STATE_SUCCEEDED ||
+          r.state() == hoist::v1::ROLLOUT_STATE_FAILED);
+}
+
+}  // namespace
+
 absl::StatusOr<Rollout> RolloutManager::RollbackService(
     const std::string& service) {
   if (config()->FindService(service) == nullptr) {
@@ -382,16 +403,27 @@ absl::StatusOr<Rollout> RolloutManager::RollbackService(
   }
   HOIST_ASSIGN_OR_RETURN(std::vector<Rollout> history,
                          journal_->ListRollouts(service, 1000));
-  // Newest first: the latest SUCCEEDED rollout, then the first earlier
-  // SUCCEEDED one with another digest.
+  // Newest first. The current digest is the desired one (when tracked: the
+  // rollout that set it), else the latest SUCCEEDED rollout's; the target is
+  // the first earlier rollout that kept another digest.
+  std::optional<DesiredState> desired;
+  if (options_.desired != nullptr) desired = options_.desired->Get(service);
+  const bool tracked = desired && !desired->digest.empty();
   const Rollout* latest = nullptr;
   const Rollout* previous = nullptr;
   for (const Rollout& r : history) {
-    if (r.state() != hoist::v1::ROLLOUT_STATE_SUCCEEDED || r.digest().empty())
-      continue;
     if (latest == nullptr) {
-      latest = &r;
-    } else if (r.digest() != latest->digest()) {
+      const bool current =
+          tracked ? r.id() == desired->rollout_id
+                  : r.state() == hoist::v1::ROLLOUT_STATE_SUCCEEDED &&
+                        !r.digest().empty();
+      if (current) latest = &r;
+      continue;
+    }
+    const bool eligible = tracked
+                              ? KeptItsDigest(r)
+                              : r.state() == hoist::v1::ROLLOUT_STATE_SUCCEEDED;
+    if (eligible && !r.digest().empty() && r.digest() != latest->digest()) {
       previous = &r;
       break;
     }
@@ -409,6 +441,7 @@ absl::StatusOr<Rollout> RolloutManager::RollbackService(
   intent.service = service;
   intent.image = previous->image();
   intent.digest = previous->digest();
+  intent.tag = previous->tag();
   intent.trigger = "rollback";
   intent.summary =
       absl::StrCat("rollback from ", latest->id(), " to ", previous->id());
@@ -446,6 +479,91 @@ absl::StatusOr<Rollout> RolloutManager::Resume(const std::string& id) {
   }
   LogInfo("rollout resumed", {{"rollout_id", id}});
   return copy;
+}
+
+absl::StatusOr<Rollout> RolloutManager::Cancel(const std::string& id) {
+  bool finish_now = false;
+  Rollout copy;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = active_.find(id);
+    if (it == active_.end()) {
+      auto u = unsaved_.find(id);
+      absl::StatusOr<Rollout> stored =
+          u != unsaved_.end() ? u->second : journal_->GetRollout(id);
+      if (!stored.ok()) return stored.status();
+      return absl::FailedPreconditionError(absl::StrCat(
+          "rollout ", id, " is ", hoist::v1::RolloutState_Name(stored->state()),
+          "; only PENDING, RUNNING or PAUSED rollouts can be cancelled"));
+    }
+    if (rolling_back_.count(id) > 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("rollout ", id,
+                       " is rolling back its hosts (on_failure: rollback) "
+                       "and cannot be cancelled now"));
+    }
+    ServiceSlot& slot = slots_[it->second.service()];
+    auto waiting = std::find(slot.waiting.begin(), slot.waiting.end(), id);
+    if (waiting != slot.waiting.end()) {
+      slot.waiting.erase(waiting);  // queued behind another: never ran
+      finish_now = true;
+    } else if (it->second.state() == hoist::v1::ROLLOUT_STATE_PAUSED &&
+               std::find(ready_.begin(), ready_.end(), id) == ready_.end()) {
+      finish_now = true;  // no executor holds it
+    } else {
+      cancel_requested_.insert(id);  // its executor ends it
+      PublishLocked(it->second, -1, "cancel requested", nullptr, true);
+    }
+    copy = it->second;
+  }
+  LogInfo("rollout cancel requested", {{"rollout_id", id}});
+  if (!finish_now) return copy;
+  Finish(id, hoist::v1::ROLLOUT_STATE_CANCELLED, "cancelled by an operator");
+  return GetRollout(id);
+}
+
+std::optional<std::string> RolloutManager::ActiveRolloutOf(
+    const std::string& service) {
+  absl::MutexLock lock(&mu_);
+  auto it = slots_.find(service);
+  if (it == slots_.end()) return std::nullopt;
+  if (!it->second.current.empty()) return it->second.current;
+  if (!it->second.waiting.empty()) return it->second.waiting.back();
+  return std::nullopt;
+}
+
+bool RolloutManager::CancelRequested(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  return cancel_requested_.count(id) > 0;
+}
+
+bool RolloutManager::FinishIfCancelled(const std::string& id) {
+  if (!CancelRequested(id)) return false;
+  Finish(id, hoist::v1::ROLLOUT_STATE_CANCELLED, "cancelled by an operator");
+  return true;
+}
+
+void RolloutManager::LearnDigest(const std::string& id,
+                                 const std::string& digest) {
+  bool learned = false;
+  Update(
+      id,
+      [&](Rollout* r) {
+        if (!r->digest().empty()) return;
+        r->set_digest(digest);
+        learned = true;
+      },
+      -1, absl::StrCat("tag ", "resolved to ", digest));
+  if (!learned || options_.desired == nullptr) return;
+  absl::Status s = options_.desired->DigestLearned(Snapshot(id));
+  if (!s.ok()) {
+    LogError("desired digest not updated",
+             {{"rollout_id", id}, {"error", s.ToString()}});
+  }
+}
+
+void RolloutManager::NotifyState(const Rollout& rollout) {
+  if (options_.on_state_change) options_.on_state_change(rollout);
 }
 
 absl::StatusOr<Rollout> RolloutManager::GetRollout(const std::string& id) {
@@ -621,9 +739,18 @@ void RolloutManager::Finish(const std::string& id, RolloutState state,
     it->second.set_error(error);
     *it->second.mutable_finished() = ToProto(now);
     copy = it->second;
+    cancel_requested_.erase(id);
+    rolling_back_.erase(id);
   }
   const bool saved = Save(copy);
   CountRollout(copy);
+  if (options_.desired != nullptr) {
+    absl::Status s = options_.desired->RolloutEnded(copy);
+    if (!s.ok()) {
+      LogError("desired digest not restored",
+               {{"rollout_id", id}, {"error", s.ToString()}});
+    }
+  }
   std::vector<Rollout> superseded;
   {
     absl::MutexLock lock(&mu_);
@@ -653,9 +780,11 @@ void RolloutManager::Finish(const std::string& id, RolloutState state,
       ready_.push_back(newest);
     }
   }
+  NotifyState(copy);
   for (const Rollout& r : superseded) {
     const bool superseded_saved = Save(r);
     CountRollout(r);
+    NotifyState(r);
     absl::MutexLock lock(&mu_);
     PublishLocked(r, -1, absl::StrCat("superseded by ", r.superseded_by()),
                   nullptr, true);
@@ -816,11 +945,27 @@ void RolloutManager::RunRollout(const std::string& id) {
            absl::StrCat("service ", r.service(), " is no longer configured"));
     return;
   }
-  const RolloutPolicy policy = service->rollout;
+  if (FinishIfCancelled(id)) return;
+  RolloutPolicy policy = service->rollout;
+  if (IsConvergeRollout(r)) {
+    // Converge rollouts: the service's batches and health rules, but never
+    // a canary, a pause or a rollback (docs/design.md, "Desired state and
+    // convergence").
+    policy.canary = 0;
+    policy.on_failure = OnFailure::kContinue;
+  }
   const bool resumed = r.state() != hoist::v1::ROLLOUT_STATE_PENDING;
+  if (options_.desired != nullptr) {
+    absl::Status s = options_.desired->RolloutRunning(r, clock_->Now());
+    if (!s.ok()) {
+      LogError("desired digest not recorded",
+               {{"rollout_id", id}, {"error", s.ToString()}});
+    }
+  }
   Update(
       id, [](Rollout* x) { x->set_state(hoist::v1::ROLLOUT_STATE_RUNNING); },
       -1, resumed ? "rollout running (resumed)" : "rollout running");
+  NotifyState(Snapshot(id));
   LogInfo("rollout running", {{"rollout_id", id}, {"service", r.service()}});
 
   // A recovered rollout may already have failed hosts (crash mid-rollback):
@@ -845,12 +990,14 @@ bool RolloutManager::RunWaves(const std::string& id,
   for (const std::vector<int>& wave : waves) {
     const std::vector<int> todo = NotDoneIn(Snapshot(id), wave);
     if (todo.empty()) continue;
+    if (FinishIfCancelled(id)) return false;
     if (!first_wave && policy.pause_seconds > 0 &&
         !PauseBetweenWaves(id, policy.pause_seconds)) {
       return false;  // stopping
     }
     first_wave = false;
     if (!RunHosts(id, todo, HostOp::kDeploy, "")) return false;  // stopping
+    if (FinishIfCancelled(id)) return false;
     const std::vector<int> failed = FailedIn(Snapshot(id), todo);
     if (!failed.empty() && !HandleWaveFailure(id, policy, failed)) {
       return false;
@@ -894,6 +1041,7 @@ bool RolloutManager::HandleWaveFailure(const std::string& id,
                                       "; paused until resumed"));
           },
           -1, "rollout paused");
+      NotifyState(Snapshot(id));
       LogWarning("rollout paused", {{"rollout_id", id}, {"reason", reason}});
       return false;
     case OnFailure::kContinue:
@@ -904,6 +1052,10 @@ bool RolloutManager::HandleWaveFailure(const std::string& id,
 
 void RolloutManager::RollBack(const std::string& id,
                               const std::string& reason) {
+  {
+    absl::MutexLock lock(&mu_);
+    rolling_back_.insert(id);
+  }
   const Rollout now = Snapshot(id);
   std::vector<int> upgraded;
   for (int i = 0; i < now.hosts_size(); ++i) {
@@ -919,6 +1071,7 @@ void RolloutManager::RollBack(const std::string& id,
 }
 
 void RolloutManager::FinishWaves(const std::string& id) {
+  if (FinishIfCancelled(id)) return;
   const Rollout end = Snapshot(id);
   const std::string failed = FailedHostsSummary(end);
   if (failed.empty()) {
@@ -1066,6 +1219,8 @@ hoist::v1::DeployRequest RolloutManager::HostRun::DeployRequestFor(
   req.set_image(rollout_.image());
   req.set_digest(rollout_.digest());
   req.set_tag(rollout_.tag());
+  // A STOPPED container of the desired digest is started, not recreated.
+  req.set_start_existing(IsConvergeRollout(rollout_));
   if (service_ != nullptr) {
     *req.mutable_container() = service_->container;
     *req.mutable_health() = service_->health;
@@ -1109,11 +1264,16 @@ void RolloutManager::HostRun::OnEvent(HostCall& call,
     return;
   }
   batch_.DropPull(call.host());
+  if (!event.digest().empty() && rollout_.digest().empty()) {
+    m_->LearnDigest(id_, event.digest());
+  }
   const DeployPhase phase = event.phase();
   m_->UpdateHost(
       id_, call.host(),
       [&](HostResult* h) {
         if (effect.set_phase) h->set_phase(phase);
+        if (event.exit_code() != 0) h->set_exit_code(event.exit_code());
+        if (!event.log_tail().empty()) h->set_log_tail(event.log_tail());
       },
       absl::StrCat(call.agent(), ": ", event.message()),
       effect.publish_pull ? &event.pull() : nullptr,
@@ -1185,8 +1345,18 @@ absl::Time RolloutManager::HostRun::NextRetry() const {
 
 void RolloutManager::HostRun::StartDueRetries() {
   const absl::Time now = m_->clock_->Now();
+  // A cancelled rollout starts no host again (docs/design.md, Cancel).
+  const bool cancelled = m_->CancelRequested(id_);
   for (auto& [i, call] : calls_) {
-    if (call.awaiting_retry() && call.retry_at() <= now) StartCall(call);
+    if (!call.awaiting_retry()) continue;
+    if (cancelled) {
+      --awaiting_retry_;
+      const HostCall::Outcome gave_up =
+          call.Abandon("rollout cancelled while this host was unreachable");
+      HostDone(call, gave_up.phase, gave_up.error);
+      continue;
+    }
+    if (call.retry_at() <= now) StartCall(call);
   }
 }
 

@@ -65,6 +65,7 @@
 #include "receiver/call_inbox.h"
 #include "receiver/config.h"
 #include "receiver/deploy_intent.h"
+#include "receiver/desired_state.h"
 #include "receiver/host_call.h"
 #include "receiver/journal.h"
 #include "receiver/rollout_controller.h"
@@ -102,6 +103,13 @@ struct RolloutManagerOptions {
   // hoist_rollouts_active, hoist_host_deploys_total{agent,phase},
   // hoist_webhook_duplicates_total, hoist_webhook_duplicate_batches_total.
   MetricsRegistry* metrics = nullptr;
+  // Optional, not owned: each service's desired digest, which rollouts move
+  // as they start and end (desired_state.h). Without it nothing is tracked.
+  DesiredStates* desired = nullptr;
+  // Optional: called with the whole rollout each time its state changes
+  // (RUNNING, PAUSED, a final state), after the change is journaled, on the
+  // thread that made it and outside the manager's locks. Must not block.
+  std::function<void(const hoist::v1::Rollout&)> on_state_change;
 };
 
 class RolloutManager : public RolloutSubmitter, public RolloutController {
@@ -141,6 +149,16 @@ class RolloutManager : public RolloutSubmitter, public RolloutController {
       const std::string& service, int limit) override;
   absl::StatusOr<std::shared_ptr<RolloutSubscription>> Watch(
       const std::string& id, std::function<void()> notify) override;
+  absl::StatusOr<hoist::v1::Rollout> Cancel(const std::string& id) override;
+
+  // Journals and queues a rollout of `intent` (never deduplicated); the
+  // convergence engine's seam. NOT_FOUND for an unknown service.
+  absl::StatusOr<hoist::v1::Rollout> StartRollout(const DeployIntent& intent) {
+    return CreateRollout(intent, nullptr);
+  }
+  // The id of the service's PENDING, RUNNING or PAUSED rollout (the one
+  // holding the service, else the newest waiting); nullopt when none.
+  std::optional<std::string> ActiveRolloutOf(const std::string& service);
 
   // Waits (real time) until no rollout is queued or executing. For tests.
   bool WaitIdle(absl::Duration timeout);
@@ -243,6 +261,15 @@ class RolloutManager : public RolloutSubmitter, public RolloutController {
   void CountRollout(const hoist::v1::Rollout& rollout);
   void CountHost(const std::string& agent, hoist::v1::DeployPhase phase);
   bool Stopping();
+  // An operator asked to cancel rollout `id` while it was queued or RUNNING.
+  bool CancelRequested(const std::string& id);
+  // Ends the rollout CANCELLED when a Cancel is pending; true when it did.
+  bool FinishIfCancelled(const std::string& id);
+  // A deploy by tag learned its digest from a host's event: the rollout
+  // (and the desired digest) take it, later hosts are sent image@digest.
+  void LearnDigest(const std::string& id, const std::string& digest);
+  // on_state_change, when set.
+  void NotifyState(const hoist::v1::Rollout& rollout);
 
   RolloutManagerOptions options_;
   Journal* const journal_;
@@ -269,6 +296,10 @@ class RolloutManager : public RolloutSubmitter, public RolloutController {
   std::deque<std::pair<std::string, absl::Time>> duplicate_counts_
       ABSL_GUARDED_BY(mu_);
   std::set<std::shared_ptr<CallInbox>> inboxes_ ABSL_GUARDED_BY(mu_);
+  // Rollouts an operator cancelled whose executor has still to end them.
+  std::set<std::string> cancel_requested_ ABSL_GUARDED_BY(mu_);
+  // Rollouts running their on_failure rollback (Cancel refuses them).
+  std::set<std::string> rolling_back_ ABSL_GUARDED_BY(mu_);
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
@@ -278,7 +309,7 @@ class RolloutManager : public RolloutSubmitter, public RolloutController {
   Counter* duplicate_batches_total_ = nullptr;  // in metrics_
 };
 
-// True for SUCCEEDED, FAILED, ROLLED_BACK and SUPERSEDED.
+// True for SUCCEEDED, FAILED, ROLLED_BACK, SUPERSEDED and CANCELLED.
 bool IsFinalRolloutState(hoist::v1::RolloutState state);
 
 }  // namespace hoist::receiver

@@ -84,8 +84,12 @@ class Bench {
   bool StartAgents();
   bool StartReceiver();
   bool AwaitAgentsReachable();
-  // The receiver's figures once every agent is connected.
+  // The receiver's figures once every agent's watch stream is open.
   void IdleFacts();
+  // Its CPU over --idle-s seconds of idle.
+  void IdleCpuFacts();
+  // Latency of ListAgents (answered from the streams' state).
+  void ListAgentsFacts();
   // Both rollouts (install, upgrade) of every service; false when one did
   // not succeed on every host.
   bool RunPlan();
@@ -210,7 +214,9 @@ bool Bench::StartReceiver() {
                        Mb(idle.rss_kb), idle.threads, idle.fds,
                        idle.cpu_seconds));
   if (!AwaitAgentsReachable()) return false;
-  Fact(&facts_, "receiver: spawn -> ListAgents reports all reachable",
+  Fact(&facts_,
+       "receiver: spawn -> ListAgents reports all reachable (every watch "
+       "stream open)",
        absl::FormatDuration(absl::Now() - spawned));
   return true;
 }
@@ -264,25 +270,69 @@ bool Bench::AwaitAgentsReachable() {
 }
 
 void Bench::IdleFacts() {
-  // Let ListAgents' helper threads exit, then the idle figures.
-  absl::SleepFor(absl::Seconds(1));
+  // ListAgents reports an agent reachable only once its WatchContainers
+  // stream is open and its snapshot arrived: from here on every stream is
+  // open, and idle (the simulator reports no change).
   const ProcStat idle = ReadProc(receiver_->pid());
-  Fact(&facts_, "receiver idle, all agents connected",
+  Fact(&facts_,
+       absl::StrFormat("receiver idle, all %d watch streams open",
+                       flags_.agents),
        absl::StrFormat("RSS %.1f MB, %d threads, %d fds", Mb(idle.rss_kb),
                        idle.threads, idle.fds));
   Fact(&facts_, "receiver threads by name", ThreadNames(receiver_->pid()));
-  if (flags_.idle_s <= 0) return;
-  // What the receiver costs while nothing happens (keepalives, timers,
-  // pollers): a long rollout accumulates it over its whole duration.
+  if (flags_.idle_s > 0) IdleCpuFacts();
+  ListAgentsFacts();
+}
+
+void Bench::IdleCpuFacts() {
+  // What the receiver costs while nothing happens (keepalive pings every
+  // 10 s per agent, timers, pollers): a fleet pays it all the time.
+  sampler_->Reset();
   const ProcStat a = ReadProc(receiver_->pid());
   const absl::Time t = absl::Now();
   absl::SleepFor(absl::Seconds(flags_.idle_s));
   const ProcStat b = ReadProc(receiver_->pid());
   const double s = Seconds(absl::Now() - t);
-  Fact(&facts_, "receiver idle CPU, all agents connected",
-       absl::StrFormat("%.3f CPU-s in %.1f s (%.2f ms per second)",
-                       b.cpu_seconds - a.cpu_seconds, s,
-                       1000 * (b.cpu_seconds - a.cpu_seconds) / s));
+  const double cpu = b.cpu_seconds - a.cpu_seconds;
+  Fact(&facts_,
+       absl::StrFormat("receiver idle CPU, all %d watch streams open",
+                       flags_.agents),
+       absl::StrFormat("%.2f%% of a CPU (%.3f CPU-s in %.1f s); RSS %.1f MB "
+                       "after, %d threads at most",
+                       100 * cpu / s, cpu, s, Mb(b.rss_kb),
+                       std::max(sampler_->max_threads(), b.threads)));
+}
+
+void Bench::ListAgentsFacts() {
+  // Answered from the streams' state, with no call to any agent.
+  constexpr int kCalls = 20;
+  std::vector<absl::Duration> took;
+  size_t bytes = 0;
+  int reachable = 0;
+  for (int i = 0; i < kCalls; ++i) {
+    grpc::ClientContext c;
+    c.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    hoist::v1::ListAgentsResponse resp;
+    const absl::Time t = absl::Now();
+    grpc::Status s =
+        Control()->ListAgents(&c, hoist::v1::ListAgentsRequest(), &resp);
+    if (!s.ok()) {
+      Fact(&facts_, "ListAgents latency", "FAILED: " + s.error_message());
+      return;
+    }
+    took.push_back(absl::Now() - t);
+    bytes = resp.ByteSizeLong();
+    reachable = 0;
+    for (const auto& agent : resp.agents()) reachable += agent.reachable();
+  }
+  std::sort(took.begin(), took.end());
+  Fact(&facts_,
+       absl::StrFormat("ListAgents latency, %d calls in a row", kCalls),
+       absl::StrFormat("min %s, median %s, max %s (%d agents reachable, %zu "
+                       "bytes per answer)",
+                       absl::FormatDuration(took.front()),
+                       absl::FormatDuration(took[took.size() / 2]),
+                       absl::FormatDuration(took.back()), reachable, bytes));
 }
 
 std::optional<Row> Bench::RunRollout(const std::string& service,
@@ -463,7 +513,9 @@ constexpr char kUsage[] =
     "                   [--receiver-bin PATH]   (default: the hoist-receiver "
     "built with this bench)\n"
     "                   [--idle-s S]            (measure the receiver's idle "
-    "CPU for S s before the rollouts)\n"
+    "CPU for S s before the rollouts;\n"
+    "                                            default 10, 0: not "
+    "measured)\n"
     "One real hoist-receiver and N agents (in agent-host processes) over a "
     "Docker Engine API SIMULATOR.\n";
 

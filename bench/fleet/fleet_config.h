@@ -41,9 +41,10 @@ struct Flags {
   // so that two receiver builds can be compared with the same agents,
   // simulator and driver.
   std::string receiver_bin = HOIST_RECEIVER_BIN;
-  // Seconds to leave the receiver idle, every agent connected, before the
-  // first rollout; its CPU over that time is reported (0: not measured).
-  int idle_s = 0;
+  // Seconds to leave the receiver idle, every agent's watch stream open,
+  // before the first rollout; its CPU over that time is reported (0: not
+  // measured).
+  int idle_s = 10;
   std::string command;
 };
 

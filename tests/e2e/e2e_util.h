@@ -50,6 +50,14 @@ struct FleetOptions {
   std::vector<bool> start_agents = {true, true};
   int keep_images = 3;
   int64_t dedupe_window_seconds = 600;
+  // Which harness hosts the receiver's `agents:` lists (see Reconfigure).
+  std::vector<bool> configured = {true, true};
+  // The service's `converge:` and the global `converge_policy:`.
+  std::string converge = "auto";
+  int64_t converge_delay_seconds = 2;
+  int64_t converge_retry_initial_seconds = 2;
+  int64_t converge_retry_max_seconds = 8;
+  int64_t converge_max_attempts = 3;
 };
 
 // Two agents (h1, h2 of the harness) and one receiver with service "web".
@@ -131,6 +139,16 @@ class Fleet {
     control_address_ = *control;
     webhook_port_ = std::atoi(webhook->substr(webhook->rfind(':') + 1).c_str());
     stub_.reset();
+  }
+
+  // Rewrites receiver.yaml from `options` and SIGHUPs the receiver; waits
+  // for its "config reloaded" line.
+  void Reconfigure(FleetOptions options) {
+    options_ = std::move(options);
+    ASSERT_TRUE(WriteFileAtomically(config_path(), ReceiverConfig()).ok());
+    receiver_->Signal(SIGHUP);
+    ASSERT_TRUE(receiver_->AwaitLine("config reloaded", absl::Seconds(30)))
+        << receiver_->Log();
   }
 
   // Kills the receiver with SIGKILL and waits for it.
@@ -237,6 +255,7 @@ class Fleet {
             case hoist::v1::ROLLOUT_STATE_ROLLED_BACK:
             case hoist::v1::ROLLOUT_STATE_SUPERSEDED:
             case hoist::v1::ROLLOUT_STATE_PAUSED:
+            case hoist::v1::ROLLOUT_STATE_CANCELLED:
               return true;
             default:
               return false;
@@ -272,7 +291,9 @@ class Fleet {
   std::string ReceiverConfig() const {
     const auto& env = Harness();
     std::string agents;
-    for (const auto& host : env.hosts) {
+    for (size_t i = 0; i < env.hosts.size(); ++i) {
+      const auto& host = env.hosts[i];
+      if (!options_.configured.at(i)) continue;
       absl::StrAppend(&agents, "  - {name: ", host.name, ", address: \"",
                       host.address, ":", agent_port_, "\", tls_name: \"",
                       host.address, "\", labels: {role: web}}\n");
@@ -305,7 +326,12 @@ class Fleet {
         options_.health_timeout_seconds, "}\n",
         "    rollout: {canary: 0, batch: \"", options_.batch,
         "\", pause_seconds: ", options_.pause_seconds,
-        ", on_failure: ", options_.on_failure, "}\n");
+        ", on_failure: ", options_.on_failure, "}\n",
+        "    converge: ", options_.converge, "\n",
+        "converge_policy: {delay_seconds: ", options_.converge_delay_seconds,
+        ", retry_initial_seconds: ", options_.converge_retry_initial_seconds,
+        ", retry_max_seconds: ", options_.converge_retry_max_seconds,
+        ", max_attempts: ", options_.converge_max_attempts, "}\n");
   }
 
   FleetOptions options_;

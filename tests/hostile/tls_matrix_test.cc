@@ -32,6 +32,7 @@
 #include "nodeagent/agent_service.h"
 #include "receiver/agent_client_grpc.h"
 #include "receiver/control_service.h"
+#include "receiver/fleet_watcher.h"
 #include "receiver/rollout_manager.h"
 #include "tests/harness/harness.h"
 #include "tests/nodeagent/fake_agent_handler.h"
@@ -277,8 +278,12 @@ class ControlMatrixTest : public ::testing::TestWithParam<ControlRow> {
     o.pool = &pool_;
     manager_ = std::make_unique<receiver::RolloutManager>(o, config_);
     manager_->Start();
+    receiver::FleetWatcherOptions fleet;
+    fleet.pool = &pool_;
+    fleet_ = std::make_unique<receiver::FleetWatcher>(fleet);
+    fleet_->Update(config_->agents, receiver::ContainerNamesByAgent(*config_));
     service_ = std::make_unique<receiver::ControlService>(
-        manager_.get(), &pool_, config_, absl::Seconds(1));
+        manager_.get(), fleet_.get(), config_);
     auto server = receiver::ControlServer::Start(
         "127.0.0.1:0", Material("receiver"), service_.get());
     ASSERT_TRUE(server.ok()) << server.status();
@@ -286,6 +291,7 @@ class ControlMatrixTest : public ::testing::TestWithParam<ControlRow> {
   }
   void TearDown() override {
     server_.reset();
+    fleet_->Stop();
     manager_->Stop();
   }
 
@@ -293,6 +299,7 @@ class ControlMatrixTest : public ::testing::TestWithParam<ControlRow> {
   receiver::testing::FakeAgentClientPool pool_;
   std::shared_ptr<receiver::ReceiverConfig> config_;
   std::unique_ptr<receiver::RolloutManager> manager_;
+  std::unique_ptr<receiver::FleetWatcher> fleet_;
   std::unique_ptr<receiver::ControlService> service_;
   std::unique_ptr<receiver::ControlServer> server_;
 };

@@ -8,10 +8,12 @@
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "receiver/fleet_watcher.h"
 #include "receiver/rollout_manager.h"
 #include "src/proto/grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "tests/harness/harness.h"
 #include "tests/receiver/fake_agent_pool.h"
+#include "tests/receiver/fleet_changes.h"
 #include "tests/receiver/rollout_test_util.h"
 
 namespace hoist::receiver {
@@ -20,6 +22,7 @@ namespace {
 using ::hoist::receiver::testing::Behavior;
 using ::hoist::receiver::testing::Digest;
 using ::hoist::receiver::testing::FakeAgentClientPool;
+using ::hoist::receiver::testing::FleetChanges;
 using ::hoist::receiver::testing::MakeConfig;
 using ::hoist::receiver::testing::TempJournal;
 using ::hoist::testing::Harness;
@@ -51,8 +54,13 @@ class ControlServiceTest : public ::testing::Test {
     o.pool = &pool_;
     manager_ = std::make_unique<RolloutManager>(o, config_);
     manager_->Start();
-    service_ = std::make_unique<ControlService>(manager_.get(), &pool_, config_,
-                                                absl::Seconds(1));
+    FleetWatcherOptions fleet;
+    fleet.pool = &pool_;
+    fleet_ = std::make_unique<FleetWatcher>(fleet);
+    fleet_changes_ = std::make_unique<FleetChanges>(fleet_.get());
+    fleet_->Update(config_->agents, ContainerNamesByAgent(*config_));
+    service_ =
+        std::make_unique<ControlService>(manager_.get(), fleet_.get(), config_);
     auto server = ControlServer::Start("127.0.0.1:0", Material("receiver"),
                                        service_.get());
     ASSERT_TRUE(server.ok()) << server.status();
@@ -60,6 +68,7 @@ class ControlServiceTest : public ::testing::Test {
   }
   void TearDown() override {
     server_.reset();
+    fleet_->Stop();
     manager_->Stop();
   }
 
@@ -78,6 +87,8 @@ class ControlServiceTest : public ::testing::Test {
   FakeAgentClientPool pool_;
   std::shared_ptr<ReceiverConfig> config_;
   std::unique_ptr<RolloutManager> manager_;
+  std::unique_ptr<FleetChanges> fleet_changes_;  // outlives fleet_
+  std::unique_ptr<FleetWatcher> fleet_;
   std::unique_ptr<ControlService> service_;
   std::unique_ptr<ControlServer> server_;
 };
@@ -262,8 +273,23 @@ TEST_F(ControlServiceTest, WatchOfUnknownRolloutIsNotFound) {
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
-TEST_F(ControlServiceTest, ListAgentsReportsReachability) {
-  pool_.SetDown("web-2");
+// ListAgents answers from the agents' WatchContainers streams (FleetWatcher)
+// and asks no agent: web-1's stream delivered its snapshot (then one
+// GetStatus gave its versions); web-2's stream fails.
+TEST_F(ControlServiceTest,
+       ListAgentsReportsTheStreamsStateWithoutAskingAgents) {
+  ASSERT_TRUE(pool_.WaitWatchOpens("web-1", 1));
+  ASSERT_TRUE(pool_.WaitWatchOpens("web-2", 1));
+  EXPECT_THAT(pool_.WatchNames("web-1"), ::testing::ElementsAre("app"));
+  pool_.SetWatchFailure("web-2", absl::UnavailableError("web-2 is down"));
+  pool_.EndWatches("web-2", absl::UnavailableError("web-2 is down"));
+  hoist::v1::ContainersEvent snapshot;
+  snapshot.set_snapshot(true);
+  snapshot.set_docker_reachable(true);
+  pool_.SendWatchEvent("web-1", snapshot);
+  ASSERT_TRUE(fleet_changes_->WaitFor(
+      "web-1", [](const AgentState& s) { return !s.version.empty(); }));
+  const int64_t status_calls = pool_.status_calls();
   auto viewer = Stub("viewer");
   grpc::ClientContext c;
   SetDeadline(&c);
@@ -278,9 +304,12 @@ TEST_F(ControlServiceTest, ListAgentsReportsReachability) {
   EXPECT_EQ(resp.agents(0).docker_version(), "20.10-fake");
   EXPECT_TRUE(resp.agents(0).has_last_seen());
   EXPECT_EQ(resp.agents(0).labels().at("role"), "web");
+  EXPECT_THAT(resp.agents(0).last_error(), ::testing::IsEmpty());
   EXPECT_FALSE(resp.agents(1).reachable());
   EXPECT_THAT(resp.agents(1).last_error(), HasSubstr("web-2 is down"));
-  EXPECT_EQ(pool_.status_calls(), 2);
+  EXPECT_FALSE(resp.agents(1).has_last_seen());
+  EXPECT_THAT(resp.agents(1).version(), ::testing::IsEmpty());
+  EXPECT_EQ(pool_.status_calls(), status_calls);  // no call per ListAgents
 }
 
 TEST_F(ControlServiceTest, ResumeOfARolloutThatIsNotPausedIsRefused) {

@@ -11,6 +11,7 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,15 +31,22 @@ class FailingJournal : public JournalWrapper {
     kSaveRollout,
     kSaveHostProgress,
     kAppendHostEvent,
+    kSaveDesired,
+    kSaveRolloutAndDesired,
+    kDeleteDesired,
+    kSavePreviousDesired,
+    kSaveAttempts,
   };
-  // For AcceptDelivery and SaveRollout: which rollouts' writes fail.
+  // For AcceptDelivery, SaveRollout and SaveRolloutAndDesired: which
+  // rollouts' writes fail.
   using RolloutPredicate = std::function<bool(const hoist::v1::Rollout&)>;
 
   // `real` is not owned and must outlive this.
   explicit FailingJournal(Journal* real) : JournalWrapper(real) {}
 
   // `write` fails from now on until Heal(write): every call, or for
-  // AcceptDelivery and SaveRollout only those whose rollout `when` holds for.
+  // AcceptDelivery, SaveRollout and SaveRolloutAndDesired only those whose
+  // rollout `when` holds for.
   void Fail(Write write, RolloutPredicate when = nullptr) {
     absl::MutexLock lock(&mu_);
     failing_[write] =
@@ -101,6 +109,39 @@ class FailingJournal : public JournalWrapper {
       return Injected("cannot append the host event");
     }
     return JournalWrapper::AppendHostEvent(id, agent, event);
+  }
+  absl::Status SaveDesired(const DesiredState& desired) override {
+    if (Failing(Write::kSaveDesired, nullptr)) {
+      return Injected("cannot save the desired state");
+    }
+    return JournalWrapper::SaveDesired(desired);
+  }
+  absl::Status SaveRolloutAndDesired(const hoist::v1::Rollout& rollout,
+                                     const DesiredState& desired) override {
+    if (Failing(Write::kSaveRolloutAndDesired, &rollout)) {
+      return Injected("cannot save the rollout and the desired state");
+    }
+    return JournalWrapper::SaveRolloutAndDesired(rollout, desired);
+  }
+  absl::Status DeleteDesired(const std::string& service) override {
+    if (Failing(Write::kDeleteDesired, nullptr)) {
+      return Injected("cannot delete the desired state");
+    }
+    return JournalWrapper::DeleteDesired(service);
+  }
+  absl::Status SavePreviousDesired(
+      const std::string& rollout_id,
+      const std::optional<DesiredState>& previous) override {
+    if (Failing(Write::kSavePreviousDesired, nullptr)) {
+      return Injected("cannot save the previous desired state");
+    }
+    return JournalWrapper::SavePreviousDesired(rollout_id, previous);
+  }
+  absl::Status SaveAttempts(const ConvergeAttempts& attempts) override {
+    if (Failing(Write::kSaveAttempts, nullptr)) {
+      return Injected("cannot save converge attempts");
+    }
+    return JournalWrapper::SaveAttempts(attempts);
   }
 
  private:

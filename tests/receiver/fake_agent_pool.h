@@ -5,9 +5,15 @@
 // given behavior. Every call is recorded. Callbacks are invoked on the
 // calling thread (kSucceed, kFail, kUnavailable) or on the test's thread
 // (Release), like gRPC's they must not block. Thread-safe.
+//
+// WatchContainers streams stay open, silent, until the test sends events
+// (SendWatchEvent), ends them (EndWatches) or the caller cancels them (then
+// `on_done` runs CANCELLED on the cancelling thread); SetWatchFailure makes
+// new streams end at once, inline. Callbacks of one stream never overlap.
 #ifndef HOIST_TESTS_RECEIVER_FAKE_AGENT_POOL_H_
 #define HOIST_TESTS_RECEIVER_FAKE_AGENT_POOL_H_
 
+#include <atomic>
 #include <deque>
 #include <map>
 #include <memory>
@@ -35,6 +41,7 @@ struct RecordedCall {
   std::string deploy_id;
   std::string digest;
   std::string container_name;
+  bool start_existing = false;
 };
 
 class FakeAgentClientPool : public AgentClientPool {
@@ -44,14 +51,75 @@ class FakeAgentClientPool : public AgentClientPool {
     absl::MutexLock lock(&mu_);
     for (Behavior b : behaviors) scripts_[agent].push_back(b);
   }
+  // Rollback calls stay open until Release() (by default they succeed).
+  void BlockRollbacks() {
+    absl::MutexLock lock(&mu_);
+    block_rollbacks_ = true;
+  }
   void SetDefault(Behavior b) {
     absl::MutexLock lock(&mu_);
     default_ = b;
   }
 
+  // The same client for a name until ReplaceClient(name).
   absl::StatusOr<std::shared_ptr<AgentClient>> Get(
       const std::string& name) override {
-    return std::shared_ptr<AgentClient>(std::make_shared<Client>(this, name));
+    absl::MutexLock lock(&mu_);
+    std::shared_ptr<AgentClient>& client = clients_[name];
+    if (client == nullptr) client = std::make_shared<Client>(this, name);
+    return client;
+  }
+  // As AgentClientPoolGrpc::Update does for a new address or certificate.
+  void ReplaceClient(const std::string& name) {
+    absl::MutexLock lock(&mu_);
+    clients_[name] = std::make_shared<Client>(this, name);
+  }
+
+  // WatchContainers calls made to `agent` so far.
+  int WatchOpens(const std::string& agent) {
+    absl::MutexLock lock(&mu_);
+    return WatchOpensLocked(agent);
+  }
+  // Waits (real time) until `agent` had at least `n` WatchContainers calls.
+  bool WaitWatchOpens(const std::string& agent, int n,
+                      absl::Duration timeout = absl::Seconds(10)) {
+    absl::MutexLock lock(&mu_);
+    auto cond = [this, &agent, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return WatchOpensLocked(agent) >= n;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&cond), timeout);
+  }
+  // Streams of `agent` open now.
+  int OpenWatches(const std::string& agent) {
+    absl::MutexLock lock(&mu_);
+    return static_cast<int>(OpenWatchesLocked(agent).size());
+  }
+  // WatchContainersRequest.names of `agent`'s latest call.
+  std::vector<std::string> WatchNames(const std::string& agent) {
+    absl::MutexLock lock(&mu_);
+    for (auto it = watches_.rbegin(); it != watches_.rend(); ++it) {
+      if ((*it)->agent == agent) return (*it)->names;
+    }
+    return {};
+  }
+  // Delivers `event` to every open stream of `agent`, on this thread.
+  void SendWatchEvent(const std::string& agent,
+                      const hoist::v1::ContainersEvent& event) {
+    for (const auto& watch : OpenWatches_(agent)) watch->Event(event);
+  }
+  // Ends every open stream of `agent` with `status`, on this thread.
+  void EndWatches(const std::string& agent, const absl::Status& status) {
+    for (const auto& watch : OpenWatches_(agent)) watch->End(status);
+  }
+  // New WatchContainers calls to `agent` end at once with `status` (OK:
+  // they stay open again).
+  void SetWatchFailure(const std::string& agent, const absl::Status& status) {
+    absl::MutexLock lock(&mu_);
+    if (status.ok()) {
+      watch_failures_.erase(agent);
+    } else {
+      watch_failures_[agent] = status;
+    }
   }
 
   std::vector<RecordedCall> calls() {
@@ -125,6 +193,85 @@ class FakeAgentClientPool : public AgentClientPool {
   }
 
  private:
+  // One WatchContainers stream. Its callbacks run under `call_mu`, so they
+  // never overlap, and not after End().
+  struct Watch {
+    std::string agent;
+    std::vector<std::string> names;
+    absl::Mutex call_mu;
+    bool done ABSL_GUARDED_BY(call_mu) = false;
+    ContainersEventCallback on_event ABSL_GUARDED_BY(call_mu);
+    DoneCallback on_done ABSL_GUARDED_BY(call_mu);
+    // Also read, racily-free, by the pool under its own lock.
+    std::atomic<bool> open{true};
+
+    void Event(const hoist::v1::ContainersEvent& event) {
+      absl::MutexLock lock(&call_mu);
+      if (!done && on_event) on_event(event);
+    }
+    void End(const absl::Status& status) {
+      absl::MutexLock lock(&call_mu);
+      if (done) return;
+      done = true;
+      open = false;
+      DoneCallback callback = std::move(on_done);
+      on_event = nullptr;
+      if (callback) callback(status);
+    }
+  };
+  class WatchHandle : public StreamHandle {
+   public:
+    explicit WatchHandle(std::shared_ptr<Watch> watch)
+        : watch_(std::move(watch)) {}
+    void Cancel() override {
+      watch_->End(absl::CancelledError("cancelled by the caller"));
+    }
+
+   private:
+    std::shared_ptr<Watch> watch_;
+  };
+
+  int WatchOpensLocked(const std::string& agent)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    int n = 0;
+    for (const auto& w : watches_) n += w->agent == agent;
+    return n;
+  }
+  std::vector<std::shared_ptr<Watch>> OpenWatchesLocked(
+      const std::string& agent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::vector<std::shared_ptr<Watch>> out;
+    for (const auto& w : watches_) {
+      if (w->agent == agent && w->open) out.push_back(w);
+    }
+    return out;
+  }
+  std::vector<std::shared_ptr<Watch>> OpenWatches_(const std::string& agent) {
+    absl::MutexLock lock(&mu_);
+    return OpenWatchesLocked(agent);
+  }
+
+  std::unique_ptr<StreamHandle> StartWatch(
+      const std::string& agent, const hoist::v1::WatchContainersRequest& r,
+      ContainersEventCallback on_event, DoneCallback on_done) {
+    auto watch = std::make_shared<Watch>();
+    watch->agent = agent;
+    watch->names.assign(r.names().begin(), r.names().end());
+    {
+      absl::MutexLock call_lock(&watch->call_mu);
+      watch->on_event = std::move(on_event);
+      watch->on_done = std::move(on_done);
+    }
+    absl::Status failure;
+    {
+      absl::MutexLock lock(&mu_);
+      watches_.push_back(watch);
+      if (auto it = watch_failures_.find(agent); it != watch_failures_.end())
+        failure = it->second;
+    }
+    if (!failure.ok()) watch->End(failure);
+    return std::make_unique<WatchHandle>(watch);
+  }
+
   struct Blocked_ {
     RecordedCall call;
     DeployEventCallback on_event;
@@ -138,13 +285,13 @@ class FakeAgentClientPool : public AgentClientPool {
     void Deploy(const hoist::v1::DeployRequest& r, absl::Duration,
                 DeployEventCallback on_event, DoneCallback on_done) override {
       pool_->Call(RecordedCall{name_, "deploy", r.deploy_id(), r.digest(),
-                               r.container().name()},
+                               r.container().name(), r.start_existing()},
                   std::move(on_event), std::move(on_done));
     }
     void Rollback(const hoist::v1::RollbackRequest& r, absl::Duration,
                   DeployEventCallback on_event, DoneCallback on_done) override {
       pool_->Call(RecordedCall{name_, "rollback", r.deploy_id(), "",
-                               r.container_name()},
+                               r.container_name(), false},
                   std::move(on_event), std::move(on_done));
     }
     void WatchDeploy(const std::string&, absl::Duration, DeployEventCallback,
@@ -156,6 +303,12 @@ class FakeAgentClientPool : public AgentClientPool {
     }
     void GetStatusAsync(absl::Duration, StatusCallback on_done) override {
       pool_->StatusAsync(name_, std::move(on_done));
+    }
+    std::unique_ptr<StreamHandle> WatchContainers(
+        const hoist::v1::WatchContainersRequest& request,
+        ContainersEventCallback on_event, DoneCallback on_done) override {
+      return pool_->StartWatch(name_, request, std::move(on_event),
+                               std::move(on_done));
     }
 
    private:
@@ -199,7 +352,7 @@ class FakeAgentClientPool : public AgentClientPool {
       calls_.push_back(call);
       how = default_;
       if (call.kind == "rollback") {
-        how = Behavior::kSucceed;
+        how = block_rollbacks_ ? Behavior::kBlock : Behavior::kSucceed;
       } else {
         auto& q = scripts_[call.agent];
         if (!q.empty()) {
@@ -257,6 +410,7 @@ class FakeAgentClientPool : public AgentClientPool {
   absl::Mutex mu_;
   std::map<std::string, std::deque<Behavior>> scripts_ ABSL_GUARDED_BY(mu_);
   Behavior default_ ABSL_GUARDED_BY(mu_) = Behavior::kSucceed;
+  bool block_rollbacks_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<RecordedCall> calls_ ABSL_GUARDED_BY(mu_);
   std::vector<Blocked_> blocked_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> down_ ABSL_GUARDED_BY(mu_);
@@ -264,6 +418,10 @@ class FakeAgentClientPool : public AgentClientPool {
   std::vector<std::pair<std::string, AgentClient::StatusCallback>> held_status_
       ABSL_GUARDED_BY(mu_);
   int64_t status_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, std::shared_ptr<AgentClient>> clients_
+      ABSL_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<Watch>> watches_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, absl::Status> watch_failures_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace hoist::receiver::testing

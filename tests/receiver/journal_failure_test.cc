@@ -437,11 +437,53 @@ TEST(MeteredJournalTest, ExportsEveryFailureSeriesFromTheStart) {
   const std::string text = metrics.Render();
   for (const char* write :
        {"accept_delivery", "count_duplicate", "save_rollout",
-        "save_host_progress", "append_host_event"}) {
+        "save_host_progress", "append_host_event", "save_desired",
+        "save_rollout_and_desired", "delete_desired", "save_previous_desired",
+        "save_attempts"}) {
     EXPECT_THAT(text, HasSubstr(absl::StrCat(
                           "hoist_journal_write_failures_total{write=\"", write,
                           "\"} 0")));
   }
+}
+
+TEST(MeteredJournalTest, CountsFailedDesiredStateWritesByWrite) {
+  TempJournal journal;
+  FailingJournal failing(journal.get());
+  MetricsRegistry metrics;
+  MeteredJournal metered(&failing, &metrics);
+  hoist::v1::Rollout r;
+  r.set_id("r-1");
+  r.set_service("app");
+  DesiredState desired;
+  desired.service = "app";
+  desired.rollout_id = "r-1";
+  ConvergeAttempts attempts;
+  attempts.service = "app";
+  attempts.agent = "web-1";
+  for (Write w : {Write::kSaveDesired, Write::kSaveRolloutAndDesired,
+                  Write::kDeleteDesired, Write::kSavePreviousDesired,
+                  Write::kSaveAttempts}) {
+    failing.Fail(w);
+  }
+  EXPECT_FALSE(metered.SaveDesired(desired).ok());
+  EXPECT_FALSE(metered.SaveRolloutAndDesired(r, desired).ok());
+  EXPECT_FALSE(metered.SaveRolloutAndDesired(r, desired).ok());
+  EXPECT_FALSE(metered.DeleteDesired("app").ok());
+  EXPECT_FALSE(metered.SavePreviousDesired("r-1", std::nullopt).ok());
+  EXPECT_FALSE(metered.SaveAttempts(attempts).ok());
+  EXPECT_EQ(FailureCount(metrics, "save_desired"), 1);
+  EXPECT_EQ(FailureCount(metrics, "save_rollout_and_desired"), 2);
+  EXPECT_EQ(FailureCount(metrics, "delete_desired"), 1);
+  EXPECT_EQ(FailureCount(metrics, "save_previous_desired"), 1);
+  EXPECT_EQ(FailureCount(metrics, "save_attempts"), 1);
+  EXPECT_EQ(FailureCount(metrics, "save_rollout"), 0);
+  // A previous desired state already recorded is the answer a resumed
+  // rollout expects, not a failed write.
+  failing.Heal(Write::kSavePreviousDesired);
+  ASSERT_TRUE(metered.SavePreviousDesired("r-1", std::nullopt).ok());
+  EXPECT_EQ(metered.SavePreviousDesired("r-1", desired).code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(FailureCount(metrics, "save_previous_desired"), 1);
 }
 
 // JournalWrapper forwards every method to the journal it wraps.
@@ -490,6 +532,48 @@ TEST(JournalWrapperTest, ForwardsEveryMethod) {
   ASSERT_TRUE(listed.ok());
   ASSERT_THAT(*listed, SizeIs(1));
   EXPECT_EQ(listed->front().state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+}
+
+TEST(JournalWrapperTest, ForwardsEveryDesiredStateMethod) {
+  TempJournal journal;
+  JournalWrapper wrapper(journal.get());
+  hoist::v1::Rollout r;
+  r.set_id("r-2");
+  r.set_service("app");
+  r.set_state(hoist::v1::ROLLOUT_STATE_RUNNING);
+  DesiredState desired;
+  desired.service = "app";
+  desired.digest = "sha256:1";
+  desired.rollout_id = "r-1";
+  ASSERT_TRUE(wrapper.SaveDesired(desired).ok());
+  ASSERT_TRUE(wrapper.SavePreviousDesired("r-2", desired).ok());
+  desired.digest = "sha256:2";
+  desired.rollout_id = "r-2";
+  ASSERT_TRUE(wrapper.SaveRolloutAndDesired(r, desired).ok());
+  auto previous = wrapper.GetPreviousDesired("r-2");
+  ASSERT_TRUE(previous.ok() && previous->has_value());
+  EXPECT_EQ((*previous)->digest, "sha256:1");
+  auto listed = wrapper.ListDesired();
+  ASSERT_TRUE(listed.ok());
+  ASSERT_THAT(*listed, SizeIs(1));
+  EXPECT_EQ(listed->front().digest, "sha256:2");
+  EXPECT_TRUE(journal.get()->GetRollout("r-2").ok());
+  ConvergeAttempts attempts;
+  attempts.service = "app";
+  attempts.agent = "web-1";
+  attempts.attempts = 3;
+  ASSERT_TRUE(wrapper.SaveAttempts(attempts).ok());
+  auto all = wrapper.ListAttempts();
+  ASSERT_TRUE(all.ok());
+  ASSERT_THAT(*all, SizeIs(1));
+  EXPECT_EQ(all->front().attempts, 3);
+  ASSERT_TRUE(wrapper.DeleteDesired("app").ok());
+  listed = wrapper.ListDesired();
+  ASSERT_TRUE(listed.ok());
+  EXPECT_THAT(*listed, IsEmpty());
+  all = wrapper.ListAttempts();
+  ASSERT_TRUE(all.ok());
+  EXPECT_THAT(*all, IsEmpty());
 }
 
 }  // namespace

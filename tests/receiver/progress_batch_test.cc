@@ -61,6 +61,29 @@ class RecordingJournal : public Journal {
       const std::string&, const std::string&) override {
     return Unused();
   }
+  absl::Status SaveDesired(const DesiredState&) override { return Unused(); }
+  absl::Status SaveRolloutAndDesired(const hoist::v1::Rollout&,
+                                     const DesiredState&) override {
+    return Unused();
+  }
+  absl::Status DeleteDesired(const std::string&) override { return Unused(); }
+  absl::StatusOr<std::vector<DesiredState>> ListDesired() override {
+    return Unused();
+  }
+  absl::Status SavePreviousDesired(
+      const std::string&, const std::optional<DesiredState>&) override {
+    return Unused();
+  }
+  absl::StatusOr<std::optional<DesiredState>> GetPreviousDesired(
+      const std::string&) override {
+    return Unused();
+  }
+  absl::Status SaveAttempts(const ConvergeAttempts&) override {
+    return Unused();
+  }
+  absl::StatusOr<std::vector<ConvergeAttempts>> ListAttempts() override {
+    return Unused();
+  }
 
  private:
   static absl::Status Unused() {

@@ -113,6 +113,11 @@ TEST(ReceiverConfigTest, FullConfigParsesEveryKey) {
   EXPECT_EQ(s.rollout.batch, "50%");
   EXPECT_EQ(s.rollout.pause_seconds, 5);
   EXPECT_EQ(s.rollout.on_failure, OnFailure::kPause);
+  EXPECT_EQ(s.converge, ConvergeMode::kReport);
+  EXPECT_EQ(config->converge_policy.delay_seconds, 10);
+  EXPECT_EQ(config->converge_policy.retry_initial_seconds, 15);
+  EXPECT_EQ(config->converge_policy.retry_max_seconds, 600);
+  EXPECT_EQ(config->converge_policy.max_attempts, 3);
 
   // The second service takes every default.
   const ServiceConfig& d = config->services[1];
@@ -126,6 +131,7 @@ TEST(ReceiverConfigTest, FullConfigParsesEveryKey) {
   EXPECT_EQ(d.health.timeout_seconds(), 30);
   EXPECT_EQ(d.rollout.batch, "1");
   EXPECT_EQ(d.rollout.on_failure, OnFailure::kRollback);
+  EXPECT_EQ(d.converge, ConvergeMode::kAuto);
 
   std::vector<std::string> web;
   for (const AgentEntry* a : ResolveTargets(*config, s)) web.push_back(a->name);
@@ -165,6 +171,42 @@ TEST(ReceiverConfigTest, MinimalConfigIsValid) {
   EXPECT_EQ(config->webhook.dedupe_window_seconds, 600);
   EXPECT_THAT(config->webhook.secrets, ElementsAre("s3cret"));
   EXPECT_EQ(config->tls.ca, dir.path() + "/ca.pem");
+  // Convergence: auto, and the policy of docs/design.md.
+  EXPECT_EQ(config->services.at(0).converge, ConvergeMode::kAuto);
+  EXPECT_EQ(config->converge_policy.delay_seconds, 5);
+  EXPECT_EQ(config->converge_policy.retry_initial_seconds, 30);
+  EXPECT_EQ(config->converge_policy.retry_max_seconds, 3600);
+  EXPECT_EQ(config->converge_policy.max_attempts, 5);
+}
+
+TEST(ReceiverConfigTest, ConvergeModeAndPolicyAreRead) {
+  TempDir dir;
+  // kService with every "hello" renamed, then its `converge:` line.
+  auto service = [](const std::string& name, const std::string& mode) {
+    std::string text = kService;
+    for (size_t at = text.find("hello"); at != std::string::npos;
+         at = text.find("hello", at + name.size())) {
+      text.replace(at, 5, name);
+    }
+    return text + "    converge: " + mode + "\n";
+  };
+  const std::string yaml =
+      std::string(kPrefix) + service("hello", "report") +
+      service("quiet", "off") +  // unquoted: the string, not YAML's false
+      service("eager", "auto") +
+      "converge_policy: {delay_seconds: 0, retry_initial_seconds: 60,\n"
+      "                  retry_max_seconds: 60, max_attempts: 1}\n";
+  absl::StatusOr<ReceiverConfig> config =
+      LoadReceiverConfig(dir.Write("c.yaml", yaml));
+  ASSERT_TRUE(config.ok()) << config.status() << "\n" << yaml;
+  ASSERT_EQ(config->services.size(), 3u);
+  EXPECT_EQ(config->services[0].converge, ConvergeMode::kReport);
+  EXPECT_EQ(config->services[1].converge, ConvergeMode::kOff);
+  EXPECT_EQ(config->services[2].converge, ConvergeMode::kAuto);
+  EXPECT_EQ(config->converge_policy.delay_seconds, 0);
+  EXPECT_EQ(config->converge_policy.retry_initial_seconds, 60);
+  EXPECT_EQ(config->converge_policy.retry_max_seconds, 60);
+  EXPECT_EQ(config->converge_policy.max_attempts, 1);
 }
 
 struct Mistake {
@@ -289,6 +331,42 @@ std::vector<Mistake> Mistakes() {
        kValid + "authz:\n  operators: [\"spiffe://hoist/operator\", "
                 "ops.example]\n",
        14, "authz.operators: \"ops.example\" is not a URI"},
+      {"bad converge mode", kValid + "    converge: sometimes\n", 13,
+       "service \"hello\": converge \"sometimes\" must be auto, report or "
+       "off"},
+      {"converge not a string", kValid + "    converge: [auto]\n", 13,
+       "service.converge must be a string"},
+      {"unknown key in converge_policy",
+       kValid + "converge_policy:\n  delay_seconds: 1\n  retries: 3\n", 15,
+       "unknown key \"retries\" in converge_policy"},
+      {"converge_policy not a mapping", kValid + "converge_policy: fast\n", 13,
+       "converge_policy must be a mapping"},
+      {"negative converge delay",
+       kValid + "converge_policy:\n  delay_seconds: -1\n", 14,
+       "converge_policy.delay_seconds must be between 0 and 86400, got -1"},
+      {"negative retry initial",
+       kValid + "converge_policy:\n  retry_initial_seconds: -5\n", 14,
+       "converge_policy.retry_initial_seconds must be between 0 and"},
+      {"negative retry max",
+       kValid + "converge_policy:\n  retry_max_seconds: -5\n", 14,
+       "converge_policy.retry_max_seconds must be between 0 and"},
+      {"retry initial over max",
+       kValid + "converge_policy:\n  retry_max_seconds: 100\n"
+                "  retry_initial_seconds: 200\n",
+       15,
+       "converge_policy.retry_initial_seconds (200) must be at most "
+       "converge_policy.retry_max_seconds (100)"},
+      {"retry max under the default initial",
+       kValid + "converge_policy:\n  delay_seconds: 1\n"
+                "  retry_max_seconds: 10\n",
+       15,
+       "converge_policy.retry_initial_seconds (30) must be at most "
+       "converge_policy.retry_max_seconds (10)"},
+      {"zero max attempts", kValid + "converge_policy:\n  max_attempts: 0\n",
+       14, "converge_policy.max_attempts must be between 1 and"},
+      {"converge delay not an integer",
+       kValid + "converge_policy: {delay_seconds: soon}\n", 13,
+       "converge_policy.delay_seconds must be an integer"},
       {"authz viewer not a URI",
        kValid + "authz:\n  viewers:\n    - hoist-viewer\n", 15,
        "authz.viewers: \"hoist-viewer\" is not a URI"},

@@ -708,5 +708,156 @@ TEST_F(RolloutManagerTest, PauseBetweenBatchesUsesTheClock) {
   EXPECT_EQ(pool_.calls().size(), 2u);
 }
 
+// ---------------------------------------------------------------------------
+// Cancel and converge rollouts (docs/design.md, "Desired state and
+// convergence").
+
+TEST_F(RolloutManagerTest, CancelLetsHostsInFlightFinishAndStartsNoOther) {
+  Make(MakeConfig(3, Policy(0, "1", OnFailure::kRollback)));
+  pool_.SetDefault(Behavior::kBlock);
+  manager_->Start();
+  const std::string id = SubmitOk(Intent(1));
+  ASSERT_TRUE(pool_.WaitBlocked(1));
+  absl::StatusOr<hoist::v1::Rollout> asked = manager_->Cancel(id);
+  ASSERT_TRUE(asked.ok()) << asked.status();
+  EXPECT_EQ(asked->state(),
+            hoist::v1::ROLLOUT_STATE_RUNNING);  // returns at once
+  pool_.Release("web-1", Behavior::kSucceed);
+  hoist::v1::Rollout r = AwaitState(id, hoist::v1::ROLLOUT_STATE_CANCELLED);
+  EXPECT_THAT(Agents(pool_.calls(), "deploy"), ElementsAre("web-1"));
+  EXPECT_EQ(r.hosts(0).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  EXPECT_EQ(r.hosts(1).phase(), hoist::v1::DEPLOY_PHASE_UNSPECIFIED);
+  EXPECT_TRUE(r.has_finished());
+  // Final: journaled, not resumed, not cancellable again; the service is free.
+  EXPECT_EQ(journal_.get()->GetRollout(id)->state(),
+            hoist::v1::ROLLOUT_STATE_CANCELLED);
+  EXPECT_EQ(manager_->Cancel(id).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(manager_->ActiveRolloutOf("app").has_value());
+  EXPECT_EQ(manager_->Cancel("r-nope").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(RolloutManagerTest, CancelOfAWaitingOrPausedRolloutEndsItAtOnce) {
+  Make(MakeConfig(2, Policy(0, "1", OnFailure::kPause)));
+  pool_.Script("web-1", {Behavior::kFail});
+  manager_->Start();
+  const std::string paused = SubmitOk(Intent(1));
+  AwaitState(paused, hoist::v1::ROLLOUT_STATE_PAUSED);
+  const std::string waiting = SubmitOk(Intent(2));
+  absl::StatusOr<hoist::v1::Rollout> w = manager_->Cancel(waiting);
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(w->state(), hoist::v1::ROLLOUT_STATE_CANCELLED);
+  absl::StatusOr<hoist::v1::Rollout> p = manager_->Cancel(paused);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->state(), hoist::v1::ROLLOUT_STATE_CANCELLED);
+  EXPECT_TRUE(manager_->WaitIdle(absl::Seconds(5)));
+  EXPECT_THAT(Agents(pool_.calls(), "deploy"), ElementsAre("web-1"));
+  EXPECT_FALSE(manager_->ActiveRolloutOf("app").has_value());
+}
+
+TEST_F(RolloutManagerTest, CancelIsRefusedDuringTheOnFailureRollback) {
+  Make(MakeConfig(2, Policy(0, "1", OnFailure::kRollback)));
+  pool_.Script("web-1", {Behavior::kSucceed});
+  pool_.Script("web-2", {Behavior::kFail});
+  pool_.BlockRollbacks();  // web-1's rollback stays open
+  manager_->Start();
+  const std::string id = SubmitOk(Intent(1));
+  ASSERT_TRUE(pool_.WaitBlocked(1));
+  EXPECT_THAT(Agents(pool_.calls(), "rollback"), ElementsAre("web-1"));
+  EXPECT_EQ(manager_->Cancel(id).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  pool_.Release("", Behavior::kSucceed);
+  AwaitState(id, hoist::v1::ROLLOUT_STATE_ROLLED_BACK);
+}
+
+TEST_F(RolloutManagerTest, CancelRestoresThePreviousDesiredDigestAndHolds) {
+  DesiredStates desired(journal_.get());
+  RolloutManagerOptions o = BaseOptions();
+  o.desired = &desired;
+  std::vector<hoist::v1::RolloutState> seen;
+  absl::Mutex seen_mu;
+  o.on_state_change = [&](const hoist::v1::Rollout& r) {
+    absl::MutexLock lock(&seen_mu);
+    seen.push_back(r.state());
+  };
+  config_ = MakeConfig(2, Policy(0, "1", OnFailure::kRollback));
+  manager_ = std::make_unique<RolloutManager>(o, config_);
+  manager_->Start();
+  const std::string v1 = SubmitOk(Intent(1));
+  AwaitState(v1, hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  EXPECT_EQ(desired.Get("app")->digest, Digest(1));
+  pool_.SetDefault(Behavior::kBlock);
+  const std::string v2 = SubmitOk(Intent(2));
+  ASSERT_TRUE(pool_.WaitBlocked(1));
+  EXPECT_EQ(desired.Get("app")->digest, Digest(2));  // set when RUNNING
+  ASSERT_TRUE(manager_->Cancel(v2).ok());
+  pool_.Release("", Behavior::kSucceed);
+  AwaitState(v2, hoist::v1::ROLLOUT_STATE_CANCELLED);
+  ASSERT_TRUE(manager_->WaitIdle(absl::Seconds(5)));
+  EXPECT_EQ(desired.Get("app")->digest, Digest(1));
+  EXPECT_TRUE(desired.Get("app")->on_hold);
+  absl::MutexLock lock(&seen_mu);
+  EXPECT_THAT(seen, ElementsAre(hoist::v1::ROLLOUT_STATE_RUNNING,
+                                hoist::v1::ROLLOUT_STATE_SUCCEEDED,
+                                hoist::v1::ROLLOUT_STATE_RUNNING,
+                                hoist::v1::ROLLOUT_STATE_CANCELLED));
+}
+
+TEST_F(RolloutManagerTest,
+       ConvergeRolloutDeploysOnlyItsHostsAndNeverRollsBack) {
+  DesiredStates desired(journal_.get());
+  RolloutManagerOptions o = BaseOptions();
+  o.desired = &desired;
+  config_ = MakeConfig(3, Policy(1, "1", OnFailure::kRollback));
+  manager_ = std::make_unique<RolloutManager>(o, config_);
+  manager_->Start();
+  const std::string v1 = SubmitOk(Intent(1));
+  AwaitState(v1, hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  pool_.Script("web-2", {Behavior::kFail});
+  DeployIntent converge;
+  converge.service = "app";
+  converge.digest = Digest(1);
+  converge.trigger = kConvergeTrigger;
+  converge.agents = {"web-2", "web-3"};
+  absl::StatusOr<hoist::v1::Rollout> c = manager_->StartRollout(converge);
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->hosts_size(), 2);
+  hoist::v1::Rollout end = AwaitState(c->id(), hoist::v1::ROLLOUT_STATE_FAILED);
+  std::vector<RecordedCall> calls;
+  for (const RecordedCall& call : pool_.calls()) {
+    if (call.deploy_id.rfind(c->id(), 0) == 0) calls.push_back(call);
+  }
+  ASSERT_EQ(calls.size(), 2u) << "rolled back, or deployed elsewhere";
+  for (const RecordedCall& call : calls) {
+    EXPECT_TRUE(call.start_existing) << call.agent;
+    EXPECT_EQ(call.kind, "deploy");
+  }
+  EXPECT_EQ(end.hosts(1).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  // A converge rollout never moves the desired digest.
+  EXPECT_EQ(desired.Get("app")->rollout_id, v1);
+}
+
+TEST_F(RolloutManagerTest, RollbackGoesToTheDigestBeforeTheDesiredOne) {
+  DesiredStates desired(journal_.get());
+  RolloutManagerOptions o = BaseOptions();
+  o.desired = &desired;
+  config_ = MakeConfig(2, Policy(0, "1", OnFailure::kContinue));
+  manager_ = std::make_unique<RolloutManager>(o, config_);
+  manager_->Start();
+  AwaitState(SubmitOk(Intent(1)), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  // FAILED under `continue` keeps its digest as the desired one, so Rollback
+  // goes back from it, although it never SUCCEEDED.
+  pool_.Script("web-1", {Behavior::kFail});
+  AwaitState(SubmitOk(Intent(2)), hoist::v1::ROLLOUT_STATE_FAILED);
+  ASSERT_EQ(desired.Get("app")->digest, Digest(2));
+  absl::StatusOr<hoist::v1::Rollout> back = manager_->RollbackService("app");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->digest(), Digest(1));
+  EXPECT_EQ(back->trigger(), "rollback");
+  AwaitState(back->id(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  EXPECT_EQ(desired.Get("app")->digest, Digest(1));
+}
+
 }  // namespace
 }  // namespace hoist::receiver

@@ -1,0 +1,546 @@
+#include "receiver/convergence.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/log.h"
+#include "common/proto_time.h"
+
+namespace hoist::receiver {
+
+using hoist::v1::Convergence;
+using hoist::v1::Rollout;
+
+namespace {
+
+// Evaluations run at most this often while changes keep coming.
+constexpr absl::Duration kMinEvaluationInterval = absl::Milliseconds(100);
+
+// Docker states that hold a container without running it.
+bool IsStoppedState(const std::string& state) {
+  return state != "running" && state != "restarting" && state != "paused";
+}
+
+std::string ModeName(ConvergeMode mode) {
+  switch (mode) {
+    case ConvergeMode::kAuto:
+      return "auto";
+    case ConvergeMode::kReport:
+      return "report";
+    case ConvergeMode::kOff:
+      return "off";
+  }
+  return "auto";
+}
+
+// The wait before converge attempt `attempts` + 1.
+absl::Duration Backoff(const ConvergePolicy& policy, int attempts) {
+  absl::Duration wait = absl::Seconds(policy.retry_initial_seconds);
+  const absl::Duration cap = absl::Seconds(policy.retry_max_seconds);
+  for (int i = 1; i < attempts && wait < cap; ++i) wait *= 2;
+  return std::min(wait, cap);
+}
+
+bool IsFinal(hoist::v1::RolloutState state) {
+  switch (state) {
+    case hoist::v1::ROLLOUT_STATE_SUCCEEDED:
+    case hoist::v1::ROLLOUT_STATE_FAILED:
+    case hoist::v1::ROLLOUT_STATE_ROLLED_BACK:
+    case hoist::v1::ROLLOUT_STATE_SUPERSEDED:
+    case hoist::v1::ROLLOUT_STATE_CANCELLED:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+HostObservation Observe(const AgentState* agent,
+                        const std::string& container_name,
+                        const std::optional<DesiredState>& desired) {
+  HostObservation seen;
+  if (agent == nullptr || !agent->Reachable()) {
+    seen.convergence = hoist::v1::CONVERGENCE_UNREACHABLE;
+    return seen;
+  }
+  auto it = agent->containers.find(container_name);
+  if (it == agent->containers.end()) {
+    seen.convergence = hoist::v1::CONVERGENCE_MISSING;
+    return seen;
+  }
+  const hoist::v1::ManagedContainer& c = it->second;
+  seen.running_digest = c.digest();
+  seen.container_state = c.state();
+  if (c.foreign()) {
+    seen.convergence = hoist::v1::CONVERGENCE_FOREIGN;
+  } else if (IsStoppedState(c.state())) {
+    seen.convergence = hoist::v1::CONVERGENCE_STOPPED;
+  } else if (!desired || desired->digest.empty()) {
+    seen.convergence =
+        hoist::v1::CONVERGENCE_UNSPECIFIED;  // nothing to compare
+  } else if (c.digest() == desired->digest) {
+    seen.convergence = hoist::v1::CONVERGENCE_IN_SYNC;
+  } else {
+    seen.convergence = hoist::v1::CONVERGENCE_OTHER_DIGEST;
+  }
+  return seen;
+}
+
+bool IsDrift(Convergence convergence) {
+  return convergence == hoist::v1::CONVERGENCE_MISSING ||
+         convergence == hoist::v1::CONVERGENCE_STOPPED ||
+         convergence == hoist::v1::CONVERGENCE_OTHER_DIGEST;
+}
+
+ConvergenceEngine::ConvergenceEngine(
+    ConvergenceOptions options, std::shared_ptr<const ReceiverConfig> config)
+    : options_(std::move(options)),
+      clock_(options_.clock != nullptr ? options_.clock : RealClock()),
+      config_(std::move(config)) {
+  if (options_.metrics == nullptr) {
+    own_metrics_ = std::make_unique<MetricsRegistry>();
+  }
+  metrics_ = options_.metrics ? options_.metrics : own_metrics_.get();
+}
+
+ConvergenceEngine::~ConvergenceEngine() { Stop(); }
+
+absl::Status ConvergenceEngine::Load() {
+  absl::StatusOr<std::vector<ConvergeAttempts>> stored =
+      options_.journal->ListAttempts();
+  if (!stored.ok()) return stored.status();
+  absl::MutexLock lock(&mu_);
+  for (ConvergeAttempts& a : *stored) {
+    HostTrack& track = hosts_[Key(a.service, a.agent)];
+    track.attempts = std::move(a);
+  }
+  // Attempts were counted against the desired digest they were loaded with.
+  for (const auto& [service, desired] : options_.desired->All()) {
+    attempts_digest_[service] = desired.digest;
+  }
+  return absl::OkStatus();
+}
+
+void ConvergenceEngine::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void ConvergenceEngine::Stop() {
+  {
+    absl::MutexLock lock(&wake_mu_);
+    stopping_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void ConvergenceEngine::UpdateConfig(
+    std::shared_ptr<const ReceiverConfig> config) {
+  {
+    absl::MutexLock lock(&mu_);
+    config_ = std::move(config);
+  }
+  absl::MutexLock lock(&wake_mu_);
+  dirty_ = true;
+}
+
+void ConvergenceEngine::AgentChanged(const std::string& /*agent*/) {
+  absl::MutexLock lock(&wake_mu_);
+  dirty_ = true;
+}
+
+void ConvergenceEngine::RolloutChanged(const Rollout& rollout) {
+  absl::MutexLock lock(&wake_mu_);
+  if (IsFinal(rollout.state())) ended_.push_back(rollout);
+  dirty_ = true;
+}
+
+void ConvergenceEngine::Loop() {
+  while (true) {
+    absl::Time next_due;
+    {
+      absl::MutexLock lock(&mu_);
+      next_due = NextDue(*config_);
+    }
+    {
+      absl::MutexLock lock(&wake_mu_);
+      auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(wake_mu_) {
+        return stopping_ || dirty_;
+      };
+      const absl::Duration wait =
+          std::max(absl::ZeroDuration(), next_due - clock_->Now());
+      clock_->AwaitWithTimeout(&wake_mu_, absl::Condition(&woken),
+                               std::min(wait, absl::Hours(1)));
+      if (stopping_) return;
+    }
+    EvaluateNow();
+    // Bounds the evaluations a stream of fleet changes causes.
+    absl::MutexLock lock(&wake_mu_);
+    auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(wake_mu_) {
+      return stopping_;
+    };
+    clock_->AwaitWithTimeout(&wake_mu_, absl::Condition(&stop),
+                             kMinEvaluationInterval);
+  }
+}
+
+void ConvergenceEngine::EvaluateNow() {
+  absl::MutexLock eval(&eval_mu_);
+  std::vector<Rollout> ended;
+  {
+    absl::MutexLock lock(&wake_mu_);
+    ended.swap(ended_);
+    dirty_ = false;
+  }
+  struct Launch {
+    std::string service;
+    DesiredState desired;
+    std::vector<std::string> agents;
+  };
+  std::vector<Launch> launches;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = clock_->Now();
+    for (const Rollout& r : ended) RolloutEnded(r, now);
+    const std::shared_ptr<const ReceiverConfig> config = config_;
+    for (const ServiceConfig& service : config->services) {
+      std::vector<std::string> due = Refresh(service, *config, false, now);
+      if (due.empty() || service.converge != ConvergeMode::kAuto) continue;
+      std::optional<DesiredState> desired = options_.desired->Get(service.name);
+      if (!desired || desired->digest.empty() || desired->on_hold) continue;
+      if (options_.active_rollout_of(service.name)) continue;
+      launches.push_back(Launch{service.name, *desired, std::move(due)});
+    }
+    Forget(*config);
+    PublishGauges(*config);
+  }
+  for (const Launch& l : launches) {
+    absl::StatusOr<Rollout> r = StartConverge(l.service, l.desired, l.agents);
+    if (!r.ok()) {
+      LogWarning("converge rollout not started",
+                 {{"service", l.service}, {"error", r.status().ToString()}});
+    }
+  }
+}
+
+std::vector<std::string> ConvergenceEngine::Refresh(
+    const ServiceConfig& service, const ReceiverConfig& config, bool force,
+    absl::Time now) {
+  const std::optional<DesiredState> desired =
+      options_.desired->Get(service.name);
+  ResetOnNewDigest(service, config, desired);
+  std::vector<std::string> due;
+  for (const AgentEntry* agent : ResolveTargets(config, service)) {
+    const std::optional<AgentState> state = options_.fleet->Agent(agent->name);
+    HostTrack& track = hosts_[Key(service.name, agent->name)];
+    const HostObservation seen =
+        Observe(state ? &*state : nullptr, service.container.name(), desired);
+    Track(service, agent->name, track, seen, state ? &*state : nullptr, now);
+    if (Due(track, config.converge_policy, force, now)) {
+      due.push_back(agent->name);
+    }
+  }
+  return due;
+}
+
+void ConvergenceEngine::ResetOnNewDigest(
+    const ServiceConfig& service, const ReceiverConfig& config,
+    const std::optional<DesiredState>& desired) {
+  const std::string digest = desired ? desired->digest : "";
+  std::string& counted = attempts_digest_[service.name];
+  if (counted == digest) return;
+  counted = digest;
+  // GAVE_UP and attempts hold until the desired digest changes.
+  for (const AgentEntry* agent : ResolveTargets(config, service)) {
+    HostTrack& track = hosts_[Key(service.name, agent->name)];
+    if (track.attempts.attempts == 0 && !track.attempts.gave_up) continue;
+    ResetAttempts(service.name, agent->name, track);
+  }
+}
+
+void ConvergenceEngine::ResetAttempts(const std::string& service,
+                                      const std::string& agent,
+                                      HostTrack& track) {
+  track.attempts = ConvergeAttempts{};
+  track.attempts.service = service;
+  track.attempts.agent = agent;
+  SaveAttempts(track.attempts);
+}
+
+void ConvergenceEngine::Track(const ServiceConfig& service,
+                              const std::string& agent_name, HostTrack& track,
+                              const HostObservation& seen,
+                              const AgentState* agent, absl::Time now) {
+  if (!track.expected_deploy.empty() && agent != nullptr) {
+    auto c = agent->containers.find(service.container.name());
+    const bool echoed = c != agent->containers.end() &&
+                        c->second.last_deploy_id() == track.expected_deploy;
+    if (echoed || now >= track.expected_until) track.expected_deploy.clear();
+  }
+  if (seen.convergence == hoist::v1::CONVERGENCE_IN_SYNC &&
+      (track.attempts.attempts > 0 || track.attempts.gave_up)) {
+    ResetAttempts(service.name, agent_name, track);
+  }
+  const bool drifted =
+      IsDrift(seen.convergence) && track.expected_deploy.empty();
+  if (!drifted) {
+    track.drift_since = absl::InfiniteFuture();
+  } else if (track.drift_since == absl::InfiniteFuture()) {
+    track.drift_since = now;
+    LogInfo("drift",
+            {{"service", service.name},
+             {"agent", agent_name},
+             {"convergence", hoist::v1::Convergence_Name(seen.convergence)},
+             {"mode", ModeName(service.converge)}});
+  }
+  Convergence shown = seen.convergence;
+  if (!track.converging.empty()) {
+    shown = hoist::v1::CONVERGENCE_CONVERGING;
+  } else if (track.attempts.gave_up && IsDrift(seen.convergence)) {
+    shown = hoist::v1::CONVERGENCE_GAVE_UP;
+  }
+  if (shown != track.shown) {
+    track.shown = shown;
+    track.since = now;
+  }
+  track.seen = seen;
+}
+
+bool ConvergenceEngine::Due(const HostTrack& track,
+                            const ConvergePolicy& policy, bool force,
+                            absl::Time now) const {
+  if (!IsDrift(track.seen.convergence) || !track.converging.empty()) {
+    return false;
+  }
+  if (force) return true;
+  if (track.attempts.gave_up || !track.expected_deploy.empty()) return false;
+  return now >= track.drift_since + absl::Seconds(policy.delay_seconds) &&
+         now >= track.attempts.next_attempt;
+}
+
+absl::Time ConvergenceEngine::NextDue(const ReceiverConfig& config) const {
+  absl::Time next = absl::InfiniteFuture();
+  const absl::Duration delay =
+      absl::Seconds(config.converge_policy.delay_seconds);
+  for (const auto& [key, track] : hosts_) {
+    if (!IsDrift(track.seen.convergence) || !track.converging.empty() ||
+        track.attempts.gave_up) {
+      continue;
+    }
+    if (!track.expected_deploy.empty()) {
+      next = std::min(next, track.expected_until);
+      continue;
+    }
+    next = std::min(
+        next, std::max(track.drift_since + delay, track.attempts.next_attempt));
+  }
+  return next;
+}
+
+absl::StatusOr<Rollout> ConvergenceEngine::StartConverge(
+    const std::string& service, const DesiredState& desired,
+    const std::vector<std::string>& agents) {
+  DeployIntent intent;
+  intent.service = service;
+  intent.digest = desired.digest;
+  intent.tag = desired.tag;
+  intent.trigger = kConvergeTrigger;
+  intent.agents = agents;
+  intent.summary = absl::StrCat("converge ", absl::StrJoin(agents, ", "),
+                                " to ", desired.digest);
+  absl::StatusOr<Rollout> r = options_.start_rollout(intent);
+  if (!r.ok()) return r;
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_->Now();
+  for (const std::string& agent : agents) {
+    HostTrack& track = hosts_[Key(service, agent)];
+    track.converging = r->id();
+    track.shown = hoist::v1::CONVERGENCE_CONVERGING;
+    track.since = now;
+  }
+  LogInfo("converge rollout started", {{"service", service},
+                                       {"rollout_id", r->id()},
+                                       {"agents", absl::StrJoin(agents, ",")},
+                                       {"digest", desired.digest}});
+  return r;
+}
+
+void ConvergenceEngine::RolloutEnded(const Rollout& rollout, absl::Time now) {
+  const bool converge = IsConvergeRollout(rollout);
+  if (converge) {
+    metrics_
+        ->GetCounter(
+            "hoist_converge_rollouts_total",
+            "Converge rollouts that ended, by service and state.",
+            {{"service", rollout.service()},
+             {"result", hoist::v1::RolloutState_Name(rollout.state())}})
+        ->Increment();
+  }
+  const ConvergePolicy& policy = config_->converge_policy;
+  for (const hoist::v1::HostResult& h : rollout.hosts()) {
+    auto it = hosts_.find(Key(rollout.service(), h.agent()));
+    if (it == hosts_.end()) continue;
+    HostTrack& track = it->second;
+    if (track.converging == rollout.id()) track.converging.clear();
+    if (h.phase() == hoist::v1::DEPLOY_PHASE_SUCCEEDED) {
+      track.expected_deploy = h.deploy_id();
+      track.expected_until = now + kDeployEchoWait;
+      continue;
+    }
+    if (!converge || h.phase() == hoist::v1::DEPLOY_PHASE_UNSPECIFIED) {
+      continue;  // a host the rollout never reached
+    }
+    ConvergeAttempts& a = track.attempts;
+    a.service = rollout.service();
+    a.agent = h.agent();
+    a.attempts += 1;
+    a.last_error = h.error();
+    a.next_attempt = now + Backoff(policy, a.attempts);
+    a.gave_up = a.attempts >= policy.max_attempts;
+    SaveAttempts(a);
+    LogWarning(a.gave_up ? "converge gave up" : "converge attempt failed",
+               {{"service", a.service},
+                {"agent", a.agent},
+                {"attempts", absl::StrCat(a.attempts)},
+                {"error", a.last_error}});
+  }
+}
+
+void ConvergenceEngine::SaveAttempts(const ConvergeAttempts& attempts) {
+  absl::Status s = options_.journal->SaveAttempts(attempts);
+  if (!s.ok()) {
+    LogError("converge attempts not journaled", {{"service", attempts.service},
+                                                 {"agent", attempts.agent},
+                                                 {"error", s.ToString()}});
+  }
+}
+
+void ConvergenceEngine::Forget(const ReceiverConfig& config) {
+  std::set<Key> targets;
+  for (const ServiceConfig& service : config.services) {
+    for (const AgentEntry* agent : ResolveTargets(config, service)) {
+      targets.emplace(service.name, agent->name);
+    }
+  }
+  for (auto it = hosts_.begin(); it != hosts_.end();) {
+    it = targets.count(it->first) > 0 ? std::next(it) : hosts_.erase(it);
+  }
+}
+
+hoist::v1::Service ConvergenceEngine::Describe(const ServiceConfig& service,
+                                               const ReceiverConfig& config) {
+  hoist::v1::Service out;
+  out.set_name(service.name);
+  out.set_image(service.image);
+  out.set_converge_mode(ModeName(service.converge));
+  if (std::optional<DesiredState> d = options_.desired->Get(service.name)) {
+    out.set_desired_digest(d->digest);
+    out.set_desired_tag(d->tag);
+    out.set_desired_rollout_id(d->rollout_id);
+    *out.mutable_desired_since() = ToProto(d->since);
+    out.set_on_hold(d->on_hold);
+  }
+  if (std::optional<std::string> id =
+          options_.active_rollout_of(service.name)) {
+    out.set_current_rollout_id(*id);
+  }
+  for (const AgentEntry* agent : ResolveTargets(config, service)) {
+    hoist::v1::ServiceHost* h = out.add_hosts();
+    h->set_agent(agent->name);
+    auto it = hosts_.find(Key(service.name, agent->name));
+    if (it == hosts_.end()) continue;  // not evaluated yet
+    const HostTrack& t = it->second;
+    h->set_convergence(t.shown);
+    h->set_running_digest(t.seen.running_digest);
+    h->set_container_state(t.seen.container_state);
+    if (t.since != absl::InfinitePast()) *h->mutable_since() = ToProto(t.since);
+    h->set_attempts(t.attempts.attempts);
+    if (t.attempts.attempts > 0 && !t.attempts.gave_up) {
+      *h->mutable_next_attempt() = ToProto(t.attempts.next_attempt);
+    }
+    h->set_last_error(t.attempts.last_error);
+  }
+  return out;
+}
+
+std::vector<hoist::v1::Service> ConvergenceEngine::ListServices() {
+  absl::MutexLock lock(&mu_);
+  std::vector<hoist::v1::Service> out;
+  out.reserve(config_->services.size());
+  for (const ServiceConfig& service : config_->services) {
+    out.push_back(Describe(service, *config_));
+  }
+  return out;
+}
+
+absl::StatusOr<hoist::v1::Service> ConvergenceEngine::GetService(
+    const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  const ServiceConfig* service = config_->FindService(name);
+  if (service == nullptr) {
+    return absl::NotFoundError(absl::StrCat("no service named ", name));
+  }
+  return Describe(*service, *config_);
+}
+
+absl::StatusOr<Rollout> ConvergenceEngine::Converge(const std::string& name) {
+  absl::MutexLock eval(&eval_mu_);
+  std::optional<DesiredState> desired = options_.desired->Get(name);
+  std::vector<std::string> due;
+  {
+    absl::MutexLock lock(&mu_);
+    const std::shared_ptr<const ReceiverConfig> config = config_;
+    const ServiceConfig* service = config->FindService(name);
+    if (service == nullptr) {
+      return absl::NotFoundError(absl::StrCat("no service named ", name));
+    }
+    if (std::optional<std::string> id = options_.active_rollout_of(name)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("rollout ", *id, " of service ", name,
+                       " is active; converge when it has ended"));
+    }
+    if (!desired || desired->digest.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "service ", name,
+          " has no desired digest yet; it converges after its first rollout"));
+    }
+    due = Refresh(*service, *config, /*force=*/true, clock_->Now());
+    if (due.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("nothing to converge: every reachable host of ", name,
+                       " runs ", desired->digest, " or is FOREIGN"));
+    }
+    for (const std::string& agent : due) {
+      ResetAttempts(name, agent, hosts_[Key(name, agent)]);
+    }
+  }
+  absl::Status held = options_.desired->ClearHold(name);
+  if (!held.ok()) return held;
+  desired->on_hold = false;
+  return StartConverge(name, *desired, due);
+}
+
+void ConvergenceEngine::PublishGauges(const ReceiverConfig& config) {
+  for (const ServiceConfig& service : config.services) {
+    std::map<Convergence, int> counts;
+    for (const AgentEntry* agent : ResolveTargets(config, service)) {
+      auto it = hosts_.find(Key(service.name, agent->name));
+      if (it != hosts_.end()) ++counts[it->second.shown];
+    }
+    for (int c = hoist::v1::Convergence_MIN; c <= hoist::v1::Convergence_MAX;
+         ++c) {
+      const auto convergence = static_cast<Convergence>(c);
+      metrics_
+          ->GetGauge(
+              "hoist_service_hosts",
+              "Target hosts of each service, by convergence state.",
+              {{"service", service.name},
+               {"convergence", hoist::v1::Convergence_Name(convergence)}})
+          ->Set(counts[convergence]);
+    }
+  }
+}
+
+}  // namespace hoist::receiver

@@ -1,0 +1,204 @@
+// ConvergenceEngine: compares each service's desired digest (DesiredStates)
+// with what its target hosts run (FleetView) and converges the difference
+// with ordinary rollouts (docs/design.md, "Desired state and convergence").
+//
+//  - Per (service, host) it keeps a Convergence value, when it last changed,
+//    and the host's converge attempts (journaled, so counters survive a
+//    restart).
+//  - `converge: auto` services: a host MISSING, STOPPED or OTHER_DIGEST for
+//    converge_policy.delay_seconds, reachable, not GAVE_UP and past its
+//    next_attempt is converged by a rollout with trigger "converge" over the
+//    drifted hosts only. Nothing starts while a rollout of the service is
+//    PENDING, RUNNING or PAUSED, while the service is on hold (Cancel), or
+//    before the service has a desired digest. FOREIGN and UNREACHABLE hosts
+//    are only reported.
+//  - A converge rollout's failed host counts an attempt; the next one waits
+//    retry_initial_seconds doubling up to retry_max_seconds; after
+//    max_attempts the host is GAVE_UP until the desired digest changes or an
+//    operator calls Converge. Attempts reset when the host is IN_SYNC.
+//  - After a rollout ends, a host it deployed is not treated as drifted
+//    until its agent's stream has reported that deploy (the stream may lag
+//    the rollout's own events), for at most kDeployEchoWait.
+//  - `report` and `off` compute the states and start nothing (`report` logs
+//    each new drift).
+//
+// Threads: one evaluation thread. The fleet's and the rollout manager's
+// callbacks only mark work and wake it; every public method is thread-safe.
+#ifndef HOIST_RECEIVER_CONVERGENCE_H_
+#define HOIST_RECEIVER_CONVERGENCE_H_
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "common/metrics.h"
+#include "hoist/v1/control.pb.h"
+#include "receiver/config.h"
+#include "receiver/deploy_intent.h"
+#include "receiver/desired_state.h"
+#include "receiver/fleet_view.h"
+#include "receiver/journal.h"
+#include "receiver/service_states.h"
+
+namespace hoist::receiver {
+
+// What a host runs under `container_name` compared with `desired` (nullopt:
+// the service has none yet), before convergence's own states (CONVERGING,
+// GAVE_UP) are applied. `agent` nullptr: not configured.
+struct HostObservation {
+  hoist::v1::Convergence convergence = hoist::v1::CONVERGENCE_UNSPECIFIED;
+  std::string running_digest;
+  std::string container_state;
+};
+HostObservation Observe(const AgentState* agent,
+                        const std::string& container_name,
+                        const std::optional<DesiredState>& desired);
+
+// True for the states convergence fixes: MISSING, STOPPED, OTHER_DIGEST.
+bool IsDrift(hoist::v1::Convergence convergence);
+
+struct ConvergenceOptions {
+  FleetView* fleet = nullptr;          // required, not owned
+  DesiredStates* desired = nullptr;    // required, not owned
+  Journal* journal = nullptr;          // required, not owned (attempts)
+  Clock* clock = nullptr;              // default RealClock()
+  MetricsRegistry* metrics = nullptr;  // optional, not owned
+  // The service's PENDING, RUNNING or PAUSED rollout, if any
+  // (RolloutManager::ActiveRolloutOf).
+  std::function<std::optional<std::string>(const std::string& service)>
+      active_rollout_of;
+  // Journals and queues a rollout (RolloutManager::StartRollout).
+  std::function<absl::StatusOr<hoist::v1::Rollout>(const DeployIntent&)>
+      start_rollout;
+};
+
+class ConvergenceEngine : public ServiceStates {
+ public:
+  // How long a host a rollout deployed waits for its stream to report that
+  // deploy before drift counts again.
+  static constexpr absl::Duration kDeployEchoWait = absl::Seconds(30);
+
+  ConvergenceEngine(ConvergenceOptions options,
+                    std::shared_ptr<const ReceiverConfig> config);
+  ~ConvergenceEngine() override;  // Stop()s
+
+  ConvergenceEngine(const ConvergenceEngine&) = delete;
+  ConvergenceEngine& operator=(const ConvergenceEngine&) = delete;
+
+  // Loads the journaled attempts. Call once, before Start().
+  absl::Status Load();
+  void Start();
+  void Stop();  // idempotent
+
+  // SIGHUP: services, targets, modes and converge_policy.
+  void UpdateConfig(std::shared_ptr<const ReceiverConfig> config);
+
+  // Feeds: the fleet watcher's AgentChangedCallback and the rollout
+  // manager's on_state_change. Never block.
+  void AgentChanged(const std::string& agent);
+  void RolloutChanged(const hoist::v1::Rollout& rollout);
+
+  // The Control API's views. GetService: NOT_FOUND for an unknown service.
+  std::vector<hoist::v1::Service> ListServices() override;
+  absl::StatusOr<hoist::v1::Service> GetService(
+      const std::string& name) override;
+  // An operator's Converge: clears hold and GAVE_UP, skips delay and
+  // backoff. NOT_FOUND, or FAILED_PRECONDITION while a rollout of the
+  // service is active, before its first rollout, or when nothing drifted.
+  absl::StatusOr<hoist::v1::Rollout> Converge(
+      const std::string& service) override;
+
+  // Evaluates every service once, now, on the caller's thread. For tests
+  // (with a FakeClock) and the evaluation thread.
+  void EvaluateNow();
+
+ private:
+  // What convergence tracks for one (service, host).
+  struct HostTrack {
+    HostObservation seen;
+    hoist::v1::Convergence shown = hoist::v1::CONVERGENCE_UNSPECIFIED;
+    absl::Time since = absl::InfinitePast();          // `shown` changed
+    absl::Time drift_since = absl::InfiniteFuture();  // drifted since
+    ConvergeAttempts attempts;
+    std::string converging;       // id of the converge rollout on it
+    std::string expected_deploy;  // last deploy a rollout made here
+    absl::Time expected_until = absl::InfinitePast();
+  };
+  using Key = std::pair<std::string, std::string>;  // (service, agent)
+
+  // Brings every host of `service` up to date and returns the drifted hosts
+  // due for a converge rollout (`force`: ignore delay, backoff, GAVE_UP).
+  std::vector<std::string> Refresh(const ServiceConfig& service,
+                                   const ReceiverConfig& config, bool force,
+                                   absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Attempts and GAVE_UP last until the service's desired digest changes.
+  void ResetOnNewDigest(const ServiceConfig& service,
+                        const ReceiverConfig& config,
+                        const std::optional<DesiredState>& desired)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ResetAttempts(const std::string& service, const std::string& agent,
+                     HostTrack& track) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Applies one observation of host `agent_name` (`agent` its state, nullptr
+  // when unknown) to its track: drift start, attempts reset, shown state.
+  void Track(const ServiceConfig& service, const std::string& agent_name,
+             HostTrack& track, const HostObservation& seen,
+             const AgentState* agent, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool Due(const HostTrack& track, const ConvergePolicy& policy, bool force,
+           absl::Time now) const;
+  // Starts a converge rollout of `agents` and marks them CONVERGING.
+  absl::StatusOr<hoist::v1::Rollout> StartConverge(
+      const std::string& service, const DesiredState& desired,
+      const std::vector<std::string>& agents) ABSL_LOCKS_EXCLUDED(mu_);
+  // A rollout ended: its hosts stop CONVERGING, hosts it deployed wait for
+  // their stream's echo, and a converge rollout's failed hosts count an
+  // attempt.
+  void RolloutEnded(const hoist::v1::Rollout& rollout, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SaveAttempts(const ConvergeAttempts& attempts);
+  // Drops the tracks of hosts no service targets any more.
+  void Forget(const ReceiverConfig& config) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  hoist::v1::Service Describe(const ServiceConfig& service,
+                              const ReceiverConfig& config)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PublishGauges(const ReceiverConfig& config)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // When the next drifted host falls due (InfiniteFuture: none).
+  absl::Time NextDue(const ReceiverConfig& config) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Loop();
+
+  ConvergenceOptions options_;
+  Clock* const clock_;
+  std::unique_ptr<MetricsRegistry> own_metrics_;
+  MetricsRegistry* metrics_;
+  absl::Mutex eval_mu_;  // one evaluation at a time
+  absl::Mutex mu_;
+  std::shared_ptr<const ReceiverConfig> config_ ABSL_GUARDED_BY(mu_);
+  std::map<Key, HostTrack> hosts_ ABSL_GUARDED_BY(mu_);
+  // Desired digest each service's attempts were counted against.
+  std::map<std::string, std::string> attempts_digest_ ABSL_GUARDED_BY(mu_);
+  // The feeds' side: callbacks only take wake_mu_, never mu_ (which an
+  // evaluation holds across journal writes).
+  absl::Mutex wake_mu_;
+  std::vector<hoist::v1::Rollout> ended_ ABSL_GUARDED_BY(wake_mu_);
+  bool dirty_ ABSL_GUARDED_BY(wake_mu_) = true;
+  bool stopping_ ABSL_GUARDED_BY(wake_mu_) = false;
+  std::thread thread_;
+};
+
+}  // namespace hoist::receiver
+
+#endif  // HOIST_RECEIVER_CONVERGENCE_H_
