@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace hoist::receiver {
@@ -99,6 +100,11 @@ HostCall::Outcome HostCall::RollbackResult(const std::string& rollback_reason) {
                            final_error_.empty()
                                ? hoist::v1::DeployPhase_Name(final_phase_)
                                : final_error_));
+}
+
+bool IsUnreachableResult(const hoist::v1::HostResult& host) {
+  return host.phase() == hoist::v1::DEPLOY_PHASE_FAILED &&
+         absl::StartsWith(host.error(), "unreachable for ");
 }
 
 HostCall::Outcome HostCall::Failure(const absl::Status& status,

@@ -28,6 +28,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "hoist/v1/agent.pb.h"
+#include "hoist/v1/control.pb.h"
 #include "receiver/retry_policy.h"
 
 namespace hoist::receiver {
@@ -36,6 +37,12 @@ enum class HostOp { kDeploy, kRollback };
 
 // SUCCEEDED, ROLLED_BACK and FAILED: the agent is done with the deploy.
 bool IsFinalPhase(hoist::v1::DeployPhase phase);
+
+// A host whose agent stayed unreachable for agent_call.retry_seconds: FAILED
+// with RetryPolicy::GiveUpMessage's "unreachable for Ns: …" (the journaled
+// marker). Such a host does not trigger on_failure; convergence catches it
+// up when it returns (docs/design.md, "Rollouts").
+bool IsUnreachableResult(const hoist::v1::HostResult& host);
 
 class HostCall {
  public:

@@ -271,6 +271,27 @@ TEST_F(RolloutManagerTest, UnreachableAgentIsRetriedThenFails) {
   EXPECT_THAT(r.error(), HasSubstr("web-1: unreachable"));
 }
 
+// An unreachable host does not trigger on_failure: the rollout carries on
+// (no rollback of the upgraded hosts) and ends FAILED naming it; convergence
+// catches the host up later.
+TEST_F(RolloutManagerTest, UnreachableHostNeitherRollsBackNorPauses) {
+  for (OnFailure policy : {OnFailure::kRollback, OnFailure::kPause}) {
+    auto config = MakeConfig(3, Policy(0, "1", policy));
+    config->agent_call.retry_seconds = 1;
+    Make(config);
+    pool_.Script("web-2", std::vector<Behavior>(1000, Behavior::kUnavailable));
+    manager_->Start();
+    const std::string id = SubmitOk(
+        Intent(1, absl::StrCat("key-", static_cast<int>(policy))));
+    hoist::v1::Rollout r = AwaitState(id, hoist::v1::ROLLOUT_STATE_FAILED);
+    EXPECT_EQ(r.hosts(0).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+    EXPECT_THAT(r.hosts(1).error(), HasSubstr("unreachable for 1s"));
+    EXPECT_EQ(r.hosts(2).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+    EXPECT_THAT(Agents(pool_.calls(), "rollback"), ElementsAre());
+    manager_.reset();
+  }
+}
+
 TEST_F(RolloutManagerTest,
        AgentBackWithinRetryWindowSucceedsWithTheSameDeployId) {
   Make(MakeConfig(1, Policy(0, "1", OnFailure::kRollback)));
