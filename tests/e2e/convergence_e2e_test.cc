@@ -59,8 +59,9 @@ Convergence HostState(Fleet& fleet, const std::string& agent) {
   return hoist::v1::CONVERGENCE_UNSPECIFIED;
 }
 
-// Samples host `agent`'s convergence every 20 ms until it is `last` (or the
-// timeout) and returns the distinct states seen, in order.
+// Samples host `agent`'s convergence every 20 ms until it is `last` after
+// having been something else (or the timeout), and returns the distinct
+// states seen, in order.
 std::vector<Convergence> StatesUntil(Fleet& fleet, const std::string& agent,
                                      Convergence last, absl::Duration timeout) {
   std::vector<Convergence> seen;
@@ -68,7 +69,7 @@ std::vector<Convergence> StatesUntil(Fleet& fleet, const std::string& agent,
       [&] {
         const Convergence now = HostState(fleet, agent);
         if (seen.empty() || seen.back() != now) seen.push_back(now);
-        return now == last;
+        return now == last && seen.size() > 1;
       },
       timeout);
   return seen;
@@ -114,8 +115,8 @@ TEST(ConvergenceE2eTest,
      RemovedContainerIsRecreatedThroughMissingAndConverging) {
   Fleet fleet(FleetOptions{});
   DeployV1(fleet);
-  Docker(1, absl::StrCat("rm -f ", Fleet::kContainer));
   const absl::Time removed = absl::Now();
+  Docker(1, absl::StrCat("rm -f ", Fleet::kContainer));
   const std::vector<Convergence> seen = StatesUntil(
       fleet, "h2", hoist::v1::CONVERGENCE_IN_SYNC, absl::Seconds(15));
   EXPECT_LT(absl::Now() - removed, absl::Seconds(15));

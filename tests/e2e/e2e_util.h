@@ -145,9 +145,20 @@ class Fleet {
   // for its "config reloaded" line.
   void Reconfigure(FleetOptions options) {
     options_ = std::move(options);
+    auto reloads = [this] {
+      const std::string log = receiver_->Log();
+      size_t n = 0;
+      for (size_t at = log.find("config reloaded"); at != std::string::npos;
+           at = log.find("config reloaded", at + 1)) {
+        ++n;
+      }
+      return n;
+    };
+    const size_t before = reloads();
     ASSERT_TRUE(WriteFileAtomically(config_path(), ReceiverConfig()).ok());
     receiver_->Signal(SIGHUP);
-    ASSERT_TRUE(receiver_->AwaitLine("config reloaded", absl::Seconds(30)))
+    ASSERT_TRUE(hoist::testing::WaitFor([&] { return reloads() > before; },
+                                        absl::Seconds(30)))
         << receiver_->Log();
   }
 
