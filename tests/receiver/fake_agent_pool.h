@@ -44,6 +44,10 @@ struct RecordedCall {
   bool start_existing = false;
 };
 
+// The digest every deploy by tag resolves to on a fake agent.
+inline constexpr char kTagDigest[] =
+    "sha256:7a9000000000000000000000000000000000000000000000000000000000007a";
+
 class FakeAgentClientPool : public AgentClientPool {
  public:
   // Scripts the next Deploy calls of `agent`, in order.
@@ -379,6 +383,11 @@ class FakeAgentClientPool : public AgentClientPool {
       e.set_phase(p);
       e.set_message(hoist::v1::DeployPhase_Name(p));
       e.set_error(error);
+      // From PULLED on, the verified digest: a deploy by tag resolves to
+      // kTagDigest.
+      if (p != hoist::v1::DEPLOY_PHASE_PULLING && call.kind == "deploy") {
+        e.set_digest(call.digest.empty() ? kTagDigest : call.digest);
+      }
       on_event(e);
     };
     switch (how) {

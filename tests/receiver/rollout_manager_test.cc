@@ -281,8 +281,8 @@ TEST_F(RolloutManagerTest, UnreachableHostNeitherRollsBackNorPauses) {
     Make(config);
     pool_.Script("web-2", std::vector<Behavior>(1000, Behavior::kUnavailable));
     manager_->Start();
-    const std::string id = SubmitOk(
-        Intent(1, absl::StrCat("key-", static_cast<int>(policy))));
+    const std::string id =
+        SubmitOk(Intent(1, absl::StrCat("key-", static_cast<int>(policy))));
     hoist::v1::Rollout r = AwaitState(id, hoist::v1::ROLLOUT_STATE_FAILED);
     EXPECT_EQ(r.hosts(0).phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
     EXPECT_THAT(r.hosts(1).error(), HasSubstr("unreachable for 1s"));
@@ -878,6 +878,32 @@ TEST_F(RolloutManagerTest, RollbackGoesToTheDigestBeforeTheDesiredOne) {
   EXPECT_EQ(back->trigger(), "rollback");
   AwaitState(back->id(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
   EXPECT_EQ(desired.Get("app")->digest, Digest(1));
+}
+
+// A deploy by tag takes its digest from the first host's PULLED event: the
+// rollout's and the desired digest become it, later hosts get image@digest.
+TEST_F(RolloutManagerTest, ADeployByTagResolvesItsDigestFromTheFirstHost) {
+  DesiredStates desired(journal_.get());
+  RolloutManagerOptions o = BaseOptions();
+  o.desired = &desired;
+  config_ = MakeConfig(3, Policy(1, "2", OnFailure::kRollback));
+  manager_ = std::make_unique<RolloutManager>(o, config_);
+  manager_->Start();
+  absl::StatusOr<hoist::v1::Rollout> r =
+      manager_->ManualDeploy("app", "", "v7");
+  ASSERT_TRUE(r.ok()) << r.status();
+  hoist::v1::Rollout end =
+      AwaitState(r->id(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  EXPECT_EQ(end.digest(), testing::kTagDigest);
+  EXPECT_EQ(end.tag(), "v7");
+  std::vector<RecordedCall> calls = pool_.calls();
+  ASSERT_EQ(calls.size(), 3u);
+  EXPECT_EQ(calls[0].digest, "");  // the canary pulls the tag
+  EXPECT_EQ(calls[1].digest, testing::kTagDigest);
+  EXPECT_EQ(calls[2].digest, testing::kTagDigest);
+  ASSERT_TRUE(desired.Get("app").has_value());
+  EXPECT_EQ(desired.Get("app")->digest, testing::kTagDigest);
+  EXPECT_EQ(journal_.get()->GetRollout(r->id())->digest(), testing::kTagDigest);
 }
 
 }  // namespace
