@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -41,6 +43,26 @@ std::shared_ptr<grpc::ServerCredentials> WatchedMutualTlsServerCredentials(
   return grpc::experimental::TlsServerCredentials(options);
 }
 
+int Milliseconds(absl::Duration d) {
+  return static_cast<int>(std::clamp<int64_t>(absl::ToInt64Milliseconds(d), 1,
+                                              std::numeric_limits<int>::max()));
+}
+
+// Keepalive both ways (see AgentServer::Options): accept the receiver's
+// pings on quiet streams, and ping it, without a cap on pings sent while no
+// data flows.
+void SetKeepalive(const AgentServer::Options& o, grpc::ServerBuilder* builder) {
+  builder->AddChannelArgument(
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+      Milliseconds(o.min_client_ping_interval));
+  builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
+                              Milliseconds(o.keepalive_time));
+  builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                              Milliseconds(o.keepalive_timeout));
+  builder->AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+}
+
 }  // namespace
 
 bool SplitHostPort(const std::string& address, std::string* host, int* port) {
@@ -77,8 +99,8 @@ absl::StatusOr<std::unique_ptr<AgentServer>> AgentServer::Start(
   }
   std::unique_ptr<AgentServer> server(new AgentServer(std::move(options)));
   const Options& o = server->options_;
-  server->service_ =
-      std::make_unique<AgentService>(o.handler, o.authorizer, o.metrics);
+  server->service_ = std::make_unique<AgentService>(o.handler, o.authorizer,
+                                                    o.metrics, o.containers);
 
   // Both are process-wide switches read by the ServerBuilder.
   grpc::EnableDefaultHealthCheckService(true);
@@ -89,6 +111,7 @@ absl::StatusOr<std::unique_ptr<AgentServer>> AgentServer::Start(
   grpc::ServerBuilder builder;
   // A second agent on the same port must fail, not share it.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  SetKeepalive(o, &builder);
   builder.AddListeningPort(
       o.listen,
       o.tls_files.cert.empty()

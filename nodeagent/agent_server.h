@@ -49,6 +49,18 @@ class AgentServer {
     std::function<bool()> docker_reachable;
     absl::Duration health_poll_interval = absl::Seconds(2);
     MetricsRegistry* metrics = nullptr;  // optional; not owned
+    // Serves WatchContainers; optional, not owned, outlives the server.
+    ContainerWatcher* containers = nullptr;
+    // Keepalive. Clients may ping this often, also on a quiet stream (the
+    // receiver pings every 10 s on its WatchContainers stream, which is
+    // quiet most of the time; gRPC's default closes a connection that pings
+    // more often than every 5 min without data).
+    absl::Duration min_client_ping_interval = absl::Seconds(5);
+    // The server pings each connection this often and drops it when no
+    // answer comes within keepalive_timeout, so that a receiver that went
+    // away frees its WatchContainers subscription.
+    absl::Duration keepalive_time = absl::Seconds(10);
+    absl::Duration keepalive_timeout = absl::Seconds(5);
   };
 
   // Binds, starts serving and starts the health poller. UNAVAILABLE when the

@@ -169,10 +169,119 @@ class LogStreamReactor final : public grpc::ServerWriteReactor<DeployEvent> {
   DeployEvent current_;
 };
 
-class ErrorStreamReactor final : public grpc::ServerWriteReactor<DeployEvent> {
+template <typename Event>
+class ErrorStreamReactor final : public grpc::ServerWriteReactor<Event> {
  public:
-  explicit ErrorStreamReactor(const grpc::Status& status) { Finish(status); }
+  explicit ErrorStreamReactor(const grpc::Status& status) {
+    this->Finish(status);
+  }
   void OnDone() override { delete this; }
+};
+
+// Streams one ContainerWatcher subscription: its snapshot, then each change,
+// one write in flight, until the client cancels (CANCELLED) or the watcher
+// stops (UNAVAILABLE). The subscription's wake only schedules the next write
+// (it runs on a watcher or deploy thread). As in LogStreamReactor, gRPC
+// operations start outside mu_, and OnDone hands the unsubscribe to
+// `cleanup`: it waits for a running wake, which may be on this very thread.
+class ContainersStreamReactor final
+    : public grpc::ServerWriteReactor<hoist::v1::ContainersEvent> {
+ public:
+  ContainersStreamReactor(ContainerWatcher* watcher,
+                          const std::vector<std::string>& names,
+                          std::function<void(std::function<void()>)> cleanup)
+      : cleanup_(std::move(cleanup)) {
+    auto subscription = watcher->Subscribe(names, [this] { NextWrite(); });
+    {
+      absl::MutexLock lock(&mu_);
+      subscription_ = std::move(subscription);
+    }
+    NextWrite();  // the snapshot, when the watcher has one
+  }
+
+  void OnWriteDone(bool ok) override {
+    bool finish = false;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok || cancelled_) finish = TakeFinishLocked();
+    }
+    if (finish) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED,
+                          "stream closed by the client"));
+      return;
+    }
+    NextWrite();
+  }
+
+  void OnCancel() override {
+    TsanServerOnCancelScope tsan_scope;
+    bool finish = false;
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+      if (!writing_) finish = TakeFinishLocked();
+    }
+    if (finish) Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+  }
+
+  void OnDone() override {
+    cleanup_([this] {
+      std::unique_ptr<ContainerWatcher::Subscription> subscription;
+      {
+        absl::MutexLock lock(&mu_);
+        subscription = std::move(subscription_);
+      }
+      subscription.reset();  // unsubscribes; waits out a running wake
+      delete this;
+    });
+  }
+
+ private:
+  // Starts the next write if none is in flight, or finishes once the
+  // watcher ended the subscription. Never blocks.
+  void NextWrite() {
+    enum { kNothing, kWrite, kFinish } action = kNothing;
+    {
+      absl::MutexLock lock(&mu_);
+      if (subscription_ == nullptr || writing_ || finish_started_ ||
+          cancelled_) {
+        return;
+      }
+      switch (subscription_->Take(&current_)) {
+        case ContainerWatcher::Next::kEvent:
+          writing_ = true;
+          action = kWrite;
+          break;
+        case ContainerWatcher::Next::kEnded:
+          if (TakeFinishLocked()) action = kFinish;
+          break;
+        case ContainerWatcher::Next::kEmpty:
+          break;
+      }
+    }
+    // current_ is stable while writing_ is set.
+    if (action == kWrite) StartWrite(&current_);
+    if (action == kFinish) {
+      Finish(
+          grpc::Status(grpc::StatusCode::UNAVAILABLE, "the agent is stopping"));
+    }
+  }
+
+  bool TakeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finish_started_) return false;
+    finish_started_ = true;
+    return true;
+  }
+
+  const std::function<void(std::function<void()>)> cleanup_;
+  absl::Mutex mu_;
+  std::unique_ptr<ContainerWatcher::Subscription> subscription_
+      ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_started_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  hoist::v1::ContainersEvent current_;
 };
 
 // Turns one deploy's events into metrics as they are appended: pull time and
@@ -318,9 +427,11 @@ std::shared_ptr<const RoleAuthorizer> MakeAgentAuthorizer(
 
 AgentService::AgentService(AgentHandler* handler,
                            std::shared_ptr<const RoleAuthorizer> authorizer,
-                           MetricsRegistry* metrics)
+                           MetricsRegistry* metrics,
+                           ContainerWatcher* containers)
     : handler_(handler),
       metrics_(metrics),
+      containers_(containers),
       worker_(std::make_unique<Worker>(4)),
       cleanup_(std::make_unique<Worker>(1)),
       authorizer_(std::move(authorizer)) {}
@@ -381,7 +492,8 @@ void AgentService::TrackOutcome(const std::shared_ptr<DeployLog>& log) {
 grpc::ServerWriteReactor<DeployEvent>* AgentService::Stream(
     const char* method, absl::StatusOr<std::shared_ptr<DeployLog>> log) {
   CountCall(method, log.status());
-  if (!log.ok()) return new ErrorStreamReactor(ToGrpcStatus(log.status()));
+  if (!log.ok())
+    return new ErrorStreamReactor<DeployEvent>(ToGrpcStatus(log.status()));
   auto* reactor = new LogStreamReactor(CleanupRunner());
   reactor->Attach(*std::move(log));
   return reactor;
@@ -487,6 +599,23 @@ grpc::ServerUnaryReactor* AgentService::ListContainers(
     reactor->Finish(ToGrpcStatus(status));
   });
   return reactor;
+}
+
+// Answered on the gRPC thread: Subscribe only reads the watcher's memory.
+grpc::ServerWriteReactor<hoist::v1::ContainersEvent>*
+AgentService::WatchContainers(
+    grpc::CallbackServerContext* context,
+    const hoist::v1::WatchContainersRequest* request) {
+  using Reactor = ErrorStreamReactor<hoist::v1::ContainersEvent>;
+  absl::Status status = Authorize(context, ViewerRoles());
+  if (status.ok() && containers_ == nullptr) {
+    status = absl::UnimplementedError("this agent does not watch containers");
+  }
+  CountCall("WatchContainers", status);
+  if (!status.ok()) return new Reactor(ToGrpcStatus(status));
+  const std::vector<std::string> names(request->names().begin(),
+                                       request->names().end());
+  return new ContainersStreamReactor(containers_, names, CleanupRunner());
 }
 
 }  // namespace hoist::nodeagent

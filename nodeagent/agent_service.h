@@ -5,10 +5,15 @@
 // AgentHandler and back, and streams DeployLogs. Deploy, Rollback and
 // WatchDeploy replay the log from its first event, then follow it, and finish
 // OK after the terminal event. A client that cancels its stream never cancels
-// the deploy: the handler's worker owns it.
+// the deploy: the handler's worker owns it. WatchContainers streams a
+// ContainerWatcher subscription (a snapshot, then one event per change)
+// until the client cancels or the watcher stops (UNAVAILABLE then); without
+// a watcher it is UNIMPLEMENTED.
 //
-// Roles: "deployers" may call everything; "viewers" GetStatus, ListContainers
-// and WatchDeploy. Anyone else gets PERMISSION_DENIED naming their identity.
+// Roles: "deployers" may call everything; "viewers" GetStatus,
+// ListContainers, WatchDeploy and WatchContainers (docs/design.md,
+// "Identities and roles"). Anyone else gets PERMISSION_DENIED naming their
+// identity.
 //
 // Thread-safety: every method may be called concurrently by gRPC. The
 // authorizer can be swapped at any time (SIGHUP reload); a call uses the one
@@ -29,6 +34,7 @@
 #include "common/tls.h"
 #include "hoist/v1/agent.grpc.pb.h"
 #include "nodeagent/agent_handler.h"
+#include "nodeagent/container_watcher.h"
 
 namespace hoist::nodeagent {
 
@@ -48,9 +54,12 @@ class AgentService final : public hoist::v1::NodeAgent::CallbackService {
   // of the deploys started through it, their outcomes and times
   // (hoist_agent_deploys_total{phase}, hoist_agent_deploy_duration_seconds,
   // hoist_agent_pull_duration_seconds, hoist_agent_pulled_bytes_total).
+  // `containers` (not owned, may be null) serves WatchContainers and must
+  // outlive the service.
   AgentService(AgentHandler* handler,
                std::shared_ptr<const RoleAuthorizer> authorizer,
-               MetricsRegistry* metrics = nullptr);
+               MetricsRegistry* metrics = nullptr,
+               ContainerWatcher* containers = nullptr);
   ~AgentService() override;
 
   AgentService(const AgentService&) = delete;
@@ -76,6 +85,9 @@ class AgentService final : public hoist::v1::NodeAgent::CallbackService {
       grpc::CallbackServerContext* context,
       const hoist::v1::ListContainersRequest* request,
       hoist::v1::ListContainersResponse* response) override;
+  grpc::ServerWriteReactor<hoist::v1::ContainersEvent>* WatchContainers(
+      grpc::CallbackServerContext* context,
+      const hoist::v1::WatchContainersRequest* request) override;
 
  private:
   class Worker;
@@ -99,6 +111,7 @@ class AgentService final : public hoist::v1::NodeAgent::CallbackService {
 
   AgentHandler* const handler_;
   MetricsRegistry* const metrics_;
+  ContainerWatcher* const containers_;
   // Runs unary handler calls, and the start of Deploy and Rollback, off the
   // gRPC callback threads (they may talk to Docker, which can be slow when
   // it is in trouble).

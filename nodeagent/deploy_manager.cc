@@ -50,16 +50,31 @@ absl::StatusOr<std::unique_ptr<DeployManager>> DeployManager::Create(
   }
   HOIST_ASSIGN_OR_RETURN(std::unique_ptr<StateStore> store,
                          StateStore::Open(options.state_dir + "/state.json"));
-  return std::unique_ptr<DeployManager>(
-      new DeployManager(std::move(options), std::move(store)));
+  HOIST_ASSIGN_OR_RETURN(
+      std::unique_ptr<DeployHistory> history,
+      DeployHistory::Open(options.state_dir + "/deploys", options.max_logs));
+  return std::unique_ptr<DeployManager>(new DeployManager(
+      std::move(options), std::move(store), std::move(history)));
 }
 
-DeployManager::DeployManager(Options options, std::unique_ptr<StateStore> store)
+// The deploys finished before a restart become finished logs again, oldest
+// first, so that Deploy and Watch answer them as before.
+DeployManager::DeployManager(Options options, std::unique_ptr<StateStore> store,
+                             std::unique_ptr<DeployHistory> history)
     : options_(std::move(options)),
       store_(std::move(store)),
+      history_(std::move(history)),
       started_(options_.clock->Now()),
       registries_(options_.registries),
-      policy_(options_.policy) {}
+      policy_(options_.policy) {
+  absl::MutexLock lock(&mu_);
+  for (DeployHistory::Record& record : history_->TakeLoaded()) {
+    auto log =
+        std::make_shared<DeployLog>(record.deploy_id, record.container_name);
+    for (DeployEvent& event : record.events) log->Append(std::move(event));
+    Remember(log);
+  }
+}
 
 DeployManager::~DeployManager() {
   std::list<std::unique_ptr<Worker>> workers;
@@ -90,18 +105,28 @@ bool DeployManager::DockerReachable() { return options_.docker->Ping().ok(); }
 absl::StatusOr<std::shared_ptr<DeployLog>> DeployManager::Deploy(
     const DeployRequest& request) {
   HOIST_RETURN_IF_ERROR(ValidateRequest(request));
+  // A deploy id seen before is answered from its log, whatever the policy
+  // says now: it never runs twice.
+  if (std::shared_ptr<DeployLog> log = Find(request.deploy_id())) return log;
   HOIST_RETURN_IF_ERROR(EnforcePolicy(request));
   return Start(request);
+}
+
+std::shared_ptr<DeployLog> DeployManager::Find(const std::string& deploy_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = logs_.find(deploy_id);
+  return it == logs_.end() ? nullptr : it->second;
+}
+
+ContainerState DeployManager::StoredState(const std::string& name) const {
+  return store_->Get(name);
 }
 
 absl::StatusOr<std::shared_ptr<DeployLog>> DeployManager::Rollback(
     const hoist::v1::RollbackRequest& request) {
   HOIST_RETURN_IF_ERROR(ValidateRollbackRequest(request));
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = logs_.find(request.deploy_id());
-    if (it != logs_.end()) return it->second;  // attach
-  }
+  if (std::shared_ptr<DeployLog> log = Find(request.deploy_id()))
+    return log;  // attach
   const ContainerState state = store_->Get(request.container_name());
   if (state.previous_digests.empty() || !state.last_request.has_value()) {
     return absl::FailedPreconditionError(
@@ -217,16 +242,10 @@ absl::StatusOr<std::shared_ptr<DeployLog>> DeployManager::Start(
     const std::string error = absl::StrCat(
         "a container named ", name,
         " exists without the hoist.service label; not touching it");
-    DeployEvent event;
-    event.set_host(options_.host);
-    *event.mutable_time() = ToProto(options_.clock->Now());
-    event.set_phase(hoist::v1::DEPLOY_PHASE_FAILED);
-    event.set_message(error);
-    event.set_error(error);
-    log->Append(std::move(event));
     LogWarning("deploy refused", {{"deploy_id", request.deploy_id()},
                                   {"container", name},
                                   {"error", error}});
+    Refuse(log, error);
     absl::MutexLock lock(&mu_);
     busy_.erase(name);
     return absl::FailedPreconditionError(error);
@@ -297,20 +316,54 @@ absl::Status DeployManager::EnforcePolicy(const DeployRequest& request) {
   LogWarning("deploy refused", {{"deploy_id", request.deploy_id()},
                                 {"container", request.container().name()},
                                 {"error", error}});
+  std::shared_ptr<DeployLog> log;
+  {
+    absl::MutexLock lock(&mu_);
+    if (logs_.count(request.deploy_id()) == 0) {
+      log = std::make_shared<DeployLog>(request.deploy_id(),
+                                        request.container().name());
+      Remember(log);
+    }
+  }
+  if (log != nullptr) Refuse(log, error);
+  return allowed;
+}
+
+void DeployManager::Refuse(const std::shared_ptr<DeployLog>& log,
+                           const std::string& error) {
   DeployEvent event;
   event.set_host(options_.host);
   *event.mutable_time() = ToProto(options_.clock->Now());
   event.set_phase(hoist::v1::DEPLOY_PHASE_FAILED);
   event.set_message(error);
   event.set_error(error);
-  absl::MutexLock lock(&mu_);
-  if (logs_.count(request.deploy_id()) == 0) {
-    auto log = std::make_shared<DeployLog>(request.deploy_id(),
-                                           request.container().name());
-    log->Append(std::move(event));
-    Remember(log);
+  absl::Status recorded =
+      store_->Update(log->container_name(), [&](ContainerState* state) {
+        state->last_deploy_id = log->deploy_id();
+        state->last_phase = hoist::v1::DEPLOY_PHASE_FAILED;
+        state->last_error = error;
+      });
+  if (!recorded.ok()) {
+    LogError("cannot write agent state",
+             {{"deploy_id", log->deploy_id()},
+              {"error", std::string(recorded.message())}});
   }
-  return allowed;
+  Conclude(*log, event);
+  log->Append(std::move(event));
+}
+
+void DeployManager::Conclude(const DeployLog& log,
+                             const DeployEvent& terminal) {
+  DeployHistory::Record record{log.deploy_id(), log.container_name(), {}};
+  log.Read(0, &record.events);
+  record.events.push_back(terminal);
+  record.events.back().set_deploy_id(log.deploy_id());
+  if (absl::Status s = history_->Add(record); !s.ok()) {
+    LogError(
+        "cannot record the deploy's events",
+        {{"deploy_id", log.deploy_id()}, {"error", std::string(s.message())}});
+  }
+  if (options_.deploy_ended) options_.deploy_ended(log.container_name());
 }
 
 std::string DeployManager::RegistryAuthFor(const std::string& image) {
@@ -357,7 +410,8 @@ void DeployManager::RunDeploy(const DeployRequest& request,
                               const std::shared_ptr<DeployLog>& log) {
   const std::string auth = RegistryAuthFor(request.image());
   const std::string name = request.container().name();
-  auto release = [this, name, log] {
+  auto release = [this, name, log](const DeployEvent& terminal) {
+    Conclude(*log, terminal);
     absl::MutexLock lock(&mu_);
     auto it = busy_.find(name);
     if (it != busy_.end() && it->second == log) busy_.erase(it);

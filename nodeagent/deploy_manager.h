@@ -9,6 +9,10 @@
 // Each deploy runs on its own worker thread and always runs to completion,
 // whoever watches it. One deploy per container name at a time. Progress is
 // appended to the deploy's DeployLog; the last 100 logs are kept for Watch().
+// Finished deploys are also kept on disk (`state_dir`/deploys, DeployHistory)
+// and read back on start: a deploy id this agent finished, before a restart
+// or not, is answered with its recorded events and never run again
+// (docs/design.md, "gRPC API": the same deploy_id attaches).
 //
 // Durable state lives in `state_dir`/state.json (StateStore): per container
 // name the current digest, previous digests, the last deploy's outcome, and a
@@ -22,7 +26,11 @@
 //   back (ROLLED_BACK; FAILED when there was no old container or it could
 //   not be started again). Failures before creation end FAILED, untouched.
 // - A container with the service's name but without the hoist.service label
-//   is never touched: Deploy returns FAILED_PRECONDITION.
+//   is never touched: Deploy returns FAILED_PRECONDITION (and records the
+//   refusal as the name's last deploy, like a refusal by the policy).
+// - start_existing: a stopped container of the name that Hoist created with
+//   the requested digest is started and health-checked, not recreated
+//   (DeployRun has the details).
 // - A tag deploy (no digest) always pulls; the resolved digest is recorded.
 // - The terminal event is appended after the container name was freed, so a
 //   caller that saw it may deploy that name again at once.
@@ -32,6 +40,7 @@
 #define HOIST_NODEAGENT_DEPLOY_MANAGER_H_
 
 #include <deque>
+#include <functional>
 #include <list>
 #include <map>
 #include <memory>
@@ -48,6 +57,7 @@
 #include "hoist/v1/agent.pb.h"
 #include "nodeagent/agent_handler.h"
 #include "nodeagent/config.h"
+#include "nodeagent/deploy_history.h"
 #include "nodeagent/deploy_log.h"
 #include "nodeagent/docker_client.h"
 #include "nodeagent/health_check.h"
@@ -76,6 +86,11 @@ class DeployManager : public AgentHandler {
     // What a deployer may ask of this host (docs/design.md, "Agent policy");
     // nodeagent/config.cc adds the agent's own paths to the default.
     spec::Policy policy = spec::DefaultPolicy();
+    // Called with the container name at every deploy's end (refusals too),
+    // on the deploy's thread, after the outcome was recorded in the state
+    // store and before the terminal event is appended. May be empty. The
+    // agent's ContainerWatcher::DeployEnded.
+    std::function<void(const std::string& container_name)> deploy_ended;
   };
 
   // Validates the options, creates state_dir and loads the state store.
@@ -114,12 +129,17 @@ class DeployManager : public AgentHandler {
   hoist::v1::AgentStatus GetStatus() override;
   absl::StatusOr<hoist::v1::ListContainersResponse> ListContainers() override;
 
+  // The durable record of container name `name` (default when none). Quick;
+  // no Docker call. For the ContainerWatcher.
+  ContainerState StoredState(const std::string& name) const;
+
   // Validation of a request, exposed for tests: INVALID_ARGUMENT naming the
   // field.
   static absl::Status ValidateRequest(const hoist::v1::DeployRequest& request);
 
  private:
-  explicit DeployManager(Options options, std::unique_ptr<StateStore> store);
+  explicit DeployManager(Options options, std::unique_ptr<StateStore> store,
+                         std::unique_ptr<DeployHistory> history);
 
   struct Worker {
     std::thread thread;
@@ -138,6 +158,15 @@ class DeployManager : public AgentHandler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Remember(const std::shared_ptr<DeployLog>& log)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The log of `deploy_id` when it is one of the recent deploys.
+  std::shared_ptr<DeployLog> Find(const std::string& deploy_id)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // At a deploy's end, before `terminal` is appended to `log`: keeps the
+  // deploy's events on disk and tells Options::deploy_ended.
+  void Conclude(const DeployLog& log, const hoist::v1::DeployEvent& terminal);
+  // Ends `log` FAILED with `error` before anything was touched (a refusal),
+  // recorded as the name's last deploy.
+  void Refuse(const std::shared_ptr<DeployLog>& log, const std::string& error);
   std::string RegistryAuthFor(const std::string& image);
   // OK, or FAILED_PRECONDITION when the policy refuses `request`; the refusal
   // is also kept as a FAILED event in a log for WatchDeploy.
@@ -146,6 +175,7 @@ class DeployManager : public AgentHandler {
 
   const Options options_;
   const std::unique_ptr<StateStore> store_;
+  const std::unique_ptr<DeployHistory> history_;
   const absl::Time started_;
 
   absl::Mutex mu_;

@@ -82,7 +82,8 @@ std::string ShortId(const std::string& id) {
 }
 
 DeployRun::DeployRun(Context context, const DeployRequest& request,
-                     DeployLog* log, std::function<void()> release)
+                     DeployLog* log,
+                     std::function<void(const DeployEvent&)> release)
     : context_(std::move(context)),
       request_(request),
       log_(log),
@@ -91,6 +92,11 @@ DeployRun::DeployRun(Context context, const DeployRequest& request,
       temp_name_(TempName(name_, request.deploy_id())) {}
 
 DeployPhase DeployRun::Run(const std::string& registry_auth) {
+  // Nothing is created or replaced on this path, so it needs no journal.
+  if (request_.start_existing()) {
+    if (std::optional<ContainerInfo> stopped = StoppedOfThisDigest())
+      return StartExisting(*stopped);
+  }
   // Journal from the start, so that an agent killed mid-pull still finds a
   // record on restart and reports this deploy as interrupted.
   Journal(JournalPhase::kPulling);
@@ -169,9 +175,7 @@ absl::Status DeployRun::CreateNew() {
 // already stopped stays as it is.
 absl::Status DeployRun::StopOld() {
   if (old_id_.empty()) return absl::OkStatus();
-  const int stop_seconds = request_.container().stop_timeout_seconds() > 0
-                               ? request_.container().stop_timeout_seconds()
-                               : 10;
+  const int stop_seconds = StopSeconds();
   Emit(hoist::v1::DEPLOY_PHASE_STOPPING_OLD,
        absl::StrCat("stopping ", name_, " ", ShortId(old_id_), " (",
                     stop_seconds, "s)"));
@@ -189,6 +193,10 @@ absl::Status DeployRun::StartNewAndWaitHealthy() {
   Journal(JournalPhase::kHealthChecking);
   Emit(hoist::v1::DEPLOY_PHASE_HEALTH_CHECKING,
        "waiting for the new container to be healthy");
+  return WaitHealthy();
+}
+
+absl::Status DeployRun::WaitHealthy() {
   HealthWaiter waiter(
       context_.docker, context_.prober, context_.clock,
       {new_id_,
@@ -196,6 +204,70 @@ absl::Status DeployRun::StartNewAndWaitHealthy() {
        context_.settle,
        {{"deploy_id", request_.deploy_id()}, {"container", name_}}});
   return Annotate(waiter.Wait(), "unhealthy");
+}
+
+int DeployRun::StopSeconds() const {
+  return request_.container().stop_timeout_seconds() > 0
+             ? request_.container().stop_timeout_seconds()
+             : 10;
+}
+
+// ---------------------------------------------------------------------------
+// start_existing (docs/design.md, "gRPC API")
+
+// The container holding the name when Hoist created it with the requested
+// digest and it is not running (created, exited, dead); absent otherwise,
+// and then the deploy runs as usual.
+std::optional<ContainerInfo> DeployRun::StoppedOfThisDigest() {
+  if (request_.digest().empty()) return std::nullopt;
+  auto info = context_.docker->InspectContainer(name_);
+  if (!info.ok() || info->name != name_) return std::nullopt;
+  auto digest = info->labels.find(kLabelDigest);
+  if (info->labels.count(kLabelService) == 0 || digest == info->labels.end() ||
+      digest->second != request_.digest()) {
+    return std::nullopt;
+  }
+  if (info->running || info->restarting || info->status == "paused")
+    return std::nullopt;
+  return *std::move(info);
+}
+
+// Starts `stopped` (the same container, its id kept) and health-checks it:
+// SUCCEEDED, or FAILED with it stopped again.
+DeployPhase DeployRun::StartExisting(const ContainerInfo& stopped) {
+  resolved_digest_ = request_.digest();  // the container's own label
+  new_id_ = stopped.id;
+  Emit(hoist::v1::DEPLOY_PHASE_STARTING,
+       absl::StrCat("starting the stopped ", name_, " ", ShortId(new_id_),
+                    " again"));
+  absl::Status healthy =
+      Annotate(context_.docker->StartContainer(new_id_), "start failed");
+  if (healthy.ok()) {
+    Emit(hoist::v1::DEPLOY_PHASE_HEALTH_CHECKING,
+         "waiting for the container to be healthy");
+    healthy = WaitHealthy();
+  }
+  if (healthy.ok()) return Succeed();
+  return LeaveStopped(healthy.message());
+}
+
+DeployPhase DeployRun::LeaveStopped(absl::string_view error) {
+  std::string full_error(error);
+  absl::Status stopped =
+      context_.docker->StopContainer(new_id_, absl::Seconds(StopSeconds()));
+  if (!stopped.ok()) {
+    absl::StrAppend(&full_error,
+                    "; could not stop it again: ", stopped.message());
+  }
+  const Evidence evidence = EvidenceOf(new_id_);
+  DeployEvent event = Event(hoist::v1::DEPLOY_PHASE_FAILED,
+                            absl::StrCat("deploy failed: ", full_error));
+  event.set_error(full_error);
+  event.set_exit_code(evidence.exit_code);
+  event.set_log_tail(evidence.log_tail);
+  Record(hoist::v1::DEPLOY_PHASE_FAILED, full_error);
+  Emit(std::move(event));
+  return hoist::v1::DEPLOY_PHASE_FAILED;
 }
 
 // The new container is healthy: remove the old one, give the new one the
@@ -265,15 +337,15 @@ absl::Status DeployRun::Pull(const std::string& reference,
 
 // Sets resolved_digest_: the digest that will run. A digest deploy must get
 // exactly that digest; a tag deploy records what the tag resolved to.
+// Set only once verified: every event from PULLED on carries it.
 absl::Status DeployRun::ResolveDigest(const ImageInfo& image) {
-  resolved_digest_ = RepoDigestFor(image, request_.image());
-  if (!request_.digest().empty() && resolved_digest_ != request_.digest()) {
+  const std::string found = RepoDigestFor(image, request_.image());
+  if (!request_.digest().empty() && found != request_.digest()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "digest mismatch: requested ", request_.digest(), ", image ", image.id,
-        " has ",
-        resolved_digest_.empty() ? "no repo digest" : resolved_digest_));
+        " has ", found.empty() ? "no repo digest" : found));
   }
-  if (resolved_digest_.empty()) resolved_digest_ = request_.digest();
+  resolved_digest_ = found.empty() ? request_.digest() : found;
   return absl::OkStatus();
 }
 
@@ -450,6 +522,7 @@ DeployEvent DeployRun::Event(DeployPhase phase,
   event.set_phase(phase);
   event.set_message(message);
   if (!new_id_.empty()) event.set_container_id(new_id_);
+  if (!resolved_digest_.empty()) event.set_digest(resolved_digest_);
   return event;
 }
 
@@ -463,7 +536,7 @@ void DeployRun::Emit(DeployEvent event) {
           ? LogLevel::kWarning
           : LogLevel::kInfo,
       event.message(), fields);
-  if (IsTerminalPhase(event.phase()) && release_) release_();
+  if (IsTerminalPhase(event.phase()) && release_) release_(event);
   log_->Append(std::move(event));
 }
 
@@ -482,6 +555,7 @@ void DeployRun::Record(DeployPhase phase, const std::string& error) {
         pruned_ = state->Promote(resolved_digest_, context_.keep_images);
         DeployRequest remembered = request_;
         remembered.set_digest(resolved_digest_);
+        remembered.clear_start_existing();  // Rollback reuses it
         state->last_request = std::move(remembered);
       });
   if (!status.ok()) {

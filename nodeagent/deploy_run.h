@@ -9,6 +9,14 @@
 // it was (Restore: ROLLED_BACK, or FAILED when there is no old container or
 // it cannot start again).
 //
+// With DeployRequest.start_existing, when the container holding the name is
+// one Hoist created with the requested digest and it is stopped, the run is
+// instead StartExisting: start that same container and health-check it
+// (STARTING, HEALTH_CHECKING, then SUCCEEDED, or FAILED with it stopped
+// again); nothing is pulled, created or removed.
+//
+// Every event from PULLED on carries the verified digest (DeployEvent.digest).
+//
 // Every step is appended to the deploy's DeployLog and logged. The outcome
 // is written to the StateStore, and from the first step to the last a
 // journal entry (DeployJournal) is kept there, so that
@@ -23,6 +31,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -66,11 +75,13 @@ class DeployRun {
     int keep_images = 1;
   };
 
-  // `release` frees the container name; it is called just before the
-  // terminal event is appended, so that a caller that saw that event may
-  // deploy the name again at once.
+  // `release` is called with the terminal event just before it is appended
+  // (after the outcome was recorded in the store): it frees the container
+  // name, so that a caller that saw that event may deploy the name again at
+  // once.
   DeployRun(Context context, const hoist::v1::DeployRequest& request,
-            DeployLog* log, std::function<void()> release);
+            DeployLog* log,
+            std::function<void(const hoist::v1::DeployEvent&)> release);
 
   DeployRun(const DeployRun&) = delete;
   DeployRun& operator=(const DeployRun&) = delete;
@@ -90,6 +101,12 @@ class DeployRun {
   absl::Status StartNewAndWaitHealthy();
   hoist::v1::DeployPhase Swap();
 
+  // start_existing.
+  std::optional<ContainerInfo> StoppedOfThisDigest();
+  hoist::v1::DeployPhase StartExisting(const ContainerInfo& stopped);
+  // The started container failed: stop it again, keep its evidence.
+  hoist::v1::DeployPhase LeaveStopped(absl::string_view error);
+
   // Parts of the steps.
   absl::Status Pull(const std::string& reference,
                     const std::string& registry_auth);
@@ -98,6 +115,10 @@ class DeployRun {
   absl::StatusOr<ContainerConfig> BuildConfig(const std::string& reference);
   absl::Status RemoveOld();
   void ApplyRestartPolicy();
+  // Waits until new_id_ is healthy (HealthWaiter); why not, otherwise.
+  absl::Status WaitHealthy();
+  // The request's stop timeout, 10 s when unset.
+  int StopSeconds() const;
 
   // Terminal outcomes.
   hoist::v1::DeployPhase Succeed();
@@ -134,11 +155,11 @@ class DeployRun {
   const Context context_;
   const hoist::v1::DeployRequest request_;
   DeployLog* const log_;
-  const std::function<void()> release_;
+  const std::function<void(const hoist::v1::DeployEvent&)> release_;
   const std::string name_;
   const std::string temp_name_;
 
-  std::string resolved_digest_;
+  std::string resolved_digest_;  // set once verified (or start_existing)
   std::string new_id_;
   std::string old_id_;
   bool old_was_running_ = false;

@@ -3,6 +3,7 @@
 #include "nodeagent/docker_client.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -95,6 +96,22 @@ absl::StatusOr<PortMapping> ParsePortSpec(absl::string_view spec) {
         absl::StrCat("port \"", spec, "\": host port must be 1-65535"));
   }
   return mapping;
+}
+
+void EventStreamCancel::Cancel() {
+  absl::MutexLock lock(&mu_);
+  cancelled_ = true;
+  if (wake_) wake_();
+}
+
+bool EventStreamCancel::cancelled() const {
+  absl::MutexLock lock(&mu_);
+  return cancelled_;
+}
+
+void EventStreamCancel::SetWaker(std::function<void()> wake) {
+  absl::MutexLock lock(&mu_);
+  wake_ = std::move(wake);
 }
 
 absl::Status ValidateRestartPolicy(absl::string_view policy) {

@@ -20,9 +20,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
 namespace hoist::nodeagent {
@@ -128,6 +130,52 @@ absl::StatusOr<PortMapping> ParsePortSpec(absl::string_view spec);
 // Parses "no", "always", "unless-stopped", "on-failure[:N]" ("" = "no").
 absl::Status ValidateRestartPolicy(absl::string_view policy);
 
+// One message of the engine's GET /events stream.
+struct DockerEvent {
+  std::string type;    // "container", "image", …
+  std::string action;  // "start", "die", "exec_start: sh -c …",
+                       // "health_status: healthy", …
+  std::string id;      // Actor.ID
+  // Actor.Attributes: for containers "name", "image", the container's labels,
+  // "exitCode" (die), "oldName" (rename, with its leading "/").
+  std::map<std::string, std::string> attributes;
+  absl::Time time = absl::InfinitePast();  // timeNano (or time)
+};
+
+// The engine's event filters, e.g. {{"type", {"container"}},
+// {"event", {"start", "die"}}}.
+using EventFilters = std::map<std::string, std::vector<std::string>>;
+
+struct EventHandlers {
+  // Called once the engine accepted the subscription, before any event:
+  // whatever happens from then on is delivered. A non-OK status ends the
+  // stream, and FollowEvents returns it. May be empty.
+  std::function<absl::Status()> on_subscribed;
+  // Called for each event, in order. May be empty.
+  std::function<void(const DockerEvent&)> on_event;
+};
+
+// Ends FollowEvents calls from another thread. Thread-safe; once cancelled
+// it stays cancelled, and a FollowEvents call given it returns CANCELLED at
+// once (or promptly, when it is already following).
+class EventStreamCancel {
+ public:
+  void Cancel();
+  bool cancelled() const;
+
+  // For DockerClient implementations: `wake` is called by Cancel() (with an
+  // internal lock held, so it must not block or call back into this object)
+  // while it is set, to wake a stream that waits for data. Set it to empty
+  // before what it refers to goes away; after that SetWaker returns, the old
+  // `wake` is not running and will not be called again.
+  void SetWaker(std::function<void()> wake);
+
+ private:
+  mutable absl::Mutex mu_;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  std::function<void()> wake_ ABSL_GUARDED_BY(mu_);
+};
+
 class DockerClient {
  public:
   virtual ~DockerClient() = default;
@@ -174,6 +222,16 @@ class DockerClient {
   // POST /containers/{id}/update with RestartPolicy.
   virtual absl::Status UpdateRestartPolicy(const std::string& id,
                                            const std::string& policy) = 0;
+
+  // Follows GET /events with `filters` on the calling thread, calling
+  // `handlers` there, until the stream ends. No total timeout: an idle
+  // stream is normal. Returns CANCELLED after `cancel` (not owned) was
+  // cancelled; otherwise the stream's end is an error: UNAVAILABLE when the
+  // engine cannot be reached or closed the stream (dockerd stopped), the
+  // engine's error for a refused request, or what on_subscribed returned.
+  virtual absl::Status FollowEvents(const EventFilters& filters,
+                                    const EventHandlers& handlers,
+                                    EventStreamCancel* cancel) = 0;
 };
 
 }  // namespace hoist::nodeagent

@@ -7,9 +7,11 @@
 
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <mutex>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -48,11 +50,17 @@ struct Request {
   // Called with each received chunk (streaming); the body is not collected
   // then.
   std::function<void(absl::string_view)> on_data;
+  // Called when the response's headers are complete, with its status code.
+  // A non-OK status aborts the transfer, and Perform returns it.
+  std::function<absl::Status(long)> on_headers;  // NOLINT(runtime/int)
+  // When set, the transfer ends (CANCELLED) promptly once it is cancelled.
+  EventStreamCancel* cancel = nullptr;
 };
 
 struct CallbackState {
   Response* response;
   const Request* request;
+  absl::Status aborted;  // why a callback ended the transfer
 };
 
 size_t WriteCallback(char* data, size_t size, size_t count, void* user) {
@@ -67,9 +75,26 @@ size_t WriteCallback(char* data, size_t size, size_t count, void* user) {
 }
 
 size_t HeaderCallback(char* data, size_t size, size_t count, void* user) {
-  auto* response = static_cast<Response*>(user);
+  auto* state = static_cast<CallbackState*>(user);
+  Response* response = state->response;
   const size_t n = size * count;
   absl::string_view line(data, n);
+  if (absl::StartsWith(line, "HTTP/")) {  // a status line starts the headers
+    std::vector<absl::string_view> parts =
+        absl::StrSplit(line, absl::MaxSplits(' ', 2));
+    int code = 0;
+    if (parts.size() >= 2 && absl::SimpleAtoi(parts[1], &code))
+      response->code = code;
+    response->headers.clear();
+    return n;
+  }
+  if (absl::StripAsciiWhitespace(line).empty()) {  // the headers' end
+    if (state->request->on_headers && response->code >= 200) {
+      state->aborted = state->request->on_headers(response->code);
+      if (!state->aborted.ok()) return 0;  // aborts the transfer
+    }
+    return n;
+  }
   const size_t colon = line.find(':');
   if (colon != absl::string_view::npos) {
     response->headers[absl::AsciiStrToLower(
@@ -78,6 +103,41 @@ size_t HeaderCallback(char* data, size_t size, size_t count, void* user) {
   }
   return n;
 }
+
+// Runs `curl` to its end like curl_easy_perform, but through a multi handle
+// that `cancel` can wake (curl_multi_wakeup is safe from any thread), so a
+// cancelled transfer ends at once instead of at the next timeout.
+CURLcode PerformCancellable(CURL* curl, EventStreamCancel* cancel) {
+  CURLM* multi = curl_multi_init();
+  if (multi == nullptr) return CURLE_OUT_OF_MEMORY;
+  curl_multi_add_handle(multi, curl);
+  cancel->SetWaker([multi] { curl_multi_wakeup(multi); });
+  CURLcode result = CURLE_OK;
+  bool done = false;
+  while (!done && !cancel->cancelled()) {
+    int running = 0;
+    if (curl_multi_perform(multi, &running) != CURLM_OK) {
+      result = CURLE_RECV_ERROR;
+      break;
+    }
+    int queued = 0;
+    while (CURLMsg* message = curl_multi_info_read(multi, &queued)) {
+      if (message->msg == CURLMSG_DONE) {
+        result = message->data.result;
+        done = true;
+      }
+    }
+    if (!done && running == 0) break;
+    if (!done) curl_multi_poll(multi, nullptr, 0, 1000, nullptr);
+  }
+  cancel->SetWaker(nullptr);  // from here on, Cancel() no longer wakes multi
+  curl_multi_remove_handle(multi, curl);
+  curl_multi_cleanup(multi);
+  return result;
+}
+
+// One line of the event stream; false when it is not an event.
+bool ParseEvent(absl::string_view line, DockerEvent* event);
 
 std::string Escape(absl::string_view text) {
   std::string out;
@@ -238,6 +298,64 @@ std::string Demultiplex(const std::string& raw) {
   }
   if (pos == 0 && !raw.empty()) return raw;
   return out;
+}
+
+// Configures `curl` for `request`; returns the header list to free after
+// the transfer.
+curl_slist* SetOptions(CURL* curl, const Request& request,
+                       const std::string& url, const std::string& socket,
+                       CallbackState* state) {
+  curl_easy_setopt(curl, CURLOPT_UNIX_SOCKET_PATH, socket.c_str());
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, request.method.c_str());
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &WriteCallback);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, state);
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, &HeaderCallback);
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, state);
+  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+  if (!request.streaming) {
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
+                     static_cast<long>(absl::ToInt64Milliseconds(
+                         request.timeout)));  // NOLINT
+  } else if (request.stall_timeout > absl::ZeroDuration()) {
+    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME,
+                     static_cast<long>(absl::ToInt64Seconds(
+                         request.stall_timeout)));  // NOLINT
+  }
+  curl_slist* headers = nullptr;
+  for (const std::string& header : request.headers) {
+    headers = curl_slist_append(headers, header.c_str());
+  }
+  if (request.method == "POST" || !request.body.empty()) {
+    headers = curl_slist_append(headers, "Content-Type: application/json");
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request.body.c_str());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE,
+                     static_cast<long>(request.body.size()));  // NOLINT
+  }
+  headers = curl_slist_append(headers, "Expect:");
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  return headers;
+}
+
+bool ParseEvent(absl::string_view line, DockerEvent* event) {
+  if (absl::StripAsciiWhitespace(line).empty()) return false;
+  json parsed = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (!parsed.is_object()) return false;
+  event->type = Str(parsed, "Type");
+  event->action = Str(parsed, "Action");
+  const json& actor = parsed.value("Actor", json::object());
+  event->id = Str(actor, "ID");
+  event->attributes = StringMap(actor.value("Attributes", json()));
+  if (const int64_t nanos = Int(parsed, "timeNano"); nanos > 0) {
+    event->time = absl::FromUnixNanos(nanos);
+  } else if (const int64_t seconds = Int(parsed, "time"); seconds > 0) {
+    event->time = absl::FromUnixSeconds(seconds);
+  } else {
+    event->time = absl::InfinitePast();
+  }
+  return !event->action.empty();
 }
 
 class CurlDockerClient : public DockerClient {
@@ -506,6 +624,55 @@ class CurlDockerClient : public DockerClient {
     return Call(request, "update container " + id).status();
   }
 
+  absl::Status FollowEvents(const EventFilters& filters,
+                            const EventHandlers& handlers,
+                            EventStreamCancel* cancel) override {
+    if (cancel->cancelled()) return absl::CancelledError("cancelled");
+    Request request;
+    request.path = "/events";
+    if (!filters.empty()) {
+      json encoded = json::object();
+      for (const auto& [key, values] : filters) encoded[key] = values;
+      absl::StrAppend(&request.path, "?filters=", Escape(encoded.dump()));
+    }
+    request.streaming = true;
+    request.stall_timeout = absl::ZeroDuration();  // idle is normal here
+    request.cancel = cancel;
+    long code = 0;  // NOLINT(runtime/int): libcurl's type
+    request.on_headers = [&](long status) {  // NOLINT(runtime/int)
+      code = status;
+      if (code != 200 || !handlers.on_subscribed) return absl::OkStatus();
+      return handlers.on_subscribed();
+    };
+    std::string buffer;
+    std::string raw;  // kept for non-200 answers (a JSON error object)
+    request.on_data = [&](absl::string_view chunk) {
+      if (code != 200) {
+        if (raw.size() < 65536)
+          raw.append(chunk.data(), std::min(chunk.size(), 65536 - raw.size()));
+        return;
+      }
+      buffer.append(chunk.data(), chunk.size());
+      size_t newline;
+      while ((newline = buffer.find('\n')) != std::string::npos) {
+        DockerEvent event;
+        const bool parsed =
+            ParseEvent(absl::string_view(buffer).substr(0, newline), &event);
+        buffer.erase(0, newline + 1);
+        if (parsed && handlers.on_event) handlers.on_event(event);
+      }
+    };
+    auto response = Perform(request, /*versioned=*/true);
+    if (!response.ok()) return WithContext(response.status(), "events");
+    if (response->code != 200) {
+      response->body = raw;
+      HOIST_RETURN_IF_ERROR(CheckCode(*response, "events"));
+    }
+    return absl::UnavailableError(
+        absl::StrCat("docker at ", socket_, ": the event stream ended (code ",
+                     response->code, ")"));
+  }
+
  private:
   static absl::Status WithContext(const absl::Status& status,
                                   const std::string& context) {
@@ -622,56 +789,33 @@ class CurlDockerClient : public DockerClient {
     CURL* curl = curl_easy_init();
     if (curl == nullptr) return absl::InternalError("curl_easy_init failed");
     Response response;
-    CallbackState state{&response, &request};
+    CallbackState state{&response, &request, absl::OkStatus()};
     const std::string url = absl::StrCat("http://docker", prefix, request.path);
-    curl_easy_setopt(curl, CURLOPT_UNIX_SOCKET_PATH, socket_.c_str());
-    curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, request.method.c_str());
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &WriteCallback);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &state);
-    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, &HeaderCallback);
-    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &response);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-    if (request.streaming) {
-      curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-      curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME,
-                       static_cast<long>(absl::ToInt64Seconds(
-                           request.stall_timeout)));  // NOLINT
-    } else {
-      curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
-                       static_cast<long>(absl::ToInt64Milliseconds(
-                           request.timeout)));  // NOLINT
-    }
-    struct curl_slist* headers = nullptr;
-    for (const std::string& header : request.headers) {
-      headers = curl_slist_append(headers, header.c_str());
-    }
-    if (request.method == "POST" || !request.body.empty()) {
-      headers = curl_slist_append(headers, "Content-Type: application/json");
-      curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request.body.c_str());
-      curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE,
-                       static_cast<long>(request.body.size()));  // NOLINT
-    }
-    headers = curl_slist_append(headers, "Expect:");
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    const CURLcode result = curl_easy_perform(curl);
+    curl_slist* headers = SetOptions(curl, request, url, socket_, &state);
+    const CURLcode result = request.cancel != nullptr
+                                ? PerformCancellable(curl, request.cancel)
+                                : curl_easy_perform(curl);
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &response.code);
     curl_slist_free_all(headers);
     curl_easy_cleanup(curl);
-    if (result != CURLE_OK) {
-      if (result == CURLE_COULDNT_CONNECT) {
-        // The daemon may come back with another version: negotiate again.
-        absl::MutexLock lock(&mu_);
-        prefix_.clear();
-      }
-      const absl::StatusCode code = result == CURLE_OPERATION_TIMEDOUT
-                                        ? absl::StatusCode::kDeadlineExceeded
-                                        : absl::StatusCode::kUnavailable;
-      return absl::Status(code, absl::StrCat("docker at ", socket_, ": ",
-                                             curl_easy_strerror(result)));
-    }
+    if (request.cancel != nullptr && request.cancel->cancelled())
+      return absl::CancelledError("cancelled");
+    if (!state.aborted.ok()) return state.aborted;
+    if (result != CURLE_OK) return TransferError(result);
     return response;
+  }
+
+  absl::Status TransferError(CURLcode result) {
+    if (result == CURLE_COULDNT_CONNECT) {
+      // The daemon may come back with another version: negotiate again.
+      absl::MutexLock lock(&mu_);
+      prefix_.clear();
+    }
+    const absl::StatusCode code = result == CURLE_OPERATION_TIMEDOUT
+                                      ? absl::StatusCode::kDeadlineExceeded
+                                      : absl::StatusCode::kUnavailable;
+    return absl::Status(code, absl::StrCat("docker at ", socket_, ": ",
+                                           curl_easy_strerror(result)));
   }
 
   const CurlDockerClientOptions options_;

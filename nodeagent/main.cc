@@ -28,6 +28,7 @@
 #include "nodeagent/agent_server.h"
 #include "nodeagent/agent_service.h"
 #include "nodeagent/config.h"
+#include "nodeagent/container_watcher.h"
 #include "nodeagent/deploy_manager.h"
 #include "nodeagent/docker_client_curl.h"
 
@@ -66,36 +67,48 @@ class Agent {
  public:
   Agent(std::string config_path, AgentConfig config)
       : config_path_(std::move(config_path)), config_(std::move(config)) {}
+  // The watcher's thread reads the manager's records: it ends first.
+  ~Agent() {
+    if (watcher_ != nullptr) watcher_->Stop();
+  }
 
   // Starts every part; false (the cause logged) when one cannot start.
   bool Start() {
-    return LoadTls() && StartDeployManager() && StartServer() &&
-           StartMetricsServer();
+    return LoadTls() && StartDeployManager() && StartWatcher() &&
+           StartServer() && StartMetricsServer();
   }
 
   // SIGHUP: applies the authz roles, registry credentials and policy of a
   // valid config file, or logs why it keeps the running config.
   void Reload();
 
-  // SIGTERM/SIGINT: calls in progress get kShutdownGrace, then running
-  // deploys finish.
+  // SIGTERM/SIGINT: WatchContainers streams end at once, other calls in
+  // progress get kShutdownGrace, then running deploys finish. The watcher
+  // goes last: deploys still report their end to it (it ignores them).
   void Stop() {
+    watcher_->Stop();
     server_->Shutdown(kShutdownGrace);
     metrics_http_.reset();
     server_.reset();
     LogInfo("waiting for running deploys to finish");
     manager_.reset();
+    watcher_.reset();
   }
 
  private:
   bool LoadTls();
   bool StartDeployManager();
+  bool StartWatcher();
   bool StartServer();
   bool StartMetricsServer();
 
   const std::string config_path_;
   AgentConfig config_;  // the running config
   TlsMaterial tls_;     // read at start, then handed to the server
+  std::shared_ptr<DockerClient> docker_;
+  // Declared before manager_ so that it outlives the manager's deploys
+  // (they call it), and set before the server lets deploys start.
+  std::unique_ptr<ContainerWatcher> watcher_;
   std::unique_ptr<DeployManager> manager_;
   MetricsRegistry metrics_;
   std::unique_ptr<AgentServer> server_;
@@ -122,13 +135,18 @@ bool Agent::StartDeployManager() {
              {{"error", std::string(docker.status().message())}});
     return false;
   }
+  docker_ = std::shared_ptr<DockerClient>(*std::move(docker));
   DeployManager::Options options;
-  options.docker = std::shared_ptr<DockerClient>(*std::move(docker));
+  options.docker = docker_;
   options.host = config_.host;
   options.state_dir = config_.state_dir;
   options.keep_images = config_.keep_images;
   options.registries = config_.registries;
   options.policy = config_.policy;
+  // Read on deploy threads, which the server starts after StartWatcher().
+  options.deploy_ended = [this](const std::string& name) {
+    if (watcher_ != nullptr) watcher_->DeployEnded(name);
+  };
   auto manager = DeployManager::Create(std::move(options));
   if (!manager.ok()) {
     LogError("cannot start the deploy manager",
@@ -145,6 +163,26 @@ bool Agent::StartDeployManager() {
   return true;
 }
 
+// Follows Docker's events for WatchContainers (docs/design.md, "Desired
+// state and convergence").
+bool Agent::StartWatcher() {
+  ContainerWatcher::Options options;
+  options.docker = docker_.get();
+  DeployManager* manager = manager_.get();
+  options.records = [manager](const std::string& name) {
+    return manager->StoredState(name);
+  };
+  auto watcher = ContainerWatcher::Create(std::move(options));
+  if (!watcher.ok()) {
+    LogError("cannot start the container watcher",
+             {{"error", std::string(watcher.status().message())}});
+    return false;
+  }
+  watcher_ = *std::move(watcher);
+  watcher_->Start();
+  return true;
+}
+
 bool Agent::StartServer() {
   DeployManager* handler = manager_.get();
   AgentServer::Options options;
@@ -155,6 +193,7 @@ bool Agent::StartServer() {
   options.authorizer = MakeAgentAuthorizer(config_.deployers, config_.viewers);
   options.docker_reachable = [handler] { return handler->DockerReachable(); };
   options.metrics = &metrics_;
+  options.containers = watcher_.get();
   auto server = AgentServer::Start(std::move(options));
   if (!server.ok()) {
     LogError("cannot start the gRPC server",

@@ -1051,5 +1051,191 @@ TEST_F(DeployManagerTest, StateSurvivesARestart) {
   EXPECT_EQ((*log)->last().phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
 }
 
+// ---- a finished deploy id is answered, never run again ----
+
+TEST_F(DeployManagerTest, FinishedDeployIsAnsweredFromDiskAfterARestart) {
+  ASSERT_EQ(RunDeploy(Request("d-1", kD1)).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  ASSERT_EQ(RunDeploy(Request("d-2", kBad)).phase(),
+            hoist::v1::DEPLOY_PHASE_FAILED);
+  std::vector<DeployEvent> before_restart = Events(*manager_->Watch("d-1"));
+  const std::vector<std::string> calls = docker_->calls();
+
+  manager_ = NewManager();  // the agent restarted
+  std::vector<DeployEvent> after_restart;
+  for (const std::string id : {"d-1", "d-2"}) {
+    auto log = manager_->Deploy(Request(id, id == "d-1" ? kD1 : kBad));
+    ASSERT_TRUE(log.ok()) << log.status();
+    EXPECT_TRUE((*log)->finished()) << id << " runs again";
+    ASSERT_TRUE(Drive(*log));
+    if (id == "d-1") after_restart = Events(*log);
+  }
+  EXPECT_EQ(docker_->calls(), calls) << "a finished deploy ran again";
+  ASSERT_EQ(after_restart.size(), before_restart.size());
+  for (size_t i = 0; i < after_restart.size(); ++i) {
+    EXPECT_EQ(after_restart[i].SerializeAsString(),
+              before_restart[i].SerializeAsString())
+        << "event " << i;
+  }
+  EXPECT_EQ(after_restart.back().phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  EXPECT_EQ(after_restart.back().deploy_id(), "d-1");
+  EXPECT_EQ((*manager_->Watch("d-2"))->last().phase(),
+            hoist::v1::DEPLOY_PHASE_FAILED);
+  // A new id still deploys.
+  EXPECT_EQ(RunDeploy(Request("d-3", kD2)).phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+}
+
+TEST_F(DeployManagerTest, OnlyTheLastMaxLogsDeploysAreKeptOnDisk) {
+  auto with_max_logs = [this](size_t max_logs) {
+    DeployManager::Options options;
+    options.docker = docker_;
+    options.clock = &clock_;
+    options.prober = &prober_;
+    options.state_dir = state_dir_;
+    options.max_logs = max_logs;
+    auto manager = DeployManager::Create(options);
+    EXPECT_TRUE(manager.ok()) << manager.status();
+    return std::move(*manager);
+  };
+  manager_ = with_max_logs(2);
+  for (const char* id : {"d-1", "d-2", "d-3"}) {
+    ASSERT_EQ(RunDeploy(Request(id, kD1)).phase(),
+              hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  }
+  size_t files = 0;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(state_dir_ + "/deploys")) {
+    files += entry.path().extension() == ".json" ? 1 : 0;
+  }
+  EXPECT_EQ(files, 2u);
+  manager_ = with_max_logs(2);
+  EXPECT_EQ(manager_->Watch("d-1").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_TRUE(manager_->Watch("d-2").ok());
+  EXPECT_TRUE(manager_->Watch("d-3").ok());
+}
+
+// ---- DeployEvent.digest ----
+
+TEST_F(DeployManagerTest, EventsCarryTheVerifiedDigestFromPulledOn) {
+  auto log = manager_->Deploy(Request("d-1", kD1));
+  ASSERT_TRUE(log.ok()) << log.status();
+  ASSERT_TRUE(Drive(*log));
+  bool pulled = false;
+  for (const DeployEvent& event : Events(*log)) {
+    pulled = pulled || event.phase() == hoist::v1::DEPLOY_PHASE_PULLED;
+    EXPECT_EQ(event.digest(), pulled ? kD1 : "")
+        << DeployPhase_Name(event.phase()) << ": " << event.message();
+  }
+  EXPECT_TRUE(pulled);
+  // A digest that does not verify is never reported as the deploy's.
+  EXPECT_EQ(RunDeploy(Request("d-2", kBad)).digest(), "");
+}
+
+// ---- start_existing ----
+
+class StartExistingTest : public DeployManagerTest {
+ protected:
+  // Deploys kD1 to "web" and stops it; returns its container id.
+  std::string DeployAndStop() {
+    EXPECT_EQ(RunDeploy(Request("d-1", kD1)).phase(),
+              hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+    auto web = docker_->Find("web");
+    EXPECT_TRUE(web.ok()) << web.status();
+    if (!web.ok()) return "";
+    EXPECT_TRUE(docker_->StopContainer(web->id, absl::Seconds(1)).ok());
+    return web->id;
+  }
+  hoist::v1::DeployRequest StartExisting(const std::string& id,
+                                         const std::string& digest) {
+    hoist::v1::DeployRequest request = Request(id, digest);
+    request.set_start_existing(true);
+    return request;
+  }
+};
+
+TEST_F(StartExistingTest, StoppedContainerOfTheDigestIsStartedNotRecreated) {
+  const std::string id = DeployAndStop();
+  const int pulls = docker_->CountCalls("Pull ");
+  const int creates = docker_->CountCalls("Create ");
+  auto log = manager_->Deploy(StartExisting("d-2", kD1));
+  ASSERT_TRUE(log.ok()) << log.status();
+  ASSERT_TRUE(Drive(*log));
+  EXPECT_THAT(Phases(*log), ElementsAre(hoist::v1::DEPLOY_PHASE_STARTING,
+                                        hoist::v1::DEPLOY_PHASE_HEALTH_CHECKING,
+                                        hoist::v1::DEPLOY_PHASE_SUCCEEDED));
+  for (const DeployEvent& event : Events(*log)) {
+    EXPECT_EQ(event.digest(), kD1);
+    EXPECT_EQ(event.container_id(), id);
+  }
+  auto web = docker_->Find("web");
+  ASSERT_TRUE(web.ok());
+  EXPECT_EQ(web->id, id);
+  EXPECT_TRUE(web->running);
+  EXPECT_EQ(docker_->CountCalls("Pull "), pulls);
+  EXPECT_EQ(docker_->CountCalls("Create "), creates);
+  auto list = manager_->ListContainers();
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->containers(0).last_deploy_id(), "d-2");
+  EXPECT_EQ(list->containers(0).last_phase(),
+            hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+}
+
+TEST_F(StartExistingTest, UnhealthyStartEndsFailedAndLeavesItStopped) {
+  const std::string id = DeployAndStop();
+  const std::string url = "http://127.0.0.1:8080/healthz";
+  prober_.FailAlways(url, absl::UnavailableError("GET url: HTTP 503"));
+  hoist::v1::DeployRequest request = StartExisting("d-2", kD1);
+  request.mutable_health()->set_http_get(url);
+  request.mutable_health()->set_timeout_seconds(2);
+  auto log = manager_->Deploy(request);
+  ASSERT_TRUE(log.ok()) << log.status();
+  ASSERT_TRUE(Drive(*log));
+  EXPECT_THAT(Phases(*log), ElementsAre(hoist::v1::DEPLOY_PHASE_STARTING,
+                                        hoist::v1::DEPLOY_PHASE_HEALTH_CHECKING,
+                                        hoist::v1::DEPLOY_PHASE_FAILED));
+  EXPECT_THAT((*log)->last().error(), HasSubstr("HTTP 503"));
+  auto web = docker_->Find("web");
+  ASSERT_TRUE(web.ok());
+  EXPECT_EQ(web->id, id) << "recreated";
+  EXPECT_FALSE(web->running) << "not left stopped";
+  EXPECT_THAT(docker_->ContainerNames(), ElementsAre("web"));
+}
+
+TEST_F(StartExistingTest, AStartThatFailsEndsFailedWithTheSameContainer) {
+  const std::string id = DeployAndStop();
+  docker_->FailNext("StartContainer", absl::InternalError("no such file"));
+  const DeployEvent last = RunDeploy(StartExisting("d-2", kD1));
+  EXPECT_EQ(last.phase(), hoist::v1::DEPLOY_PHASE_FAILED);
+  EXPECT_THAT(last.error(), HasSubstr("start failed"));
+  EXPECT_EQ(docker_->Find("web")->id, id);
+  EXPECT_FALSE(docker_->Find("web")->running);
+}
+
+TEST_F(StartExistingTest, AnotherDigestOrARunningContainerDeploysAsUsual) {
+  const std::string id = DeployAndStop();
+  auto log = manager_->Deploy(StartExisting("d-2", kD2));
+  ASSERT_TRUE(log.ok()) << log.status();
+  ASSERT_TRUE(Drive(*log));
+  EXPECT_EQ(Phases(*log).front(), hoist::v1::DEPLOY_PHASE_PULLING);
+  EXPECT_EQ((*log)->last().phase(), hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  const std::string second = docker_->Find("web")->id;
+  EXPECT_NE(second, id);
+  // Running already: a normal deploy replaces it.
+  log = manager_->Deploy(StartExisting("d-3", kD2));
+  ASSERT_TRUE(log.ok()) << log.status();
+  ASSERT_TRUE(Drive(*log));
+  EXPECT_EQ(Phases(*log).front(), hoist::v1::DEPLOY_PHASE_PULLING);
+  EXPECT_NE(docker_->Find("web")->id, second);
+}
+
+TEST_F(StartExistingTest, AStoppedContainerHoistDidNotCreateIsNotStarted) {
+  docker_->AddContainer("web", "nginx", {}, /*running=*/false);
+  auto log = manager_->Deploy(StartExisting("d-1", kD1));
+  EXPECT_EQ(log.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(docker_->Find("web")->running);
+}
+
 }  // namespace
 }  // namespace hoist::nodeagent

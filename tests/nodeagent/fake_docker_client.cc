@@ -49,6 +49,8 @@ std::string FakeDockerClient::AddContainer(
   c.info.running = running;
   c.info.status = running ? "running" : "exited";
   c.info.labels = std::move(labels);
+  EmitLocked("create", c);
+  if (running) EmitLocked("start", c);
   const std::string id = c.info.id;
   containers_[id] = std::move(c);
   return id;
@@ -123,6 +125,10 @@ std::string FakeDockerClient::last_registry_auth() {
 
 absl::Status FakeDockerClient::Injected(const std::string& method,
                                         const std::string& arg) {
+  if (unreachable_) {
+    return absl::UnavailableError(
+        "docker at /fake/docker.sock: Couldn't connect to server");
+  }
   for (auto it = failures_.begin(); it != failures_.end(); ++it) {
     if (it->method == method && absl::StrContains(arg, it->match)) {
       absl::Status status = it->status;
@@ -311,6 +317,7 @@ absl::StatusOr<std::string> FakeDockerClient::CreateContainer(
   c.info.restart_policy = config.restart_policy;
   c.behavior = image->behavior;
   configs_[name] = config;
+  EmitLocked("create", c);
   const std::string id = c.info.id;
   containers_[id] = std::move(c);
   return id;
@@ -326,10 +333,15 @@ absl::Status FakeDockerClient::StartContainer(const std::string& id) {
     c->info.running = false;
     c->info.status = "exited";
     c->info.exit_code = c->behavior.exit_code;
+    EmitLocked("start", *c);
+    EmitLocked("die", *c);
   } else {
+    const bool was_running = c->info.running;
     c->info.running = true;
     c->info.status = "running";
     c->info.health = c->behavior.health;
+    c->info.started_at = next_event_time_;
+    if (!was_running) EmitLocked("start", *c);
   }
   return absl::OkStatus();
 }
@@ -341,9 +353,15 @@ absl::Status FakeDockerClient::StopContainer(const std::string& id,
   if (absl::Status s = Injected("StopContainer", id); !s.ok()) return s;
   Container* c = FindLocked(id);
   if (c == nullptr) return absl::NotFoundError("No such container: " + id);
+  const bool was_running = c->info.running;
   c->info.running = false;
   c->info.status = "exited";
   c->info.exit_code = c->behavior.exit_code;
+  if (was_running) {
+    EmitLocked("kill", *c);
+    EmitLocked("die", *c);
+    EmitLocked("stop", *c);
+  }
   return absl::OkStatus();
 }
 
@@ -358,6 +376,11 @@ absl::Status FakeDockerClient::RemoveContainer(const std::string& id,
     return absl::FailedPreconditionError(
         "You cannot remove a running container");
   }
+  if (c->info.running) {
+    EmitLocked("kill", *c);
+    EmitLocked("die", *c);
+  }
+  EmitLocked("destroy", *c);
   containers_.erase(c->info.id);
   return absl::OkStatus();
 }
@@ -372,7 +395,9 @@ absl::Status FakeDockerClient::RenameContainer(const std::string& id,
   }
   Container* c = FindLocked(id);
   if (c == nullptr) return absl::NotFoundError("No such container: " + id);
+  const std::string old_name = c->info.name;
   c->info.name = new_name;
+  EmitLocked("rename", *c, {{"oldName", "/" + old_name}});
   return absl::OkStatus();
 }
 
@@ -393,6 +418,113 @@ absl::Status FakeDockerClient::UpdateRestartPolicy(const std::string& id,
   if (c == nullptr) return absl::NotFoundError("No such container: " + id);
   c->info.restart_policy = policy;
   return absl::OkStatus();
+}
+
+void FakeDockerClient::EmitEvent(DockerEvent event) {
+  absl::MutexLock lock(&mu_);
+  EmitLocked(std::move(event));
+}
+
+void FakeDockerClient::SetUnreachable(bool unreachable) {
+  absl::MutexLock lock(&mu_);
+  unreachable_ = unreachable;
+  if (!unreachable) return;
+  for (auto& [id, stream] : streams_) stream.ended = true;
+}
+
+int FakeDockerClient::OpenEventStreams() {
+  absl::MutexLock lock(&mu_);
+  int open = 0;
+  for (const auto& [id, stream] : streams_) open += stream.ended ? 0 : 1;
+  return open;
+}
+
+void FakeDockerClient::SetContainerState(const std::string& name,
+                                         const std::string& action) {
+  absl::MutexLock lock(&mu_);
+  Container* c = FindLocked(name);
+  if (c == nullptr) return;
+  if (action == "pause") {
+    c->info.status = "paused";
+  } else if (action == "unpause") {
+    c->info.status = "running";
+  } else if (action == "die") {
+    c->info.running = false;
+    c->info.status = "exited";
+    c->info.exit_code = c->behavior.exit_code;
+  }
+  EmitLocked(action, *c);
+}
+
+void FakeDockerClient::EmitLocked(const std::string& action, const Container& c,
+                                  std::map<std::string, std::string> extra) {
+  DockerEvent event;
+  event.type = "container";
+  event.action = action;
+  event.id = c.info.id;
+  event.attributes = c.info.labels;
+  event.attributes["name"] = c.info.name;
+  event.attributes["image"] = c.info.image;
+  for (auto& [key, value] : extra) event.attributes[key] = std::move(value);
+  EmitLocked(std::move(event));
+}
+
+void FakeDockerClient::EmitLocked(DockerEvent event) {
+  if (event.time == absl::InfinitePast()) {
+    next_event_time_ += absl::Milliseconds(1);
+    event.time = next_event_time_;
+  }
+  for (auto& [id, stream] : streams_) {
+    if (!stream.ended) stream.queued.push_back(event);
+  }
+}
+
+// Like the real engine: subscribed first (on_subscribed), then events in
+// order until the stream is cancelled or "dockerd" goes away.
+absl::Status FakeDockerClient::FollowEvents(const EventFilters& /*filters*/,
+                                            const EventHandlers& handlers,
+                                            EventStreamCancel* cancel) {
+  int id = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (absl::Status s = Injected("FollowEvents", ""); !s.ok()) return s;
+    id = next_stream_++;
+    streams_[id];
+  }
+  cancel->SetWaker([this, id] {
+    absl::MutexLock lock(&mu_);
+    streams_[id].cancelled = true;
+  });
+  if (cancel->cancelled()) cancel->Cancel();  // cancelled before the waker
+  absl::Status status =
+      handlers.on_subscribed ? handlers.on_subscribed() : absl::OkStatus();
+  while (status.ok()) {
+    std::deque<DockerEvent> events;
+    {
+      absl::MutexLock lock(&mu_);
+      EventStream* stream = &streams_[id];
+      mu_.Await(absl::Condition(
+          +[](EventStream* s) {
+            return !s->queued.empty() || s->ended || s->cancelled;
+          },
+          stream));
+      if (stream->cancelled) {
+        status = absl::CancelledError("events: cancelled");
+      } else if (stream->ended) {
+        status = absl::UnavailableError(
+            "docker at /fake/docker.sock: the event stream ended");
+      }
+      events.swap(stream->queued);
+    }
+    if (!status.ok()) break;
+    for (const DockerEvent& event : events) {
+      if (handlers.on_event) handlers.on_event(event);
+    }
+  }
+  cancel->SetWaker(nullptr);
+  absl::MutexLock lock(&mu_);
+  streams_.erase(id);
+  return status;
 }
 
 }  // namespace hoist::nodeagent

@@ -1,10 +1,14 @@
 // FakeDockerClient: an in-memory Docker Engine for unit tests of the deploy
 // state machine. It keeps images and containers, records every mutating call
 // ("Pull repo@sha256:…", "Create name", "Stop id", …), and fails calls on
-// demand. Thread-safe.
+// demand. Its event streams (FollowEvents) carry the container events a real
+// engine sends for what its methods do (create, start, die, stop, destroy,
+// rename), plus any a test emits itself; event filters are ignored.
+// Thread-safe.
 #ifndef HOIST_TESTS_NODEAGENT_FAKE_DOCKER_CLIENT_H_
 #define HOIST_TESTS_NODEAGENT_FAKE_DOCKER_CLIENT_H_
 
+#include <deque>
 #include <map>
 #include <string>
 #include <vector>
@@ -59,6 +63,19 @@ class FakeDockerClient : public DockerClient {
 
   std::vector<std::string> calls();
   int CountCalls(const std::string& prefix);
+  // Delivers `event` to every open event stream (for events the fake's
+  // methods do not make, e.g. "exec_start: …" of a health check).
+  void EmitEvent(DockerEvent event);
+  // While unreachable, every call fails UNAVAILABLE and open event streams
+  // end UNAVAILABLE, as when dockerd is stopped.
+  void SetUnreachable(bool unreachable);
+  // Event streams open now (subscribed and not ended).
+  int OpenEventStreams();
+  // Changes a container's state behind the agent's back (as `docker pause`
+  // or a crash would), with the event Docker sends for it: "pause",
+  // "unpause" or "die".
+  void SetContainerState(const std::string& name, const std::string& action);
+
   // Snapshot of a container by name; NOT_FOUND when absent.
   absl::StatusOr<ContainerInfo> Find(const std::string& name);
   std::vector<std::string> ContainerNames();
@@ -89,6 +106,9 @@ class FakeDockerClient : public DockerClient {
                                             int tail) override;
   absl::Status UpdateRestartPolicy(const std::string& id,
                                    const std::string& policy) override;
+  absl::Status FollowEvents(const EventFilters& filters,
+                            const EventHandlers& handlers,
+                            EventStreamCancel* cancel) override;
 
   // The last config CreateContainer was given for `name` (by creation name).
   ContainerConfig LastConfig(const std::string& name);
@@ -112,8 +132,19 @@ class FakeDockerClient : public DockerClient {
     std::string match;
   };
 
+  struct EventStream {
+    std::deque<DockerEvent> queued;
+    bool ended = false;  // dockerd went away
+    bool cancelled = false;
+  };
+
   absl::Status Injected(const std::string& method, const std::string& arg)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues a container event about `c` on every open stream.
+  void EmitLocked(const std::string& action, const Container& c,
+                  std::map<std::string, std::string> extra = {})
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EmitLocked(DockerEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Container* FindLocked(const std::string& id_or_name)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const Image* LocalImageLocked(const std::string& reference)
@@ -131,6 +162,11 @@ class FakeDockerClient : public DockerClient {
   int blocked_ ABSL_GUARDED_BY(mu_) = 0;
   int next_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::string last_auth_ ABSL_GUARDED_BY(mu_);
+  bool unreachable_ ABSL_GUARDED_BY(mu_) = false;
+  int next_stream_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<int, EventStream> streams_ ABSL_GUARDED_BY(mu_);
+  absl::Time next_event_time_ ABSL_GUARDED_BY(mu_) =
+      absl::FromUnixSeconds(1700000000);
 };
 
 }  // namespace hoist::nodeagent
