@@ -4,10 +4,13 @@
 // evaluation run by the test (EvaluateNow), so every step is deterministic.
 #include "receiver/convergence.h"
 
+#include <algorithm>
+#include <atomic>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -237,12 +240,15 @@ class ConvergenceEngineTest : public ::testing::Test {
     Make();
   }
 
-  void Make() {
+  // The engine on the real clock (for its own thread).
+  void RealClockEngine() { Make(RealClock()); }
+
+  void Make(Clock* clock = nullptr) {
     ConvergenceOptions o;
     o.fleet = &fleet_;
     o.desired = &desired_;
     o.journal = journal_.get();
-    o.clock = &clock_;
+    o.clock = clock != nullptr ? clock : &clock_;
     o.metrics = &metrics_;
     o.active_rollout_of = [this](const std::string&) { return active_; };
     o.start_rollout =
@@ -256,6 +262,10 @@ class ConvergenceEngineTest : public ::testing::Test {
         h->set_deploy_id(absl::StrCat(r.id(), "-", agent));
       }
       return r;
+    };
+    o.notify = [this](const std::string& event, const std::string& service,
+                      const std::string& agent, const std::string&) {
+      notified_.push_back(absl::StrCat(event, " ", service, " ", agent));
     };
     engine_ = std::make_unique<ConvergenceEngine>(o, config_);
     ASSERT_TRUE(engine_->Load().ok());
@@ -295,7 +305,9 @@ class ConvergenceEngineTest : public ::testing::Test {
   MetricsRegistry metrics_;
   std::shared_ptr<ReceiverConfig> config_;
   std::optional<std::string> active_;
+  absl::Mutex started_mu_;  // the engine's thread writes started_
   std::vector<DeployIntent> started_;
+  std::vector<std::string> notified_;  // "event service agent" (notify hook)
   std::unique_ptr<ConvergenceEngine> engine_;
 };
 
@@ -307,6 +319,9 @@ TEST_F(ConvergenceEngineTest, EachObservationHasItsState) {
   EXPECT_EQ(StateOf("web-1"), hoist::v1::CONVERGENCE_IN_SYNC);
   EXPECT_EQ(StateOf("web-2"), hoist::v1::CONVERGENCE_MISSING);
   EXPECT_EQ(StateOf("web-3"), hoist::v1::CONVERGENCE_STOPPED);
+  fleet_.Set("web-2", true, App("", ""));  // a deploy record, no container
+  engine_->EvaluateNow();
+  EXPECT_EQ(StateOf("web-2"), hoist::v1::CONVERGENCE_MISSING);
   fleet_.Set("web-1", true, App(Digest(7)));
   fleet_.Set("web-2", false, std::nullopt);
   fleet_.Set("web-3", true, App("", "running", /*foreign=*/true));
@@ -413,6 +428,34 @@ TEST_F(ConvergenceEngineTest, FailedAttemptsBackOffThenGiveUpUntilANewDigest) {
   EXPECT_EQ(started_.back().digest, Digest(2));
 }
 
+// The notification hook (docs/design.md, "Notifications"): one `drift` when
+// a host starts drifting, one `converge_gave_up` when its attempts run out.
+TEST_F(ConvergenceEngineTest, DriftAndGivingUpAreNotifiedOnceEach) {
+  fleet_.Set("web-2", true, std::nullopt);
+  engine_->EvaluateNow();
+  engine_->EvaluateNow();
+  EXPECT_EQ(notified_, std::vector<std::string>{"drift app web-2"});
+  clock_.Advance(absl::Seconds(5));
+  engine_->EvaluateNow();
+  ASSERT_EQ(started_.size(), 1u);
+  const absl::Duration waits[] = {absl::Seconds(30), absl::Seconds(60)};
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    EndConverge(started_.size(), {{"web-2", hoist::v1::DEPLOY_PHASE_FAILED}},
+                hoist::v1::ROLLOUT_STATE_FAILED);
+    engine_->EvaluateNow();
+    if (attempt == 3) break;
+    clock_.Advance(waits[attempt - 1]);
+    engine_->EvaluateNow();
+    ASSERT_EQ(started_.size(), static_cast<size_t>(attempt + 1));
+  }
+  EXPECT_EQ(StateOf("web-2"), hoist::v1::CONVERGENCE_GAVE_UP);
+  clock_.Advance(absl::Hours(2));
+  engine_->EvaluateNow();
+  EXPECT_EQ(std::count(notified_.begin(), notified_.end(),
+                       "converge_gave_up app web-2"),
+            1);
+}
+
 TEST_F(ConvergenceEngineTest, InSyncResetsAttempts) {
   fleet_.Set("web-2", true, std::nullopt);
   engine_->EvaluateNow();
@@ -483,6 +526,36 @@ TEST_F(ConvergenceEngineTest,
   EXPECT_NE(r.status().message().find("nothing to converge"),
             std::string::npos);
   EXPECT_TRUE(started_.empty());
+}
+
+// The evaluation thread: a fleet change wakes it and a due drift starts a
+// converge rollout, while readers and reloads run alongside (TSan).
+TEST_F(ConvergenceEngineTest, TheEngineThreadActsOnFleetChanges) {
+  config_->converge_policy.delay_seconds = 0;
+  RealClockEngine();
+  engine_->Start();
+  std::atomic<bool> done{false};
+  std::thread reader([&] {
+    while (!done.load()) {
+      engine_->ListServices();
+      engine_->UpdateConfig(config_);
+    }
+  });
+  fleet_.Set("web-3", true, std::nullopt);
+  engine_->AgentChanged("web-3");
+  absl::MutexLock lock(&started_mu_);
+  auto launched = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(started_mu_) {
+    return !started_.empty();
+  };
+  const bool ok = started_mu_.AwaitWithTimeout(absl::Condition(&launched),
+                                               absl::Seconds(10));
+  done = true;
+  started_mu_.Unlock();
+  reader.join();
+  engine_->Stop();
+  started_mu_.Lock();
+  ASSERT_TRUE(ok) << "no converge rollout within 10 s";
+  EXPECT_EQ(started_[0].agents, std::vector<std::string>{"web-3"});
 }
 
 TEST_F(ConvergenceEngineTest, ServiceHostsGaugeCountsEachState) {
