@@ -67,7 +67,9 @@ HostObservation Observe(const AgentState* agent,
     return seen;
   }
   auto it = agent->containers.find(container_name);
-  if (it == agent->containers.end()) {
+  // An agent reports a name with no state when a deploy ended with no
+  // container under it (a first deploy that failed).
+  if (it == agent->containers.end() || it->second.state().empty()) {
     seen.convergence = hoist::v1::CONVERGENCE_MISSING;
     return seen;
   }
