@@ -27,6 +27,7 @@ const std::map<std::string, std::vector<std::string>>& CommandArgs() {
           {"service", {"NAME"}},
           {"converge", {"SERVICE"}},
           {"cancel", {"ID"}},
+          {"notify", {"test", "NAME"}},
       };
   return *kArgs;
 }
@@ -194,6 +195,9 @@ absl::Status SetCommand(const ParsedArgs& parsed, CliOptions* options) {
   if (options->command == "deploy") {
     HOIST_RETURN_IF_ERROR(CheckDeployRef(options->args[1]));
   }
+  if (options->command == "notify" && options->args[0] != "test") {
+    return Usage(CommandUsage(options->command, it->second));
+  }
   for (const std::string& a : options->args) {
     if (a.empty()) {
       return Usage(absl::StrCat(options->command, ": empty argument"));
@@ -273,6 +277,8 @@ Commands:
                                  its convergence, running digest and retries
   converge SERVICE               converge the service's drifted hosts now
                                  (also after a cancel or hosts that gave up)
+  notify test NAME               send a test message through the notify sink
+                                 NAME (a `notify:` entry of receiver.yaml)
 
 Flags (environment variable in brackets):
   --server HOST:PORT   Control API address            [HOIST_SERVER]

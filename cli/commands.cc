@@ -191,6 +191,14 @@ int Deploy(const CliOptions& options, ControlClient& client, std::ostream& out,
   return PrintRolloutResult(options, client.Deploy(request), out, err);
 }
 
+// `notify test NAME`: one test message through the sink, now.
+int NotifyTest(const CliOptions& options, ControlClient& client,
+               std::ostream& out, std::ostream& err) {
+  auto r = client.TestNotification(options.args[1]);
+  if (!r.ok()) return Fail(options, r.status(), err);
+  return Print(options, *r, FormatTestNotification, out, err);
+}
+
 // The commands that read: agents, rollouts, rollout, services, service.
 // Returns -1 for any other command.
 int RunReadCommand(const CliOptions& options, ControlClient& client,
@@ -246,6 +254,7 @@ int RunCommand(const CliOptions& options, ControlClient& client,
   if (command == "cancel") {
     return PrintRolloutResult(options, client.Cancel(arg), out, err);
   }
+  if (command == "notify") return NotifyTest(options, client, out, err);
   err << "hoistctl: unknown command " << command << "\n";
   return kExitUsage;
 }

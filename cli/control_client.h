@@ -41,6 +41,10 @@ class ControlClient {
   // may still be RUNNING while hosts in flight finish); FAILED_PRECONDITION
   // for a finished rollout or during an on_failure rollback.
   virtual absl::StatusOr<hoist::v1::Rollout> Cancel(const std::string& id) = 0;
+  // Sends a test message through notify sink `sink` now; NOT_FOUND for no
+  // such sink, the sink's error when the send failed.
+  virtual absl::StatusOr<hoist::v1::TestNotificationResponse> TestNotification(
+      const std::string& sink) = 0;
 
   // Streams WatchRollout(id), calling `on_event` for each event in order.
   // `on_event` returns false to stop watching (the call is cancelled and

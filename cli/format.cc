@@ -453,4 +453,10 @@ std::vector<std::string> WatchView::Render(int bar_width) const {
   return lines;
 }
 
+std::string FormatTestNotification(
+    const hoist::v1::TestNotificationResponse& response) {
+  return absl::StrCat("sent a test message through ", response.sink(), " (",
+                      response.kind(), "), delivery id ", response.id(), "\n");
+}
+
 }  // namespace hoist::cli

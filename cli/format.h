@@ -42,6 +42,9 @@ std::string FormatRollouts(const hoist::v1::ListRolloutsResponse& response);
 std::string FormatRollout(const hoist::v1::Rollout& rollout);
 std::string FormatServices(const hoist::v1::ListServicesResponse& response);
 std::string FormatService(const hoist::v1::Service& service);
+// "sent a test message through SINK (KIND), delivery id ID".
+std::string FormatTestNotification(
+    const hoist::v1::TestNotificationResponse& response);
 
 // Protobuf JSON with proto field names (snake_case) and default values
 // printed; `pretty` adds line breaks, otherwise one line.

@@ -70,6 +70,13 @@ class GrpcControlClient : public ControlClient {
     request.set_id(id);
     return Unary<hoist::v1::Rollout>(request, &Control::Stub::Cancel);
   }
+  absl::StatusOr<hoist::v1::TestNotificationResponse> TestNotification(
+      const std::string& sink) override {
+    hoist::v1::TestNotificationRequest request;
+    request.set_sink(sink);
+    return Unary<hoist::v1::TestNotificationResponse>(
+        request, &Control::Stub::TestNotification);
+  }
 
   absl::Status WatchRollout(
       const std::string& id,

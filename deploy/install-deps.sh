@@ -18,6 +18,8 @@ PACKAGES=(
   prometheus wrk webhook nginx-light
   # attack tools (tests/hostile)
   slowhttptest testssl.sh
+  # an SMTP sink for the notification tests
+  python3-aiosmtpd
 )
 
 missing=()

@@ -745,6 +745,7 @@ absl::StatusOr<ReceiverConfig> LoadReceiverConfig(const std::string& path) {
   ReadAgents(Sub(top, "agents"), &errors, &config);
   std::vector<ServiceNodes> service_nodes;
   ReadServices(Sub(top, "services"), &errors, &config, &service_nodes);
+  config.notify = ReadNotify(Sub(top, "notify"), base, &errors);
   top.Finish();
   CrossCheck(config, service_nodes, &errors);
   if (!errors.empty()) return errors.ToStatus();

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "common/tls.h"
 #include "hoist/v1/types.pb.h"
+#include "receiver/notify_config.h"
 
 namespace hoist::receiver {
 
@@ -118,6 +119,7 @@ struct ReceiverConfig {
   ConvergePolicy converge_policy;
   std::vector<AgentEntry> agents;
   std::vector<ServiceConfig> services;
+  std::vector<NotifySink> notify;  // `notify:` (notify_config.h)
   std::string config_file;
 
   const ServiceConfig* FindService(const std::string& name) const;

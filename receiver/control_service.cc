@@ -335,6 +335,40 @@ grpc::ServerUnaryReactor* ControlService::Cancel(
   return FinishWith(context, r.status());
 }
 
+void ControlService::SetNotificationTester(NotificationTester* tester) {
+  absl::MutexLock lock(&mu_);
+  tester_ = tester;
+}
+
+grpc::ServerUnaryReactor* ControlService::TestNotification(
+    grpc::CallbackServerContext* context,
+    const hoist::v1::TestNotificationRequest* request,
+    hoist::v1::TestNotificationResponse* response) {
+  absl::Status auth = Authorize(context, true);
+  if (!auth.ok()) return FinishWith(context, auth);
+  NotificationTester* tester;
+  {
+    absl::MutexLock lock(&mu_);
+    tester = tester_;
+  }
+  if (tester == nullptr) {
+    return FinishWith(context,
+                      absl::UnavailableError("notifications are not running"));
+  }
+  // The send blocks (a sink may take its whole timeout): it runs on the
+  // tester's worker, which finishes the reactor.
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  tester->SendTestAsync(
+      request->sink(),
+      [reactor,
+       response](absl::StatusOr<hoist::v1::TestNotificationResponse> result) {
+        const absl::Status status = result.status();
+        if (result.ok()) *response = *std::move(result);
+        reactor->Finish(ToGrpcStatus(status));
+      });
+  return reactor;
+}
+
 absl::StatusOr<std::unique_ptr<ControlServer>> ControlServer::Start(
     const std::string& listen, const TlsMaterial& tls,
     ControlService* service) {

@@ -5,7 +5,8 @@
 // with no call to any agent; FleetWatcher in the receiver).
 //
 // Authorization by client certificate identity (RoleAuthorizer):
-// authz.operators may call everything; authz.viewers may call ListAgents,
+// authz.operators may call everything (TestNotification only they);
+// authz.viewers may call ListAgents,
 // ListRollouts, GetRollout, WatchRollout, ListServices and GetService. Other
 // peers get PERMISSION_DENIED naming their identity.
 //
@@ -29,6 +30,7 @@
 #include "receiver/agent_client.h"
 #include "receiver/config.h"
 #include "receiver/fleet_view.h"
+#include "receiver/notification_sender.h"
 #include "receiver/rollout_controller.h"
 #include "receiver/service_states.h"
 
@@ -44,6 +46,10 @@ class ControlService : public hoist::v1::Control::CallbackService {
   // The fleet per service (ListServices, GetService, Converge); not owned,
   // must outlive the service. Until set those RPCs answer UNAVAILABLE.
   void SetServiceStates(ServiceStates* services);
+
+  // Sends TestNotification's messages; not owned, must outlive the service.
+  // Until set TestNotification answers UNAVAILABLE.
+  void SetNotificationTester(NotificationTester* tester);
 
   // New authz and agent list for later calls (SIGHUP).
   void UpdateConfig(std::shared_ptr<const ReceiverConfig> config);
@@ -88,6 +94,10 @@ class ControlService : public hoist::v1::Control::CallbackService {
   grpc::ServerUnaryReactor* Cancel(grpc::CallbackServerContext* context,
                                    const hoist::v1::CancelRequest* request,
                                    hoist::v1::Rollout* response) override;
+  grpc::ServerUnaryReactor* TestNotification(
+      grpc::CallbackServerContext* context,
+      const hoist::v1::TestNotificationRequest* request,
+      hoist::v1::TestNotificationResponse* response) override;
 
  private:
   absl::Status Authorize(grpc::CallbackServerContext* context,
@@ -100,6 +110,7 @@ class ControlService : public hoist::v1::Control::CallbackService {
   std::shared_ptr<const ReceiverConfig> config_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const RoleAuthorizer> authorizer_ ABSL_GUARDED_BY(mu_);
   ServiceStates* services_ ABSL_GUARDED_BY(mu_) = nullptr;
+  NotificationTester* tester_ ABSL_GUARDED_BY(mu_) = nullptr;
   const FleetView* const fleet_;
 };
 

@@ -296,6 +296,12 @@ void ConvergenceEngine::Track(const ServiceConfig& service,
              {"agent", agent_name},
              {"convergence", hoist::v1::Convergence_Name(seen.convergence)},
              {"mode", ModeName(service.converge)}});
+    if (options_.notify) {
+      options_.notify(
+          "drift", service.name, agent_name,
+          absl::StrCat(hoist::v1::Convergence_Name(seen.convergence),
+                       " (converge: ", ModeName(service.converge), ")"));
+    }
   }
   Convergence shown = seen.convergence;
   if (!track.converging.empty()) {
@@ -407,6 +413,11 @@ void ConvergenceEngine::RolloutEnded(const Rollout& rollout, absl::Time now) {
                 {"agent", a.agent},
                 {"attempts", absl::StrCat(a.attempts)},
                 {"error", a.last_error}});
+    if (a.gave_up && options_.notify) {
+      options_.notify(
+          "converge_gave_up", a.service, a.agent,
+          absl::StrCat("after ", a.attempts, " attempts: ", a.last_error));
+    }
   }
 }
 

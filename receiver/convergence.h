@@ -81,6 +81,16 @@ struct ConvergenceOptions {
   // Journals and queues a rollout (RolloutManager::StartRollout).
   std::function<absl::StatusOr<hoist::v1::Rollout>(const DeployIntent&)>
       start_rollout;
+  // Optional: reports the notification events convergence owns
+  // (docs/design.md, "Notifications"): "drift" when a host starts drifting
+  // and "converge_gave_up" when a host's converge attempts run out, with the
+  // service, the host and what was seen. The receiver journals them in the
+  // outbox (NotificationSender::Enqueue). Called on the engine's thread with
+  // its lock held, like the engine's own journal writes; must not call back
+  // into the engine.
+  std::function<void(const std::string& event, const std::string& service,
+                     const std::string& agent, const std::string& detail)>
+      notify;
 };
 
 class ConvergenceEngine : public ServiceStates {

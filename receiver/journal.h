@@ -59,6 +59,23 @@ struct ConvergeAttempts {
   std::string last_error;
 };
 
+// One notification for one sink, journaled before it is sent (the outbox,
+// docs/design.md "Notifications" and "Second-wave decisions" 20). `id` is
+// the delivery id the receiving side dedupes on: stable across retries and
+// restarts because it is stored here.
+struct OutboxRow {
+  std::string id;
+  std::string sink;   // NotifySink::name
+  std::string event;  // one of NotifyEventNames()
+  std::string service;
+  absl::Time created;  // when the event happened; gives up 24 h after it
+  hoist::v1::Rollout rollout;  // the rollout as it was then (may be empty)
+  std::string agent;           // drift, converge_gave_up: the host
+  std::string detail;          // drift, converge_gave_up: what was seen
+  int attempts = 0;            // failed sends so far
+  absl::Time next_attempt = absl::InfinitePast();  // not before this
+};
+
 class Journal {
  public:
   virtual ~Journal() = default;
@@ -169,6 +186,38 @@ class Journal {
 
   // Every (service, agent)'s converge attempts, by service then agent.
   virtual absl::StatusOr<std::vector<ConvergeAttempts>> ListAttempts() = 0;
+
+  // The notification outbox (OutboxRow). Writes follow the durability
+  // contract above.
+
+  // Saves the rollout (as SaveRollout) and inserts `rows` in ONE
+  // transaction, so that a state change and the notifications reporting it
+  // are journaled together or not at all (exactly one notification per state
+  // reached, also across a crash). ALREADY_EXISTS (nothing written) when a
+  // row's id is taken.
+  virtual absl::Status SaveRolloutWithOutbox(
+      const hoist::v1::Rollout& rollout,
+      const std::vector<OutboxRow>& rows) = 0;
+
+  // Inserts `rows` in one transaction (events without a rollout state
+  // change: drift, converge_gave_up). ALREADY_EXISTS as above.
+  virtual absl::Status EnqueueNotifications(
+      const std::vector<OutboxRow>& rows) = 0;
+
+  // Pending rows, earliest next_attempt first, at most `limit`.
+  virtual absl::StatusOr<std::vector<OutboxRow>> ListNotifications(
+      int limit) = 0;
+
+  // Records a failed send of row `id`. OK when there is no such row.
+  virtual absl::Status RescheduleNotification(const std::string& id,
+                                              int attempts,
+                                              absl::Time next_attempt) = 0;
+
+  // Removes row `id` (sent, or given up). OK when there is no such row.
+  virtual absl::Status DeleteNotification(const std::string& id) = 0;
+
+  // Number of pending rows.
+  virtual absl::StatusOr<int64_t> CountNotifications() = 0;
 };
 
 // A Journal that forwards every method to another one, for decorators that
@@ -251,6 +300,28 @@ class JournalWrapper : public Journal {
   }
   absl::StatusOr<std::vector<ConvergeAttempts>> ListAttempts() override {
     return wrapped_->ListAttempts();
+  }
+  absl::Status SaveRolloutWithOutbox(
+      const hoist::v1::Rollout& rollout,
+      const std::vector<OutboxRow>& rows) override {
+    return wrapped_->SaveRolloutWithOutbox(rollout, rows);
+  }
+  absl::Status EnqueueNotifications(
+      const std::vector<OutboxRow>& rows) override {
+    return wrapped_->EnqueueNotifications(rows);
+  }
+  absl::StatusOr<std::vector<OutboxRow>> ListNotifications(int limit) override {
+    return wrapped_->ListNotifications(limit);
+  }
+  absl::Status RescheduleNotification(const std::string& id, int attempts,
+                                      absl::Time next_attempt) override {
+    return wrapped_->RescheduleNotification(id, attempts, next_attempt);
+  }
+  absl::Status DeleteNotification(const std::string& id) override {
+    return wrapped_->DeleteNotification(id);
+  }
+  absl::StatusOr<int64_t> CountNotifications() override {
+    return wrapped_->CountNotifications();
   }
 
  protected:

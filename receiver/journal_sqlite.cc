@@ -192,6 +192,19 @@ CREATE TABLE IF NOT EXISTS converge_attempts (
   last_error TEXT NOT NULL,
   PRIMARY KEY (service, agent)
 );
+CREATE TABLE IF NOT EXISTS notifications (
+  id TEXT PRIMARY KEY,
+  sink TEXT NOT NULL,
+  event TEXT NOT NULL,
+  service TEXT NOT NULL,
+  created INTEGER NOT NULL,
+  agent TEXT NOT NULL,
+  detail TEXT NOT NULL,
+  attempts INTEGER NOT NULL,
+  next_attempt INTEGER NOT NULL,
+  rollout BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS notifications_next ON notifications(next_attempt);
 )sql";
 
 // Binds `d` to parameters first..first+5 as (service, digest, tag,
@@ -325,7 +338,8 @@ absl::Status SqliteJournal::CreateOrMigrateSchema(const std::string& path) {
   }
   // Creates what is missing: everything for a new journal, the tables added
   // since for an older one (each version only added tables: host_results in
-  // 2, the desired-state tables in 3). Rows already there stay as they are.
+  // 2, the desired-state tables in 3, the notification outbox in 4). Rows
+  // already there stay as they are.
   return InTransaction([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS -> absl::Status {
     HOIST_RETURN_IF_ERROR(Exec(kSchema));
     if (version == kSchemaVersion) return absl::OkStatus();
@@ -975,6 +989,121 @@ absl::StatusOr<std::vector<ConvergeAttempts>> SqliteJournal::ListAttempts() {
     a.last_error = q.Text(5);
     out.push_back(std::move(a));
   }
+}
+
+absl::Status SqliteJournal::InsertNotificationsLocked(
+    const std::vector<OutboxRow>& rows) {
+  for (const OutboxRow& row : rows) {
+    Stmt ins(db_,
+             "INSERT INTO notifications(id, sink, event, service, created, "
+             "agent, detail, attempts, next_attempt, rollout) VALUES (?, ?, ?, "
+             "?, ?, ?, ?, ?, ?, ?)");
+    HOIST_RETURN_IF_ERROR(ins.status());
+    std::string blob;
+    if (!row.rollout.SerializeToString(&blob)) {
+      return absl::InternalError("serialize rollout");
+    }
+    ins.BindText(1, row.id);
+    ins.BindText(2, row.sink);
+    ins.BindText(3, row.event);
+    ins.BindText(4, row.service);
+    ins.BindInt(5, ToMicros(row.created));
+    ins.BindText(6, row.agent);
+    ins.BindText(7, row.detail);
+    ins.BindInt(8, row.attempts);
+    ins.BindInt(9, ToMicros(row.next_attempt));
+    ins.BindBlob(10, blob);
+    const absl::Status s = ins.StepDone();
+    if (!s.ok() &&
+        sqlite3_extended_errcode(db_) == SQLITE_CONSTRAINT_PRIMARYKEY) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("notification ", row.id, " is already journaled"));
+    }
+    HOIST_RETURN_IF_ERROR(s);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteJournal::SaveRolloutWithOutbox(
+    const hoist::v1::Rollout& rollout, const std::vector<OutboxRow>& rows) {
+  // One write body: the rollout and its rows commit together or not at all.
+  return Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS -> absl::Status {
+    HOIST_RETURN_IF_ERROR(SaveRolloutLocked(rollout));
+    return InsertNotificationsLocked(rows);
+  });
+}
+
+absl::Status SqliteJournal::EnqueueNotifications(
+    const std::vector<OutboxRow>& rows) {
+  if (rows.empty()) return absl::OkStatus();
+  return Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return InsertNotificationsLocked(rows);
+  });
+}
+
+absl::StatusOr<std::vector<OutboxRow>> SqliteJournal::ListNotifications(
+    int limit) {
+  absl::MutexLock lock(&read_mu_);
+  Stmt q(reader_,
+         "SELECT id, sink, event, service, created, agent, detail, attempts, "
+         "next_attempt, rollout FROM notifications ORDER BY next_attempt, "
+         "created LIMIT ?");
+  HOIST_RETURN_IF_ERROR(q.status());
+  q.BindInt(1, limit);
+  std::vector<OutboxRow> out;
+  while (true) {
+    const int rc = q.Step();
+    if (rc == SQLITE_DONE) return out;
+    if (rc != SQLITE_ROW) return q.Error(rc);
+    OutboxRow row;
+    row.id = q.Text(0);
+    row.sink = q.Text(1);
+    row.event = q.Text(2);
+    row.service = q.Text(3);
+    row.created = FromMicros(q.Int(4));
+    row.agent = q.Text(5);
+    row.detail = q.Text(6);
+    row.attempts = static_cast<int>(q.Int(7));
+    row.next_attempt = FromMicros(q.Int(8));
+    if (!row.rollout.ParseFromString(q.Blob(9))) {
+      return absl::DataLossError(
+          absl::StrCat("notification ", row.id, ": unreadable rollout"));
+    }
+    out.push_back(std::move(row));
+  }
+}
+
+absl::Status SqliteJournal::RescheduleNotification(const std::string& id,
+                                                   int attempts,
+                                                   absl::Time next_attempt) {
+  return Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS -> absl::Status {
+    Stmt up(db_,
+            "UPDATE notifications SET attempts = ?, next_attempt = ? WHERE id "
+            "= ?");
+    HOIST_RETURN_IF_ERROR(up.status());
+    up.BindInt(1, attempts);
+    up.BindInt(2, ToMicros(next_attempt));
+    up.BindText(3, id);
+    return up.StepDone();
+  });
+}
+
+absl::Status SqliteJournal::DeleteNotification(const std::string& id) {
+  return Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS -> absl::Status {
+    Stmt del(db_, "DELETE FROM notifications WHERE id = ?");
+    HOIST_RETURN_IF_ERROR(del.status());
+    del.BindText(1, id);
+    return del.StepDone();
+  });
+}
+
+absl::StatusOr<int64_t> SqliteJournal::CountNotifications() {
+  absl::MutexLock lock(&read_mu_);
+  Stmt q(reader_, "SELECT COUNT(*) FROM notifications");
+  HOIST_RETURN_IF_ERROR(q.status());
+  const int rc = q.Step();
+  if (rc != SQLITE_ROW) return q.Error(rc);
+  return q.Int(0);
 }
 
 absl::StatusOr<std::string> SqliteJournal::IntegrityCheck() {

@@ -102,6 +102,16 @@ class SqliteJournal : public Journal {
       const std::string& rollout_id) override;
   absl::Status SaveAttempts(const ConvergeAttempts& attempts) override;
   absl::StatusOr<std::vector<ConvergeAttempts>> ListAttempts() override;
+  absl::Status SaveRolloutWithOutbox(
+      const hoist::v1::Rollout& rollout,
+      const std::vector<OutboxRow>& rows) override;
+  absl::Status EnqueueNotifications(
+      const std::vector<OutboxRow>& rows) override;
+  absl::StatusOr<std::vector<OutboxRow>> ListNotifications(int limit) override;
+  absl::Status RescheduleNotification(const std::string& id, int attempts,
+                                      absl::Time next_attempt) override;
+  absl::Status DeleteNotification(const std::string& id) override;
+  absl::StatusOr<int64_t> CountNotifications() override;
 
   // Number of duplicate deliveries counted for `dedupe_key` (0 when unknown).
   absl::StatusOr<int64_t> DuplicateCount(const std::string& dedupe_key);
@@ -125,7 +135,7 @@ class SqliteJournal : public Journal {
   // version 3 the desired-state tables `desired`, `previous_desired` and
   // `converge_attempts`. An older journal is migrated on Open (the missing
   // tables are created, nothing else changes), a newer one is refused.
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
  private:
   // One queued write: `body` runs inside the batch's transaction.
@@ -198,6 +208,8 @@ class SqliteJournal : public Journal {
   static void FailAll(const std::vector<PendingWrite*>& batch,
                       const absl::Status& status);
   absl::Status SaveRolloutLocked(const hoist::v1::Rollout& rollout)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status InsertNotificationsLocked(const std::vector<OutboxRow>& rows)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Replaces the rows of `hosts` in host_results.
   absl::Status UpsertHostResultsLocked(const std::string& rollout_id,

@@ -24,6 +24,8 @@
 #include "receiver/fleet_watcher.h"
 #include "receiver/journal_sqlite.h"
 #include "receiver/metered_journal.h"
+#include "receiver/notification_sender.h"
+#include "receiver/notifier_curl.h"
 #include "receiver/rollout_manager.h"
 #include "receiver/webhook_server.h"
 
@@ -117,9 +119,9 @@ class Receiver {
 
   // Starts every part; false (the cause logged) when one cannot start.
   bool Start() {
-    return LoadTls() && OpenJournal() && StartRollouts() && StartFleet() &&
-           StartConvergence() && StartControlServer() && StartWebhookServer() &&
-           StartMetricsServer();
+    return LoadTls() && OpenJournal() && StartNotifications() &&
+           StartRollouts() && StartFleet() && StartConvergence() &&
+           StartControlServer() && StartWebhookServer() && StartMetricsServer();
   }
 
   // A receiver that could not start every part: the fleet's and the
@@ -127,6 +129,7 @@ class Receiver {
   ~Receiver() {
     if (fleet_) fleet_->Stop();
     if (manager_) manager_->Stop();
+    if (notifications_) notifications_->Stop();
   }
 
   // SIGHUP: applies a valid config file, or logs why it keeps the running one.
@@ -140,6 +143,7 @@ class Receiver {
     fleet_->Stop();
     convergence_->Stop();
     manager_->Stop();
+    notifications_->Stop();
     metrics_server_.reset();
     manager_.reset();
   }
@@ -149,6 +153,10 @@ class Receiver {
  private:
   bool LoadTls();
   bool OpenJournal();
+  // The notification outbox's sender (docs/design.md, "Notifications"):
+  // before the rollouts, which journal rows for it, and started at once so
+  // that rows left from before a restart go out.
+  bool StartNotifications();
   bool StartRollouts();
   // Opens a WatchContainers stream to every agent (FleetWatcher).
   bool StartFleet();
@@ -169,6 +177,8 @@ class Receiver {
   // journal_ as the rollout manager writes it: failed writes are counted
   // (hoist_journal_write_failures_total).
   std::unique_ptr<MeteredJournal> metered_journal_;
+  std::unique_ptr<CurlNotifier> notifier_;
+  std::unique_ptr<NotificationSender> notifications_;
   std::unique_ptr<AgentClientPoolGrpc> pool_;
   // Each service's desired digest, moved by the manager's rollouts.
   std::unique_ptr<DesiredStates> desired_;
@@ -214,6 +224,18 @@ bool Receiver::OpenJournal() {
   return true;
 }
 
+bool Receiver::StartNotifications() {
+  notifier_ = std::make_unique<CurlNotifier>(absl::Seconds(10));
+  NotificationSenderOptions options;
+  options.journal = metered_journal_.get();
+  options.notifier = notifier_.get();
+  options.metrics = &metrics_;
+  notifications_ =
+      std::make_unique<NotificationSender>(options, config_->notify);
+  notifications_->Start();
+  return true;
+}
+
 bool Receiver::StartRollouts() {
   pool_ = std::make_unique<AgentClientPoolGrpc>(config_->agents, tls_,
                                                 config_->agent_call);
@@ -233,6 +255,12 @@ bool Receiver::StartRollouts() {
       c->RolloutChanged(rollout);
     }
   };
+  NotificationSender* notifications = notifications_.get();
+  options.outbox_rows = [notifications](const hoist::v1::Rollout& rollout,
+                                        hoist::v1::RolloutState previous) {
+    return notifications->RowsForStateChange(rollout, previous);
+  };
+  options.on_outbox_written = [notifications] { notifications->Wake(); };
   manager_ = std::make_unique<RolloutManager>(options, config_);
   if (absl::Status s = manager_->Recover(); !s.ok()) {
     LogError("cannot recover rollouts from the journal",
@@ -263,6 +291,18 @@ bool Receiver::StartConvergence() {
   options.start_rollout = [this](const DeployIntent& intent) {
     return manager_->StartRollout(intent);
   };
+  NotificationSender* notifications = notifications_.get();
+  options.notify = [notifications](
+                       const std::string& event, const std::string& service,
+                       const std::string& agent, const std::string& detail) {
+    absl::Status s = notifications->Enqueue(notifications->RowsFor(
+        event, service, hoist::v1::Rollout(), agent, detail));
+    if (!s.ok()) {
+      LogError(
+          "notification not journaled",
+          {{"event", event}, {"service", service}, {"error", s.ToString()}});
+    }
+  };
   convergence_ = std::make_unique<ConvergenceEngine>(options, config_);
   if (absl::Status s = convergence_->Load(); !s.ok()) {
     LogError("cannot load converge attempts from the journal",
@@ -281,6 +321,7 @@ bool Receiver::StartControlServer() {
   control_ =
       std::make_unique<ControlService>(manager_.get(), fleet_.get(), config_);
   control_->SetServiceStates(convergence_.get());
+  control_->SetNotificationTester(notifications_.get());
   absl::StatusOr<std::unique_ptr<ControlServer>> server =
       ControlServer::Start(config_->control_listen, tls_, control_.get());
   if (!server.ok()) {
@@ -355,12 +396,14 @@ void Receiver::Reload() {
              {{"error", s.ToString()}});
   }
   convergence_->UpdateConfig(config_);
+  notifications_->UpdateSinks(config_->notify);
   control_->UpdateConfig(config_);
   webhook_->UpdateConfig(config_);
   LogInfo("config reloaded",
           {{"config", config_path_},
            {"services", absl::StrCat(config_->services.size())},
-           {"agents", absl::StrCat(config_->agents.size())}});
+           {"agents", absl::StrCat(config_->agents.size())},
+           {"notify", absl::StrCat(config_->notify.size())}});
 }
 
 void Receiver::RestartControlServer(const TlsMaterial& next_tls) {

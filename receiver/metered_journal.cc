@@ -34,7 +34,11 @@ MeteredJournal::MeteredJournal(Journal* journal, MetricsRegistry* metrics)
       delete_desired_failures_(FailureCounter(metrics, "delete_desired")),
       save_previous_desired_failures_(
           FailureCounter(metrics, "save_previous_desired")),
-      save_attempts_failures_(FailureCounter(metrics, "save_attempts")) {}
+      save_attempts_failures_(FailureCounter(metrics, "save_attempts")),
+      save_rollout_with_outbox_failures_(
+          FailureCounter(metrics, "save_rollout_with_outbox")),
+      enqueue_notifications_failures_(
+          FailureCounter(metrics, "enqueue_notifications")) {}
 
 absl::Status MeteredJournal::AcceptDelivery(const DeliveryRecord& delivery,
                                             const hoist::v1::Rollout& rollout) {
@@ -93,6 +97,18 @@ absl::Status MeteredJournal::SavePreviousDesired(
 
 absl::Status MeteredJournal::SaveAttempts(const ConvergeAttempts& attempts) {
   return Count(save_attempts_failures_, JournalWrapper::SaveAttempts(attempts));
+}
+
+absl::Status MeteredJournal::SaveRolloutWithOutbox(
+    const hoist::v1::Rollout& rollout, const std::vector<OutboxRow>& rows) {
+  return Count(save_rollout_with_outbox_failures_,
+               JournalWrapper::SaveRolloutWithOutbox(rollout, rows));
+}
+
+absl::Status MeteredJournal::EnqueueNotifications(
+    const std::vector<OutboxRow>& rows) {
+  return Count(enqueue_notifications_failures_,
+               JournalWrapper::EnqueueNotifications(rows));
 }
 
 }  // namespace hoist::receiver

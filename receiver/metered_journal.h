@@ -51,6 +51,11 @@ class MeteredJournal : public JournalWrapper {
       const std::string& rollout_id,
       const std::optional<DesiredState>& previous) override;
   absl::Status SaveAttempts(const ConvergeAttempts& attempts) override;
+  absl::Status SaveRolloutWithOutbox(
+      const hoist::v1::Rollout& rollout,
+      const std::vector<OutboxRow>& rows) override;
+  absl::Status EnqueueNotifications(
+      const std::vector<OutboxRow>& rows) override;
 
  private:
   Counter* const accept_delivery_failures_;
@@ -63,6 +68,8 @@ class MeteredJournal : public JournalWrapper {
   Counter* const delete_desired_failures_;
   Counter* const save_previous_desired_failures_;
   Counter* const save_attempts_failures_;
+  Counter* const save_rollout_with_outbox_failures_;
+  Counter* const enqueue_notifications_failures_;
 };
 
 }  // namespace hoist::receiver

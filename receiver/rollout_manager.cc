@@ -67,10 +67,10 @@ bool IsFinalRolloutState(RolloutState s) {
 
 RolloutManager::RolloutManager(RolloutManagerOptions options,
                                std::shared_ptr<const ReceiverConfig> config)
-    : options_(options),
-      journal_(options.journal),
-      pool_(options.pool),
-      clock_(options.clock ? options.clock : RealClock()),
+    : options_(std::move(options)),
+      journal_(options_.journal),
+      pool_(options_.pool),
+      clock_(options_.clock ? options_.clock : RealClock()),
       config_(std::move(config)) {
   if (options_.executor_threads < 1) options_.executor_threads = 1;
   if (options_.metrics == nullptr)
@@ -472,7 +472,7 @@ absl::StatusOr<Rollout> RolloutManager::Resume(const std::string& id) {
     copy = it->second;
     ready_.push_back(id);  // still holds its service slot
   }
-  Save(copy);
+  Save(copy, hoist::v1::ROLLOUT_STATE_PAUSED);
   {
     absl::MutexLock lock(&mu_);
     PublishLocked(copy, -1, "resumed", nullptr, true);
@@ -654,11 +654,19 @@ void RolloutManager::PublishLocked(const Rollout& rollout, int host_index,
   if (final_event || subs.empty()) watchers_.erase(it);
 }
 
-bool RolloutManager::Save(const Rollout& rollout) {
-  absl::Status s = journal_->SaveRollout(rollout);
+bool RolloutManager::Save(const Rollout& rollout, RolloutState previous) {
+  std::vector<OutboxRow> rows;
+  if (options_.outbox_rows && previous != rollout.state()) {
+    rows = options_.outbox_rows(rollout, previous);
+  }
+  absl::Status s = rows.empty()
+                       ? journal_->SaveRollout(rollout)
+                       : journal_->SaveRolloutWithOutbox(rollout, rows);
   if (!s.ok()) {
     LogError("journal write failed",
              {{"rollout_id", rollout.id()}, {"error", s.ToString()}});
+  } else if (!rows.empty() && options_.on_outbox_written) {
+    options_.on_outbox_written();
   }
   return s.ok();
 }
@@ -670,12 +678,19 @@ void RolloutManager::RetryUnsaved() {
     unsaved = unsaved_;
   }
   for (const auto& [id, rollout] : unsaved) {
-    if (!Save(rollout)) continue;
+    RolloutState previous = rollout.state();
+    {
+      absl::MutexLock lock(&mu_);
+      auto p = unsaved_previous_.find(id);
+      if (p != unsaved_previous_.end()) previous = p->second;
+    }
+    if (!Save(rollout, previous)) continue;
     LogInfo("journal write retried",
             {{"rollout_id", id},
              {"state", hoist::v1::RolloutState_Name(rollout.state())}});
     absl::MutexLock lock(&mu_);
     unsaved_.erase(id);
+    unsaved_previous_.erase(id);
   }
 }
 
@@ -692,14 +707,16 @@ void RolloutManager::Update(const std::string& id,
     return;
   }
   Rollout copy;
+  RolloutState previous;
   {
     absl::MutexLock lock(&mu_);
     auto it = active_.find(id);
     if (it == active_.end()) return;
+    previous = it->second.state();
     fn(&it->second);
     copy = it->second;
   }
-  Save(copy);
+  Save(copy, previous);
   absl::MutexLock lock(&mu_);
   // The executor is the only writer of an executing rollout, so `copy` is
   // still its current state.
@@ -731,10 +748,12 @@ void RolloutManager::Finish(const std::string& id, RolloutState state,
                             const std::string& error) {
   const absl::Time now = clock_->Now();
   Rollout copy;
+  RolloutState previous;
   {
     absl::MutexLock lock(&mu_);
     auto it = active_.find(id);
     if (it == active_.end()) return;
+    previous = it->second.state();
     it->second.set_state(state);
     it->second.set_error(error);
     *it->second.mutable_finished() = ToProto(now);
@@ -742,7 +761,7 @@ void RolloutManager::Finish(const std::string& id, RolloutState state,
     cancel_requested_.erase(id);
     rolling_back_.erase(id);
   }
-  const bool saved = Save(copy);
+  const bool saved = Save(copy, previous);
   CountRollout(copy);
   if (options_.desired != nullptr) {
     absl::Status s = options_.desired->RolloutEnded(copy);
@@ -759,6 +778,7 @@ void RolloutManager::Finish(const std::string& id, RolloutState state,
                   nullptr, true);
     if (!saved) {
       unsaved_[id] = copy;
+      unsaved_previous_[id] = previous;
       unsaved_added_ = true;  // wakes the housekeeping thread
     }
     active_.erase(id);

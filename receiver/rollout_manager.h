@@ -110,6 +110,20 @@ struct RolloutManagerOptions {
   // (RUNNING, PAUSED, a final state), after the change is journaled, on the
   // thread that made it and outside the manager's locks. Must not block.
   std::function<void(const hoist::v1::Rollout&)> on_state_change;
+  // Optional: the notification outbox seam (docs/design.md, "Notifications";
+  // notification_sender.h). When a save changes a rollout's state, the
+  // manager asks for the rows reporting it (`previous` is the state before)
+  // and journals them with the rollout in one transaction
+  // (Journal::SaveRolloutWithOutbox): a state reached is journaled with its
+  // notifications or not at all, so each state gets exactly one, also when
+  // the save is retried or the receiver crashes. Called on the thread that
+  // saves, outside the manager's locks; must not block (it only builds rows).
+  std::function<std::vector<OutboxRow>(const hoist::v1::Rollout& rollout,
+                                       hoist::v1::RolloutState previous)>
+      outbox_rows;
+  // Optional: called after rows from outbox_rows were journaled (wakes the
+  // sender). Must not block.
+  std::function<void()> on_outbox_written;
 };
 
 class RolloutManager : public RolloutSubmitter, public RolloutController {
@@ -251,7 +265,14 @@ class RolloutManager : public RolloutSubmitter, public RolloutController {
                      const hoist::v1::PullProgress* pull, bool full)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes `rollout` to the journal; false (logged) when that failed.
-  bool Save(const hoist::v1::Rollout& rollout);
+  // `previous` is its state before this change: when it differs, the
+  // outbox rows reporting the new state are written in the same
+  // transaction (RolloutManagerOptions::outbox_rows).
+  bool Save(const hoist::v1::Rollout& rollout,
+            hoist::v1::RolloutState previous);
+  bool Save(const hoist::v1::Rollout& rollout) {
+    return Save(rollout, rollout.state());
+  }
   // Writes the finished rollouts whose final save failed (unsaved_) again;
   // those that are written leave unsaved_.
   void RetryUnsaved();
@@ -286,6 +307,10 @@ class RolloutManager : public RolloutSubmitter, public RolloutController {
   // here) or Stop() writes them. A receiver killed first resumes them from
   // the journal at its next start.
   std::map<std::string, hoist::v1::Rollout> unsaved_ ABSL_GUARDED_BY(mu_);
+  // The state each unsaved_ rollout had before its unsaved change, so that
+  // the retried save still journals the notifications of that change.
+  std::map<std::string, hoist::v1::RolloutState> unsaved_previous_
+      ABSL_GUARDED_BY(mu_);
   bool unsaved_added_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, ServiceSlot> slots_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> ready_ ABSL_GUARDED_BY(mu_);

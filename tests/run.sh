@@ -91,7 +91,8 @@ fi
 # tests/tsan/tsan.supp lists what is still suppressed, and why.
 # tsan_shim_test proves a real race is still reported.
 tsan_tests=(tsan_shim_test common_test journal_test rollout_manager_test
-  rollout_executor_test convergence_test webhook_server_test event_http_server_test
+  rollout_executor_test convergence_test notification_test webhook_server_test
+  event_http_server_test
   agent_client_grpc_test control_service_test fleet_watcher_test
   fleet_watcher_grpc_test agent_service_test deploy_manager_test
   deploy_manager_docker_test health_waiter_test container_watcher_test

@@ -81,6 +81,10 @@ TEST(ParseCliOptionsTest, RejectsBadCommandLinesWithAReason) {
        WithConn({"converge", "web", "--service", "web"}),
        "apply to `rollouts`"},
       {"empty service name", WithConn({"service", ""}), "empty argument"},
+      {"notify without test", WithConn({"notify", "ops"}),
+       "usage: hoistctl notify test NAME"},
+      {"notify other subcommand", WithConn({"notify", "send", "ops"}),
+       "usage: hoistctl notify test NAME"},
       {"missing server",
        Argv({"--ca", "a", "--cert", "b", "--key", "c", "agents"}),
        "missing --server (or $HOIST_SERVER)"},
@@ -118,6 +122,7 @@ TEST(ParseCliOptionsTest, ParsesEachCommand) {
       {WithConn({"service", "web"}), "service", {"web"}},
       {WithConn({"converge", "web"}), "converge", {"web"}},
       {WithConn({"cancel", "r-4"}), "cancel", {"r-4"}},
+      {WithConn({"notify", "test", "ops"}), "notify", {"test", "ops"}},
       {WithConn({"--", "rollout", "--odd-id"}), "rollout", {"--odd-id"}},
   };
   for (const Case& c : cases) {
@@ -195,8 +200,9 @@ TEST(UsageTextTest, NamesEveryCommandAndExitCode) {
   for (const char* word :
        {"agents", "rollouts", "rollout ID", "watch ID", "deploy SERVICE",
         "rollback SERVICE", "resume ID", "services", "service NAME",
-        "converge SERVICE", "cancel ID", "CANCELLED", "HOIST_SERVER",
-        "HOIST_CA", "HOIST_CERT", "HOIST_KEY", "--tls-name", "--output"}) {
+        "converge SERVICE", "cancel ID", "notify test NAME", "CANCELLED",
+        "HOIST_SERVER", "HOIST_CA", "HOIST_CERT", "HOIST_KEY", "--tls-name",
+        "--output"}) {
     EXPECT_NE(usage.find(word), std::string::npos) << word;
   }
 }

@@ -90,6 +90,16 @@ class FakeControlClient : public ControlClient {
     if (!error.ok()) return error;
     return Rollout(id, cancel_state);
   }
+  absl::StatusOr<hoist::v1::TestNotificationResponse> TestNotification(
+      const std::string& sink) override {
+    last_service = sink;
+    if (!error.ok()) return error;
+    hoist::v1::TestNotificationResponse r;
+    r.set_sink(sink);
+    r.set_kind("webhook");
+    r.set_id("test-0123");
+    return r;
+  }
   absl::Status WatchRollout(
       const std::string& id,
       const std::function<bool(const hoist::v1::RolloutEvent&)>& on_event)
@@ -463,6 +473,25 @@ TEST(CommandsTest, CancelSendsTheIdAndFollowsAStillRunningRollout) {
 
   run = Execute(Options("cancel", {"r-5"}, OutputFormat::kJson), client);
   EXPECT_EQ(nlohmann::json::parse(run.out)["state"], "ROLLOUT_STATE_CANCELLED");
+}
+
+TEST(CommandsTest, NotifyTestSendsTheSinkNameAndPrintsTheDeliveryId) {
+  FakeControlClient client;
+  RunResult run = Execute(Options("notify", {"test", "ops"}), client);
+  EXPECT_EQ(run.code, 0) << run.err;
+  EXPECT_EQ(client.last_service, "ops");
+  EXPECT_EQ(run.out,
+            "sent a test message through ops (webhook), delivery id "
+            "test-0123\n");
+
+  run =
+      Execute(Options("notify", {"test", "ops"}, OutputFormat::kJson), client);
+  EXPECT_EQ(nlohmann::json::parse(run.out)["id"], "test-0123");
+
+  client.error = absl::FailedPreconditionError("sink ops: HTTP 500");
+  run = Execute(Options("notify", {"test", "ops"}), client);
+  EXPECT_EQ(run.code, 1);
+  EXPECT_NE(run.err.find("sink ops: HTTP 500"), std::string::npos) << run.err;
 }
 
 }  // namespace

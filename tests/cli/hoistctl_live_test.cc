@@ -237,6 +237,22 @@ class FakeControl final : public hoist::v1::Control::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status TestNotification(
+      grpc::ServerContext* context,
+      const hoist::v1::TestNotificationRequest* request,
+      hoist::v1::TestNotificationResponse* response) override {
+    if (auto s = Check(context, true); !s.ok()) return s;
+    Record("TestNotification sink=" + request->sink());
+    if (request->sink() != "ops") {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          "no notify sink named \"" + request->sink() + "\"");
+    }
+    response->set_sink("ops");
+    response->set_kind("slack");
+    response->set_id("test-abcd");
+    return grpc::Status::OK;
+  }
+
   grpc::Status Cancel(grpc::ServerContext* context,
                       const hoist::v1::CancelRequest* request,
                       hoist::v1::Rollout* response) override {
@@ -484,6 +500,24 @@ TEST_F(HoistctlLiveTest, ServicesServiceConvergeCancel) {
             (std::vector<std::string>{"Converge service=helloworld",
                                       "Converge service=idle", "Cancel id=r-1",
                                       "Cancel id=r-2"}));
+}
+
+TEST_F(HoistctlLiveTest, NotifyTestIsForOperatorsAndNamesTheSink) {
+  hoist::testing::CommandResult sent = Hoistctl("notify test ops");
+  EXPECT_EQ(sent.exit_code, 0) << sent.output;
+  EXPECT_NE(sent.output.find("sent a test message through ops (slack), "
+                             "delivery id test-abcd"),
+            std::string::npos)
+      << sent.output;
+  hoist::testing::CommandResult missing = Hoistctl("notify test nosuch");
+  EXPECT_EQ(missing.exit_code, 1) << missing.output;
+  EXPECT_NE(missing.output.find("NOT_FOUND: no notify sink named \"nosuch\""),
+            std::string::npos)
+      << missing.output;
+  EXPECT_EQ(Hoistctl("notify test ops", "viewer").exit_code, 3);
+  EXPECT_EQ(service_.calls(),
+            (std::vector<std::string>{"TestNotification sink=ops",
+                                      "TestNotification sink=nosuch"}));
 }
 
 TEST_F(HoistctlLiveTest, ExitCodesForUsageAndAuthentication) {

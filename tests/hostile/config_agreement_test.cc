@@ -135,7 +135,8 @@ std::string Emit(const YAML::Node& node) {
   return out.c_str();
 }
 
-// The receiver config with its secret files replaced by one that exists.
+// The receiver config with its secret files (the webhook's, and the
+// notify: sinks' URL, secret and password files) replaced by one that exists.
 absl::StatusOr<receiver::ReceiverConfig> LoadReceiver(YAML::Node yaml,
                                                       const TempDir& dir) {
   yaml = YAML::Clone(yaml);
@@ -143,6 +144,16 @@ absl::StatusOr<receiver::ReceiverConfig> LoadReceiver(YAML::Node yaml,
     YAML::Node secrets(YAML::NodeType::Sequence);
     secrets.push_back(dir.Path("secret"));
     yaml["webhook"]["secret_files"] = secrets;
+  }
+  if (yaml["notify"] && yaml["notify"].IsSequence()) {
+    for (YAML::Node sink : yaml["notify"]) {
+      for (const char* kind : {"slack", "webhook", "smtp"}) {
+        if (!sink[kind] || !sink[kind].IsMap()) continue;
+        for (const char* key : {"url_file", "secret_file", "password_file"}) {
+          if (sink[kind][key]) sink[kind][key] = dir.Path("secret");
+        }
+      }
+    }
   }
   return receiver::LoadReceiverConfig(dir.Write("receiver.yaml", Emit(yaml)));
 }

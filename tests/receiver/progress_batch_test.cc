@@ -84,6 +84,24 @@ class RecordingJournal : public Journal {
   absl::StatusOr<std::vector<ConvergeAttempts>> ListAttempts() override {
     return Unused();
   }
+  absl::Status SaveRolloutWithOutbox(const hoist::v1::Rollout&,
+                                     const std::vector<OutboxRow>&) override {
+    return Unused();
+  }
+  absl::Status EnqueueNotifications(const std::vector<OutboxRow>&) override {
+    return Unused();
+  }
+  absl::StatusOr<std::vector<OutboxRow>> ListNotifications(int) override {
+    return Unused();
+  }
+  absl::Status RescheduleNotification(const std::string&, int,
+                                      absl::Time) override {
+    return Unused();
+  }
+  absl::Status DeleteNotification(const std::string&) override {
+    return Unused();
+  }
+  absl::StatusOr<int64_t> CountNotifications() override { return Unused(); }
 
  private:
   static absl::Status Unused() {
