@@ -164,7 +164,7 @@ void ConvergenceEngine::Loop() {
     absl::Time next_due;
     {
       absl::MutexLock lock(&mu_);
-      next_due = NextDue(*config_);
+      next_due = next_due_;
     }
     {
       absl::MutexLock lock(&wake_mu_);
@@ -207,12 +207,18 @@ void ConvergenceEngine::EvaluateNow() {
     const absl::Time now = clock_->Now();
     for (const Rollout& r : ended) RolloutEnded(r, now);
     const std::shared_ptr<const ReceiverConfig> config = config_;
+    next_due_ = absl::InfiniteFuture();
     for (const ServiceConfig& service : config->services) {
       std::vector<std::string> due = Refresh(service, *config, false, now);
-      if (due.empty() || service.converge != ConvergeMode::kAuto) continue;
+      if (service.converge != ConvergeMode::kAuto) continue;
       std::optional<DesiredState> desired = options_.desired->Get(service.name);
       if (!desired || desired->digest.empty() || desired->on_hold) continue;
+      // The end of an active rollout wakes the engine (RolloutChanged).
       if (options_.active_rollout_of(service.name)) continue;
+      if (due.empty()) {
+        next_due_ = std::min(next_due_, NextDue(service, *config, now));
+        continue;
+      }
       launches.push_back(Launch{service.name, *desired, std::move(due)});
     }
     Forget(*config);
@@ -328,21 +334,25 @@ bool ConvergenceEngine::Due(const HostTrack& track,
          now >= track.attempts.next_attempt;
 }
 
-absl::Time ConvergenceEngine::NextDue(const ReceiverConfig& config) const {
+absl::Time ConvergenceEngine::NextDue(const ServiceConfig& service,
+                                      const ReceiverConfig& config,
+                                      absl::Time now) const {
   absl::Time next = absl::InfiniteFuture();
   const absl::Duration delay =
       absl::Seconds(config.converge_policy.delay_seconds);
-  for (const auto& [key, track] : hosts_) {
+  for (const AgentEntry* agent : ResolveTargets(config, service)) {
+    auto it = hosts_.find(Key(service.name, agent->name));
+    if (it == hosts_.end()) continue;
+    const HostTrack& track = it->second;
     if (!IsDrift(track.seen.convergence) || !track.converging.empty() ||
         track.attempts.gave_up) {
       continue;
     }
-    if (!track.expected_deploy.empty()) {
-      next = std::min(next, track.expected_until);
-      continue;
-    }
-    next = std::min(
-        next, std::max(track.drift_since + delay, track.attempts.next_attempt));
+    const absl::Time at =
+        !track.expected_deploy.empty()
+            ? track.expected_until
+            : std::max(track.drift_since + delay, track.attempts.next_attempt);
+    if (at > now) next = std::min(next, at);
   }
   return next;
 }

@@ -185,9 +185,12 @@ class ConvergenceEngine : public ServiceStates {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PublishGauges(const ReceiverConfig& config)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // When the next drifted host falls due (InfiniteFuture: none).
-  absl::Time NextDue(const ReceiverConfig& config) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // When the next drifted host of `service` falls due after `now`
+  // (InfiniteFuture: none). Only services that may converge ask: a thread
+  // woken for a host that cannot act would spin (MISSING hosts of a service
+  // with no desired digest, report mode, on hold).
+  absl::Time NextDue(const ServiceConfig& service, const ReceiverConfig& config,
+                     absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Loop();
 
   ConvergenceOptions options_;
@@ -205,6 +208,9 @@ class ConvergenceEngine : public ServiceStates {
   absl::Mutex wake_mu_;
   std::vector<hoist::v1::Rollout> ended_ ABSL_GUARDED_BY(wake_mu_);
   bool dirty_ ABSL_GUARDED_BY(wake_mu_) = true;
+  // When the evaluation thread must look again without being woken (set by
+  // each evaluation).
+  absl::Time next_due_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   bool stopping_ ABSL_GUARDED_BY(wake_mu_) = false;
   std::thread thread_;
 };
