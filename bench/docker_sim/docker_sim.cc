@@ -10,7 +10,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <filesystem>
+#include <set>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -169,9 +171,15 @@ class DockerSim::Engine {
  public:
   explicit Engine(const DockerSimOptions* options) : options_(*options) {}
 
-  // Handles one request; streaming answers (pull) are written to `fd` here.
-  // Returns false when the connection must close.
+  // Handles one request; streaming answers (pull, events) are written to
+  // `fd` here. Returns false when the connection must close.
   bool Handle(int fd, const HttpRequest& req);
+
+  // Ends every GET /events stream of this engine (the simulator stops).
+  void Shutdown() {
+    absl::MutexLock lock(&mu_);
+    shutdown_ = true;
+  }
 
  private:
   void Sleep(const char* op) const {
@@ -266,11 +274,40 @@ class DockerSim::Engine {
   bool CreateContainer(int fd, const HttpRequest& req);
   bool ContainerAction(int fd, const HttpRequest& req, const std::string& id,
                        const std::string& action);
+  // Applies a start, stop or remove to *c and records its events; the
+  // status code to answer.
+  int ChangeState(Container* c, absl::string_view op, bool force)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // GET /events: Docker's line-delimited JSON stream (chunked). It holds
+  // the connection open and sends the container events this engine's own
+  // changes cause, from the moment the headers went out, until the peer
+  // closes or Shutdown(). Returns false (the connection closes).
+  bool Events(int fd, const HttpRequest& req);
+  // Appends a container event (Docker's shape) for every /events stream.
+  void Emit(const Container& c, const std::string& action,
+            const std::map<std::string, std::string>& extra = {})
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Waits up to `wait` for events after *seen (or Shutdown()); appends the
+  // lines of those the stream's `actions` (empty: all) let through.
+  // False once the engine shut down.
+  bool NextEvents(int64_t* seen, const std::set<std::string>& actions,
+                  absl::Duration wait, std::vector<std::string>* lines);
 
   const DockerSimOptions& options_;
   absl::Mutex mu_;
   std::vector<Image> images_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Container> containers_ ABSL_GUARDED_BY(mu_);
+  // The last kKeptEvents events: (sequence number, action, JSON line).
+  struct Event {
+    int64_t seq;
+    std::string action;
+    std::string line;
+  };
+  static constexpr size_t kKeptEvents = 256;
+  std::deque<Event> events_ ABSL_GUARDED_BY(mu_);
+  int64_t event_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 bool DockerSim::Engine::Handle(int fd, const HttpRequest& req) {
@@ -291,6 +328,7 @@ bool DockerSim::Engine::Handle(int fd, const HttpRequest& req) {
                       {"Platform", {{"Name", "hoist-docker-sim (SIMULATOR)"}}}}
                      .dump());
   }
+  if (p == "/events" && req.method == "GET") return Events(fd, req);
   if (p == "/images/create" && req.method == "POST") return Pull(fd, req);
   if (p == "/images/json" && req.method == "GET") {
     Sleep("list_images");
@@ -551,6 +589,7 @@ bool DockerSim::Engine::CreateContainer(int fd, const HttpRequest& req) {
   c.config = body;
   c.config.erase("HostConfig");
   const std::string id = c.id;
+  Emit(c, "create");
   containers_[id] = std::move(c);
   return Reply(fd, 201, json{{"Id", id}, {"Warnings", json::array()}}.dump());
 }
@@ -578,18 +617,8 @@ bool DockerSim::Engine::ContainerAction(int fd, const HttpRequest& req,
   if (c == nullptr) return Reply(fd, 404, Message("No such container: " + key));
   const std::string_view o(op);
   if (o == "inspect") return Reply(fd, 200, InspectJson(*c).dump());
-  if (o == "start") {
-    if (c->status == "running") return Reply(fd, 304, "");
-    c->status = "running";
-    c->started_at = absl::Now();
-    return Reply(fd, 204, "");
-  }
-  if (o == "stop") {
-    if (c->status != "running") return Reply(fd, 304, "");
-    c->status = "exited";
-    c->finished_at = absl::Now();
-    c->exit_code = 0;
-    return Reply(fd, 204, "");
+  if (o == "start" || o == "stop") {
+    return Reply(fd, ChangeState(c, op, /*force=*/false), "");
   }
   if (o == "rename") {
     const std::string name =
@@ -603,7 +632,9 @@ bool DockerSim::Engine::ContainerAction(int fd, const HttpRequest& req,
                          "\" is already in use by container \"", id, "\".")));
       }
     }
+    const std::string old_name = c->name;
     c->name = name;
+    Emit(*c, "rename", {{"oldName", "/" + old_name}});
     return Reply(fd, 204, "");
   }
   if (o == "update") {
@@ -635,8 +666,134 @@ bool DockerSim::Engine::ContainerAction(int fd, const HttpRequest& req,
                              ". Stop the container before attempting removal "
                              "or force remove")));
   }
-  containers_.erase(c->id);
-  return Reply(fd, 204, "");
+  return Reply(fd, ChangeState(c, "remove", force), "");
+}
+
+int DockerSim::Engine::ChangeState(Container* c, absl::string_view op,
+                                   bool force) {
+  const bool running = c->status == "running";
+  if (op == "start") {
+    if (running) return 304;
+    c->status = "running";
+    c->started_at = absl::Now();
+    Emit(*c, "start");
+    return 204;
+  }
+  if (running && (op == "stop" || force)) {
+    c->status = "exited";
+    c->finished_at = absl::Now();
+    c->exit_code = op == "stop" ? 0 : 137;
+    if (op != "stop") Emit(*c, "kill", {{"signal", "9"}});
+    Emit(*c, "die", {{"exitCode", absl::StrCat(c->exit_code)}});
+  }
+  if (op == "stop") {
+    if (!running) return 304;
+    Emit(*c, "stop");
+    return 204;
+  }
+  Emit(*c, "destroy");
+  containers_.erase(c->id);  // *c is gone
+  return 204;
+}
+
+void DockerSim::Engine::Emit(const Container& c, const std::string& action,
+                             const std::map<std::string, std::string>& extra) {
+  json attributes = c.labels;
+  attributes["name"] = c.name;
+  attributes["image"] = c.image;
+  for (const auto& [k, v] : extra) attributes[k] = v;
+  const absl::Time now = absl::Now();
+  json event = {{"status", action},
+                {"id", c.id},
+                {"from", c.image},
+                {"Type", "container"},
+                {"Action", action},
+                {"Actor", {{"ID", c.id}, {"Attributes", attributes}}},
+                {"scope", "local"},
+                {"time", absl::ToUnixSeconds(now)},
+                {"timeNano", absl::ToUnixNanos(now)}};
+  events_.push_back(Event{++event_seq_, action, event.dump() + "\n"});
+  while (events_.size() > kKeptEvents) events_.pop_front();
+}
+
+bool DockerSim::Engine::NextEvents(int64_t* seen,
+                                   const std::set<std::string>& actions,
+                                   absl::Duration wait,
+                                   std::vector<std::string>* lines) {
+  absl::MutexLock lock(&mu_);
+  const int64_t after = *seen;
+  auto ready = [this, after]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return shutdown_ || event_seq_ > after;
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&ready), wait);
+  if (shutdown_) return false;
+  for (const Event& e : events_) {
+    if (e.seq <= after) continue;
+    if (actions.empty() || actions.count(e.action) > 0) {
+      lines->push_back(e.line);
+    }
+  }
+  *seen = event_seq_;
+  return true;
+}
+
+namespace {
+
+// The "event" filter of a GET /events request (empty: every action).
+std::set<std::string> EventActions(const HttpRequest& req) {
+  std::set<std::string> actions;
+  auto it = req.query.find("filters");
+  if (it == req.query.end()) return actions;
+  json filters = json::parse(it->second, nullptr, false);
+  if (!filters.is_object() || !filters.contains("event")) return actions;
+  const json& events = filters["event"];
+  if (events.is_array()) {
+    for (const auto& e : events) {
+      if (e.is_string()) actions.insert(e.get<std::string>());
+    }
+  } else if (events.is_object()) {  // {"start": true}
+    for (auto e = events.begin(); e != events.end(); ++e) {
+      actions.insert(e.key());
+    }
+  }
+  return actions;
+}
+
+// Whether the peer closed (or broke) the connection; never blocks.
+bool PeerClosed(int fd) {
+  pollfd p{fd, POLLIN | POLLRDHUP, 0};
+  if (poll(&p, 1, 0) <= 0) return false;
+  if ((p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) return true;
+  char c;
+  return recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
+}  // namespace
+
+bool DockerSim::Engine::Events(int fd, const HttpRequest& req) {
+  const std::set<std::string> actions = EventActions(req);
+  int64_t seen = 0;
+  {
+    absl::MutexLock lock(&mu_);  // from the headers on, nothing is missed
+    seen = event_seq_;
+  }
+  const std::string head = absl::StrCat("HTTP/1.1 200 OK\r\n", kServerHeader,
+                                        "Api-Version: ", options_.api_version,
+                                        "\r\nContent-Type: application/json\r\n"
+                                        "Transfer-Encoding: chunked\r\n\r\n");
+  if (!SendAll(fd, head)) return false;
+  // Bounded by the peer and by Shutdown(): an idle stream wakes every 5 s
+  // only to notice a peer that went away.
+  for (;;) {
+    std::vector<std::string> lines;
+    if (!NextEvents(&seen, actions, absl::Seconds(5), &lines)) return false;
+    for (const std::string& line : lines) {
+      if (!SendAll(fd, absl::StrFormat("%x\r\n%s\r\n", line.size(), line))) {
+        return false;
+      }
+    }
+    if (PeerClosed(fd)) return false;
+  }
 }
 
 DockerSim::DockerSim(DockerSimOptions options) : options_(std::move(options)) {}
@@ -688,6 +845,7 @@ void DockerSim::Stop() {
     (void)!write(wake_pipe_[1], &c, 1);
   }
   if (acceptor_.joinable()) acceptor_.join();
+  for (auto& engine : engines_) engine->Shutdown();
   for (size_t i = 0; i < listen_fds_.size(); ++i) {
     close(listen_fds_[i]);
     unlink(SocketPath(static_cast<int>(i)).c_str());

@@ -5,8 +5,11 @@
 // Extracting progressDetail, "Digest: sha256:…", "Status: …"),
 // images/{name}/json, images/json, DELETE images/{name}, containers/json with
 // label filters, containers/create, /start, /stop, /rename, /update, DELETE
-// containers/{id}, containers/{id}/json (State.Running, State.Health) and
-// /logs. Nothing runs: containers are records in memory.
+// containers/{id}, containers/{id}/json (State.Running, State.Health),
+// /logs, and GET /events: a chunked line-delimited JSON stream, held open,
+// of the container events (create, start, kill, die, stop, destroy, rename)
+// the engine's own changes cause, filtered by the "event" filter. Nothing
+// runs: containers are records in memory.
 //
 // Each socket is an independent engine (one simulated host), so a thousand
 // agents in one benchmark each see only their own containers. Every
@@ -18,7 +21,9 @@
 //
 // Thread-safety: one accept thread polls every listening socket; each
 // connection is served on its own thread (HTTP/1.1 keep-alive, requests with
-// Content-Length bodies). Engine state is guarded by a mutex per engine.
+// Content-Length bodies), an /events stream included, which waits on its
+// engine's mutex and wakes every 5 s to notice a peer that left. Engine state
+// is guarded by a mutex per engine.
 #ifndef HOIST_BENCH_DOCKER_SIM_DOCKER_SIM_H_
 #define HOIST_BENCH_DOCKER_SIM_DOCKER_SIM_H_
 

@@ -6,8 +6,10 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/crypto.h"
 #include "gmock/gmock.h"
@@ -176,6 +178,56 @@ TEST(DockerSimLatency, ParsesKnownOperationsAndRejectsOthers) {
   EXPECT_EQ(options.latency["start"], absl::Milliseconds(7));
   EXPECT_FALSE(ParseLatencies("fly=1", &options).ok());
   EXPECT_FALSE(ParseLatencies("pull=-1", &options).ok());
+}
+
+// GET /events as the agent's ContainerWatcher follows it: open and idle
+// until something changes, then the container events the engine's own
+// changes cause (filtered by "event"), until the stream is cancelled.
+TEST_F(DockerSimTest, EventsStreamTheEngineOwnContainerChanges) {
+  ASSERT_TRUE(docker_->PullImage(ref_, "", nullptr).ok());
+  std::unique_ptr<DockerClient> follower = Client(0);
+  nodeagent::EventStreamCancel cancel;
+  absl::Mutex mu;
+  std::vector<std::string> seen;  // "action name"
+  bool subscribed = false;
+  nodeagent::EventHandlers handlers;
+  handlers.on_subscribed = [&] {
+    absl::MutexLock lock(&mu);
+    subscribed = true;
+    return absl::OkStatus();
+  };
+  handlers.on_event = [&](const nodeagent::DockerEvent& e) {
+    absl::MutexLock lock(&mu);
+    seen.push_back(e.action + " " + e.attributes.at("name"));
+  };
+  absl::Status ended;
+  std::thread thread([&] {
+    ended = follower->FollowEvents(
+        {{"type", {"container"}}, {"event", {"start", "die", "destroy"}}},
+        handlers, &cancel);
+  });
+  {
+    absl::MutexLock lock(&mu);
+    ASSERT_TRUE(
+        mu.AwaitWithTimeout(absl::Condition(&subscribed), absl::Seconds(10)));
+  }
+  ContainerConfig config;
+  config.image = ref_;
+  auto id = docker_->CreateContainer("web", config);
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(docker_->StartContainer(*id).ok());
+  ASSERT_TRUE(docker_->RemoveContainer(*id, /*force=*/true).ok());
+  auto three = [&] { return seen.size() >= 3; };
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_TRUE(
+        mu.AwaitWithTimeout(absl::Condition(&three), absl::Seconds(10)));
+    EXPECT_THAT(seen,
+                ::testing::ElementsAre("start web", "die web", "destroy web"));
+  }
+  cancel.Cancel();
+  thread.join();
+  EXPECT_EQ(ended.code(), absl::StatusCode::kCancelled) << ended;
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -24,6 +25,7 @@
 #include "common/tls.h"
 #include "nodeagent/agent_server.h"
 #include "nodeagent/agent_service.h"
+#include "nodeagent/container_watcher.h"
 #include "nodeagent/deploy_manager.h"
 #include "nodeagent/docker_client_curl.h"
 
@@ -90,10 +92,23 @@ class TimedHandler : public nodeagent::AgentHandler {
 };
 
 struct Agent {
+  Agent() = default;
+  Agent(Agent&&) = default;
+  Agent& operator=(Agent&&) = default;
+  // The watcher's thread reads the manager's records: it ends first.
+  ~Agent() {
+    if (watcher != nullptr) watcher->Stop();
+  }
+
   std::string name;
   std::string address;  // host:port of its AgentServer
   // Set when the agent runs in this process (--agent-processes 0 or an
   // agent-host child); empty for agents in a child process.
+  std::shared_ptr<nodeagent::DockerClient> docker;
+  // Follows the simulator's /events for WatchContainers, as the real
+  // agent's does (nodeagent/main.cc); declared before the manager so that
+  // it outlives the manager's deploys, which call DeployEnded on it.
+  std::unique_ptr<nodeagent::ContainerWatcher> watcher;
   std::unique_ptr<nodeagent::DeployManager> manager;
   std::unique_ptr<TimedHandler> timed;  // wraps manager; what the server serves
   std::unique_ptr<nodeagent::AgentServer> server;
@@ -103,6 +118,22 @@ namespace {
 
 std::shared_ptr<const RoleAuthorizer> ReceiverOnly() {
   return nodeagent::MakeAgentAuthorizer({"spiffe://hoist/receiver"}, {});
+}
+
+// The agent's ContainerWatcher over `docker` with the manager's records,
+// started; as nodeagent/main.cc builds it.
+absl::StatusOr<std::unique_ptr<nodeagent::ContainerWatcher>> StartWatcher(
+    nodeagent::DeployManager* manager, nodeagent::DockerClient* docker) {
+  nodeagent::ContainerWatcher::Options options;
+  options.docker = docker;
+  options.records = [manager](const std::string& name) {
+    return manager->StoredState(name);
+  };
+  HOIST_ASSIGN_OR_RETURN(
+      std::unique_ptr<nodeagent::ContainerWatcher> watcher,
+      nodeagent::ContainerWatcher::Create(std::move(options)));
+  watcher->Start();
+  return watcher;
 }
 
 // One agent in this process: its own simulator socket, state directory, leaf
@@ -118,18 +149,29 @@ absl::StatusOr<Agent> MakeAgent(
       absl::StrFormat("unix://%s/sim/docker-%04d.sock", dir, i);
   HOIST_ASSIGN_OR_RETURN(std::unique_ptr<nodeagent::DockerClient> docker,
                          nodeagent::NewCurlDockerClient(docker_options));
+  agent.docker = std::move(docker);
   nodeagent::DeployManager::Options options;
-  options.docker = std::shared_ptr<nodeagent::DockerClient>(std::move(docker));
+  options.docker = agent.docker;
   options.host = agent.name;
   options.state_dir = absl::StrCat(state_root, "/", agent.name);
   options.settle = absl::Milliseconds(settle_ms);
+  // Set once the watcher exists, before the server lets deploys start.
+  auto watcher_slot =
+      std::make_shared<std::atomic<nodeagent::ContainerWatcher*>>(nullptr);
+  options.deploy_ended = [watcher_slot](const std::string& name) {
+    if (auto* watcher = watcher_slot->load()) watcher->DeployEnded(name);
+  };
   HOIST_ASSIGN_OR_RETURN(agent.manager,
                          nodeagent::DeployManager::Create(std::move(options)));
+  HOIST_ASSIGN_OR_RETURN(agent.watcher,
+                         StartWatcher(agent.manager.get(), agent.docker.get()));
+  watcher_slot->store(agent.watcher.get());
   nodeagent::AgentServer::Options server_options;
   server_options.listen = "127.0.0.1:0";
   server_options.tls = TlsMaterial{ca_pem, leaf.cert_pem, leaf.key_pem};
   agent.timed = std::make_unique<TimedHandler>(agent.manager.get());
   server_options.handler = agent.timed.get();
+  server_options.containers = agent.watcher.get();
   server_options.authorizer = std::move(authorizer);
   // The agent's default is 2 s; 10 s keeps 1000 pollers on one machine quiet.
   server_options.health_poll_interval = absl::Seconds(10);
@@ -348,6 +390,8 @@ void AgentFleet::Kill() {
 
 void AgentFleet::Stop() {
   for (Agent& a : agents_) {
+    // As the agent does: WatchContainers streams end at once.
+    if (a.watcher) a.watcher->Stop();
     if (a.server) a.server->Shutdown(absl::Seconds(1));
   }
   agents_.clear();
@@ -372,7 +416,10 @@ int ServeAgents(const Flags& flags) {
     }
     absl::SleepFor(absl::Milliseconds(20));
   }
-  for (Agent& a : agents) a.server->Shutdown(absl::Seconds(1));
+  for (Agent& a : agents) {
+    a.watcher->Stop();
+    a.server->Shutdown(absl::Seconds(1));
+  }
   return 0;
 }
 

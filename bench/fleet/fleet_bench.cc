@@ -14,7 +14,8 @@
 //    default K = ceil(N / 100); --agent-processes 0 runs every agent in this
 //    process instead): N agents in all, each an AgentServer (mTLS gRPC on
 //    127.0.0.1:0, its own leaf certificate, CN/DNS agent-NNNN) over a
-//    DeployManager over a CurlDockerClient pointed at its own simulator
+//    DeployManager and a ContainerWatcher (WatchContainers, following the
+//    engine's /events) over a CurlDockerClient pointed at its own simulator
 //    socket, wrapped so that each host's deploy is also timed on its agent;
 //  - this process: certificates, the webhook POSTs, the Control API
 //    follower and the /proc sampling;
@@ -22,6 +23,10 @@
 //  - child hoist-receiver: the real daemon with a generated config: the N
 //    agents and three services targeting them (one host; all by label with
 //    batch 100%; all by label with batch 10%).
+// Once every agent's watch stream is open, and again after the rollouts
+// (every host IN_SYNC), the receiver is measured idle over --idle-s (every
+// agent reachable before and after, its log quiet), then ListAgents and
+// ListServices are timed.
 // Each service is rolled out twice through signed (HMAC) webhooks: v1 is a
 // fresh install, v2 an upgrade (stop old, start new, remove old, rename).
 // Figures come from /proc of the receiver (CPU, RSS, threads, sampled every
@@ -84,12 +89,21 @@ class Bench {
   bool StartAgents();
   bool StartReceiver();
   bool AwaitAgentsReachable();
-  // The receiver's figures once every agent's watch stream is open.
-  void IdleFacts();
-  // Its CPU over --idle-s seconds of idle.
-  void IdleCpuFacts();
-  // Latency of ListAgents (answered from the streams' state).
-  void ListAgentsFacts();
+  // The receiver's figures once every agent's watch stream is open;
+  // `when` names the moment ("before the rollouts", …).
+  void IdleFacts(const std::string& when);
+  // Its CPU over --idle-s seconds with every stream open and nothing
+  // happening (checked: every agent reachable before and after, and what
+  // the simulator, the agents and the receiver's log did meanwhile).
+  void IdleCpuFacts(const std::string& when);
+  // Agents ListAgents reports reachable (-1: the call failed).
+  int ReachableAgents();
+  // Latency of ListAgents and ListServices (answered from the streams'
+  // state, with no call to any agent).
+  void ListLatencyFacts(const std::string& when);
+  // After the rollouts: waits until every host of every service is
+  // IN_SYNC; false (printed) when not within --timeout-s.
+  bool AwaitAllInSync();
   // Both rollouts (install, upgrade) of every service; false when one did
   // not succeed on every host.
   bool RunPlan();
@@ -218,6 +232,7 @@ bool Bench::StartReceiver() {
        "receiver: spawn -> ListAgents reports all reachable (every watch "
        "stream open)",
        absl::FormatDuration(absl::Now() - spawned));
+  IdleFacts("before the rollouts (no desired digest yet)");
   return true;
 }
 
@@ -265,74 +280,153 @@ bool Bench::AwaitAgentsReachable() {
     std::cerr << "fleet_bench: not every agent became reachable\n";
     return false;
   }
-  IdleFacts();
   return true;
 }
 
-void Bench::IdleFacts() {
+void Bench::IdleFacts(const std::string& when) {
   // ListAgents reports an agent reachable only once its WatchContainers
   // stream is open and its snapshot arrived: from here on every stream is
   // open, and idle (the simulator reports no change).
   const ProcStat idle = ReadProc(receiver_->pid());
   Fact(&facts_,
-       absl::StrFormat("receiver idle, all %d watch streams open",
+       absl::StrFormat("receiver idle %s, all %d watch streams open", when,
                        flags_.agents),
-       absl::StrFormat("RSS %.1f MB, %d threads, %d fds", Mb(idle.rss_kb),
-                       idle.threads, idle.fds));
+       absl::StrFormat("RSS %.1f MB (target <= 250 MB at 1000 agents), %d "
+                       "threads (target: independent of N), %d fds",
+                       Mb(idle.rss_kb), idle.threads, idle.fds));
   Fact(&facts_, "receiver threads by name", ThreadNames(receiver_->pid()));
-  if (flags_.idle_s > 0) IdleCpuFacts();
-  ListAgentsFacts();
+  if (flags_.idle_s > 0) IdleCpuFacts(when);
+  ListLatencyFacts(when);
 }
 
-void Bench::IdleCpuFacts() {
-  // What the receiver costs while nothing happens (keepalive pings every
-  // 10 s per agent, timers, pollers): a fleet pays it all the time.
+int Bench::ReachableAgents() {
+  grpc::ClientContext c;
+  c.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  hoist::v1::ListAgentsResponse resp;
+  if (!Control()->ListAgents(&c, hoist::v1::ListAgentsRequest(), &resp).ok()) {
+    return -1;
+  }
+  int up = 0;
+  for (const auto& a : resp.agents()) up += a.reachable();
+  return up;
+}
+
+void Bench::IdleCpuFacts(const std::string& when) {
+  // What the receiver costs while nothing happens (keepalive pings,
+  // timers, pollers): a fleet pays it all the time. Let the last snapshots
+  // and answers settle first.
+  absl::SleepFor(absl::Seconds(1));
+  const int up_before = ReachableAgents();
   sampler_->Reset();
+  const size_t log_before = receiver_->Log().size();
+  const double sim_before = ReadProc(sim_->pid()).cpu_seconds;
+  const double agents_before = fleet_.Stat().cpu_seconds;
   const ProcStat a = ReadProc(receiver_->pid());
   const absl::Time t = absl::Now();
   absl::SleepFor(absl::Seconds(flags_.idle_s));
   const ProcStat b = ReadProc(receiver_->pid());
   const double s = Seconds(absl::Now() - t);
+  const double sim_cpu = ReadProc(sim_->pid()).cpu_seconds - sim_before;
+  const double agents_cpu = fleet_.Stat().cpu_seconds - agents_before;
+  const std::string log = receiver_->Log();
+  const int log_lines = static_cast<int>(std::count(
+      log.begin() +
+          static_cast<std::ptrdiff_t>(std::min(log_before, log.size())),
+      log.end(), '\n'));
+  const int up_after = ReachableAgents();
   const double cpu = b.cpu_seconds - a.cpu_seconds;
-  Fact(&facts_,
-       absl::StrFormat("receiver idle CPU, all %d watch streams open",
-                       flags_.agents),
-       absl::StrFormat("%.2f%% of a CPU (%.3f CPU-s in %.1f s); RSS %.1f MB "
-                       "after, %d threads at most",
-                       100 * cpu / s, cpu, s, Mb(b.rss_kb),
-                       std::max(sampler_->max_threads(), b.threads)));
+  Fact(
+      &facts_,
+      absl::StrFormat("receiver idle CPU %s, all %d watch streams open", when,
+                      flags_.agents),
+      absl::StrFormat("%.2f%% of a CPU (target <= 1%% at 1000 agents; %.3f "
+                      "CPU-s in %.1f s); RSS %.1f MB after, %d threads at most",
+                      100 * cpu / s, cpu, s, Mb(b.rss_kb),
+                      std::max(sampler_->max_threads(), b.threads)));
+  Fact(&facts_, absl::StrFormat("during that idle window (%s)", when),
+       absl::StrFormat("reachable before/after %d/%d of %d; receiver log "
+                       "lines %d; hoist-docker-sim %.3f CPU-s; agent "
+                       "processes %.3f CPU-s",
+                       up_before, up_after, flags_.agents, log_lines, sim_cpu,
+                       agents_cpu));
 }
 
-void Bench::ListAgentsFacts() {
-  // Answered from the streams' state, with no call to any agent.
+// min/median/max of `took` (sorted here).
+std::string Spread(std::vector<absl::Duration> took) {
+  std::sort(took.begin(), took.end());
+  return absl::StrFormat("min %s, median %s, max %s",
+                         absl::FormatDuration(took.front()),
+                         absl::FormatDuration(took[took.size() / 2]),
+                         absl::FormatDuration(took.back()));
+}
+
+void Bench::ListLatencyFacts(const std::string& when) {
   constexpr int kCalls = 20;
-  std::vector<absl::Duration> took;
-  size_t bytes = 0;
-  int reachable = 0;
+  std::vector<absl::Duration> agents_took;
+  std::vector<absl::Duration> services_took;
+  hoist::v1::ListAgentsResponse agents;
+  hoist::v1::ListServicesResponse services;
   for (int i = 0; i < kCalls; ++i) {
-    grpc::ClientContext c;
-    c.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
-    hoist::v1::ListAgentsResponse resp;
-    const absl::Time t = absl::Now();
-    grpc::Status s =
-        Control()->ListAgents(&c, hoist::v1::ListAgentsRequest(), &resp);
-    if (!s.ok()) {
-      Fact(&facts_, "ListAgents latency", "FAILED: " + s.error_message());
+    grpc::ClientContext c1;
+    c1.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    absl::Time t = absl::Now();
+    grpc::Status s1 =
+        Control()->ListAgents(&c1, hoist::v1::ListAgentsRequest(), &agents);
+    agents_took.push_back(absl::Now() - t);
+    grpc::ClientContext c2;
+    c2.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    t = absl::Now();
+    grpc::Status s2 = Control()->ListServices(
+        &c2, hoist::v1::ListServicesRequest(), &services);
+    services_took.push_back(absl::Now() - t);
+    if (!s1.ok() || !s2.ok()) {
+      Fact(&facts_, "ListAgents/ListServices latency",
+           absl::StrCat("FAILED: ", s1.error_message(), " / ",
+                        s2.error_message()));
       return;
     }
-    took.push_back(absl::Now() - t);
-    bytes = resp.ByteSizeLong();
-    reachable = 0;
-    for (const auto& agent : resp.agents()) reachable += agent.reachable();
   }
-  std::sort(took.begin(), took.end());
-  Fact(&facts_,
-       absl::StrFormat("ListAgents latency, %d calls in a row", kCalls),
-       absl::StrFormat("min %s, median %s, max %s (%d agents reachable, %zu "
+  int reachable = 0;
+  for (const auto& agent : agents.agents()) reachable += agent.reachable();
+  int hosts = 0;
+  for (const auto& service : services.services()) hosts += service.hosts_size();
+  const std::string calls =
+      absl::StrFormat("%d calls, alternating, %s", kCalls, when);
+  Fact(&facts_, absl::StrCat("ListAgents latency, ", calls),
+       absl::StrFormat("%s (target <= 50 ms; %d agents reachable, %zu bytes "
+                       "per answer)",
+                       Spread(agents_took), reachable, agents.ByteSizeLong()));
+  Fact(&facts_, absl::StrCat("ListServices latency, ", calls),
+       absl::StrFormat("%s (target <= 50 ms; %d services, %d hosts, %zu "
                        "bytes per answer)",
-                       absl::FormatDuration(took.front()),
-                       absl::FormatDuration(took[took.size() / 2]),
-                       absl::FormatDuration(took.back()), reachable, bytes));
+                       Spread(services_took), services.services_size(), hosts,
+                       services.ByteSizeLong()));
+}
+
+bool Bench::AwaitAllInSync() {
+  const absl::Time deadline = absl::Now() + absl::Seconds(flags_.timeout_s);
+  int in_sync = 0;
+  int hosts = 0;
+  while (absl::Now() < deadline) {
+    grpc::ClientContext c;
+    c.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    hoist::v1::ListServicesResponse resp;
+    if (Control()->ListServices(&c, {}, &resp).ok()) {
+      in_sync = 0;
+      hosts = 0;
+      for (const auto& service : resp.services()) {
+        for (const auto& host : service.hosts()) {
+          ++hosts;
+          in_sync += host.convergence() == hoist::v1::CONVERGENCE_IN_SYNC;
+        }
+      }
+      if (hosts > 0 && in_sync == hosts) return true;
+    }
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  Fact(&facts_, "after the rollouts",
+       absl::StrFormat("only %d of %d service hosts IN_SYNC", in_sync, hosts));
+  return false;
 }
 
 std::optional<Row> Bench::RunRollout(const std::string& service,
@@ -481,7 +575,17 @@ void Bench::MakeDirs() {
                         : ""));
 }
 
+// The 1, 5 and 15 minute load averages, as /proc/loadavg has them.
+std::string LoadAverage() {
+  const std::string text = ReadFile("/proc/loadavg").value_or("? ? ?");
+  const std::vector<std::string> parts =
+      absl::StrSplit(text, ' ', absl::SkipEmpty());
+  if (parts.size() < 3) return text;
+  return absl::StrCat(parts[0], " ", parts[1], " ", parts[2]);
+}
+
 int Bench::Run() {
+  Fact(&facts_, "load average at start", LoadAverage());
   MakeDirs();
   if (!MakePki(dir_ + "/pki", flags_.agents, &facts_, &pki_) || !StartSim() ||
       !StartAgents() || !StartReceiver()) {
@@ -491,9 +595,13 @@ int Bench::Run() {
     return 1;
   }
   bool ok = RunPlan();
+  if (ok && AwaitAllInSync()) {
+    IdleFacts("after the rollouts (every host IN_SYNC)");
+  }
   CheckLock();
   if (!lock_refused_) ok = false;
   FinalFacts();
+  Fact(&facts_, "load average at the end", LoadAverage());
   Print();
   Stop();
   return ok ? 0 : 1;
