@@ -302,7 +302,9 @@ void ConvergenceEngine::Track(const ServiceConfig& service,
              {"agent", agent_name},
              {"convergence", hoist::v1::Convergence_Name(seen.convergence)},
              {"mode", ModeName(service.converge)}});
-    if (options_.notify) {
+    // `off` computes states only (docs/design.md, "Desired state and
+    // convergence").
+    if (options_.notify && service.converge != ConvergeMode::kOff) {
       options_.notify(
           "drift", service.name, agent_name,
           absl::StrCat(hoist::v1::Convergence_Name(seen.convergence),

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/crypto.h"
 #include "common/log.h"
+#include "receiver/desired_state.h"
 #include "receiver/notification.h"
 
 namespace hoist::receiver {
@@ -72,6 +73,9 @@ std::vector<OutboxRow> NotificationSender::RowsFor(
 
 std::vector<OutboxRow> NotificationSender::RowsForStateChange(
     const hoist::v1::Rollout& rollout, hoist::v1::RolloutState previous) {
+  // Converge rollouts report only through `drift` and `converge_gave_up`
+  // (docs/design.md, "Notifications").
+  if (IsConvergeRollout(rollout)) return {};
   const std::string event = EventForRolloutState(rollout.state(), previous);
   if (event.empty()) return {};
   return RowsFor(event, rollout.service(), rollout, "", "");

@@ -456,6 +456,15 @@ TEST_F(ConvergenceEngineTest, DriftAndGivingUpAreNotifiedOnceEach) {
             1);
 }
 
+TEST_F(ConvergenceEngineTest, OffModeNotifiesNoDrift) {
+  config_->services[0].converge = ConvergeMode::kOff;
+  engine_->UpdateConfig(config_);
+  fleet_.Set("web-2", true, std::nullopt);
+  engine_->EvaluateNow();
+  EXPECT_EQ(StateOf("web-2"), hoist::v1::CONVERGENCE_MISSING);
+  EXPECT_TRUE(notified_.empty());
+}
+
 TEST_F(ConvergenceEngineTest, InSyncResetsAttempts) {
   fleet_.Set("web-2", true, std::nullopt);
   engine_->EvaluateNow();

@@ -488,6 +488,22 @@ TEST_F(ManagerOutboxTest, RolledBackRolloutJournalsOneRowPerStateReached) {
   }
 }
 
+// Converge rollouts report only through drift and converge_gave_up.
+TEST_F(ManagerOutboxTest, AConvergeRolloutJournalsNoRolloutRows) {
+  Make(OnFailure::kRollback);
+  pool_.Script("web-2", {Behavior::kFail});
+  manager_->Start();
+  DeployIntent converge = Intent(1);
+  converge.dedupe_key.clear();
+  converge.trigger = kConvergeTrigger;
+  converge.agents = {"web-2"};
+  absl::StatusOr<hoist::v1::Rollout> r = manager_->StartRollout(converge);
+  ASSERT_TRUE(r.ok()) << r.status();
+  AwaitState(r->id(), hoist::v1::ROLLOUT_STATE_FAILED);
+  ASSERT_TRUE(manager_->WaitIdle(absl::Seconds(5)));
+  EXPECT_THAT(Events(), ::testing::IsEmpty());
+}
+
 TEST_F(ManagerOutboxTest, PauseThenResumeThenFailIsThreeRowsNotFour) {
   Make(OnFailure::kPause);
   pool_.Script("web-2", {Behavior::kFail});
