@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "common/log.h"
 #include "common/proto_time.h"
+#include "receiver/rollout_manager.h"
 
 namespace hoist::receiver {
 
@@ -41,19 +42,6 @@ absl::Duration Backoff(const ConvergePolicy& policy, int attempts) {
   const absl::Duration cap = absl::Seconds(policy.retry_max_seconds);
   for (int i = 1; i < attempts && wait < cap; ++i) wait *= 2;
   return std::min(wait, cap);
-}
-
-bool IsFinal(hoist::v1::RolloutState state) {
-  switch (state) {
-    case hoist::v1::ROLLOUT_STATE_SUCCEEDED:
-    case hoist::v1::ROLLOUT_STATE_FAILED:
-    case hoist::v1::ROLLOUT_STATE_ROLLED_BACK:
-    case hoist::v1::ROLLOUT_STATE_SUPERSEDED:
-    case hoist::v1::ROLLOUT_STATE_CANCELLED:
-      return true;
-    default:
-      return false;
-  }
 }
 
 }  // namespace
@@ -155,7 +143,7 @@ void ConvergenceEngine::AgentChanged(const std::string& /*agent*/) {
 
 void ConvergenceEngine::RolloutChanged(const Rollout& rollout) {
   absl::MutexLock lock(&wake_mu_);
-  if (IsFinal(rollout.state())) ended_.push_back(rollout);
+  if (IsFinalRolloutState(rollout.state())) ended_.push_back(rollout);
   dirty_ = true;
 }
 
