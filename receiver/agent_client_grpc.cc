@@ -1,7 +1,9 @@
 #include "receiver/agent_client_grpc.h"
 
 #include <memory>
+#include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/crypto.h"
@@ -14,14 +16,78 @@ namespace {
 // upper bound is 16 KiB, its lower bound 1 KiB).
 constexpr int kTsiMaxFrameSize = 4096;
 
+// Drops channel references on a thread of its own. gRPC must not destroy a
+// channel from inside one of its callbacks: the last reference dropped on a
+// callback thread (a call that outlived its AgentClientGrpc) tripped a
+// reference-count assertion in libgrpc (grpc/grpc#37198). Every call holds
+// its channel through a ChannelHold, and ~AgentClientGrpc hands its own
+// reference over too, so no reference is ever dropped on a gRPC thread.
+class ChannelReleaser {
+ public:
+  static ChannelReleaser& Get() {
+    // Leaked on purpose, with its thread: no destructor races a release at
+    // process exit.
+    static ChannelReleaser* releaser = new ChannelReleaser();
+    return *releaser;
+  }
+
+  void Release(std::shared_ptr<grpc::Channel> channel) {
+    if (channel == nullptr) return;
+    absl::MutexLock lock(&mu_);
+    pending_.push_back(std::move(channel));
+  }
+
+ private:
+  ChannelReleaser() {
+    std::thread([this] { Run(); }).detach();
+  }
+
+  void Run() {
+    for (;;) {
+      std::vector<std::shared_ptr<grpc::Channel>> batch;
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(
+            +[](std::vector<std::shared_ptr<grpc::Channel>>* pending) {
+              return !pending->empty();
+            },
+            &pending_));
+        batch.swap(pending_);
+      }
+      batch.clear();  // may destroy channels, here and not on a gRPC thread
+    }
+  }
+
+  absl::Mutex mu_;
+  std::vector<std::shared_ptr<grpc::Channel>> pending_ ABSL_GUARDED_BY(mu_);
+};
+
+// A call's reference to its channel. Declared as a call object's first
+// member, so that it is destroyed after the ClientContext (which holds a
+// reference of its own); it passes the reference to the ChannelReleaser.
+class ChannelHold {
+ public:
+  explicit ChannelHold(std::shared_ptr<grpc::Channel> channel)
+      : channel_(std::move(channel)) {}
+  ~ChannelHold() { ChannelReleaser::Get().Release(std::move(channel_)); }
+  ChannelHold(const ChannelHold&) = delete;
+  ChannelHold& operator=(const ChannelHold&) = delete;
+
+ private:
+  std::shared_ptr<grpc::Channel> channel_;
+};
+
 // Reads one server stream through the callback API and reports into the
 // caller's callbacks. Deletes itself when the call is done.
 template <typename Request>
 class EventReader : public grpc::ClientReadReactor<hoist::v1::DeployEvent> {
  public:
-  EventReader(DeployEventCallback on_event, DoneCallback on_done,
+  EventReader(std::shared_ptr<grpc::Channel> channel,
+              DeployEventCallback on_event, DoneCallback on_done,
               absl::Duration deadline)
-      : on_event_(std::move(on_event)), on_done_(std::move(on_done)) {
+      : channel_(std::move(channel)),
+        on_event_(std::move(on_event)),
+        on_done_(std::move(on_done)) {
     context_.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
     context_.set_wait_for_ready(false);
   }
@@ -50,6 +116,7 @@ class EventReader : public grpc::ClientReadReactor<hoist::v1::DeployEvent> {
   }
 
  private:
+  ChannelHold channel_;  // first, so destroyed last
   grpc::ClientContext context_;
   Request request_;
   hoist::v1::DeployEvent event_;
@@ -106,8 +173,8 @@ class ContainersWatch
   }
 
  private:
-  // First, so destroyed last: see Call in GetStatusAsync.
-  std::shared_ptr<grpc::Channel> channel_;
+  ChannelHold channel_;  // first, so destroyed last
+
   grpc::ClientContext context_;
   hoist::v1::WatchContainersRequest request_;
   hoist::v1::ContainersEvent event_;
@@ -197,12 +264,17 @@ AgentClientGrpc::AgentClientGrpc(
   stub_ = hoist::v1::NodeAgent::NewStub(channel_);
 }
 
+AgentClientGrpc::~AgentClientGrpc() {
+  stub_.reset();  // holds a reference too
+  ChannelReleaser::Get().Release(std::move(channel_));
+}
+
 void AgentClientGrpc::Deploy(const hoist::v1::DeployRequest& request,
                              absl::Duration deadline,
                              DeployEventCallback on_event,
                              DoneCallback on_done) {
   auto* reader = new EventReader<hoist::v1::DeployRequest>(
-      std::move(on_event), std::move(on_done), deadline);
+      channel_, std::move(on_event), std::move(on_done), deadline);
   *reader->request() = request;
   stub_->async()->Deploy(reader->context(), reader->request(), reader);
   reader->Begin();
@@ -213,7 +285,7 @@ void AgentClientGrpc::Rollback(const hoist::v1::RollbackRequest& request,
                                DeployEventCallback on_event,
                                DoneCallback on_done) {
   auto* reader = new EventReader<hoist::v1::RollbackRequest>(
-      std::move(on_event), std::move(on_done), deadline);
+      channel_, std::move(on_event), std::move(on_done), deadline);
   *reader->request() = request;
   stub_->async()->Rollback(reader->context(), reader->request(), reader);
   reader->Begin();
@@ -224,7 +296,7 @@ void AgentClientGrpc::WatchDeploy(const std::string& deploy_id,
                                   DeployEventCallback on_event,
                                   DoneCallback on_done) {
   auto* reader = new EventReader<hoist::v1::WatchDeployRequest>(
-      std::move(on_event), std::move(on_done), deadline);
+      channel_, std::move(on_event), std::move(on_done), deadline);
   reader->request()->set_deploy_id(deploy_id);
   stub_->async()->WatchDeploy(reader->context(), reader->request(), reader);
   reader->Begin();
@@ -245,17 +317,17 @@ absl::StatusOr<hoist::v1::AgentStatus> AgentClientGrpc::GetStatus(
 void AgentClientGrpc::GetStatusAsync(absl::Duration deadline,
                                      StatusCallback on_done) {
   struct Call {
+    explicit Call(std::shared_ptr<grpc::Channel> c) : channel(std::move(c)) {}
     // Destroyed last, so that when this call outlives the client, the
-    // channel's last reference is dropped here, in our code, rather than
-    // inside ~ClientContext in libgrpc++ (invisible to the TSan build).
-    std::shared_ptr<grpc::Channel> channel;
+    // channel's last reference is not dropped inside ~ClientContext on a
+    // gRPC thread (ChannelHold).
+    ChannelHold channel;
     grpc::ClientContext context;
     hoist::v1::GetStatusRequest request;
     hoist::v1::AgentStatus response;
   };
   // Owned by the completion callback (gRPC keeps it until after it ran).
-  auto call = std::make_shared<Call>();
-  call->channel = channel_;
+  auto call = std::make_shared<Call>(channel_);
   call->context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
   call->context.set_wait_for_ready(false);
   Call* raw = call.get();

@@ -37,6 +37,8 @@ class AgentClientGrpc : public AgentClient {
   AgentClientGrpc(const AgentEntry& agent,
                   const std::shared_ptr<grpc::ChannelCredentials>& credentials,
                   const AgentCallConfig& call);
+  // Calls in flight go on; the channel is released off gRPC's threads.
+  ~AgentClientGrpc() override;
 
   void Deploy(const hoist::v1::DeployRequest& request, absl::Duration deadline,
               DeployEventCallback on_event, DoneCallback on_done) override;
