@@ -20,6 +20,8 @@ PACKAGES=(
   slowhttptest testssl.sh
   # an SMTP sink for the notification tests
   python3-aiosmtpd
+  # a real browser for the dashboard test (tests/e2e/dashboard_browser.py)
+  chromium chromium-driver python3-selenium fonts-liberation
 )
 
 missing=()

@@ -16,6 +16,7 @@
 #include "common/file_util.h"
 #include "common/spec_validation.h"
 #include "common/yaml_config.h"
+#include "receiver/dashboard_auth.h"
 
 namespace hoist::receiver {
 namespace {
@@ -665,6 +666,37 @@ void CrossCheck(const ReceiverConfig& config,
 // certificates' URI SANs only (docs/design.md, "Identities and roles"); an
 // entry that is not a URI (a CN, a DNS name) would match nobody, so it is
 // refused at its line.
+// `dashboard:`: optional; its tokens file must parse (dashboard_auth.h), so
+// that a bad file fails --check-config and a reload keeps the running one.
+void ReadDashboard(MapReader& top, const std::string& base,
+                   DashboardConfig* out) {
+  const YAML::Node node = Sub(top, "dashboard");
+  if (!node.IsDefined() || node.IsNull()) return;
+  MapReader r(node, "dashboard", top.errors());
+  ReadListen(r, "listen", "127.0.0.1:7982", false, top.errors(), &out->listen);
+  {
+    MapReader tls(Sub(r, "tls"), "dashboard.tls", top.errors());
+    out->tls_cert = ResolvePath(base, tls.String("cert"));
+    out->tls_key = ResolvePath(base, tls.String("key"));
+    if (out->tls_cert.empty() != out->tls_key.empty()) {
+      top.errors()->Add(tls.node(), "dashboard.tls needs both cert and key");
+    }
+    tls.Finish();
+  }
+  const std::string tokens = r.String("tokens_file", "", true);
+  if (!tokens.empty()) {
+    out->tokens_file = ResolvePath(base, tokens);
+    absl::StatusOr<std::vector<DashboardToken>> parsed =
+        LoadDashboardTokens(out->tokens_file);
+    if (!parsed.ok()) {
+      top.errors()->Add(
+          NodeFor(r, "tokens_file"),
+          absl::StrCat("dashboard.tokens_file: ", parsed.status().message()));
+    }
+  }
+  r.Finish();
+}
+
 void ReadAuthz(MapReader& top, ReceiverConfig* config) {
   MapReader authz(Sub(top, "authz"), "authz", top.errors());
   for (const auto& [key, out] :
@@ -746,6 +778,7 @@ absl::StatusOr<ReceiverConfig> LoadReceiverConfig(const std::string& path) {
   std::vector<ServiceNodes> service_nodes;
   ReadServices(Sub(top, "services"), &errors, &config, &service_nodes);
   config.notify = ReadNotify(Sub(top, "notify"), base, &errors);
+  ReadDashboard(top, base, &config.dashboard);
   top.Finish();
   CrossCheck(config, service_nodes, &errors);
   if (!errors.empty()) return errors.ToStatus();

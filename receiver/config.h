@@ -107,6 +107,14 @@ struct ConvergePolicy {
   int64_t max_attempts = 5;
 };
 
+// `dashboard:` (docs/design.md, "Dashboard"); absent: no dashboard.
+struct DashboardConfig {
+  std::string listen;    // empty: no dashboard
+  std::string tls_cert;  // optional HTTPS (resolved paths)
+  std::string tls_key;
+  std::string tokens_file;  // resolved; lines "NAME ROLE SHA256-HEX"
+};
+
 struct ReceiverConfig {
   WebhookConfig webhook;
   std::string control_listen = "0.0.0.0:7980";
@@ -120,6 +128,7 @@ struct ReceiverConfig {
   std::vector<AgentEntry> agents;
   std::vector<ServiceConfig> services;
   std::vector<NotifySink> notify;  // `notify:` (notify_config.h)
+  DashboardConfig dashboard;
   std::string config_file;
 
   const ServiceConfig* FindService(const std::string& name) const;

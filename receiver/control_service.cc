@@ -25,23 +25,6 @@ std::shared_ptr<const RoleAuthorizer> MakeAuthorizer(
           {"operators", config.operators}, {"viewers", config.viewers}});
 }
 
-// An agent as ListAgents reports it: reachable when its stream is up and it
-// reaches its dockerd; last_seen unset when it never answered.
-hoist::v1::AgentInfo ToAgentInfo(const AgentState& agent) {
-  hoist::v1::AgentInfo info;
-  info.set_name(agent.name);
-  info.set_address(agent.address);
-  for (const auto& [k, v] : agent.labels) (*info.mutable_labels())[k] = v;
-  info.set_reachable(agent.Reachable());
-  info.set_version(agent.version);
-  info.set_docker_version(agent.docker_version);
-  if (agent.last_seen != absl::InfinitePast()) {
-    *info.mutable_last_seen() = ToProto(agent.last_seen);
-  }
-  info.set_last_error(agent.last_error);
-  return info;
-}
-
 grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* context,
                                      const absl::Status& status) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
@@ -143,6 +126,29 @@ class WatchReactor : public grpc::ServerWriteReactor<hoist::v1::RolloutEvent> {
 
 }  // namespace
 
+hoist::v1::AgentInfo ToAgentInfo(const AgentState& agent) {
+  hoist::v1::AgentInfo info;
+  info.set_name(agent.name);
+  info.set_address(agent.address);
+  for (const auto& [k, v] : agent.labels) (*info.mutable_labels())[k] = v;
+  info.set_reachable(agent.Reachable());
+  info.set_version(agent.version);
+  info.set_docker_version(agent.docker_version);
+  if (agent.last_seen != absl::InfinitePast()) {
+    *info.mutable_last_seen() = ToProto(agent.last_seen);
+  }
+  info.set_last_error(agent.last_error);
+  return info;
+}
+
+hoist::v1::ListAgentsResponse ListAgentsFrom(const FleetView& fleet) {
+  hoist::v1::ListAgentsResponse response;
+  for (const AgentState& agent : fleet.Agents()) {
+    *response.add_agents() = ToAgentInfo(agent);
+  }
+  return response;
+}
+
 ControlService::ControlService(RolloutController* manager,
                                const FleetView* fleet,
                                std::shared_ptr<const ReceiverConfig> config)
@@ -190,9 +196,7 @@ grpc::ServerUnaryReactor* ControlService::ListAgents(
   if (!auth.ok()) return FinishWith(context, auth);
   // From the streams' state: no agent is asked (docs/design.md, "Desired
   // state and convergence").
-  for (const AgentState& agent : fleet_->Agents()) {
-    *response->add_agents() = ToAgentInfo(agent);
-  }
+  *response = ListAgentsFrom(*fleet_);
   return FinishWith(context, absl::OkStatus());
 }
 

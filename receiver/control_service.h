@@ -36,6 +36,12 @@
 
 namespace hoist::receiver {
 
+// An agent as ListAgents reports it: reachable when its stream is up and it
+// reaches its dockerd; last_seen unset when it never answered.
+hoist::v1::AgentInfo ToAgentInfo(const AgentState& agent);
+// ListAgents' answer, from the streams' state (no agent is asked).
+hoist::v1::ListAgentsResponse ListAgentsFrom(const FleetView& fleet);
+
 class ControlService : public hoist::v1::Control::CallbackService {
  public:
   // `manager` and `fleet` are not owned and must outlive the service.

@@ -20,6 +20,8 @@
 #include "receiver/config.h"
 #include "receiver/control_service.h"
 #include "receiver/convergence.h"
+#include "receiver/dashboard_auth.h"
+#include "receiver/dashboard_server.h"
 #include "receiver/desired_state.h"
 #include "receiver/fleet_watcher.h"
 #include "receiver/journal_sqlite.h"
@@ -104,7 +106,8 @@ bool RestartOnlyChanged(const ReceiverConfig& running,
   return next.webhook.listen != running.webhook.listen ||
          next.control_listen != running.control_listen ||
          next.state != running.state ||
-         next.metrics_listen != running.metrics_listen;
+         next.metrics_listen != running.metrics_listen ||
+         next.dashboard.listen != running.dashboard.listen;
 }
 
 // The running receiver: its parts, started in order by Start(), reloaded by
@@ -121,7 +124,8 @@ class Receiver {
   bool Start() {
     return LoadTls() && OpenJournal() && StartNotifications() &&
            StartRollouts() && StartFleet() && StartConvergence() &&
-           StartControlServer() && StartWebhookServer() && StartMetricsServer();
+           StartControlServer() && StartWebhookServer() &&
+           StartMetricsServer() && StartDashboard();
   }
 
   // A receiver that could not start every part: the fleet's and the
@@ -138,6 +142,7 @@ class Receiver {
   // SIGTERM/SIGINT: stops taking webhooks and calls, then the rollouts (they
   // stay RUNNING in the journal and resume at the next start).
   void Stop() {
+    dashboard_.reset();  // its handlers call the parts below
     webhook_->Stop();
     control_server_->Shutdown();
     fleet_->Stop();
@@ -165,6 +170,11 @@ class Receiver {
   bool StartControlServer();
   bool StartWebhookServer();
   bool StartMetricsServer();
+  // The web dashboard (docs/design.md, "Dashboard"), when configured.
+  bool StartDashboard();
+  // SIGHUP: new tokens; the dashboard restarts on its port when its
+  // certificate or key changed (open pages reconnect their event streams).
+  void ReloadDashboard();
   // Serves `next_tls` on the Control server's port; keeps the old
   // certificate if that fails.
   void RestartControlServer(const TlsMaterial& next_tls);
@@ -192,6 +202,9 @@ class Receiver {
   std::unique_ptr<ControlServer> control_server_;
   std::unique_ptr<WebhookServer> webhook_;
   std::unique_ptr<MetricsServer> metrics_server_;
+  std::unique_ptr<DashboardAuth> dashboard_auth_;
+  std::string dashboard_tls_pem_;  // cert + key served now
+  std::unique_ptr<DashboardServer> dashboard_;
 };
 
 bool Receiver::LoadTls() {
@@ -368,6 +381,70 @@ bool Receiver::StartMetricsServer() {
   return true;
 }
 
+// The dashboard's certificate and key as they are on disk ("" without TLS).
+std::string DashboardTlsPem(const DashboardConfig& config) {
+  if (config.tls_cert.empty()) return "";
+  return absl::StrCat(ReadFile(config.tls_cert).value_or(""), "\n",
+                      ReadFile(config.tls_key).value_or(""));
+}
+
+bool Receiver::StartDashboard() {
+  const DashboardConfig& config = config_->dashboard;
+  if (config.listen.empty()) return true;  // optional
+  if (!dashboard_auth_) {
+    dashboard_auth_ = std::make_unique<DashboardAuth>();
+    absl::StatusOr<std::vector<DashboardToken>> tokens =
+        LoadDashboardTokens(config.tokens_file);
+    if (!tokens.ok()) {
+      LogError("cannot read the dashboard tokens",
+               {{"error", tokens.status().ToString()}});
+      return false;
+    }
+    dashboard_auth_->SetTokens(*std::move(tokens));
+  }
+  DashboardServerOptions options;
+  options.listen = config.listen;
+  if (dashboard_) {  // a restart keeps the port it got
+    options.listen =
+        absl::StrCat(HostPart(config.listen), ":", dashboard_->port());
+    dashboard_.reset();
+  }
+  options.tls_cert = config.tls_cert;
+  options.tls_key = config.tls_key;
+  options.auth = dashboard_auth_.get();
+  options.rollouts = manager_.get();
+  options.services = convergence_.get();
+  options.fleet = fleet_.get();
+  dashboard_tls_pem_ = DashboardTlsPem(config);
+  absl::StatusOr<std::unique_ptr<DashboardServer>> server =
+      DashboardServer::Start(std::move(options));
+  if (!server.ok()) {
+    LogError("cannot start the dashboard",
+             {{"error", server.status().ToString()}});
+    return false;
+  }
+  dashboard_ = *std::move(server);
+  std::cerr << "dashboard listening on " << HostPart(config.listen) << ":"
+            << dashboard_->port() << std::endl;
+  return true;
+}
+
+void Receiver::ReloadDashboard() {
+  if (!dashboard_) return;  // listen changes wait for a restart
+  absl::StatusOr<std::vector<DashboardToken>> tokens =
+      LoadDashboardTokens(config_->dashboard.tokens_file);
+  if (tokens.ok()) {
+    dashboard_auth_->SetTokens(*std::move(tokens));
+  } else {
+    LogError("dashboard tokens not reloaded; keeping the running ones",
+             {{"error", tokens.status().ToString()}});
+  }
+  if (DashboardTlsPem(config_->dashboard) != dashboard_tls_pem_ &&
+      !StartDashboard()) {
+    LogError("the dashboard is down until the next reload");
+  }
+}
+
 void Receiver::Reload() {
   absl::StatusOr<ReceiverConfig> next = LoadReceiverConfig(config_path_);
   if (!next.ok()) {
@@ -399,6 +476,7 @@ void Receiver::Reload() {
   notifications_->UpdateSinks(config_->notify);
   control_->UpdateConfig(config_);
   webhook_->UpdateConfig(config_);
+  ReloadDashboard();
   LogInfo("config reloaded",
           {{"config", config_path_},
            {"services", absl::StrCat(config_->services.size())},

@@ -58,6 +58,10 @@ struct FleetOptions {
   int64_t converge_retry_initial_seconds = 2;
   int64_t converge_retry_max_seconds = 8;
   int64_t converge_max_attempts = 3;
+  // When set, the receiver serves its dashboard on 127.0.0.1:0 with this
+  // text as its tokens file (lines "NAME ROLE SHA256-HEX"); see
+  // dashboard_port().
+  std::string dashboard_tokens;
 };
 
 // Two agents (h1, h2 of the harness) and one receiver with service "web".
@@ -83,6 +87,11 @@ class Fleet {
       if (options_.start_agents.at(agents_.size() - 1)) {
         StartAgent(agents_.size() - 1);
       }
+    }
+    if (!options_.dashboard_tokens.empty()) {
+      EXPECT_TRUE(WriteFileAtomically(dir_ + "/dashboard-tokens",
+                                      options_.dashboard_tokens)
+                      .ok());
     }
     EXPECT_TRUE(WriteFileAtomically(config_path(), ReceiverConfig()).ok());
     StartReceiver();
@@ -138,8 +147,20 @@ class Fleet {
     ASSERT_TRUE(control && webhook) << receiver_->Log();
     control_address_ = *control;
     webhook_port_ = std::atoi(webhook->substr(webhook->rfind(':') + 1).c_str());
+    if (!options_.dashboard_tokens.empty()) {
+      auto dashboard =
+          receiver_->AwaitLine("dashboard listening on ", absl::Seconds(30));
+      ASSERT_TRUE(dashboard) << receiver_->Log();
+      dashboard_port_ =
+          std::atoi(dashboard->substr(dashboard->rfind(':') + 1).c_str());
+    }
     stub_.reset();
   }
+
+  int webhook_port() const { return webhook_port_; }
+  // The dashboard's port (FleetOptions::dashboard_tokens), 0 without one.
+  int dashboard_port() const { return dashboard_port_; }
+  const std::string& dir() const { return dir_; }
 
   // Rewrites receiver.yaml from `options` and SIGHUPs the receiver; waits
   // for its "config reloaded" line.
@@ -342,7 +363,11 @@ class Fleet {
         "converge_policy: {delay_seconds: ", options_.converge_delay_seconds,
         ", retry_initial_seconds: ", options_.converge_retry_initial_seconds,
         ", retry_max_seconds: ", options_.converge_retry_max_seconds,
-        ", max_attempts: ", options_.converge_max_attempts, "}\n");
+        ", max_attempts: ", options_.converge_max_attempts, "}\n",
+        options_.dashboard_tokens.empty()
+            ? ""
+            : "dashboard: {listen: \"127.0.0.1:0\", tokens_file: "
+              "\"dashboard-tokens\"}\n");
   }
 
   FleetOptions options_;
@@ -353,6 +378,7 @@ class Fleet {
   int receiver_starts_ = 0;
   std::string control_address_;
   int webhook_port_ = 0;
+  int dashboard_port_ = 0;
   std::unique_ptr<hoist::v1::Control::Stub> stub_;
 };
 

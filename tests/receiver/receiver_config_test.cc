@@ -179,6 +179,51 @@ TEST(ReceiverConfigTest, MinimalConfigIsValid) {
   EXPECT_EQ(config->converge_policy.max_attempts, 5);
 }
 
+TEST(ReceiverConfigTest, DashboardIsOptionalAndRead) {
+  TempDir dir;
+  absl::StatusOr<ReceiverConfig> none =
+      LoadReceiverConfig(dir.Write("c.yaml", std::string(kPrefix) + kService));
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->dashboard.listen.empty());
+  dir.Write("tokens", "# who\nops-1 operator " + std::string(64, 'a') + "\n");
+  absl::StatusOr<ReceiverConfig> config = LoadReceiverConfig(dir.Write(
+      "d.yaml", std::string(kPrefix) + kService +
+                    "dashboard: {listen: \"127.0.0.1:7982\", tokens_file: "
+                    "tokens, tls: {cert: d.pem, key: d-key.pem}}\n"));
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->dashboard.listen, "127.0.0.1:7982");
+  EXPECT_EQ(config->dashboard.tokens_file, dir.path() + "/tokens");
+  EXPECT_EQ(config->dashboard.tls_cert, dir.path() + "/d.pem");
+  EXPECT_EQ(config->dashboard.tls_key, dir.path() + "/d-key.pem");
+}
+
+TEST(ReceiverConfigTest, DashboardMistakesNameFileAndLine) {
+  TempDir dir;
+  dir.Write("tokens", "ops-1 admin " + std::string(64, 'a') + "\n");
+  const std::string base = std::string(kPrefix) + kService;  // 12 lines
+  struct Case {
+    std::string yaml;
+    std::string want;
+  };
+  const Case cases[] = {
+      {"dashboard: {listen: \"127.0.0.1:7982\", tokens_file: tokens}\n",
+       "c.yaml:13: dashboard.tokens_file: " + dir.path() +
+           "/tokens:1: unknown role \"admin\""},
+      {"dashboard: {listen: \"127.0.0.1:7982\"}\n", "c.yaml:13:"},
+      {"dashboard: {listen: nope, tokens_file: missing}\n", "c.yaml:13:"},
+      {"dashboard: {listen: \"127.0.0.1:1\", tokens_file: tokens, colour: "
+       "red}\n",
+       "colour"},
+  };
+  for (const Case& c : cases) {
+    absl::StatusOr<ReceiverConfig> config =
+        LoadReceiverConfig(dir.Write("c.yaml", base + c.yaml));
+    ASSERT_FALSE(config.ok()) << c.yaml;
+    EXPECT_THAT(std::string(config.status().message()), HasSubstr(c.want))
+        << c.yaml;
+  }
+}
+
 TEST(ReceiverConfigTest, ConvergeModeAndPolicyAreRead) {
   TempDir dir;
   // kService with every "hello" renamed, then its `converge:` line.
