@@ -34,6 +34,7 @@ HOSTS=(host-1 host-2)
 REGISTRY=$NET.1:5000
 WEBHOOK=127.0.0.1:7979
 CONTROL=127.0.0.1:7980
+DASHBOARD=127.0.0.1:7982
 WEBHOOK_PATH=/webhooks/artifactory
 MARKER=.hoist-demo  # only a directory holding this file is ever removed
 
@@ -342,6 +343,7 @@ tls: {ca: "$D/pki/ca.pem", cert: "$D/pki/receiver.pem", key: "$D/pki/receiver-ke
 authz: {operators: ["spiffe://hoist/operator"], viewers: []}
 state: "$D/receiver.db"
 agent_call: {deadline_seconds: 120, connect_timeout_seconds: 5, retry_seconds: 30}
+dashboard: {listen: "$DASHBOARD", tokens_file: "$D/dashboard-tokens"}
 agents:
 EOF
   for h in "${HOSTS[@]}"; do
@@ -366,6 +368,10 @@ services:
     rollout: {canary: 0, batch: "1", pause_seconds: 0, on_failure: rollback}
 EOF
 } >"$D/receiver.yaml"
+# One operator token for the dashboard; the receiver keeps only its SHA-256.
+(umask 077 && openssl rand -hex 16 >"$D/dashboard-token")
+echo "demo-operator operator $(tr -d '\n' <"$D/dashboard-token" | sha256sum | cut -d' ' -f1)" \
+  >"$D/dashboard-tokens"
 "$AGENT_BIN" --check-config --config "$D/${HOSTS[0]}/agent.yaml" || die "agent config rejected"
 "$RECEIVER_BIN" --check-config --config "$D/receiver.yaml" || die "receiver config rejected"
 info "configs: $D/receiver.yaml, $D/<host>/agent.yaml (both pass --check-config)"
@@ -414,6 +420,24 @@ check_serving() {
   ((failed == 0)) || exit 1
 }
 
+# dashboard_in_sync: the dashboard's fleet JSON (with the demo's session)
+# shows every host in sync.
+dashboard_in_sync() {
+  local n
+  n=$(curl -s -b "$D/dashboard-cookies" "http://$DASHBOARD/?format=json" |
+    jq '[.services[].hosts[] | select(.convergence == "CONVERGENCE_IN_SYNC")] | length')
+  [[ $n == "${#HOSTS[@]}" ]]
+}
+
+# check_dashboard: logs in to the dashboard with the demo's token and waits
+# until it shows every host in sync, else exits 1.
+check_dashboard() {
+  curl -s -o /dev/null -c "$D/dashboard-cookies" \
+    --data-urlencode "token=$(cat "$D/dashboard-token")" "http://$DASHBOARD/login"
+  wait_for "the dashboard showing every host in sync" receiver dashboard_in_sync
+  info "dashboard: http://$DASHBOARD/ shows all ${#HOSTS[@]} hosts in sync"
+}
+
 # promote VERSION: POSTs the Artifactory "docker promoted" webhook for
 # hello:VERSION, signed like Artifactory does with payload signing, then
 # watches the rollout it started.
@@ -458,6 +482,7 @@ info "Each host's container now answers:"
 answers
 
 check_serving v2
+check_dashboard
 echo
 echo "${bold}Both hosts serve v2.${reset}"
 
@@ -488,6 +513,9 @@ ${bold}Look around${reset} (the fleet keeps running until you tear it down):
   grpcurl -cacert $D/pki/ca.pem -cert $D/pki/operator.pem \\
           -key $D/pki/operator-key.pem -d '{"id": "${ROLLOUT[v2]}"}' \\
           $CONTROL hoist.v1.Control/WatchRollout
+
+  # the web dashboard (log in with the token in $D/dashboard-token)
+  http://$DASHBOARD/     token: $(cat "$D/dashboard-token")
 
   # the hosts
   nsenter --net=/var/run/netns/$(ns_of "${HOSTS[0]}") curl -s http://127.0.0.1:8080/

@@ -11,7 +11,7 @@ PACKAGES=(
   # libraries
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libabsl-dev
   libcpp-httplib-dev libcurl4-openssl-dev libgtest-dev libgmock-dev libssl-dev
-  libsqlite3-dev libyaml-cpp-dev nlohmann-json3-dev grpc-proto
+  libsqlite3-dev libyaml-cpp-dev nlohmann-json3-dev grpc-proto zlib1g-dev
   # real parts for tests and the demo
   docker.io docker-registry busybox-static openssl iproute2 curl sqlite3 procps jq
   # checks and peers for benchmarks

@@ -21,6 +21,7 @@ body {
   margin: 0; color: var(--fg); background: var(--bg);
   font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
 }
+[hidden] { display: none !important; }
 a { color: var(--link); }
 :focus-visible { outline: 3px solid var(--focus); outline-offset: 2px; }
 a:focus-visible, button:focus-visible, input:focus-visible,
@@ -370,6 +371,12 @@ function listen(url, handlers) {
       if (data !== null) handle(data);
     });
   }
+  // The server ends a finished rollout's stream with `end`: stay closed
+  // rather than reconnect to hear the same end again.
+  source.addEventListener('end', () => {
+    source.close();
+    setStatus('finished');
+  });
 }
 
 if (live === 'fleet') {

@@ -96,7 +96,8 @@ tsan_tests=(tsan_shim_test common_test journal_test rollout_manager_test
   agent_client_grpc_test control_service_test fleet_watcher_test
   fleet_watcher_grpc_test agent_service_test deploy_manager_test
   deploy_manager_docker_test health_waiter_test container_watcher_test
-  agent_watch_containers_test container_watcher_docker_test)
+  agent_watch_containers_test container_watcher_docker_test
+  dashboard_auth_test dashboard_server_test)
 step "TSan build and test of the concurrent parts"
 cmake -S . -B build-tsan -G Ninja -DHOIST_TSAN=ON -DHOIST_BUILD_BENCH=OFF \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" >/dev/null
