@@ -179,7 +179,8 @@ void ApplyEvent(const hoist::v1::RolloutEvent& event,
 
 // The fleet as the event streams send it: one poller compares the fleet's
 // JSON with what it last saw, while any stream is open, and bumps `version`
-// when it changed.
+// when it changed. While no stream is open the JSON is stale: a stream
+// opened then waits for a fresh poll.
 class FleetFeed {
  public:
   FleetFeed(ServiceStates* services, absl::Duration poll)
@@ -198,7 +199,7 @@ class FleetFeed {
   }
   void Unsubscribe() {
     absl::MutexLock lock(&mu_);
-    --subscribers_;
+    if (--subscribers_ == 0) stale_ = true;
   }
   void Stop() {
     absl::MutexLock lock(&mu_);
@@ -213,12 +214,12 @@ class FleetFeed {
     absl::MutexLock lock(&mu_);
     auto ready = [this, seen] {
       mu_.AssertHeld();
-      return stopping_ || (version_ > seen && version_ > 0);
+      return stopping_ || (!stale_ && version_ > seen);
     };
     mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
     if (stopping_) return false;
     *version = version_;
-    if (version_ > seen) *json = json_;
+    if (!stale_ && version_ > seen) *json = json_;
     return true;
   }
 
@@ -239,10 +240,11 @@ class FleetFeed {
       }
       std::string json = ToDashboardJson(fleet);
       mu_.Lock();
-      if (json != json_) {
+      if (json != json_ || version_ == 0) {
         json_ = std::move(json);
         ++version_;
       }
+      stale_ = false;
       auto stop = [this] {
         mu_.AssertHeld();
         return stopping_;
@@ -256,7 +258,8 @@ class FleetFeed {
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   int subscribers_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t version_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t version_ ABSL_GUARDED_BY(mu_) = 0;  // 0: never polled
+  bool stale_ ABSL_GUARDED_BY(mu_) = true;
   std::string json_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;  // last: starts once the members above exist
 };
@@ -779,20 +782,26 @@ void DashboardServer::Impl::FleetEvents(const httplib::Request& req,
   feed_.Subscribe();
   // Every message carries the whole fleet, so a reconnect loses nothing: the
   // first message after it is the fleet as it is now.
-  auto seen = std::make_shared<int64_t>(0);
+  struct StreamState {
+    int64_t seen_version = 0;
+    int64_t next_id;
+  };
+  auto state = std::make_shared<StreamState>();
+  state->next_id = FirstEventId(req);
   res.set_chunked_content_provider(
       "text/event-stream",
-      [this, seen](size_t, httplib::DataSink& sink) {
+      [this, state](size_t, httplib::DataSink& sink) {
         int64_t version = 0;
         std::string json;
         if (stopping_.load() ||
-            !feed_.Next(*seen, kStreamKeepalive, &version, &json)) {
+            !feed_.Next(state->seen_version, kStreamKeepalive, &version,
+                        &json)) {
           return false;
         }
         std::string chunk = ": keepalive\n\n";
-        if (version > *seen) {
-          chunk = SseMessage("services", version, json);
-          *seen = version;
+        if (!json.empty()) {
+          chunk = SseMessage("services", state->next_id++, json);
+          state->seen_version = version;
         }
         return sink.write(chunk.data(), chunk.size());
       },

@@ -379,6 +379,35 @@ TEST_F(DashboardServerTest, FleetStreamSendsEveryChange) {
       << got;
 }
 
+// Every message carries the whole fleet: a client that reconnects (sending
+// Last-Event-ID, as EventSource does) gets the fleet as it is now (at most
+// one poll later), with ids after the one it saw, so no change is lost.
+TEST_F(DashboardServerTest, FleetStreamReconnectGetsTheCurrentFleet) {
+  Start();
+  const std::string cookie = LogIn(kViewerToken);
+  const std::string first = ReadStream(
+      server_->port(), cookie,
+      [](const std::string& s) { return absl::StrContains(s, "\n\n"); });
+  ASSERT_TRUE(absl::StrContains(first, "1111111111")) << first;
+  const size_t at = first.find("id: ");
+  ASSERT_NE(at, std::string::npos) << first;
+  const int64_t seen = std::stoll(first.substr(at + 4));
+  services_.SetRunning(kDigestV2);  // while disconnected
+  httplib::Client c("127.0.0.1", server_->port());
+  c.set_read_timeout(20);
+  std::string again;
+  c.Get("/events",
+        {{"Cookie", cookie}, {"Last-Event-ID", std::to_string(seen)}},
+        [&](const char* data, size_t len) {
+          again.append(data, len);
+          return !absl::StrContains(again, "2222222222");
+        });
+  EXPECT_TRUE(absl::StrContains(again, "2222222222")) << again;
+  const size_t id_at = again.find("id: ");
+  ASSERT_NE(id_at, std::string::npos) << again;
+  EXPECT_GT(std::stoll(again.substr(id_at + 4)), seen) << again;
+}
+
 TEST_F(DashboardServerTest, StreamsBeyondTheCapGet503) {
   Start(/*max_streams=*/1);
   const std::string cookie = LogIn(kViewerToken);
