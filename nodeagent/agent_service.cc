@@ -28,6 +28,89 @@ const std::vector<std::string>& ViewerRoles() {
   return *roles;
 }
 
+// A server stream with one write in flight, as in gRPC's route_guide: the
+// derived class's NextWrite() starts a write when it has an event and none is
+// in flight, OnWriteDone() asks for the next one, and the call is finished
+// exactly once (TakeFinishLocked()). gRPC operations (StartWrite, Finish) are
+// started outside mu_, because gRPC may run the resulting reaction inline on
+// this thread. A client that goes away or cancels ends the call with
+// CANCELLED; the derived class's OnDone() releases its source and deletes it.
+template <typename Event>
+class SingleWriterStreamReactor : public grpc::ServerWriteReactor<Event> {
+ public:
+  void OnWriteDone(bool ok) override {
+    bool finish = false;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      // !ok: the client went away; the source (a deploy, the container
+      // watcher) goes on without it.
+      if (!ok || cancelled_) finish = TakeFinishLocked();
+    }
+    if (finish) {
+      this->Finish(grpc::Status(grpc::StatusCode::CANCELLED,
+                                "stream closed by the client"));
+      return;
+    }
+    NextWrite();
+  }
+
+  void OnCancel() override {
+    TsanServerOnCancelScope tsan_scope;
+    bool finish = false;
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+      if (MayFinishOnCancelLocked() && !writing_) finish = TakeFinishLocked();
+    }
+    if (finish) {
+      this->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+    }
+  }
+
+ protected:
+  // Starts the next write if CanWriteLocked() and there is an event, or
+  // finishes when the source has ended. Never blocks; takes mu_.
+  virtual void NextWrite() = 0;
+
+  // Whether OnCancel() may finish the call (once no write is in flight).
+  // A derived class says no while someone else is bound to finish it.
+  virtual bool MayFinishOnCancelLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return true;
+  }
+
+  // No write in flight, the call not finishing, not cancelled: NextWrite()
+  // may start a write or finish.
+  bool CanWriteLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !writing_ && !finish_started_ && !cancelled_;
+  }
+
+  // Marks a write in flight; the caller then calls StartWrite() outside
+  // mu_ with an event that stays put until OnWriteDone().
+  void BeginWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    writing_ = true;
+  }
+
+  bool CancelledLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return cancelled_;
+  }
+
+  // True exactly once: the caller then calls Finish().
+  bool TakeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finish_started_) return false;
+    finish_started_ = true;
+    return true;
+  }
+
+  // Guards the state here and the derived class's source.
+  absl::Mutex mu_;
+
+ private:
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_started_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 // Streams one DeployLog to one client: replay from the first event, then
 // follow. One write in flight; the log's watcher callback only schedules
 // the next write. gRPC operations (StartWrite, Finish) are started outside
@@ -41,7 +124,7 @@ const std::vector<std::string>& ViewerRoles() {
 // on gRPC's callback threads). Until then nothing is written and the call
 // is not finished, so the reactor outlives Attach() even if the client
 // cancels first; Attach() then finishes it.
-class LogStreamReactor final : public grpc::ServerWriteReactor<DeployEvent> {
+class LogStreamReactor final : public SingleWriterStreamReactor<DeployEvent> {
  public:
   explicit LogStreamReactor(std::function<void(std::function<void()>)> cleanup)
       : cleanup_(std::move(cleanup)) {}
@@ -52,7 +135,7 @@ class LogStreamReactor final : public grpc::ServerWriteReactor<DeployEvent> {
     if (!log.ok()) {
       {
         absl::MutexLock lock(&mu_);
-        finish_started_ = true;  // nothing else finishes before Attach()
+        TakeFinishLocked();  // true: nothing else finishes before Attach()
       }
       Finish(ToGrpcStatus(log.status()));
       return;
@@ -67,40 +150,13 @@ class LogStreamReactor final : public grpc::ServerWriteReactor<DeployEvent> {
       log_ = std::move(attached);
       watcher_ = watcher;
       attached_ = true;
-      if (cancelled_) finish_cancelled = TakeFinishLocked();
+      if (CancelledLocked()) finish_cancelled = TakeFinishLocked();
     }
     if (finish_cancelled) {
       Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
       return;
     }
     NextWrite();
-  }
-
-  void OnWriteDone(bool ok) override {
-    bool finish = false;
-    {
-      absl::MutexLock lock(&mu_);
-      writing_ = false;
-      // !ok: the client went away; the deploy goes on without it.
-      if (!ok || cancelled_) finish = TakeFinishLocked();
-    }
-    if (finish) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED,
-                          "stream closed by the client"));
-      return;
-    }
-    NextWrite();
-  }
-
-  void OnCancel() override {
-    TsanServerOnCancelScope tsan_scope;
-    bool finish = false;
-    {
-      absl::MutexLock lock(&mu_);
-      cancelled_ = true;
-      if (attached_ && !writing_) finish = TakeFinishLocked();
-    }
-    if (finish) Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
   }
 
   void OnDone() override {
@@ -120,11 +176,11 @@ class LogStreamReactor final : public grpc::ServerWriteReactor<DeployEvent> {
  private:
   // Starts the next write if none is in flight, or finishes after the
   // terminal event was written. Never blocks.
-  void NextWrite() {
+  void NextWrite() override {
     enum { kNothing, kWrite, kFinish } action = kNothing;
     {
       absl::MutexLock lock(&mu_);
-      if (!attached_ || writing_ || finish_started_ || cancelled_) return;
+      if (!attached_ || !CanWriteLocked()) return;
       if (pending_.empty()) {
         // Take everything new at once; later writes drain the local copy.
         std::vector<DeployEvent> events;
@@ -135,26 +191,23 @@ class LogStreamReactor final : public grpc::ServerWriteReactor<DeployEvent> {
       if (!pending_.empty()) {
         current_ = std::move(pending_.front());
         pending_.pop_front();
-        writing_ = true;
+        BeginWriteLocked();
         action = kWrite;
       } else if (log_finished_ && TakeFinishLocked()) {
         action = kFinish;
       }
     }
-    // current_ is stable while writing_ is set.
+    // current_ is stable while a write is in flight.
     if (action == kWrite) StartWrite(&current_);
     if (action == kFinish) Finish(grpc::Status::OK);
   }
 
-  // True exactly once: the caller then calls Finish().
-  bool TakeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finish_started_) return false;
-    finish_started_ = true;
-    return true;
+  // Before Attach(), Attach() finishes a cancelled call.
+  bool MayFinishOnCancelLocked() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return attached_;
   }
 
   const std::function<void(std::function<void()>)> cleanup_;
-  absl::Mutex mu_;
   std::shared_ptr<DeployLog> log_ ABSL_GUARDED_BY(mu_);
   int watcher_ ABSL_GUARDED_BY(mu_) = -1;
   bool attached_ ABSL_GUARDED_BY(mu_) = false;
@@ -163,9 +216,6 @@ class LogStreamReactor final : public grpc::ServerWriteReactor<DeployEvent> {
       ABSL_GUARDED_BY(mu_);  // taken, not yet written
   bool log_finished_ ABSL_GUARDED_BY(mu_) =
       false;  // the log had ended at the last read
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool finish_started_ ABSL_GUARDED_BY(mu_) = false;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   DeployEvent current_;
 };
 
@@ -185,7 +235,7 @@ class ErrorStreamReactor final : public grpc::ServerWriteReactor<Event> {
 // operations start outside mu_, and OnDone hands the unsubscribe to
 // `cleanup`: it waits for a running wake, which may be on this very thread.
 class ContainersStreamReactor final
-    : public grpc::ServerWriteReactor<hoist::v1::ContainersEvent> {
+    : public SingleWriterStreamReactor<hoist::v1::ContainersEvent> {
  public:
   ContainersStreamReactor(ContainerWatcher* watcher,
                           const std::vector<std::string>& names,
@@ -197,32 +247,6 @@ class ContainersStreamReactor final
       subscription_ = std::move(subscription);
     }
     NextWrite();  // the snapshot, when the watcher has one
-  }
-
-  void OnWriteDone(bool ok) override {
-    bool finish = false;
-    {
-      absl::MutexLock lock(&mu_);
-      writing_ = false;
-      if (!ok || cancelled_) finish = TakeFinishLocked();
-    }
-    if (finish) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED,
-                          "stream closed by the client"));
-      return;
-    }
-    NextWrite();
-  }
-
-  void OnCancel() override {
-    TsanServerOnCancelScope tsan_scope;
-    bool finish = false;
-    {
-      absl::MutexLock lock(&mu_);
-      cancelled_ = true;
-      if (!writing_) finish = TakeFinishLocked();
-    }
-    if (finish) Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
   }
 
   void OnDone() override {
@@ -240,17 +264,14 @@ class ContainersStreamReactor final
  private:
   // Starts the next write if none is in flight, or finishes once the
   // watcher ended the subscription. Never blocks.
-  void NextWrite() {
+  void NextWrite() override {
     enum { kNothing, kWrite, kFinish } action = kNothing;
     {
       absl::MutexLock lock(&mu_);
-      if (subscription_ == nullptr || writing_ || finish_started_ ||
-          cancelled_) {
-        return;
-      }
+      if (subscription_ == nullptr || !CanWriteLocked()) return;
       switch (subscription_->Take(&current_)) {
         case ContainerWatcher::Next::kEvent:
-          writing_ = true;
+          BeginWriteLocked();
           action = kWrite;
           break;
         case ContainerWatcher::Next::kEnded:
@@ -260,7 +281,7 @@ class ContainersStreamReactor final
           break;
       }
     }
-    // current_ is stable while writing_ is set.
+    // current_ is stable while a write is in flight.
     if (action == kWrite) StartWrite(&current_);
     if (action == kFinish) {
       Finish(
@@ -268,19 +289,9 @@ class ContainersStreamReactor final
     }
   }
 
-  bool TakeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finish_started_) return false;
-    finish_started_ = true;
-    return true;
-  }
-
   const std::function<void(std::function<void()>)> cleanup_;
-  absl::Mutex mu_;
   std::unique_ptr<ContainerWatcher::Subscription> subscription_
       ABSL_GUARDED_BY(mu_);
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool finish_started_ ABSL_GUARDED_BY(mu_) = false;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   hoist::v1::ContainersEvent current_;
 };
 
