@@ -491,9 +491,9 @@ void ReadRollout(const YAML::Node& node, ConfigErrors* errors,
 ConvergeMode ReadConvergeMode(MapReader& service_reader,
                               const std::string& service_name) {
   const std::string mode = service_reader.String("converge", "auto");
-  if (mode == "auto") return ConvergeMode::kAuto;
-  if (mode == "report") return ConvergeMode::kReport;
-  if (mode == "off") return ConvergeMode::kOff;
+  if (std::optional<ConvergeMode> parsed = ParseConvergeMode(mode)) {
+    return *parsed;
+  }
   service_reader.errors()->Add(
       NodeFor(service_reader, "converge"),
       absl::StrCat("service \"", service_name, "\": converge \"", mode,
@@ -730,6 +730,26 @@ const AgentEntry* ReceiverConfig::FindAgent(const std::string& name) const {
     if (agent.name == name) return &agent;
   }
   return nullptr;
+}
+
+const char* ConvergeModeName(ConvergeMode mode) {
+  switch (mode) {
+    case ConvergeMode::kAuto:
+      return "auto";
+    case ConvergeMode::kReport:
+      return "report";
+    case ConvergeMode::kOff:
+      return "off";
+  }
+  return "auto";
+}
+
+std::optional<ConvergeMode> ParseConvergeMode(absl::string_view name) {
+  for (ConvergeMode mode :
+       {ConvergeMode::kAuto, ConvergeMode::kReport, ConvergeMode::kOff}) {
+    if (name == ConvergeModeName(mode)) return mode;
+  }
+  return std::nullopt;
 }
 
 absl::StatusOr<ReceiverConfig> LoadReceiverConfig(const std::string& path) {

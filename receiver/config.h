@@ -4,10 +4,12 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "common/tls.h"
 #include "hoist/v1/types.pb.h"
 #include "receiver/notify_config.h"
@@ -20,6 +22,10 @@ enum class OnFailure { kRollback, kPause, kContinue };
 // "Receiver config"): kAuto fixes them with converge rollouts, kReport
 // computes their states and notifies `drift`, kOff computes states only.
 enum class ConvergeMode { kAuto, kReport, kOff };
+// The mode as `converge:` spells it ("auto", "report", "off"), and back
+// (nullopt for another word).
+const char* ConvergeModeName(ConvergeMode mode);
+std::optional<ConvergeMode> ParseConvergeMode(absl::string_view name);
 
 struct WebhookConfig {
   std::string listen = "0.0.0.0:7979";

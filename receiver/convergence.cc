@@ -24,18 +24,6 @@ bool IsStoppedState(const std::string& state) {
   return state != "running" && state != "restarting" && state != "paused";
 }
 
-std::string ModeName(ConvergeMode mode) {
-  switch (mode) {
-    case ConvergeMode::kAuto:
-      return "auto";
-    case ConvergeMode::kReport:
-      return "report";
-    case ConvergeMode::kOff:
-      return "off";
-  }
-  return "auto";
-}
-
 // The wait before converge attempt `attempts` + 1.
 absl::Duration Backoff(const ConvergePolicy& policy, int attempts) {
   absl::Duration wait = absl::Seconds(policy.retry_initial_seconds);
@@ -289,14 +277,15 @@ void ConvergenceEngine::Track(const ServiceConfig& service,
             {{"service", service.name},
              {"agent", agent_name},
              {"convergence", hoist::v1::Convergence_Name(seen.convergence)},
-             {"mode", ModeName(service.converge)}});
+             {"mode", ConvergeModeName(service.converge)}});
     // `off` computes states only (docs/design.md, "Desired state and
     // convergence").
     if (options_.notify && service.converge != ConvergeMode::kOff) {
       options_.notify(
           "drift", service.name, agent_name,
           absl::StrCat(hoist::v1::Convergence_Name(seen.convergence),
-                       " (converge: ", ModeName(service.converge), ")"));
+                       " (converge: ", ConvergeModeName(service.converge),
+                       ")"));
     }
   }
   Convergence shown = seen.convergence;
@@ -447,7 +436,7 @@ hoist::v1::Service ConvergenceEngine::Describe(const ServiceConfig& service,
   hoist::v1::Service out;
   out.set_name(service.name);
   out.set_image(service.image);
-  out.set_converge_mode(ModeName(service.converge));
+  out.set_converge_mode(ConvergeModeName(service.converge));
   if (std::optional<DesiredState> d = options_.desired->Get(service.name)) {
     out.set_desired_digest(d->digest);
     out.set_desired_tag(d->tag);

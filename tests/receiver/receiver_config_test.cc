@@ -224,6 +224,16 @@ TEST(ReceiverConfigTest, DashboardMistakesNameFileAndLine) {
   }
 }
 
+TEST(ConvergeModeTest, NamesRoundTripAndOtherWordsAreRefused) {
+  for (ConvergeMode mode :
+       {ConvergeMode::kAuto, ConvergeMode::kReport, ConvergeMode::kOff}) {
+    EXPECT_EQ(ParseConvergeMode(ConvergeModeName(mode)), mode);
+  }
+  EXPECT_STREQ(ConvergeModeName(ConvergeMode::kReport), "report");
+  EXPECT_EQ(ParseConvergeMode("Auto"), std::nullopt);
+  EXPECT_EQ(ParseConvergeMode(""), std::nullopt);
+}
+
 TEST(ReceiverConfigTest, ConvergeModeAndPolicyAreRead) {
   TempDir dir;
   // kService with every "hello" renamed, then its `converge:` line.
