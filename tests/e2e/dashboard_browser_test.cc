@@ -22,6 +22,7 @@
 #include "common/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "httplib.h"
 #include "tests/e2e/e2e_util.h"
 
 #ifndef HOIST_SOURCE_DIR
@@ -107,6 +108,46 @@ std::string StartFixture(std::unique_ptr<Process>* fixture,
                                          absl::Seconds(30));
   EXPECT_TRUE(listening) << (*fixture)->Log();
   return listening ? absl::StrCat("http://", *listening) : "";
+}
+
+// POSTs /login with `token`; the session cookie ("hoist_session=…"), or ""
+// when the login was refused.
+std::string DashboardLogin(int port, const std::string& token) {
+  httplib::Client c("127.0.0.1", port);
+  c.set_read_timeout(10);
+  auto res = c.Post("/login", httplib::Params{{"token", token}});
+  if (!res || res->status != 303) return "";
+  const std::string set = res->get_header_value("Set-Cookie");
+  return set.substr(0, set.find(';'));
+}
+
+// The status of the fleet's JSON twin for `cookie`.
+int FleetJsonStatus(int port, const std::string& cookie) {
+  httplib::Client c("127.0.0.1", port);
+  c.set_read_timeout(10);
+  auto res = c.Get("/?format=json", {{"Cookie", cookie}});
+  return res ? res->status : -1;
+}
+
+// SIGHUP re-reads the tokens file: a removed token's session ends and it no
+// longer logs in; a new token does.
+void ExpectTokensReload(Fleet& fleet, const FleetOptions& options,
+                        const std::string& viewer_token) {
+  const int port = fleet.dashboard_port();
+  const std::string session = DashboardLogin(port, viewer_token);
+  ASSERT_FALSE(session.empty());
+  ASSERT_EQ(FleetJsonStatus(port, session), 200);
+  const std::string new_token = RandomHex(32);
+  ASSERT_TRUE(WriteFileAtomically(
+                  fleet.dir() + "/dashboard-tokens",
+                  absl::StrCat("viewer-2 viewer ", Sha256Hex(new_token), "\n"))
+                  .ok());
+  fleet.Reconfigure(options);
+  EXPECT_EQ(FleetJsonStatus(port, session), 401);
+  EXPECT_TRUE(DashboardLogin(port, viewer_token).empty());
+  const std::string fresh = DashboardLogin(port, new_token);
+  ASSERT_FALSE(fresh.empty());
+  EXPECT_EQ(FleetJsonStatus(port, fresh), 200);
 }
 
 TEST(DashboardBrowserTest, ViewerOperatorLiveUpdatesRollbackAndLayout) {
@@ -197,6 +238,8 @@ TEST(DashboardBrowserTest, ViewerOperatorLiveUpdatesRollbackAndLayout) {
         [&] { return Fleet::Serves(i) == "hoist-test v1"; }, absl::Seconds(30)))
         << "h" << i + 1 << ": " << Fleet::Serves(i);
   }
+
+  ExpectTokensReload(fleet, o, viewer_token);
 
   fixture->Signal(SIGTERM);
   const std::optional<int> fixture_status = fixture->Wait(absl::Seconds(10));
