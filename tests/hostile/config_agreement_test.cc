@@ -114,6 +114,8 @@ class TempDir {
     fs::create_directories(path_);
     Write("secret", "s3cret\n");
     Write("file.pem", "x\n");
+    Write("dashboard-tokens",
+          "docs-example viewer " + std::string(64, 'a') + "\n");
   }
   ~TempDir() { fs::remove_all(path_); }
   std::string Write(const std::string& name, const std::string& text) const {
@@ -135,8 +137,9 @@ std::string Emit(const YAML::Node& node) {
   return out.c_str();
 }
 
-// The receiver config with its secret files (the webhook's, and the
-// notify: sinks' URL, secret and password files) replaced by one that exists.
+// The receiver config with its secret files (the webhook's, the notify:
+// sinks' URL, secret and password files, the dashboard's tokens file)
+// replaced by ones that exist.
 absl::StatusOr<receiver::ReceiverConfig> LoadReceiver(YAML::Node yaml,
                                                       const TempDir& dir) {
   yaml = YAML::Clone(yaml);
@@ -144,6 +147,9 @@ absl::StatusOr<receiver::ReceiverConfig> LoadReceiver(YAML::Node yaml,
     YAML::Node secrets(YAML::NodeType::Sequence);
     secrets.push_back(dir.Path("secret"));
     yaml["webhook"]["secret_files"] = secrets;
+  }
+  if (yaml["dashboard"] && yaml["dashboard"]["tokens_file"]) {
+    yaml["dashboard"]["tokens_file"] = dir.Path("dashboard-tokens");
   }
   if (yaml["notify"] && yaml["notify"].IsSequence()) {
     for (YAML::Node sink : yaml["notify"]) {
