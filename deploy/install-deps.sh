@@ -20,6 +20,8 @@ PACKAGES=(
   slowhttptest testssl.sh
   # an SMTP sink for the notification tests
   python3-aiosmtpd
+  # etcd: the HA journal (receiver/etcd_client.h) and its 3-member test cluster
+  etcd-server etcd-client golang-etcd-server-dev
   # a real browser for the dashboard test (tests/e2e/dashboard_browser.py)
   chromium chromium-driver python3-selenium fonts-liberation
 )
