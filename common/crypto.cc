@@ -5,6 +5,8 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -43,7 +45,11 @@ bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
 
 std::string RandomHex(int bytes) {
   std::vector<unsigned char> buf(bytes);
-  RAND_bytes(buf.data(), bytes);
+  if (RAND_bytes(buf.data(), bytes) != 1) {
+    std::fputs("fatal: RAND_bytes failed: no random ids can be made\n",
+               stderr);
+    std::abort();
+  }
   return ToHex(buf.data(), buf.size());
 }
 

@@ -19,7 +19,11 @@ std::string HmacSha256Hex(absl::string_view key, absl::string_view data);
 // inputs first differ. Use for secrets and signatures.
 bool ConstantTimeEquals(absl::string_view a, absl::string_view b);
 
-// Random hex string of `bytes` random bytes (for ids).
+// Random hex string of `bytes` random bytes from OpenSSL's generator (for
+// ids and tokens). Aborts the process, with a message on stderr, when the
+// generator fails: an id that is not random may repeat (two rollouts, two
+// outbox rows, two sessions under one id), and a process whose generator
+// cannot be seeded has nothing safe to fall back to.
 std::string RandomHex(int bytes);
 
 }  // namespace hoist

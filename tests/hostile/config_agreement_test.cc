@@ -23,6 +23,7 @@
 #include "nodeagent/deploy_manager.h"
 #include "nodeagent/request_validation.h"
 #include "receiver/config.h"
+#include "tests/common/temp_dir.h"
 #include "yaml-cpp/yaml.h"
 
 namespace hoist {
@@ -106,29 +107,16 @@ std::vector<Found> FindConfigs() {
   return found;
 }
 
-// A temporary directory removed at the end of the test.
-class TempDir {
+// A directory of the test's own with the secret file the configs name.
+class TempDir : public hoist::testing::ScopedTempDir {
  public:
-  TempDir()
-      : path_(absl::StrCat(::testing::TempDir(), "agree-", RandomHex(6))) {
-    fs::create_directories(path_);
+  TempDir() : ScopedTempDir("agree-") {
     Write("secret", "s3cret\n");
     Write("file.pem", "x\n");
     Write("dashboard-tokens",
           "docs-example viewer " + std::string(64, 'a') + "\n");
   }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string Write(const std::string& name, const std::string& text) const {
-    const std::string file = absl::StrCat(path_, "/", name);
-    std::ofstream(file) << text;
-    return file;
-  }
-  std::string Path(const std::string& name) const {
-    return absl::StrCat(path_, "/", name);
-  }
-
- private:
-  std::string path_;
+  std::string Path(const std::string& name) const { return File(name); }
 };
 
 std::string Emit(const YAML::Node& node) {

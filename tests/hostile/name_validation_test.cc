@@ -16,6 +16,7 @@
 #include "hoist/v1/agent.pb.h"
 #include "nodeagent/deploy_manager.h"
 #include "receiver/config.h"
+#include "tests/common/temp_dir.h"
 
 namespace hoist {
 namespace {
@@ -125,26 +126,12 @@ std::string YamlQuote(const std::string& s) {
   return out + "\"";
 }
 
-class TempDir {
+// A directory of the test's own with the secret file the configs name.
+class TempDir : public hoist::testing::ScopedTempDir {
  public:
-  TempDir() {
-    char tmpl[] = "/tmp/hoist-hostile-names-XXXXXX";
-    path_ = mkdtemp(tmpl);
+  TempDir() : ScopedTempDir("hoist-hostile-names-") {
     Write("secret", "s3cret\n");
   }
-  ~TempDir() {
-    unlink((path_ + "/secret").c_str());
-    unlink((path_ + "/c.yaml").c_str());
-    rmdir(path_.c_str());
-  }
-  std::string Write(const std::string& name, const std::string& text) const {
-    const std::string file = path_ + "/" + name;
-    std::ofstream(file) << text;
-    return file;
-  }
-
- private:
-  std::string path_;
 };
 
 // A receiver config with one service, `field` set to `value`.

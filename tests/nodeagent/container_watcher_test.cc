@@ -18,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nodeagent/deploy_manager.h"
+#include "tests/common/temp_dir.h"
 #include "tests/nodeagent/container_collector.h"
 #include "tests/nodeagent/fake_docker_client.h"
 #include "tests/nodeagent/fake_health_prober.h"
@@ -355,8 +356,7 @@ class DeployEndTest : public ContainerWatcherTest {
     options.clock = &clock_;
     options.prober = &prober_;
     options.host = "host-a";
-    options.state_dir =
-        absl::StrCat(::testing::TempDir(), "/watch-", RandomHex(6));
+    options.state_dir = state_dir_.path();
     options.deploy_ended = [this](const std::string& name) {
       watcher_->DeployEnded(name);
     };
@@ -417,6 +417,7 @@ class DeployEndTest : public ContainerWatcherTest {
 
   FakeClock clock_;
   FakeHealthProber prober_;
+  hoist::testing::ScopedTempDir state_dir_{"watch-"};  // outlives manager_
   std::unique_ptr<DeployManager> manager_;
 };
 

@@ -14,6 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/common/temp_dir.h"
 #include "tests/nodeagent/fake_docker_client.h"
 #include "tests/nodeagent/fake_health_prober.h"
 
@@ -31,12 +32,6 @@ const std::string kD1 = "sha256:" + std::string(64, '1');
 const std::string kD2 = "sha256:" + std::string(64, '2');
 const std::string kD3 = "sha256:" + std::string(64, '3');
 const std::string kBad = "sha256:" + std::string(64, 'b');
-
-std::string TempDir() {
-  std::string dir = absl::StrCat(::testing::TempDir(), "/dm-", RandomHex(6));
-  std::filesystem::create_directories(dir);
-  return dir;
-}
 
 class DeployManagerTest : public ::testing::Test {
  protected:
@@ -56,7 +51,6 @@ class DeployManagerTest : public ::testing::Test {
     FakeDockerClient::Behavior starting;
     starting.health = "starting";
     docker_->AddRemoteImage(kRepo, Starting(), starting);
-    state_dir_ = TempDir();
     manager_ = NewManager();
   }
 
@@ -130,7 +124,9 @@ class DeployManagerTest : public ::testing::Test {
   FakeClock clock_;
   std::shared_ptr<FakeDockerClient> docker_;
   FakeHealthProber prober_;
-  std::string state_dir_;
+  // Declared before everything that writes into it, so it goes last.
+  hoist::testing::ScopedTempDir temp_{"dm-"};
+  const std::string state_dir_ = temp_.path();
   std::vector<RegistryAuth> registries_;
   std::unique_ptr<DeployManager> manager_;
 };

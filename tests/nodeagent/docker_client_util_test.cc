@@ -2,14 +2,13 @@
 #include <filesystem>
 
 #include "absl/strings/escaping.h"
-#include "absl/strings/str_cat.h"
-#include "common/crypto.h"
 #include "common/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "nodeagent/docker_client.h"
 #include "nodeagent/state_store.h"
+#include "tests/common/temp_dir.h"
 
 namespace hoist::nodeagent {
 namespace {
@@ -71,10 +70,8 @@ TEST(RegistryAuthTest, Base64UrlJson) {
 }
 
 TEST(StateStoreTest, RoundTripsThroughTheFile) {
-  const std::string dir =
-      absl::StrCat(::testing::TempDir(), "/state-", RandomHex(6));
-  std::filesystem::create_directories(dir);
-  const std::string path = dir + "/state.json";
+  const hoist::testing::ScopedTempDir dir("state-");
+  const std::string path = dir.File("state.json");
   {
     auto store = StateStore::Open(path);  // missing file: empty store
     ASSERT_TRUE(store.ok()) << store.status();

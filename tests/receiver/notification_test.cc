@@ -23,6 +23,7 @@
 #include "receiver/journal_sqlite.h"
 #include "receiver/notification_sender.h"
 #include "receiver/rollout_manager.h"
+#include "tests/common/temp_dir.h"
 #include "tests/receiver/fake_agent_pool.h"
 #include "tests/receiver/notify_test_util.h"
 #include "tests/receiver/rollout_test_util.h"
@@ -43,24 +44,12 @@ using Json = nlohmann::json;
 
 // ---------------------------------------------------------------- config
 
-class TempDir {
+// A directory of the test's own with the secret file the configs name.
+class TempDir : public hoist::testing::ScopedTempDir {
  public:
-  TempDir() {
-    char tmpl[] = "/tmp/hoist-notify-test-XXXXXX";
-    path_ = mkdtemp(tmpl);
+  TempDir() : ScopedTempDir("hoist-notify-test-") {
     Write("secret", "s3cret\n");
   }
-  ~TempDir() { std::system(("rm -rf '" + path_ + "'").c_str()); }
-  std::string Write(const std::string& name,
-                    const std::string& contents) const {
-    const std::string file = path_ + "/" + name;
-    std::ofstream(file) << contents;
-    return file;
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
 };
 
 // A valid receiver config of 12 lines; notify: follows from line 13.

@@ -10,6 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "receiver/config.h"
+#include "tests/common/temp_dir.h"
 
 namespace hoist::receiver {
 namespace {
@@ -22,24 +23,12 @@ using ::testing::UnorderedElementsAre;
 const std::string kTestdata = HOIST_RECEIVER_TESTDATA;
 
 // A fresh directory holding a secret file, removed at the end of the test.
-class TempDir {
+// A directory of the test's own with the secret file the configs name.
+class TempDir : public hoist::testing::ScopedTempDir {
  public:
-  TempDir() {
-    char tmpl[] = "/tmp/hoist-config-test-XXXXXX";
-    path_ = mkdtemp(tmpl);
+  TempDir() : ScopedTempDir("hoist-config-test-") {
     Write("secret", "s3cret\n");
   }
-  ~TempDir() { std::system(("rm -rf '" + path_ + "'").c_str()); }
-  std::string Write(const std::string& name,
-                    const std::string& contents) const {
-    const std::string file = path_ + "/" + name;
-    std::ofstream(file) << contents;
-    return file;
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
 };
 
 TEST(ReceiverConfigTest, FullConfigParsesEveryKey) {
