@@ -15,6 +15,8 @@
 #ifndef HOIST_RECEIVER_JOURNAL_H_
 #define HOIST_RECEIVER_JOURNAL_H_
 
+#include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -330,6 +332,20 @@ class JournalWrapper : public Journal {
  private:
   Journal* const wrapped_;
 };
+
+// Times as journals store them: Unix microseconds, with the infinite times
+// as the int64 extremes and back (absl::FromUnixMicros alone would turn them
+// into finite times; ConvergeAttempts::next_attempt defaults to
+// InfinitePast). Every Journal implementation uses this one mapping, so that
+// what one stored reads back the same from another.
+inline int64_t TimeToJournalMicros(absl::Time t) {
+  return absl::ToUnixMicros(t);
+}
+inline absl::Time TimeFromJournalMicros(int64_t us) {
+  if (us == std::numeric_limits<int64_t>::min()) return absl::InfinitePast();
+  if (us == std::numeric_limits<int64_t>::max()) return absl::InfiniteFuture();
+  return absl::FromUnixMicros(us);
+}
 
 }  // namespace hoist::receiver
 

@@ -47,15 +47,6 @@ std::string Escape(const std::string& part) {
   return out;
 }
 
-// Times as Unix microseconds; the infinite times as the int64 extremes
-// (the same mapping as SqliteJournal).
-int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
-absl::Time FromMicros(int64_t us) {
-  if (us == std::numeric_limits<int64_t>::min()) return absl::InfinitePast();
-  if (us == std::numeric_limits<int64_t>::max()) return absl::InfiniteFuture();
-  return absl::FromUnixMicros(us);
-}
-
 // The rollout index's time component: created microseconds + 2^63 as 20
 // digits, so that the keys sort by time.
 std::string IndexTime(const hoist::v1::Rollout& rollout) {
@@ -100,7 +91,7 @@ class Fields {
     if (f == nullptr || !f->is_boolean()) return Fail();
     return f->get<bool>();
   }
-  absl::Time Time(const char* name) { return FromMicros(Int(name)); }
+  absl::Time Time(const char* name) { return TimeFromJournalMicros(Int(name)); }
   // A proto message stored as base64 of its binary form.
   void Proto(const char* name, google::protobuf::MessageLite* m) {
     std::string bytes;
@@ -157,7 +148,7 @@ Json DesiredJson(const DesiredState& d) {
           {"digest", d.digest},
           {"tag", d.tag},
           {"rollout_id", d.rollout_id},
-          {"since", ToMicros(d.since)},
+          {"since", TimeToJournalMicros(d.since)},
           {"on_hold", d.on_hold}};
 }
 DesiredState DesiredFrom(Fields& f) {
@@ -176,11 +167,11 @@ Json OutboxJson(const OutboxRow& row) {
           {"sink", row.sink},
           {"event", row.event},
           {"service", row.service},
-          {"created", ToMicros(row.created)},
+          {"created", TimeToJournalMicros(row.created)},
           {"agent", row.agent},
           {"detail", row.detail},
           {"attempts", row.attempts},
-          {"next_attempt", ToMicros(row.next_attempt)},
+          {"next_attempt", TimeToJournalMicros(row.next_attempt)},
           {"rollout", Base64Of(row.rollout)}};
 }
 absl::StatusOr<OutboxRow> OutboxFrom(const EtcdKeyValue& kv) {
@@ -401,7 +392,7 @@ absl::Status EtcdJournal::AcceptDelivery(const DeliveryRecord& delivery,
       const std::string key = Key("deliveries", {delivery.dedupe_key});
       const Json value = {{"rollout_id", delivery.rollout_id},
                           {"service", delivery.service},
-                          {"accepted", ToMicros(delivery.accepted)},
+                          {"accepted", TimeToJournalMicros(delivery.accepted)},
                           {"summary", delivery.summary}};
       write.compares.push_back(KeyAbsent(key));
       write.ops.push_back(EtcdOp::Put(key, value.dump()));
@@ -537,7 +528,7 @@ absl::Status EtcdJournal::AddDuplicates(const std::string& dedupe_key,
     known.result = EtcdCompare::Result::kGreater;
     write.compares.push_back(known);
     const Json value = {{"count", count + tally.count},
-                        {"last", ToMicros(last)}};
+                        {"last", TimeToJournalMicros(last)}};
     write.ops = {EtcdOp::Put(key, value.dump())};
     write.failure_gets = {EtcdOp::Get(delivery)};
     write.on_conflict = [](const std::vector<KeyValues>& gets) {
@@ -565,10 +556,13 @@ absl::StatusOr<int64_t> EtcdJournal::DuplicateCount(
 
 // ------------------------------------------------------------- rollouts
 
+absl::StatusOr<KeyValues> EtcdJournal::GetUnder(const std::string& base) {
+  return client_->Get(base, EtcdPrefixEnd(base));
+}
+
 absl::StatusOr<std::vector<EtcdJournal::IndexEntry>> EtcdJournal::ReadIndex() {
   const std::string base = prefix_ + "rollout_index/";
-  HOIST_ASSIGN_OR_RETURN(KeyValues kvs,
-                         client_->Get(base, EtcdPrefixEnd(base)));
+  HOIST_ASSIGN_OR_RETURN(KeyValues kvs, GetUnder(base));
   // Keys sort by created time, then by id; SQLite breaks ties of created by
   // insertion order: so do we, by the index key's create revision.
   std::stable_sort(kvs.begin(), kvs.end(),
@@ -704,8 +698,7 @@ absl::StatusOr<std::vector<hoist::v1::Rollout>> EtcdJournal::ListUnfinished() {
 absl::StatusOr<std::vector<hoist::v1::DeployEvent>> EtcdJournal::HostEvents(
     const std::string& rollout_id, const std::string& agent) {
   const std::string base = Key("events", {rollout_id}) + "/";
-  HOIST_ASSIGN_OR_RETURN(KeyValues kvs,
-                         client_->Get(base, EtcdPrefixEnd(base)));
+  HOIST_ASSIGN_OR_RETURN(KeyValues kvs, GetUnder(base));
   SortByCreation(&kvs);
   std::vector<hoist::v1::DeployEvent> out;
   for (const EtcdKeyValue& kv : kvs) {
@@ -767,8 +760,7 @@ absl::Status EtcdJournal::DeleteDesired(const std::string& service) {
 
 absl::StatusOr<std::vector<DesiredState>> EtcdJournal::ListDesired() {
   const std::string base = prefix_ + "desired/";
-  HOIST_ASSIGN_OR_RETURN(const KeyValues kvs,
-                         client_->Get(base, EtcdPrefixEnd(base)));
+  HOIST_ASSIGN_OR_RETURN(const KeyValues kvs, GetUnder(base));
   std::vector<DesiredState> out;
   for (const EtcdKeyValue& kv : kvs) {
     Fields f(kv.key, kv.value);
@@ -827,12 +819,13 @@ absl::Status EtcdJournal::SaveAttempts(const ConvergeAttempts& attempts) {
     return absl::InvalidArgumentError(
         "converge attempts need a service and an agent");
   }
-  const Json value = {{"service", attempts.service},
-                      {"agent", attempts.agent},
-                      {"attempts", attempts.attempts},
-                      {"next_attempt", ToMicros(attempts.next_attempt)},
-                      {"gave_up", attempts.gave_up},
-                      {"last_error", attempts.last_error}};
+  const Json value = {
+      {"service", attempts.service},
+      {"agent", attempts.agent},
+      {"attempts", attempts.attempts},
+      {"next_attempt", TimeToJournalMicros(attempts.next_attempt)},
+      {"gave_up", attempts.gave_up},
+      {"last_error", attempts.last_error}};
   return RunWrite([&]() -> absl::StatusOr<Write> {
     Write write;
     write.ops.push_back(EtcdOp::Put(
@@ -843,8 +836,7 @@ absl::Status EtcdJournal::SaveAttempts(const ConvergeAttempts& attempts) {
 
 absl::StatusOr<std::vector<ConvergeAttempts>> EtcdJournal::ListAttempts() {
   const std::string base = prefix_ + "attempts/";
-  HOIST_ASSIGN_OR_RETURN(const KeyValues kvs,
-                         client_->Get(base, EtcdPrefixEnd(base)));
+  HOIST_ASSIGN_OR_RETURN(const KeyValues kvs, GetUnder(base));
   std::vector<ConvergeAttempts> out;
   for (const EtcdKeyValue& kv : kvs) {
     Fields f(kv.key, kv.value);
@@ -919,8 +911,7 @@ absl::Status EtcdJournal::EnqueueNotifications(
 absl::StatusOr<std::vector<OutboxRow>> EtcdJournal::ListNotifications(
     int limit) {
   const std::string base = prefix_ + "outbox/";
-  HOIST_ASSIGN_OR_RETURN(KeyValues kvs,
-                         client_->Get(base, EtcdPrefixEnd(base)));
+  HOIST_ASSIGN_OR_RETURN(KeyValues kvs, GetUnder(base));
   SortByCreation(&kvs);  // ties of the order below: first journaled first
   std::vector<OutboxRow> out;
   for (const EtcdKeyValue& kv : kvs) {
@@ -963,8 +954,7 @@ absl::Status EtcdJournal::DeleteNotification(const std::string& id) {
 
 absl::StatusOr<int64_t> EtcdJournal::CountNotifications() {
   const std::string base = prefix_ + "outbox/";
-  HOIST_ASSIGN_OR_RETURN(const KeyValues kvs,
-                         client_->Get(base, EtcdPrefixEnd(base)));
+  HOIST_ASSIGN_OR_RETURN(const KeyValues kvs, GetUnder(base));
   return static_cast<int64_t>(kvs.size());
 }
 

@@ -196,6 +196,8 @@ class EtcdJournal : public Journal {
     int state = 0;
   };
   absl::StatusOr<std::vector<IndexEntry>> ReadIndex();
+  // Every key under `base` (a key prefix ending in '/'), sorted by key.
+  absl::StatusOr<std::vector<EtcdKeyValue>> GetUnder(const std::string& base);
   // A new <unique> key component.
   std::string UniqueId();
   // Writes the duplicate counts held in memory (one Txn per key); keeps

@@ -119,16 +119,6 @@ class ReadTransaction {
 // carries them.
 constexpr absl::Duration kDuplicateFlushInterval = absl::Seconds(1);
 
-// Times are stored as Unix microseconds. The infinite times map to the
-// int64 extremes and back (absl::FromUnixMicros alone would turn them into
-// finite times): ConvergeAttempts::next_attempt defaults to InfinitePast.
-int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
-absl::Time FromMicros(int64_t us) {
-  if (us == std::numeric_limits<int64_t>::min()) return absl::InfinitePast();
-  if (us == std::numeric_limits<int64_t>::max()) return absl::InfiniteFuture();
-  return absl::FromUnixMicros(us);
-}
-
 int64_t TimestampMicros(const google::protobuf::Timestamp& ts) {
   return ts.seconds() * 1000000 + ts.nanos() / 1000;
 }
@@ -215,7 +205,7 @@ void BindDesired(Stmt& stmt, int first, const DesiredState& d) {
   stmt.BindText(first + 1, d.digest);
   stmt.BindText(first + 2, d.tag);
   stmt.BindText(first + 3, d.rollout_id);
-  stmt.BindInt(first + 4, ToMicros(d.since));
+  stmt.BindInt(first + 4, TimeToJournalMicros(d.since));
   stmt.BindInt(first + 5, d.on_hold ? 1 : 0);
 }
 
@@ -226,7 +216,7 @@ DesiredState DesiredFromRow(Stmt& stmt, int first) {
   d.digest = stmt.Text(first + 1);
   d.tag = stmt.Text(first + 2);
   d.rollout_id = stmt.Text(first + 3);
-  d.since = FromMicros(stmt.Int(first + 4));
+  d.since = TimeFromJournalMicros(stmt.Int(first + 4));
   d.on_hold = stmt.Int(first + 5) != 0;
   return d;
 }
@@ -538,7 +528,7 @@ absl::Status SqliteJournal::WriteDuplicateCountsLocked(
     if (!counted.ok()) break;
     up.Reset();
     up.BindInt(1, tally.count);
-    up.BindInt(2, ToMicros(tally.last));
+    up.BindInt(2, TimeToJournalMicros(tally.last));
     up.BindText(3, key);
     counted = up.StepDone();
   }
@@ -572,7 +562,7 @@ absl::StatusOr<std::optional<DeliveryRecord>> SqliteJournal::FindDelivery(
   r.dedupe_key = dedupe_key;
   r.rollout_id = q.Text(0);
   r.service = q.Text(1);
-  r.accepted = FromMicros(q.Int(2));
+  r.accepted = TimeFromJournalMicros(q.Int(2));
   r.summary = q.Text(3);
   return std::optional<DeliveryRecord>(std::move(r));
 }
@@ -589,7 +579,7 @@ absl::Status SqliteJournal::AcceptDelivery(const DeliveryRecord& delivery,
       ins.BindText(1, delivery.dedupe_key);
       ins.BindText(2, delivery.rollout_id);
       ins.BindText(3, delivery.service);
-      ins.BindInt(4, ToMicros(delivery.accepted));
+      ins.BindInt(4, TimeToJournalMicros(delivery.accepted));
       ins.BindText(5, delivery.summary);
       HOIST_RETURN_IF_ERROR(ins.StepDone());
     }
@@ -962,7 +952,7 @@ absl::Status SqliteJournal::SaveAttempts(const ConvergeAttempts& attempts) {
     up.BindText(1, attempts.service);
     up.BindText(2, attempts.agent);
     up.BindInt(3, attempts.attempts);
-    up.BindInt(4, ToMicros(attempts.next_attempt));
+    up.BindInt(4, TimeToJournalMicros(attempts.next_attempt));
     up.BindInt(5, attempts.gave_up ? 1 : 0);
     up.BindText(6, attempts.last_error);
     return up.StepDone();
@@ -984,7 +974,7 @@ absl::StatusOr<std::vector<ConvergeAttempts>> SqliteJournal::ListAttempts() {
     a.service = q.Text(0);
     a.agent = q.Text(1);
     a.attempts = static_cast<int>(q.Int(2));
-    a.next_attempt = FromMicros(q.Int(3));
+    a.next_attempt = TimeFromJournalMicros(q.Int(3));
     a.gave_up = q.Int(4) != 0;
     a.last_error = q.Text(5);
     out.push_back(std::move(a));
@@ -1007,11 +997,11 @@ absl::Status SqliteJournal::InsertNotificationsLocked(
     ins.BindText(2, row.sink);
     ins.BindText(3, row.event);
     ins.BindText(4, row.service);
-    ins.BindInt(5, ToMicros(row.created));
+    ins.BindInt(5, TimeToJournalMicros(row.created));
     ins.BindText(6, row.agent);
     ins.BindText(7, row.detail);
     ins.BindInt(8, row.attempts);
-    ins.BindInt(9, ToMicros(row.next_attempt));
+    ins.BindInt(9, TimeToJournalMicros(row.next_attempt));
     ins.BindBlob(10, blob);
     const absl::Status s = ins.StepDone();
     if (!s.ok() &&
@@ -1060,11 +1050,11 @@ absl::StatusOr<std::vector<OutboxRow>> SqliteJournal::ListNotifications(
     row.sink = q.Text(1);
     row.event = q.Text(2);
     row.service = q.Text(3);
-    row.created = FromMicros(q.Int(4));
+    row.created = TimeFromJournalMicros(q.Int(4));
     row.agent = q.Text(5);
     row.detail = q.Text(6);
     row.attempts = static_cast<int>(q.Int(7));
-    row.next_attempt = FromMicros(q.Int(8));
+    row.next_attempt = TimeFromJournalMicros(q.Int(8));
     if (!row.rollout.ParseFromString(q.Blob(9))) {
       return absl::DataLossError(
           absl::StrCat("notification ", row.id, ": unreadable rollout"));
@@ -1082,7 +1072,7 @@ absl::Status SqliteJournal::RescheduleNotification(const std::string& id,
             "= ?");
     HOIST_RETURN_IF_ERROR(up.status());
     up.BindInt(1, attempts);
-    up.BindInt(2, ToMicros(next_attempt));
+    up.BindInt(2, TimeToJournalMicros(next_attempt));
     up.BindText(3, id);
     return up.StepDone();
   });
