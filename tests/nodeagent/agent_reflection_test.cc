@@ -39,13 +39,100 @@ class AgentReflectionTest : public ::testing::Test {
     server_ = *std::move(server);
   }
 
-  // One request/response exchange on a reflection stream.
-  static bool Ask(
+  using ReflectionStream =
       grpc::ClientReaderWriter<reflection::ServerReflectionRequest,
-                               reflection::ServerReflectionResponse>* stream,
-      const reflection::ServerReflectionRequest& request,
-      reflection::ServerReflectionResponse* response) {
+                               reflection::ServerReflectionResponse>;
+
+  // One request/response exchange on a reflection stream.
+  static bool Ask(ReflectionStream* stream,
+                  const reflection::ServerReflectionRequest& request,
+                  reflection::ServerReflectionResponse* response) {
     return stream->Write(request) && stream->Read(response);
+  }
+
+  // The service names reflection lists.
+  static std::set<std::string> ListServices(ReflectionStream* stream) {
+    reflection::ServerReflectionRequest request;
+    request.set_list_services("");
+    reflection::ServerReflectionResponse response;
+    std::set<std::string> services;
+    EXPECT_TRUE(Ask(stream, request, &response));
+    EXPECT_TRUE(response.has_list_services_response())
+        << response.error_response().error_message();
+    for (const auto& s : response.list_services_response().service()) {
+      services.insert(s.name());
+    }
+    return services;
+  }
+
+  // Adds the file declaring `symbol` to `database`, then every dependency
+  // the server did not send along, asked for by file name as grpcurl does.
+  // Returns the names of the files added.
+  static std::set<std::string> FetchFiles(ReflectionStream* stream,
+                                          const std::string& symbol,
+                                          pb::SimpleDescriptorDatabase* db) {
+    std::set<std::string> have;
+    std::vector<std::string> wanted;
+    reflection::ServerReflectionRequest request;
+    request.set_file_containing_symbol(symbol);
+    for (int round = 0; round < 20; ++round) {
+      reflection::ServerReflectionResponse response;
+      if (!Ask(stream, request, &response)) break;
+      AddFiles(response, db, &have, &wanted);
+      while (!wanted.empty() && have.count(wanted.back())) wanted.pop_back();
+      if (wanted.empty()) return have;
+      request.set_file_by_filename(wanted.back());
+      wanted.pop_back();
+    }
+    ADD_FAILURE() << "dependencies still wanted after 20 rounds";
+    return have;
+  }
+
+  static void AddFiles(const reflection::ServerReflectionResponse& response,
+                       pb::SimpleDescriptorDatabase* db,
+                       std::set<std::string>* have,
+                       std::vector<std::string>* wanted) {
+    ASSERT_TRUE(response.has_file_descriptor_response())
+        << response.error_response().error_message();
+    for (const std::string& bytes :
+         response.file_descriptor_response().file_descriptor_proto()) {
+      pb::FileDescriptorProto file;
+      ASSERT_TRUE(file.ParseFromString(bytes));
+      if (!have->insert(file.name()).second) continue;
+      for (const std::string& dep : file.dependency()) wanted->push_back(dep);
+      ASSERT_TRUE(db->Add(file)) << file.name();
+    }
+  }
+
+  // Calls `path` with `request_bytes` through a generic stub as `cert`;
+  // the response's bytes in *response_bytes.
+  grpc::Status GenericCall(const std::string& cert, const std::string& path,
+                           const std::string& request_bytes,
+                           std::string* response_bytes) {
+    grpc::GenericStub generic(AgentChannelAs(server_->port(), cert));
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Slice slice(request_bytes);
+    grpc::ByteBuffer request_buffer(&slice, 1);
+    grpc::ByteBuffer response_buffer;
+    absl::Notification done;
+    grpc::Status status;
+    generic.UnaryCall(&context, path, grpc::StubOptions(), &request_buffer,
+                      &response_buffer, [&](grpc::Status s) {
+                        status = std::move(s);
+                        done.Notify();
+                      });
+    if (!done.WaitForNotificationWithTimeout(absl::Seconds(15))) {
+      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "no answer");
+    }
+    std::vector<grpc::Slice> slices;
+    if (status.ok() && response_buffer.Dump(&slices).ok()) {
+      for (const grpc::Slice& s : slices) {
+        response_bytes->append(reinterpret_cast<const char*>(s.begin()),
+                               s.size());
+      }
+    }
+    return status;
   }
 
   FakeAgentHandler handler_;
@@ -60,55 +147,15 @@ TEST_F(AgentReflectionTest,
   grpc::ClientContext context;
   SetDeadline(&context);
   auto stream = reflection_stub->ServerReflectionInfo(&context);
-
-  reflection::ServerReflectionRequest list_request;
-  list_request.set_list_services("");
-  reflection::ServerReflectionResponse list_response;
-  ASSERT_TRUE(Ask(stream.get(), list_request, &list_response));
-  ASSERT_TRUE(list_response.has_list_services_response())
-      << list_response.error_response().error_message();
-  std::set<std::string> services;
-  for (const auto& s : list_response.list_services_response().service())
-    services.insert(s.name());
+  const std::set<std::string> services = ListServices(stream.get());
   EXPECT_EQ(services.count("hoist.v1.NodeAgent"), 1u);
   EXPECT_EQ(services.count("grpc.health.v1.Health"), 1u);
   EXPECT_EQ(services.count("grpc.reflection.v1alpha.ServerReflection"), 1u);
 
-  // Fetch the file declaring hoist.v1.NodeAgent, then any dependency the
-  // server did not send along, by file name.
   pb::SimpleDescriptorDatabase database;
-  std::set<std::string> have;
-  std::vector<std::string> wanted_files;
-  auto add_files = [&](const reflection::ServerReflectionResponse& response) {
-    ASSERT_TRUE(response.has_file_descriptor_response())
-        << response.error_response().error_message();
-    for (const std::string& bytes :
-         response.file_descriptor_response().file_descriptor_proto()) {
-      pb::FileDescriptorProto file;
-      ASSERT_TRUE(file.ParseFromString(bytes));
-      if (!have.insert(file.name()).second) continue;
-      for (const std::string& dep : file.dependency())
-        wanted_files.push_back(dep);
-      ASSERT_TRUE(database.Add(file)) << file.name();
-    }
-  };
-  reflection::ServerReflectionRequest symbol_request;
-  symbol_request.set_file_containing_symbol("hoist.v1.NodeAgent");
-  reflection::ServerReflectionResponse symbol_response;
-  ASSERT_TRUE(Ask(stream.get(), symbol_request, &symbol_response));
-  add_files(symbol_response);
-  for (int round = 0; round < 20 && !wanted_files.empty(); ++round) {
-    const std::string name = wanted_files.back();
-    wanted_files.pop_back();
-    if (have.count(name)) continue;
-    reflection::ServerReflectionRequest file_request;
-    file_request.set_file_by_filename(name);
-    reflection::ServerReflectionResponse file_response;
-    ASSERT_TRUE(Ask(stream.get(), file_request, &file_response));
-    add_files(file_response);
-  }
-  EXPECT_TRUE(wanted_files.empty());
-  EXPECT_EQ(have.count("hoist/v1/agent.proto"), 1u);
+  const std::set<std::string> files =
+      FetchFiles(stream.get(), "hoist.v1.NodeAgent", &database);
+  EXPECT_EQ(files.count("hoist/v1/agent.proto"), 1u);
   stream->WritesDone();
   EXPECT_TRUE(stream->Finish().ok());
 
@@ -133,46 +180,25 @@ TEST_F(AgentReflectionTest,
   const std::string path = "/" + service->full_name() + "/" + method->name();
   EXPECT_EQ(path, "/hoist.v1.NodeAgent/GetStatus");
 
-  // GetStatus needs a role: the viewer may, the rogue may not.
-  for (const std::string cert : {"viewer", "rogue"}) {
-    grpc::GenericStub generic(AgentChannelAs(server_->port(), cert));
-    grpc::ClientContext call_context;
-    SetDeadline(&call_context);
-    grpc::Slice slice(request_bytes);
-    grpc::ByteBuffer request_buffer(&slice, 1);
-    grpc::ByteBuffer response_buffer;
-    absl::Notification done;
-    grpc::Status status;
-    generic.UnaryCall(&call_context, path, grpc::StubOptions(), &request_buffer,
-                      &response_buffer, [&](grpc::Status s) {
-                        status = std::move(s);
-                        done.Notify();
-                      });
-    ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(15)));
-    if (cert == "rogue") {
-      EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
-      continue;
-    }
-    ASSERT_TRUE(status.ok()) << status.error_message();
-    std::vector<grpc::Slice> slices;
-    ASSERT_TRUE(response_buffer.Dump(&slices).ok());
-    std::string response_bytes;
-    for (const grpc::Slice& s : slices) {
-      response_bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-    }
-    std::unique_ptr<pb::Message> response(
-        factory.GetPrototype(method->output_type())->New());
-    ASSERT_TRUE(response->ParseFromString(response_bytes));
-    const pb::FieldDescriptor* host =
-        response->GetDescriptor()->FindFieldByName("host");
-    ASSERT_NE(host, nullptr);
-    EXPECT_EQ(response->GetReflection()->GetString(*response, host),
-              "fake-host");
-    const pb::FieldDescriptor* reachable =
-        response->GetDescriptor()->FindFieldByName("docker_reachable");
-    ASSERT_NE(reachable, nullptr);
-    EXPECT_TRUE(response->GetReflection()->GetBool(*response, reachable));
-  }
+  // GetStatus needs a role: the rogue may not, the viewer may.
+  std::string ignored;
+  EXPECT_EQ(GenericCall("rogue", path, request_bytes, &ignored).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  std::string response_bytes;
+  const grpc::Status status =
+      GenericCall("viewer", path, request_bytes, &response_bytes);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  std::unique_ptr<pb::Message> response(
+      factory.GetPrototype(method->output_type())->New());
+  ASSERT_TRUE(response->ParseFromString(response_bytes));
+  const pb::Descriptor* type = response->GetDescriptor();
+  const pb::FieldDescriptor* host = type->FindFieldByName("host");
+  const pb::FieldDescriptor* reachable =
+      type->FindFieldByName("docker_reachable");
+  ASSERT_NE(host, nullptr);
+  ASSERT_NE(reachable, nullptr);
+  EXPECT_EQ(response->GetReflection()->GetString(*response, host), "fake-host");
+  EXPECT_TRUE(response->GetReflection()->GetBool(*response, reachable));
 }
 
 }  // namespace

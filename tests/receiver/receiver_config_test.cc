@@ -22,7 +22,6 @@ using ::testing::UnorderedElementsAre;
 
 const std::string kTestdata = HOIST_RECEIVER_TESTDATA;
 
-// A fresh directory holding a secret file, removed at the end of the test.
 // A directory of the test's own with the secret file the configs name.
 class TempDir : public hoist::testing::ScopedTempDir {
  public:
@@ -30,6 +29,41 @@ class TempDir : public hoist::testing::ScopedTempDir {
     Write("secret", "s3cret\n");
   }
 };
+
+// Every container key of receiver_full.yaml's first service.
+void ExpectFullContainer(const hoist::v1::ContainerSpec& c) {
+  EXPECT_EQ(c.name(), "helloworld");
+  EXPECT_THAT(c.ports(), ElementsAre("127.0.0.1:8080:8080/tcp", "9090:90"));
+  EXPECT_THAT(c.env(), ElementsAre("MODE=prod"));
+  EXPECT_THAT(c.env_files(), ElementsAre("/etc/hoist/helloworld.env"));
+  EXPECT_THAT(c.volumes(), ElementsAre("/srv/data:/data:ro", "cache:/cache"));
+  EXPECT_EQ(c.labels().at("team"), "web");
+  EXPECT_EQ(c.network(), "backend");
+  EXPECT_EQ(c.user(), "1000:1000");
+  EXPECT_THAT(c.entrypoint(), ElementsAre("/bin/app"));
+  EXPECT_THAT(c.command(), ElementsAre("--serve", "--port=8080"));
+  EXPECT_EQ(c.memory_mb(), 256);
+  EXPECT_DOUBLE_EQ(c.cpus(), 1.5);
+  EXPECT_EQ(c.log_driver(), "json-file");
+  EXPECT_EQ(c.log_options().at("max-size"), "10m");
+  EXPECT_EQ(c.restart(), "always");
+  EXPECT_EQ(c.stop_timeout_seconds(), 20);
+}
+
+// What a service that sets nothing optional gets.
+void ExpectDefaults(const ServiceConfig& d) {
+  EXPECT_THAT(d.trigger.event_types, ElementsAre("promoted"));
+  EXPECT_TRUE(d.trigger.repo_key.empty());
+  EXPECT_TRUE(d.trigger.tags.empty());
+  EXPECT_EQ(d.container.name(), "db-tools");
+  EXPECT_EQ(d.container.restart(), "unless-stopped");
+  EXPECT_EQ(d.container.stop_timeout_seconds(), 10);
+  EXPECT_EQ(d.health.interval_seconds(), 1);
+  EXPECT_EQ(d.health.timeout_seconds(), 30);
+  EXPECT_EQ(d.rollout.batch, "1");
+  EXPECT_EQ(d.rollout.on_failure, OnFailure::kRollback);
+  EXPECT_EQ(d.converge, ConvergeMode::kAuto);
+}
 
 TEST(ReceiverConfigTest, FullConfigParsesEveryKey) {
   absl::StatusOr<ReceiverConfig> config =
@@ -78,23 +112,7 @@ TEST(ReceiverConfigTest, FullConfigParsesEveryKey) {
   EXPECT_THAT(s.trigger.tags, ElementsAre("latest", "v1.*"));
   EXPECT_EQ(s.image, "registry.example.com:5000/docker-local-prod/helloworld");
   EXPECT_THAT(s.targets.labels, ElementsAre(Pair("role", "web")));
-  const hoist::v1::ContainerSpec& c = s.container;
-  EXPECT_EQ(c.name(), "helloworld");
-  EXPECT_THAT(c.ports(), ElementsAre("127.0.0.1:8080:8080/tcp", "9090:90"));
-  EXPECT_THAT(c.env(), ElementsAre("MODE=prod"));
-  EXPECT_THAT(c.env_files(), ElementsAre("/etc/hoist/helloworld.env"));
-  EXPECT_THAT(c.volumes(), ElementsAre("/srv/data:/data:ro", "cache:/cache"));
-  EXPECT_EQ(c.labels().at("team"), "web");
-  EXPECT_EQ(c.network(), "backend");
-  EXPECT_EQ(c.user(), "1000:1000");
-  EXPECT_THAT(c.entrypoint(), ElementsAre("/bin/app"));
-  EXPECT_THAT(c.command(), ElementsAre("--serve", "--port=8080"));
-  EXPECT_EQ(c.memory_mb(), 256);
-  EXPECT_DOUBLE_EQ(c.cpus(), 1.5);
-  EXPECT_EQ(c.log_driver(), "json-file");
-  EXPECT_EQ(c.log_options().at("max-size"), "10m");
-  EXPECT_EQ(c.restart(), "always");
-  EXPECT_EQ(c.stop_timeout_seconds(), 20);
+  ExpectFullContainer(s.container);
   EXPECT_EQ(s.health.http_get(), "http://127.0.0.1:8080/");
   EXPECT_EQ(s.health.interval_seconds(), 2);
   EXPECT_EQ(s.health.timeout_seconds(), 60);
@@ -110,17 +128,7 @@ TEST(ReceiverConfigTest, FullConfigParsesEveryKey) {
 
   // The second service takes every default.
   const ServiceConfig& d = config->services[1];
-  EXPECT_THAT(d.trigger.event_types, ElementsAre("promoted"));
-  EXPECT_TRUE(d.trigger.repo_key.empty());
-  EXPECT_TRUE(d.trigger.tags.empty());
-  EXPECT_EQ(d.container.name(), "db-tools");
-  EXPECT_EQ(d.container.restart(), "unless-stopped");
-  EXPECT_EQ(d.container.stop_timeout_seconds(), 10);
-  EXPECT_EQ(d.health.interval_seconds(), 1);
-  EXPECT_EQ(d.health.timeout_seconds(), 30);
-  EXPECT_EQ(d.rollout.batch, "1");
-  EXPECT_EQ(d.rollout.on_failure, OnFailure::kRollback);
-  EXPECT_EQ(d.converge, ConvergeMode::kAuto);
+  ExpectDefaults(d);
 
   std::vector<std::string> web;
   for (const AgentEntry* a : ResolveTargets(*config, s)) web.push_back(a->name);
@@ -273,7 +281,8 @@ std::string Replace(std::string text, const std::string& from,
 
 const std::string kValid = WithService(kService);
 
-std::vector<Mistake> Mistakes() {
+// Mistakes in services, targets, agents and containers.
+std::vector<Mistake> ServiceMistakes() {
   return {
       {"unknown top-level key", kValid + "colour: blue\n", 13,
        "unknown key \"colour\""},
@@ -343,6 +352,12 @@ std::vector<Mistake> Mistakes() {
        Replace(kValid, "{name: hello}\n",
                "{name: hello}\n    rollout: {on_failure: explode}\n"),
        13, "must be rollback, pause or continue"},
+  };
+}
+
+// Mistakes in the webhook, agents, value types and authz.
+std::vector<Mistake> WebhookAndTypeMistakes() {
+  return {
       {"listen not host:port",
        Replace(kValid, "\"127.0.0.1:0\"", "\"localhost\""), 2,
        "webhook.listen \"localhost\" must be host:port"},
@@ -375,6 +390,12 @@ std::vector<Mistake> Mistakes() {
        kValid + "authz:\n  operators: [\"spiffe://hoist/operator\", "
                 "ops.example]\n",
        14, "authz.operators: \"ops.example\" is not a URI"},
+  };
+}
+
+// Mistakes in converge: and converge_policy:.
+std::vector<Mistake> ConvergeMistakes() {
+  return {
       {"bad converge mode", kValid + "    converge: sometimes\n", 13,
        "service \"hello\": converge \"sometimes\" must be auto, report or "
        "off"},
@@ -415,6 +436,14 @@ std::vector<Mistake> Mistakes() {
        kValid + "authz:\n  viewers:\n    - hoist-viewer\n", 15,
        "authz.viewers: \"hoist-viewer\" is not a URI"},
   };
+}
+
+std::vector<Mistake> Mistakes() {
+  std::vector<Mistake> all = ServiceMistakes();
+  for (auto part : {WebhookAndTypeMistakes(), ConvergeMistakes()}) {
+    all.insert(all.end(), part.begin(), part.end());
+  }
+  return all;
 }
 
 class ReceiverConfigMistakeTest : public ::testing::TestWithParam<Mistake> {};

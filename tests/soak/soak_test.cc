@@ -88,80 +88,47 @@ std::vector<std::string> Lines(const std::string& command) {
   return out;
 }
 
-TEST(SoakTest, ConsecutiveRolloutsStayFlat) {
-  int rollouts = 30;
-  if (const char* n = getenv("HOIST_SOAK_ROLLOUTS"); n != nullptr) {
-    ASSERT_TRUE(absl::SimpleAtoi(n, &rollouts) && rollouts >= 4) << n;
-  }
-  const int warmup = std::max(2, std::min(20, rollouts / 3));
-  FaultFleetOptions options;
-  if (const char* w = getenv("HOIST_SOAK_DEDUPE_WINDOW_SECONDS");
-      w != nullptr) {
-    ASSERT_TRUE(absl::SimpleAtoi(w, &options.dedupe_window_seconds)) << w;
-  }
-  options.batch = "100%";
-  options.on_failure = "rollback";
-  options.keep_images = kKeepImages;
-  // Start from hosts without images (earlier tests may have left some), so
-  // the image count at the end is what the agents kept.
+// A process watched over the soak.
+struct Proc {
+  std::string name;
+  pid_t pid;
+  Reading warm, end;
+  std::vector<int64_t> series;  // VmRSS kB every N/10 rollouts
+};
+
+// Hosts without containers or images (earlier tests may have left some), so
+// that the image count at the end is what the agents kept.
+void ClearHosts() {
   for (const auto& host : Harness().hosts) {
     hoist::testing::RemoveAllContainers(host.docker_endpoint);
     auto pruned = RunCommand(absl::StrCat("docker -H ", host.docker_endpoint,
                                           " image prune -a -f 2>&1"));
     ASSERT_EQ(pruned.exit_code, 0) << pruned.output;
   }
-  FaultFleet fleet(options);
-  ASSERT_TRUE(fleet.AwaitAgents());
-  const std::string dir =
-      fleet.config_path().substr(0, fleet.config_path().rfind('/'));
-  struct Proc {
-    std::string name;
-    pid_t pid;
-    Reading warm, end;
-    std::vector<int64_t> series;  // VmRSS kB every N/10 rollouts
-  };
-  std::vector<Proc> procs = {
-      {"receiver", PidOf(fleet.config_path()), {}, {}, {}},
-      {"agent h1", PidOf(dir + "/agent-h1.yaml"), {}, {}, {}},
-      {"agent h2", PidOf(dir + "/agent-h2.yaml"), {}, {}, {}}};
-  for (const Proc& p : procs) ASSERT_GT(p.pid, 0) << p.name;
+}
 
-  const absl::Time begin = absl::Now();
-  absl::Duration slowest;
-  for (int i = 1; i <= rollouts; ++i) {
-    const std::string image = i % 2 == 1 ? "v1" : "v2";
-    const absl::Time t0 = absl::Now();
-    auto answer =
-        fleet.Post(FaultFleet::PromotedEvent(absl::StrCat("s", i), image));
-    ASSERT_EQ(answer.first, 202) << "rollout " << i << ": " << answer.second;
-    ASSERT_NE(answer.second.find("\"duplicate\":false"), std::string::npos)
-        << answer.second;
-    const std::string id = FaultFleet::RolloutId(answer.second);
-    hoist::v1::Rollout r = fleet.AwaitFinal(id, absl::Seconds(120));
-    ASSERT_EQ(r.state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED)
-        << "rollout " << i << ": " << r.DebugString();
-    slowest = std::max(slowest, absl::Now() - t0);
-    for (size_t h = 0; h < 2; ++h) {
-      ASSERT_EQ(FaultFleet::Serves(h), "hoist-test " + image)
-          << "rollout " << i << " host " << h;
-    }
-    if (i == warmup) {
-      for (Proc& p : procs) p.warm = Read(p.pid);
-    }
-    if (i % std::max(1, rollouts / 10) == 0) {
-      for (Proc& p : procs) p.series.push_back(Read(p.pid).rss_kb);
-    }
+// Rollout `i` (v1 for odd, v2 for even) through a webhook: it SUCCEEDS and
+// both hosts serve its image. Returns how long it took.
+absl::Duration RunRollout(FaultFleet& fleet, int i) {
+  const std::string image = i % 2 == 1 ? "v1" : "v2";
+  const absl::Time t0 = absl::Now();
+  auto answer =
+      fleet.Post(FaultFleet::PromotedEvent(absl::StrCat("s", i), image));
+  EXPECT_EQ(answer.first, 202) << "rollout " << i << ": " << answer.second;
+  EXPECT_NE(answer.second.find("\"duplicate\":false"), std::string::npos)
+      << answer.second;
+  const std::string id = FaultFleet::RolloutId(answer.second);
+  hoist::v1::Rollout r = fleet.AwaitFinal(id, absl::Seconds(120));
+  EXPECT_EQ(r.state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED)
+      << "rollout " << i << ": " << r.DebugString();
+  for (size_t h = 0; h < 2; ++h) {
+    EXPECT_EQ(FaultFleet::Serves(h), "hoist-test " + image)
+        << "rollout " << i << " host " << h;
   }
-  const absl::Duration total = absl::Now() - begin;
-  for (Proc& p : procs) p.end = Read(p.pid);
+  return absl::Now() - t0;
+}
 
-  std::cout << "soak: " << rollouts << " rollouts (v1/v2 alternating, 2 hosts, "
-            << "dedupe_window_seconds " << options.dedupe_window_seconds << ")"
-            << " in "
-            << absl::FormatDuration(absl::Trunc(total, absl::Seconds(1)))
-            << ", slowest "
-            << absl::FormatDuration(absl::Trunc(slowest, absl::Milliseconds(1)))
-            << "; readings after rollout " << warmup << " and at the end\n";
+void PrintAndCheck(const std::vector<Proc>& procs, int rollouts) {
   for (const Proc& p : procs) {
     const double growth =
         p.warm.rss_kb > 0
@@ -185,6 +152,11 @@ TEST(SoakTest, ConsecutiveRolloutsStayFlat) {
     }
     EXPECT_LE(p.end.fds, p.warm.fds + kFdSlack) << p.name << " open fds grew";
   }
+}
+
+// Only the service's container on each host, and no more images than
+// keep_images.
+void CheckHostsClean() {
   for (const auto& host : Harness().hosts) {
     const auto containers = Lines(absl::StrCat(
         "docker -H ", host.docker_endpoint, " ps -a --format '{{.Names}}'"));
@@ -197,6 +169,57 @@ TEST(SoakTest, ConsecutiveRolloutsStayFlat) {
     EXPECT_EQ(containers, std::vector<std::string>{FaultFleet::kContainer});
     EXPECT_LE(images.size(), static_cast<size_t>(kKeepImages));
   }
+}
+
+TEST(SoakTest, ConsecutiveRolloutsStayFlat) {
+  int rollouts = 30;
+  if (const char* n = getenv("HOIST_SOAK_ROLLOUTS"); n != nullptr) {
+    ASSERT_TRUE(absl::SimpleAtoi(n, &rollouts) && rollouts >= 4) << n;
+  }
+  const int warmup = std::max(2, std::min(20, rollouts / 3));
+  FaultFleetOptions options;
+  if (const char* w = getenv("HOIST_SOAK_DEDUPE_WINDOW_SECONDS");
+      w != nullptr) {
+    ASSERT_TRUE(absl::SimpleAtoi(w, &options.dedupe_window_seconds)) << w;
+  }
+  options.batch = "100%";
+  options.on_failure = "rollback";
+  options.keep_images = kKeepImages;
+  ASSERT_NO_FATAL_FAILURE(ClearHosts());
+  FaultFleet fleet(options);
+  ASSERT_TRUE(fleet.AwaitAgents());
+  const std::string dir =
+      fleet.config_path().substr(0, fleet.config_path().rfind('/'));
+  std::vector<Proc> procs = {
+      {"receiver", PidOf(fleet.config_path()), {}, {}, {}},
+      {"agent h1", PidOf(dir + "/agent-h1.yaml"), {}, {}, {}},
+      {"agent h2", PidOf(dir + "/agent-h2.yaml"), {}, {}, {}}};
+  for (const Proc& p : procs) ASSERT_GT(p.pid, 0) << p.name;
+
+  const absl::Time begin = absl::Now();
+  absl::Duration slowest;
+  for (int i = 1; i <= rollouts; ++i) {
+    slowest = std::max(slowest, RunRollout(fleet, i));
+    ASSERT_FALSE(::testing::Test::HasFailure()) << "stopped at rollout " << i;
+    if (i == warmup) {
+      for (Proc& p : procs) p.warm = Read(p.pid);
+    }
+    if (i % std::max(1, rollouts / 10) == 0) {
+      for (Proc& p : procs) p.series.push_back(Read(p.pid).rss_kb);
+    }
+  }
+  const absl::Duration total = absl::Now() - begin;
+  for (Proc& p : procs) p.end = Read(p.pid);
+
+  std::cout << "soak: " << rollouts << " rollouts (v1/v2 alternating, 2 hosts, "
+            << "dedupe_window_seconds " << options.dedupe_window_seconds << ")"
+            << " in "
+            << absl::FormatDuration(absl::Trunc(total, absl::Seconds(1)))
+            << ", slowest "
+            << absl::FormatDuration(absl::Trunc(slowest, absl::Milliseconds(1)))
+            << "; readings after rollout " << warmup << " and at the end\n";
+  PrintAndCheck(procs, rollouts);
+  CheckHostsClean();
   std::cout << std::flush;
 }
 
