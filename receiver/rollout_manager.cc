@@ -71,7 +71,8 @@ RolloutManager::RolloutManager(RolloutManagerOptions options,
       journal_(options_.journal),
       pool_(options_.pool),
       clock_(options_.clock ? options_.clock : RealClock()),
-      config_(std::move(config)) {
+      config_(std::move(config)),
+      following_(options_.follower) {
   if (options_.executor_threads < 1) options_.executor_threads = 1;
   if (options_.metrics == nullptr)
     own_metrics_ = std::make_unique<MetricsRegistry>();
@@ -174,21 +175,69 @@ absl::Status RolloutManager::Recover() {
       const std::string id = r.id();
       const std::string service = r.service();
       const RolloutState state = r.state();
-      active_[id] = std::move(r);
-      if (state == hoist::v1::ROLLOUT_STATE_PAUSED) {
-        slots_[service].current = id;
-        LogInfo("recovered paused rollout",
-                {{"rollout_id", id}, {"service", service}});
-      } else {
-        EnqueueLocked(id, service);
-        LogInfo("recovered rollout",
-                {{"rollout_id", id},
-                 {"service", service},
-                 {"state", hoist::v1::RolloutState_Name(state)}});
-      }
+      if (!TakeUpLocked(std::move(r))) continue;
+      LogInfo(state == hoist::v1::ROLLOUT_STATE_PAUSED
+                  ? "recovered paused rollout"
+                  : "recovered rollout",
+              {{"rollout_id", id},
+               {"service", service},
+               {"state", hoist::v1::RolloutState_Name(state)}});
     }
   }
   return absl::OkStatus();
+}
+
+bool RolloutManager::TakeUpLocked(Rollout r) {
+  if (following_ || active_.count(r.id()) > 0) return false;
+  const std::string id = r.id();
+  const std::string service = r.service();
+  const bool paused = r.state() == hoist::v1::ROLLOUT_STATE_PAUSED;
+  active_[id] = std::move(r);
+  if (paused) {
+    slots_[service].current = id;
+  } else {
+    EnqueueLocked(id, service);
+  }
+  return true;
+}
+
+absl::Status RolloutManager::Lead() {
+  {
+    absl::MutexLock lock(&mu_);
+    following_ = false;
+  }
+  // Rollouts journaled before the line above were kept by no one here:
+  // Recover() reads them all. A Submit journaling at the same time takes its
+  // own up (TakeUpLocked skips what Recover() took).
+  absl::Status s = Recover();
+  if (!s.ok()) {
+    absl::MutexLock lock(&mu_);
+    following_ = true;
+  }
+  return s;
+}
+
+absl::Status RolloutManager::Adopt(const std::string& id) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (following_ || active_.count(id) > 0) return absl::OkStatus();
+  }
+  HOIST_ASSIGN_OR_RETURN(Rollout r, journal_->GetRollout(id));
+  if (r.state() != hoist::v1::ROLLOUT_STATE_PENDING) return absl::OkStatus();
+  absl::MutexLock lock(&mu_);
+  if (TakeUpLocked(std::move(r))) {
+    LogInfo("rollout adopted", {{"rollout_id", id}});
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RolloutManager::LeaderOnly(absl::string_view what) {
+  absl::MutexLock lock(&mu_);
+  if (!following_) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat(
+      "this receiver is not the leader; ", what,
+      " is carried out by the leader only (docs/operator-guide.md, "
+      "High availability)"));
 }
 
 void RolloutManager::EnqueueLocked(const std::string& id,
@@ -248,16 +297,18 @@ absl::StatusOr<Rollout> RolloutManager::CreateRollout(
     record.accepted = now;
   }
   absl::Status s = journal_->AcceptDelivery(record, r);
+  if (absl::IsAlreadyExists(s) && delivery != nullptr) {
+    return s;  // another receiver accepted the same key (Submit answers)
+  }
   if (!s.ok()) {
     return absl::UnavailableError(absl::StrCat("journal: ", s.message()));
   }
   {
     absl::MutexLock lock(&mu_);
-    active_[r.id()] = r;
     if (delivery != nullptr) {
       dedupe_[record.dedupe_key] = DedupeEntry{r.id(), r.service(), now};
     }
-    EnqueueLocked(r.id(), r.service());
+    TakeUpLocked(r);  // a follower leaves it to the leader
   }
   LogInfo("rollout accepted", {{"rollout_id", r.id()},
                                {"service", r.service()},
@@ -353,9 +404,18 @@ absl::StatusOr<SubmitResult> RolloutManager::Submit(
   delivery.dedupe_key = intent.dedupe_key;
   delivery.service = intent.service;
   delivery.summary = intent.summary;
-  HOIST_ASSIGN_OR_RETURN(
-      Rollout r,
-      CreateRollout(intent, intent.dedupe_key.empty() ? nullptr : &delivery));
+  absl::StatusOr<Rollout> created =
+      CreateRollout(intent, intent.dedupe_key.empty() ? nullptr : &delivery);
+  if (absl::IsAlreadyExists(created.status())) {
+    // Another receiver sharing the journal (etcd) accepted this key between
+    // our lookup and our write: answer as for any known delivery.
+    HOIST_ASSIGN_OR_RETURN(std::optional<SubmitResult> known,
+                           AnswerFromJournal(intent.dedupe_key));
+    if (known) return *std::move(known);
+    return absl::UnavailableError(
+        "journal: the delivery was accepted elsewhere but cannot be read");
+  }
+  HOIST_ASSIGN_OR_RETURN(Rollout r, std::move(created));
   SubmitResult result;
   result.kind = SubmitResult::Kind::kAccepted;
   result.rollout_id = r.id();
@@ -398,6 +458,7 @@ bool KeptItsDigest(const Rollout& r) {
 
 absl::StatusOr<Rollout> RolloutManager::RollbackService(
     const std::string& service) {
+  HOIST_RETURN_IF_ERROR(LeaderOnly("a rollback"));
   if (config()->FindService(service) == nullptr) {
     return absl::NotFoundError(absl::StrCat("no service named ", service));
   }
@@ -449,6 +510,7 @@ absl::StatusOr<Rollout> RolloutManager::RollbackService(
 }
 
 absl::StatusOr<Rollout> RolloutManager::Resume(const std::string& id) {
+  HOIST_RETURN_IF_ERROR(LeaderOnly("resuming a rollout"));
   Rollout copy;
   {
     absl::MutexLock lock(&mu_);
@@ -482,6 +544,7 @@ absl::StatusOr<Rollout> RolloutManager::Resume(const std::string& id) {
 }
 
 absl::StatusOr<Rollout> RolloutManager::Cancel(const std::string& id) {
+  HOIST_RETURN_IF_ERROR(LeaderOnly("cancelling a rollout"));
   bool finish_now = false;
   Rollout copy;
   {

@@ -124,6 +124,11 @@ struct RolloutManagerOptions {
   // Optional: called after rows from outbox_rows were journaled (wakes the
   // sender). Must not block.
   std::function<void()> on_outbox_written;
+  // High availability (docs/design.md, "High availability on etcd"): start
+  // as a follower. A follower journals the PENDING rollouts of webhooks and
+  // manual deploys for the leader and runs none; Resume, Cancel and
+  // RollbackService answer UNAVAILABLE. Lead() makes it the leader.
+  bool follower = false;
 };
 
 class RolloutManager : public RolloutSubmitter, public RolloutController {
@@ -143,6 +148,18 @@ class RolloutManager : public RolloutSubmitter, public RolloutController {
   // Stops the threads. Rollouts in progress stay RUNNING in the journal and
   // resume on the next Recover(). Idempotent.
   void Stop();
+
+  // A follower becomes the leader (RolloutManagerOptions::follower): takes
+  // up every unfinished rollout in the journal (as Recover(), the ones it
+  // journaled as a follower included) and runs new ones from now on. Call
+  // after Start(), at most once. What the journal cannot read is returned,
+  // and the manager stays a follower.
+  absl::Status Lead();
+  // The leader takes up rollout `id`, journaled PENDING by another receiver
+  // (seen through a watch of the journal): it is read again and queued if
+  // it is still PENDING and not known here. Safe to call for any id, more
+  // than once, and before Lead() (does nothing then).
+  absl::Status Adopt(const std::string& id);
 
   // Config used by rollouts that start after this call (SIGHUP reload).
   void UpdateConfig(std::shared_ptr<const ReceiverConfig> config);
@@ -202,6 +219,12 @@ class RolloutManager : public RolloutSubmitter, public RolloutController {
   // Puts a PENDING/RUNNING rollout into its service's queue.
   void EnqueueLocked(const std::string& id, const std::string& service)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Takes up unfinished rollout `r` unless it is known already or this
+  // manager follows: PAUSED holds its service, others queue. True when
+  // taken up.
+  bool TakeUpLocked(hoist::v1::Rollout r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // UNAVAILABLE naming `what` while following, else OK.
+  absl::Status LeaderOnly(absl::string_view what);
   void ExecutorLoop();
   void HousekeepingLoop();
   // Takes the pending duplicate counts once there are some and they had
@@ -326,6 +349,7 @@ class RolloutManager : public RolloutSubmitter, public RolloutController {
   // Rollouts running their on_failure rollback (Cancel refuses them).
   std::set<std::string> rolling_back_ ABSL_GUARDED_BY(mu_);
   bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool following_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
   std::unique_ptr<MetricsRegistry> own_metrics_;
