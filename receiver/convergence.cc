@@ -217,11 +217,12 @@ std::vector<std::string> ConvergenceEngine::Refresh(
   ResetOnNewDigest(service, config, desired);
   std::vector<std::string> due;
   for (const AgentEntry* agent : ResolveTargets(config, service)) {
-    const std::optional<AgentState> state = options_.fleet->Agent(agent->name);
+    const std::shared_ptr<const AgentState> state =
+        options_.fleet->AgentSnapshot(agent->name);
     HostTrack& track = hosts_[Key(service.name, agent->name)];
     const HostObservation seen =
-        Observe(state ? &*state : nullptr, service.container.name(), desired);
-    Track(service, agent->name, track, seen, state ? &*state : nullptr, now);
+        Observe(state.get(), service.container.name(), desired);
+    Track(service, agent->name, track, seen, state.get(), now);
     if (Due(track, config.converge_policy, force, now)) {
       due.push_back(agent->name);
     }

@@ -8,6 +8,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -49,6 +50,15 @@ class FleetView {
   virtual std::vector<AgentState> Agents() const = 0;
   // One agent; nullopt when it is not configured.
   virtual std::optional<AgentState> Agent(const std::string& name) const = 0;
+  // The same without a copy: a snapshot that never changes, shared with
+  // the view (nullptr when not configured). For readers that look at every
+  // agent often (convergence). This default copies Agent().
+  virtual std::shared_ptr<const AgentState> AgentSnapshot(
+      const std::string& name) const {
+    std::optional<AgentState> agent = Agent(name);
+    if (!agent) return nullptr;
+    return std::make_shared<const AgentState>(*std::move(agent));
+  }
 };
 
 // Called with an agent's name after anything about it changed (connected,

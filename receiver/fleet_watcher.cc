@@ -26,7 +26,8 @@ std::string WhyDown(const absl::Status& status) {
 
 // One configured agent.
 struct FleetWatcher::Watched {
-  AgentState state;
+  // Copy on write (MutableState): readers share it without copying it.
+  std::shared_ptr<AgentState> state = std::make_shared<AgentState>();
   AgentEntry entry;
   std::vector<std::string> names;  // WatchContainersRequest.names
   // The latest stream attempt; callbacks of any other are stale.
@@ -40,6 +41,19 @@ struct FleetWatcher::Watched {
   std::shared_ptr<AgentClient> client;
   std::unique_ptr<StreamHandle> handle;
 };
+
+namespace {
+
+// `w.state` to change, under the watcher's lock: copied first when a reader
+// still holds it (a snapshot must never change under its holder). Readers
+// take their reference under the same lock, so a use count of 1 there means
+// no one else can be reading it.
+AgentState& MutableState(std::shared_ptr<AgentState>& state) {
+  if (state.use_count() > 1) state = std::make_shared<AgentState>(*state);
+  return *state;
+}
+
+}  // namespace
 
 std::map<std::string, std::vector<std::string>> ContainerNamesByAgent(
     const ReceiverConfig& config) {
@@ -104,7 +118,7 @@ void FleetWatcher::Update(
       auto old = agents_.find(entry.name);
       if (old == agents_.end()) {
         w = std::make_unique<Watched>();
-        w->state.name = entry.name;
+        w->state->name = entry.name;
         w->backoff = options_.initial_backoff;
         wake_ = true;  // next_attempt InfinitePast: due now
         changed.push_back(entry.name);
@@ -117,8 +131,9 @@ void FleetWatcher::Update(
       }
       w->entry = entry;
       w->names = names;
-      w->state.address = entry.address;
-      w->state.labels = entry.labels;
+      AgentState& state = MutableState(w->state);
+      state.address = entry.address;
+      state.labels = entry.labels;
     }
     for (auto& [name, gone] : agents_) {
       cancel.push_back(std::move(gone->handle));
@@ -170,8 +185,9 @@ std::unique_ptr<StreamHandle> FleetWatcher::RestartLocked(
   w.generation = next_generation_++;  // the old stream's callbacks are stale
   w.stream_open = false;
   w.client.reset();
-  w.state.connected = false;
-  w.state.last_error = why;
+  AgentState& state = MutableState(w.state);
+  state.connected = false;
+  state.last_error = why;
   w.next_attempt = at;
   w.backoff = options_.initial_backoff;
   wake_ = true;
@@ -205,7 +221,7 @@ std::vector<AgentState> FleetWatcher::Agents() const {
   std::vector<AgentState> out;
   out.reserve(order_.size());
   for (const std::string& name : order_) {
-    out.push_back(agents_.at(name)->state);
+    out.push_back(*agents_.at(name)->state);
   }
   return out;
 }
@@ -214,6 +230,14 @@ std::optional<AgentState> FleetWatcher::Agent(const std::string& name) const {
   absl::MutexLock lock(&mu_);
   auto it = agents_.find(name);
   if (it == agents_.end()) return std::nullopt;
+  return *it->second->state;
+}
+
+std::shared_ptr<const AgentState> FleetWatcher::AgentSnapshot(
+    const std::string& name) const {
+  absl::MutexLock lock(&mu_);
+  auto it = agents_.find(name);
+  if (it == agents_.end()) return nullptr;
   return it->second->state;
 }
 
@@ -311,9 +335,9 @@ void FleetWatcher::OnEvent(const std::string& agent, uint64_t generation,
         it->second->generation != generation) {
       return;
     }
-    const bool was_connected = it->second->state.connected;
+    const bool was_connected = it->second->state->connected;
     ask_status = ApplyLocked(*it->second, event);
-    came_up = !was_connected && it->second->state.connected;
+    came_up = !was_connected && it->second->state->connected;
   }
   if (came_up) LogInfo("agent connected", {{"agent", agent}});
   Notify({agent});
@@ -323,7 +347,7 @@ void FleetWatcher::OnEvent(const std::string& agent, uint64_t generation,
 
 bool FleetWatcher::ApplyLocked(Watched& w,
                                const hoist::v1::ContainersEvent& event) {
-  AgentState& s = w.state;
+  AgentState& s = MutableState(w.state);
   s.last_seen = clock_->Now();
   if (event.snapshot()) {
     s.containers.clear();
@@ -366,13 +390,14 @@ void FleetWatcher::OnStreamDone(const std::string& agent, uint64_t generation,
         it->second->generation == generation) {
       Watched& w = *it->second;
       const std::string why = WhyDown(status);
-      went_down = w.state.connected;
-      changed = went_down || w.state.last_error != why;
+      went_down = w.state->connected;
+      changed = went_down || w.state->last_error != why;
       w.stream_open = false;
       w.handle.reset();
       w.client.reset();
-      w.state.connected = false;
-      w.state.last_error = why;
+      AgentState& state = MutableState(w.state);
+      state.connected = false;
+      state.last_error = why;
       w.next_attempt = clock_->Now() + NextDelayLocked(w);
       wake_ = true;
     }
@@ -423,7 +448,7 @@ void FleetWatcher::OnStatus(
     auto it = agents_.find(agent);
     if (it != agents_.end() && !stopping_ &&
         it->second->generation == generation) {
-      AgentState& s = it->second->state;
+      AgentState& s = MutableState(it->second->state);
       s.version = status->version();
       s.docker_version = status->docker_version();
       s.last_seen = clock_->Now();

@@ -98,6 +98,9 @@ class FleetWatcher : public FleetView {
 
   std::vector<AgentState> Agents() const override;
   std::optional<AgentState> Agent(const std::string& name) const override;
+  // No copy: each agent's state is copied on write instead.
+  std::shared_ptr<const AgentState> AgentSnapshot(
+      const std::string& name) const override;
 
  private:
   struct Watched;

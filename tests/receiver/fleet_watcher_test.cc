@@ -188,6 +188,25 @@ TEST_F(FleetWatcherTest, ChangedUpsertsRemovedErasesAndASnapshotReplaces) {
   EXPECT_EQ(pool_.status_calls(), 2);  // versions asked again
 }
 
+TEST_F(FleetWatcherTest, SnapshotsAreSharedAndNeverChangeUnderTheirHolder) {
+  Start({Agent("web-1")});
+  Connect("web-1", 1, {Container("a")});
+  const std::shared_ptr<const AgentState> before =
+      watcher_->AgentSnapshot("web-1");
+  ASSERT_NE(before, nullptr);
+  // Nothing changed: the same state, not a copy.
+  EXPECT_EQ(watcher_->AgentSnapshot("web-1"), before);
+  hoist::v1::ContainersEvent stopped;
+  *stopped.mutable_changed() = Container("a", "exited");
+  pool_.SendWatchEvent("web-1", stopped);
+  const std::shared_ptr<const AgentState> after =
+      watcher_->AgentSnapshot("web-1");
+  EXPECT_NE(after, before);
+  EXPECT_EQ(before->containers.at("a").state(), "running");
+  EXPECT_EQ(after->containers.at("a").state(), "exited");
+  EXPECT_EQ(watcher_->AgentSnapshot("web-9"), nullptr);
+}
+
 TEST_F(FleetWatcherTest, DockerUnreachableUntilTheNextSnapshot) {
   Start({Agent("web-1")});
   Connect("web-1", 1, {Container("app")});
