@@ -16,8 +16,12 @@ using hoist::v1::Rollout;
 
 namespace {
 
-// Evaluations run at most this often while changes keep coming.
-constexpr absl::Duration kMinEvaluationInterval = absl::Milliseconds(100);
+// Evaluations run at most this often while changes keep coming (the first
+// change after a quiet spell is evaluated at once). Each evaluation looks at
+// every service host; during a burst (100 containers removed at once, the
+// converge rollout's deploys) this bounds that work, at the price of a
+// state shown up to this late while the burst lasts.
+constexpr absl::Duration kMinEvaluationInterval = absl::Milliseconds(500);
 
 // Docker states that hold a container without running it.
 bool IsStoppedState(const std::string& state) {
@@ -197,7 +201,10 @@ void ConvergenceEngine::EvaluateNow() {
       }
       launches.push_back(Launch{service.name, *desired, std::move(due)});
     }
-    Forget(*config);
+    if (forgotten_for_ != config) {
+      Forget(*config);
+      forgotten_for_ = config;
+    }
     PublishGauges(*config);
   }
   for (const Launch& l : launches) {

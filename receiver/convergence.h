@@ -211,6 +211,9 @@ class ConvergenceEngine : public ServiceStates {
   // When the evaluation thread must look again without being woken (set by
   // each evaluation).
   absl::Time next_due_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  // The config whose removed hosts were last forgotten (Forget runs once
+  // per config, not per evaluation).
+  std::shared_ptr<const ReceiverConfig> forgotten_for_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(wake_mu_) = false;
   std::thread thread_;
 };
