@@ -46,8 +46,7 @@ bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
 std::string RandomHex(int bytes) {
   std::vector<unsigned char> buf(bytes);
   if (RAND_bytes(buf.data(), bytes) != 1) {
-    std::fputs("fatal: RAND_bytes failed: no random ids can be made\n",
-               stderr);
+    std::fputs("fatal: RAND_bytes failed: no random ids can be made\n", stderr);
     std::abort();
   }
   return ToHex(buf.data(), buf.size());

@@ -5,7 +5,10 @@
 // Extracting progressDetail, "Digest: sha256:…", "Status: …"),
 // images/{name}/json, images/json, DELETE images/{name}, containers/json with
 // label filters, containers/create, /start, /stop, /rename, /update, DELETE
-// containers/{id}, containers/{id}/json (State.Running, State.Health),
+// containers/{id or name} (with force=1 on a running container, what `docker
+// rm -f` sends: events kill with signal 9, die with exitCode 137, destroy, as
+// dockerd 20.10 emits them), containers/{id}/json (State.Running,
+// State.Health),
 // /logs, and GET /events: a chunked line-delimited JSON stream, held open,
 // of the container events (create, start, kill, die, stop, destroy, rename)
 // the engine's own changes cause, filtered by the "event" filter. Nothing

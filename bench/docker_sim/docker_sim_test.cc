@@ -230,5 +230,66 @@ TEST_F(DockerSimTest, EventsStreamTheEngineOwnContainerChanges) {
   EXPECT_EQ(ended.code(), absl::StatusCode::kCancelled) << ended;
 }
 
+// `docker rm -f NAME` of a running container (what fleet_bench --drift does
+// through the same Engine API call, DELETE /containers/NAME?force=1): as
+// dockerd 20.10, kill (signal 9), die (exitCode 137), then destroy; the
+// container is gone and a second removal is NOT_FOUND.
+TEST_F(DockerSimTest, ForcedRemoveOfARunningContainerSendsDockerRmFEvents) {
+  ASSERT_TRUE(docker_->PullImage(ref_, "", nullptr).ok());
+  ContainerConfig config;
+  config.image = ref_;
+  auto id = docker_->CreateContainer("web", config);
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(docker_->StartContainer(*id).ok());
+  std::unique_ptr<DockerClient> follower = Client(0);
+  nodeagent::EventStreamCancel cancel;
+  absl::Mutex mu;
+  std::vector<nodeagent::DockerEvent> seen;
+  bool subscribed = false;
+  nodeagent::EventHandlers handlers;
+  handlers.on_subscribed = [&] {
+    absl::MutexLock lock(&mu);
+    subscribed = true;
+    return absl::OkStatus();
+  };
+  handlers.on_event = [&](const nodeagent::DockerEvent& e) {
+    absl::MutexLock lock(&mu);
+    seen.push_back(e);
+  };
+  std::thread thread([&] {
+    follower->FollowEvents({{"type", {"container"}}}, handlers, &cancel)
+        .IgnoreError();
+  });
+  {
+    absl::MutexLock lock(&mu);
+    ASSERT_TRUE(
+        mu.AwaitWithTimeout(absl::Condition(&subscribed), absl::Seconds(10)));
+  }
+  ASSERT_TRUE(docker_->RemoveContainer("web", /*force=*/true).ok());
+  auto three = [&] { return seen.size() >= 3; };
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_TRUE(
+        mu.AwaitWithTimeout(absl::Condition(&three), absl::Seconds(10)));
+    std::vector<std::string> actions;
+    for (const auto& e : seen) {
+      actions.push_back(e.action);
+      EXPECT_EQ(e.id, *id);
+      EXPECT_EQ(e.attributes.at("name"), "web");
+    }
+    EXPECT_THAT(actions, ::testing::ElementsAre("kill", "die", "destroy"));
+    if (seen.size() == 3) {
+      EXPECT_EQ(seen[0].attributes.at("signal"), "9");
+      EXPECT_EQ(seen[1].attributes.at("exitCode"), "137");
+    }
+  }
+  cancel.Cancel();
+  thread.join();
+  EXPECT_EQ(docker_->InspectContainer("web").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(docker_->RemoveContainer("web", /*force=*/true).code(),
+            absl::StatusCode::kNotFound);
+}
+
 }  // namespace
 }  // namespace hoist::bench

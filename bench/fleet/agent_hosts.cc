@@ -359,14 +359,24 @@ bool AgentFleet::HaveTimings(const std::vector<std::string>& deploy_ids) const {
       [this](const std::string& id) { return timings_.count(id) > 0; });
 }
 
-std::map<std::string, HostTiming> AgentFleet::Timings(
-    const std::vector<std::string>& deploy_ids) {
+void AgentFleet::TakeInProcessTimings() {
   for (Agent& a : agents_) {
     if (!a.timed) continue;
     std::vector<std::pair<std::string, HostTiming>> done;
     a.timed->TakeFinished(&done);
     for (auto& [id, t] : done) timings_[id] = t;
   }
+}
+
+std::map<std::string, HostTiming> AgentFleet::AllTimings() {
+  TakeInProcessTimings();
+  if (!hosts_.empty()) ReadTimingFiles();
+  return timings_;
+}
+
+std::map<std::string, HostTiming> AgentFleet::Timings(
+    const std::vector<std::string>& deploy_ids) {
+  TakeInProcessTimings();
   // Agent-host children append a line as each deploy finishes (within
   // 20 ms); wait for them, at most a few seconds.
   const absl::Time deadline = absl::Now() + absl::Seconds(5);

@@ -58,6 +58,9 @@ class AgentFleet {
   std::map<std::string, HostTiming> Timings(
       const std::vector<std::string>& deploy_ids);
 
+  // Agent-side timing of every deploy finished so far (by deploy id).
+  std::map<std::string, HostTiming> AllTimings();
+
   // SIGKILLs and reaps the agent-host children (start-up failed).
   void Kill();
   // Shuts the in-process agents down; SIGTERMs and reaps the children.
@@ -70,6 +73,8 @@ class AgentFleet {
   bool StartHosts(const Flags& flags, const std::string& dir);
   // Adds the agents an agent-host child reported ("agent NAME ADDRESS").
   void AddReportedAgents(const Child& host);
+  // Adds the finished deploys of in-process agents to timings_.
+  void TakeInProcessTimings();
   void ReadTimingFiles();
   bool HaveTimings(const std::vector<std::string>& deploy_ids) const;
 

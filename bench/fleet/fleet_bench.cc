@@ -8,6 +8,7 @@
 //               [--receiver-env KEY=VALUE]... [--receiver-state PATH]
 //               [--agent-processes K] [--agent-state-dir DIR]
 //               [--receiver-bin PATH] [--idle-s S]
+//               [--drift D] [--drift-poll-ms MS] [--converge-delay-s S]
 //
 // What runs where:
 //  - K agent-host children (this binary with --serve-agents FIRST:COUNT;
@@ -27,6 +28,10 @@
 // (every host IN_SYNC), the receiver is measured idle over --idle-s (every
 // agent reachable before and after, its log quiet), then ListAgents and
 // ListServices are timed.
+// With --drift D, the service of the last --batches entry then has its
+// container removed (`docker rm -f`, through the simulator) on D agents at
+// once, and the bench waits until convergence has every host IN_SYNC again
+// (drift.h).
 // Each service is rolled out twice through signed (HMAC) webhooks: v1 is a
 // fresh install, v2 an upgrade (stop old, start new, remove old, rename).
 // Figures come from /proc of the receiver (CPU, RSS, threads, sampled every
@@ -38,6 +43,7 @@
 //   fleet_config.h flags, certificates and the receiver's config;
 //   agent_hosts.h  the agents, in this process or in agent-host children;
 //   follow.h       the webhook, following a rollout, and its timing;
+//   drift.h        the drift phase (--drift);
 //   report.h       facts, the progress lines and the final report.
 #include <signal.h>
 #include <stdlib.h>
@@ -61,9 +67,11 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "bench/fleet/agent_hosts.h"
+#include "bench/fleet/drift.h"
 #include "bench/fleet/fleet_config.h"
 #include "bench/fleet/follow.h"
 #include "bench/fleet/proc_stats.h"
@@ -76,6 +84,15 @@
 
 namespace hoist::bench::fleet {
 namespace {
+
+// The 1, 5 and 15 minute load averages, as /proc/loadavg has them.
+std::string LoadAverage() {
+  const std::string text = ReadFile("/proc/loadavg").value_or("? ? ?");
+  const std::vector<std::string> parts =
+      absl::StrSplit(text, ' ', absl::SkipEmpty());
+  if (parts.size() < 3) return text;
+  return absl::StrCat(parts[0], " ", parts[1], " ", parts[2]);
+}
 
 class Bench {
  public:
@@ -107,6 +124,8 @@ class Bench {
   // Both rollouts (install, upgrade) of every service; false when one did
   // not succeed on every host.
   bool RunPlan();
+  // The drift phase (--drift D): false when not every host converged.
+  bool RunDriftPhase();
   std::optional<Row> RunRollout(const std::string& service,
                                 const std::string& what,
                                 const std::string& tag);
@@ -130,6 +149,9 @@ class Bench {
   int webhook_port_ = 0;
   std::unique_ptr<hoist::v1::Control::Stub> stub_;
   std::vector<Row> rows_;
+  // The receiver's CPU-s per s in the last idle window (0: none measured).
+  double idle_cpu_per_s_ = 0;
+  std::optional<DriftFigures> drift_;
   std::string lock_message_;
   bool lock_refused_ = false;  // the second receiver exited with status 1
 };
@@ -335,6 +357,7 @@ void Bench::IdleCpuFacts(const std::string& when) {
       log.end(), '\n'));
   const int up_after = ReachableAgents();
   const double cpu = b.cpu_seconds - a.cpu_seconds;
+  idle_cpu_per_s_ = s > 0 ? cpu / s : 0;
   Fact(
       &facts_,
       absl::StrFormat("receiver idle CPU %s, all %d watch streams open", when,
@@ -486,6 +509,32 @@ bool Bench::RunPlan() {
   return true;
 }
 
+bool Bench::RunDriftPhase() {
+  DriftSetup setup;
+  setup.batch = flags_.batches.back();
+  setup.service = BatchService(setup.batch);
+  setup.agents = flags_.agents;
+  setup.drift = flags_.drift;
+  setup.sim_dir = dir_ + "/sim";
+  setup.poll = absl::Milliseconds(flags_.drift_poll_ms);
+  setup.timeout = absl::Seconds(flags_.timeout_s);
+  setup.control = Control();
+  setup.receiver = receiver_->pid();
+  setup.sim = sim_->pid();
+  setup.fleet = &fleet_;
+  setup.receiver_log = [this] { return receiver_->Log(); };
+  setup.idle_cpu_per_s = idle_cpu_per_s_;
+  Fact(&facts_, "drift: receiver converge_policy",
+       absl::StrCat(absl::StripSuffix(ConvergePolicyYaml(flags_), "\n"),
+                    "; service ", setup.service, " (converge: auto, batch ",
+                    setup.batch, ", on_failure: continue)"));
+  Fact(&facts_, "drift: load average before", LoadAverage());
+  DriftFigures figures;
+  const bool ok = RunDrift(setup, &facts_, &figures);
+  drift_ = figures;
+  return ok;
+}
+
 void Bench::CheckLock() {
   Child second({flags_.receiver_bin, "--config", dir_ + "/receiver.yaml"},
                dir_ + "/receiver-second.log");
@@ -526,7 +575,8 @@ void Bench::FinalFacts() {
 
 void Bench::Print() {
   const ProcStat rcv = receiver_ ? ReadProc(receiver_->pid()) : ProcStat();
-  const std::string report = Report(flags_, facts_, rows_, rcv, lock_message_);
+  const std::string report = Report(flags_, facts_, rows_, rcv, lock_message_,
+                                    drift_ ? &*drift_ : nullptr);
   std::cout << report << std::flush;
   WriteFileAtomically(dir_ + "/result.md", report).IgnoreError();
 }
@@ -575,15 +625,6 @@ void Bench::MakeDirs() {
                         : ""));
 }
 
-// The 1, 5 and 15 minute load averages, as /proc/loadavg has them.
-std::string LoadAverage() {
-  const std::string text = ReadFile("/proc/loadavg").value_or("? ? ?");
-  const std::vector<std::string> parts =
-      absl::StrSplit(text, ' ', absl::SkipEmpty());
-  if (parts.size() < 3) return text;
-  return absl::StrCat(parts[0], " ", parts[1], " ", parts[2]);
-}
-
 int Bench::Run() {
   Fact(&facts_, "load average at start", LoadAverage());
   MakeDirs();
@@ -595,9 +636,9 @@ int Bench::Run() {
     return 1;
   }
   bool ok = RunPlan();
-  if (ok && AwaitAllInSync()) {
-    IdleFacts("after the rollouts (every host IN_SYNC)");
-  }
+  const bool in_sync = ok && AwaitAllInSync();
+  if (in_sync) IdleFacts("after the rollouts (every host IN_SYNC)");
+  if (flags_.drift > 0 && !(in_sync && RunDriftPhase())) ok = false;
   CheckLock();
   if (!lock_refused_) ok = false;
   FinalFacts();
@@ -624,6 +665,15 @@ constexpr char kUsage[] =
     "CPU for S s before the rollouts;\n"
     "                                            default 10, 0: not "
     "measured)\n"
+    "                   [--drift D]             (then docker rm -f the "
+    "container of the last --batches\n"
+    "                                            service on D agents at once "
+    "and await convergence;\n"
+    "                                            default 0: no drift phase)\n"
+    "                   [--drift-poll-ms MS]    (GetService every MS during "
+    "it; default 200)\n"
+    "                   [--converge-delay-s S]  (converge_policy."
+    "delay_seconds with --drift; default 1)\n"
     "One real hoist-receiver and N agents (in agent-host processes) over a "
     "Docker Engine API SIMULATOR.\n";
 
@@ -635,6 +685,19 @@ bool SetServeAgents(const std::string& value, Flags* f) {
   return parts.size() == 2 && absl::SimpleAtoi(parts[0], &f->serve_first) &&
          absl::SimpleAtoi(parts[1], &f->serve_count) && f->serve_first >= 0 &&
          f->serve_count > 0;
+}
+
+bool SetDrift(const std::string& value, Flags* f) {
+  return absl::SimpleAtoi(value, &f->drift) && f->drift >= 0;
+}
+
+bool SetDriftPollMs(const std::string& value, Flags* f) {
+  return absl::SimpleAtoi(value, &f->drift_poll_ms) && f->drift_poll_ms > 0;
+}
+
+bool SetConvergeDelay(const std::string& value, Flags* f) {
+  return absl::SimpleAtoi(value, &f->converge_delay_s) &&
+         f->converge_delay_s >= 0;
 }
 
 // Every flag that takes a value (--help and --keep take none).
@@ -708,6 +771,9 @@ const std::map<std::string, FlagSetter>& FlagSetters() {
          return absl::SimpleAtoi(v, &f->agent_processes) &&
                 f->agent_processes >= 0;
        }},
+      {"--drift", SetDrift},
+      {"--drift-poll-ms", SetDriftPollMs},
+      {"--converge-delay-s", SetConvergeDelay},
       {"--serve-agents", SetServeAgents},
   };
   return *setters;
@@ -764,6 +830,11 @@ int Main(int argc, char** argv) {
       return 2;
     }
     return ServeAgents(flags);
+  }
+  if (flags.drift > flags.agents || flags.batches.empty()) {
+    std::cerr << "fleet_bench: --drift must be at most --agents, and "
+                 "--batches not empty\n";
+    return 2;
   }
   if (flags.agent_processes < 0) {
     // About 100 agents per process: gRPC's callback threads (two per process

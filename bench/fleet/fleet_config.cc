@@ -94,6 +94,14 @@ std::string BatchService(const std::string& batch) {
   return absl::StrCat("batch", absl::StrReplaceAll(batch, {{"%", "pct"}}));
 }
 
+std::string ConvergePolicyYaml(const Flags& flags) {
+  if (flags.drift <= 0) return "";
+  return absl::StrCat(
+      "converge_policy: {delay_seconds: ", flags.converge_delay_s,
+      ", retry_initial_seconds: 1, retry_max_seconds: 10, "
+      "max_attempts: 5}\n");
+}
+
 bool MakePki(const std::string& dir, int agents, Facts* facts, Pki* pki) {
   pki->dir = dir;
   if (!RunCertsScript(dir, agents, facts) ||
@@ -136,7 +144,8 @@ std::string ReceiverConfig(const Flags& flags, const std::string& pki_dir,
       "\"\n",
       "agent_call: {deadline_seconds: 600, connect_timeout_seconds: 10, "
       "retry_seconds: 60}\n",
-      "agents:\n", agent_list, "services:\n", services);
+      ConvergePolicyYaml(flags), "agents:\n", agent_list, "services:\n",
+      services);
 }
 
 }  // namespace hoist::bench::fleet

@@ -45,6 +45,16 @@ struct Flags {
   // before the first rollout; its CPU over that time is reported (0: not
   // measured).
   int idle_s = 10;
+  // After the rollouts and the idle window: `docker rm -f` of the drifted
+  // service's container on this many agents at once, then wait until every
+  // host is IN_SYNC again (0: no drift phase). See bench/fleet/drift.h.
+  int drift = 0;
+  // GetService polls during the drift phase, every this many ms.
+  int drift_poll_ms = 200;
+  // converge_policy.delay_seconds of the receiver's config when --drift is
+  // set (retries 1 s doubling to 10 s, at most 5 attempts); without --drift
+  // the config has no converge_policy (the receiver's defaults).
+  int converge_delay_s = 1;
   std::string command;
 };
 
@@ -56,6 +66,9 @@ std::string AgentName(int i);
 
 // The service rolled out with batch `batch`: "10%" -> "batch10pct".
 std::string BatchService(const std::string& batch);
+
+// The converge_policy line of the receiver's config ("" without --drift).
+std::string ConvergePolicyYaml(const Flags& flags);
 
 // An agent as the receiver's config lists it.
 struct AgentEndpoint {

@@ -13,6 +13,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
@@ -22,9 +23,10 @@
 namespace hoist::bench::fleet {
 namespace {
 
-// utime + stime of /proc/PID/stat in seconds; 0 when it cannot be read.
-double ReadCpuSeconds(pid_t pid) {
-  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+// utime + stime of a stat file (/proc/PID/stat, /proc/PID/task/TID/stat)
+// in seconds; 0 when it cannot be read.
+double ReadStatCpuSeconds(const std::string& path) {
+  std::ifstream stat(path);
   const std::string text((std::istreambuf_iterator<char>(stat)),
                          std::istreambuf_iterator<char>());
   const size_t paren = text.rfind(')');
@@ -40,6 +42,10 @@ double ReadCpuSeconds(pid_t pid) {
            static_cast<double>(sysconf(_SC_CLK_TCK));
   }
   return 0;
+}
+
+double ReadCpuSeconds(pid_t pid) {
+  return ReadStatCpuSeconds(absl::StrCat("/proc/", pid, "/stat"));
 }
 
 // VmRSS, VmHWM and Threads of /proc/PID/status into *out.
@@ -105,6 +111,44 @@ std::string ThreadNames(pid_t pid) {
     parts.push_back(absl::StrCat(name, " x", n));
   }
   return absl::StrJoin(parts, ", ");
+}
+
+std::map<int, ThreadCpu> ReadThreadCpu(pid_t pid) {
+  std::map<int, ThreadCpu> out;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator(
+           absl::StrCat("/proc/", pid, "/task"), ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    int tid = 0;
+    if (!absl::SimpleAtoi(it->path().filename().string(), &tid)) continue;
+    out[tid] = ThreadCpu{ThreadGroup(it->path()),
+                         ReadStatCpuSeconds(it->path().string() + "/stat")};
+  }
+  return out;
+}
+
+std::string ThreadCpuDelta(const std::map<int, ThreadCpu>& before,
+                           const std::map<int, ThreadCpu>& after) {
+  std::map<std::string, std::pair<double, double>> groups;  // sum, busiest
+  for (const auto& [tid, t] : after) {
+    auto b = before.find(tid);
+    const double spent =
+        t.cpu_seconds - (b == before.end() ? 0 : b->second.cpu_seconds);
+    auto& [sum, busiest] = groups[t.group];
+    sum += spent;
+    busiest = std::max(busiest, spent);
+  }
+  std::vector<std::pair<double, std::string>> sorted;
+  for (const auto& [group, g] : groups) {
+    if (g.first <= 0) continue;
+    sorted.emplace_back(g.first, absl::StrFormat("%s %.2f s (busiest thread "
+                                                 "%.2f s)",
+                                                 group, g.first, g.second));
+  }
+  std::sort(sorted.rbegin(), sorted.rend());
+  std::vector<std::string> parts;
+  for (const auto& [cpu, text] : sorted) parts.push_back(text);
+  return parts.empty() ? "none" : absl::StrJoin(parts, ", ");
 }
 
 Sampler::~Sampler() {

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <thread>
 
@@ -32,6 +33,19 @@ ProcStat ReadProc(pid_t pid);
 // numerous first; trailing digits and dashes are stripped so that numbered
 // pool threads group together.
 std::string ThreadNames(pid_t pid);
+
+// One thread's CPU (utime + stime) and its group name as ThreadNames
+// groups it.
+struct ThreadCpu {
+  std::string group;
+  double cpu_seconds = 0;
+};
+// Every thread of a process, by tid.
+std::map<int, ThreadCpu> ReadThreadCpu(pid_t pid);
+// What each thread group spent between two readings, most first: "group
+// CPU-s (busiest thread CPU-s), ...". Threads gone by `after` are left out.
+std::string ThreadCpuDelta(const std::map<int, ThreadCpu>& before,
+                           const std::map<int, ThreadCpu>& after);
 
 // Samples a process's thread count and RSS every 20 ms on its own thread and
 // keeps the maxima since construction or the last Reset(). Thread-safe.

@@ -128,6 +128,49 @@ void Targets(const Flags& flags, const std::vector<Row>& rows,
   out << "  second receiver on the same journal: " << lock_message << "\n";
 }
 
+// The drift phase (--drift): what happened and its targets.
+void DriftSection(const DriftFigures& d, std::ostream& out) {
+  const double per_host_ms = d.drifted > 0 ? 1000 * d.cpu_s / d.drifted : 0;
+  const double net_ms =
+      d.drifted > 0 ? 1000 * (d.cpu_s - d.poll_cpu_s - d.idle_cpu_s) / d.drifted
+                    : 0;
+  out << absl::StrFormat(
+      "\ndrift: docker rm -f of service %s's container on %d of its %d "
+      "hosts at once (batch %s)\n",
+      d.service, d.drifted, d.hosts, d.batch);
+  out << absl::StrFormat(
+      "  removed %d/%d within %.3f s; every drifted host seen not IN_SYNC "
+      "after %.2f s; every host IN_SYNC after %.2f s (%d GetService polls)\n",
+      d.removed, d.drifted, d.remove_spread_s, d.detected_s, d.in_sync_s,
+      d.polls);
+  out << absl::StrFormat(
+      "  converge rollouts: %d (%s); drifted hosts converged %d/%d; hosts in "
+      "them not drifted: %d\n",
+      d.converge_rollouts, d.rollout_results, d.converged_hosts, d.drifted,
+      d.undrifted_in_rollouts);
+  out << absl::StrFormat(
+      "  deploys on the agents during the phase: %d on drifted hosts; agents "
+      "not drifted that received one: %d\n",
+      d.deploys_drifted, d.redeployed_others);
+  out << absl::StrFormat(
+      "  receiver CPU %.3f s (of which about %.3f s the bench's GetService "
+      "polls and %.3f s its idle rate); agents %.2f s, simulator %.2f s; "
+      "receiver log lines %d\n",
+      d.cpu_s, d.poll_cpu_s, d.idle_cpu_s, d.agents_cpu_s, d.sim_cpu_s,
+      d.log_lines);
+  out << "  receiver CPU by thread: " << d.cpu_by_thread << "\n";
+  out << absl::StrFormat(
+      "  targets: every drifted host converged: %s; under the batch policy "
+      "(hosts at once %d <= batch %d): %s; no other host redeployed: %s; "
+      "receiver CPU per converged host %.2f ms (target <= 2 ms): %s (less "
+      "polls and idle rate: %.2f ms)\n",
+      d.in_sync_s >= 0 && d.converged_hosts == d.drifted ? "MET" : "NOT MET",
+      d.max_concurrent, d.max_batch, d.batch_ok ? "MET" : "NOT MET",
+      d.redeployed_others == 0 && d.undrifted_in_rollouts == 0 ? "MET"
+                                                               : "NOT MET",
+      per_host_ms, per_host_ms <= 2.0 ? "MET" : "NOT MET", net_ms);
+}
+
 }  // namespace
 
 void Fact(Facts* facts, const std::string& key, const std::string& value) {
@@ -153,12 +196,13 @@ void LogRow(const Row& row) {
 
 std::string Report(const Flags& flags, const Facts& facts,
                    const std::vector<Row>& rows, const ProcStat& receiver,
-                   const std::string& lock_message) {
+                   const std::string& lock_message, const DriftFigures* drift) {
   std::ostringstream out;
   Heading(flags, facts, out);
   ResultTable(rows, out);
   WallTimeTable(rows, out);
   Targets(flags, rows, receiver, lock_message, out);
+  if (drift != nullptr) DriftSection(*drift, out);
   return out.str();
 }
 

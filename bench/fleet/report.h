@@ -55,14 +55,49 @@ struct Row {
   double tail_s = 0;
 };
 
+// The drift phase's figures (--drift; bench/fleet/drift.h).
+struct DriftFigures {
+  std::string service;         // the service drifted
+  std::string batch;           // its rollout batch ("10%")
+  int hosts = 0;               // its hosts
+  int drifted = 0;             // D: containers removed (docker rm -f) at once
+  int removed = 0;             // removals the simulator answered 204
+  double remove_spread_s = 0;  // first removal sent -> last one answered
+  // From the first removal sent: every drifted host seen other than
+  // IN_SYNC by GetService, and every host of the service IN_SYNC again
+  // (-1: not within --timeout-s).
+  double detected_s = -1;
+  double in_sync_s = -1;
+  int polls = 0;  // GetService calls during the phase
+  // Converge rollouts created since the removals (trigger converge).
+  int converge_rollouts = 0;
+  std::string rollout_results;  // "SUCCEEDED x2", with their sizes
+  int converged_hosts = 0;      // drifted hosts a converge rollout SUCCEEDED on
+  int undrifted_in_rollouts = 0;  // hosts in them that were not drifted
+  int max_concurrent = 0;  // hosts deploying at once, any converge rollout
+  int max_batch = 0;       // the largest batch the policy allows them
+  bool batch_ok = false;   // every rollout's concurrency <= its batch
+  // Deploy requests the agents received during the phase.
+  int deploys_drifted = 0;    // on drifted agents
+  int redeployed_others = 0;  // agents not drifted that received any
+  double cpu_s = 0;           // receiver utime+stime, removals -> IN_SYNC
+  double poll_cpu_s = 0;      // estimate: polls x one GetService's CPU
+  double idle_cpu_s = 0;      // estimate: the idle rate after the rollouts
+  double agents_cpu_s = 0;
+  double sim_cpu_s = 0;
+  int log_lines = 0;          // receiver log lines during the phase
+  std::string cpu_by_thread;  // the receiver's CPU by thread group
+};
+
 // The progress line on stderr for one finished rollout.
 void LogRow(const Row& row);
 
 // The report: heading, facts, result table, where the wall time goes and the
 // targets. `receiver` is a /proc reading of the receiver taken now.
+// `drift`: the drift phase's figures, nullptr without --drift.
 std::string Report(const Flags& flags, const Facts& facts,
                    const std::vector<Row>& rows, const ProcStat& receiver,
-                   const std::string& lock_message);
+                   const std::string& lock_message, const DriftFigures* drift);
 
 }  // namespace hoist::bench::fleet
 
