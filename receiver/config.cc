@@ -17,6 +17,7 @@
 #include "common/spec_validation.h"
 #include "common/yaml_config.h"
 #include "receiver/dashboard_auth.h"
+#include "receiver/etcd_client_grpc.h"
 
 namespace hoist::receiver {
 namespace {
@@ -697,6 +698,62 @@ void ReadDashboard(MapReader& top, const std::string& base,
   r.Finish();
 }
 
+// `etcd:`: optional, exclusive with `state:` (config.h, EtcdConfig). The
+// endpoint URLs and TLS files get the checks EtcdClientGrpc::Create makes,
+// so that --check-config finds what would stop the receiver.
+void ReadEtcdTls(MapReader& r, const std::string& base, bool https,
+                 EtcdConfig* out) {
+  MapReader tls(Sub(r, "tls"), "etcd.tls", r.errors());
+  out->tls_ca = ResolvePath(base, tls.String("ca"));
+  out->tls_cert = ResolvePath(base, tls.String("cert"));
+  out->tls_key = ResolvePath(base, tls.String("key"));
+  tls.Finish();
+  EtcdClientOptions options;
+  options.ca_file = out->tls_ca;
+  options.cert_file = out->tls_cert;
+  options.key_file = out->tls_key;
+  if (absl::Status s = CheckEtcdTlsFiles(options, https); !s.ok()) {
+    r.errors()->Add(NodeFor(r, "tls"),
+                    absl::StartsWith(s.message(), "etcd")
+                        ? std::string(s.message())
+                        : absl::StrCat("etcd.tls: ", s.message()));
+  }
+}
+
+void ReadEtcd(MapReader& top, const std::string& base, EtcdConfig* out) {
+  const YAML::Node node = Sub(top, "etcd");
+  if (!node.IsDefined() || node.IsNull()) return;
+  MapReader r(node, "etcd", top.errors());
+  if (top.Has("state")) {
+    top.errors()->Add(node,
+                      "etcd: and state: are exclusive (etcd replaces the "
+                      "SQLite journal at state:)");
+  }
+  out->endpoints = r.StringList("endpoints");
+  absl::StatusOr<bool> https = EtcdEndpointsUseTls(out->endpoints);
+  if (!https.ok()) {
+    top.errors()->Add(NodeFor(r, "endpoints"),
+                      std::string(https.status().message()));
+  } else {
+    ReadEtcdTls(r, base, *https, out);
+  }
+  out->prefix = r.String("prefix", out->prefix);
+  if (out->prefix.size() < 2 || out->prefix.front() != '/' ||
+      out->prefix.back() != '/' ||
+      std::any_of(out->prefix.begin(), out->prefix.end(), [](char c) {
+        return static_cast<unsigned char>(c) <= ' ' || c == 0x7f;
+      })) {
+    top.errors()->Add(NodeFor(r, "prefix"),
+                      absl::StrCat("etcd.prefix \"", out->prefix,
+                                   "\" must start and end with / and hold "
+                                   "no spaces or control characters"));
+  }
+  out->lease_seconds = r.Int("lease_seconds", out->lease_seconds, 2, 60);
+  out->request_timeout_seconds =
+      r.Int("request_timeout_seconds", out->request_timeout_seconds, 1, 60);
+  r.Finish();
+}
+
 void ReadAuthz(MapReader& top, ReceiverConfig* config) {
   MapReader authz(Sub(top, "authz"), "authz", top.errors());
   for (const auto& [key, out] :
@@ -783,6 +840,7 @@ absl::StatusOr<ReceiverConfig> LoadReceiverConfig(const std::string& path) {
   config.state = ResolvePath(base, top.String("state", config.state));
   if (config.state.empty())
     errors.Add(NodeFor(top, "state"), "state must name a file");
+  ReadEtcd(top, base, &config.etcd);
   {
     MapReader call(Sub(top, "agent_call"), "agent_call", &errors);
     AgentCallConfig& c = config.agent_call;

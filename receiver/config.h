@@ -113,6 +113,24 @@ struct ConvergePolicy {
   int64_t max_attempts = 5;
 };
 
+// `etcd:` (docs/design.md, "High availability on etcd"): several receivers
+// share an etcd v3 cluster as journal and coordinator. Absent: the SQLite
+// journal at `state:`; the two keys are exclusive. The loader guarantees the
+// endpoints are all http:// or all https:// host:port URLs, that https://
+// comes with all three TLS files (readable) and http:// with none, that
+// prefix starts and ends with '/', and the bounds below.
+struct EtcdConfig {
+  std::vector<std::string> endpoints;  // empty: no etcd
+  std::string tls_ca;                  // resolved paths
+  std::string tls_cert;
+  std::string tls_key;
+  std::string prefix = "/hoist/";
+  int64_t lease_seconds = 5;            // 2-60 (DESIGN decision 14)
+  int64_t request_timeout_seconds = 3;  // every etcd call's deadline, 1-60
+
+  bool enabled() const { return !endpoints.empty(); }
+};
+
 // `dashboard:` (docs/design.md, "Dashboard"); absent: no dashboard.
 struct DashboardConfig {
   std::string listen;    // empty: no dashboard
@@ -126,9 +144,10 @@ struct ReceiverConfig {
   std::string control_listen = "0.0.0.0:7980";
   std::string metrics_listen;  // optional
   TlsFiles tls;  // Control server cert and client cert toward agents
-  std::vector<std::string> operators;  // authz.operators
-  std::vector<std::string> viewers;    // authz.viewers
-  std::string state = "/var/lib/hoist/receiver.db";
+  std::vector<std::string> operators;                // authz.operators
+  std::vector<std::string> viewers;                  // authz.viewers
+  std::string state = "/var/lib/hoist/receiver.db";  // unused with etcd
+  EtcdConfig etcd;
   AgentCallConfig agent_call;
   ConvergePolicy converge_policy;
   std::vector<AgentEntry> agents;

@@ -686,6 +686,17 @@ grpc::ChannelArguments ChannelArgs() {
 
 }  // namespace
 
+absl::StatusOr<bool> EtcdEndpointsUseTls(
+    const std::vector<std::string>& endpoints) {
+  absl::StatusOr<ParsedEndpoints> parsed = ParseEndpoints(endpoints);
+  if (!parsed.ok()) return parsed.status();
+  return parsed->tls;
+}
+
+absl::Status CheckEtcdTlsFiles(const EtcdClientOptions& options, bool tls) {
+  return Credentials(options, tls).status();
+}
+
 absl::StatusOr<std::unique_ptr<EtcdClientGrpc>> EtcdClientGrpc::Create(
     const EtcdClientOptions& options) {
   absl::StatusOr<ParsedEndpoints> parsed = ParseEndpoints(options.endpoints);

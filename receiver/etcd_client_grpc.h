@@ -60,6 +60,14 @@ struct EtcdClientOptions {
   absl::Duration request_timeout = absl::Seconds(3);
 };
 
+// The checks Create() makes, for --check-config to run without a client:
+// the endpoints (InvalidArgument naming the bad one; otherwise whether they
+// are https://), and the TLS files for that scheme (required and readable
+// for https://, none for http://).
+absl::StatusOr<bool> EtcdEndpointsUseTls(
+    const std::vector<std::string>& endpoints);
+absl::Status CheckEtcdTlsFiles(const EtcdClientOptions& options, bool tls);
+
 // Shared between the client and its watches (defined in the .cc).
 struct EtcdEndpoints;
 

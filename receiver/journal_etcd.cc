@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
@@ -29,6 +30,23 @@ constexpr size_t kRolloutsPerRead = 50;
 constexpr absl::Duration kDuplicateFlushInterval = absl::Seconds(1);
 
 // Key parts: bytes outside [A-Za-z0-9._:@-] become %XX (no '/' survives).
+// Escape's inverse; "%" not followed by two hex digits is kept as it is.
+std::string Unescape(const std::string& part) {
+  std::string out;
+  out.reserve(part.size());
+  for (size_t i = 0; i < part.size(); ++i) {
+    int value = 0;
+    if (part[i] == '%' && i + 2 < part.size() &&
+        absl::SimpleHexAtoi(part.substr(i + 1, 2), &value)) {
+      out.push_back(static_cast<char>(value));
+      i += 2;
+    } else {
+      out.push_back(part[i]);
+    }
+  }
+  return out;
+}
+
 std::string Escape(const std::string& part) {
   std::string out;
   out.reserve(part.size());
@@ -297,6 +315,24 @@ std::string EtcdJournal::Key(const std::string& what,
   std::string key = prefix_ + what;
   for (const std::string& p : parts) absl::StrAppend(&key, "/", Escape(p));
   return key;
+}
+
+std::unique_ptr<EtcdWatch> EtcdJournal::WatchNewRollouts(
+    std::function<void(const std::string& id)> on_new,
+    EtcdDoneCallback on_done) {
+  const std::string base = prefix_ + "rollouts/";
+  return client_->Watch(
+      base, EtcdPrefixEnd(base), 0,
+      [base, on_new = std::move(on_new)](
+          const std::vector<EtcdWatchEvent>& events, int64_t /*revision*/) {
+        for (const EtcdWatchEvent& e : events) {
+          if (e.type != EtcdWatchEvent::Type::kPut || e.kv.version != 1) {
+            continue;
+          }
+          on_new(Unescape(e.kv.key.substr(base.size())));
+        }
+      },
+      std::move(on_done));
 }
 
 std::string EtcdJournal::UniqueId() {

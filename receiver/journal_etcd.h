@@ -109,6 +109,16 @@ class EtcdJournal : public Journal {
   // fence it started with.
   void SetFence(std::optional<EtcdCompare> fence);
 
+  // Calls on_new(id) for each rollout created from now on, by any receiver
+  // sharing the cluster (its first write: the PENDING rollout of an
+  // accepted event or deploy). For the leader, which takes them up
+  // (RolloutManager::Adopt). Callbacks as EtcdClient::Watch says (they must
+  // not block; the watch resumes on another member and ends through
+  // on_done).
+  std::unique_ptr<EtcdWatch> WatchNewRollouts(
+      std::function<void(const std::string& id)> on_new,
+      EtcdDoneCallback on_done);
+
   absl::StatusOr<std::optional<DeliveryRecord>> FindDelivery(
       const std::string& dedupe_key) override;
   absl::Status AcceptDelivery(const DeliveryRecord& delivery,

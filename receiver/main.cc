@@ -1,6 +1,9 @@
 // hoist-receiver: takes registry webhooks and rolls deployments out to the
 // node agents; serves the Control API. See docs/design.md ("Daemons").
 
+#include <dirent.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <filesystem>
 #include <iostream>
@@ -23,8 +26,11 @@
 #include "receiver/dashboard_auth.h"
 #include "receiver/dashboard_server.h"
 #include "receiver/desired_state.h"
+#include "receiver/etcd_client_grpc.h"
 #include "receiver/fleet_watcher.h"
+#include "receiver/journal_etcd.h"
 #include "receiver/journal_sqlite.h"
+#include "receiver/leader_role.h"
 #include "receiver/metered_journal.h"
 #include "receiver/notification_sender.h"
 #include "receiver/notifier_curl.h"
@@ -107,7 +113,32 @@ bool RestartOnlyChanged(const ReceiverConfig& running,
          next.control_listen != running.control_listen ||
          next.state != running.state ||
          next.metrics_listen != running.metrics_listen ||
-         next.dashboard.listen != running.dashboard.listen;
+         next.dashboard.listen != running.dashboard.listen ||
+         next.etcd.endpoints != running.etcd.endpoints ||
+         next.etcd.prefix != running.etcd.prefix;
+}
+
+// The command line, for RestartAsFollower.
+char** g_argv = nullptr;
+
+// A leader that lost its leadership starts again as a follower, in place
+// (same pid, same arguments): nothing a leader runs (rollouts, agent
+// streams, convergence) is undone half-way, and a fresh process holds no
+// state of the leader's. Descriptors are closed first so that the new image
+// can bind the same ports.
+[[noreturn]] void RestartAsFollower() {
+  LogError("leadership lost: restarting as a follower");
+  std::vector<int> fds;
+  if (DIR* d = opendir("/proc/self/fd")) {
+    while (dirent* e = readdir(d)) {
+      const int fd = std::atoi(e->d_name);
+      if (fd > 2 && fd != dirfd(d)) fds.push_back(fd);
+    }
+    closedir(d);
+  }
+  for (int fd : fds) close(fd);
+  execv("/proc/self/exe", g_argv);
+  _exit(kDaemonExitCannotStart);  // exec failed: a supervisor restarts us
 }
 
 // The running receiver: its parts, started in order by Start(), reloaded by
@@ -125,12 +156,13 @@ class Receiver {
     return LoadTls() && OpenJournal() && StartNotifications() &&
            StartRollouts() && StartFleet() && StartConvergence() &&
            StartControlServer() && StartWebhookServer() &&
-           StartMetricsServer() && StartDashboard();
+           StartMetricsServer() && StartDashboard() && StartLeaderRole();
   }
 
   // A receiver that could not start every part: the fleet's and the
   // manager's callbacks into convergence end before it is destroyed.
   ~Receiver() {
+    if (leader_) leader_->Stop();
     if (fleet_) fleet_->Stop();
     if (manager_) manager_->Stop();
     if (notifications_) notifications_->Stop();
@@ -149,6 +181,8 @@ class Receiver {
     convergence_->Stop();
     manager_->Stop();
     notifications_->Stop();
+    // Last: a leader revokes its lease only once it calls no agent any more.
+    if (leader_) leader_->Stop();
     metrics_server_.reset();
     manager_.reset();
   }
@@ -156,8 +190,12 @@ class Receiver {
   const ReceiverConfig& config() const { return *config_; }
 
  private:
+  // Several receivers share an etcd cluster (docs/design.md, "High
+  // availability on etcd"): the leader-only parts start in StartLeading.
+  bool ha() const { return config_->etcd.enabled(); }
   bool LoadTls();
   bool OpenJournal();
+  bool OpenEtcdJournal();
   // The notification outbox's sender (docs/design.md, "Notifications"):
   // before the rollouts, which journal rows for it, and started at once so
   // that rows left from before a restart go out.
@@ -172,6 +210,9 @@ class Receiver {
   bool StartMetricsServer();
   // The web dashboard (docs/design.md, "Dashboard"), when configured.
   bool StartDashboard();
+  // With etcd: campaigns; StartLeading runs once this receiver leads.
+  bool StartLeaderRole();
+  absl::Status StartLeading();
   // SIGHUP: new tokens; the dashboard restarts on its port when its
   // certificate or key changed (open pages reconnect their event streams).
   void ReloadDashboard();
@@ -181,8 +222,10 @@ class Receiver {
 
   const std::string config_path_;
   std::shared_ptr<const ReceiverConfig> config_;
-  TlsMaterial tls_;  // what the Control server serves
-  std::unique_ptr<SqliteJournal> journal_;
+  TlsMaterial tls_;                       // what the Control server serves
+  std::unique_ptr<EtcdClientGrpc> etcd_;  // with etcd only
+  EtcdJournal* etcd_journal_ = nullptr;   // journal_, with etcd
+  std::unique_ptr<Journal> journal_;
   MetricsRegistry metrics_;
   // journal_ as the rollout manager writes it: failed writes are counted
   // (hoist_journal_write_failures_total).
@@ -205,6 +248,7 @@ class Receiver {
   std::unique_ptr<DashboardAuth> dashboard_auth_;
   std::string dashboard_tls_pem_;  // cert + key served now
   std::unique_ptr<DashboardServer> dashboard_;
+  std::unique_ptr<LeaderRole> leader_;  // with etcd only
 };
 
 bool Receiver::LoadTls() {
@@ -218,6 +262,7 @@ bool Receiver::LoadTls() {
 }
 
 bool Receiver::OpenJournal() {
+  if (ha()) return OpenEtcdJournal();
   {
     std::error_code ec;  // SqliteJournal::Open reports what matters
     std::filesystem::create_directories(DirName(config_->state), ec);
@@ -237,6 +282,29 @@ bool Receiver::OpenJournal() {
   return true;
 }
 
+bool Receiver::OpenEtcdJournal() {
+  const EtcdConfig& e = config_->etcd;
+  EtcdClientOptions options;
+  options.endpoints = e.endpoints;
+  options.ca_file = e.tls_ca;
+  options.cert_file = e.tls_cert;
+  options.key_file = e.tls_key;
+  options.request_timeout = absl::Seconds(e.request_timeout_seconds);
+  absl::StatusOr<std::unique_ptr<EtcdClientGrpc>> client =
+      EtcdClientGrpc::Create(options);
+  if (!client.ok()) {
+    LogError("cannot use etcd", {{"error", client.status().ToString()}});
+    return false;
+  }
+  etcd_ = *std::move(client);
+  auto journal = std::make_unique<EtcdJournal>(etcd_.get(), e.prefix);
+  etcd_journal_ = journal.get();
+  journal_ = std::move(journal);
+  metered_journal_ =
+      std::make_unique<MeteredJournal>(journal_.get(), &metrics_);
+  return true;
+}
+
 bool Receiver::StartNotifications() {
   notifier_ = std::make_unique<CurlNotifier>(absl::Seconds(10));
   NotificationSenderOptions options;
@@ -245,7 +313,7 @@ bool Receiver::StartNotifications() {
   options.metrics = &metrics_;
   notifications_ =
       std::make_unique<NotificationSender>(options, config_->notify);
-  notifications_->Start();
+  if (!ha()) notifications_->Start();  // only the leader sends
   return true;
 }
 
@@ -253,7 +321,9 @@ bool Receiver::StartRollouts() {
   pool_ = std::make_unique<AgentClientPoolGrpc>(config_->agents, tls_,
                                                 config_->agent_call);
   desired_ = std::make_unique<DesiredStates>(metered_journal_.get());
-  if (absl::Status s = desired_->Load(ServiceNames(*config_)); !s.ok()) {
+  if (ha()) {
+    // Read once leading (StartLeading): a follower starts without etcd.
+  } else if (absl::Status s = desired_->Load(ServiceNames(*config_)); !s.ok()) {
     LogError("cannot load desired digests from the journal",
              {{"error", s.ToString()}});
     return false;
@@ -274,8 +344,11 @@ bool Receiver::StartRollouts() {
     return notifications->RowsForStateChange(rollout, previous);
   };
   options.on_outbox_written = [notifications] { notifications->Wake(); };
+  options.follower = ha();
   manager_ = std::make_unique<RolloutManager>(options, config_);
-  if (absl::Status s = manager_->Recover(); !s.ok()) {
+  if (ha()) {
+    // RolloutManager::Lead takes the journal's rollouts up once leading.
+  } else if (absl::Status s = manager_->Recover(); !s.ok()) {
     LogError("cannot recover rollouts from the journal",
              {{"error", s.ToString()}});
     return false;
@@ -288,7 +361,8 @@ bool Receiver::StartFleet() {
   FleetWatcherOptions options;
   options.pool = pool_.get();
   fleet_ = std::make_unique<FleetWatcher>(options);
-  fleet_->Update(config_->agents, ContainerNamesByAgent(*config_));
+  // Only the leader opens the agents' streams (StartLeading).
+  if (!ha()) fleet_->Update(config_->agents, ContainerNamesByAgent(*config_));
   return true;
 }
 
@@ -317,15 +391,16 @@ bool Receiver::StartConvergence() {
     }
   };
   convergence_ = std::make_unique<ConvergenceEngine>(options, config_);
+  ConvergenceEngine* engine = convergence_.get();
+  fleet_->SetAgentChangedCallback(
+      [engine](const std::string& agent) { engine->AgentChanged(agent); });
+  convergence_feed_.store(engine);
+  if (ha()) return true;  // loaded and started once leading
   if (absl::Status s = convergence_->Load(); !s.ok()) {
     LogError("cannot load converge attempts from the journal",
              {{"error", s.ToString()}});
     return false;
   }
-  ConvergenceEngine* engine = convergence_.get();
-  fleet_->SetAgentChangedCallback(
-      [engine](const std::string& agent) { engine->AgentChanged(agent); });
-  convergence_feed_.store(engine);
   convergence_->Start();
   return true;
 }
@@ -429,6 +504,50 @@ bool Receiver::StartDashboard() {
   return true;
 }
 
+// What followers report as the leader: this host and its Control port.
+std::string ElectionName(int control_port) {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  return absl::StrCat(host[0] != '\0' ? host : "localhost", ":", control_port);
+}
+
+bool Receiver::StartLeaderRole() {
+  if (!ha()) return true;
+  LeaderRoleOptions options;
+  options.client = etcd_.get();
+  options.journal = etcd_journal_;
+  options.manager = manager_.get();
+  options.metrics = &metrics_;
+  options.prefix = config_->etcd.prefix;
+  options.name = ElectionName(control_server_->port());
+  options.lease_seconds = config_->etcd.lease_seconds;
+  options.start_leading = [this] { return StartLeading(); };
+  options.on_lost = [] { RestartAsFollower(); };
+  absl::StatusOr<std::unique_ptr<LeaderRole>> role =
+      LeaderRole::Start(std::move(options));
+  if (!role.ok()) {
+    LogError("cannot campaign for leadership",
+             {{"error", role.status().ToString()}});
+    return false;
+  }
+  leader_ = *std::move(role);
+  return true;
+}
+
+absl::Status Receiver::StartLeading() {
+  const std::shared_ptr<const ReceiverConfig> config =
+      std::atomic_load(&config_);
+  if (absl::Status s = desired_->Load(ServiceNames(*config)); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = convergence_->Load(); !s.ok()) return s;
+  convergence_->Start();
+  fleet_->Update(config->agents, ContainerNamesByAgent(*config));
+  notifications_->Start();
+  LogInfo("leading: agent streams, convergence and notifications started");
+  return absl::OkStatus();
+}
+
 void Receiver::ReloadDashboard() {
   if (!dashboard_) return;  // listen changes wait for a restart
   absl::StatusOr<std::vector<DashboardToken>> tokens =
@@ -462,10 +581,14 @@ void Receiver::Reload() {
   if (RestartOnlyChanged(*config_, *next)) {
     LogWarning("listen addresses and state take effect only after a restart");
   }
-  config_ = std::make_shared<const ReceiverConfig>(*std::move(next));
+  std::atomic_store(&config_,
+                    std::make_shared<const ReceiverConfig>(*std::move(next)));
   pool_->Update(config_->agents, *next_tls, config_->agent_call);
-  // After the pool: agents whose client it replaced get a new stream.
-  fleet_->Update(config_->agents, ContainerNamesByAgent(*config_));
+  // After the pool: agents whose client it replaced get a new stream (a
+  // follower opens none).
+  if (!ha() || (leader_ && leader_->IsLeader())) {
+    fleet_->Update(config_->agents, ContainerNamesByAgent(*config_));
+  }
   if (TlsChanged(*next_tls, tls_)) RestartControlServer(*next_tls);
   manager_->UpdateConfig(config_);
   if (absl::Status s = desired_->Retain(ServiceNames(*config_)); !s.ok()) {
@@ -515,9 +638,13 @@ void Receiver::RestartControlServer(const TlsMaterial& next_tls) {
 int Serve(const DaemonFlags& flags, ReceiverConfig config) {
   Receiver receiver(flags.config, std::move(config));
   if (!receiver.Start()) return kDaemonExitCannotStart;
-  LogInfo("hoist-receiver started", {{"version", HoistVersion()},
-                                     {"config", flags.config},
-                                     {"state", receiver.config().state}});
+  LogInfo(
+      "hoist-receiver started",
+      {{"version", HoistVersion()},
+       {"config", flags.config},
+       {"journal", receiver.config().etcd.enabled()
+                       ? absl::StrCat("etcd ", receiver.config().etcd.prefix)
+                       : receiver.config().state}});
   const int sig = WaitForStopSignal([&receiver] { receiver.Reload(); });
   LogInfo("stopping", {{"signal", absl::StrCat(sig)}});
   receiver.Stop();
@@ -540,5 +667,6 @@ DaemonSpec<ReceiverConfig> ReceiverDaemon() {
 }  // namespace hoist::receiver
 
 int main(int argc, char** argv) {
+  hoist::receiver::g_argv = argv;
   return hoist::DaemonMain(hoist::receiver::ReceiverDaemon(), argc, argv);
 }

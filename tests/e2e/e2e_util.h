@@ -62,6 +62,10 @@ struct FleetOptions {
   // text as its tokens file (lines "NAME ROLE SHA256-HEX"); see
   // dashboard_port().
   std::string dashboard_tokens;
+  // High availability: when set, the receivers share this etcd cluster
+  // (`etcd:` instead of `state:`); see Fleet::StartReplica.
+  std::vector<std::string> etcd_endpoints;
+  int64_t etcd_lease_seconds = 3;
 };
 
 // Two agents (h1, h2 of the harness) and one receiver with service "web".
@@ -101,13 +105,19 @@ class Fleet {
     for (auto& a : agents_) {
       if (a) a->Signal(SIGTERM);
     }
+    for (auto& r : replicas_) r.process->Signal(SIGTERM);
     if (receiver_) receiver_->Wait(absl::Seconds(10));
+    for (auto& r : replicas_) r.process->Wait(absl::Seconds(10));
     for (auto& a : agents_) {
       if (a) a->Wait(absl::Seconds(10));
     }
     if (::testing::Test::HasFailure()) {
       std::cerr << "---- receiver log ----\n"
                 << (receiver_ ? receiver_->Log() : "") << "\n";
+      for (size_t i = 0; i < replicas_.size(); ++i) {
+        std::cerr << "---- receiver " << i + 1 << " log ----\n"
+                  << replicas_[i].process->Log() << "\n";
+      }
       for (size_t i = 0; i < agents_.size(); ++i) {
         std::cerr << "---- agent " << i << " log ----\n"
                   << (agents_[i] ? agents_[i]->Log() : "") << "\n";
@@ -147,6 +157,7 @@ class Fleet {
     ASSERT_TRUE(control && webhook) << receiver_->Log();
     control_address_ = *control;
     webhook_port_ = std::atoi(webhook->substr(webhook->rfind(':') + 1).c_str());
+    first_ = Replica{nullptr, control_address_, webhook_port_};
     if (!options_.dashboard_tokens.empty()) {
       auto dashboard =
           receiver_->AwaitLine("dashboard listening on ", absl::Seconds(30));
@@ -157,7 +168,42 @@ class Fleet {
     stub_.reset();
   }
 
+  // High availability (FleetOptions::etcd_endpoints): starts another
+  // receiver on the same config, so on the same etcd cluster. Returns its
+  // number: the first receiver is 0, replicas 1, 2, ...
+  int StartReplica() {
+    const int n = static_cast<int>(replicas_.size()) + 1;
+    auto process = std::make_unique<Process>(
+        std::vector<std::string>{hoist::testing::BinaryPath("hoist-receiver"),
+                                 "--config", config_path()},
+        absl::StrCat(dir_, "/receiver-replica-", n, ".log"));
+    auto control =
+        process->AwaitLine("control listening on ", absl::Seconds(30));
+    auto webhook =
+        process->AwaitLine("webhook listening on ", absl::Seconds(30));
+    EXPECT_TRUE(control && webhook) << process->Log();
+    const int port =
+        webhook ? std::atoi(webhook->substr(webhook->rfind(':') + 1).c_str())
+                : 0;
+    replicas_.push_back(
+        Replica{std::move(process), control.value_or(""), port});
+    return n;
+  }
+  // Receiver `n` (0: the first one).
+  Process* receiver(int n) {
+    return n == 0 ? receiver_.get() : replicas_.at(n - 1).process.get();
+  }
+  // Makes receiver `n` the one Post, Control, Get and AwaitFinal talk to.
+  void Target(int n) {
+    const Replica& r = n == 0 ? first_ : replicas_.at(n - 1);
+    control_address_ = r.control_address;
+    webhook_port_ = r.webhook_port;
+    stub_.reset();
+  }
+
   int webhook_port() const { return webhook_port_; }
+  // Post() goes to `port` from now on (a receiver that restarted in place).
+  void SetWebhookPort(int port) { webhook_port_ = port; }
   // The dashboard's port (FleetOptions::dashboard_tokens), 0 without one.
   int dashboard_port() const { return dashboard_port_; }
   const std::string& dir() const { return dir_; }
@@ -339,7 +385,7 @@ class Fleet {
         env.Cert("ca.pem"), "\", cert: \"", env.Cert("receiver.pem"),
         "\", key: \"", env.Cert("receiver-key.pem"), "\"}\n",
         "authz: {operators: [\"spiffe://hoist/operator\"], viewers: []}\n",
-        "state: \"state/receiver.db\"\n",
+        EtcdOrState(),
         "agent_call: {deadline_seconds: 120, connect_timeout_seconds: ",
         options_.connect_timeout_seconds,
         ", retry_seconds: ", options_.retry_seconds, "}\n", "agents:\n", agents,
@@ -370,6 +416,23 @@ class Fleet {
               "\"dashboard-tokens\"}\n");
   }
 
+  // `etcd:` with FleetOptions::etcd_endpoints, else the SQLite `state:`.
+  std::string EtcdOrState() const {
+    if (options_.etcd_endpoints.empty()) {
+      return "state: \"state/receiver.db\"\n";
+    }
+    return absl::StrCat("etcd:\n  endpoints: [\"",
+                        absl::StrJoin(options_.etcd_endpoints, "\", \""),
+                        "\"]\n  prefix: \"/hoist-e2e/\"\n  lease_seconds: ",
+                        options_.etcd_lease_seconds, "\n");
+  }
+
+  struct Replica {
+    std::unique_ptr<Process> process;  // null for the first receiver
+    std::string control_address;
+    int webhook_port = 0;
+  };
+
   FleetOptions options_;
   std::string dir_;
   int agent_port_ = 0;
@@ -380,6 +443,8 @@ class Fleet {
   int webhook_port_ = 0;
   int dashboard_port_ = 0;
   std::unique_ptr<hoist::v1::Control::Stub> stub_;
+  Replica first_;                  // the first receiver's addresses
+  std::vector<Replica> replicas_;  // StartReplica
 };
 
 }  // namespace hoist::e2e

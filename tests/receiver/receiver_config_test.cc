@@ -194,6 +194,39 @@ TEST(ReceiverConfigTest, DashboardIsOptionalAndRead) {
   EXPECT_EQ(config->dashboard.tls_key, dir.path() + "/d-key.pem");
 }
 
+TEST(ReceiverConfigTest, EtcdIsOptionalAndReadWithItsDefaults) {
+  TempDir dir;
+  absl::StatusOr<ReceiverConfig> none =
+      LoadReceiverConfig(dir.Write("c.yaml", std::string(kPrefix) + kService));
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_FALSE(none->etcd.enabled());
+  absl::StatusOr<ReceiverConfig> plain = LoadReceiverConfig(
+      dir.Write("p.yaml", std::string(kPrefix) + kService +
+                              "etcd:\n  endpoints: [\"http://10.0.0.1:2379\", "
+                              "\"http://etcd-2:2379/\"]\n"));
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_TRUE(plain->etcd.enabled());
+  EXPECT_THAT(plain->etcd.endpoints,
+              ElementsAre("http://10.0.0.1:2379", "http://etcd-2:2379/"));
+  EXPECT_EQ(plain->etcd.prefix, "/hoist/");
+  EXPECT_EQ(plain->etcd.lease_seconds, 5);
+  EXPECT_EQ(plain->etcd.request_timeout_seconds, 3);
+  EXPECT_TRUE(plain->etcd.tls_ca.empty());
+  // https:// with all three files (readable), and every key set.
+  absl::StatusOr<ReceiverConfig> tls = LoadReceiverConfig(
+      dir.Write("t.yaml", std::string(kPrefix) + kService +
+                              "etcd:\n  endpoints: [\"https://e1:2379\"]\n"
+                              "  tls: {ca: secret, cert: secret, key: secret}\n"
+                              "  prefix: /prod/hoist/\n  lease_seconds: 10\n"
+                              "  request_timeout_seconds: 5\n"));
+  ASSERT_TRUE(tls.ok()) << tls.status();
+  EXPECT_EQ(tls->etcd.tls_ca, dir.path() + "/secret");
+  EXPECT_EQ(tls->etcd.tls_key, dir.path() + "/secret");
+  EXPECT_EQ(tls->etcd.prefix, "/prod/hoist/");
+  EXPECT_EQ(tls->etcd.lease_seconds, 10);
+  EXPECT_EQ(tls->etcd.request_timeout_seconds, 5);
+}
+
 TEST(ReceiverConfigTest, DashboardMistakesNameFileAndLine) {
   TempDir dir;
   dir.Write("tokens", "ops-1 admin " + std::string(64, 'a') + "\n");
@@ -438,9 +471,47 @@ std::vector<Mistake> ConvergeMistakes() {
   };
 }
 
+// Mistakes in etcd: (the HA journal).
+std::vector<Mistake> EtcdMistakes() {
+  const std::string etcd = kValid + "etcd:\n  endpoints: [\"http://a:1\"]\n";
+  return {
+      {"etcd and state", kValid + "state: s.db\netcd:\n  endpoints: [x]\n", 15,
+       "etcd: and state: are exclusive"},
+      {"etcd without endpoints", kValid + "etcd: {}\n", 13,
+       "etcd: no endpoints"},
+      {"etcd endpoint scheme", kValid + "etcd:\n  endpoints: [\"tcp://a:1\"]\n",
+       14, "etcd endpoint tcp://a:1: not http://host:port or https://"},
+      {"etcd endpoint without port",
+       kValid + "etcd:\n  endpoints: [\"http://a\"]\n", 14,
+       "etcd endpoint http://a: not scheme://host:port"},
+      {"etcd mixed schemes",
+       kValid + "etcd:\n  endpoints: [\"http://a:1\", \"https://b:2\"]\n", 14,
+       "all http:// or all https://"},
+      {"etcd https without tls",
+       kValid + "etcd:\n  endpoints: [\"https://a:1\"]\n", 14,
+       "https:// endpoints need tls ca, cert and key"},
+      {"etcd tls for http",
+       etcd + "  tls: {ca: secret, cert: secret, key: secret}\n", 15,
+       "TLS files given for http:// endpoints"},
+      {"etcd unreadable tls file",
+       kValid + "etcd:\n  endpoints: [\"https://a:1\"]\n"
+                "  tls: {ca: missing.pem, cert: secret, key: secret}\n",
+       15, "etcd.tls: cannot read"},
+      {"etcd lease too short", etcd + "  lease_seconds: 1\n", 15,
+       "etcd.lease_seconds must be between 2 and 60, got 1"},
+      {"etcd request timeout", etcd + "  request_timeout_seconds: 0\n", 15,
+       "etcd.request_timeout_seconds must be between 1 and 60"},
+      {"etcd prefix without slashes", etcd + "  prefix: hoist\n", 15,
+       "etcd.prefix \"hoist\" must start and end with /"},
+      {"unknown key in etcd", etcd + "  leader: x\n", 15,
+       "unknown key \"leader\" in etcd"},
+  };
+}
+
 std::vector<Mistake> Mistakes() {
   std::vector<Mistake> all = ServiceMistakes();
-  for (auto part : {WebhookAndTypeMistakes(), ConvergeMistakes()}) {
+  for (auto part :
+       {WebhookAndTypeMistakes(), ConvergeMistakes(), EtcdMistakes()}) {
     all.insert(all.end(), part.begin(), part.end());
   }
   return all;

@@ -1,0 +1,207 @@
+// High availability (docs/design.md, "High availability on etcd"), end to
+// end: a real 3-member etcd cluster, two real hoist-receivers sharing it and
+// two real agents in the harness's network-namespace hosts.
+//   - one receiver leads; a webhook sent to the follower is run by the
+//     leader, and the same delivery sent to the leader is a duplicate;
+//   - the leader is SIGKILLed in the middle of a rollout: the follower leads
+//     within lease_seconds + 2 s, resumes the rollout with the same deploy
+//     ids, and every host ends on the new image.
+#include <csignal>
+#include <cstdlib>
+#include <string>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+#include "tests/e2e/e2e_util.h"
+#include "tests/harness/etcd_cluster.h"
+
+namespace hoist::e2e {
+namespace {
+
+using ::hoist::testing::EtcdCluster;
+using ::hoist::testing::WaitFor;
+
+constexpr int64_t kLeaseSeconds = 3;
+
+bool Leads(Process* receiver) {
+  return receiver != nullptr &&
+         absl::StrContains(receiver->Log(), "elected leader");
+}
+
+// Whether `receiver` logged a line with both `message` and `rollout_id`.
+bool Logged(Process* receiver, const std::string& message,
+            const std::string& rollout_id) {
+  for (absl::string_view line : absl::StrSplit(receiver->Log(), '\n')) {
+    if (absl::StrContains(line, message) &&
+        absl::StrContains(line, rollout_id)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// The receiver (0 or 1) that leads, waiting for one (-1 when none does).
+int AwaitLeader(Fleet& fleet, absl::Duration timeout) {
+  int leader = -1;
+  WaitFor(
+      [&] {
+        for (int i : {0, 1}) {
+          if (Leads(fleet.receiver(i))) leader = i;
+        }
+        return leader >= 0;
+      },
+      timeout);
+  return leader;
+}
+
+// Waits until host `agent` of rollout `id` reports a phase (its deploy
+// started on the leader).
+bool AwaitHostStarted(Fleet& fleet, const std::string& id,
+                      const std::string& agent) {
+  return WaitFor(
+      [&] {
+        absl::StatusOr<hoist::v1::Rollout> r = fleet.Get(id);
+        if (!r.ok()) return false;
+        for (const auto& h : r->hosts()) {
+          if (h.agent() == agent &&
+              h.phase() != hoist::v1::DEPLOY_PHASE_UNSPECIFIED) {
+            return true;
+          }
+        }
+        return false;
+      },
+      absl::Seconds(60));
+}
+
+TEST(HaProcessTest, FollowerTakesWebhooksAndTakesOverFromAKilledLeader) {
+  absl::StatusOr<std::unique_ptr<EtcdCluster>> cluster = EtcdCluster::Start(3);
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  FleetOptions options;
+  options.etcd_endpoints = (*cluster)->client_endpoints();
+  options.etcd_lease_seconds = kLeaseSeconds;
+  options.batch = "1";  // one host at a time: the kill lands mid-rollout
+  Fleet fleet(options);
+  ASSERT_EQ(fleet.StartReplica(), 1);
+  const int leader = AwaitLeader(fleet, absl::Seconds(20));
+  ASSERT_GE(leader, 0);
+  const int follower = 1 - leader;
+  EXPECT_FALSE(Leads(fleet.receiver(follower)));
+  fleet.Target(leader);
+  ASSERT_TRUE(fleet.AwaitAgents());
+
+  // v1 through the follower's webhook: journaled there, run by the leader.
+  fleet.Target(follower);
+  const std::string v1 = Fleet::PromotedEvent("v1", "v1");
+  auto answer = fleet.Post(v1);
+  ASSERT_EQ(answer.first, 202) << answer.second;
+  const std::string id1 = Fleet::RolloutId(answer.second);
+  EXPECT_EQ(fleet.AwaitFinal(id1).state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  for (size_t h = 0; h < 2; ++h) EXPECT_EQ(Fleet::Serves(h), "hoist-test v1");
+  // Accepted by the follower, run by the leader alone.
+  EXPECT_TRUE(Logged(fleet.receiver(follower), "rollout accepted", id1));
+  EXPECT_TRUE(Logged(fleet.receiver(leader), "rollout running", id1));
+  EXPECT_FALSE(Logged(fleet.receiver(follower), "rollout running", id1));
+  // The same delivery at the leader: a duplicate of that rollout.
+  fleet.Target(leader);
+  answer = fleet.Post(v1);
+  ASSERT_EQ(answer.first, 202) << answer.second;
+  EXPECT_TRUE(absl::StrContains(answer.second, "\"duplicate\":true"))
+      << answer.second;
+  EXPECT_EQ(Fleet::RolloutId(answer.second), id1);
+
+  // v2, and the leader SIGKILLed once its first host is deploying.
+  fleet.Target(follower);
+  answer = fleet.Post(Fleet::PromotedEvent("v2", "v2"));
+  ASSERT_EQ(answer.first, 202) << answer.second;
+  const std::string id2 = Fleet::RolloutId(answer.second);
+  ASSERT_TRUE(AwaitHostStarted(fleet, id2, Harness().hosts[0].name));
+  const absl::Time killed = absl::Now();
+  fleet.receiver(leader)->Signal(SIGKILL);
+  ASSERT_TRUE(fleet.receiver(leader)->Wait(absl::Seconds(10)).has_value());
+  ASSERT_TRUE(WaitFor([&] { return Leads(fleet.receiver(follower)); },
+                      absl::Seconds(kLeaseSeconds + 10)));
+  const absl::Duration takeover = absl::Now() - killed;
+  std::cout << "ha: leader killed -> follower leads after "
+            << absl::FormatDuration(takeover) << " (lease " << kLeaseSeconds
+            << " s)\n";
+  EXPECT_LE(takeover, absl::Seconds(kLeaseSeconds + 2));
+
+  const hoist::v1::Rollout done = fleet.AwaitFinal(id2);
+  EXPECT_EQ(done.state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED)
+      << done.DebugString();
+  for (const auto& h : done.hosts()) {
+    EXPECT_EQ(h.deploy_id(), absl::StrCat(id2, "-", h.agent()));
+  }
+  // Started by the killed leader, finished by the new one.
+  EXPECT_TRUE(Logged(fleet.receiver(leader), "rollout running", id2));
+  EXPECT_TRUE(Logged(fleet.receiver(follower), "rollout running", id2));
+  for (size_t h = 0; h < 2; ++h) EXPECT_EQ(Fleet::Serves(h), "hoist-test v2");
+}
+
+// The port of the last "webhook listening on HOST:PORT" line of `receiver`,
+// and how many such lines it logged.
+std::pair<int, int> LastWebhookPort(Process* receiver) {
+  int port = 0;
+  int lines = 0;
+  const std::string key = "webhook listening on ";
+  for (absl::string_view line : absl::StrSplit(receiver->Log(), '\n')) {
+    const size_t at = line.find(key);
+    if (at == absl::string_view::npos) continue;
+    ++lines;
+    port = std::atoi(std::string(line.substr(line.rfind(':') + 1)).c_str());
+  }
+  return {port, lines};
+}
+
+TEST(HaProcessTest, APausedLeaderStepsDownAndComesBackAsAFollower) {
+  absl::StatusOr<std::unique_ptr<EtcdCluster>> cluster = EtcdCluster::Start(3);
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  FleetOptions options;
+  options.etcd_endpoints = (*cluster)->client_endpoints();
+  options.etcd_lease_seconds = kLeaseSeconds;
+  options.batch = "100%";
+  Fleet fleet(options);
+  ASSERT_EQ(fleet.StartReplica(), 1);
+  const int leader = AwaitLeader(fleet, absl::Seconds(20));
+  ASSERT_GE(leader, 0);
+  const int follower = 1 - leader;
+  Process* paused = fleet.receiver(leader);
+
+  // Paused past its lease: the other receiver leads.
+  paused->Signal(SIGSTOP);
+  const absl::Time stopped = absl::Now();
+  ASSERT_TRUE(WaitFor([&] { return Leads(fleet.receiver(follower)); },
+                      absl::Seconds(kLeaseSeconds + 10)));
+  std::cout << "ha: leader paused -> the other leads after "
+            << absl::FormatDuration(absl::Now() - stopped) << "\n";
+  // Resumed, it finds its leadership lapsed and starts again as a follower
+  // (same process, ports bound again).
+  paused->Signal(SIGCONT);
+  ASSERT_TRUE(WaitFor([&] { return LastWebhookPort(paused).second == 2; },
+                      absl::Seconds(30)))
+      << paused->Log();
+  EXPECT_TRUE(absl::StrContains(paused->Log(),
+                                "leadership lost: restarting as a follower"));
+  EXPECT_FALSE(paused->Wait(absl::ZeroDuration()).has_value());  // running
+
+  // It takes webhooks again; the new leader runs them.
+  fleet.Target(follower);
+  ASSERT_TRUE(fleet.AwaitAgents());
+  fleet.Target(leader);
+  fleet.SetWebhookPort(LastWebhookPort(paused).first);
+  auto answer = fleet.Post(Fleet::PromotedEvent("v1", "v1"));
+  ASSERT_EQ(answer.first, 202) << answer.second;
+  const std::string id = Fleet::RolloutId(answer.second);
+  fleet.Target(follower);
+  EXPECT_EQ(fleet.AwaitFinal(id).state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  EXPECT_TRUE(Logged(fleet.receiver(follower), "rollout running", id));
+  EXPECT_FALSE(Logged(paused, "rollout running", id));
+  for (size_t h = 0; h < 2; ++h) EXPECT_EQ(Fleet::Serves(h), "hoist-test v1");
+}
+
+}  // namespace
+}  // namespace hoist::e2e
