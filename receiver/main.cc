@@ -2,6 +2,7 @@
 // node agents; serves the Control API. See docs/design.md ("Daemons").
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -124,19 +125,20 @@ char** g_argv = nullptr;
 // A leader that lost its leadership starts again as a follower, in place
 // (same pid, same arguments): nothing a leader runs (rollouts, agent
 // streams, convergence) is undone half-way, and a fresh process holds no
-// state of the leader's. Descriptors are closed first so that the new image
-// can bind the same ports.
+// state of the leader's. Every descriptor is marked close-on-exec rather
+// than closed (other threads still use them until the exec), so that the
+// new image can bind the same ports.
 [[noreturn]] void RestartAsFollower() {
   LogError("leadership lost: restarting as a follower");
-  std::vector<int> fds;
   if (DIR* d = opendir("/proc/self/fd")) {
     while (dirent* e = readdir(d)) {
       const int fd = std::atoi(e->d_name);
-      if (fd > 2 && fd != dirfd(d)) fds.push_back(fd);
+      if (fd <= 2 || fd == dirfd(d)) continue;
+      const int flags = fcntl(fd, F_GETFD);
+      if (flags >= 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
     }
     closedir(d);
   }
-  for (int fd : fds) close(fd);
   execv("/proc/self/exe", g_argv);
   _exit(kDaemonExitCannotStart);  // exec failed: a supervisor restarts us
 }

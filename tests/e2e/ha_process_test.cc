@@ -5,11 +5,18 @@
 //     leader, and the same delivery sent to the leader is a duplicate;
 //   - the leader is SIGKILLed in the middle of a rollout: the follower leads
 //     within lease_seconds + 2 s, resumes the rollout with the same deploy
-//     ids, and every host ends on the new image.
+//     ids, and every host ends on the new image;
+//   - the leader is SIGSTOPped past its lease: the other leads; resumed, it
+//     restarts in place as a follower and takes webhooks again;
+//   - one etcd member killed changes nothing; two killed: webhooks get 503
+//     and nothing is promised; members back: the same delivery is accepted
+//     and run.
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
@@ -201,6 +208,65 @@ TEST(HaProcessTest, APausedLeaderStepsDownAndComesBackAsAFollower) {
   EXPECT_TRUE(Logged(fleet.receiver(follower), "rollout running", id));
   EXPECT_FALSE(Logged(paused, "rollout running", id));
   for (size_t h = 0; h < 2; ++h) EXPECT_EQ(Fleet::Serves(h), "hoist-test v1");
+}
+
+TEST(HaProcessTest, OneMemberDownChangesNothingAndNoQuorumPromisesNothing) {
+  absl::StatusOr<std::unique_ptr<EtcdCluster>> cluster = EtcdCluster::Start(3);
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  FleetOptions options;
+  options.etcd_endpoints = (*cluster)->client_endpoints();
+  options.etcd_lease_seconds = kLeaseSeconds;
+  options.batch = "100%";
+  Fleet fleet(options);
+  ASSERT_EQ(fleet.StartReplica(), 1);
+  const int leader = AwaitLeader(fleet, absl::Seconds(20));
+  ASSERT_GE(leader, 0);
+  fleet.Target(1 - leader);  // webhooks and reads through the follower
+
+  // One member down: webhooks and rollouts carry on.
+  (*cluster)->Kill((*cluster)->Leader());
+  auto answer = fleet.Post(Fleet::PromotedEvent("v1", "v1"));
+  ASSERT_EQ(answer.first, 202) << answer.second;
+  EXPECT_EQ(fleet.AwaitFinal(Fleet::RolloutId(answer.second)).state(),
+            hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  for (size_t h = 0; h < 2; ++h) EXPECT_EQ(Fleet::Serves(h), "hoist-test v1");
+
+  // Two down: no quorum, so 503 and no promise.
+  std::vector<int> down;
+  for (int i = 0; i < (*cluster)->size(); ++i) {
+    if ((*cluster)->Healthy(i)) {
+      down.push_back(i);
+      (*cluster)->Kill(i);
+      break;
+    }
+  }
+  for (int i = 0; i < (*cluster)->size(); ++i) {
+    if (std::find(down.begin(), down.end(), i) == down.end()) down.push_back(i);
+  }
+  const std::string v2 = Fleet::PromotedEvent("v2", "v2");
+  answer = fleet.Post(v2);
+  EXPECT_EQ(answer.first, 503) << answer.second;
+  EXPECT_TRUE(absl::StrContains(answer.second, "\"error\"")) << answer.second;
+
+  // Every member back: the same delivery is new (it was never promised),
+  // a leader is elected again and runs it.
+  for (int i : down) {
+    if (!(*cluster)->Healthy(i)) {
+      ASSERT_TRUE((*cluster)->Restart(i).ok());
+    }
+  }
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        answer = fleet.Post(v2);
+        return answer.first == 202;
+      },
+      absl::Seconds(60)))
+      << answer.first << " " << answer.second;
+  EXPECT_TRUE(absl::StrContains(answer.second, "\"duplicate\":false"))
+      << answer.second;
+  EXPECT_EQ(fleet.AwaitFinal(Fleet::RolloutId(answer.second)).state(),
+            hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  for (size_t h = 0; h < 2; ++h) EXPECT_EQ(Fleet::Serves(h), "hoist-test v2");
 }
 
 }  // namespace
