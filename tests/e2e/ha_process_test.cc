@@ -8,6 +8,8 @@
 //     ids, and every host ends on the new image;
 //   - the leader is SIGSTOPped past its lease: the other leads; resumed, it
 //     restarts in place as a follower and takes webhooks again;
+//   - Control Deploy on a follower is run by the leader; Cancel there is
+//     refused (UNAVAILABLE, "not the leader");
 //   - one etcd member killed changes nothing; two killed: webhooks get 503
 //     and nothing is promised; members back: the same delivery is accepted
 //     and run.
@@ -208,6 +210,50 @@ TEST(HaProcessTest, APausedLeaderStepsDownAndComesBackAsAFollower) {
   EXPECT_TRUE(Logged(fleet.receiver(follower), "rollout running", id));
   EXPECT_FALSE(Logged(paused, "rollout running", id));
   for (size_t h = 0; h < 2; ++h) EXPECT_EQ(Fleet::Serves(h), "hoist-test v1");
+}
+
+TEST(HaProcessTest,
+     ControlOnAFollowerDeploysThroughTheLeaderAndRefusesTheRest) {
+  absl::StatusOr<std::unique_ptr<EtcdCluster>> cluster = EtcdCluster::Start(3);
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  FleetOptions options;
+  options.etcd_endpoints = (*cluster)->client_endpoints();
+  options.etcd_lease_seconds = kLeaseSeconds;
+  options.batch = "100%";
+  Fleet fleet(options);
+  ASSERT_EQ(fleet.StartReplica(), 1);
+  const int leader = AwaitLeader(fleet, absl::Seconds(20));
+  ASSERT_GE(leader, 0);
+  const int follower = 1 - leader;
+  fleet.Target(follower);
+
+  grpc::ClientContext deploy_context;
+  deploy_context.set_deadline(
+      absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  hoist::v1::ManualDeployRequest deploy;
+  deploy.set_service("web");
+  deploy.set_digest(Harness().Digest("v2"));
+  hoist::v1::Rollout started;
+  const grpc::Status s =
+      fleet.Control()->Deploy(&deploy_context, deploy, &started);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(fleet.AwaitFinal(started.id()).state(),
+            hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  EXPECT_TRUE(Logged(fleet.receiver(leader), "rollout running", started.id()));
+  for (size_t h = 0; h < 2; ++h) EXPECT_EQ(Fleet::Serves(h), "hoist-test v2");
+
+  // What only the leader can do, the follower refuses, naming why.
+  grpc::ClientContext cancel_context;
+  cancel_context.set_deadline(
+      absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  hoist::v1::CancelRequest cancel;
+  cancel.set_id(started.id());
+  hoist::v1::Rollout ignored;
+  const grpc::Status refused =
+      fleet.Control()->Cancel(&cancel_context, cancel, &ignored);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_TRUE(absl::StrContains(refused.error_message(), "not the leader"))
+      << refused.error_message();
 }
 
 TEST(HaProcessTest, OneMemberDownChangesNothingAndNoQuorumPromisesNothing) {
