@@ -12,16 +12,28 @@ Counter* FailureCounter(MetricsRegistry* metrics, const std::string& write) {
       {{"write", write}});
 }
 
-// Returns `status` after counting it in `failures` when it is an error.
-absl::Status Count(Counter* failures, absl::Status status) {
+}  // namespace
+
+absl::Status MeteredJournal::Count(Counter* failures, absl::Status status) {
   if (!status.ok()) failures->Increment();
+  if (absl::IsUnavailable(status)) unavailable_->Increment();
   return status;
 }
 
-}  // namespace
+absl::StatusOr<std::optional<DeliveryRecord>> MeteredJournal::FindDelivery(
+    const std::string& dedupe_key) {
+  absl::StatusOr<std::optional<DeliveryRecord>> found =
+      JournalWrapper::FindDelivery(dedupe_key);
+  if (absl::IsUnavailable(found.status())) unavailable_->Increment();
+  return found;
+}
 
 MeteredJournal::MeteredJournal(Journal* journal, MetricsRegistry* metrics)
     : JournalWrapper(journal),
+      unavailable_(metrics->GetCounter(
+          "hoist_journal_unavailable_total",
+          "Journal calls that failed because the journal was unreachable or "
+          "without quorum (the webhook answered 503).")),
       accept_delivery_failures_(FailureCounter(metrics, "accept_delivery")),
       count_duplicate_failures_(FailureCounter(metrics, "count_duplicate")),
       save_rollout_failures_(FailureCounter(metrics, "save_rollout")),
@@ -42,8 +54,9 @@ MeteredJournal::MeteredJournal(Journal* journal, MetricsRegistry* metrics)
 
 absl::Status MeteredJournal::AcceptDelivery(const DeliveryRecord& delivery,
                                             const hoist::v1::Rollout& rollout) {
-  return Count(accept_delivery_failures_,
-               JournalWrapper::AcceptDelivery(delivery, rollout));
+  absl::Status s = JournalWrapper::AcceptDelivery(delivery, rollout);
+  if (absl::IsAlreadyExists(s)) return s;  // accepted elsewhere: no failure
+  return Count(accept_delivery_failures_, std::move(s));
 }
 
 absl::Status MeteredJournal::CountDuplicate(const std::string& dedupe_key,

@@ -7,7 +7,14 @@
 // save_previous_desired, save_attempts; each is created at construction (an
 // idle receiver exports 0, so an alert on its increase works from the
 // start). SavePreviousDesired's ALREADY_EXISTS is not a failure (the record
-// it refuses to overwrite is there, as a resumed rollout expects).
+// it refuses to overwrite is there, as a resumed rollout expects), nor is
+// AcceptDelivery's (another receiver sharing the journal accepted the
+// delivery: the webhook answers it as a duplicate).
+//
+// hoist_journal_unavailable_total counts every call, writes and
+// FindDelivery (the webhook's first read), that failed UNAVAILABLE: the
+// journal unreachable or, on etcd, without quorum (the webhook then answers
+// 503 and promises nothing).
 //
 // It counts, it does not log: every caller already logs its own failure
 // with the context it has (the webhook's 503 names the service, the rollout
@@ -32,6 +39,8 @@ class MeteredJournal : public JournalWrapper {
  public:
   MeteredJournal(Journal* journal, MetricsRegistry* metrics);
 
+  absl::StatusOr<std::optional<DeliveryRecord>> FindDelivery(
+      const std::string& dedupe_key) override;
   absl::Status AcceptDelivery(const DeliveryRecord& delivery,
                               const hoist::v1::Rollout& rollout) override;
   absl::Status CountDuplicate(const std::string& dedupe_key,
@@ -58,6 +67,11 @@ class MeteredJournal : public JournalWrapper {
       const std::vector<OutboxRow>& rows) override;
 
  private:
+  // Returns `status` after counting it in `failures` (and in unavailable_)
+  // when it is an error.
+  absl::Status Count(Counter* failures, absl::Status status);
+
+  Counter* const unavailable_;
   Counter* const accept_delivery_failures_;
   Counter* const count_duplicate_failures_;
   Counter* const save_rollout_failures_;

@@ -430,6 +430,58 @@ TEST(MeteredJournalTest, CountsFailedWritesByWriteAndNothingElse) {
   EXPECT_EQ(stored->service(), "app");
 }
 
+// A journal that answers with `status` for FindDelivery and AcceptDelivery.
+class AnsweringJournal : public JournalWrapper {
+ public:
+  using JournalWrapper::JournalWrapper;
+  absl::StatusOr<std::optional<DeliveryRecord>> FindDelivery(
+      const std::string& key) override {
+    if (!status.ok()) return status;
+    return JournalWrapper::FindDelivery(key);
+  }
+  absl::Status AcceptDelivery(const DeliveryRecord& d,
+                              const hoist::v1::Rollout& r) override {
+    if (!status.ok()) return status;
+    return JournalWrapper::AcceptDelivery(d, r);
+  }
+  absl::Status status;
+};
+
+int64_t UnavailableCount(MetricsRegistry& metrics) {
+  const std::string text = metrics.Render();
+  const std::string key = "\nhoist_journal_unavailable_total ";
+  const size_t at = text.find(key);
+  return at == std::string::npos ? -1
+                                 : std::atoll(text.c_str() + at + key.size());
+}
+
+TEST(MeteredJournalTest,
+     CountsUnavailableCallsAndNotDeliveriesAcceptedElsewhere) {
+  TempJournal journal;
+  AnsweringJournal answering(journal.get());
+  MetricsRegistry metrics;
+  MeteredJournal metered(&answering, &metrics);
+  EXPECT_EQ(UnavailableCount(metrics), 0);  // exported from the start
+  hoist::v1::Rollout r;
+  r.set_id("r-1");
+  r.set_service("app");
+  DeliveryRecord d{"k", "r-1", "app", absl::FromUnixSeconds(1), ""};
+
+  answering.status = absl::UnavailableError("etcd: no quorum");
+  EXPECT_FALSE(metered.FindDelivery("k").ok());
+  EXPECT_FALSE(metered.AcceptDelivery(d, r).ok());
+  EXPECT_EQ(UnavailableCount(metrics), 2);
+  EXPECT_EQ(FailureCount(metrics, "accept_delivery"), 1);
+
+  // Another receiver accepted it: neither unavailable nor a failed write.
+  answering.status = absl::AlreadyExistsError("accepted elsewhere");
+  EXPECT_TRUE(absl::IsAlreadyExists(metered.AcceptDelivery(d, r)));
+  answering.status = absl::InternalError("disk I/O error");
+  EXPECT_FALSE(metered.AcceptDelivery(d, r).ok());
+  EXPECT_EQ(UnavailableCount(metrics), 2);
+  EXPECT_EQ(FailureCount(metrics, "accept_delivery"), 2);
+}
+
 TEST(MeteredJournalTest, ExportsEveryFailureSeriesFromTheStart) {
   TempJournal journal;
   MetricsRegistry metrics;
