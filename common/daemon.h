@@ -32,6 +32,9 @@ const char* HoistVersion();
 inline constexpr int kDaemonExitOk = 0;           // stopped, or nothing to run
 inline constexpr int kDaemonExitCannotStart = 1;  // TLS files, journal, port
 inline constexpr int kDaemonExitBadConfig = 2;    // bad command line or config
+// A receiver on etcd that lost its leadership (docs/design.md, "High
+// availability on etcd"): its supervisor starts it again, as a follower.
+inline constexpr int kDaemonExitLeadershipLost = 3;
 
 struct DaemonFlags {
   std::string config;         // --config FILE (required unless help/version)

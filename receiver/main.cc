@@ -1,8 +1,6 @@
 // hoist-receiver: takes registry webhooks and rolls deployments out to the
 // node agents; serves the Control API. See docs/design.md ("Daemons").
 
-#include <dirent.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -119,28 +117,20 @@ bool RestartOnlyChanged(const ReceiverConfig& running,
          next.etcd.prefix != running.etcd.prefix;
 }
 
-// The command line, for RestartAsFollower.
-char** g_argv = nullptr;
-
-// A leader that lost its leadership starts again as a follower, in place
-// (same pid, same arguments): nothing a leader runs (rollouts, agent
-// streams, convergence) is undone half-way, and a fresh process holds no
-// state of the leader's. Every descriptor is marked close-on-exec rather
-// than closed (other threads still use them until the exec), so that the
-// new image can bind the same ports.
-[[noreturn]] void RestartAsFollower() {
-  LogError("leadership lost: restarting as a follower");
-  if (DIR* d = opendir("/proc/self/fd")) {
-    while (dirent* e = readdir(d)) {
-      const int fd = std::atoi(e->d_name);
-      if (fd <= 2 || fd == dirfd(d)) continue;
-      const int flags = fcntl(fd, F_GETFD);
-      if (flags >= 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
-    }
-    closedir(d);
-  }
-  execv("/proc/self/exe", g_argv);
-  _exit(kDaemonExitCannotStart);  // exec failed: a supervisor restarts us
+// A leader that lost its leadership ends the process at once, with
+// kDaemonExitLeadershipLost, and its supervisor (systemd's Restart=) starts
+// it again as a follower: nothing a leader runs (rollouts, agent streams,
+// convergence) is undone half-way, nothing more reaches an agent, and the
+// new process holds no state of the leader's. _exit ends every thread at
+// once; restarting in place with exec instead raced with threads being
+// created and aborted the process now and then.
+[[noreturn]] void ExitAsDeposedLeader() {
+  LogError(
+      "leadership lost: exiting so that the supervisor restarts this "
+      "receiver as a follower",
+      {{"exit_code", absl::StrCat(kDaemonExitLeadershipLost)}});
+  std::cerr << std::flush;
+  _exit(kDaemonExitLeadershipLost);
 }
 
 // The running receiver: its parts, started in order by Start(), reloaded by
@@ -524,7 +514,7 @@ bool Receiver::StartLeaderRole() {
   options.name = ElectionName(control_server_->port());
   options.lease_seconds = config_->etcd.lease_seconds;
   options.start_leading = [this] { return StartLeading(); };
-  options.on_lost = [] { RestartAsFollower(); };
+  options.on_lost = [] { ExitAsDeposedLeader(); };
   absl::StatusOr<std::unique_ptr<LeaderRole>> role =
       LeaderRole::Start(std::move(options));
   if (!role.ok()) {
@@ -669,6 +659,5 @@ DaemonSpec<ReceiverConfig> ReceiverDaemon() {
 }  // namespace hoist::receiver
 
 int main(int argc, char** argv) {
-  hoist::receiver::g_argv = argv;
   return hoist::DaemonMain(hoist::receiver::ReceiverDaemon(), argc, argv);
 }

@@ -202,8 +202,6 @@ class Fleet {
   }
 
   int webhook_port() const { return webhook_port_; }
-  // Post() goes to `port` from now on (a receiver that restarted in place).
-  void SetWebhookPort(int port) { webhook_port_ = port; }
   // The dashboard's port (FleetOptions::dashboard_tokens), 0 without one.
   int dashboard_port() const { return dashboard_port_; }
   const std::string& dir() const { return dir_; }

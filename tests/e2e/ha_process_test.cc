@@ -7,23 +7,24 @@
 //     within lease_seconds + 2 s, resumes the rollout with the same deploy
 //     ids, and every host ends on the new image;
 //   - the leader is SIGSTOPped past its lease: the other leads; resumed, it
-//     restarts in place as a follower and takes webhooks again;
+//     exits (3); started again it follows and takes webhooks;
 //   - Control Deploy on a follower is run by the leader; Cancel there is
 //     refused (UNAVAILABLE, "not the leader");
 //   - one etcd member killed changes nothing; two killed: webhooks get 503
 //     and nothing is promised; members back: the same delivery is accepted
 //     and run.
+#include <sys/wait.h>
+
 #include <algorithm>
 #include <csignal>
-#include <cstdlib>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
+#include "common/daemon.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/e2e_util.h"
 #include "tests/harness/etcd_cluster.h"
@@ -151,21 +152,6 @@ TEST(HaProcessTest, FollowerTakesWebhooksAndTakesOverFromAKilledLeader) {
   for (size_t h = 0; h < 2; ++h) EXPECT_EQ(Fleet::Serves(h), "hoist-test v2");
 }
 
-// The port of the last "webhook listening on HOST:PORT" line of `receiver`,
-// and how many such lines it logged.
-std::pair<int, int> LastWebhookPort(Process* receiver) {
-  int port = 0;
-  int lines = 0;
-  const std::string key = "webhook listening on ";
-  for (absl::string_view line : absl::StrSplit(receiver->Log(), '\n')) {
-    const size_t at = line.find(key);
-    if (at == absl::string_view::npos) continue;
-    ++lines;
-    port = std::atoi(std::string(line.substr(line.rfind(':') + 1)).c_str());
-  }
-  return {port, lines};
-}
-
 TEST(HaProcessTest, APausedLeaderStepsDownAndComesBackAsAFollower) {
   absl::StatusOr<std::unique_ptr<EtcdCluster>> cluster = EtcdCluster::Start(3);
   ASSERT_TRUE(cluster.ok()) << cluster.status();
@@ -187,28 +173,28 @@ TEST(HaProcessTest, APausedLeaderStepsDownAndComesBackAsAFollower) {
                       absl::Seconds(kLeaseSeconds + 10)));
   std::cout << "ha: leader paused -> the other leads after "
             << absl::FormatDuration(absl::Now() - stopped) << "\n";
-  // Resumed, it finds its leadership lapsed and starts again as a follower
-  // (same process, ports bound again).
+  // Resumed, it finds its leadership lapsed and exits at once (3), for its
+  // supervisor to start it again as a follower.
   paused->Signal(SIGCONT);
-  ASSERT_TRUE(WaitFor([&] { return LastWebhookPort(paused).second == 2; },
-                      absl::Seconds(30)))
-      << paused->Log();
-  EXPECT_TRUE(absl::StrContains(paused->Log(),
-                                "leadership lost: restarting as a follower"));
-  EXPECT_FALSE(paused->Wait(absl::ZeroDuration()).has_value());  // running
+  const std::optional<int> status = paused->Wait(absl::Seconds(30));
+  ASSERT_TRUE(status.has_value()) << paused->Log();
+  ASSERT_TRUE(WIFEXITED(*status)) << *status;
+  EXPECT_EQ(WEXITSTATUS(*status), kDaemonExitLeadershipLost);
+  EXPECT_TRUE(absl::StrContains(paused->Log(), "leadership lost: exiting"));
 
-  // It takes webhooks again; the new leader runs them.
+  // Started again (as systemd's Restart= would), it follows, takes
+  // webhooks, and the new leader runs them.
+  const int restarted = fleet.StartReplica();
   fleet.Target(follower);
   ASSERT_TRUE(fleet.AwaitAgents());
-  fleet.Target(leader);
-  fleet.SetWebhookPort(LastWebhookPort(paused).first);
+  fleet.Target(restarted);
   auto answer = fleet.Post(Fleet::PromotedEvent("v1", "v1"));
   ASSERT_EQ(answer.first, 202) << answer.second;
   const std::string id = Fleet::RolloutId(answer.second);
   fleet.Target(follower);
   EXPECT_EQ(fleet.AwaitFinal(id).state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
   EXPECT_TRUE(Logged(fleet.receiver(follower), "rollout running", id));
-  EXPECT_FALSE(Logged(paused, "rollout running", id));
+  EXPECT_FALSE(Leads(fleet.receiver(restarted)));
   for (size_t h = 0; h < 2; ++h) EXPECT_EQ(Fleet::Serves(h), "hoist-test v1");
 }
 
