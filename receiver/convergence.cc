@@ -266,9 +266,10 @@ void ConvergenceEngine::Track(const ServiceConfig& service,
                               const HostObservation& seen,
                               const AgentState* agent, absl::Time now) {
   if (!track.expected_deploy.empty() && agent != nullptr) {
-    auto c = agent->containers.find(service.container.name());
-    const bool echoed = c != agent->containers.end() &&
-                        c->second.last_deploy_id() == track.expected_deploy;
+    // Reported at any time, even if the container is gone again since.
+    auto d = agent->reported_deploys.find(service.container.name());
+    const bool echoed = d != agent->reported_deploys.end() &&
+                        d->second == track.expected_deploy;
     if (echoed || now >= track.expected_until) track.expected_deploy.clear();
   }
   if (seen.convergence == hoist::v1::CONVERGENCE_IN_SYNC &&

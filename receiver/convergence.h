@@ -18,7 +18,9 @@
 //    operator calls Converge. Attempts reset when the host is IN_SYNC.
 //  - After a rollout ends, a host it deployed is not treated as drifted
 //    until its agent's stream has reported that deploy (the stream may lag
-//    the rollout's own events), for at most kDeployEchoWait.
+//    the rollout's own events), for at most kDeployEchoWait. A report that
+//    came before the rollout's end counts, even if the container is gone
+//    again since (AgentState::reported_deploys).
 //  - `report` and `off` compute the states and start nothing (`report` logs
 //    each new drift).
 //

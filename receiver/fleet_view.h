@@ -38,6 +38,11 @@ struct AgentState {
   std::string last_error;
   // The containers the agent reports, by container name.
   std::map<std::string, hoist::v1::ManagedContainer> containers;
+  // The last deploy id the stream reported for each container name, kept
+  // after the container is gone: convergence matches a finished rollout's
+  // deploys against it even when the container was removed before the
+  // rollout's end was evaluated.
+  std::map<std::string, std::string> reported_deploys;
 
   // Reachable for convergence: stream up, snapshot in, dockerd answering.
   bool Reachable() const { return connected && docker_reachable; }

@@ -53,6 +53,14 @@ AgentState& MutableState(std::shared_ptr<AgentState>& state) {
   return *state;
 }
 
+// One container the stream reported, and the deploy it names.
+void Record(AgentState& s, const hoist::v1::ManagedContainer& c) {
+  s.containers[c.name()] = c;
+  if (!c.last_deploy_id().empty()) {
+    s.reported_deploys[c.name()] = c.last_deploy_id();
+  }
+}
+
 }  // namespace
 
 std::map<std::string, std::vector<std::string>> ContainerNamesByAgent(
@@ -357,11 +365,11 @@ bool FleetWatcher::ApplyLocked(Watched& w,
   }
   // Outside a snapshot, `containers` is not expected; taken as changes.
   for (const hoist::v1::ManagedContainer& c : event.containers()) {
-    if (!c.name().empty()) s.containers[c.name()] = c;
+    if (!c.name().empty()) Record(s, c);
   }
   const bool change = event.has_changed() || !event.removed().empty();
   if (event.has_changed() && !event.changed().name().empty()) {
-    s.containers[event.changed().name()] = event.changed();
+    Record(s, event.changed());
   }
   if (!event.removed().empty()) s.containers.erase(event.removed());
   if (!event.snapshot()) {

@@ -189,6 +189,10 @@ class ScriptedFleet : public FleetView {
     a.docker_reachable = reachable;
     a.containers.clear();
     if (app) a.containers[app->name()] = *app;
+    // As FleetWatcher does: a reported deploy is remembered.
+    if (app && !app->last_deploy_id().empty()) {
+      a.reported_deploys[app->name()] = app->last_deploy_id();
+    }
   }
   std::vector<AgentState> Agents() const override {
     absl::MutexLock lock(&mu_);
@@ -500,6 +504,28 @@ TEST_F(ConvergenceEngineTest, AHostIsNotDriftedUntilItsStreamEchoesTheDeploy) {
   clock_.Advance(absl::Seconds(5));
   engine_->EvaluateNow();
   EXPECT_EQ(started_.size(), 2u);
+}
+
+// The stream reports a webhook rollout's deploy and then the container's
+// removal before the engine evaluates the rollout's end: the removal is
+// drift at once, not masked for kDeployEchoWait.
+TEST_F(ConvergenceEngineTest, ARemovalRightAfterTheDeployEchoedIsDrift) {
+  engine_->EvaluateNow();
+  hoist::v1::ManagedContainer deployed = App(Digest(1));
+  deployed.set_last_deploy_id("r9-web-2");
+  fleet_.Set("web-2", true, deployed);
+  fleet_.Set("web-2", true, std::nullopt);
+  Rollout r = MakeRollout("r9", Digest(1), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  hoist::v1::HostResult* h = r.add_hosts();
+  h->set_agent("web-2");
+  h->set_phase(hoist::v1::DEPLOY_PHASE_SUCCEEDED);
+  h->set_deploy_id("r9-web-2");
+  engine_->RolloutChanged(r);
+  engine_->EvaluateNow();
+  clock_.Advance(absl::Seconds(5));
+  engine_->EvaluateNow();
+  ASSERT_EQ(started_.size(), 1u) << "the removal was masked";
+  EXPECT_EQ(started_[0].agents, std::vector<std::string>{"web-2"});
 }
 
 TEST_F(ConvergenceEngineTest,

@@ -188,6 +188,24 @@ TEST_F(FleetWatcherTest, ChangedUpsertsRemovedErasesAndASnapshotReplaces) {
   EXPECT_EQ(pool_.status_calls(), 2);  // versions asked again
 }
 
+TEST_F(FleetWatcherTest, AReportedDeployIsRememberedAfterItsContainerIsGone) {
+  Start({Agent("web-1")});
+  Connect("web-1", 1, {});
+  hoist::v1::ContainersEvent deployed;
+  *deployed.mutable_changed() = Container("a");
+  deployed.mutable_changed()->set_last_deploy_id("r1-web-1");
+  pool_.SendWatchEvent("web-1", deployed);
+  hoist::v1::ContainersEvent removed;
+  removed.set_removed("a");
+  pool_.SendWatchEvent("web-1", removed);
+  pool_.SendWatchEvent("web-1", Snapshot({}));
+  AgentState s = *watcher_->Agent("web-1");
+  EXPECT_TRUE(s.containers.empty());
+  EXPECT_THAT(s.reported_deploys,
+              ElementsAre(std::pair<const std::string, std::string>(
+                  "a", "r1-web-1")));
+}
+
 TEST_F(FleetWatcherTest, SnapshotsAreSharedAndNeverChangeUnderTheirHolder) {
   Start({Agent("web-1")});
   Connect("web-1", 1, {Container("a")});
