@@ -201,9 +201,9 @@ TEST_F(FleetWatcherTest, AReportedDeployIsRememberedAfterItsContainerIsGone) {
   pool_.SendWatchEvent("web-1", Snapshot({}));
   AgentState s = *watcher_->Agent("web-1");
   EXPECT_TRUE(s.containers.empty());
-  EXPECT_THAT(s.reported_deploys,
-              ElementsAre(std::pair<const std::string, std::string>(
-                  "a", "r1-web-1")));
+  EXPECT_THAT(
+      s.reported_deploys,
+      ElementsAre(std::pair<const std::string, std::string>("a", "r1-web-1")));
 }
 
 TEST_F(FleetWatcherTest, SnapshotsAreSharedAndNeverChangeUnderTheirHolder) {
