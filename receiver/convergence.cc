@@ -128,8 +128,9 @@ void ConvergenceEngine::UpdateConfig(
   dirty_ = true;
 }
 
-void ConvergenceEngine::AgentChanged(const std::string& /*agent*/) {
+void ConvergenceEngine::AgentChanged(const std::string& agent) {
   absl::MutexLock lock(&wake_mu_);
+  changed_agents_.insert(agent);
   dirty_ = true;
 }
 
@@ -171,9 +172,11 @@ void ConvergenceEngine::Loop() {
 void ConvergenceEngine::EvaluateNow() {
   absl::MutexLock eval(&eval_mu_);
   std::vector<Rollout> ended;
+  std::set<std::string> changed;
   {
     absl::MutexLock lock(&wake_mu_);
     ended.swap(ended_);
+    changed.swap(changed_agents_);
     dirty_ = false;
   }
   struct Launch {
@@ -185,11 +188,19 @@ void ConvergenceEngine::EvaluateNow() {
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = clock_->Now();
-    for (const Rollout& r : ended) RolloutEnded(r, now);
     const std::shared_ptr<const ReceiverConfig> config = config_;
+    CacheTargets(config);
+    for (const Rollout& r : ended) {
+      RolloutEnded(r, now);
+      for (const hoist::v1::HostResult& h : r.hosts())
+        changed.insert(h.agent());
+    }
+    const bool all = refresh_all_;
+    refresh_all_ = false;
     next_due_ = absl::InfiniteFuture();
     for (const ServiceConfig& service : config->services) {
-      std::vector<std::string> due = Refresh(service, *config, false, now);
+      std::vector<std::string> due = Refresh(
+          service, *config, all ? nullptr : &changed, /*force=*/false, now);
       if (service.converge != ConvergeMode::kAuto) continue;
       std::optional<DesiredState> desired = options_.desired->Get(service.name);
       if (!desired || desired->digest.empty() || desired->on_hold) continue;
@@ -216,40 +227,97 @@ void ConvergenceEngine::EvaluateNow() {
   }
 }
 
+void ConvergenceEngine::CacheTargets(
+    const std::shared_ptr<const ReceiverConfig>& config) {
+  if (targets_for_ == config) return;
+  targets_for_ = config;
+  targets_.clear();
+  drifted_.clear();  // positions of the old config's targets
+  for (const ServiceConfig& service : config->services) {
+    Targets& t = targets_[service.name];
+    t.agents = ResolveTargets(*config, service);
+    for (size_t i = 0; i < t.agents.size(); ++i) t.index[t.agents[i]->name] = i;
+    gauges_stale_.insert(service.name);
+  }
+  refresh_all_ = true;
+}
+
+const ConvergenceEngine::Targets& ConvergenceEngine::TargetsOf(
+    const ReceiverConfig& config, const std::string& service) {
+  // Callers hold `config` as config_ (or a copy of it).
+  if (targets_for_.get() != &config) CacheTargets(config_);
+  return targets_[service];
+}
+
 std::vector<std::string> ConvergenceEngine::Refresh(
-    const ServiceConfig& service, const ReceiverConfig& config, bool force,
-    absl::Time now) {
+    const ServiceConfig& service, const ReceiverConfig& config,
+    const std::set<std::string>* changed, bool force, absl::Time now) {
   const std::optional<DesiredState> desired =
       options_.desired->Get(service.name);
-  ResetOnNewDigest(service, config, desired);
+  const Targets& targets = TargetsOf(config, service.name);
+  if (ResetOnNewDigest(service, config, desired)) changed = nullptr;
+  if (changed == nullptr) {
+    for (size_t i = 0; i < targets.agents.size(); ++i) {
+      RefreshHost(service, targets, i, desired, now);
+    }
+  } else {
+    for (const std::string& agent : *changed) {
+      auto it = targets.index.find(agent);
+      if (it != targets.index.end()) {
+        RefreshHost(service, targets, it->second, desired, now);
+      }
+    }
+    // Their delays, backoffs and echo waits run out with no change.
+    const std::set<size_t> drifted = drifted_[service.name];
+    for (size_t i : drifted) {
+      if (changed->count(targets.agents[i]->name) > 0) continue;  // just read
+      RefreshHost(service, targets, i, desired, now);
+    }
+  }
   std::vector<std::string> due;
-  for (const AgentEntry* agent : ResolveTargets(config, service)) {
-    const std::shared_ptr<const AgentState> state =
-        options_.fleet->AgentSnapshot(agent->name);
-    HostTrack& track = hosts_[Key(service.name, agent->name)];
-    const HostObservation seen =
-        Observe(state.get(), service.container.name(), desired);
-    Track(service, agent->name, track, seen, state.get(), now);
-    if (Due(track, config.converge_policy, force, now)) {
-      due.push_back(agent->name);
+  for (size_t i : drifted_[service.name]) {
+    const std::string& agent = targets.agents[i]->name;
+    if (Due(hosts_[Key(service.name, agent)], config.converge_policy, force,
+            now)) {
+      due.push_back(agent);
     }
   }
   return due;
 }
 
-void ConvergenceEngine::ResetOnNewDigest(
+void ConvergenceEngine::RefreshHost(const ServiceConfig& service,
+                                    const Targets& targets, size_t position,
+                                    const std::optional<DesiredState>& desired,
+                                    absl::Time now) {
+  const std::string& agent = targets.agents[position]->name;
+  const std::shared_ptr<const AgentState> state =
+      options_.fleet->AgentSnapshot(agent);
+  HostTrack& track = hosts_[Key(service.name, agent)];
+  const HostObservation seen =
+      Observe(state.get(), service.container.name(), desired);
+  Track(service, agent, track, seen, state.get(), now);
+  std::set<size_t>& drifted = drifted_[service.name];
+  if (IsDrift(seen.convergence)) {
+    drifted.insert(position);
+  } else {
+    drifted.erase(position);
+  }
+}
+
+bool ConvergenceEngine::ResetOnNewDigest(
     const ServiceConfig& service, const ReceiverConfig& config,
     const std::optional<DesiredState>& desired) {
   const std::string digest = desired ? desired->digest : "";
   std::string& counted = attempts_digest_[service.name];
-  if (counted == digest) return;
+  if (counted == digest) return false;
   counted = digest;
   // GAVE_UP and attempts hold until the desired digest changes.
-  for (const AgentEntry* agent : ResolveTargets(config, service)) {
+  for (const AgentEntry* agent : TargetsOf(config, service.name).agents) {
     HostTrack& track = hosts_[Key(service.name, agent->name)];
     if (track.attempts.attempts == 0 && !track.attempts.gave_up) continue;
     ResetAttempts(service.name, agent->name, track);
   }
+  return true;
 }
 
 void ConvergenceEngine::ResetAttempts(const std::string& service,
@@ -303,11 +371,16 @@ void ConvergenceEngine::Track(const ServiceConfig& service,
   } else if (track.attempts.gave_up && IsDrift(seen.convergence)) {
     shown = hoist::v1::CONVERGENCE_GAVE_UP;
   }
-  if (shown != track.shown) {
-    track.shown = shown;
-    track.since = now;
-  }
+  SetShown(service.name, track, shown, now);
   track.seen = seen;
+}
+
+void ConvergenceEngine::SetShown(const std::string& service, HostTrack& track,
+                                 Convergence shown, absl::Time now) {
+  if (shown == track.shown) return;
+  track.shown = shown;
+  track.since = now;
+  gauges_stale_.insert(service);
 }
 
 bool ConvergenceEngine::Due(const HostTrack& track,
@@ -328,7 +401,11 @@ absl::Time ConvergenceEngine::NextDue(const ServiceConfig& service,
   absl::Time next = absl::InfiniteFuture();
   const absl::Duration delay =
       absl::Seconds(config.converge_policy.delay_seconds);
-  for (const AgentEntry* agent : ResolveTargets(config, service)) {
+  auto drifted = drifted_.find(service.name);
+  auto targets = targets_.find(service.name);
+  if (drifted == drifted_.end() || targets == targets_.end()) return next;
+  for (size_t i : drifted->second) {
+    const AgentEntry* agent = targets->second.agents[i];
     auto it = hosts_.find(Key(service.name, agent->name));
     if (it == hosts_.end()) continue;
     const HostTrack& track = it->second;
@@ -363,8 +440,7 @@ absl::StatusOr<Rollout> ConvergenceEngine::StartConverge(
   for (const std::string& agent : agents) {
     HostTrack& track = hosts_[Key(service, agent)];
     track.converging = r->id();
-    track.shown = hoist::v1::CONVERGENCE_CONVERGING;
-    track.since = now;
+    SetShown(service, track, hoist::v1::CONVERGENCE_CONVERGING, now);
   }
   LogInfo("converge rollout started", {{"service", service},
                                        {"rollout_id", r->id()},
@@ -431,7 +507,7 @@ void ConvergenceEngine::SaveAttempts(const ConvergeAttempts& attempts) {
 void ConvergenceEngine::Forget(const ReceiverConfig& config) {
   std::set<Key> targets;
   for (const ServiceConfig& service : config.services) {
-    for (const AgentEntry* agent : ResolveTargets(config, service)) {
+    for (const AgentEntry* agent : TargetsOf(config, service.name).agents) {
       targets.emplace(service.name, agent->name);
     }
   }
@@ -457,7 +533,7 @@ hoist::v1::Service ConvergenceEngine::Describe(const ServiceConfig& service,
           options_.active_rollout_of(service.name)) {
     out.set_current_rollout_id(*id);
   }
-  for (const AgentEntry* agent : ResolveTargets(config, service)) {
+  for (const AgentEntry* agent : TargetsOf(config, service.name).agents) {
     hoist::v1::ServiceHost* h = out.add_hosts();
     h->set_agent(agent->name);
     auto it = hosts_.find(Key(service.name, agent->name));
@@ -517,7 +593,8 @@ absl::StatusOr<Rollout> ConvergenceEngine::Converge(const std::string& name) {
           "service ", name,
           " has no desired digest yet; it converges after its first rollout"));
     }
-    due = Refresh(*service, *config, /*force=*/true, clock_->Now());
+    due = Refresh(*service, *config, /*changed=*/nullptr, /*force=*/true,
+                  clock_->Now());
     if (due.empty()) {
       return absl::FailedPreconditionError(
           absl::StrCat("nothing to converge: every reachable host of ", name,
@@ -535,8 +612,9 @@ absl::StatusOr<Rollout> ConvergenceEngine::Converge(const std::string& name) {
 
 void ConvergenceEngine::PublishGauges(const ReceiverConfig& config) {
   for (const ServiceConfig& service : config.services) {
+    if (gauges_stale_.erase(service.name) == 0) continue;
     std::map<Convergence, int> counts;
-    for (const AgentEntry* agent : ResolveTargets(config, service)) {
+    for (const AgentEntry* agent : TargetsOf(config, service.name).agents) {
       auto it = hosts_.find(Key(service.name, agent->name));
       if (it != hosts_.end()) ++counts[it->second.shown];
     }

@@ -24,6 +24,12 @@
 //  - `report` and `off` compute the states and start nothing (`report` logs
 //    each new drift).
 //
+// Evaluations are incremental: one looks again at the hosts whose agents
+// reported a change, the hosts of rollouts that ended and the drifted hosts
+// (whose delays and backoffs run out); every host of a service only when its
+// desired digest or the config changed. Its cost follows the changes, not
+// the fleet's size (docs/scaling.md, "100 drifted at once").
+//
 // Threads: one evaluation thread. The fleet's and the rollout manager's
 // callbacks only mark work and wake it; every public method is thread-safe.
 #ifndef HOIST_RECEIVER_CONVERGENCE_H_
@@ -131,8 +137,9 @@ class ConvergenceEngine : public ServiceStates {
   absl::StatusOr<hoist::v1::Rollout> Converge(
       const std::string& service) override;
 
-  // Evaluates every service once, now, on the caller's thread. For tests
-  // (with a FakeClock) and the evaluation thread.
+  // Evaluates now, on the caller's thread, what the feeds marked since the
+  // last evaluation (everything the first time and after UpdateConfig), as
+  // the evaluation thread does. For tests (with a FakeClock) and that thread.
   void EvaluateNow();
 
  private:
@@ -148,15 +155,36 @@ class ConvergenceEngine : public ServiceStates {
     absl::Time expected_until = absl::InfinitePast();
   };
   using Key = std::pair<std::string, std::string>;  // (service, agent)
+  // A service's target hosts under one config, in config order.
+  struct Targets {
+    std::vector<const AgentEntry*> agents;
+    std::map<std::string, size_t> index;  // agent name -> position
+  };
 
-  // Brings every host of `service` up to date and returns the drifted hosts
-  // due for a converge rollout (`force`: ignore delay, backoff, GAVE_UP).
-  std::vector<std::string> Refresh(const ServiceConfig& service,
-                                   const ReceiverConfig& config, bool force,
-                                   absl::Time now)
+  // The targets of every service of `config` (ResolveTargets, computed once
+  // per config). A new config also drops the drifted sets and marks every
+  // host for the next evaluation.
+  const Targets& TargetsOf(const ReceiverConfig& config,
+                           const std::string& service)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CacheTargets(const std::shared_ptr<const ReceiverConfig>& config)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Brings the hosts of `service` among `changed` (nullptr: every host) and
+  // its drifted hosts up to date and returns the drifted hosts due for a
+  // converge rollout, in config order (`force`: ignore delay, backoff,
+  // GAVE_UP).
+  std::vector<std::string> Refresh(const ServiceConfig& service,
+                                   const ReceiverConfig& config,
+                                   const std::set<std::string>* changed,
+                                   bool force, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Observes the host at `position` of `service`'s targets.
+  void RefreshHost(const ServiceConfig& service, const Targets& targets,
+                   size_t position, const std::optional<DesiredState>& desired,
+                   absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Attempts and GAVE_UP last until the service's desired digest changes.
-  void ResetOnNewDigest(const ServiceConfig& service,
+  // True when it changed (every host's observation changes with it).
+  bool ResetOnNewDigest(const ServiceConfig& service,
                         const ReceiverConfig& config,
                         const std::optional<DesiredState>& desired)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -185,7 +213,11 @@ class ConvergenceEngine : public ServiceStates {
   hoist::v1::Service Describe(const ServiceConfig& service,
                               const ReceiverConfig& config)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The hosts gauge of each service whose hosts' states changed.
   void PublishGauges(const ReceiverConfig& config)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetShown(const std::string& service, HostTrack& track,
+                hoist::v1::Convergence shown, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // When the next drifted host of `service` falls due after `now`
   // (InfiniteFuture: none). Only services that may converge ask: a thread
@@ -203,12 +235,23 @@ class ConvergenceEngine : public ServiceStates {
   absl::Mutex mu_;
   std::shared_ptr<const ReceiverConfig> config_ ABSL_GUARDED_BY(mu_);
   std::map<Key, HostTrack> hosts_ ABSL_GUARDED_BY(mu_);
+  // TargetsOf's cache, for `targets_for_`.
+  std::shared_ptr<const ReceiverConfig> targets_for_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Targets> targets_ ABSL_GUARDED_BY(mu_);
+  // Per service, the target positions whose host is MISSING, STOPPED or
+  // OTHER_DIGEST as last observed: the hosts that may fall due.
+  std::map<std::string, std::set<size_t>> drifted_ ABSL_GUARDED_BY(mu_);
+  // Services whose hosts gauge is stale.
+  std::set<std::string> gauges_stale_ ABSL_GUARDED_BY(mu_);
+  // The next evaluation looks at every host (a new config was cached).
+  bool refresh_all_ ABSL_GUARDED_BY(mu_) = true;
   // Desired digest each service's attempts were counted against.
   std::map<std::string, std::string> attempts_digest_ ABSL_GUARDED_BY(mu_);
   // The feeds' side: callbacks only take wake_mu_, never mu_ (which an
   // evaluation holds across journal writes).
   absl::Mutex wake_mu_;
   std::vector<hoist::v1::Rollout> ended_ ABSL_GUARDED_BY(wake_mu_);
+  std::set<std::string> changed_agents_ ABSL_GUARDED_BY(wake_mu_);
   bool dirty_ ABSL_GUARDED_BY(wake_mu_) = true;
   // When the evaluation thread must look again without being woken (set by
   // each evaluation).

@@ -6,11 +6,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -177,11 +179,18 @@ TEST_F(DesiredStatesTest, AServiceRemovedFromTheConfigIsForgotten) {
 // ---------------------------------------------------------------------------
 // ConvergenceEngine
 
-// A fleet whose agents the test scripts.
+// A fleet whose agents the test scripts. Each Set is reported to
+// `on_change`, as FleetWatcher reports its agents' changes.
 class ScriptedFleet : public FleetView {
  public:
   void Set(const std::string& agent, bool reachable,
            std::optional<hoist::v1::ManagedContainer> app) {
+    SetQuietly(agent, reachable, std::move(app));
+    if (on_change) on_change(agent);
+  }
+  // A change the engine is not told about.
+  void SetQuietly(const std::string& agent, bool reachable,
+                  std::optional<hoist::v1::ManagedContainer> app) {
     absl::MutexLock lock(&mu_);
     AgentState& a = agents_[agent];
     a.name = agent;
@@ -202,13 +211,23 @@ class ScriptedFleet : public FleetView {
   }
   std::optional<AgentState> Agent(const std::string& name) const override {
     absl::MutexLock lock(&mu_);
+    ++reads_;
     auto it = agents_.find(name);
     if (it == agents_.end()) return std::nullopt;
     return it->second;
   }
 
+  // Agent() calls since the last call of this.
+  int TakeReads() {
+    absl::MutexLock lock(&mu_);
+    return std::exchange(reads_, 0);
+  }
+
+  std::function<void(const std::string& agent)> on_change;
+
  private:
   mutable absl::Mutex mu_;
+  mutable int reads_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, AgentState> agents_;
 };
 
@@ -272,6 +291,9 @@ class ConvergenceEngineTest : public ::testing::Test {
       notified_.push_back(absl::StrCat(event, " ", service, " ", agent));
     };
     engine_ = std::make_unique<ConvergenceEngine>(o, config_);
+    fleet_.on_change = [this](const std::string& agent) {
+      engine_->AgentChanged(agent);
+    };
     ASSERT_TRUE(engine_->Load().ok());
   }
 
@@ -591,6 +613,36 @@ TEST_F(ConvergenceEngineTest, TheEngineThreadActsOnFleetChanges) {
   started_mu_.Lock();
   ASSERT_TRUE(ok) << "no converge rollout within 10 s";
   EXPECT_EQ(started_[0].agents, std::vector<std::string>{"web-3"});
+}
+
+// An evaluation reads the hosts whose agents changed and the drifted ones,
+// not the whole fleet; a new desired digest reads every host.
+TEST_F(ConvergenceEngineTest, AnEvaluationReadsOnlyChangedAndDriftedHosts) {
+  engine_->EvaluateNow();
+  EXPECT_EQ(fleet_.TakeReads(), 3);  // the first one reads every host
+  engine_->EvaluateNow();
+  EXPECT_EQ(fleet_.TakeReads(), 0);
+  fleet_.Set("web-2", true, std::nullopt);
+  engine_->EvaluateNow();
+  EXPECT_EQ(fleet_.TakeReads(), 1);
+  EXPECT_EQ(StateOf("web-2"), hoist::v1::CONVERGENCE_MISSING);
+  // web-2 drifted: read again while its delay runs, with no change.
+  engine_->EvaluateNow();
+  EXPECT_EQ(fleet_.TakeReads(), 1);
+  fleet_.SetQuietly("web-3", true, App(Digest(1), "exited"));
+  engine_->EvaluateNow();
+  EXPECT_EQ(StateOf("web-3"), hoist::v1::CONVERGENCE_IN_SYNC)
+      << "read without a change";
+  fleet_.TakeReads();
+  ASSERT_TRUE(desired_
+                  .RolloutRunning(MakeRollout("r2", Digest(2),
+                                              hoist::v1::ROLLOUT_STATE_PENDING),
+                                  clock_.Now())
+                  .ok());
+  engine_->EvaluateNow();
+  EXPECT_EQ(fleet_.TakeReads(), 3);
+  EXPECT_EQ(StateOf("web-1"), hoist::v1::CONVERGENCE_OTHER_DIGEST);
+  EXPECT_EQ(StateOf("web-3"), hoist::v1::CONVERGENCE_STOPPED);
 }
 
 TEST_F(ConvergenceEngineTest, ServiceHostsGaugeCountsEachState) {
