@@ -590,6 +590,49 @@ absl::StatusOr<int64_t> EtcdJournal::DuplicateCount(
   return count;
 }
 
+// ---------------------------------------------------------------- fleet
+
+absl::Status EtcdJournal::WriteFleet(const std::vector<FleetEntry>& entries) {
+  constexpr size_t kOpsPerTxn = 100;  // under etcd's --max-txn-ops (128)
+  for (size_t first = 0; first < entries.size(); first += kOpsPerTxn) {
+    const size_t last = std::min(entries.size(), first + kOpsPerTxn);
+    HOIST_RETURN_IF_ERROR(RunWrite([&]() -> absl::StatusOr<Write> {
+      Write write;
+      for (size_t i = first; i < last; ++i) {
+        const FleetEntry& e = entries[i];
+        const std::string key = Key("fleet", {e.kind, e.name});
+        write.ops.push_back(e.remove ? EtcdOp::Delete(key)
+                                     : EtcdOp::Put(key, e.value));
+      }
+      return write;
+    }));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<EtcdJournal::FleetEntry>> EtcdJournal::ReadFleet(
+    const std::string& kind) {
+  const std::string base = Key("fleet", {kind}) + "/";
+  HOIST_ASSIGN_OR_RETURN(KeyValues kvs, GetUnder(base));
+  std::vector<FleetEntry> out;
+  out.reserve(kvs.size());
+  for (EtcdKeyValue& kv : kvs) {
+    out.push_back(FleetEntry{kind, Unescape(kv.key.substr(base.size())),
+                             std::move(kv.value)});
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> EtcdJournal::ReadFleetEntry(
+    const std::string& kind, const std::string& name) {
+  HOIST_ASSIGN_OR_RETURN(KeyValues kvs,
+                         client_->Get(Key("fleet", {kind, name})));
+  if (kvs.empty()) {
+    return absl::NotFoundError(absl::StrCat("no published ", kind, " ", name));
+  }
+  return std::move(kvs.front().value);
+}
+
 // ------------------------------------------------------------- rollouts
 
 absl::StatusOr<KeyValues> EtcdJournal::GetUnder(const std::string& base) {

@@ -32,6 +32,8 @@
 //   <prefix>attempts/<service>/<agent>    {attempts, next_attempt, gave_up, last_error}
 //   <prefix>outbox/<id>                   {sink, event, service, created, agent,
 //                                          detail, attempts, next_attempt, rollout}
+//   <prefix>fleet/agents/<name>           binary hoist.v1.AgentInfo   } the leader's
+//   <prefix>fleet/services/<name>         binary hoist.v1.Service     } fleet view
 // clang-format on
 //
 // <unique> is random hex from this journal plus a counter; the write that
@@ -164,6 +166,24 @@ class EtcdJournal : public Journal {
   // Number of duplicate deliveries counted for `dedupe_key` (0 when
   // unknown), after writing the counts held in memory.
   absl::StatusOr<int64_t> DuplicateCount(const std::string& dedupe_key);
+
+  // The fleet view the leader publishes for followers (FleetPublisher):
+  // values under <prefix>fleet/<kind>/<name>. `kind` is "agents" or
+  // "services".
+  struct FleetEntry {
+    std::string kind;
+    std::string name;
+    std::string value;  // written when `remove` is false
+    bool remove = false;
+  };
+  // Writes `entries`, fenced like every write, in Txns of up to 100 ops
+  // (an error may leave the earlier Txns applied).
+  absl::Status WriteFleet(const std::vector<FleetEntry>& entries);
+  // Every entry of `kind`, sorted by name.
+  absl::StatusOr<std::vector<FleetEntry>> ReadFleet(const std::string& kind);
+  // One entry; NOT_FOUND when absent.
+  absl::StatusOr<std::string> ReadFleetEntry(const std::string& kind,
+                                             const std::string& name);
 
   // The key of `what` + escaped `parts` joined by '/', under the prefix
   // (for tests and tools: Key("rollouts", {"r-1"})).

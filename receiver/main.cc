@@ -26,6 +26,7 @@
 #include "receiver/dashboard_server.h"
 #include "receiver/desired_state.h"
 #include "receiver/etcd_client_grpc.h"
+#include "receiver/fleet_publication.h"
 #include "receiver/fleet_watcher.h"
 #include "receiver/journal_etcd.h"
 #include "receiver/journal_sqlite.h"
@@ -147,8 +148,9 @@ class Receiver {
   bool Start() {
     return LoadTls() && OpenJournal() && StartNotifications() &&
            StartRollouts() && StartFleet() && StartConvergence() &&
-           StartControlServer() && StartWebhookServer() &&
-           StartMetricsServer() && StartDashboard() && StartLeaderRole();
+           StartFleetPublication() && StartControlServer() &&
+           StartWebhookServer() && StartMetricsServer() && StartDashboard() &&
+           StartLeaderRole();
   }
 
   // A receiver that could not start every part: the fleet's and the
@@ -169,6 +171,7 @@ class Receiver {
     dashboard_.reset();  // its handlers call the parts below
     webhook_->Stop();
     control_server_->Shutdown();
+    if (publisher_) publisher_->Stop();
     fleet_->Stop();
     convergence_->Stop();
     manager_->Stop();
@@ -197,6 +200,9 @@ class Receiver {
   bool StartFleet();
   // Desired state against the fleet (ConvergenceEngine).
   bool StartConvergence();
+  // With etcd: the fleet view of a follower (from etcd) or of the leader
+  // (published to etcd once leading).
+  bool StartFleetPublication();
   bool StartControlServer();
   bool StartWebhookServer();
   bool StartMetricsServer();
@@ -230,9 +236,27 @@ class Receiver {
   std::unique_ptr<RolloutManager> manager_;
   // The manager's on_state_change target once convergence runs.
   std::atomic<ConvergenceEngine*> convergence_feed_{nullptr};
+  // The fleet's and the manager's change feed into the leader's
+  // publication, once leading.
+  std::atomic<FleetPublisher*> publisher_feed_{nullptr};
   // What each agent runs, from its WatchContainers stream.
   std::unique_ptr<FleetWatcher> fleet_;
   std::unique_ptr<ConvergenceEngine> convergence_;
+  // With etcd: what Control and the dashboard show of the fleet (ByRole),
+  // and the leader's publication of it for followers.
+  std::unique_ptr<PublishedFleet> published_fleet_;
+  std::unique_ptr<ByRole> by_role_;
+  std::unique_ptr<FleetPublisher> publisher_;
+  std::atomic<bool> leading_{false};
+  // The fleet view that Control and the dashboard show.
+  const FleetView* shown_fleet() const {
+    return by_role_ ? static_cast<const FleetView*>(by_role_.get())
+                    : fleet_.get();
+  }
+  ServiceStates* shown_services() const {
+    return by_role_ ? static_cast<ServiceStates*>(by_role_.get())
+                    : convergence_.get();
+  }
   std::unique_ptr<ControlService> control_;
   std::unique_ptr<ControlServer> control_server_;
   std::unique_ptr<WebhookServer> webhook_;
@@ -329,6 +353,7 @@ bool Receiver::StartRollouts() {
     if (ConvergenceEngine* c = convergence_feed_.load()) {
       c->RolloutChanged(rollout);
     }
+    if (FleetPublisher* p = publisher_feed_.load()) p->Changed();
   };
   NotificationSender* notifications = notifications_.get();
   options.outbox_rows = [notifications](const hoist::v1::Rollout& rollout,
@@ -384,8 +409,10 @@ bool Receiver::StartConvergence() {
   };
   convergence_ = std::make_unique<ConvergenceEngine>(options, config_);
   ConvergenceEngine* engine = convergence_.get();
-  fleet_->SetAgentChangedCallback(
-      [engine](const std::string& agent) { engine->AgentChanged(agent); });
+  fleet_->SetAgentChangedCallback([this, engine](const std::string& agent) {
+    engine->AgentChanged(agent);
+    if (FleetPublisher* p = publisher_feed_.load()) p->Changed();
+  });
   convergence_feed_.store(engine);
   if (ha()) return true;  // loaded and started once leading
   if (absl::Status s = convergence_->Load(); !s.ok()) {
@@ -397,10 +424,25 @@ bool Receiver::StartConvergence() {
   return true;
 }
 
+bool Receiver::StartFleetPublication() {
+  if (!ha()) return true;
+  published_fleet_ = std::make_unique<PublishedFleet>(
+      etcd_journal_, [this] { return std::atomic_load(&config_); });
+  by_role_ =
+      std::make_unique<ByRole>([this] { return leading_.load(); }, fleet_.get(),
+                               convergence_.get(), published_fleet_.get());
+  FleetPublisherOptions options;
+  options.journal = etcd_journal_;
+  options.fleet = fleet_.get();
+  options.services = convergence_.get();
+  publisher_ = std::make_unique<FleetPublisher>(options);
+  return true;
+}
+
 bool Receiver::StartControlServer() {
   control_ =
-      std::make_unique<ControlService>(manager_.get(), fleet_.get(), config_);
-  control_->SetServiceStates(convergence_.get());
+      std::make_unique<ControlService>(manager_.get(), shown_fleet(), config_);
+  control_->SetServiceStates(shown_services());
   control_->SetNotificationTester(notifications_.get());
   absl::StatusOr<std::unique_ptr<ControlServer>> server =
       ControlServer::Start(config_->control_listen, tls_, control_.get());
@@ -480,8 +522,8 @@ bool Receiver::StartDashboard() {
   options.tls_key = config.tls_key;
   options.auth = dashboard_auth_.get();
   options.rollouts = manager_.get();
-  options.services = convergence_.get();
-  options.fleet = fleet_.get();
+  options.services = shown_services();
+  options.fleet = shown_fleet();
   dashboard_tls_pem_ = DashboardTlsPem(config);
   absl::StatusOr<std::unique_ptr<DashboardServer>> server =
       DashboardServer::Start(std::move(options));
@@ -536,7 +578,12 @@ absl::Status Receiver::StartLeading() {
   convergence_->Start();
   fleet_->Update(config->agents, ContainerNamesByAgent(*config));
   notifications_->Start();
-  LogInfo("leading: agent streams, convergence and notifications started");
+  leading_ = true;
+  publisher_feed_.store(publisher_.get());
+  publisher_->Start();
+  LogInfo(
+      "leading: agent streams, convergence, notifications and the fleet "
+      "view's publication started");
   return absl::OkStatus();
 }
 
