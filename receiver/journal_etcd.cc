@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <limits>
+#include <memory>
+#include <mutex>
 #include <random>
 #include <set>
 #include <tuple>
@@ -333,6 +335,44 @@ std::unique_ptr<EtcdWatch> EtcdJournal::WatchNewRollouts(
         }
       },
       std::move(on_done));
+}
+
+namespace {
+
+// Two watches as one: Cancel ends both.
+class WatchPair : public EtcdWatch {
+ public:
+  WatchPair(std::unique_ptr<EtcdWatch> a, std::unique_ptr<EtcdWatch> b)
+      : a_(std::move(a)), b_(std::move(b)) {}
+  ~WatchPair() override { Cancel(); }
+  void Cancel() override {
+    a_->Cancel();
+    b_->Cancel();
+  }
+
+ private:
+  std::unique_ptr<EtcdWatch> a_;
+  std::unique_ptr<EtcdWatch> b_;
+};
+
+}  // namespace
+
+std::unique_ptr<EtcdWatch> EtcdJournal::WatchRollout(
+    const std::string& id, std::function<void()> on_change,
+    EtcdDoneCallback on_done) {
+  auto events = [on_change = std::move(on_change)](
+                    const std::vector<EtcdWatchEvent>& /*events*/,
+                    int64_t /*revision*/) { on_change(); };
+  auto done_once = std::make_shared<std::once_flag>();
+  auto done = [done_once, on_done = std::move(on_done)](absl::Status s) {
+    std::call_once(*done_once, [&] { on_done(std::move(s)); });
+  };
+  const std::string results = Key("host_results", {id}) + "/";
+  std::unique_ptr<EtcdWatch> record =
+      client_->Watch(Key("rollouts", {id}), "", 0, events, done);
+  std::unique_ptr<EtcdWatch> hosts =
+      client_->Watch(results, EtcdPrefixEnd(results), 0, events, done);
+  return std::make_unique<WatchPair>(std::move(record), std::move(hosts));
 }
 
 std::string EtcdJournal::UniqueId() {

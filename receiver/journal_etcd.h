@@ -120,6 +120,14 @@ class EtcdJournal : public Journal {
   std::unique_ptr<EtcdWatch> WatchNewRollouts(
       std::function<void(const std::string& id)> on_new,
       EtcdDoneCallback on_done);
+  // Calls on_change after each later write to rollout `id` (its record or
+  // its host results), by any receiver. For followers' WatchRollout
+  // (RolloutFollow), which read the rollout again. Callbacks as for
+  // WatchNewRollouts; on_done runs once, when the first of the two watches
+  // behind it ends.
+  std::unique_ptr<EtcdWatch> WatchRollout(const std::string& id,
+                                          std::function<void()> on_change,
+                                          EtcdDoneCallback on_done);
 
   absl::StatusOr<std::optional<DeliveryRecord>> FindDelivery(
       const std::string& dedupe_key) override;

@@ -34,6 +34,7 @@
 #include "receiver/metered_journal.h"
 #include "receiver/notification_sender.h"
 #include "receiver/notifier_curl.h"
+#include "receiver/rollout_follow.h"
 #include "receiver/rollout_manager.h"
 #include "receiver/webhook_server.h"
 
@@ -200,8 +201,8 @@ class Receiver {
   bool StartFleet();
   // Desired state against the fleet (ConvergenceEngine).
   bool StartConvergence();
-  // With etcd: the fleet view of a follower (from etcd) or of the leader
-  // (published to etcd once leading).
+  // With etcd: what a follower shows of the fleet and of rollouts (read
+  // from etcd), and the leader's publication of its fleet view.
   bool StartFleetPublication();
   bool StartControlServer();
   bool StartWebhookServer();
@@ -246,12 +247,18 @@ class Receiver {
   // and the leader's publication of it for followers.
   std::unique_ptr<PublishedFleet> published_fleet_;
   std::unique_ptr<ByRole> by_role_;
+  std::unique_ptr<FollowingRollouts> following_rollouts_;
   std::unique_ptr<FleetPublisher> publisher_;
   std::atomic<bool> leading_{false};
   // The fleet view that Control and the dashboard show.
   const FleetView* shown_fleet() const {
     return by_role_ ? static_cast<const FleetView*>(by_role_.get())
                     : fleet_.get();
+  }
+  RolloutController* shown_rollouts() const {
+    return following_rollouts_
+               ? static_cast<RolloutController*>(following_rollouts_.get())
+               : manager_.get();
   }
   ServiceStates* shown_services() const {
     return by_role_ ? static_cast<ServiceStates*>(by_role_.get())
@@ -431,6 +438,8 @@ bool Receiver::StartFleetPublication() {
   by_role_ =
       std::make_unique<ByRole>([this] { return leading_.load(); }, fleet_.get(),
                                convergence_.get(), published_fleet_.get());
+  following_rollouts_ = std::make_unique<FollowingRollouts>(
+      manager_.get(), etcd_journal_, [this] { return leading_.load(); });
   FleetPublisherOptions options;
   options.journal = etcd_journal_;
   options.fleet = fleet_.get();
@@ -440,8 +449,8 @@ bool Receiver::StartFleetPublication() {
 }
 
 bool Receiver::StartControlServer() {
-  control_ =
-      std::make_unique<ControlService>(manager_.get(), shown_fleet(), config_);
+  control_ = std::make_unique<ControlService>(shown_rollouts(), shown_fleet(),
+                                              config_);
   control_->SetServiceStates(shown_services());
   control_->SetNotificationTester(notifications_.get());
   absl::StatusOr<std::unique_ptr<ControlServer>> server =
@@ -521,7 +530,7 @@ bool Receiver::StartDashboard() {
   options.tls_cert = config.tls_cert;
   options.tls_key = config.tls_key;
   options.auth = dashboard_auth_.get();
-  options.rollouts = manager_.get();
+  options.rollouts = shown_rollouts();
   options.services = shown_services();
   options.fleet = shown_fleet();
   dashboard_tls_pem_ = DashboardTlsPem(config);

@@ -36,6 +36,7 @@ class RolloutSubscription {
 
  private:
   friend class RolloutManager;
+  friend class FollowingRollouts;  // a follower's WatchRollout
   // Queues `event` and calls notify. When the queue is full: with `current`
   // (the whole rollout after `event`), the queue is replaced by one event
   // carrying `current` and `event`'s host and message; without, the oldest
