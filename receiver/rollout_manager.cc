@@ -246,9 +246,28 @@ void RolloutManager::EnqueueLocked(const std::string& id,
   if (slot.current.empty()) {
     slot.current = id;
     ready_.push_back(id);
-  } else {
-    slot.waiting.push_back(id);
+    return;
   }
+  // Waiting rollouts stay oldest first by creation (as ListUnfinished gives
+  // them to Recover), not by when they were taken up: a leader takes its own
+  // rollouts up at once but another receiver's only when etcd's watch
+  // reports them (Adopt), which may be after a newer one of its own. Finish
+  // runs the newest, waiting.back(), and supersedes the rest.
+  auto created = [this](const std::string& r)
+                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+                       auto it = active_.find(r);
+                       return it == active_.end()
+                                  ? absl::InfinitePast()
+                                  : FromProto(it->second.created());
+                     };
+  const absl::Time mine = created(id);
+  // From the back: usually the newest comes last, and equals keep their order.
+  auto last_not_newer = std::find_if(slot.waiting.rbegin(), slot.waiting.rend(),
+                                     [&](const std::string& other)
+                                         ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+                                           return created(other) <= mine;
+                                         });
+  slot.waiting.insert(last_not_newer.base(), id);
 }
 
 absl::StatusOr<Rollout> RolloutManager::CreateRollout(

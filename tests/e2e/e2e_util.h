@@ -193,6 +193,8 @@ class Fleet {
   Process* receiver(int n) {
     return n == 0 ? receiver_.get() : replicas_.at(n - 1).process.get();
   }
+  // How many receivers were started: the first one and the replicas.
+  int receivers() const { return 1 + static_cast<int>(replicas_.size()); }
   // Makes receiver `n` the one Post, Control, Get and AwaitFinal talk to.
   void Target(int n) {
     const Replica& r = n == 0 ? first_ : replicas_.at(n - 1);
@@ -205,6 +207,11 @@ class Fleet {
   // The dashboard's port (FleetOptions::dashboard_tokens), 0 without one.
   int dashboard_port() const { return dashboard_port_; }
   const std::string& dir() const { return dir_; }
+  // The state_dir of harness host `i`'s agent (its deploy records are in
+  // deploys/ below it: nodeagent/deploy_history.h).
+  std::string agent_state_dir(size_t i) const {
+    return AgentStateDir(Harness().hosts.at(i));
+  }
 
   // Rewrites receiver.yaml from `options` and SIGHUPs the receiver; waits
   // for its "config reloaded" line.
@@ -234,17 +241,14 @@ class Fleet {
   }
 
   hoist::v1::Control::Stub* Control() {
-    if (!stub_) {
-      auto material = LoadTlsMaterial(
-          TlsFiles{Harness().Cert("ca.pem"), Harness().Cert("operator.pem"),
-                   Harness().Cert("operator-key.pem")});
-      EXPECT_TRUE(material.ok());
-      grpc::ChannelArguments args;
-      args.SetSslTargetNameOverride("localhost");
-      stub_ = hoist::v1::Control::NewStub(grpc::CreateCustomChannel(
-          control_address_, MutualTlsChannelCredentials(*material), args));
-    }
+    if (!stub_) stub_ = NewControlStub(control_address_);
     return stub_.get();
+  }
+  // A Control client of receiver `n` as an operator, kept however Target
+  // moves (for a stream that outlives a Target).
+  std::unique_ptr<hoist::v1::Control::Stub> ControlOf(int n) const {
+    return NewControlStub(n == 0 ? first_.control_address
+                                 : replicas_.at(n - 1).control_address);
   }
 
   // Waits until ListAgents reports `want` agents reachable.
@@ -351,6 +355,22 @@ class Fleet {
   }
 
  private:
+  static std::unique_ptr<hoist::v1::Control::Stub> NewControlStub(
+      const std::string& address) {
+    auto material = LoadTlsMaterial(
+        TlsFiles{Harness().Cert("ca.pem"), Harness().Cert("operator.pem"),
+                 Harness().Cert("operator-key.pem")});
+    EXPECT_TRUE(material.ok());
+    grpc::ChannelArguments args;
+    args.SetSslTargetNameOverride("localhost");
+    return hoist::v1::Control::NewStub(grpc::CreateCustomChannel(
+        address, MutualTlsChannelCredentials(*material), args));
+  }
+
+  std::string AgentStateDir(const hoist::testing::TestHost& host) const {
+    return absl::StrCat(dir_, "/agent-state-", host.name);
+  }
+
   std::string AgentConfig(const hoist::testing::TestHost& host) const {
     const auto& env = Harness();
     return absl::StrCat(
@@ -360,8 +380,8 @@ class Fleet {
         "authz: {deployers: [\"spiffe://hoist/receiver\"], viewers: "
         "[\"spiffe://hoist/operator\"]}\n",
         "docker: {endpoint: \"", host.docker_endpoint, "\"}\n", "state_dir: \"",
-        dir_, "/agent-state-", host.name, "\"\n",
-        "keep_images: ", options_.keep_images, "\n");
+        AgentStateDir(host), "\"\n", "keep_images: ", options_.keep_images,
+        "\n");
   }
 
   std::string ReceiverConfig() const {

@@ -2,8 +2,9 @@
 // (docs/design.md, "High availability on etcd"): two managers, each over its
 // own EtcdJournal on one FakeEtcd, as two receivers over one cluster. A
 // follower journals and runs nothing; the leader takes up what followers
-// journaled (Lead, Adopt) exactly once; a delivery accepted by one receiver
-// is a duplicate at the other, also when it raced past the lookup.
+// journaled (Lead, Adopt) exactly once, and the newest waiting one runs
+// however late an older one was adopted; a delivery accepted by one
+// receiver is a duplicate at the other, also when it raced past the lookup.
 #include <map>
 #include <memory>
 #include <string>
@@ -153,6 +154,31 @@ TEST_F(RolloutManagerHaTest, LeadTakesUpWhatWasJournaledBeforeIt) {
     EXPECT_EQ(n, 1) << deploy_id;
   }
   EXPECT_TRUE(follower_pool_.calls().empty());
+}
+
+TEST_F(RolloutManagerHaTest, AnOlderRolloutAdoptedLateIsSupersededByANewer) {
+  // The leader takes its own rollouts up at once, and a follower's only
+  // when etcd's watch reports it (Adopt): here after a newer one of its own.
+  ASSERT_TRUE(leader_->Lead().ok());
+  leader_pool_.SetDefault(Behavior::kBlock);
+  const std::string holder = SubmitOk(*leader_, Intent(1));
+  ASSERT_TRUE(leader_pool_.WaitBlocked(2));  // holds the service
+  const std::string older = SubmitOk(*follower_, Intent(2));
+  const std::string newer = SubmitOk(*leader_, Intent(3));
+  ASSERT_TRUE(leader_->Adopt(older).ok());
+
+  leader_pool_.SetDefault(Behavior::kSucceed);
+  leader_pool_.Release("", Behavior::kSucceed);
+  EXPECT_EQ(AwaitFinal(holder).state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  // The newest waiting one runs, as with one receiver.
+  EXPECT_EQ(AwaitFinal(newer).state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  const hoist::v1::Rollout superseded = AwaitFinal(older);
+  EXPECT_EQ(superseded.state(), hoist::v1::ROLLOUT_STATE_SUPERSEDED)
+      << superseded.DebugString();
+  EXPECT_EQ(superseded.superseded_by(), newer);
+  for (const auto& c : leader_pool_.calls()) {
+    EXPECT_NE(c.digest, Digest(2)) << c.deploy_id;
+  }
 }
 
 TEST_F(RolloutManagerHaTest, ADeliveryAcceptedElsewhereIsADuplicateHere) {
