@@ -426,9 +426,12 @@ absl::Status EtcdJournal::RunWrite(const WriteBuilder& build) {
 }
 
 absl::Status EtcdJournal::AddRolloutSave(const hoist::v1::Rollout& rollout,
-                                         Write* write) {
+                                         Write* write, bool assume_new) {
   const std::string key = Key("rollouts", {rollout.id()});
-  HOIST_ASSIGN_OR_RETURN(const KeyValues stored, client_->Get(key));
+  KeyValues stored;
+  if (!assume_new) {
+    HOIST_ASSIGN_OR_RETURN(stored, client_->Get(key));
+  }
   int64_t mod_revision = 0;  // absent
   std::string old_index;
   if (!stored.empty()) {
@@ -462,7 +465,11 @@ absl::Status EtcdJournal::AddRolloutSave(const hoist::v1::Rollout& rollout,
 
 absl::Status EtcdJournal::AcceptDelivery(const DeliveryRecord& delivery,
                                          const hoist::v1::Rollout& rollout) {
+  // The webhook's 202 waits for this write: its first attempt saves a read
+  // by taking the rollout as new (it has a fresh id).
+  bool first = true;
   return RunWrite([&]() -> absl::StatusOr<Write> {
+    const bool assume_new = std::exchange(first, false);
     Write write;
     if (!delivery.dedupe_key.empty()) {
       const std::string key = Key("deliveries", {delivery.dedupe_key});
@@ -481,7 +488,7 @@ absl::Status EtcdJournal::AcceptDelivery(const DeliveryRecord& delivery,
         return absl::OkStatus();  // the rollout changed: try again
       };
     }
-    HOIST_RETURN_IF_ERROR(AddRolloutSave(rollout, &write));
+    HOIST_RETURN_IF_ERROR(AddRolloutSave(rollout, &write, assume_new));
     return write;
   });
 }

@@ -219,7 +219,11 @@ class EtcdJournal : public Journal {
   absl::StatusOr<bool> Commit(const Write& write);
   // Adds to `write` what replacing the rollout takes: reads the stored one
   // (its index entry) and requires it unchanged.
-  absl::Status AddRolloutSave(const hoist::v1::Rollout& rollout, Write* write);
+  // `assume_new`: requires the rollout absent without reading it first (a
+  // new event's rollout, with a fresh id); a rollout that exists fails the
+  // compare and the caller builds the write again without it.
+  absl::Status AddRolloutSave(const hoist::v1::Rollout& rollout, Write* write,
+                              bool assume_new = false);
   // Adds one put of `rows` each, requiring every id absent.
   absl::Status AddOutboxRows(const std::vector<OutboxRow>& rows, Write* write);
   // Reads rollouts with their host results, in Txns of up to 50 ids, in
