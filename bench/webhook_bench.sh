@@ -56,10 +56,6 @@ trap cleanup EXIT
 
 # shellcheck source=bench/webhook_lib.sh
 source "$ROOT/bench/webhook_lib.sh"
-wait_http() {  # wait_http URL: until it answers at all, at most 10 s
-  for _ in $(seq 1 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done
-  echo "timed out waiting for $1" >&2; return 1
-}
 
 SECRET=bench-secret-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
 printf '%s\n' "$SECRET" >"$T/secret"
@@ -73,15 +69,7 @@ pids+=($!)
 RPID=$!
 
 WPORT=$(free_port)
-cat >"$T/hooks.json" <<JSON
-[{"id": "artifactory", "execute-command": "/bin/true", "response-message": "accepted",
-  "trigger-rule": {"and": [
-    {"match": {"type": "value", "value": "$SECRET", "parameter": {"source": "header", "name": "X-Jfrog-Event-Auth"}}},
-    {"match": {"type": "value", "value": "docker", "parameter": {"source": "payload", "name": "domain"}}},
-    {"match": {"type": "value", "value": "promoted", "parameter": {"source": "payload", "name": "event_type"}}},
-    {"match": {"type": "value", "value": "docker-local-staging", "parameter": {"source": "payload", "name": "data.repo_key"}}},
-    {"match": {"type": "value", "value": "helloworld", "parameter": {"source": "payload", "name": "data.image_name"}}}]}}]
-JSON
+webhook_hooks_json "$SECRET" >"$T/hooks.json"
 webhook -hooks "$T/hooks.json" -ip 127.0.0.1 -port "$WPORT" >"$T/webhook.log" 2>&1 &
 pids+=($!)
 WPID=$!
@@ -105,25 +93,6 @@ run_wrk() {  # run_wrk URL AUTH -> RESULT line
     -s "$ROOT/bench/webhook_post.lua" "$1" | grep '^RESULT'
 }
 side_name() { case $1 in h) echo hoist ;; p) echo webhook ;; n) echo "nginx (static 401)" ;; esac; }
-field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" <<<"$2"; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "inf"; else printf "%.2f", a / b }'; }
-median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-load() { cut -d' ' -f1-3 /proc/loadavg; }
-# wait_idle PID NAME: until PID (with its reaped children) uses under 10% of
-# a CPU over 0.5 s, at most 60 s. adnanh/webhook answers before its command
-# runs (`go handleHook`), so after a duplicate run it keeps forking the
-# backlog of commands; the next measurement must not run beside that.
-wait_idle() {
-  local start=$SECONDS before after
-  for _ in $(seq 1 120); do
-    before=$(cpu_ticks "$1"); sleep 0.5; after=$(cpu_ticks "$1")
-    if (( after - before < 5 )); then
-      (( SECONDS - start > 1 )) && echo "  ($2 was busy for $((SECONDS - start)) s after its load ended)"
-      return 0
-    fi
-  done
-  echo "  ($2 still busy after 60 s)"
-}
 echo "$(date -u '+%Y-%m-%d %H:%M UTC'), load average at start: $(load), $(nproc) CPUs, receiver $RECEIVER"
 
 # Sanity: Hoist accepts the authentic body once (202) before the duplicate run.
