@@ -8,6 +8,12 @@
 #                                       answer "hello from v2", tears down, exits 0 (else 1)
 #   ./deploy/demo.sh --keep             leave the fleet running at the end (stop it later)
 #   ./deploy/demo.sh stop               tear down a fleet left running
+#   ./deploy/demo.sh --ha               high availability: 3 etcd members, 3 receivers
+#                                       sharing them, 2 hosts; promotes v1, then v2 and
+#                                       SIGKILLs the leading receiver while v2 rolls
+#                                       out: another receiver leads and finishes it.
+#                                       Combines with the flags above; its own fleet
+#                                       (stop it with ./deploy/demo.sh --ha stop)
 #   --skip-build                        use the binaries already in $HOIST_BUILD_DIR
 #
 # What runs (all under $HOIST_DEMO_DIR, default /tmp/hoist-demo):
@@ -19,31 +25,29 @@
 #   - hoist-receiver in the root namespace: webhook on 127.0.0.1:7979
 #     (hmac-sha256), Control API on 127.0.0.1:7980 (mTLS);
 #   - certificates from deploy/certs.sh.
+# With --ha (all under $HOIST_DEMO_DIR, default /tmp/hoist-demo-ha; no port,
+# address or name of the plain demo, so both can run at once):
+#   - bridge hoist-dha0 (10.234.0.1/24), hosts in netns hoist-dha-host-1
+#     (10.234.0.2) and hoist-dha-host-2 (10.234.0.3), registry 10.234.0.1:5000;
+#   - etcd members etcd-1..3, clients on http://127.0.0.1:12379, :12479, :12579
+#     (peers :12380, :12480, :12580);
+#   - receivers receiver-1..3 on etcd (prefix /hoist/, lease 3 s): webhooks on
+#     127.0.0.1:7971..7973, Control on :7974..7976, metrics on :9971..9973. The
+#     demo's sender tries the three webhook URLs in turn. A killed receiver is
+#     not restarted (no supervisor here; systemd would restart it).
 # Environment: HOIST_DEMO_DIR, HOIST_BUILD_DIR (default ./build),
 # HOIST_DEMO_TIMEOUT (seconds per readiness wait, default 60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SRC=$(pwd)
 
-DEMO_DIR=${HOIST_DEMO_DIR:-/tmp/hoist-demo}
-BUILD_DIR=${HOIST_BUILD_DIR:-$SRC/build}
-WAIT=${HOIST_DEMO_TIMEOUT:-60}
-NET=10.233.0
-BRIDGE=hoist-demo0
-HOSTS=(host-1 host-2)
-REGISTRY=$NET.1:5000
-WEBHOOK=127.0.0.1:7979
-CONTROL=127.0.0.1:7980
-DASHBOARD=127.0.0.1:7982
-WEBHOOK_PATH=/webhooks/artifactory
-MARKER=.hoist-demo  # only a directory holding this file is ever removed
-
-interactive=1 keep=0 skip_build=0 mode=run
+interactive=1 keep=0 skip_build=0 ha=0 mode=run
 while (($#)); do
   case $1 in
     --non-interactive) interactive=0 ;;
     --keep) keep=1 ;;
     --skip-build) skip_build=1 ;;
+    --ha) ha=1 ;;
     stop) mode=stop ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
@@ -52,12 +56,57 @@ while (($#)); do
 done
 [[ -t 0 ]] || interactive=0
 
+BUILD_DIR=${HOIST_BUILD_DIR:-$SRC/build}
+WAIT=${HOIST_DEMO_TIMEOUT:-60}
+HOSTS=(host-1 host-2)
+WEBHOOK_PATH=/webhooks/artifactory
+MARKER=.hoist-demo  # only a directory holding this file is ever removed
+if ((ha)); then
+  DEMO_DIR=${HOIST_DEMO_DIR:-/tmp/hoist-demo-ha}
+  NET=10.234.0
+  BRIDGE=hoist-dha0
+  NS_PREFIX=hoist-dha-  # netns hoist-dha-host-1, ...
+  VETH_PREFIX=hdha-     # bridge end of each host's veth pair
+  # Receiver i (0-based) is RECEIVERS[i] with the addresses at index i.
+  RECEIVERS=(receiver-1 receiver-2 receiver-3)
+  WEBHOOKS=(127.0.0.1:7971 127.0.0.1:7972 127.0.0.1:7973)
+  CONTROLS=(127.0.0.1:7974 127.0.0.1:7975 127.0.0.1:7976)
+  METRICS=(127.0.0.1:9971 127.0.0.1:9972 127.0.0.1:9973)
+  ETCD_MEMBERS=(etcd-1 etcd-2 etcd-3)
+  ETCD_CLIENTS=(http://127.0.0.1:12379 http://127.0.0.1:12479 http://127.0.0.1:12579)
+  ETCD_PEERS=(http://127.0.0.1:12380 http://127.0.0.1:12480 http://127.0.0.1:12580)
+  ETCD_ENDPOINTS=$(IFS=,; echo "${ETCD_CLIENTS[*]}")  # etcdctl --endpoints
+  LEASE_SECONDS=3
+  PORTS=(7971 7972 7973 7974 7975 7976 9971 9972 9973 12379 12380 12479 12480 12579 12580)
+  PORTS_NEEDED="demo.sh --ha needs 127.0.0.1:7971-7976, :9971-9973, :12379-12380, :12479-12480 and :12579-12580"
+  STEPS=10
+  STOP_ARGS="--ha stop"
+else
+  DEMO_DIR=${HOIST_DEMO_DIR:-/tmp/hoist-demo}
+  NET=10.233.0
+  BRIDGE=hoist-demo0
+  NS_PREFIX=hoist-demo-
+  VETH_PREFIX=hdemo-
+  RECEIVERS=(receiver)
+  WEBHOOKS=(127.0.0.1:7979)
+  CONTROLS=(127.0.0.1:7980)
+  ETCD_MEMBERS=()
+  PORTS=(7979 7980 9980)
+  PORTS_NEEDED="the demo's receiver needs 127.0.0.1:7979, :7980 and :9980"
+  STEPS=9
+  STOP_ARGS=stop
+fi
+REGISTRY=$NET.1:5000
+WEBHOOK=${WEBHOOKS[0]}
+CONTROL=${CONTROLS[0]}
+DASHBOARD=127.0.0.1:7982  # only the plain demo has a dashboard
+
 bold=$'\e[1m' dim=$'\e[2m' reset=$'\e[0m'
 [[ -t 1 ]] || bold='' dim='' reset=''
 step() { printf '\n%s==> %s%s\n' "$bold" "$*" "$reset"; }
 info() { printf '    %s\n' "$*"; }
 die() { printf '\n%sdemo.sh: %s%s\n' "$bold" "$*" "$reset" >&2; exit 1; }
-ns_of() { echo "hoist-demo-$1"; }
+ns_of() { echo "$NS_PREFIX$1"; }
 addr_of() { local i; for i in "${!HOSTS[@]}"; do [[ ${HOSTS[$i]} == "$1" ]] && echo "$NET.$((i + 2))"; done; }
 in_host() { local h=$1; shift; nsenter --net="/var/run/netns/$(ns_of "$h")" "$@"; }
 alive() { [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null; }
@@ -105,12 +154,12 @@ stop_pid() {  # stop_pid NAME SECONDS: TERM, wait, KILL
 }
 
 teardown() {
-  local d=$DEMO_DIR h jobs=()
+  local d=$DEMO_DIR h r m jobs=()
   # Waits name their jobs: a bare `wait` would also wait for the daemons
   # this shell started.
   if [[ -f $d/$MARKER ]]; then
     echo "demo.sh: tearing down $d"
-    stop_pid receiver 10 & jobs+=($!)
+    for r in "${RECEIVERS[@]}"; do stop_pid "$r" 10 & jobs+=($!); done
     for h in "${HOSTS[@]}"; do stop_pid "agent-$h" 10 & jobs+=($!); done
     wait "${jobs[@]}"
     jobs=()
@@ -125,6 +174,7 @@ teardown() {
       stop_pid "dockerd-$h" 30 & jobs+=($!)
     done
     stop_pid registry 10 & jobs+=($!)
+    for m in "${ETCD_MEMBERS[@]}"; do stop_pid "$m" 10 & jobs+=($!); done
     wait "${jobs[@]}"
     jobs=()
     local p
@@ -133,14 +183,13 @@ teardown() {
     done < <(pgrep -f "containerd-shim.*$d/" || true)
     for h in "${HOSTS[@]}"; do stop_pid "containerd-$h" 15 & jobs+=($!); done
     wait "${jobs[@]}"
-    local m
     while read -r m; do
       umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
     done < <(awk -v r="$d/" 'index($5, r) == 1 {print $5}' /proc/self/mountinfo | sort -r)
   fi
   for h in "${HOSTS[@]}"; do
     ip netns del "$(ns_of "$h")" 2>/dev/null || true
-    ip link del "hdemo-$h" 2>/dev/null || true
+    ip link del "$VETH_PREFIX$h" 2>/dev/null || true
   done
   ip link del "$BRIDGE" 2>/dev/null || true
   if [[ -f $d/$MARKER ]]; then
@@ -166,9 +215,9 @@ if [[ -f $DEMO_DIR/$MARKER ]] || ip link show "$BRIDGE" >/dev/null 2>&1; then
   teardown
 fi
 
-for port in 7979 7980 9980; do
+for port in "${PORTS[@]}"; do
   [[ -z $(ss -Hltn "sport = :$port" 2>/dev/null) ]] ||
-    die "port $port is in use (the demo's receiver needs 127.0.0.1:7979, :7980 and :9980): $(ss -Hltnp "sport = :$port" | head -n1)"
+    die "port $port is in use ($PORTS_NEEDED): $(ss -Hltnp "sport = :$port" | head -n1)"
 done
 
 on_exit() {
@@ -189,14 +238,14 @@ on_exit() {
 trap on_exit EXIT
 trap 'echo; echo "demo.sh: interrupted"; exit 130' INT TERM
 
-step "1/9 Installing Debian packages (deploy/install-deps.sh)"
+step "1/$STEPS Installing Debian packages (deploy/install-deps.sh)"
 ./deploy/install-deps.sh
 
 BIN=$BUILD_DIR
 if ((skip_build)); then
-  step "2/9 Using the binaries in $BUILD_DIR (--skip-build)"
+  step "2/$STEPS Using the binaries in $BUILD_DIR (--skip-build)"
 else
-  step "2/9 Building hoist-agent, hoist-receiver, hoistctl in $BUILD_DIR"
+  step "2/$STEPS Building hoist-agent, hoist-receiver, hoistctl in $BUILD_DIR"
   cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
   ninja -C "$BUILD_DIR" hoist-agent hoist-receiver hoistctl
 fi
@@ -212,22 +261,22 @@ touch "$DEMO_DIR/$MARKER"
 mkdir -p "$DEMO_DIR"/{pids,logs,pki,img,registry}
 D=$DEMO_DIR
 
-step "3/9 Network: bridge $BRIDGE ($NET.1/24) and one namespace per host"
+step "3/$STEPS Network: bridge $BRIDGE ($NET.1/24) and one namespace per host"
 ip link add "$BRIDGE" type bridge
 ip addr add "$NET.1/24" dev "$BRIDGE"
 ip link set "$BRIDGE" up
 for h in "${HOSTS[@]}"; do
   ns=$(ns_of "$h")
   ip netns add "$ns"
-  ip link add "hdemo-$h" type veth peer name eth0 netns "$ns"
-  ip link set "hdemo-$h" master "$BRIDGE" up
+  ip link add "$VETH_PREFIX$h" type veth peer name eth0 netns "$ns"
+  ip link set "$VETH_PREFIX$h" master "$BRIDGE" up
   ip -n "$ns" link set lo up
   ip -n "$ns" addr add "$(addr_of "$h")/24" dev eth0
   ip -n "$ns" link set eth0 up
   info "$h: netns $ns, address $(addr_of "$h")"
 done
 
-step "4/9 Registry on $REGISTRY and a Docker engine inside each host"
+step "4/$STEPS Registry on $REGISTRY and a Docker engine inside each host"
 cat >"$D/registry/config.yml" <<EOF
 version: 0.1
 log: {level: warn, accesslog: {disabled: true}}
@@ -284,7 +333,7 @@ in_host "${HOSTS[0]}" curl -sf --max-time 2 "http://$REGISTRY/v2/" >/dev/null ||
   die "registry not reachable from ${HOSTS[0]}"
 info "registry up on $REGISTRY (reachable from the hosts)"
 
-step "5/9 Demo app images hello:v1 and hello:v2 (busybox httpd), pushed to the registry"
+step "5/$STEPS Demo app images hello:v1 and hello:v2 (busybox httpd), pushed to the registry"
 DOCKER=(docker -H "unix://$D/${HOSTS[0]}/docker.sock")
 declare -A DIGEST
 for v in v1 v2; do
@@ -303,7 +352,7 @@ for v in v1 v2; do
   info "$REGISTRY/hello:$v = ${DIGEST[$v]}"
 done
 
-step "6/9 Certificates (deploy/certs.sh) and configs"
+step "6/$STEPS Certificates (deploy/certs.sh) and configs"
 ./deploy/certs.sh ca "$D/pki" --cn "Hoist demo CA" 2>/dev/null
 ./deploy/certs.sh receiver "$D/pki" --dns localhost --ip 127.0.0.1
 for h in "${HOSTS[@]}"; do ./deploy/certs.sh agent "$D/pki" "$h" --ip "$(addr_of "$h")"; done
@@ -327,25 +376,27 @@ keep_images: 3
 metrics_listen: "127.0.0.1:9981"
 EOF
 done
-{
+# receiver_yaml TITLE WEBHOOK CONTROL METRICS JOURNAL [EXTRA]: a receiver
+# config of the demo fleet; JOURNAL (state: or etcd:) and EXTRA are YAML lines.
+receiver_yaml() {
   cat <<EOF
-# hoist-receiver of the demo fleet
+# $1
 webhook:
-  listen: "$WEBHOOK"
+  listen: "$2"
   path: "$WEBHOOK_PATH"
   secret_files: ["$D/webhook-secret"]
   auth: "hmac-sha256"
   max_body_bytes: 1048576
   dedupe_window_seconds: 600
-control: {listen: "$CONTROL"}
-metrics_listen: "127.0.0.1:9980"
+control: {listen: "$3"}
+metrics_listen: "$4"
 tls: {ca: "$D/pki/ca.pem", cert: "$D/pki/receiver.pem", key: "$D/pki/receiver-key.pem"}
 authz: {operators: ["spiffe://hoist/operator"], viewers: []}
-state: "$D/receiver.db"
+$5
 agent_call: {deadline_seconds: 120, connect_timeout_seconds: 5, retry_seconds: 30}
-dashboard: {listen: "$DASHBOARD", tokens_file: "$D/dashboard-tokens"}
-agents:
 EOF
+  if [[ -n ${6:-} ]]; then echo "$6"; fi
+  echo "agents:"
   for h in "${HOSTS[@]}"; do
     echo "  - {name: $h, address: \"$(addr_of "$h"):7981\", tls_name: \"$h\", labels: {role: web}}"
   done
@@ -367,17 +418,56 @@ services:
       health: {http_get: "http://127.0.0.1:8080/", interval_seconds: 1, timeout_seconds: 20}
     rollout: {canary: 0, batch: "1", pause_seconds: 0, on_failure: rollback}
 EOF
-} >"$D/receiver.yaml"
-# One operator token for the dashboard; the receiver keeps only its SHA-256.
-(umask 077 && openssl rand -hex 16 >"$D/dashboard-token")
-echo "demo-operator operator $(tr -d '\n' <"$D/dashboard-token" | sha256sum | cut -d' ' -f1)" \
-  >"$D/dashboard-tokens"
+}
 "$AGENT_BIN" --check-config --config "$D/${HOSTS[0]}/agent.yaml" || die "agent config rejected"
-"$RECEIVER_BIN" --check-config --config "$D/receiver.yaml" || die "receiver config rejected"
-info "configs: $D/receiver.yaml, $D/<host>/agent.yaml (both pass --check-config)"
+if ((ha)); then
+  # Three receivers, one config each, sharing etcd instead of a state: file.
+  etcd_yaml="etcd: {endpoints: $(jq -cn '$ARGS.positional' --args "${ETCD_CLIENTS[@]}"), prefix: \"/hoist/\", lease_seconds: $LEASE_SECONDS}"
+  for i in "${!RECEIVERS[@]}"; do
+    r=${RECEIVERS[i]}
+    receiver_yaml "hoist-receiver $r of the demo's HA fleet (the three share etcd)" \
+      "${WEBHOOKS[i]}" "${CONTROLS[i]}" "${METRICS[i]}" "$etcd_yaml" >"$D/$r.yaml"
+    "$RECEIVER_BIN" --check-config --config "$D/$r.yaml" || die "$r config rejected"
+  done
+  info "configs: $D/receiver-{1,2,3}.yaml, $D/<host>/agent.yaml (all pass --check-config)"
+else
+  receiver_yaml "hoist-receiver of the demo fleet" "$WEBHOOK" "$CONTROL" 127.0.0.1:9980 \
+    "state: \"$D/receiver.db\"" \
+    "dashboard: {listen: \"$DASHBOARD\", tokens_file: \"$D/dashboard-tokens\"}" >"$D/receiver.yaml"
+  # One operator token for the dashboard; the receiver keeps only its SHA-256.
+  (umask 077 && openssl rand -hex 16 >"$D/dashboard-token")
+  echo "demo-operator operator $(tr -d '\n' <"$D/dashboard-token" | sha256sum | cut -d' ' -f1)" \
+    >"$D/dashboard-tokens"
+  "$RECEIVER_BIN" --check-config --config "$D/receiver.yaml" || die "receiver config rejected"
+  info "configs: $D/receiver.yaml, $D/<host>/agent.yaml (both pass --check-config)"
+fi
 
-step "7/9 Starting an agent in each host and the receiver"
 tcp_open() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
+if ((ha)); then
+  step "7/$STEPS etcd: three members on 127.0.0.1, the journal the receivers share"
+  cluster=
+  for i in "${!ETCD_MEMBERS[@]}"; do cluster+="${cluster:+,}${ETCD_MEMBERS[i]}=${ETCD_PEERS[i]}"; done
+  for i in "${!ETCD_MEMBERS[@]}"; do
+    m=${ETCD_MEMBERS[i]}
+    start "$m" etcd --name "$m" --data-dir "$D/$m" \
+      --listen-client-urls "${ETCD_CLIENTS[i]}" --advertise-client-urls "${ETCD_CLIENTS[i]}" \
+      --listen-peer-urls "${ETCD_PEERS[i]}" --initial-advertise-peer-urls "${ETCD_PEERS[i]}" \
+      --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token hoist-demo-ha \
+      --heartbeat-interval 100 --election-timeout 1000 --log-level warn
+  done
+  etcdctl_at() { ETCDCTL_API=3 etcdctl --endpoints "$1" --command-timeout 2s "${@:2}"; }
+  for i in "${!ETCD_MEMBERS[@]}"; do
+    wait_for "etcd member ${ETCD_MEMBERS[i]}" "${ETCD_MEMBERS[i]}" etcdctl_at "${ETCD_CLIENTS[i]}" endpoint health
+  done
+  info "\$ ETCDCTL_API=3 etcdctl --endpoints $ETCD_ENDPOINTS endpoint status -w table"
+  etcdctl_at "$ETCD_ENDPOINTS" endpoint status -w table | sed 's/^/    /'
+fi
+
+if ((ha)); then
+  step "8/$STEPS Starting an agent in each host and three receivers on etcd"
+else
+  step "7/$STEPS Starting an agent in each host and the receiver"
+fi
 for h in "${HOSTS[@]}"; do
   start "agent-$h" nsenter "--net=/var/run/netns/$(ns_of "$h")" "$AGENT_BIN" --config "$D/$h/agent.yaml"
 done
@@ -385,10 +475,46 @@ for h in "${HOSTS[@]}"; do
   wait_for "hoist-agent on $h" "agent-$h" tcp_open "$(addr_of "$h")" 7981
   info "$h: hoist-agent listening on $(addr_of "$h"):7981 (pid $(pid_of "agent-$h"))"
 done
-start receiver "$RECEIVER_BIN" --config "$D/receiver.yaml"
-wait_for "hoist-receiver webhook" receiver curl -sf --max-time 2 "http://$WEBHOOK/healthz"
-wait_for "hoist-receiver control" receiver tcp_open 127.0.0.1 "${CONTROL##*:}"
-info "receiver: webhook http://$WEBHOOK$WEBHOOK_PATH, control $CONTROL (pid $(pid_of receiver))"
+
+# leads I: receiver I's /metrics says it leads (hoist_leader 1).
+leads() {
+  curl -s --max-time 1 "http://${METRICS[$1]}/metrics" | grep -x 'hoist_leader 1' >/dev/null
+}
+# find_leader: sets LEADER to the index of the one receiver that leads;
+# fails while none (or, for a moment, two) say so.
+find_leader() {
+  local i found=()
+  for i in "${!RECEIVERS[@]}"; do
+    if leads "$i"; then found+=("$i"); fi
+  done
+  ((${#found[@]} == 1)) && LEADER=${found[0]}
+}
+# elected_line I: receiver I's last "elected leader" log line.
+elected_line() { grep 'elected leader' "$D/logs/${RECEIVERS[$1]}.log" | tail -n1; }
+
+if ((ha)); then
+  for i in "${!RECEIVERS[@]}"; do
+    start "${RECEIVERS[i]}" "$RECEIVER_BIN" --config "$D/${RECEIVERS[i]}.yaml"
+  done
+  for i in "${!RECEIVERS[@]}"; do
+    r=${RECEIVERS[i]}
+    wait_for "$r webhook" "$r" curl -sf --max-time 2 "http://${WEBHOOKS[i]}/healthz"
+    wait_for "$r control" "$r" tcp_open 127.0.0.1 "${CONTROLS[i]##*:}"
+    info "$r: webhook http://${WEBHOOKS[i]}$WEBHOOK_PATH, control ${CONTROLS[i]}," \
+      "metrics http://${METRICS[i]}/metrics (pid $(pid_of "$r"))"
+  done
+  LEADER=-1
+  wait_for "one receiver leading" "" find_leader
+  info "leader: ${RECEIVERS[LEADER]} (hoist_leader 1 on http://${METRICS[LEADER]}/metrics; its log:"
+  info "  $(elected_line "$LEADER"))"
+  info "the other two follow: they take webhooks and answer hoistctl from etcd"
+  CONTROL=${CONTROLS[LEADER]}
+else
+  start receiver "$RECEIVER_BIN" --config "$D/receiver.yaml"
+  wait_for "hoist-receiver webhook" receiver curl -sf --max-time 2 "http://$WEBHOOK/healthz"
+  wait_for "hoist-receiver control" receiver tcp_open 127.0.0.1 "${CONTROL##*:}"
+  info "receiver: webhook http://$WEBHOOK$WEBHOOK_PATH, control $CONTROL (pid $(pid_of receiver))"
+fi
 
 export HOIST_SERVER=$CONTROL HOIST_CA=$D/pki/ca.pem HOIST_CERT=$D/pki/operator.pem \
   HOIST_KEY=$D/pki/operator-key.pem
@@ -396,8 +522,13 @@ hoistctl() { "$HOISTCTL_BIN" "$@"; }
 both_reachable() {
   [[ $(hoistctl --output json agents | jq '[.agents[] | select(.reachable)] | length') == "${#HOSTS[@]}" ]]
 }
-wait_for "both agents reachable from the receiver" receiver both_reachable
-info "\$ hoistctl agents"
+if ((ha)); then
+  wait_for "both agents reachable from the leader" "${RECEIVERS[LEADER]}" both_reachable
+  info "\$ hoistctl --server $HOIST_SERVER agents"
+else
+  wait_for "both agents reachable from the receiver" receiver both_reachable
+  info "\$ hoistctl agents"
+fi
 hoistctl agents | sed 's/^/    /'
 
 answers() {  # prints each host's answer on 127.0.0.1:8080
@@ -438,11 +569,12 @@ check_dashboard() {
   info "dashboard: http://$DASHBOARD/ shows all ${#HOSTS[@]} hosts in sync"
 }
 
-# promote VERSION: POSTs the Artifactory "docker promoted" webhook for
-# hello:VERSION, signed like Artifactory does with payload signing, then
-# watches the rollout it started.
-promote() {
-  local v=$1 hex=${DIGEST[$1]#sha256:} body sig response id rc
+# post_promoted VERSION: POSTs the Artifactory "docker promoted" webhook for
+# hello:VERSION, signed like Artifactory does with payload signing, to the
+# webhook addresses in turn until one answers 202 (the plain demo has one);
+# sets ROLLOUT_ID to the rollout it started.
+post_promoted() {
+  local v=$1 hex=${DIGEST[$1]#sha256:} body sig response code i last=$((${#WEBHOOKS[@]} - 1))
   body=$(jq -cn --arg tag "$v" --arg sha "$hex" '{
       domain: "docker", event_type: "promoted",
       data: {image_name: "hello", name: "manifest.json", path: "hello/\($tag)/manifest.json",
@@ -450,15 +582,30 @@ promote() {
       subscription_key: "hoist-demo", jpd_origin: "https://artifactory.example.com",
       source: "jfrog/jfrt@01hdemo"}')
   sig=$(printf '%s' "$body" | openssl dgst -sha256 -hmac "$SECRET" -r | cut -d' ' -f1)
-  info "\$ curl -X POST http://$WEBHOOK$WEBHOOK_PATH -H 'X-JFrog-Event-Auth: <hmac-sha256 of body>' -d '<docker promoted hello:$v>'"
-  response=$(curl -sS --max-time 10 -w '\n%{http_code}' -X POST "http://$WEBHOOK$WEBHOOK_PATH" \
-    -H 'Content-Type: application/json' -H "X-JFrog-Event-Auth: $sig" \
-    -H 'User-Agent: JFrog Event/7.77.0 (hoist-demo)' --data-binary "$body") ||
-    die "POST to the webhook failed"
-  info "HTTP $(tail -n1 <<<"$response"): $(head -n1 <<<"$response")"
-  [[ $(tail -n1 <<<"$response") == 202 ]] || die "webhook answered $(tail -n1 <<<"$response"), expected 202"
-  id=$(head -n1 <<<"$response" | jq -r .rollout_id)
-  [[ -n $id && $id != null ]] || die "no rollout_id in the webhook answer"
+  for i in "${!WEBHOOKS[@]}"; do
+    info "\$ curl -X POST http://${WEBHOOKS[i]}$WEBHOOK_PATH -H 'X-JFrog-Event-Auth: <hmac-sha256 of body>' -d '<docker promoted hello:$v>'"
+    if ! response=$(curl -sS --max-time 10 -w '\n%{http_code}' -X POST "http://${WEBHOOKS[i]}$WEBHOOK_PATH" \
+      -H 'Content-Type: application/json' -H "X-JFrog-Event-Auth: $sig" \
+      -H 'User-Agent: JFrog Event/7.77.0 (hoist-demo)' --data-binary "$body"); then
+      ((i < last)) || die "POST to the webhook failed"
+      info "no answer; trying the next receiver"
+      continue
+    fi
+    code=$(tail -n1 <<<"$response")
+    info "HTTP $code: $(head -n1 <<<"$response")"
+    [[ $code == 202 ]] && break
+    ((i < last)) || die "webhook answered $code, expected 202"
+    info "trying the next receiver"
+  done
+  ROLLOUT_ID=$(head -n1 <<<"$response" | jq -r .rollout_id)
+  [[ -n $ROLLOUT_ID && $ROLLOUT_ID != null ]] || die "no rollout_id in the webhook answer"
+}
+
+# promote VERSION: post_promoted, then watches the rollout it started.
+promote() {
+  local v=$1 id rc
+  post_promoted "$v"
+  id=$ROLLOUT_ID
   info "\$ hoistctl watch $id"
   set +e
   hoistctl watch "$id"
@@ -469,24 +616,129 @@ promote() {
 }
 declare -A ROLLOUT
 
-step "8/9 Artifactory promotes hello:v1 -> webhook -> rollout to both hosts"
-promote v1
-info "Each host's container answers (curl inside its namespace):"
-answers
-check_serving v1
-pause
+# deploying ID: rollout ID runs and some host's deploy has begun (as
+# $HOIST_SERVER reports it).
+deploying() {
+  hoistctl --output json rollout "$1" | jq -e '.state == "ROLLOUT_STATE_RUNNING" and
+    any(.hosts[]?; (.phase // "DEPLOY_PHASE_UNSPECIFIED") != "DEPLOY_PHASE_UNSPECIFIED")' >/dev/null
+}
+# succeeded_at I ID: receiver I reports rollout ID SUCCEEDED.
+succeeded_at() {
+  hoistctl --server "${CONTROLS[$1]}" --output json rollout "$2" |
+    jq -e '.state == "ROLLOUT_STATE_SUCCEEDED"' >/dev/null
+}
 
-step "9/9 Artifactory promotes hello:v2 -> rolling update, one host at a time"
-promote v2
-info "Each host's container now answers:"
-answers
+# promote_killing_leader VERSION: posts VERSION, SIGKILLs the leader once a
+# host is deploying it, waits for another receiver to lead and the rollout to
+# end SUCCEEDED, as a surviving follower reports it.
+promote_killing_leader() {
+  local v=$1 id killed pid killed_at took i follower rc
+  post_promoted "$v"
+  id=$ROLLOUT_ID
+  wait_for "a host deploying $v" "${RECEIVERS[LEADER]}" deploying "$id"
+  info "\$ hoistctl rollout $id    # on the leader, ${RECEIVERS[LEADER]}"
+  hoistctl rollout "$id" | sed 's/^/    /'
+  killed=$LEADER pid=$(pid_of "${RECEIVERS[LEADER]}")
+  killed_at=$EPOCHREALTIME
+  disown "$pid" 2>/dev/null || true  # no "Killed" job notice from this shell
+  kill -KILL "$pid"
+  rm -f "$D/pids/${RECEIVERS[killed]}"  # so that teardown signals no reused pid
+  info "${bold}kill -KILL $pid${reset}: ${RECEIVERS[killed]}, the leader, dies mid-rollout"
+  LEADER=-1
+  wait_for "another receiver leading" "" find_leader
+  took=$(awk -v a="$killed_at" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+  info "${bold}${RECEIVERS[LEADER]} leads ${took} s after the kill${reset} (lease_seconds $LEASE_SECONDS); its log:"
+  info "  $(elected_line "$LEADER")"
+  info "${RECEIVERS[killed]} stays down: the demo has no supervisor (under systemd,"
+  info "Restart=on-failure would start it again, as a follower)"
+  export HOIST_SERVER=${CONTROLS[LEADER]}
+  info "\$ hoistctl --server $HOIST_SERVER watch $id    # the new leader resumes it"
+  set +e
+  hoistctl --timeout "$((WAIT * 2))" watch "$id"
+  rc=$?
+  set -e
+  ((rc == 0)) || die "rollout $id did not succeed (hoistctl watch exit $rc); see hoistctl rollout $id"
+  for i in "${!RECEIVERS[@]}"; do
+    if ((i != killed && i != LEADER)); then follower=$i; fi
+  done
+  wait_for "${RECEIVERS[follower]} reporting rollout $id SUCCEEDED" "${RECEIVERS[follower]}" \
+    succeeded_at "$follower" "$id"
+  info "\$ hoistctl --server ${CONTROLS[follower]} rollout $id    # a follower, from etcd"
+  hoistctl --server "${CONTROLS[follower]}" rollout "$id" | sed 's/^/    /'
+  KILLED=$killed FOLLOWER=$follower TAKEOVER=$took
+  ROLLOUT[$v]=$id
+}
 
-check_serving v2
-check_dashboard
-echo
-echo "${bold}Both hosts serve v2.${reset}"
+if ((ha)); then
+  step "9/$STEPS Artifactory promotes hello:v1 -> a webhook (tried on each receiver in turn) -> rollout"
+  promote v1
+  info "Each host's container answers (curl inside its namespace):"
+  answers
+  check_serving v1
+  pause
 
-cat <<EOF
+  step "10/$STEPS hello:v2, one host at a time; the leader is SIGKILLed while a host deploys"
+  promote_killing_leader v2
+  info "Each host's container now answers:"
+  answers
+  check_serving v2
+  echo
+  echo "${bold}Both hosts serve v2: ${RECEIVERS[KILLED]} started the rollout, ${RECEIVERS[LEADER]} finished it${reset}"
+  echo "${bold}(it led ${TAKEOVER} s after the kill).${reset}"
+
+  cat <<EOF
+
+${bold}Look around${reset} (the fleet keeps running until you tear it down; ${RECEIVERS[KILLED]} is down):
+
+  # etcd: the members, and every key Hoist keeps (rollouts, events, leader, fleet view)
+  export ETCDCTL_API=3
+  etcdctl --endpoints $ETCD_ENDPOINTS endpoint status -w table
+  etcdctl --endpoints $ETCD_ENDPOINTS get --prefix /hoist/ --keys-only
+  etcdctl --endpoints $ETCD_ENDPOINTS get --prefix /hoist/leader/ --sort-by=CREATE  # candidates; the first leads
+
+  # hoistctl, with the operator's certificate, on each surviving receiver
+  export HOIST_CA=$D/pki/ca.pem HOIST_CERT=$D/pki/operator.pem HOIST_KEY=$D/pki/operator-key.pem
+  alias hoistctl=$HOISTCTL_BIN
+
+  hoistctl --server ${CONTROLS[LEADER]} agents               # the leader (${RECEIVERS[LEADER]})
+  hoistctl --server ${CONTROLS[LEADER]} rollout ${ROLLOUT[v2]}
+  hoistctl --server ${CONTROLS[FOLLOWER]} agents               # a follower (${RECEIVERS[FOLLOWER]}): the leader's view, from etcd
+  hoistctl --server ${CONTROLS[FOLLOWER]} rollouts --service hello
+  hoistctl --server ${CONTROLS[FOLLOWER]} rollback hello       # refused: "this receiver is not the leader"
+  hoistctl --server ${CONTROLS[LEADER]} rollback hello       # the leader runs it (then: hoistctl watch ID)
+
+  # who leads: hoist_leader 1 on the leader's /metrics, 0 on a follower's
+  curl -s http://${METRICS[LEADER]}/metrics | grep ^hoist_leader
+  curl -s http://${METRICS[FOLLOWER]}/metrics | grep ^hoist_leader
+  grep -h 'elected leader\|rollout running' $D/logs/receiver-*.log
+
+  # the hosts
+  nsenter --net=/var/run/netns/$(ns_of "${HOSTS[0]}") curl -s http://127.0.0.1:8080/
+  docker -H unix://$D/${HOSTS[0]}/docker.sock ps
+  less $D/logs/${RECEIVERS[LEADER]}.log $D/logs/etcd-1.log
+
+  # tear down
+  $SRC/deploy/demo.sh $STOP_ARGS
+EOF
+else
+  step "8/9 Artifactory promotes hello:v1 -> webhook -> rollout to both hosts"
+  promote v1
+  info "Each host's container answers (curl inside its namespace):"
+  answers
+  check_serving v1
+  pause
+
+  step "9/9 Artifactory promotes hello:v2 -> rolling update, one host at a time"
+  promote v2
+  info "Each host's container now answers:"
+  answers
+
+  check_serving v2
+  check_dashboard
+  echo
+  echo "${bold}Both hosts serve v2.${reset}"
+
+  cat <<EOF
 
 ${bold}Look around${reset} (the fleet keeps running until you tear it down):
 
@@ -526,6 +778,7 @@ ${bold}Look around${reset} (the fleet keeps running until you tear it down):
   # tear down
   $SRC/deploy/demo.sh stop
 EOF
+fi
 
 if ((interactive && !keep)); then
   printf '\n%s[press Enter (or Ctrl-C) to tear the demo down; run with --keep to leave it running]%s ' \
@@ -533,6 +786,6 @@ if ((interactive && !keep)); then
   read -r _ || true
 elif ((keep)); then
   echo
-  echo "demo.sh: fleet left running (--keep); stop it with: ./deploy/demo.sh stop"
+  echo "demo.sh: fleet left running (--keep); stop it with: ./deploy/demo.sh $STOP_ARGS"
 fi
 exit 0
