@@ -199,13 +199,14 @@ void ConvergenceEngine::EvaluateNow() {
     refresh_all_ = false;
     next_due_ = absl::InfiniteFuture();
     for (const ServiceConfig& service : config->services) {
-      std::vector<std::string> due = Refresh(
-          service, *config, all ? nullptr : &changed, /*force=*/false, now);
+      Refresh(service, *config, all ? nullptr : &changed, now);
       if (service.converge != ConvergeMode::kAuto) continue;
       std::optional<DesiredState> desired = options_.desired->Get(service.name);
       if (!desired || desired->digest.empty() || desired->on_hold) continue;
       // The end of an active rollout wakes the engine (RolloutChanged).
       if (options_.active_rollout_of(service.name)) continue;
+      std::vector<std::string> due =
+          DueHosts(service, config->converge_policy, /*force=*/false, now);
       if (due.empty()) {
         next_due_ = std::min(next_due_, NextDue(service, *config, now));
         continue;
@@ -233,6 +234,7 @@ void ConvergenceEngine::CacheTargets(
   targets_for_ = config;
   targets_.clear();
   drifted_.clear();  // positions of the old config's targets
+  awaiting_echo_.clear();
   for (const ServiceConfig& service : config->services) {
     Targets& t = targets_[service.name];
     t.agents = ResolveTargets(*config, service);
@@ -249,9 +251,10 @@ const ConvergenceEngine::Targets& ConvergenceEngine::TargetsOf(
   return targets_[service];
 }
 
-std::vector<std::string> ConvergenceEngine::Refresh(
-    const ServiceConfig& service, const ReceiverConfig& config,
-    const std::set<std::string>* changed, bool force, absl::Time now) {
+void ConvergenceEngine::Refresh(const ServiceConfig& service,
+                                const ReceiverConfig& config,
+                                const std::set<std::string>* changed,
+                                absl::Time now) {
   const std::optional<DesiredState> desired =
       options_.desired->Get(service.name);
   const Targets& targets = TargetsOf(config, service.name);
@@ -267,18 +270,26 @@ std::vector<std::string> ConvergenceEngine::Refresh(
         RefreshHost(service, targets, it->second, desired, now);
       }
     }
-    // Their delays, backoffs and echo waits run out with no change.
-    const std::set<size_t> drifted = drifted_[service.name];
-    for (size_t i : drifted) {
-      if (changed->count(targets.agents[i]->name) > 0) continue;  // just read
-      RefreshHost(service, targets, i, desired, now);
+    // An echo wait that ran out makes a drifted host count (Track).
+    const std::set<size_t> awaiting = awaiting_echo_[service.name];
+    for (size_t i : awaiting) {
+      const std::string& agent = targets.agents[i]->name;
+      if (changed->count(agent) > 0) continue;  // just read
+      if (now >= hosts_[Key(service.name, agent)].expected_until) {
+        RefreshHost(service, targets, i, desired, now);
+      }
     }
   }
+}
+
+std::vector<std::string> ConvergenceEngine::DueHosts(
+    const ServiceConfig& service, const ConvergePolicy& policy, bool force,
+    absl::Time now) {
+  const Targets& targets = targets_[service.name];
   std::vector<std::string> due;
   for (size_t i : drifted_[service.name]) {
     const std::string& agent = targets.agents[i]->name;
-    if (Due(hosts_[Key(service.name, agent)], config.converge_policy, force,
-            now)) {
+    if (Due(hosts_[Key(service.name, agent)], policy, force, now)) {
       due.push_back(agent);
     }
   }
@@ -301,6 +312,11 @@ void ConvergenceEngine::RefreshHost(const ServiceConfig& service,
     drifted.insert(position);
   } else {
     drifted.erase(position);
+  }
+  if (track.expected_deploy.empty()) {
+    awaiting_echo_[service.name].erase(position);
+  } else {
+    awaiting_echo_[service.name].insert(position);
   }
 }
 
@@ -469,6 +485,11 @@ void ConvergenceEngine::RolloutEnded(const Rollout& rollout, absl::Time now) {
     if (h.phase() == hoist::v1::DEPLOY_PHASE_SUCCEEDED) {
       track.expected_deploy = h.deploy_id();
       track.expected_until = now + kDeployEchoWait;
+      const Targets& targets = TargetsOf(*config_, rollout.service());
+      auto position = targets.index.find(h.agent());
+      if (position != targets.index.end()) {
+        awaiting_echo_[rollout.service()].insert(position->second);
+      }
       continue;
     }
     if (!converge || h.phase() == hoist::v1::DEPLOY_PHASE_UNSPECIFIED) {
@@ -593,8 +614,9 @@ absl::StatusOr<Rollout> ConvergenceEngine::Converge(const std::string& name) {
           "service ", name,
           " has no desired digest yet; it converges after its first rollout"));
     }
-    due = Refresh(*service, *config, /*changed=*/nullptr, /*force=*/true,
-                  clock_->Now());
+    const absl::Time now = clock_->Now();
+    Refresh(*service, *config, /*changed=*/nullptr, now);
+    due = DueHosts(*service, config->converge_policy, /*force=*/true, now);
     if (due.empty()) {
       return absl::FailedPreconditionError(
           absl::StrCat("nothing to converge: every reachable host of ", name,

@@ -25,10 +25,12 @@
 //    each new drift).
 //
 // Evaluations are incremental: one looks again at the hosts whose agents
-// reported a change, the hosts of rollouts that ended and the drifted hosts
-// (whose delays and backoffs run out); every host of a service only when its
-// desired digest or the config changed. Its cost follows the changes, not
-// the fleet's size (docs/scaling.md, "100 drifted at once").
+// reported a change, the hosts of rollouts that ended and the hosts whose
+// deploy echo wait ran out; every host of a service only when its desired
+// digest or the config changed. Delays and backoffs need no new look: a
+// drifted host's track says when it falls due, and only services that may
+// converge ask. Its cost follows the changes, not the fleet's size
+// (docs/scaling.md, "100 drifted at once").
 //
 // Threads: one evaluation thread. The fleet's and the rollout manager's
 // callbacks only mark work and wake it; every public method is thread-safe.
@@ -169,14 +171,16 @@ class ConvergenceEngine : public ServiceStates {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CacheTargets(const std::shared_ptr<const ReceiverConfig>& config)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Brings the hosts of `service` among `changed` (nullptr: every host) and
-  // its drifted hosts up to date and returns the drifted hosts due for a
-  // converge rollout, in config order (`force`: ignore delay, backoff,
-  // GAVE_UP).
-  std::vector<std::string> Refresh(const ServiceConfig& service,
-                                   const ReceiverConfig& config,
-                                   const std::set<std::string>* changed,
-                                   bool force, absl::Time now)
+  // Brings the hosts of `service` among `changed` (nullptr: every host), and
+  // those whose deploy echo wait ran out, up to date.
+  void Refresh(const ServiceConfig& service, const ReceiverConfig& config,
+               const std::set<std::string>* changed, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The drifted hosts of `service` due for a converge rollout, in config
+  // order (`force`: ignore delay, backoff, GAVE_UP).
+  std::vector<std::string> DueHosts(const ServiceConfig& service,
+                                    const ConvergePolicy& policy, bool force,
+                                    absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Observes the host at `position` of `service`'s targets.
   void RefreshHost(const ServiceConfig& service, const Targets& targets,
@@ -241,6 +245,9 @@ class ConvergenceEngine : public ServiceStates {
   // Per service, the target positions whose host is MISSING, STOPPED or
   // OTHER_DIGEST as last observed: the hosts that may fall due.
   std::map<std::string, std::set<size_t>> drifted_ ABSL_GUARDED_BY(mu_);
+  // Per service, the target positions whose host waits for its deploy's
+  // echo (HostTrack::expected_deploy).
+  std::map<std::string, std::set<size_t>> awaiting_echo_ ABSL_GUARDED_BY(mu_);
   // Services whose hosts gauge is stale.
   std::set<std::string> gauges_stale_ ABSL_GUARDED_BY(mu_);
   // The next evaluation looks at every host (a new config was cached).

@@ -615,9 +615,10 @@ TEST_F(ConvergenceEngineTest, TheEngineThreadActsOnFleetChanges) {
   EXPECT_EQ(started_[0].agents, std::vector<std::string>{"web-3"});
 }
 
-// An evaluation reads the hosts whose agents changed and the drifted ones,
-// not the whole fleet; a new desired digest reads every host.
-TEST_F(ConvergenceEngineTest, AnEvaluationReadsOnlyChangedAndDriftedHosts) {
+// An evaluation reads the hosts whose agents changed, not the whole fleet
+// nor the drifted hosts (they fall due from their tracks); a new desired
+// digest reads every host.
+TEST_F(ConvergenceEngineTest, AnEvaluationReadsOnlyChangedHosts) {
   engine_->EvaluateNow();
   EXPECT_EQ(fleet_.TakeReads(), 3);  // the first one reads every host
   engine_->EvaluateNow();
@@ -626,9 +627,12 @@ TEST_F(ConvergenceEngineTest, AnEvaluationReadsOnlyChangedAndDriftedHosts) {
   engine_->EvaluateNow();
   EXPECT_EQ(fleet_.TakeReads(), 1);
   EXPECT_EQ(StateOf("web-2"), hoist::v1::CONVERGENCE_MISSING);
-  // web-2 drifted: read again while its delay runs, with no change.
   engine_->EvaluateNow();
-  EXPECT_EQ(fleet_.TakeReads(), 1);
+  clock_.Advance(absl::Seconds(5));  // the delay
+  engine_->EvaluateNow();
+  EXPECT_EQ(fleet_.TakeReads(), 0);
+  ASSERT_EQ(started_.size(), 1u);
+  EXPECT_EQ(started_[0].agents, std::vector<std::string>{"web-2"});
   fleet_.SetQuietly("web-3", true, App(Digest(1), "exited"));
   engine_->EvaluateNow();
   EXPECT_EQ(StateOf("web-3"), hoist::v1::CONVERGENCE_IN_SYNC)
