@@ -244,6 +244,18 @@ class Fleet {
     if (!stub_) stub_ = NewControlStub(control_address_);
     return stub_.get();
   }
+  // A Control client of the receiver at `address`, as an operator.
+  static std::unique_ptr<hoist::v1::Control::Stub> NewControlStub(
+      const std::string& address) {
+    auto material = LoadTlsMaterial(
+        TlsFiles{Harness().Cert("ca.pem"), Harness().Cert("operator.pem"),
+                 Harness().Cert("operator-key.pem")});
+    EXPECT_TRUE(material.ok());
+    grpc::ChannelArguments args;
+    args.SetSslTargetNameOverride("localhost");
+    return hoist::v1::Control::NewStub(grpc::CreateCustomChannel(
+        address, MutualTlsChannelCredentials(*material), args));
+  }
   // A Control client of receiver `n` as an operator, kept however Target
   // moves (for a stream that outlives a Target).
   std::unique_ptr<hoist::v1::Control::Stub> ControlOf(int n) const {
@@ -355,18 +367,6 @@ class Fleet {
   }
 
  private:
-  static std::unique_ptr<hoist::v1::Control::Stub> NewControlStub(
-      const std::string& address) {
-    auto material = LoadTlsMaterial(
-        TlsFiles{Harness().Cert("ca.pem"), Harness().Cert("operator.pem"),
-                 Harness().Cert("operator-key.pem")});
-    EXPECT_TRUE(material.ok());
-    grpc::ChannelArguments args;
-    args.SetSslTargetNameOverride("localhost");
-    return hoist::v1::Control::NewStub(grpc::CreateCustomChannel(
-        address, MutualTlsChannelCredentials(*material), args));
-  }
-
   std::string AgentStateDir(const hoist::testing::TestHost& host) const {
     return absl::StrCat(dir_, "/agent-state-", host.name);
   }

@@ -140,14 +140,7 @@ class NotificationProcessTest : public ::testing::Test {
   // Control.TestNotification as an operator.
   grpc::Status TestNotification(const std::string& sink,
                                 hoist::v1::TestNotificationResponse* out) {
-    auto material = LoadTlsMaterial(
-        TlsFiles{Harness().Cert("ca.pem"), Harness().Cert("operator.pem"),
-                 Harness().Cert("operator-key.pem")});
-    EXPECT_TRUE(material.ok());
-    grpc::ChannelArguments args;
-    args.SetSslTargetNameOverride("localhost");
-    auto stub = hoist::v1::Control::NewStub(grpc::CreateCustomChannel(
-        control_, MutualTlsChannelCredentials(*material), args));
+    auto stub = Fleet::NewControlStub(control_);
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
     hoist::v1::TestNotificationRequest request;

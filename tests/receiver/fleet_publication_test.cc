@@ -16,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "receiver/journal_etcd.h"
+#include "tests/common/eventually.h"
 #include "tests/receiver/fake_etcd.h"
 #include "tests/receiver/rollout_test_util.h"
 
@@ -25,16 +26,7 @@ namespace {
 using ::hoist::receiver::testing::MakeConfig;
 using ::testing::ElementsAre;
 
-// Polls `condition` every 10 ms until it holds or `timeout` passes.
-bool Eventually(const std::function<bool()>& condition,
-                absl::Duration timeout) {
-  const absl::Time end = absl::Now() + timeout;
-  while (!condition()) {
-    if (absl::Now() >= end) return false;
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  return true;
-}
+using ::hoist::testing::Eventually;
 
 // The leader's own view, scripted.
 class ScriptedView : public FleetView, public ServiceStates {

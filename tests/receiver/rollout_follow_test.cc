@@ -12,6 +12,7 @@
 #include "common/clock.h"
 #include "gtest/gtest.h"
 #include "receiver/journal_etcd.h"
+#include "tests/common/eventually.h"
 #include "tests/receiver/fake_etcd.h"
 #include "tests/receiver/rollout_test_util.h"
 
@@ -21,16 +22,7 @@ namespace {
 using hoist::v1::Rollout;
 using hoist::v1::RolloutEvent;
 
-// Polls `condition` every 10 ms until it holds or `timeout` passes.
-bool Eventually(const std::function<bool()>& condition,
-                absl::Duration timeout) {
-  const absl::Time end = absl::Now() + timeout;
-  while (!condition()) {
-    if (absl::Now() >= end) return false;
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  return true;
-}
+using ::hoist::testing::Eventually;
 
 // The leader's side: only Watch is asked of it here.
 class LeaderRollouts : public RolloutController {
