@@ -302,15 +302,16 @@ for i in 0 1 2; do
   echo "      proposals committed $(counter "$b" "$a" etcd_server_proposals_committed_total), leader changes seen $(counter "$b" "$a" etcd_server_leader_changes_seen_total)"
 done
 # The member the receiver called served the Range and Txn calls (the
-# receiver's and floor-etcd's); a new event's three calls spent about
-# 2 Range + 1 Txn of server time there, of floor-etcd's time for them.
+# receiver's and floor-etcd's); a new event's two calls (FindDelivery's
+# Range, AcceptDelivery's Txn) spent about 1 Range + 1 Txn of server time
+# there, of floor-etcd's time for them.
 for i in 0 1 2; do
   b=$T/metrics.before.$i; a=$T/metrics.after.$i
   range_ms=$(hist_mean "$b" "$a" grpc_server_handling_seconds 'grpc_method="Range"')
   txn_ms=$(hist_mean "$b" "$a" grpc_server_handling_seconds 'grpc_method="Txn"')
   awk -v r="$range_ms" -v t="$txn_ms" 'BEGIN { exit !(t > 0) }' || continue
   awk -v i="$i" -v r="$range_ms" -v t="$txn_ms" -v m="${MEAN[floor-etcd]}" 'BEGIN {
-    printf "a new event inside etcd (m%d, means, background calls included): 2 x Range + Txn = %.2f ms of floor-etcd %.2f ms\n", i, 2 * r + t, m }'
+    printf "a new event inside etcd (m%d, means, background calls included): Range + Txn = %.2f ms of floor-etcd %.2f ms\n", i, r + t, m }'
 done
 
 # --- duplicates -------------------------------------------------------------
