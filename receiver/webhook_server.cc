@@ -118,12 +118,13 @@ WebhookResponse SubmitIntents(RolloutSubmitter& submitter,
   for (const DeployIntent& intent : intents) {
     absl::StatusOr<SubmitResult> result = submitter.Submit(intent);
     if (!result.ok()) {
+      // The body is the contract's fixed text: the cause (a disk error,
+      // etcd's endpoints and gRPC status) is for the log, not for whoever
+      // reaches the public port.
       LogError("webhook event could not be recorded",
                {{"service", intent.service},
                 {"error", std::string(result.status().message())}});
-      return Error(
-          503, absl::StrCat("cannot record the event for service ",
-                            intent.service, ": ", result.status().message()));
+      return Error(503, "journal unavailable");
     }
     if (result->service.empty()) result->service = intent.service;
     // A duplicate repeats an event already logged as accepted; it is counted
