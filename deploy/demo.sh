@@ -704,8 +704,7 @@ ${bold}Look around${reset} (the fleet keeps running until you tear it down; ${RE
   hoistctl --server ${CONTROLS[LEADER]} rollout ${ROLLOUT[v2]}
   hoistctl --server ${CONTROLS[FOLLOWER]} agents               # a follower (${RECEIVERS[FOLLOWER]}): the leader's view, from etcd
   hoistctl --server ${CONTROLS[FOLLOWER]} rollouts --service hello
-  hoistctl --server ${CONTROLS[FOLLOWER]} rollback hello       # refused: "this receiver is not the leader"
-  hoistctl --server ${CONTROLS[LEADER]} rollback hello       # the leader runs it (then: hoistctl watch ID)
+  hoistctl --server ${CONTROLS[FOLLOWER]} rollback hello       # recorded in etcd; the leader runs it and the follower answers with its rollout (then: hoistctl watch ID)
 
   # who leads: hoist_leader 1 on the leader's /metrics, 0 on a follower's
   curl -s http://${METRICS[LEADER]}/metrics | grep ^hoist_leader

@@ -38,6 +38,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "receiver/config.h"
+#include "receiver/control_commands.h"
 #include "receiver/fleet_view.h"
 #include "receiver/journal_etcd.h"
 #include "receiver/service_states.h"
@@ -102,7 +103,8 @@ class PublishedFleet : public FleetView, public ServiceStates {
   // NOT_FOUND for a service not configured; UNAVAILABLE when etcd is.
   absl::StatusOr<hoist::v1::Service> GetService(
       const std::string& name) override;
-  // UNAVAILABLE: only the leader converges.
+  // UNAVAILABLE: only the leader converges (ByRole hands Converge to the
+  // leader through its relay instead).
   absl::StatusOr<hoist::v1::Rollout> Converge(
       const std::string& service) override;
 
@@ -111,15 +113,21 @@ class PublishedFleet : public FleetView, public ServiceStates {
   const std::function<std::shared_ptr<const ReceiverConfig>()> config_;
 };
 
-// The leader's own view while `leading()`, else the published one.
+// The leader's own view while `leading()`, else the published one. Writes
+// (Converge) likewise: the leader's own while leading, else handed to the
+// leader through `relay` (receiver/control_commands.h) when there is one,
+// else refused (PublishedFleet::Converge).
 class ByRole : public FleetView, public ServiceStates {
  public:
+  // Not owned; `relay` is optional.
   ByRole(std::function<bool()> leading, const FleetView* leader_fleet,
-         ServiceStates* leader_services, PublishedFleet* published)
+         ServiceStates* leader_services, PublishedFleet* published,
+         CommandRelay* relay = nullptr)
       : leading_(std::move(leading)),
         leader_fleet_(leader_fleet),
         leader_services_(leader_services),
-        published_(published) {}
+        published_(published),
+        relay_(relay) {}
 
   std::vector<AgentState> Agents() const override {
     return leading_() ? leader_fleet_->Agents() : published_->Agents();
@@ -141,6 +149,7 @@ class ByRole : public FleetView, public ServiceStates {
   }
   absl::StatusOr<hoist::v1::Rollout> Converge(
       const std::string& service) override {
+    if (relay_ != nullptr && !leading_()) return relay_->Converge(service);
     return States()->Converge(service);
   }
 
@@ -151,6 +160,7 @@ class ByRole : public FleetView, public ServiceStates {
   const FleetView* const leader_fleet_;
   ServiceStates* const leader_services_;
   PublishedFleet* const published_;
+  CommandRelay* const relay_;
 };
 
 }  // namespace hoist::receiver

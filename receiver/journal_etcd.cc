@@ -312,6 +312,11 @@ void EtcdJournal::SetFence(std::optional<EtcdCompare> fence) {
   fence_ = std::move(fence);
 }
 
+std::optional<EtcdCompare> EtcdJournal::Fence() {
+  absl::MutexLock lock(&fence_mu_);
+  return fence_;
+}
+
 std::string EtcdJournal::Key(const std::string& what,
                              const std::vector<std::string>& parts) const {
   std::string key = prefix_ + what;

@@ -34,6 +34,11 @@
 //                                          detail, attempts, next_attempt, rollout}
 //   <prefix>fleet/agents/<name>           binary hoist.v1.AgentInfo   } the leader's
 //   <prefix>fleet/services/<name>         binary hoist.v1.Service     } fleet view
+//   <prefix>commands/<id>                 {id, kind, target, from, created}: a
+//       follower's Control write for the leader, with a lease of 10 s
+//   <prefix>command_results/<id>          {state: claimed|done, code, message,
+//       rollout}: the leader's answer, with a lease of 30 s
+//       (these two: receiver/control_commands.h, not the journal's methods)
 // clang-format on
 //
 // <unique> is random hex from this journal plus a counter; the write that
@@ -110,6 +115,9 @@ class EtcdJournal : public Journal {
   // see "Fencing" above. Thread-safe; a write already under way uses the
   // fence it started with.
   void SetFence(std::optional<EtcdCompare> fence);
+  // The fence set now (nullopt: none). For writes made beside the journal
+  // that must be fenced the same way (control_commands.h's claims).
+  std::optional<EtcdCompare> Fence();
 
   // Calls on_new(id) for each rollout created from now on, by any receiver
   // sharing the cluster (its first write: the PENDING rollout of an
@@ -197,6 +205,9 @@ class EtcdJournal : public Journal {
   // (for tests and tools: Key("rollouts", {"r-1"})).
   std::string Key(const std::string& what,
                   const std::vector<std::string>& parts) const;
+  // A new <unique> key component: random hex from this journal plus a
+  // counter (also the ids of control_commands.h's commands).
+  std::string UniqueId();
 
  private:
   // One write: compares and ops of the success branch (the fence is added
@@ -240,8 +251,6 @@ class EtcdJournal : public Journal {
   absl::StatusOr<std::vector<IndexEntry>> ReadIndex();
   // Every key under `base` (a key prefix ending in '/'), sorted by key.
   absl::StatusOr<std::vector<EtcdKeyValue>> GetUnder(const std::string& base);
-  // A new <unique> key component.
-  std::string UniqueId();
   // Writes the duplicate counts held in memory (one Txn per key); keeps
   // what could not be written.
   absl::Status FlushDuplicates();

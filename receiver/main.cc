@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -20,6 +21,7 @@
 #include "httplib.h"
 #include "receiver/agent_client_grpc.h"
 #include "receiver/config.h"
+#include "receiver/control_commands.h"
 #include "receiver/control_service.h"
 #include "receiver/convergence.h"
 #include "receiver/dashboard_auth.h"
@@ -48,6 +50,13 @@ std::vector<std::string> ServiceNames(const ReceiverConfig& config) {
 }
 
 constexpr char kProgram[] = "hoist-receiver";
+
+// This machine's host name ("localhost" when it has none).
+std::string HostName() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  return host[0] != '\0' ? host : "localhost";
+}
 
 // "host" of "host:port" (brackets of an IPv6 literal kept).
 std::string HostPart(const std::string& listen) {
@@ -158,6 +167,7 @@ class Receiver {
   // manager's callbacks into convergence end before it is destroyed.
   ~Receiver() {
     if (leader_) leader_->Stop();
+    if (executor_) executor_->Stop();
     if (fleet_) fleet_->Stop();
     if (manager_) manager_->Stop();
     if (notifications_) notifications_->Stop();
@@ -171,7 +181,9 @@ class Receiver {
   void Stop() {
     dashboard_.reset();  // its handlers call the parts below
     webhook_->Stop();
+    if (relay_) relay_->Stop();  // Control calls waiting for the leader end
     control_server_->Shutdown();
+    if (executor_) executor_->Stop();
     if (publisher_) publisher_->Stop();
     fleet_->Stop();
     convergence_->Stop();
@@ -202,7 +214,8 @@ class Receiver {
   // Desired state against the fleet (ConvergenceEngine).
   bool StartConvergence();
   // With etcd: what a follower shows of the fleet and of rollouts (read
-  // from etcd), and the leader's publication of its fleet view.
+  // from etcd), the Control writes it hands to the leader, the leader's
+  // publication of its fleet view and its executor of those writes.
   bool StartFleetPublication();
   bool StartControlServer();
   bool StartWebhookServer();
@@ -244,11 +257,15 @@ class Receiver {
   std::unique_ptr<FleetWatcher> fleet_;
   std::unique_ptr<ConvergenceEngine> convergence_;
   // With etcd: what Control and the dashboard show of the fleet (ByRole),
-  // and the leader's publication of it for followers.
+  // and the leader's publication of it for followers. A follower's Control
+  // writes go to the leader through relay_; the leader's executor_ carries
+  // them out.
+  std::unique_ptr<CommandRelay> relay_;
   std::unique_ptr<PublishedFleet> published_fleet_;
   std::unique_ptr<ByRole> by_role_;
   std::unique_ptr<FollowingRollouts> following_rollouts_;
   std::unique_ptr<FleetPublisher> publisher_;
+  std::unique_ptr<CommandExecutor> executor_;
   std::atomic<bool> leading_{false};
   // The fleet view that Control and the dashboard show.
   const FleetView* shown_fleet() const {
@@ -272,6 +289,8 @@ class Receiver {
   std::string dashboard_tls_pem_;  // cert + key served now
   std::unique_ptr<DashboardServer> dashboard_;
   std::unique_ptr<LeaderRole> leader_;  // with etcd only
+  // leader_ for the relay's Control threads, once it campaigns.
+  std::atomic<LeaderRole*> leader_role_{nullptr};
 };
 
 bool Receiver::LoadTls() {
@@ -433,18 +452,35 @@ bool Receiver::StartConvergence() {
 
 bool Receiver::StartFleetPublication() {
   if (!ha()) return true;
+  CommandRelayOptions relay;
+  relay.client = etcd_.get();
+  relay.journal = etcd_journal_;
+  relay.leader_name = [this]() -> std::optional<std::string> {
+    LeaderRole* role = leader_role_.load();
+    if (role == nullptr) return std::nullopt;
+    return role->LeaderName();
+  };
+  relay.name = HostName();
+  relay_ = std::make_unique<CommandRelay>(relay);
   published_fleet_ = std::make_unique<PublishedFleet>(
       etcd_journal_, [this] { return std::atomic_load(&config_); });
-  by_role_ =
-      std::make_unique<ByRole>([this] { return leading_.load(); }, fleet_.get(),
-                               convergence_.get(), published_fleet_.get());
+  by_role_ = std::make_unique<ByRole>([this] { return leading_.load(); },
+                                      fleet_.get(), convergence_.get(),
+                                      published_fleet_.get(), relay_.get());
   following_rollouts_ = std::make_unique<FollowingRollouts>(
-      manager_.get(), etcd_journal_, [this] { return leading_.load(); });
+      manager_.get(), etcd_journal_, [this] { return leading_.load(); },
+      relay_.get());
   FleetPublisherOptions options;
   options.journal = etcd_journal_;
   options.fleet = fleet_.get();
   options.services = convergence_.get();
   publisher_ = std::make_unique<FleetPublisher>(options);
+  CommandExecutorOptions executor;
+  executor.client = etcd_.get();
+  executor.journal = etcd_journal_;
+  executor.rollouts = manager_.get();  // the leader's own paths
+  executor.services = convergence_.get();
+  executor_ = std::make_unique<CommandExecutor>(executor);
   return true;
 }
 
@@ -549,9 +585,7 @@ bool Receiver::StartDashboard() {
 
 // What followers report as the leader: this host and its Control port.
 std::string ElectionName(int control_port) {
-  char host[256] = {};
-  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
-  return absl::StrCat(host[0] != '\0' ? host : "localhost", ":", control_port);
+  return absl::StrCat(HostName(), ":", control_port);
 }
 
 bool Receiver::StartLeaderRole() {
@@ -574,6 +608,7 @@ bool Receiver::StartLeaderRole() {
     return false;
   }
   leader_ = *std::move(role);
+  leader_role_.store(leader_.get());
   return true;
 }
 
@@ -590,9 +625,10 @@ absl::Status Receiver::StartLeading() {
   leading_ = true;
   publisher_feed_.store(publisher_.get());
   publisher_->Start();
+  executor_->Start();  // after leading_: its calls are the leader's own
   LogInfo(
-      "leading: agent streams, convergence, notifications and the fleet "
-      "view's publication started");
+      "leading: agent streams, convergence, notifications, the fleet "
+      "view's publication and followers' control commands started");
   return absl::OkStatus();
 }
 

@@ -159,8 +159,12 @@ class FollowingRollouts::Follow {
 
 FollowingRollouts::FollowingRollouts(RolloutController* manager,
                                      EtcdJournal* journal,
-                                     std::function<bool()> leading)
-    : manager_(manager), journal_(journal), leading_(std::move(leading)) {}
+                                     std::function<bool()> leading,
+                                     CommandRelay* relay)
+    : manager_(manager),
+      journal_(journal),
+      leading_(std::move(leading)),
+      relay_(relay) {}
 
 FollowingRollouts::~FollowingRollouts() {
   std::vector<std::unique_ptr<Follow>> follows;

@@ -13,8 +13,10 @@
 //    is queued as final: the client sees the stream end and can watch again).
 //
 // Every other call is the manager's on followers too (reads come from the
-// journal; writes are recorded for the leader or refused, see
-// RolloutManagerOptions::follower). Thread-safe.
+// journal; ManualDeploy journals a PENDING rollout for the leader), except
+// Cancel, Resume and RollbackService: with a relay they are handed to the
+// leader through etcd (receiver/control_commands.h), without one the
+// manager refuses them (RolloutManagerOptions::follower). Thread-safe.
 #ifndef HOIST_RECEIVER_ROLLOUT_FOLLOW_H_
 #define HOIST_RECEIVER_ROLLOUT_FOLLOW_H_
 
@@ -25,6 +27,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "receiver/control_commands.h"
 #include "receiver/journal_etcd.h"
 #include "receiver/rollout_controller.h"
 
@@ -32,9 +35,11 @@ namespace hoist::receiver {
 
 class FollowingRollouts : public RolloutController {
  public:
-  // `manager` and `journal` are not owned and outlive this.
+  // `manager`, `journal` and `relay` (optional) are not owned and outlive
+  // this.
   FollowingRollouts(RolloutController* manager, EtcdJournal* journal,
-                    std::function<bool()> leading);
+                    std::function<bool()> leading,
+                    CommandRelay* relay = nullptr);
   ~FollowingRollouts() override;  // ends every follow and waits for it
 
   FollowingRollouts(const FollowingRollouts&) = delete;
@@ -45,11 +50,14 @@ class FollowingRollouts : public RolloutController {
       const std::string& tag) override {
     return manager_->ManualDeploy(service, digest, tag);
   }
+  // The manager's while leading; else the relay's (when there is one).
   absl::StatusOr<hoist::v1::Rollout> RollbackService(
       const std::string& service) override {
+    if (Relayed()) return relay_->RollbackService(service);
     return manager_->RollbackService(service);
   }
   absl::StatusOr<hoist::v1::Rollout> Resume(const std::string& id) override {
+    if (Relayed()) return relay_->Resume(id);
     return manager_->Resume(id);
   }
   absl::StatusOr<hoist::v1::Rollout> GetRollout(
@@ -61,6 +69,7 @@ class FollowingRollouts : public RolloutController {
     return manager_->ListRollouts(service, limit);
   }
   absl::StatusOr<hoist::v1::Rollout> Cancel(const std::string& id) override {
+    if (Relayed()) return relay_->Cancel(id);
     return manager_->Cancel(id);
   }
   // The manager's while leading; else a follow of the journal.
@@ -72,12 +81,14 @@ class FollowingRollouts : public RolloutController {
 
  private:
   class Follow;
+  bool Relayed() const { return relay_ != nullptr && !leading_(); }
   // Joins the follows that ended.
   void Reap() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   RolloutController* const manager_;
   EtcdJournal* const journal_;
   const std::function<bool()> leading_;
+  CommandRelay* const relay_;
   absl::Mutex mu_;
   std::vector<std::unique_ptr<Follow>> follows_ ABSL_GUARDED_BY(mu_);
 };

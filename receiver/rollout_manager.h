@@ -126,8 +126,10 @@ struct RolloutManagerOptions {
   std::function<void()> on_outbox_written;
   // High availability (docs/design.md, "High availability on etcd"): start
   // as a follower. A follower journals the PENDING rollouts of webhooks and
-  // manual deploys for the leader and runs none; Resume, Cancel and
-  // RollbackService answer UNAVAILABLE. Lead() makes it the leader.
+  // manual deploys for the leader and runs none; its own Resume, Cancel and
+  // RollbackService answer UNAVAILABLE (a receiver hands them to the leader
+  // instead: FollowingRollouts, control_commands.h). Lead() makes it the
+  // leader.
   bool follower = false;
 };
 
