@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -37,6 +39,16 @@ using ::hoist::testing::Harness;
 // A child process with its output in a log file (see child_process.h: lines
 // are matched only once complete).
 using Process = ::hoist::testing::ChildProcess;
+
+// Where a receiver runs: in the root network namespace on 127.0.0.1, or
+// inside network namespace `netns` (started with `nsenter --net=`) on
+// `address`, an address there that the root namespace reaches (such as
+// hoist::testing::TestNetns::address). Its webhook, Control and metrics
+// listen on `address`, port 0.
+struct ReceiverPlace {
+  std::string netns;  // empty: the root namespace
+  std::string address = "127.0.0.1";
+};
 
 struct FleetOptions {
   std::string auth = "token";  // token | hmac-sha256
@@ -66,6 +78,11 @@ struct FleetOptions {
   // (`etcd:` instead of `state:`); see Fleet::StartReplica.
   std::vector<std::string> etcd_endpoints;
   int64_t etcd_lease_seconds = 3;
+  // Where the first receiver runs (replicas: StartReplica's argument).
+  ReceiverPlace first_place;
+  // When set, every receiver serves /metrics (metrics_listen on its
+  // address, port 0; see Metrics()).
+  bool metrics = false;
 };
 
 // Two agents (h1, h2 of the harness) and one receiver with service "web".
@@ -97,7 +114,9 @@ class Fleet {
                                       options_.dashboard_tokens)
                       .ok());
     }
-    EXPECT_TRUE(WriteFileAtomically(config_path(), ReceiverConfig()).ok());
+    EXPECT_TRUE(WriteFileAtomically(
+                    config_path(), ReceiverConfig(options_.first_place.address))
+                    .ok());
     StartReceiver();
   }
   ~Fleet() {
@@ -141,14 +160,17 @@ class Fleet {
   Process* agent(size_t i) { return agents_.at(i).get(); }
   Process* receiver_process() { return receiver_.get(); }
 
-  std::string config_path() const { return dir_ + "/receiver.yaml"; }
+  // The first receiver's config (Reconfigure rewrites it).
+  std::string config_path() const {
+    return ConfigPathFor(options_.first_place);
+  }
   std::string db_path() const { return dir_ + "/state/receiver.db"; }
   Process* receiver() { return receiver_.get(); }
 
   void StartReceiver() {
+    const ReceiverPlace& place = options_.first_place;
     receiver_ = std::make_unique<Process>(
-        std::vector<std::string>{hoist::testing::BinaryPath("hoist-receiver"),
-                                 "--config", config_path()},
+        ReceiverArgv(place),
         absl::StrCat(dir_, "/receiver-", ++receiver_starts_, ".log"));
     auto control =
         receiver_->AwaitLine("control listening on ", absl::Seconds(30));
@@ -156,8 +178,10 @@ class Fleet {
         receiver_->AwaitLine("webhook listening on ", absl::Seconds(30));
     ASSERT_TRUE(control && webhook) << receiver_->Log();
     control_address_ = *control;
+    webhook_host_ = place.address;
     webhook_port_ = std::atoi(webhook->substr(webhook->rfind(':') + 1).c_str());
-    first_ = Replica{nullptr, control_address_, webhook_port_};
+    first_ = Replica{nullptr, control_address_, place.address, webhook_port_,
+                     AwaitMetricsPort(receiver_.get())};
     if (!options_.dashboard_tokens.empty()) {
       auto dashboard =
           receiver_->AwaitLine("dashboard listening on ", absl::Seconds(30));
@@ -169,13 +193,16 @@ class Fleet {
   }
 
   // High availability (FleetOptions::etcd_endpoints): starts another
-  // receiver on the same config, so on the same etcd cluster. Returns its
-  // number: the first receiver is 0, replicas 1, 2, ...
-  int StartReplica() {
+  // receiver on the same config (but for its listen address), so on the
+  // same etcd cluster, at `place`. Returns its number: the first receiver
+  // is 0, replicas 1, 2, ...
+  int StartReplica(const ReceiverPlace& place = ReceiverPlace()) {
     const int n = static_cast<int>(replicas_.size()) + 1;
+    EXPECT_TRUE(
+        WriteFileAtomically(ConfigPathFor(place), ReceiverConfig(place.address))
+            .ok());
     auto process = std::make_unique<Process>(
-        std::vector<std::string>{hoist::testing::BinaryPath("hoist-receiver"),
-                                 "--config", config_path()},
+        ReceiverArgv(place),
         absl::StrCat(dir_, "/receiver-replica-", n, ".log"));
     auto control =
         process->AwaitLine("control listening on ", absl::Seconds(30));
@@ -185,8 +212,9 @@ class Fleet {
     const int port =
         webhook ? std::atoi(webhook->substr(webhook->rfind(':') + 1).c_str())
                 : 0;
-    replicas_.push_back(
-        Replica{std::move(process), control.value_or(""), port});
+    const int metrics_port = AwaitMetricsPort(process.get());
+    replicas_.push_back(Replica{std::move(process), control.value_or(""),
+                                place.address, port, metrics_port});
     return n;
   }
   // Receiver `n` (0: the first one).
@@ -199,8 +227,27 @@ class Fleet {
   void Target(int n) {
     const Replica& r = n == 0 ? first_ : replicas_.at(n - 1);
     control_address_ = r.control_address;
+    webhook_host_ = r.host;
     webhook_port_ = r.webhook_port;
     stub_.reset();
+  }
+
+  // What receiver `n` serves on /metrics (FleetOptions::metrics).
+  absl::StatusOr<std::string> Metrics(int n) const {
+    const Replica& r = n == 0 ? first_ : replicas_.at(n - 1);
+    if (r.metrics_port <= 0) {
+      return absl::FailedPreconditionError("no metrics port");
+    }
+    httplib::Client client(r.host, r.metrics_port);
+    client.set_connection_timeout(2);
+    client.set_read_timeout(5);
+    auto res = client.Get("/metrics");
+    if (!res || res->status != 200) {
+      return absl::UnavailableError(absl::StrCat(
+          "GET /metrics of receiver ", n, ": ",
+          res ? absl::StrCat(res->status) : httplib::to_string(res.error())));
+    }
+    return res->body;
   }
 
   int webhook_port() const { return webhook_port_; }
@@ -227,7 +274,9 @@ class Fleet {
       return n;
     };
     const size_t before = reloads();
-    ASSERT_TRUE(WriteFileAtomically(config_path(), ReceiverConfig()).ok());
+    ASSERT_TRUE(WriteFileAtomically(
+                    config_path(), ReceiverConfig(options_.first_place.address))
+                    .ok());
     receiver_->Signal(SIGHUP);
     ASSERT_TRUE(hoist::testing::WaitFor([&] { return reloads() > before; },
                                         absl::Seconds(30)))
@@ -297,7 +346,7 @@ class Fleet {
   // POSTs a webhook; returns {status, body} (status -1 when no answer).
   std::pair<int, std::string> Post(const std::string& body,
                                    const std::string& auth = "") {
-    httplib::Client client("127.0.0.1", webhook_port_);
+    httplib::Client client(webhook_host_, webhook_port_);
     client.set_connection_timeout(5);
     client.set_read_timeout(10);
     const std::string header =
@@ -384,7 +433,38 @@ class Fleet {
         "\n");
   }
 
-  std::string ReceiverConfig() const {
+  // The config file of a receiver at `place`.
+  std::string ConfigPathFor(const ReceiverPlace& place) const {
+    return place.netns.empty()
+               ? dir_ + "/receiver.yaml"
+               : absl::StrCat(dir_, "/receiver-", place.netns, ".yaml");
+  }
+
+  std::vector<std::string> ReceiverArgv(const ReceiverPlace& place) const {
+    std::vector<std::string> argv;
+    if (!place.netns.empty()) {
+      argv = {"nsenter", absl::StrCat("--net=/var/run/netns/", place.netns)};
+    }
+    for (const std::string& arg :
+         {hoist::testing::BinaryPath("hoist-receiver"), std::string("--config"),
+          ConfigPathFor(place)}) {
+      argv.push_back(arg);
+    }
+    return argv;
+  }
+
+  // The metrics port a receiver printed (FleetOptions::metrics), else 0.
+  int AwaitMetricsPort(Process* process) const {
+    if (!options_.metrics) return 0;
+    auto metrics =
+        process->AwaitLine("metrics listening on ", absl::Seconds(30));
+    EXPECT_TRUE(metrics) << process->Log();
+    return metrics ? std::atoi(metrics->substr(metrics->rfind(':') + 1).c_str())
+                   : 0;
+  }
+
+  // A receiver's config, listening on `host` (port 0).
+  std::string ReceiverConfig(const std::string& host = "127.0.0.1") const {
     const auto& env = Harness();
     std::string agents;
     for (size_t i = 0; i < env.hosts.size(); ++i) {
@@ -395,13 +475,17 @@ class Fleet {
                       host.address, "\", labels: {role: web}}\n");
     }
     return absl::StrCat(
-        "webhook:\n  listen: \"127.0.0.1:0\"\n  path: "
+        "webhook:\n  listen: \"", host,
+        ":0\"\n  path: "
         "\"/webhooks/artifactory\"\n",
         "  secret_files: [\"secret\"]\n  auth: \"", options_.auth, "\"\n",
         "  dedupe_window_seconds: ", options_.dedupe_window_seconds, "\n",
-        "control: {listen: \"127.0.0.1:0\"}\n", "tls: {ca: \"",
-        env.Cert("ca.pem"), "\", cert: \"", env.Cert("receiver.pem"),
-        "\", key: \"", env.Cert("receiver-key.pem"), "\"}\n",
+        "control: {listen: \"", host, ":0\"}\n",
+        options_.metrics ? absl::StrCat("metrics_listen: \"", host, ":0\"\n")
+                         : "",
+        "tls: {ca: \"", env.Cert("ca.pem"), "\", cert: \"",
+        env.Cert("receiver.pem"), "\", key: \"", env.Cert("receiver-key.pem"),
+        "\"}\n",
         "authz: {operators: [\"spiffe://hoist/operator\"], viewers: []}\n",
         EtcdOrState(),
         "agent_call: {deadline_seconds: 120, connect_timeout_seconds: ",
@@ -448,7 +532,9 @@ class Fleet {
   struct Replica {
     std::unique_ptr<Process> process;  // null for the first receiver
     std::string control_address;
+    std::string host;  // ReceiverPlace::address
     int webhook_port = 0;
+    int metrics_port = 0;  // FleetOptions::metrics
   };
 
   FleetOptions options_;
@@ -458,6 +544,7 @@ class Fleet {
   std::unique_ptr<Process> receiver_;
   int receiver_starts_ = 0;
   std::string control_address_;
+  std::string webhook_host_ = "127.0.0.1";
   int webhook_port_ = 0;
   int dashboard_port_ = 0;
   std::unique_ptr<hoist::v1::Control::Stub> stub_;

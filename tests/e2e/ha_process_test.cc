@@ -8,13 +8,18 @@
 //     ids, and every host ends on the new image;
 //   - the leader is SIGSTOPped past its lease: the other leads; resumed, it
 //     exits (3); started again it follows and takes webhooks;
-//   - Control Deploy on a follower is run by the leader; Cancel there is
-//     refused (UNAVAILABLE, "not the leader");
+//   - Control Deploy on a follower is run by the leader; Cancel and
+//     Converge there are carried out by the leader, whose answer returns;
 //   - one etcd member killed changes nothing; two killed: webhooks get 503
 //     and nothing is promised; members back: the same delivery is accepted
 //     and run;
 //   - a burst of 50 promotions spread over 3 receivers coalesces as on one
-//     receiver: at most 2 rollouts run, and every host ends on the last.
+//     receiver: at most 2 rollouts run, and every host ends on the last;
+//   - the leader, inside a network namespace of its own, loses its route to
+//     etcd: it stops leading (exits 3), another leads within
+//     lease_seconds + 2 s and runs webhooks; started again in the
+//     partitioned namespace, it answers webhooks 503 and promises nothing;
+//     route back, it takes webhooks again.
 // Each case ends with ExpectPromisesKept: every promise (202, Control
 // Deploy) is a rollout in etcd that ends, and no host ran a deploy twice.
 #include <sys/wait.h>
@@ -48,6 +53,7 @@ namespace hoist::e2e {
 namespace {
 
 using ::hoist::testing::EtcdCluster;
+using ::hoist::testing::ScopedExtraNetns;
 using ::hoist::testing::WaitFor;
 using ::hoist::v1::Rollout;
 
@@ -310,19 +316,41 @@ class HaProcessTest : public ::testing::Test {
   // Starts the cluster, then `receivers` receivers on it with `options`
   // (etcd endpoints and lease set here), and waits for one to lead
   // (leader_); the others are followers_.
-  ::testing::AssertionResult StartFleet(FleetOptions options,
-                                        int receivers = 2) {
+  //
+  // `partitionable`: receiver 0 runs inside a network namespace of its own
+  // (netns_, at 10.231.N.20 on the harness bridge, which reaches the
+  // agents) and every receiver talks to etcd at the namespace's far address
+  // (TestNetns), so that SetFarRoute(netns, false) cuts receiver 0 alone
+  // off from etcd; it is started alone and leads before the others start;
+  // every receiver serves /metrics.
+  ::testing::AssertionResult StartFleet(FleetOptions options, int receivers = 2,
+                                        bool partitionable = false) {
+    std::string far_address;
+    if (partitionable) {
+      absl::StatusOr<std::unique_ptr<ScopedExtraNetns>> netns =
+          ScopedExtraNetns::Start("ha0", 20);
+      if (!netns.ok()) return ::testing::AssertionFailure() << netns.status();
+      netns_ = *std::move(netns);
+      far_address = netns_->get().far_address;
+      options.first_place = {netns_->get().netns, netns_->get().address};
+      options.metrics = true;
+    }
     absl::StatusOr<std::unique_ptr<EtcdCluster>> cluster =
-        EtcdCluster::Start(3);
+        EtcdCluster::Start(3, far_address);
     if (!cluster.ok()) {
       return ::testing::AssertionFailure() << cluster.status();
     }
     cluster_ = *std::move(cluster);
-    options.etcd_endpoints = cluster_->client_endpoints();
+    options.etcd_endpoints = partitionable ? cluster_->extra_client_endpoints()
+                                           : cluster_->client_endpoints();
     options.etcd_lease_seconds = kLeaseSeconds;
     fleet_ = std::make_unique<Fleet>(std::move(options));
     if (HasFatalFailure()) {
       return ::testing::AssertionFailure() << "the first receiver is not up";
+    }
+    if (partitionable && AwaitLeader(*fleet_, absl::Seconds(20)) != 0) {
+      return ::testing::AssertionFailure()
+             << "receiver 0 does not lead after 20 s";
     }
     for (int n = 1; n < receivers; ++n) {
       if (fleet_->StartReplica() != n || HasFailure()) {
@@ -347,7 +375,10 @@ class HaProcessTest : public ::testing::Test {
   Fleet& fleet() { return *fleet_; }
   EtcdCluster& cluster() { return *cluster_; }
 
-  std::unique_ptr<EtcdCluster> cluster_;  // declared first: outlives fleet_
+  // Declared first: outlives cluster_ (bound to its far address) and
+  // fleet_ (whose receiver 0 runs inside it).
+  std::unique_ptr<ScopedExtraNetns> netns_;
+  std::unique_ptr<EtcdCluster> cluster_;  // outlives fleet_
   std::unique_ptr<Fleet> fleet_;
   int leader_ = -1;
   std::vector<int> followers_;
@@ -476,8 +507,7 @@ TEST_F(HaProcessTest, APausedLeaderStepsDownAndComesBackAsAFollower) {
   ExpectPromisesKept(fleet(), follower, {id});
 }
 
-TEST_F(HaProcessTest,
-       ControlOnAFollowerDeploysThroughTheLeaderAndRefusesTheRest) {
+TEST_F(HaProcessTest, ControlOnAFollowerIsCarriedOutByTheLeader) {
   FleetOptions options;
   options.batch = "100%";
   ASSERT_TRUE(StartFleet(options));
@@ -500,18 +530,40 @@ TEST_F(HaProcessTest,
       Logged(fleet().receiver(leader_), "rollout running", started.id()));
   for (size_t h = 0; h < 2; ++h) EXPECT_EQ(Fleet::Serves(h), "hoist-test v2");
 
-  // What only the leader can do, the follower refuses, naming why.
+  // A Control write on a follower is recorded in etcd and carried out by the
+  // leader, whose answer comes back with its code: the rollout has ended,
+  // so the leader refuses to cancel it, and every host runs the desired
+  // digest, so there is nothing to converge. (A follower may wait up to
+  // 10 s for the leader: docs/design.md, "High availability on etcd".)
   grpc::ClientContext cancel_context;
   cancel_context.set_deadline(
-      absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+      absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
   hoist::v1::CancelRequest cancel;
   cancel.set_id(started.id());
   Rollout ignored;
   const grpc::Status refused =
       fleet().Control()->Cancel(&cancel_context, cancel, &ignored);
-  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE);
-  EXPECT_TRUE(absl::StrContains(refused.error_message(), "not the leader"))
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
       << refused.error_message();
+  EXPECT_TRUE(absl::StrContains(refused.error_message(),
+                                "only PENDING, RUNNING or PAUSED rollouts"))
+      << refused.error_message();
+  EXPECT_TRUE(Logged(fleet().receiver(leader_), "control command carried out",
+                     started.id()));
+
+  grpc::ClientContext converge_context;
+  converge_context.set_deadline(
+      absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+  hoist::v1::ConvergeRequest converge;
+  converge.set_service("web");
+  const grpc::Status nothing =
+      fleet().Control()->Converge(&converge_context, converge, &ignored);
+  EXPECT_EQ(nothing.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
+      << nothing.error_message();
+  EXPECT_TRUE(absl::StrContains(nothing.error_message(), "nothing to converge"))
+      << nothing.error_message();
+  EXPECT_TRUE(Logged(fleet().receiver(leader_), "control command carried out",
+                     "kind=converge"));
   ExpectPromisesKept(fleet(), follower, {started.id()});
 }
 
@@ -546,7 +598,7 @@ TEST_F(HaProcessTest, OneMemberDownChangesNothingAndNoQuorumPromisesNothing) {
   const std::string v2 = Fleet::PromotedEvent("v2", "v2");
   answer = fleet().Post(v2);
   EXPECT_EQ(answer.first, 503) << answer.second;
-  EXPECT_TRUE(absl::StrContains(answer.second, "\"error\"")) << answer.second;
+  EXPECT_EQ(answer.second, R"({"error":"journal unavailable"})");
 
   // Every member back: the same delivery is new (it was never promised),
   // a leader is elected again and runs it.
@@ -648,6 +700,136 @@ TEST_F(HaProcessTest, BurstOfFiftyPromotionsOverThreeReceiversCoalesces) {
   EXPECT_EQ(Fleet::Serves(0), "hoist-test v2");
   EXPECT_EQ(Fleet::Serves(1), "hoist-test v2");
   ExpectPromisesKept(fleet(), leader_, ids);
+}
+
+// The value of series hoist_leader on receiver `n`'s /metrics: 1 while it
+// leads, 0 while it follows; -1 when /metrics does not answer or lacks it.
+int LeaderGauge(Fleet& fleet, int n) {
+  absl::StatusOr<std::string> metrics = fleet.Metrics(n);
+  if (!metrics.ok()) return -1;
+  for (absl::string_view line : absl::StrSplit(*metrics, '\n')) {
+    if (absl::ConsumePrefix(&line, "hoist_leader ")) {
+      return line == "1" ? 1 : line == "0" ? 0 : -1;
+    }
+  }
+  return -1;
+}
+
+// The issue's "A receiver is partitioned from etcd (its netns loses the
+// route): it stops leading and answers 503, and the others carry on."
+// Receiver 0 runs inside a network namespace of its own and leads; the
+// others run in the root namespace. Every receiver reaches etcd at an
+// address of the root namespace outside the namespace's subnet, so deleting
+// the namespace's one route there partitions receiver 0 from etcd alone,
+// while the test still reaches its webhook, Control and /metrics.
+TEST_F(HaProcessTest, PartitionedLeaderStopsLeadingAndAnswers503) {
+  FleetOptions options;
+  options.batch = "100%";
+  ASSERT_TRUE(StartFleet(options, 3, /*partitionable=*/true));
+  ASSERT_EQ(leader_, 0);
+  const hoist::testing::TestNetns& netns = netns_->get();
+  // Leading from inside its namespace: it reaches etcd, and the agents
+  // (their streams are the leader's).
+  EXPECT_TRUE(
+      WaitFor([&] { return LeaderGauge(fleet(), 0) == 1; }, absl::Seconds(10)));
+  for (int n : followers_) EXPECT_EQ(LeaderGauge(fleet(), n), 0) << n;
+  fleet().Target(0);
+  ASSERT_TRUE(fleet().AwaitAgents());
+
+  // Its namespace loses the route to etcd.
+  ASSERT_TRUE(hoist::testing::SetFarRoute(netns, false).ok());
+  const absl::Time cut = absl::Now();
+  int successor = -1;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (int n : followers_) {
+          if (LeaderGauge(fleet(), n) == 1) {
+            successor = n;
+            return true;
+          }
+        }
+        return false;
+      },
+      absl::Seconds(kLeaseSeconds + 10)))
+      << "no other receiver leads";
+  const absl::Duration takeover = absl::Now() - cut;
+  std::cout << "ha: leader partitioned -> receiver " << successor
+            << " leads after " << absl::FormatDuration(takeover) << " (lease "
+            << kLeaseSeconds << " s)\n";
+  EXPECT_LE(takeover, absl::Seconds(kLeaseSeconds + 2));
+  // It had stopped leading by then (its lease lapses on its own clock
+  // before etcd can expire it), and it exits for its supervisor to start it
+  // again as a follower.
+  Process* partitioned = fleet().receiver(0);
+  EXPECT_TRUE(
+      absl::StrContains(partitioned->Log(), "leader election: leadership lost"))
+      << "receiver " << successor
+      << " leads while the partitioned one has not logged the loss";
+  const std::optional<int> status = partitioned->Wait(absl::Seconds(30));
+  ASSERT_TRUE(status.has_value()) << "the partitioned leader still runs";
+  ASSERT_TRUE(WIFEXITED(*status)) << *status;
+  EXPECT_EQ(WEXITSTATUS(*status), kDaemonExitLeadershipLost);
+  EXPECT_TRUE(
+      absl::StrContains(partitioned->Log(), "leadership lost: exiting"));
+  for (int n : followers_) {
+    if (n != successor) {
+      EXPECT_EQ(LeaderGauge(fleet(), n), 0) << n;
+    }
+  }
+
+  // Started again (as systemd's Restart= would) inside the namespace that
+  // is still partitioned: it follows, and a webhook there gets 503 and no
+  // promise.
+  const int restarted =
+      fleet().StartReplica(ReceiverPlace{netns.netns, netns.address});
+  ASSERT_TRUE(fleet().Metrics(restarted).ok()) << "not up";
+  EXPECT_EQ(LeaderGauge(fleet(), restarted), 0);
+  fleet().Target(restarted);
+  const std::string v2 = Fleet::PromotedEvent("v2", "v2");
+  const absl::Time posted = absl::Now();
+  auto answer = fleet().Post(v2);
+  std::cout << "ha: the partitioned receiver answered " << answer.first
+            << " after " << absl::FormatDuration(absl::Now() - posted) << ": "
+            << answer.second << "\n";
+  EXPECT_EQ(answer.first, 503) << answer.second;
+  EXPECT_EQ(answer.second, R"({"error":"journal unavailable"})");
+
+  // The others carry on: the same delivery at the other follower is new
+  // (the 503 promised nothing), and the new leader runs it.
+  int other = -1;
+  for (int n : followers_) {
+    if (n != successor) other = n;
+  }
+  fleet().Target(other);
+  answer = fleet().Post(v2);
+  ASSERT_EQ(answer.first, 202) << answer.second;
+  EXPECT_TRUE(absl::StrContains(answer.second, "\"duplicate\":false"))
+      << answer.second;
+  const std::string id2 = Fleet::RolloutId(answer.second);
+  EXPECT_EQ(fleet().AwaitFinal(id2).state(),
+            hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  EXPECT_TRUE(Logged(fleet().receiver(successor), "rollout running", id2));
+  for (size_t h = 0; h < 2; ++h) EXPECT_EQ(Fleet::Serves(h), "hoist-test v2");
+
+  // Route back: the restarted receiver takes webhooks again, still as a
+  // follower.
+  ASSERT_TRUE(hoist::testing::SetFarRoute(netns, true).ok());
+  fleet().Target(restarted);
+  const std::string v1_again = Fleet::PromotedEvent("v1-again", "v1");
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        answer = fleet().Post(v1_again);
+        return answer.first == 202;
+      },
+      absl::Seconds(30)))
+      << answer.first << " " << answer.second;
+  const std::string id3 = Fleet::RolloutId(answer.second);
+  fleet().Target(successor);
+  EXPECT_EQ(fleet().AwaitFinal(id3).state(),
+            hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  EXPECT_EQ(LeaderGauge(fleet(), restarted), 0);
+  for (size_t h = 0; h < 2; ++h) EXPECT_EQ(Fleet::Serves(h), "hoist-test v1");
+  ExpectPromisesKept(fleet(), successor, {id2, id3});
 }
 
 }  // namespace

@@ -41,11 +41,14 @@ std::string TempRoot() {
   return path;
 }
 
-std::string Url(int port) { return absl::StrCat("http://127.0.0.1:", port); }
+std::string Url(int port, const std::string& host = "127.0.0.1") {
+  return absl::StrCat("http://", host, ":", port);
+}
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::Start(int members) {
+absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::Start(
+    int members, const std::string& extra_client_host) {
   if (access(kEtcdBinary, X_OK) != 0) {
     return absl::FailedPreconditionError(
         absl::StrCat(kEtcdBinary, " missing: apt-get install etcd-server"));
@@ -61,6 +64,7 @@ absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::Start(int members) {
     if (cluster->root_.empty()) return absl::InternalError("mkdtemp failed");
     cluster->token_ = absl::StrCat("hoist-test-", getpid(), "-",
                                    absl::ToUnixNanos(absl::Now()));
+    cluster->extra_client_host_ = extra_client_host;
     last = cluster->Launch(members);
     if (last.ok()) return cluster;
   }
@@ -99,15 +103,19 @@ absl::Status EtcdCluster::Launch(int members) {
 
 void EtcdCluster::StartMember(int i, bool existing) {
   Member& m = members_[i];
+  std::string client_urls = Url(m.client_port);
+  if (!extra_client_host_.empty()) {
+    absl::StrAppend(&client_urls, ",", Url(m.client_port, extra_client_host_));
+  }
   std::vector<std::string> argv = {kEtcdBinary,
                                    "--name",
                                    m.name,
                                    "--data-dir",
                                    m.data_dir,
                                    "--listen-client-urls",
-                                   Url(m.client_port),
+                                   client_urls,
                                    "--advertise-client-urls",
-                                   Url(m.client_port),
+                                   client_urls,
                                    "--listen-peer-urls",
                                    Url(m.peer_port),
                                    "--initial-advertise-peer-urls",
@@ -146,6 +154,15 @@ void EtcdCluster::KillAll() {
 std::vector<std::string> EtcdCluster::client_endpoints() const {
   std::vector<std::string> out;
   for (const Member& m : members_) out.push_back(Url(m.client_port));
+  return out;
+}
+
+std::vector<std::string> EtcdCluster::extra_client_endpoints() const {
+  std::vector<std::string> out;
+  if (extra_client_host_.empty()) return out;
+  for (const Member& m : members_) {
+    out.push_back(Url(m.client_port, extra_client_host_));
+  }
   return out;
 }
 

@@ -33,7 +33,12 @@ class EtcdCluster {
   // /usr/bin/etcd or /usr/bin/etcdctl is missing; Unavailable (with the
   // members' logs' tails) when it does not come up after 3 tries with fresh
   // ports.
-  static absl::StatusOr<std::unique_ptr<EtcdCluster>> Start(int members = 3);
+  //
+  // `extra_client_host` non-empty (an IPv4 address of this namespace, such
+  // as TestNetns::far_address): each member also serves clients there, on
+  // the same port (extra_client_endpoints()).
+  static absl::StatusOr<std::unique_ptr<EtcdCluster>> Start(
+      int members = 3, const std::string& extra_client_host = "");
   // Kills every member and removes the data dirs.
   ~EtcdCluster();
   EtcdCluster(const EtcdCluster&) = delete;
@@ -42,6 +47,9 @@ class EtcdCluster {
   // "http://127.0.0.1:PORT" of each member, in member order.
   std::vector<std::string> client_endpoints() const;
   std::string client_endpoint(int i) const;
+  // "http://<extra_client_host>:PORT" of each member (Start), in member
+  // order; empty without one.
+  std::vector<std::string> extra_client_endpoints() const;
   int size() const { return static_cast<int>(members_.size()); }
 
   void Kill(int i);  // SIGKILL and reap; the data dir stays
@@ -74,6 +82,7 @@ class EtcdCluster {
 
   std::string root_;
   std::string token_;
+  std::string extra_client_host_;
   std::string initial_cluster_;
   std::vector<Member> members_;
 };

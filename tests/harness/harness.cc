@@ -439,4 +439,59 @@ absl::Status StopExtraRegistry(const std::string& name) {
       .status();
 }
 
+absl::StatusOr<TestNetns> StartExtraNetns(const std::string& name, int octet) {
+  const HarnessEnv& env = Harness();
+  TestNetns netns;
+  netns.name = name;
+  auto out = RunExtra(absl::StrCat("extra-netns-up ", ShellQuote(env.root), " ",
+                                   ShellQuote(name), " ", octet));
+  if (out.ok()) {
+    for (absl::string_view line :
+         absl::StrSplit(*out, '\n', absl::SkipEmpty())) {
+      if (absl::ConsumePrefix(&line, "NETNS=")) netns.netns = std::string(line);
+      if (absl::ConsumePrefix(&line, "ADDRESS=")) {
+        netns.address = std::string(line);
+      }
+      if (absl::ConsumePrefix(&line, "FAR_ADDRESS=")) {
+        netns.far_address = std::string(line);
+      }
+    }
+    if (!netns.netns.empty() && !netns.address.empty() &&
+        !netns.far_address.empty()) {
+      return netns;
+    }
+    out = absl::InternalError(
+        absl::StrCat("extra-netns-up printed no namespace: ", *out));
+  }
+  (void)RemoveExtraNetns(netns);  // what a failed up made
+  return out.status();
+}
+
+absl::Status SetFarRoute(const TestNetns& netns, bool present) {
+  return RunExtra(absl::StrCat("extra-netns-route ", ShellQuote(Harness().root),
+                               " ", ShellQuote(netns.name), " ",
+                               present ? "add" : "del"))
+      .status();
+}
+
+absl::Status RemoveExtraNetns(const TestNetns& netns) {
+  return RunExtra(absl::StrCat("extra-netns-down ", ShellQuote(Harness().root),
+                               " ", ShellQuote(netns.name)))
+      .status();
+}
+
+absl::StatusOr<std::unique_ptr<ScopedExtraNetns>> ScopedExtraNetns::Start(
+    const std::string& name, int octet) {
+  absl::StatusOr<TestNetns> netns = StartExtraNetns(name, octet);
+  if (!netns.ok()) return netns.status();
+  return std::unique_ptr<ScopedExtraNetns>(
+      new ScopedExtraNetns(*std::move(netns)));
+}
+
+ScopedExtraNetns::~ScopedExtraNetns() {
+  if (absl::Status s = RemoveExtraNetns(netns_); !s.ok()) {
+    std::cerr << "hoist test harness: " << s << std::endl;
+  }
+}
+
 }  // namespace hoist::testing

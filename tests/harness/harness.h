@@ -20,7 +20,9 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -133,6 +135,44 @@ absl::Status RemoveExtraHost(const TestHost& host);
 absl::StatusOr<std::string> StartExtraRegistry(const std::string& name);
 // Stops that registry (SIGTERM, waits).
 absl::Status StopExtraRegistry(const std::string& name);
+
+// A bare network namespace `netns` (hoist-N-<name>) on the harness bridge at
+// `address` (10.231.N.<octet>, pick 10..250 and none an extra host uses),
+// with no dockerd: a test runs a daemon inside it with `nsenter
+// --net=/var/run/netns/<netns>` and reaches it at `address`. It reaches its
+// `far_address` (10.233.N.<octet>, a /32 of the root namespace on the
+// bridge, outside the namespace's subnet) only through a route via
+// 10.231.N.1: bind there (as well as on loopback) what the namespace must
+// reach, and SetFarRoute(false) partitions the namespace from it alone.
+struct TestNetns {
+  std::string name;
+  std::string netns;
+  std::string address;
+  std::string far_address;
+};
+absl::StatusOr<TestNetns> StartExtraNetns(const std::string& name, int octet);
+// Adds (present) or deletes the namespace's route to its far address.
+absl::Status SetFarRoute(const TestNetns& netns, bool present);
+// Removes the namespace, its veth and its far address. Stop what runs inside
+// it first.
+absl::Status RemoveExtraNetns(const TestNetns& netns);
+
+// StartExtraNetns that removes it again when it goes (RAII); `harness.sh
+// down` removes one a crashed test left.
+class ScopedExtraNetns {
+ public:
+  static absl::StatusOr<std::unique_ptr<ScopedExtraNetns>> Start(
+      const std::string& name, int octet);
+  ~ScopedExtraNetns();
+  ScopedExtraNetns(const ScopedExtraNetns&) = delete;
+  ScopedExtraNetns& operator=(const ScopedExtraNetns&) = delete;
+
+  const TestNetns& get() const { return netns_; }
+
+ private:
+  explicit ScopedExtraNetns(TestNetns netns) : netns_(std::move(netns)) {}
+  TestNetns netns_;
+};
 
 }  // namespace hoist::testing
 

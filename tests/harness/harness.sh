@@ -353,6 +353,9 @@ down() {
     while read -r e; do
       if [[ -n $e ]]; then extra_registry_stop "$root" "$e"; fi
     done < <(sort -u "$root/extra-registries" 2>/dev/null)
+    while read -r e; do
+      if [[ -n $e ]]; then extra_netns_down "$root" "$e"; fi
+    done < <(sort -u "$root/extra-netns" 2>/dev/null)
     # Containers first (SIGKILL), so no engine waits out a stop timeout.
     for e in root "${HOSTS[@]}"; do
       local sock=$root/$e/docker.sock
@@ -466,6 +469,62 @@ extra_host_down() {
   rm -f "$root/pids/$name-dockerd" "$root/pids/$name-containerd"
 }
 
+# extra_netns_up ROOT NAME OCTET: a bare network namespace hoist-N-NAME on
+# the bridge at 10.231.N.OCTET (lo up; no dockerd), for a daemon a test runs
+# inside it with `nsenter --net=`. It comes with a "far" address
+# 10.233.N.OCTET/32 of the root namespace (on the bridge, but outside the
+# namespace's subnet), which the namespace reaches only through its route
+# `10.233.N.OCTET via 10.231.N.1`: what listens there is cut off from the
+# namespace by `extra-netns-route ROOT NAME del` alone, while the root
+# namespace still reaches the namespace's 10.231.N.OCTET. Prints NETNS=,
+# ADDRESS=, FAR_ADDRESS= lines.
+extra_netns_up() {
+  ROOT=$1
+  local name=$2 octet=$3 n
+  n=$(cat "$ROOT/net")
+  local ns=hoist-$n-$name far=10.233.$n.$octet
+  if ip -o addr show | grep -qF "inet $far/"; then die "$far is in use"; fi
+  echo "$name" >>"$ROOT/extra-netns"
+  echo "$octet" >"$ROOT/extra-netns-$name"
+  ip netns add "$ns"
+  ip link add "hoist$n-$name" type veth peer name eth0 netns "$ns"
+  ip link set "hoist$n-$name" master "hoist$n" up
+  ip -n "$ns" link set lo up
+  ip -n "$ns" addr add "10.231.$n.$octet/24" dev eth0
+  ip -n "$ns" link set eth0 up
+  ip addr add "$far/32" dev "hoist$n"
+  ip -n "$ns" route add "$far/32" via "10.231.$n.1"
+  echo "NETNS=$ns"
+  echo "ADDRESS=10.231.$n.$octet"
+  echo "FAR_ADDRESS=$far"
+}
+
+# extra_netns_route ROOT NAME add|del: gives the namespace its route to its
+# far address back, or takes it away.
+extra_netns_route() {
+  local root=$1 name=$2 op=$3 n octet
+  n=$(cat "$root/net")
+  octet=$(cat "$root/extra-netns-$name")
+  case $op in
+    add) ip -n "hoist-$n-$name" route replace "10.233.$n.$octet/32" via "10.231.$n.1" ;;
+    del) ip -n "hoist-$n-$name" route del "10.233.$n.$octet/32" ;;
+    *) die "extra-netns-route: add or del, not $op" ;;
+  esac
+}
+
+# extra_netns_down ROOT NAME: removes the namespace, its veth and its far
+# address (stop what runs inside it first).
+extra_netns_down() {
+  local root=$1 name=$2 n="" octet=""
+  [[ -s $root/net ]] && n=$(cat "$root/net")
+  [[ -n $n ]] || return 0
+  [[ -s $root/extra-netns-$name ]] && octet=$(cat "$root/extra-netns-$name")
+  ip netns del "hoist-$n-$name" 2>/dev/null || true
+  ip link del "hoist$n-$name" 2>/dev/null || true
+  if [[ -n $octet ]]; then ip addr del "10.233.$n.$octet/32" dev "hoist$n" 2>/dev/null || true; fi
+  rm -f "$root/extra-netns-$name"
+}
+
 # extra_registry_up ROOT NAME: a private, empty docker-registry on
 # 10.231.N.1:PORT (reached from the root namespace and the hosts). Prints
 # the address.
@@ -524,5 +583,8 @@ case ${1:-} in
   extra-host-down) extra_host_down "$2" "$3" ;;
   extra-registry-up) extra_registry_up "$2" "$3" ;;
   extra-registry-stop) extra_registry_stop "$2" "$3" ;;
+  extra-netns-up) extra_netns_up "$2" "$3" "$4" ;;
+  extra-netns-route) extra_netns_route "$2" "$3" "$4" ;;
+  extra-netns-down) extra_netns_down "$2" "$3" ;;
   *) die "usage: harness.sh up|down DIR (extra-*: see the functions above)" ;;
 esac

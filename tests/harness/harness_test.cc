@@ -2,9 +2,14 @@
 // there and behaves as documented.
 #include "tests/harness/harness.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -408,6 +413,62 @@ TEST_F(HarnessTest, HelpersWork) {
   EXPECT_EQ(r.exit_code, 3);
   EXPECT_THAT(r.output, HasSubstr("out"));
   EXPECT_THAT(r.output, HasSubstr("err"));
+}
+
+// A TCP listener of this process on `address` (port chosen by the kernel);
+// -1 on failure. Connections complete in the kernel without accept().
+int ListenOn(const std::string& address, int* port) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  socklen_t len = sizeof(sa);
+  if (inet_pton(AF_INET, address.c_str(), &sa.sin_addr) != 1 ||
+      bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0 ||
+      listen(fd, 16) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
+    close(fd);
+    return -1;
+  }
+  *port = ntohs(sa.sin_port);
+  return fd;
+}
+
+// An extra namespace reaches its far address through its route alone, and
+// everything it made is gone after RemoveExtraNetns.
+TEST_F(HarnessTest, ExtraNetnsReachesItsFarAddressUntilTheRouteGoes) {
+  absl::StatusOr<std::unique_ptr<ScopedExtraNetns>> scoped =
+      ScopedExtraNetns::Start("st", 30);
+  ASSERT_TRUE(scoped.ok()) << scoped.status();
+  const TestNetns netns = (*scoped)->get();
+  EXPECT_THAT(netns.netns, HasSubstr("-st"));
+  EXPECT_TRUE(absl::StartsWith(netns.address, "10.231.")) << netns.address;
+  EXPECT_TRUE(absl::EndsWith(netns.address, ".30")) << netns.address;
+  EXPECT_TRUE(absl::StartsWith(netns.far_address, "10.233.") &&
+              absl::EndsWith(netns.far_address, ".30"))
+      << netns.far_address;
+  int port = 0;
+  const int fd = ListenOn(netns.far_address, &port);
+  ASSERT_GE(fd, 0) << "cannot listen on " << netns.far_address;
+  const std::string connect =
+      absl::StrCat("nsenter --net=/var/run/netns/", netns.netns,
+                   " timeout 5 bash -c 'exec 3<>/dev/tcp/", netns.far_address,
+                   "/", port, "'");
+  EXPECT_EQ(RunCommand(connect).exit_code, 0) << RunCommand(connect).output;
+  ASSERT_TRUE(SetFarRoute(netns, false).ok());
+  const CommandResult cut = RunCommand(connect);
+  EXPECT_NE(cut.exit_code, 0);
+  EXPECT_THAT(cut.output, HasSubstr("unreachable"));
+  ASSERT_TRUE(SetFarRoute(netns, true).ok());
+  EXPECT_EQ(RunCommand(connect).exit_code, 0);
+  close(fd);
+
+  scoped->reset();  // removes it
+  EXPECT_NE(RunCommand("ip netns list | grep -qw " + netns.netns).exit_code, 0);
+  EXPECT_NE(
+      RunCommand("ip -o addr show | grep -qF 'inet " + netns.far_address + "/'")
+          .exit_code,
+      0);
 }
 
 // deploy/certs.sh as an operator uses it (the harness only exercises the
