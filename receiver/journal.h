@@ -135,6 +135,18 @@ class Journal {
   // SUPERSEDED, CANCELLED).
   virtual absl::StatusOr<std::vector<hoist::v1::Rollout>> ListUnfinished() = 0;
 
+  // Where one journal serves several receivers, the order in which it
+  // created rollout `id`, comparable between rollouts however the
+  // receivers' clocks differ (etcd: the create revision of its key), as
+  // this journal last wrote or read it; nullopt when the journal defines
+  // none (SQLite: one receiver, whose creation times order its rollouts) or
+  // it has not seen `id` lately. Memory only, never blocks. RolloutManager
+  // orders waiting rollouts by it (docs/design.md: "newest waiting event =
+  // highest etcd revision").
+  virtual std::optional<int64_t> CreationOrder(const std::string& id) {
+    return std::nullopt;
+  }
+
   // The agent events recorded for a rollout, in order.
   virtual absl::StatusOr<std::vector<hoist::v1::DeployEvent>> HostEvents(
       const std::string& rollout_id, const std::string& agent) = 0;
@@ -270,6 +282,9 @@ class JournalWrapper : public Journal {
   }
   absl::StatusOr<std::vector<hoist::v1::Rollout>> ListUnfinished() override {
     return wrapped_->ListUnfinished();
+  }
+  std::optional<int64_t> CreationOrder(const std::string& id) override {
+    return wrapped_->CreationOrder(id);
   }
   absl::StatusOr<std::vector<hoist::v1::DeployEvent>> HostEvents(
       const std::string& rollout_id, const std::string& agent) override {

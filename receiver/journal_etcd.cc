@@ -386,7 +386,8 @@ std::string EtcdJournal::UniqueId() {
 
 // ------------------------------------------------------------------ writes
 
-absl::StatusOr<bool> EtcdJournal::Commit(const Write& write) {
+absl::StatusOr<bool> EtcdJournal::Commit(const Write& write,
+                                         int64_t* revision) {
   std::optional<EtcdCompare> fence;
   {
     absl::MutexLock lock(&fence_mu_);
@@ -402,6 +403,7 @@ absl::StatusOr<bool> EtcdJournal::Commit(const Write& write) {
                  write.failure_gets.end());
   HOIST_ASSIGN_OR_RETURN(EtcdTxnResult result,
                          client_->Txn(compares, write.ops, failure));
+  *revision = result.revision;
   if (result.succeeded) return true;
   std::vector<KeyValues> gets = std::move(result.gets);
   if (fence.has_value()) {
@@ -422,8 +424,13 @@ absl::Status EtcdJournal::RunWrite(const WriteBuilder& build) {
   for (int attempt = 0; attempt < kMaxWriteAttempts; ++attempt) {
     HOIST_ASSIGN_OR_RETURN(Write write, build());
     if (write.ops.empty()) return absl::OkStatus();  // nothing to write
-    HOIST_ASSIGN_OR_RETURN(const bool applied, Commit(write));
-    if (applied) return absl::OkStatus();
+    int64_t revision = 0;
+    HOIST_ASSIGN_OR_RETURN(const bool applied, Commit(write, &revision));
+    if (!applied) continue;
+    if (!write.created_rollout.empty()) {
+      RememberCreation(write.created_rollout, revision);
+    }
+    return absl::OkStatus();
   }
   return absl::AbortedError(
       absl::StrCat("journal write conflicted with other writers ",
@@ -455,6 +462,9 @@ absl::Status EtcdJournal::AddRolloutSave(const hoist::v1::Rollout& rollout,
       Key("rollout_index", {IndexTime(rollout), rollout.id()});
   write->compares.push_back(ModRevisionIs(key, mod_revision));
   write->ops.push_back(EtcdOp::Put(key, std::move(blob)));
+  if (mod_revision == 0 && Unfinished(rollout.state())) {
+    write->created_rollout = rollout.id();
+  }
   if (!old_index.empty() && old_index != index) {
     write->ops.push_back(EtcdOp::Delete(old_index));
   }
@@ -772,10 +782,33 @@ absl::StatusOr<std::vector<hoist::v1::Rollout>> EtcdJournal::ReadRollouts(
       }
       HOIST_RETURN_IF_ERROR(
           ApplyHostResults(std::move(read.gets[g + 1]), &rollout));
+      if (Unfinished(rollout.state())) {
+        RememberCreation(rollout.id(), kv.create_revision);
+      }
       out.push_back(std::move(rollout));
     }
   }
   return out;
+}
+
+void EtcdJournal::RememberCreation(const std::string& id, int64_t revision) {
+  // Enough for every rollout a leader takes up between two reads of it; an
+  // id evicted falls back to creation times (RolloutManager).
+  constexpr size_t kMaxCreationOrders = 4096;
+  absl::MutexLock lock(&creation_mu_);
+  if (!creation_orders_.emplace(id, revision).second) return;
+  creation_fifo_.push_back(id);
+  if (creation_fifo_.size() > kMaxCreationOrders) {
+    creation_orders_.erase(creation_fifo_.front());
+    creation_fifo_.pop_front();
+  }
+}
+
+std::optional<int64_t> EtcdJournal::CreationOrder(const std::string& id) {
+  absl::MutexLock lock(&creation_mu_);
+  auto it = creation_orders_.find(id);
+  if (it == creation_orders_.end()) return std::nullopt;
+  return it->second;
 }
 
 absl::StatusOr<hoist::v1::Rollout> EtcdJournal::GetRollout(

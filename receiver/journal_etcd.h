@@ -87,6 +87,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <optional>
@@ -154,6 +155,10 @@ class EtcdJournal : public Journal {
   absl::StatusOr<std::vector<hoist::v1::Rollout>> ListRollouts(
       const std::string& service, int limit) override;
   absl::StatusOr<std::vector<hoist::v1::Rollout>> ListUnfinished() override;
+  // The create revision of <prefix>rollouts/<id>, as this journal created
+  // (AcceptDelivery, SaveRollout, ...) or read (GetRollout, ListUnfinished,
+  // ...) the rollout while it was unfinished.
+  std::optional<int64_t> CreationOrder(const std::string& id) override;
   absl::StatusOr<std::vector<hoist::v1::DeployEvent>> HostEvents(
       const std::string& rollout_id, const std::string& agent) override;
   absl::Status SaveDesired(const DesiredState& desired) override;
@@ -220,14 +225,21 @@ class EtcdJournal : public Journal {
     std::vector<EtcdOp> failure_gets;
     std::function<absl::Status(const std::vector<std::vector<EtcdKeyValue>>&)>
         on_conflict;
+    // The rollout whose key this write creates, if any (AddRolloutSave): its
+    // create revision is the Txn's revision (CreationOrder).
+    std::string created_rollout;
   };
   using WriteBuilder = std::function<absl::StatusOr<Write>()>;
 
   // Builds and commits a write until it applies (see "Transactions").
   absl::Status RunWrite(const WriteBuilder& build);
-  // One Txn of `write` plus the fence. OK(true) when applied; OK(false) to
-  // retry; the error to answer otherwise.
-  absl::StatusOr<bool> Commit(const Write& write);
+  // One Txn of `write` plus the fence. OK(true) when applied (*revision:
+  // the cluster's revision after it); OK(false) to retry; the error to
+  // answer otherwise.
+  absl::StatusOr<bool> Commit(const Write& write, int64_t* revision);
+  // Keeps `revision` as rollout `id`'s CreationOrder (the latest
+  // kMaxCreationOrders ids).
+  void RememberCreation(const std::string& id, int64_t revision);
   // Adds to `write` what replacing the rollout takes: reads the stored one
   // (its index entry) and requires it unchanged.
   // `assume_new`: requires the rollout absent without reading it first (a
@@ -270,6 +282,10 @@ class EtcdJournal : public Journal {
 
   absl::Mutex fence_mu_;
   std::optional<EtcdCompare> fence_ ABSL_GUARDED_BY(fence_mu_);
+
+  absl::Mutex creation_mu_;
+  std::map<std::string, int64_t> creation_orders_ ABSL_GUARDED_BY(creation_mu_);
+  std::deque<std::string> creation_fifo_ ABSL_GUARDED_BY(creation_mu_);
 
   absl::Mutex duplicates_mu_;
   std::map<std::string, DuplicateTally> duplicates_

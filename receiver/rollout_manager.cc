@@ -193,6 +193,9 @@ bool RolloutManager::TakeUpLocked(Rollout r) {
   const std::string service = r.service();
   const bool paused = r.state() == hoist::v1::ROLLOUT_STATE_PAUSED;
   active_[id] = std::move(r);
+  if (std::optional<int64_t> order = journal_->CreationOrder(id)) {
+    creation_orders_[id] = *order;
+  }
   if (paused) {
     slots_[service].current = id;
   } else {
@@ -253,6 +256,24 @@ void RolloutManager::EnqueueLocked(const std::string& id,
   // rollouts up at once but another receiver's only when etcd's watch
   // reports them (Adopt), which may be after a newer one of its own. Finish
   // runs the newest, waiting.back(), and supersedes the rest.
+  auto last_not_newer =
+      std::find_if(slot.waiting.rbegin(), slot.waiting.rend(),
+                   [&](const std::string& other) ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+                       mu_) { return !CreatedAfterLocked(other, id); });
+  slot.waiting.insert(last_not_newer.base(), id);
+}
+
+bool RolloutManager::CreatedAfterLocked(const std::string& a,
+                                        const std::string& b) {
+  // The journal's order where it has one for both (etcd: revisions, which
+  // several receivers' clocks cannot disorder; docs/design.md "newest
+  // waiting event = highest etcd revision"), else creation times (one
+  // receiver's clock).
+  auto order_a = creation_orders_.find(a);
+  auto order_b = creation_orders_.find(b);
+  if (order_a != creation_orders_.end() && order_b != creation_orders_.end()) {
+    return order_a->second > order_b->second;
+  }
   auto created = [this](const std::string& r)
                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
                        auto it = active_.find(r);
@@ -260,14 +281,7 @@ void RolloutManager::EnqueueLocked(const std::string& id,
                                   ? absl::InfinitePast()
                                   : FromProto(it->second.created());
                      };
-  const absl::Time mine = created(id);
-  // From the back: usually the newest comes last, and equals keep their order.
-  auto last_not_newer = std::find_if(slot.waiting.rbegin(), slot.waiting.rend(),
-                                     [&](const std::string& other)
-                                         ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-                                           return created(other) <= mine;
-                                         });
-  slot.waiting.insert(last_not_newer.base(), id);
+  return created(a) > created(b);
 }
 
 absl::StatusOr<Rollout> RolloutManager::CreateRollout(
@@ -864,6 +878,7 @@ void RolloutManager::Finish(const std::string& id, RolloutState state,
       unsaved_added_ = true;  // wakes the housekeeping thread
     }
     active_.erase(id);
+    creation_orders_.erase(id);
     ServiceSlot& slot = slots_[copy.service()];
     if (slot.current == id) slot.current.clear();
     if (slot.current.empty() && !slot.waiting.empty()) {
@@ -895,6 +910,7 @@ void RolloutManager::Finish(const std::string& id, RolloutState state,
       unsaved_added_ = true;
     }
     active_.erase(r.id());
+    creation_orders_.erase(r.id());
   }
   // A large rollout leaves freed memory (its streams, events and copies)
   // scattered through the heap; give whole free pages back to the system.

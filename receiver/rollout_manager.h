@@ -219,6 +219,9 @@ class RolloutManager : public RolloutSubmitter, public RolloutController {
   absl::StatusOr<std::optional<SubmitResult>> AnswerFromJournal(
       const std::string& dedupe_key);
   // Puts a PENDING/RUNNING rollout into its service's queue.
+  // Whether rollout `a` was created after rollout `b` (both active).
+  bool CreatedAfterLocked(const std::string& a, const std::string& b)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EnqueueLocked(const std::string& id, const std::string& service)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Takes up unfinished rollout `r` unless it is known already or this
@@ -326,6 +329,9 @@ class RolloutManager : public RolloutSubmitter, public RolloutController {
   absl::Mutex mu_;
   std::shared_ptr<const ReceiverConfig> config_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, hoist::v1::Rollout> active_ ABSL_GUARDED_BY(mu_);
+  // Journal::CreationOrder of the active rollouts that have one (etcd),
+  // read when each was taken up; see EnqueueLocked.
+  std::map<std::string, int64_t> creation_orders_ ABSL_GUARDED_BY(mu_);
   // Finished rollouts whose final save failed. They stay here, so that
   // GetRollout and ListRollouts show their end rather than the journal's
   // stale RUNNING, until the housekeeping thread (every second while any is

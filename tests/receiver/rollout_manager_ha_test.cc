@@ -54,13 +54,30 @@ class FirstLookupMisses : public JournalWrapper {
   int missed_ = 0;
 };
 
+// The real clock, `offset` away: a receiver whose clock is not in step.
+class SkewedClock : public Clock {
+ public:
+  explicit SkewedClock(absl::Duration offset) : offset_(offset) {}
+  absl::Time Now() override { return RealClock()->Now() + offset_; }
+  void SleepFor(absl::Duration d) override { RealClock()->SleepFor(d); }
+  bool AwaitWithTimeout(absl::Mutex* mu, const absl::Condition& cond,
+                        absl::Duration d) override {
+    return RealClock()->AwaitWithTimeout(mu, cond, d);
+  }
+
+ private:
+  const absl::Duration offset_;
+};
+
 class RolloutManagerHaTest : public ::testing::Test {
  protected:
   std::unique_ptr<RolloutManager> Receiver(Journal* journal,
-                                           FakeAgentClientPool* pool) {
+                                           FakeAgentClientPool* pool,
+                                           Clock* clock = nullptr) {
     RolloutManagerOptions o;
     o.journal = journal;
     o.pool = pool;
+    o.clock = clock;
     o.follower = true;
     o.retry_initial_backoff = absl::Milliseconds(20);
     auto m = std::make_unique<RolloutManager>(o, config_);
@@ -179,6 +196,34 @@ TEST_F(RolloutManagerHaTest, AnOlderRolloutAdoptedLateIsSupersededByANewer) {
   for (const auto& c : leader_pool_.calls()) {
     EXPECT_NE(c.digest, Digest(2)) << c.deploy_id;
   }
+}
+
+TEST_F(RolloutManagerHaTest,
+       TheNewestWaitingIsTheLastJournaledWhateverTheClocks) {
+  // Receiver C's clock runs a minute ahead: the rollout it journals first
+  // says it was created after the one the leader journals next. etcd's
+  // revisions, not the receivers' clocks, say which is newer.
+  SkewedClock ahead(absl::Minutes(1));
+  EtcdJournal journal_c{&etcd_, "/hoist/"};
+  FakeAgentClientPool pool;
+  std::unique_ptr<RolloutManager> skewed = Receiver(&journal_c, &pool, &ahead);
+  ASSERT_TRUE(leader_->Lead().ok());
+  leader_pool_.SetDefault(Behavior::kBlock);
+  const std::string holder = SubmitOk(*leader_, Intent(1));
+  ASSERT_TRUE(leader_pool_.WaitBlocked(2));  // holds the service
+  const std::string older = SubmitOk(*skewed, Intent(2));
+  const std::string newer = SubmitOk(*leader_, Intent(3));
+  ASSERT_TRUE(leader_->Adopt(older).ok());
+
+  leader_pool_.SetDefault(Behavior::kSucceed);
+  leader_pool_.Release("", Behavior::kSucceed);
+  EXPECT_EQ(AwaitFinal(holder).state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  EXPECT_EQ(AwaitFinal(newer).state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  const hoist::v1::Rollout superseded = AwaitFinal(older);
+  EXPECT_EQ(superseded.state(), hoist::v1::ROLLOUT_STATE_SUPERSEDED)
+      << superseded.DebugString();
+  EXPECT_EQ(superseded.superseded_by(), newer);
+  EXPECT_TRUE(pool.calls().empty());
 }
 
 TEST_F(RolloutManagerHaTest, ADeliveryAcceptedElsewhereIsADuplicateHere) {
