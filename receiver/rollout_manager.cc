@@ -165,25 +165,33 @@ void RolloutManager::Stop() {
 absl::Status RolloutManager::Recover() {
   HOIST_ASSIGN_OR_RETURN(std::vector<Rollout> unfinished,
                          journal_->ListUnfinished());
-  absl::MutexLock lock(&mu_);
-  // Rollouts already holding their service (RUNNING, PAUSED) first, so that
-  // PENDING ones queue behind them.
-  for (int pass = 0; pass < 2; ++pass) {
-    for (Rollout& r : unfinished) {
-      const bool pending = r.state() == hoist::v1::ROLLOUT_STATE_PENDING;
-      if ((pass == 0) == pending) continue;
-      const std::string id = r.id();
-      const std::string service = r.service();
-      const RolloutState state = r.state();
-      if (!TakeUpLocked(std::move(r))) continue;
-      LogInfo(state == hoist::v1::ROLLOUT_STATE_PAUSED
-                  ? "recovered paused rollout"
-                  : "recovered rollout",
-              {{"rollout_id", id},
-               {"service", service},
-               {"state", hoist::v1::RolloutState_Name(state)}});
+  std::vector<Rollout> superseded;
+  {
+    absl::MutexLock lock(&mu_);
+    // Services whose free slot a PENDING rollout of this recovery took.
+    std::set<std::string> freed;
+    // Rollouts already holding their service (RUNNING, PAUSED) first, so
+    // that PENDING ones queue behind them.
+    for (int pass = 0; pass < 2; ++pass) {
+      for (Rollout& r : unfinished) {
+        const bool pending = r.state() == hoist::v1::ROLLOUT_STATE_PENDING;
+        if ((pass == 0) == pending) continue;
+        const std::string id = r.id();
+        const std::string service = r.service();
+        const RolloutState state = r.state();
+        if (!TakeUpLocked(std::move(r))) continue;
+        if (pending && slots_[service].current == id) freed.insert(service);
+        LogInfo(state == hoist::v1::ROLLOUT_STATE_PAUSED
+                    ? "recovered paused rollout"
+                    : "recovered rollout",
+                {{"rollout_id", id},
+                 {"service", service},
+                 {"state", hoist::v1::RolloutState_Name(state)}});
+      }
     }
+    superseded = CoalesceRecoveredLocked(freed);
   }
+  EndSuperseded(superseded);
   return absl::OkStatus();
 }
 
@@ -898,6 +906,19 @@ void RolloutManager::Finish(const std::string& id, RolloutState state,
     }
   }
   NotifyState(copy);
+  EndSuperseded(superseded);
+  // A large rollout leaves freed memory (its streams, events and copies)
+  // scattered through the heap; give whole free pages back to the system.
+  if (copy.hosts_size() >= kTrimAfterHosts) malloc_trim(0);
+  LogInfo("rollout finished",
+          {{"rollout_id", id},
+           {"service", copy.service()},
+           {"state", hoist::v1::RolloutState_Name(state)},
+           {"error", error},
+           {"superseded", absl::StrCat(superseded.size())}});
+}
+
+void RolloutManager::EndSuperseded(const std::vector<Rollout>& superseded) {
   for (const Rollout& r : superseded) {
     const bool superseded_saved = Save(r);
     CountRollout(r);
@@ -912,15 +933,42 @@ void RolloutManager::Finish(const std::string& id, RolloutState state,
     active_.erase(r.id());
     creation_orders_.erase(r.id());
   }
-  // A large rollout leaves freed memory (its streams, events and copies)
-  // scattered through the heap; give whole free pages back to the system.
-  if (copy.hosts_size() >= kTrimAfterHosts) malloc_trim(0);
-  LogInfo("rollout finished",
-          {{"rollout_id", id},
-           {"service", copy.service()},
-           {"state", hoist::v1::RolloutState_Name(state)},
-           {"error", error},
-           {"superseded", absl::StrCat(superseded.size())}});
+}
+
+std::vector<Rollout> RolloutManager::CoalesceRecoveredLocked(
+    const std::set<std::string>& services) {
+  std::vector<Rollout> superseded;
+  const google::protobuf::Timestamp now = ToProto(clock_->Now());
+  for (const std::string& service : services) {
+    ServiceSlot& slot = slots_[service];
+    if (slot.waiting.empty()) continue;
+    // A PENDING rollout took the free slot only because recovery took it up
+    // first; it has not started (still in ready_: mu_ is held since), so it
+    // waits like the others and the newest runs alone, as at the end of a
+    // rollout (Finish). Otherwise a leader that failed over in a burst would
+    // run the oldest waiting promotion, then the newest.
+    const std::string first = slot.current;
+    slot.current.clear();
+    auto position = std::find_if(slot.waiting.rbegin(), slot.waiting.rend(),
+                                 [&](const std::string& other)
+                                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+                                       return !CreatedAfterLocked(other, first);
+                                     });
+    slot.waiting.insert(position.base(), first);
+    const std::string newest = slot.waiting.back();
+    slot.waiting.pop_back();
+    for (const std::string& old : slot.waiting) {
+      Rollout& o = active_.at(old);
+      o.set_state(hoist::v1::ROLLOUT_STATE_SUPERSEDED);
+      o.set_superseded_by(newest);
+      *o.mutable_finished() = now;
+      superseded.push_back(o);
+    }
+    slot.waiting.clear();
+    slot.current = newest;
+    std::replace(ready_.begin(), ready_.end(), first, newest);
+  }
+  return superseded;
 }
 
 void RolloutManager::ExecutorLoop() {

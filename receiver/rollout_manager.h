@@ -219,6 +219,15 @@ class RolloutManager : public RolloutSubmitter, public RolloutController {
   absl::StatusOr<std::optional<SubmitResult>> AnswerFromJournal(
       const std::string& dedupe_key);
   // Puts a PENDING/RUNNING rollout into its service's queue.
+  // Recover's PENDING rollouts that took the free slot of `services`: each
+  // yields to the newest waiting one of its service; returns the rollouts
+  // superseded (marked, for EndSuperseded).
+  std::vector<hoist::v1::Rollout> CoalesceRecoveredLocked(
+      const std::set<std::string>& services) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Saves, counts, notifies and publishes rollouts marked SUPERSEDED, and
+  // forgets them. Takes mu_.
+  void EndSuperseded(const std::vector<hoist::v1::Rollout>& superseded)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Whether rollout `a` was created after rollout `b` (both active).
   bool CreatedAfterLocked(const std::string& a, const std::string& b)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -370,13 +370,25 @@ class Fleet {
     return body.substr(at, body.find('"', at) - at);
   }
 
+  // GetRollout on the target. With several receivers on etcd every one
+  // answers it, so when the target does not answer (UNAVAILABLE: say a
+  // leader that lost its lease under load and exited), the others are asked
+  // in turn.
   absl::StatusOr<hoist::v1::Rollout> Get(const std::string& id) {
+    absl::StatusOr<hoist::v1::Rollout> r = GetFrom(Control(), id);
+    for (int n = 0; n < receivers() && absl::IsUnavailable(r.status()); ++n) {
+      r = GetFrom(ControlOf(n).get(), id);
+    }
+    return r;
+  }
+  static absl::StatusOr<hoist::v1::Rollout> GetFrom(
+      hoist::v1::Control::Stub* control, const std::string& id) {
     grpc::ClientContext c;
     c.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
     hoist::v1::GetRolloutRequest req;
     req.set_id(id);
     hoist::v1::Rollout r;
-    grpc::Status s = Control()->GetRollout(&c, req, &r);
+    grpc::Status s = control->GetRollout(&c, req, &r);
     if (!s.ok()) return FromGrpcStatus(s);
     return r;
   }

@@ -157,13 +157,17 @@ TEST_F(RolloutManagerHaTest, LeadTakesUpWhatWasJournaledBeforeIt) {
 
   ASSERT_TRUE(leader_->Lead().ok());
   // One service at a time: the newest waiting one runs and the older one is
-  // superseded, as with one receiver.
+  // superseded, as with one receiver: the older one, though taken up first,
+  // never runs (a leader failing over in a burst deploys the newest only).
   const hoist::v1::Rollout first = AwaitFinal(by_follower);
   const hoist::v1::Rollout second = AwaitFinal(by_b);
   EXPECT_EQ(second.state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
-  EXPECT_TRUE(first.state() == hoist::v1::ROLLOUT_STATE_SUPERSEDED ||
-              first.state() == hoist::v1::ROLLOUT_STATE_SUCCEEDED)
+  EXPECT_EQ(first.state(), hoist::v1::ROLLOUT_STATE_SUPERSEDED)
       << first.DebugString();
+  EXPECT_EQ(first.superseded_by(), by_b);
+  for (const auto& c : leader_pool_.calls()) {
+    EXPECT_EQ(c.digest, Digest(2)) << c.deploy_id;
+  }
   // Every host got each rollout at most once.
   std::map<std::string, int> per_deploy_id;
   for (const auto& c : leader_pool_.calls()) ++per_deploy_id[c.deploy_id];
