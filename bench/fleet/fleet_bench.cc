@@ -9,6 +9,7 @@
 //               [--agent-processes K] [--agent-state-dir DIR]
 //               [--receiver-bin PATH] [--idle-s S]
 //               [--drift D] [--drift-poll-ms MS] [--converge-delay-s S]
+//               [--etcd]
 //
 // What runs where:
 //  - K agent-host children (this binary with --serve-agents FIRST:COUNT;
@@ -44,7 +45,8 @@
 //   agent_hosts.h  the agents, in this process or in agent-host children;
 //   follow.h       the webhook, following a rollout, and its timing;
 //   drift.h        the drift phase (--drift);
-//   report.h       facts, the progress lines and the final report.
+//   report.h       facts, the progress lines and the final report;
+//   etcd_mode.h    --etcd: the SQLite and etcd phases' comparison.
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -72,6 +74,7 @@
 #include "absl/time/time.h"
 #include "bench/fleet/agent_hosts.h"
 #include "bench/fleet/drift.h"
+#include "bench/fleet/etcd_mode.h"
 #include "bench/fleet/fleet_config.h"
 #include "bench/fleet/follow.h"
 #include "bench/fleet/proc_stats.h"
@@ -81,13 +84,14 @@
 #include "common/tls.h"
 #include "grpcpp/grpcpp.h"
 #include "hoist/v1/control.grpc.pb.h"
+#include "tests/harness/etcd_cluster.h"
 
 namespace hoist::bench::fleet {
 namespace {
 
 // The 1, 5 and 15 minute load averages, as /proc/loadavg has them.
 std::string LoadAverage() {
-  const std::string text = ReadFile("/proc/loadavg").value_or("? ? ?");
+  std::string text = ReadFile("/proc/loadavg").value_or("? ? ?");
   const std::vector<std::string> parts =
       absl::StrSplit(text, ' ', absl::SkipEmpty());
   if (parts.size() < 3) return text;
@@ -98,6 +102,8 @@ class Bench {
  public:
   explicit Bench(Flags flags) : flags_(std::move(flags)) {}
   int Run();
+  // What --etcd compares, once Run() returned.
+  const PhaseSummary& summary() const { return summary_; }
 
  private:
   // The work directory and the agents' state directory.
@@ -105,6 +111,10 @@ class Bench {
   bool StartSim();
   bool StartAgents();
   bool StartReceiver();
+  // On etcd: waits until the receiver's /metrics has hoist_leader 1 (it
+  // runs rollouts and agent streams only once elected); else true at once.
+  bool AwaitLeadership(absl::Time spawned);
+  bool on_etcd() const { return !flags_.etcd_endpoints.empty(); }
   bool AwaitAgentsReachable();
   // The receiver's figures once every agent's watch stream is open;
   // `when` names the moment ("before the rollouts", …).
@@ -153,7 +163,9 @@ class Bench {
   double idle_cpu_per_s_ = 0;
   std::optional<DriftFigures> drift_;
   std::string lock_message_;
-  bool lock_refused_ = false;  // the second receiver exited with status 1
+  bool lock_refused_ = false;     // the second receiver exited with status 1
+  std::vector<pid_t> etcd_pids_;  // the etcd members (on etcd only)
+  PhaseSummary summary_;
 };
 
 bool Bench::StartSim() {
@@ -242,6 +254,7 @@ bool Bench::StartReceiver() {
   const absl::Duration listening = absl::Now() - spawned;
   control_address_ = *control;
   webhook_port_ = std::atoi(webhook->substr(webhook->rfind(':') + 1).c_str());
+  if (!AwaitLeadership(spawned)) return false;
   const ProcStat idle = ReadProc(receiver_->pid());
   Fact(&facts_, "receiver: spawn -> Control listening",
        absl::FormatDuration(listening));
@@ -255,6 +268,25 @@ bool Bench::StartReceiver() {
        "stream open)",
        absl::FormatDuration(absl::Now() - spawned));
   IdleFacts("before the rollouts (no desired digest yet)");
+  return true;
+}
+
+bool Bench::AwaitLeadership(absl::Time spawned) {
+  if (!on_etcd()) return true;
+  etcd_pids_ = ChildrenNamed("etcd");
+  auto metrics =
+      receiver_->AwaitLine("metrics listening on ", absl::Seconds(60));
+  const int port =
+      metrics ? std::atoi(metrics->substr(metrics->rfind(':') + 1).c_str()) : 0;
+  if (port <= 0 || !AwaitLeaderMetric(port, absl::Seconds(60))) {
+    std::cerr << "fleet_bench: the receiver did not lead on etcd within 60 s:\n"
+              << receiver_->Log();
+    return false;
+  }
+  summary_.leader_wait_s = Seconds(absl::Now() - spawned);
+  Fact(&facts_, "receiver: spawn -> leader on etcd (/metrics hoist_leader 1)",
+       absl::StrFormat("%.2f s; %zu etcd member processes",
+                       summary_.leader_wait_s, etcd_pids_.size()));
   return true;
 }
 
@@ -310,6 +342,11 @@ void Bench::IdleFacts(const std::string& when) {
   // stream is open and its snapshot arrived: from here on every stream is
   // open, and idle (the simulator reports no change).
   const ProcStat idle = ReadProc(receiver_->pid());
+  IdleFigures figures;
+  figures.when = when.substr(0, when.find(" ("));
+  figures.rss_mb = Mb(idle.rss_kb);
+  figures.threads = idle.threads;
+  summary_.idle.push_back(figures);
   Fact(&facts_,
        absl::StrFormat("receiver idle %s, all %d watch streams open", when,
                        flags_.agents),
@@ -343,11 +380,13 @@ void Bench::IdleCpuFacts(const std::string& when) {
   const size_t log_before = receiver_->Log().size();
   const double sim_before = ReadProc(sim_->pid()).cpu_seconds;
   const double agents_before = fleet_.Stat().cpu_seconds;
+  const double etcd_before = CpuSecondsOf(etcd_pids_);
   const ProcStat a = ReadProc(receiver_->pid());
   const absl::Time t = absl::Now();
   absl::SleepFor(absl::Seconds(flags_.idle_s));
   const ProcStat b = ReadProc(receiver_->pid());
   const double s = Seconds(absl::Now() - t);
+  const double etcd_cpu = CpuSecondsOf(etcd_pids_) - etcd_before;
   const double sim_cpu = ReadProc(sim_->pid()).cpu_seconds - sim_before;
   const double agents_cpu = fleet_.Stat().cpu_seconds - agents_before;
   const std::string log = receiver_->Log();
@@ -358,6 +397,14 @@ void Bench::IdleCpuFacts(const std::string& when) {
   const int up_after = ReachableAgents();
   const double cpu = b.cpu_seconds - a.cpu_seconds;
   idle_cpu_per_s_ = s > 0 ? cpu / s : 0;
+  summary_.idle.back().cpu_pct = 100 * idle_cpu_per_s_;
+  if (on_etcd()) {
+    summary_.idle.back().etcd_cpu_pct = s > 0 ? 100 * etcd_cpu / s : 0;
+    Fact(&facts_, absl::StrFormat("etcd members' idle CPU %s", when),
+         absl::StrFormat("%.2f%% of a CPU, the %zu together (%.3f CPU-s in "
+                         "%.1f s; not the receiver's)",
+                         100 * etcd_cpu / s, etcd_pids_.size(), etcd_cpu, s));
+  }
   Fact(
       &facts_,
       absl::StrFormat("receiver idle CPU %s, all %d watch streams open", when,
@@ -381,6 +428,14 @@ std::string Spread(std::vector<absl::Duration> took) {
                          absl::FormatDuration(took.front()),
                          absl::FormatDuration(took[took.size() / 2]),
                          absl::FormatDuration(took.back()));
+}
+
+// Median and max of `took` in ms.
+void MedianMaxMs(std::vector<absl::Duration> took, double* median,
+                 double* max) {
+  std::sort(took.begin(), took.end());
+  *median = absl::ToDoubleMilliseconds(took[took.size() / 2]);
+  *max = absl::ToDoubleMilliseconds(took.back());
 }
 
 void Bench::ListLatencyFacts(const std::string& when) {
@@ -409,6 +464,10 @@ void Bench::ListLatencyFacts(const std::string& when) {
       return;
     }
   }
+  IdleFigures& figures = summary_.idle.back();
+  MedianMaxMs(agents_took, &figures.agents_median_ms, &figures.agents_max_ms);
+  MedianMaxMs(services_took, &figures.services_median_ms,
+              &figures.services_max_ms);
   int reachable = 0;
   for (const auto& agent : agents.agents()) reachable += agent.reachable();
   int hosts = 0;
@@ -460,6 +519,11 @@ std::optional<Row> Bench::RunRollout(const std::string& service,
   const ProcStat before = ReadProc(receiver_->pid());
   const double agents_before = fleet_.Stat().cpu_seconds;
   const double sim_before = ReadProc(sim_->pid()).cpu_seconds;
+  const double etcd_before = CpuSecondsOf(etcd_pids_);
+  const std::map<int, ThreadCpu> threads_before =
+      ReadThreadCpu(receiver_->pid());
+  const EtcdRequests requests_before =
+      on_etcd() ? ReadEtcdRequests(flags_.etcd_endpoints) : EtcdRequests();
   absl::Time posted;
   const std::optional<std::string> id =
       PostWebhook(webhook_port_, webhook, &posted);
@@ -472,11 +536,20 @@ std::optional<Row> Bench::RunRollout(const std::string& service,
   const ProcStat after = ReadProc(receiver_->pid());
   row.agents_cpu_s = fleet_.Stat().cpu_seconds - agents_before;
   row.sim_cpu_s = ReadProc(sim_->pid()).cpu_seconds - sim_before;
+  if (on_etcd()) row.etcd_cpu_s = CpuSecondsOf(etcd_pids_) - etcd_before;
+  const EtcdRequests requests_after =
+      on_etcd() ? ReadEtcdRequests(flags_.etcd_endpoints) : EtcdRequests();
+  row.cpu_by_thread =
+      ThreadCpuDelta(threads_before, ReadThreadCpu(receiver_->pid()));
   if (!rollout) {
     std::cerr << "fleet_bench: rollout " << *id << " did not end in time\n";
     return std::nullopt;
   }
   FillReceiverTimes(*rollout, posted, seen, &row);
+  if (on_etcd()) {
+    row.etcd_requests =
+        EtcdRequestDelta(requests_before, requests_after, row.hosts);
+  }
   // The same hosts as the agents saw them.
   FillAgentTimes(*rollout, fleet_.Timings(DeployIds(*rollout)), posted, &row);
   row.cpu_s = after.cpu_seconds - before.cpu_seconds;
@@ -626,7 +699,15 @@ void Bench::MakeDirs() {
 }
 
 int Bench::Run() {
-  Fact(&facts_, "load average at start", LoadAverage());
+  summary_.journal = on_etcd() ? "etcd (3 members)" : "SQLite";
+  summary_.load_start = LoadAverage();
+  Fact(&facts_, "load average at start", summary_.load_start);
+  if (flags_.etcd) {
+    Fact(&facts_, "journal (--etcd)",
+         on_etcd() ? absl::StrCat("etcd, members ",
+                                  absl::StrJoin(flags_.etcd_endpoints, " "))
+                   : "SQLite");
+  }
   MakeDirs();
   if (!MakePki(dir_ + "/pki", flags_.agents, &facts_, &pki_) || !StartSim() ||
       !StartAgents() || !StartReceiver()) {
@@ -639,13 +720,73 @@ int Bench::Run() {
   const bool in_sync = ok && AwaitAllInSync();
   if (in_sync) IdleFacts("after the rollouts (every host IN_SYNC)");
   if (flags_.drift > 0 && !(in_sync && RunDriftPhase())) ok = false;
-  CheckLock();
-  if (!lock_refused_) ok = false;
+  if (on_etcd()) {
+    // A second receiver on the same etcd prefix follows: nothing to refuse.
+    lock_message_ = "not checked on etcd (a second receiver follows)";
+  } else {
+    CheckLock();
+    if (!lock_refused_) ok = false;
+  }
   FinalFacts();
-  Fact(&facts_, "load average at the end", LoadAverage());
+  summary_.load_end = LoadAverage();
+  Fact(&facts_, "load average at the end", summary_.load_end);
+  summary_.ok = ok;
+  summary_.rows = rows_;
+  summary_.drift = drift_;
+  summary_.rss_hwm_mb = Mb(ReadProc(receiver_->pid()).hwm_kb);
+  summary_.etcd_total_cpu_s = on_etcd() ? CpuSecondsOf(etcd_pids_) : -1;
   Print();
   Stop();
   return ok ? 0 : 1;
+}
+
+// The flags of one --etcd phase: workdir WORKDIR/NAME, and the agents'
+// state under --agent-state-dir/NAME when that is given.
+Flags PhaseFlags(const Flags& flags, const std::string& base,
+                 const std::string& name) {
+  Flags out = flags;
+  out.workdir = absl::StrCat(base, "/", name);
+  if (!flags.agent_state_dir.empty()) {
+    out.agent_state_dir = absl::StrCat(flags.agent_state_dir, "/", name);
+  }
+  return out;
+}
+
+// --etcd: the whole bench on SQLite, then on a 3-member etcd cluster
+// started for it (tests/harness/etcd_cluster.h, free loopback ports), each
+// printing its report; then the comparison (etcd_mode.h).
+int RunEtcdMode(const Flags& flags) {
+  std::string base = flags.workdir;
+  if (base.empty()) {
+    char tmpl[] = "/tmp/hoist-fleet-XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) return 1;
+    base = tmpl;
+  }
+  PhaseSummary sqlite;
+  {
+    Bench bench(PhaseFlags(flags, base, "sqlite"));
+    bench.Run();
+    sqlite = bench.summary();
+  }
+  std::cerr << "fleet_bench --etcd: starting a 3-member etcd cluster"
+            << std::endl;
+  auto cluster = hoist::testing::EtcdCluster::Start(3);
+  if (!cluster.ok()) {
+    std::cerr << "fleet_bench --etcd: " << cluster.status() << "\n";
+    return 1;
+  }
+  Flags etcd_flags = PhaseFlags(flags, base, "etcd");
+  etcd_flags.etcd_endpoints = (*cluster)->client_endpoints();
+  PhaseSummary etcd;
+  {
+    Bench bench(std::move(etcd_flags));
+    bench.Run();
+    etcd = bench.summary();
+  }
+  const std::string report = Comparison(flags, sqlite, etcd);
+  std::cout << report << std::flush;
+  WriteFileAtomically(base + "/comparison.md", report).IgnoreError();
+  return sqlite.ok && etcd.ok ? 0 : 1;
 }
 
 constexpr char kUsage[] =
@@ -674,6 +815,10 @@ constexpr char kUsage[] =
     "it; default 200)\n"
     "                   [--converge-delay-s S]  (converge_policy."
     "delay_seconds with --drift; default 1)\n"
+    "                   [--etcd]                (run it all twice, the "
+    "receiver on SQLite, then on a\n"
+    "                                            3-member etcd cluster "
+    "(/usr/bin/etcd), and compare)\n"
     "One real hoist-receiver and N agents (in agent-host processes) over a "
     "Docker Engine API SIMULATOR.\n";
 
@@ -700,7 +845,7 @@ bool SetConvergeDelay(const std::string& value, Flags* f) {
          f->converge_delay_s >= 0;
 }
 
-// Every flag that takes a value (--help and --keep take none).
+// Every flag that takes a value (--help, --keep and --etcd take none).
 const std::map<std::string, FlagSetter>& FlagSetters() {
   using V = const std::string&;
   static const auto* const setters = new std::map<std::string, FlagSetter>{
@@ -779,6 +924,18 @@ const std::map<std::string, FlagSetter>& FlagSetters() {
   return *setters;
 }
 
+// Sets a flag that takes no value; false when `flag` is none of them.
+bool SetSwitch(const std::string& flag, Flags* flags) {
+  if (flag == "--keep") {
+    flags->keep = true;
+  } else if (flag == "--etcd") {
+    flags->etcd = true;
+  } else {
+    return false;
+  }
+  return true;
+}
+
 // Parses the command line into *flags; returns the exit status when the
 // program is to stop now (--help: 0; a bad flag: 2, after the usage).
 std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
@@ -789,10 +946,7 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
       std::cout << kUsage;
       return 0;
     }
-    if (flag == "--keep") {
-      flags->keep = true;
-      continue;
-    }
+    if (SetSwitch(flag, flags)) continue;
     if (i + 1 >= argc) {
       std::cerr << kUsage;
       return 2;
@@ -842,6 +996,7 @@ int Main(int argc, char** argv) {
     // agent's Deploy handler waits for one Docker call on them.
     flags.agent_processes = (flags.agents + 99) / 100;
   }
+  if (flags.etcd) return RunEtcdMode(flags);
   Bench bench(std::move(flags));
   return bench.Run();
 }

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -86,6 +87,23 @@ std::string ServiceYaml(const std::string& name, const std::string& targets,
       "\", on_failure: continue}\n");
 }
 
+// `state:` (SQLite), or with etcd endpoints the `etcd:` block; with --etcd
+// also metrics_listen (the etcd phase waits for hoist_leader 1 there).
+std::string JournalYaml(const Flags& flags) {
+  std::string yaml;
+  if (flags.etcd) yaml = "metrics_listen: \"127.0.0.1:0\"\n";
+  if (flags.etcd_endpoints.empty()) {
+    return absl::StrCat(yaml, "state: \"",
+                        flags.receiver_state.empty() ? "state/receiver.db"
+                                                     : flags.receiver_state,
+                        "\"\n");
+  }
+  return absl::StrCat(yaml, "etcd:\n  endpoints: [\"",
+                      absl::StrJoin(flags.etcd_endpoints, "\", \""),
+                      "\"]\n  prefix: \"/hoist-fleet-bench/\"\n"
+                      "  lease_seconds: 5\n");
+}
+
 }  // namespace
 
 std::string AgentName(int i) { return absl::StrFormat("agent-%04d", i); }
@@ -139,9 +157,7 @@ std::string ReceiverConfig(const Flags& flags, const std::string& pki_dir,
       "control: {listen: \"127.0.0.1:0\"}\n", "tls: {ca: \"", pki_dir,
       "/ca.pem\", cert: \"", pki_dir, "/receiver.pem\", key: \"", pki_dir,
       "/receiver-key.pem\"}\n",
-      "authz: {operators: [\"spiffe://hoist/operator\"]}\n", "state: \"",
-      flags.receiver_state.empty() ? "state/receiver.db" : flags.receiver_state,
-      "\"\n",
+      "authz: {operators: [\"spiffe://hoist/operator\"]}\n", JournalYaml(flags),
       "agent_call: {deadline_seconds: 600, connect_timeout_seconds: 10, "
       "retry_seconds: 60}\n",
       ConvergePolicyYaml(flags), "agents:\n", agent_list, "services:\n",

@@ -55,6 +55,14 @@ struct Flags {
   // set (retries 1 s doubling to 10 s, at most 5 attempts); without --drift
   // the config has no converge_policy (the receiver's defaults).
   int converge_delay_s = 1;
+  // --etcd: the whole bench runs twice, the receiver on SQLite and then on a
+  // 3-member etcd cluster started for it, each with a simulator and agents
+  // of its own (the same workload), and the two are compared (etcd_mode.h).
+  // Both receivers' configs then have metrics_listen.
+  bool etcd = false;
+  // Set for the etcd phase only: the members' client URLs, written to the
+  // receiver's `etcd:` block in place of `state:`.
+  std::vector<std::string> etcd_endpoints;
   std::string command;
 };
 

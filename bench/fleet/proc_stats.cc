@@ -85,6 +85,37 @@ std::string ThreadGroup(const std::filesystem::path& task) {
 
 }  // namespace
 
+std::vector<pid_t> ChildrenNamed(const std::string& comm) {
+  std::vector<pid_t> out;
+  const std::string self = absl::StrCat(getpid());
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    pid_t pid = 0;
+    if (!absl::SimpleAtoi(it->path().filename().string(), &pid)) continue;
+    const std::string dir = it->path().string();
+    std::string name = ReadFile(dir + "/comm").value_or("");
+    while (!name.empty() && name.back() == '\n') name.pop_back();
+    if (name != comm) continue;
+    std::ifstream status(dir + "/status");
+    for (std::string line; std::getline(status, line);) {
+      const std::vector<std::string> parts =
+          absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+      if (parts.size() == 2 && parts[0] == "PPid:" && parts[1] == self) {
+        out.push_back(pid);
+      }
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+double CpuSecondsOf(const std::vector<pid_t>& pids) {
+  double sum = 0;
+  for (pid_t pid : pids) sum += ReadCpuSeconds(pid);
+  return sum;
+}
+
 ProcStat ReadProc(pid_t pid) {
   ProcStat out;
   out.cpu_seconds = ReadCpuSeconds(pid);
@@ -147,6 +178,7 @@ std::string ThreadCpuDelta(const std::map<int, ThreadCpu>& before,
   }
   std::sort(sorted.rbegin(), sorted.rend());
   std::vector<std::string> parts;
+  parts.reserve(sorted.size());
   for (const auto& [cpu, text] : sorted) parts.push_back(text);
   return parts.empty() ? "none" : absl::StrJoin(parts, ", ");
 }

@@ -11,6 +11,7 @@
 #include <map>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -28,6 +29,11 @@ struct ProcStat {
 // CPU from /proc/PID/stat, VmRSS, VmHWM and Threads from /proc/PID/status,
 // and the number of open fds; zeros for what cannot be read.
 ProcStat ReadProc(pid_t pid);
+
+// This process's children whose /proc/PID/comm is `comm` ("etcd"), by pid.
+std::vector<pid_t> ChildrenNamed(const std::string& comm);
+// The CPU (utime + stime) of `pids` together, in seconds.
+double CpuSecondsOf(const std::vector<pid_t>& pids);
 
 // "name xcount, ..." of a process's threads by /proc/PID/task/*/comm, most
 // numerous first; trailing digits and dashes are stripped so that numbered

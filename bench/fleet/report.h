@@ -53,6 +53,14 @@ struct Row {
   double agent_median_s = 0;
   // The receiver's tail: last agent event -> the rollout's finished time.
   double tail_s = 0;
+  // The etcd members' CPU together during the rollout (-1: not on etcd).
+  double etcd_cpu_s = -1;
+  // The receiver's CPU during the rollout by thread group (ThreadCpuDelta);
+  // only --etcd's comparison prints it.
+  std::string cpu_by_thread;
+  // On etcd: the requests its members received during the rollout, by
+  // method (EtcdRequestDelta); only --etcd's comparison prints it.
+  std::string etcd_requests;
 };
 
 // The drift phase's figures (--drift; bench/fleet/drift.h).
