@@ -107,6 +107,32 @@ class RolloutManagerHaTest : public ::testing::Test {
     return hoist::v1::Rollout();
   }
 
+  // While a rollout of the leader's holds the service, `elsewhere` (a
+  // follower) journals one and then the leader a newer one, adopted after
+  // it: the newer runs, the older is superseded by it and never deployed.
+  void ExpectOlderFromElsewhereSuperseded(RolloutManager& elsewhere) {
+    ASSERT_TRUE(leader_->Lead().ok());
+    leader_pool_.SetDefault(Behavior::kBlock);
+    const std::string holder = SubmitOk(*leader_, Intent(1));
+    ASSERT_TRUE(leader_pool_.WaitBlocked(2));  // holds the service
+    const std::string older = SubmitOk(elsewhere, Intent(2));
+    const std::string newer = SubmitOk(*leader_, Intent(3));
+    ASSERT_TRUE(leader_->Adopt(older).ok());
+
+    leader_pool_.SetDefault(Behavior::kSucceed);
+    leader_pool_.Release("", Behavior::kSucceed);
+    EXPECT_EQ(AwaitFinal(holder).state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+    // The newest waiting one runs, as with one receiver.
+    EXPECT_EQ(AwaitFinal(newer).state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+    const hoist::v1::Rollout superseded = AwaitFinal(older);
+    EXPECT_EQ(superseded.state(), hoist::v1::ROLLOUT_STATE_SUPERSEDED)
+        << superseded.DebugString();
+    EXPECT_EQ(superseded.superseded_by(), newer);
+    for (const auto& c : leader_pool_.calls()) {
+      EXPECT_NE(c.digest, Digest(2)) << c.deploy_id;
+    }
+  }
+
   FakeClock clock_;
   FakeEtcd etcd_{&clock_};
   EtcdJournal journal_a_{&etcd_, "/hoist/"};  // receiver A: stays a follower
@@ -180,26 +206,7 @@ TEST_F(RolloutManagerHaTest, LeadTakesUpWhatWasJournaledBeforeIt) {
 TEST_F(RolloutManagerHaTest, AnOlderRolloutAdoptedLateIsSupersededByANewer) {
   // The leader takes its own rollouts up at once, and a follower's only
   // when etcd's watch reports it (Adopt): here after a newer one of its own.
-  ASSERT_TRUE(leader_->Lead().ok());
-  leader_pool_.SetDefault(Behavior::kBlock);
-  const std::string holder = SubmitOk(*leader_, Intent(1));
-  ASSERT_TRUE(leader_pool_.WaitBlocked(2));  // holds the service
-  const std::string older = SubmitOk(*follower_, Intent(2));
-  const std::string newer = SubmitOk(*leader_, Intent(3));
-  ASSERT_TRUE(leader_->Adopt(older).ok());
-
-  leader_pool_.SetDefault(Behavior::kSucceed);
-  leader_pool_.Release("", Behavior::kSucceed);
-  EXPECT_EQ(AwaitFinal(holder).state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
-  // The newest waiting one runs, as with one receiver.
-  EXPECT_EQ(AwaitFinal(newer).state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
-  const hoist::v1::Rollout superseded = AwaitFinal(older);
-  EXPECT_EQ(superseded.state(), hoist::v1::ROLLOUT_STATE_SUPERSEDED)
-      << superseded.DebugString();
-  EXPECT_EQ(superseded.superseded_by(), newer);
-  for (const auto& c : leader_pool_.calls()) {
-    EXPECT_NE(c.digest, Digest(2)) << c.deploy_id;
-  }
+  ExpectOlderFromElsewhereSuperseded(*follower_);
 }
 
 TEST_F(RolloutManagerHaTest,
@@ -211,22 +218,7 @@ TEST_F(RolloutManagerHaTest,
   EtcdJournal journal_c{&etcd_, "/hoist/"};
   FakeAgentClientPool pool;
   std::unique_ptr<RolloutManager> skewed = Receiver(&journal_c, &pool, &ahead);
-  ASSERT_TRUE(leader_->Lead().ok());
-  leader_pool_.SetDefault(Behavior::kBlock);
-  const std::string holder = SubmitOk(*leader_, Intent(1));
-  ASSERT_TRUE(leader_pool_.WaitBlocked(2));  // holds the service
-  const std::string older = SubmitOk(*skewed, Intent(2));
-  const std::string newer = SubmitOk(*leader_, Intent(3));
-  ASSERT_TRUE(leader_->Adopt(older).ok());
-
-  leader_pool_.SetDefault(Behavior::kSucceed);
-  leader_pool_.Release("", Behavior::kSucceed);
-  EXPECT_EQ(AwaitFinal(holder).state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
-  EXPECT_EQ(AwaitFinal(newer).state(), hoist::v1::ROLLOUT_STATE_SUCCEEDED);
-  const hoist::v1::Rollout superseded = AwaitFinal(older);
-  EXPECT_EQ(superseded.state(), hoist::v1::ROLLOUT_STATE_SUPERSEDED)
-      << superseded.DebugString();
-  EXPECT_EQ(superseded.superseded_by(), newer);
+  ExpectOlderFromElsewhereSuperseded(*skewed);
   EXPECT_TRUE(pool.calls().empty());
 }
 
