@@ -605,6 +605,17 @@ TEST_F(HaProcessTest, OneMemberDownChangesNothingAndNoQuorumPromisesNothing) {
   for (int i = 0; i < cluster().size(); ++i) {
     if (std::find(down.begin(), down.end(), i) == down.end()) down.push_back(i);
   }
+  // Without quorum a leader exits (3) once its lease may have lapsed, and
+  // leadership may have moved to the receiver posted to above (killing
+  // etcd's leader member can cost the lease on a loaded machine): post to
+  // one that follows, started again as systemd would when none is left.
+  const int leading = AwaitLeader(fleet(), absl::Seconds(20));
+  int target = -1;
+  for (int n = 0; n < fleet().receivers(); ++n) {
+    if (n != leading && fleet().receiver(n)->running()) target = n;
+  }
+  if (target < 0) target = fleet().StartReplica();
+  fleet().Target(target);
   const std::string v2 = Fleet::PromotedEvent("v2", "v2");
   answer = fleet().Post(v2);
   EXPECT_EQ(answer.first, 503) << answer.second;
@@ -630,7 +641,7 @@ TEST_F(HaProcessTest, OneMemberDownChangesNothingAndNoQuorumPromisesNothing) {
   EXPECT_EQ(fleet().AwaitFinal(id2).state(),
             hoist::v1::ROLLOUT_STATE_SUCCEEDED);
   for (size_t h = 0; h < 2; ++h) EXPECT_EQ(Fleet::Serves(h), "hoist-test v2");
-  ExpectPromisesKept(fleet(), follower, {id1, id2});
+  ExpectPromisesKept(fleet(), target, {id1, id2});
 }
 
 // Waits until one of rollouts `ids` is RUNNING.
