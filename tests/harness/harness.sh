@@ -200,6 +200,19 @@ on_up_exit() {
   exit "$rc"
 }
 
+# join_bridge N NAME OCTET: network namespace hoist-N-NAME, its eth0 a veth
+# on the harness bridge hoistN at 10.231.N.OCTET/24, lo and eth0 up.
+join_bridge() {
+  local n=$1 name=$2 octet=$3
+  local ns=hoist-$n-$name
+  ip netns add "$ns"
+  ip link add "hoist$n-$name" type veth peer name eth0 netns "$ns"
+  ip link set "hoist$n-$name" master "hoist$n" up
+  ip -n "$ns" link set lo up
+  ip -n "$ns" addr add "10.231.$n.$octet/24" dev eth0
+  ip -n "$ns" link set eth0 up
+}
+
 up() {
   local dir=$1
   mkdir -p "$dir"
@@ -226,13 +239,7 @@ up() {
   ip link set "hoistd$n" up
   local h i=2
   for h in "${HOSTS[@]}"; do
-    local ns=hoist-$n-$h
-    ip netns add "$ns"
-    ip link add "hoist$n-$h" type veth peer name eth0 netns "$ns"
-    ip link set "hoist$n-$h" master "hoist$n" up
-    ip -n "$ns" link set lo up
-    ip -n "$ns" addr add "10.231.$n.$i/24" dev eth0
-    ip -n "$ns" link set eth0 up
+    join_bridge "$n" "$h" "$i"
     i=$((i + 1))
   done
 
@@ -410,12 +417,7 @@ extra_host_up() {
   local ns=hoist-$n-$name
   echo "$name" >>"$ROOT/extra-hosts"
   mkdir -p "$ROOT/pids"
-  ip netns add "$ns"
-  ip link add "hoist$n-$name" type veth peer name eth0 netns "$ns"
-  ip link set "hoist$n-$name" master "hoist$n" up
-  ip -n "$ns" link set lo up
-  ip -n "$ns" addr add "10.231.$n.$octet/24" dev eth0
-  ip -n "$ns" link set eth0 up
+  join_bridge "$n" "$name" "$octet"
   start_engine "$name" "$ns" --bip 172.31.250.1/24 >&2
   docker -H "unix://$ROOT/$name/docker.sock" info --format '{{.Driver}}' >"$ROOT/$name/driver"
   echo "NETNS=$ns"
@@ -486,12 +488,7 @@ extra_netns_up() {
   if ip -o addr show | grep -qF "inet $far/"; then die "$far is in use"; fi
   echo "$name" >>"$ROOT/extra-netns"
   echo "$octet" >"$ROOT/extra-netns-$name"
-  ip netns add "$ns"
-  ip link add "hoist$n-$name" type veth peer name eth0 netns "$ns"
-  ip link set "hoist$n-$name" master "hoist$n" up
-  ip -n "$ns" link set lo up
-  ip -n "$ns" addr add "10.231.$n.$octet/24" dev eth0
-  ip -n "$ns" link set eth0 up
+  join_bridge "$n" "$name" "$octet"
   ip addr add "$far/32" dev "hoist$n"
   ip -n "$ns" route add "$far/32" via "10.231.$n.1"
   echo "NETNS=$ns"
