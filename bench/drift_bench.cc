@@ -41,6 +41,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "bench/bench_util.h"
 #include "common/file_util.h"
 #include "tests/e2e/e2e_util.h"
 
@@ -61,15 +62,6 @@ struct BenchFlags {
   int poll_ms = 5;
   std::string command;
 };
-
-// The 1, 5 and 15 minute load averages.
-std::string LoadAverage() {
-  std::string text = ReadFile("/proc/loadavg").value_or("? ? ?");
-  const std::vector<std::string> parts =
-      absl::StrSplit(text, ' ', absl::SkipEmpty());
-  if (parts.size() < 3) return text;
-  return absl::StrCat(parts[0], " ", parts[1], " ", parts[2]);
-}
 
 // `docker ARGS` against h1's dockerd; false (printed) when it failed.
 bool Docker(const std::string& args) {
@@ -336,32 +328,21 @@ int RunBench(const BenchFlags& flags) {
 constexpr char kUsage[] =
     "usage: drift_bench [--runs N] [--delay-s 0|1] [--poll-ms MS]\n";
 
-std::optional<int> ParseFlags(int argc, char** argv, BenchFlags* flags) {
-  flags->command = absl::StrJoin(argv, argv + argc, " ");
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "--help" || flag == "-h") {
-      std::cout << kUsage;
-      return 0;
-    }
-    const char* value = i + 1 < argc ? argv[++i] : "";
-    bool ok = false;
-    if (flag == "--runs") {
-      ok = absl::SimpleAtoi(value, &flags->runs) && flags->runs >= 1 &&
-           flags->runs <= 1000;
-    } else if (flag == "--delay-s") {
-      ok = absl::SimpleAtoi(value, &flags->delay_s) &&
-           (flags->delay_s == 0 || flags->delay_s == 1);
-    } else if (flag == "--poll-ms") {
-      ok = absl::SimpleAtoi(value, &flags->poll_ms) && flags->poll_ms >= 1;
-    }
-    if (!ok) {
-      std::cerr << "drift_bench: bad flag " << flag << " " << value << "\n"
-                << kUsage;
-      return 2;
-    }
-  }
-  return std::nullopt;
+// The command line: every flag takes a value.
+const CommandLine<BenchFlags>& BenchCommandLine() {
+  static const auto* const line = new CommandLine<BenchFlags>{
+      "drift_bench",
+      kUsage,
+      {{"--runs", [](const std::string& v,
+                     BenchFlags* f) { return IntIn(v, 1, 1000, &f->runs); }},
+       {"--delay-s", [](const std::string& v,
+                        BenchFlags* f) { return IntIn(v, 0, 1, &f->delay_s); }},
+       {"--poll-ms",
+        [](const std::string& v, BenchFlags* f) {
+          return IntIn(v, 1, 60000, &f->poll_ms);
+        }}},
+      {}};
+  return *line;
 }
 
 }  // namespace
@@ -369,7 +350,8 @@ std::optional<int> ParseFlags(int argc, char** argv, BenchFlags* flags) {
 
 int main(int argc, char** argv) {
   hoist::bench::BenchFlags flags;
-  if (std::optional<int> code = hoist::bench::ParseFlags(argc, argv, &flags)) {
+  if (std::optional<int> code = hoist::bench::ParseCommandLine(
+          hoist::bench::BenchCommandLine(), argc, argv, &flags)) {
     return *code;
   }
   return hoist::bench::RunBench(flags);

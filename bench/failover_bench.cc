@@ -54,6 +54,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "bench/bench_util.h"
 #include "common/file_util.h"
 #include "tests/e2e/e2e_util.h"
 #include "tests/harness/child_process.h"
@@ -78,15 +79,6 @@ struct BenchFlags {
   int lease_s = 3;
   std::string command;
 };
-
-// The 1, 5 and 15 minute load averages.
-std::string LoadAverage() {
-  std::string text = ReadFile("/proc/loadavg").value_or("? ? ?");
-  const std::vector<std::string> parts =
-      absl::StrSplit(text, ' ', absl::SkipEmpty());
-  if (parts.size() < 3) return text;
-  return absl::StrCat(parts[0], " ", parts[1], " ", parts[2]);
-}
 
 // The timestamp that opens a daemon's text log line
 // ("2026-12-06T19:42:59.429Z INFO ..."), nullopt for other lines.
@@ -470,30 +462,19 @@ constexpr char kUsage[] =
     "there instead of the build tree. Needs root (the harness), etcd and\n"
     "etcdctl (Debian etcd-server, etcd-client).\n";
 
-std::optional<int> ParseFlags(int argc, char** argv, BenchFlags* flags) {
-  flags->command = absl::StrJoin(argv, argv + argc, " ");
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "--help" || flag == "-h") {
-      std::cout << kUsage;
-      return 0;
-    }
-    const char* value = i + 1 < argc ? argv[++i] : "";
-    bool ok = false;
-    if (flag == "--kills") {
-      ok = absl::SimpleAtoi(value, &flags->kills) && flags->kills >= 1 &&
-           flags->kills <= 100;
-    } else if (flag == "--lease-s") {
-      ok = absl::SimpleAtoi(value, &flags->lease_s) && flags->lease_s >= 2 &&
-           flags->lease_s <= 60;
-    }
-    if (!ok) {
-      std::cerr << "failover_bench: bad flag " << flag << " " << value << "\n"
-                << kUsage;
-      return 2;
-    }
-  }
-  return std::nullopt;
+// The command line: every flag takes a value.
+const CommandLine<BenchFlags>& BenchCommandLine() {
+  static const auto* const line = new CommandLine<BenchFlags>{
+      "failover_bench",
+      kUsage,
+      {{"--kills", [](const std::string& v,
+                      BenchFlags* f) { return IntIn(v, 1, 100, &f->kills); }},
+       {"--lease-s",
+        [](const std::string& v, BenchFlags* f) {
+          return IntIn(v, 2, 60, &f->lease_s);
+        }}},
+      {}};
+  return *line;
 }
 
 }  // namespace
@@ -501,7 +482,8 @@ std::optional<int> ParseFlags(int argc, char** argv, BenchFlags* flags) {
 
 int main(int argc, char** argv) {
   hoist::bench::BenchFlags flags;
-  if (std::optional<int> code = hoist::bench::ParseFlags(argc, argv, &flags)) {
+  if (std::optional<int> code = hoist::bench::ParseCommandLine(
+          hoist::bench::BenchCommandLine(), argc, argv, &flags)) {
     return *code;
   }
   return hoist::bench::RunBench(flags);

@@ -72,6 +72,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "bench/bench_util.h"
 #include "bench/fleet/agent_hosts.h"
 #include "bench/fleet/drift.h"
 #include "bench/fleet/etcd_mode.h"
@@ -88,15 +89,6 @@
 
 namespace hoist::bench::fleet {
 namespace {
-
-// The 1, 5 and 15 minute load averages, as /proc/loadavg has them.
-std::string LoadAverage() {
-  std::string text = ReadFile("/proc/loadavg").value_or("? ? ?");
-  const std::vector<std::string> parts =
-      absl::StrSplit(text, ' ', absl::SkipEmpty());
-  if (parts.size() < 3) return text;
-  return absl::StrCat(parts[0], " ", parts[1], " ", parts[2]);
-}
 
 class Bench {
  public:
@@ -822,9 +814,6 @@ constexpr char kUsage[] =
     "One real hoist-receiver and N agents (in agent-host processes) over a "
     "Docker Engine API SIMULATOR.\n";
 
-// Sets the flag's field from `value`; false when the value is not valid.
-using FlagSetter = bool (*)(const std::string& value, Flags* flags);
-
 bool SetServeAgents(const std::string& value, Flags* f) {
   const std::vector<std::string> parts = absl::StrSplit(value, ':');
   return parts.size() == 2 && absl::SimpleAtoi(parts[0], &f->serve_first) &&
@@ -845,126 +834,96 @@ bool SetConvergeDelay(const std::string& value, Flags* f) {
          f->converge_delay_s >= 0;
 }
 
-// Every flag that takes a value (--help, --keep and --etcd take none).
-const std::map<std::string, FlagSetter>& FlagSetters() {
+// The command line: every flag that takes a value, and the switches.
+const CommandLine<Flags>& FleetCommandLine() {
   using V = const std::string&;
-  static const auto* const setters = new std::map<std::string, FlagSetter>{
-      {"--agents",
-       [](V v, Flags* f) {
-         return absl::SimpleAtoi(v, &f->agents) && f->agents >= 1 &&
-                f->agents <= 5000;
-       }},
-      {"--batches",
-       [](V v, Flags* f) {
-         f->batches = absl::StrSplit(v, ',', absl::SkipEmpty());
-         return true;
-       }},
-      {"--follow",
-       [](V v, Flags* f) {
-         f->follow = v;
-         return v == "watch" || v == "poll";
-       }},
-      {"--health",
-       [](V v, Flags* f) {
-         f->health = v;
-         return v == "docker" || v == "settle";
-       }},
-      {"--settle-ms",
-       [](V v, Flags* f) { return absl::SimpleAtoi(v, &f->settle_ms); }},
-      {"--sim-latency",
-       [](V v, Flags* f) {
-         f->sim_latency = v;
-         return true;
-       }},
-      {"--health-delay-ms",
-       [](V v, Flags* f) { return absl::SimpleAtoi(v, &f->health_delay_ms); }},
-      {"--timeout-s",
-       [](V v, Flags* f) {
-         return absl::SimpleAtoi(v, &f->timeout_s) && f->timeout_s > 0;
-       }},
-      {"--receiver-env",
-       [](V v, Flags* f) {
-         f->receiver_env.push_back(v);
-         return v.find('=') != std::string::npos;
-       }},
-      {"--receiver-state",
-       [](V v, Flags* f) {
-         f->receiver_state = v;
-         return true;
-       }},
-      {"--idle-s",
-       [](V v, Flags* f) {
-         return absl::SimpleAtoi(v, &f->idle_s) && f->idle_s >= 0;
-       }},
-      {"--receiver-bin",
-       [](V v, Flags* f) {
-         f->receiver_bin = v;
-         return access(v.c_str(), X_OK) == 0;
-       }},
-      {"--workdir",
-       [](V v, Flags* f) {
-         f->workdir = v;
-         return true;
-       }},
-      {"--agent-state-dir",
-       [](V v, Flags* f) {
-         f->agent_state_dir = v;
-         return true;
-       }},
-      {"--agent-processes",
-       [](V v, Flags* f) {
-         return absl::SimpleAtoi(v, &f->agent_processes) &&
-                f->agent_processes >= 0;
-       }},
-      {"--drift", SetDrift},
-      {"--drift-poll-ms", SetDriftPollMs},
-      {"--converge-delay-s", SetConvergeDelay},
-      {"--serve-agents", SetServeAgents},
+  static const auto* const line = new CommandLine<Flags>{
+      "fleet_bench",
+      kUsage,
+      {
+          {"--agents",
+           [](V v, Flags* f) {
+             return absl::SimpleAtoi(v, &f->agents) && f->agents >= 1 &&
+                    f->agents <= 5000;
+           }},
+          {"--batches",
+           [](V v, Flags* f) {
+             f->batches = absl::StrSplit(v, ',', absl::SkipEmpty());
+             return true;
+           }},
+          {"--follow",
+           [](V v, Flags* f) {
+             f->follow = v;
+             return v == "watch" || v == "poll";
+           }},
+          {"--health",
+           [](V v, Flags* f) {
+             f->health = v;
+             return v == "docker" || v == "settle";
+           }},
+          {"--settle-ms",
+           [](V v, Flags* f) { return absl::SimpleAtoi(v, &f->settle_ms); }},
+          {"--sim-latency",
+           [](V v, Flags* f) {
+             f->sim_latency = v;
+             return true;
+           }},
+          {"--health-delay-ms",
+           [](V v, Flags* f) {
+             return absl::SimpleAtoi(v, &f->health_delay_ms);
+           }},
+          {"--timeout-s",
+           [](V v, Flags* f) {
+             return absl::SimpleAtoi(v, &f->timeout_s) && f->timeout_s > 0;
+           }},
+          {"--receiver-env",
+           [](V v, Flags* f) {
+             f->receiver_env.push_back(v);
+             return v.find('=') != std::string::npos;
+           }},
+          {"--receiver-state",
+           [](V v, Flags* f) {
+             f->receiver_state = v;
+             return true;
+           }},
+          {"--idle-s",
+           [](V v, Flags* f) {
+             return absl::SimpleAtoi(v, &f->idle_s) && f->idle_s >= 0;
+           }},
+          {"--receiver-bin",
+           [](V v, Flags* f) {
+             f->receiver_bin = v;
+             return access(v.c_str(), X_OK) == 0;
+           }},
+          {"--workdir",
+           [](V v, Flags* f) {
+             f->workdir = v;
+             return true;
+           }},
+          {"--agent-state-dir",
+           [](V v, Flags* f) {
+             f->agent_state_dir = v;
+             return true;
+           }},
+          {"--agent-processes",
+           [](V v, Flags* f) {
+             return absl::SimpleAtoi(v, &f->agent_processes) &&
+                    f->agent_processes >= 0;
+           }},
+          {"--drift", SetDrift},
+          {"--drift-poll-ms", SetDriftPollMs},
+          {"--converge-delay-s", SetConvergeDelay},
+          {"--serve-agents", SetServeAgents},
+      },
+      {{"--keep", &Flags::keep}, {"--etcd", &Flags::etcd}},
   };
-  return *setters;
-}
-
-// Sets a flag that takes no value; false when `flag` is none of them.
-bool SetSwitch(const std::string& flag, Flags* flags) {
-  if (flag == "--keep") {
-    flags->keep = true;
-  } else if (flag == "--etcd") {
-    flags->etcd = true;
-  } else {
-    return false;
-  }
-  return true;
-}
-
-// Parses the command line into *flags; returns the exit status when the
-// program is to stop now (--help: 0; a bad flag: 2, after the usage).
-std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
-  flags->command = absl::StrJoin(argv, argv + argc, " ");
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "--help" || flag == "-h") {
-      std::cout << kUsage;
-      return 0;
-    }
-    if (SetSwitch(flag, flags)) continue;
-    if (i + 1 >= argc) {
-      std::cerr << kUsage;
-      return 2;
-    }
-    const std::string value = argv[++i];
-    const auto setter = FlagSetters().find(flag);
-    if (setter == FlagSetters().end() || !setter->second(value, flags)) {
-      std::cerr << "fleet_bench: bad flag " << flag << " " << value << "\n"
-                << kUsage;
-      return 2;
-    }
-  }
-  return std::nullopt;
+  return *line;
 }
 
 int Main(int argc, char** argv) {
   Flags flags;
-  if (const std::optional<int> status = ParseFlags(argc, argv, &flags)) {
+  if (const std::optional<int> status =
+          ParseCommandLine(FleetCommandLine(), argc, argv, &flags)) {
     return *status;
   }
   // 1000 agents: a listening socket and an accepted connection each here,
