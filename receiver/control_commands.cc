@@ -4,11 +4,11 @@
 #include <utility>
 #include <vector>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
+#include "receiver/etcd_json.h"
 
 namespace hoist::receiver {
 namespace {
@@ -36,9 +36,7 @@ std::string DoneValue(const absl::StatusOr<Rollout>& answer) {
   Json j = {{"state", kDone},
             {"code", static_cast<int>(answer.status().code())},
             {"message", std::string(answer.status().message())}};
-  if (answer.ok()) {
-    j["rollout"] = absl::Base64Escape(answer->SerializeAsString());
-  }
+  if (answer.ok()) j["rollout"] = Base64Of(*answer);
   return j.dump();
 }
 
@@ -49,30 +47,27 @@ struct StoredResult {
   std::optional<absl::StatusOr<Rollout>> answer;
 };
 
-StoredResult ParseResult(const std::string& value) {
+// `key`'s value: unclaimed when it does not parse; a done result whose
+// other fields do not parse is the leader's INTERNAL answer.
+StoredResult ParseResult(const std::string& key, const std::string& value) {
   StoredResult out;
-  const Json j = Json::parse(value, nullptr, false);
-  if (!j.is_object() || !j.contains("state") || !j["state"].is_string()) {
-    return out;
-  }
+  JsonFields f(key, value);
+  const std::string state = f.Str("state");
+  if (!f.status().ok()) return out;
   out.claimed = true;
-  if (j["state"] != kDone) return out;
-  const int code =
-      j.value("code", static_cast<int>(absl::StatusCode::kUnknown));
-  const std::string message = j.value("message", std::string());
-  if (code != 0) {
-    out.answer = absl::Status(static_cast<absl::StatusCode>(code), message);
-    return out;
-  }
-  std::string bytes;
+  if (state != kDone) return out;
+  const int64_t code = f.Int("code");
+  const std::string message = f.Str("message");
   Rollout rollout;
-  if (!absl::Base64Unescape(j.value("rollout", std::string()), &bytes) ||
-      !rollout.ParseFromString(bytes)) {
-    out.answer = absl::InternalError(
-        "the leader's answer holds a rollout that does not parse");
-    return out;
+  if (f.status().ok() && code == 0) f.Proto("rollout", &rollout);
+  if (!f.status().ok()) {
+    out.answer = absl::InternalError(absl::StrCat(
+        "the leader's answer does not parse: ", f.status().message()));
+  } else if (code != 0) {
+    out.answer = absl::Status(static_cast<absl::StatusCode>(code), message);
+  } else {
+    out.answer = std::move(rollout);
   }
-  out.answer = std::move(rollout);
   return out;
 }
 
@@ -196,7 +191,7 @@ std::unique_ptr<EtcdWatch> CommandRelay::WatchResult(
         waiter->seen = std::max(waiter->seen, revision);
         for (const EtcdWatchEvent& e : events) {
           if (e.type != EtcdWatchEvent::Type::kPut) continue;
-          StoredResult result = ParseResult(e.kv.value);
+          StoredResult result = ParseResult(e.kv.key, e.kv.value);
           if (result.claimed) waiter->result = std::move(result);
         }
       },
@@ -274,7 +269,8 @@ absl::StatusOr<Rollout> CommandRelay::GiveUp(const Recorded& r,
   }
   StoredResult result;
   if (!withdrawn->gets.empty() && !withdrawn->gets.front().empty()) {
-    result = ParseResult(withdrawn->gets.front().front().value);
+    const EtcdKeyValue& kv = withdrawn->gets.front().front();
+    result = ParseResult(kv.key, kv.value);
   }
   if (result.answer.has_value()) return *std::move(result.answer);
   if (!result.claimed) {

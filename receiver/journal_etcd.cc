@@ -9,7 +9,6 @@
 #include <tuple>
 #include <utility>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -17,6 +16,7 @@
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
+#include "receiver/etcd_json.h"
 
 namespace hoist::receiver {
 namespace {
@@ -77,92 +77,6 @@ std::string IndexTime(const hoist::v1::Rollout& rollout) {
   return absl::StrFormat("%020u", shifted);
 }
 
-std::string Base64Of(const google::protobuf::MessageLite& m) {
-  std::string bytes;
-  m.SerializeToString(&bytes);
-  return absl::Base64Escape(bytes);
-}
-
-absl::Status Unparsable(const std::string& key, absl::string_view why) {
-  return absl::InternalError(absl::StrCat(
-      "journal key ", key, " holds a value that does not parse (", why, ")"));
-}
-
-// Typed access to the fields of one stored JSON object; any missing or
-// mistyped field makes ok() false (and the read INTERNAL naming the key).
-class Fields {
- public:
-  Fields(const std::string& key, const std::string& value)
-      : key_(key), json_(Json::parse(value, nullptr, false)) {
-    ok_ = json_.is_object();
-  }
-  std::string Str(const char* name) {
-    const Json* f = Field(name);
-    if (f == nullptr || !f->is_string()) return Fail();
-    return f->get<std::string>();
-  }
-  int64_t Int(const char* name) {
-    const Json* f = Field(name);
-    if (f == nullptr || !f->is_number_integer()) return Fail();
-    return f->get<int64_t>();
-  }
-  bool Bool(const char* name) {
-    const Json* f = Field(name);
-    if (f == nullptr || !f->is_boolean()) return Fail();
-    return f->get<bool>();
-  }
-  absl::Time Time(const char* name) { return TimeFromJournalMicros(Int(name)); }
-  // A proto message stored as base64 of its binary form.
-  void Proto(const char* name, google::protobuf::MessageLite* m) {
-    std::string bytes;
-    if (!absl::Base64Unescape(Str(name), &bytes) ||
-        !m->ParseFromString(bytes)) {
-      Fail();
-    }
-  }
-  // An array of objects, each read by `each`.
-  void Array(const char* name, const std::function<void(Fields&)>& each) {
-    const Json* f = Field(name);
-    if (f == nullptr || !f->is_array()) {
-      Fail();
-      return;
-    }
-    for (const Json& item : *f) {
-      Fields sub(key_, item);
-      each(sub);
-      if (!sub.ok_) Fail();
-    }
-  }
-  absl::Status status() const {
-    return ok_ ? absl::OkStatus() : Unparsable(key_, "JSON fields");
-  }
-
- private:
-  Fields(const std::string& key, Json json)
-      : key_(key), json_(std::move(json)) {
-    ok_ = json_.is_object();
-  }
-  const Json* Field(const char* name) const {
-    if (!ok_) return nullptr;
-    auto it = json_.find(name);
-    return it == json_.end() ? nullptr : &*it;
-  }
-  // Marks the object unreadable; returns a default of any type.
-  struct Default {
-    operator std::string() const { return {}; }  // implicit by design
-    operator int64_t() const { return 0; }
-    operator bool() const { return false; }
-  };
-  Default Fail() {
-    ok_ = false;
-    return {};
-  }
-
-  const std::string& key_;
-  Json json_;
-  bool ok_ = false;
-};
-
 Json DesiredJson(const DesiredState& d) {
   return {{"service", d.service},
           {"digest", d.digest},
@@ -171,7 +85,7 @@ Json DesiredJson(const DesiredState& d) {
           {"since", TimeToJournalMicros(d.since)},
           {"on_hold", d.on_hold}};
 }
-DesiredState DesiredFrom(Fields& f) {
+DesiredState DesiredFrom(JsonFields& f) {
   DesiredState d;
   d.service = f.Str("service");
   d.digest = f.Str("digest");
@@ -195,7 +109,7 @@ Json OutboxJson(const OutboxRow& row) {
           {"rollout", Base64Of(row.rollout)}};
 }
 absl::StatusOr<OutboxRow> OutboxFrom(const EtcdKeyValue& kv) {
-  Fields f(kv.key, kv.value);
+  JsonFields f(kv.key, kv.value);
   OutboxRow row;
   row.id = f.Str("id");
   row.sink = f.Str("sink");
@@ -559,7 +473,7 @@ absl::StatusOr<std::optional<DeliveryRecord>> EtcdJournal::FindDelivery(
   const std::string key = Key("deliveries", {dedupe_key});
   HOIST_ASSIGN_OR_RETURN(const KeyValues kvs, client_->Get(key));
   if (kvs.empty()) return std::optional<DeliveryRecord>();
-  Fields f(key, kvs.front().value);
+  JsonFields f(key, kvs.front().value);
   DeliveryRecord r;
   r.dedupe_key = dedupe_key;
   r.rollout_id = f.Str("rollout_id");
@@ -613,7 +527,7 @@ absl::Status EtcdJournal::AddDuplicates(const std::string& dedupe_key,
     int64_t count = 0;
     absl::Time last = tally.last;
     if (!kvs.empty()) {
-      Fields f(key, kvs.front().value);
+      JsonFields f(key, kvs.front().value);
       count = f.Int("count");
       last = std::max(last, f.Time("last"));
       HOIST_RETURN_IF_ERROR(f.status());
@@ -646,7 +560,7 @@ absl::StatusOr<int64_t> EtcdJournal::DuplicateCount(
   const std::string key = Key("duplicates", {dedupe_key});
   HOIST_ASSIGN_OR_RETURN(const KeyValues kvs, client_->Get(key));
   if (kvs.empty()) return 0;
-  Fields f(key, kvs.front().value);
+  JsonFields f(key, kvs.front().value);
   const int64_t count = f.Int("count");
   HOIST_RETURN_IF_ERROR(f.status());
   return count;
@@ -716,7 +630,7 @@ absl::StatusOr<std::vector<EtcdJournal::IndexEntry>> EtcdJournal::ReadIndex() {
   std::vector<IndexEntry> out;
   out.reserve(kvs.size());
   for (const EtcdKeyValue& kv : kvs) {
-    Fields f(kv.key, kv.value);
+    JsonFields f(kv.key, kv.value);
     IndexEntry e;
     e.id = f.Str("id");
     e.service = f.Str("service");
@@ -734,9 +648,9 @@ namespace {
 absl::Status ApplyHostResults(KeyValues kvs, hoist::v1::Rollout* rollout) {
   SortByCreation(&kvs);
   for (const EtcdKeyValue& kv : kvs) {
-    Fields f(kv.key, kv.value);
+    JsonFields f(kv.key, kv.value);
     absl::Status fits;
-    f.Array("hosts", [&](Fields& host) {
+    f.Array("hosts", [&](JsonFields& host) {
       const int64_t index = host.Int("index");
       hoist::v1::HostResult result;
       host.Proto("result", &result);
@@ -866,8 +780,8 @@ absl::StatusOr<std::vector<hoist::v1::DeployEvent>> EtcdJournal::HostEvents(
   SortByCreation(&kvs);
   std::vector<hoist::v1::DeployEvent> out;
   for (const EtcdKeyValue& kv : kvs) {
-    Fields f(kv.key, kv.value);
-    f.Array("events", [&](Fields& e) {
+    JsonFields f(kv.key, kv.value);
+    f.Array("events", [&](JsonFields& e) {
       if (e.Str("agent") != agent) return;
       hoist::v1::DeployEvent event;
       e.Proto("event", &event);
@@ -927,7 +841,7 @@ absl::StatusOr<std::vector<DesiredState>> EtcdJournal::ListDesired() {
   HOIST_ASSIGN_OR_RETURN(const KeyValues kvs, GetUnder(base));
   std::vector<DesiredState> out;
   for (const EtcdKeyValue& kv : kvs) {
-    Fields f(kv.key, kv.value);
+    JsonFields f(kv.key, kv.value);
     out.push_back(DesiredFrom(f));
     HOIST_RETURN_IF_ERROR(f.status());
   }
@@ -970,7 +884,7 @@ absl::StatusOr<std::optional<DesiredState>> EtcdJournal::GetPreviousDesired(
     return absl::NotFoundError(absl::StrCat(
         "no previous desired state recorded for rollout ", rollout_id));
   }
-  Fields f(key, kvs.front().value);
+  JsonFields f(key, kvs.front().value);
   const bool present = f.Bool("present");
   DesiredState d = DesiredFrom(f);
   HOIST_RETURN_IF_ERROR(f.status());
@@ -1003,7 +917,7 @@ absl::StatusOr<std::vector<ConvergeAttempts>> EtcdJournal::ListAttempts() {
   HOIST_ASSIGN_OR_RETURN(const KeyValues kvs, GetUnder(base));
   std::vector<ConvergeAttempts> out;
   for (const EtcdKeyValue& kv : kvs) {
-    Fields f(kv.key, kv.value);
+    JsonFields f(kv.key, kv.value);
     ConvergeAttempts a;
     a.service = f.Str("service");
     a.agent = f.Str("agent");

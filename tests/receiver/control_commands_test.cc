@@ -427,6 +427,26 @@ TEST_F(ControlCommandsTest, ALeaderThatClaimedButDidNotAnswerMayHaveActed) {
   leader_.Release();
 }
 
+// A result the follower cannot read is an error it names, not a rollout
+// nor the "not carried out" of a command nobody took up.
+TEST_F(ControlCommandsTest, AnAnswerThatDoesNotParseIsAnInternalError) {
+  FollowerCall follower(&relay_,
+                        [&] { return follower_rollouts_.Cancel("r-1"); });
+  const std::string id = AwaitRecordedId();
+  ASSERT_FALSE(id.empty());
+  const std::string key = "/hoist/command_results/" + id;
+  ASSERT_TRUE(etcd_
+                  .Put(key, R"({"state": "done", "code": 0, "message": "",
+                                "rollout": "not base64 %%"})")
+                  .ok());
+  const absl::StatusOr<Rollout> answer = follower.Answer();
+  EXPECT_TRUE(FailedWith(answer, absl::StatusCode::kInternal,
+                         "the leader's answer does not parse"))
+      << answer.status();
+  EXPECT_TRUE(absl::StrContains(answer.status().message(), key))
+      << answer.status();
+}
+
 TEST_F(ControlCommandsTest, ACommandIsCarriedOutOnceWhateverRepeatsOrRaces) {
   // Nothing watches: the command waits until the two executors below race
   // for it, as a watch that reports it twice or two leaders would.
