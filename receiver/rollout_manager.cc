@@ -168,8 +168,7 @@ absl::Status RolloutManager::Recover() {
   std::vector<Rollout> superseded;
   {
     absl::MutexLock lock(&mu_);
-    // Services whose free slot a PENDING rollout of this recovery took.
-    std::set<std::string> freed;
+    std::set<std::string> services;
     // Rollouts already holding their service (RUNNING, PAUSED) first, so
     // that PENDING ones queue behind them.
     for (int pass = 0; pass < 2; ++pass) {
@@ -179,8 +178,8 @@ absl::Status RolloutManager::Recover() {
         const std::string id = r.id();
         const std::string service = r.service();
         const RolloutState state = r.state();
-        if (!TakeUpLocked(std::move(r))) continue;
-        if (pending && slots_[service].current == id) freed.insert(service);
+        if (!TakeUpLocked(std::move(r), /*wait=*/pending)) continue;
+        services.insert(service);
         LogInfo(state == hoist::v1::ROLLOUT_STATE_PAUSED
                     ? "recovered paused rollout"
                     : "recovered rollout",
@@ -189,13 +188,21 @@ absl::Status RolloutManager::Recover() {
                  {"state", hoist::v1::RolloutState_Name(state)}});
       }
     }
-    superseded = CoalesceRecoveredLocked(freed);
+    // A free service runs its newest PENDING rollout alone, as at the end of
+    // a rollout (Finish): a leader that failed over in a burst of
+    // promotions must not run the oldest, then the newest.
+    const absl::Time now = clock_->Now();
+    for (const std::string& service : services) {
+      for (Rollout& r : PromoteNewestLocked(slots_[service], now)) {
+        superseded.push_back(std::move(r));
+      }
+    }
   }
   EndSuperseded(superseded);
   return absl::OkStatus();
 }
 
-bool RolloutManager::TakeUpLocked(Rollout r) {
+bool RolloutManager::TakeUpLocked(Rollout r, bool wait) {
   if (following_ || active_.count(r.id()) > 0) return false;
   const std::string id = r.id();
   const std::string service = r.service();
@@ -206,6 +213,8 @@ bool RolloutManager::TakeUpLocked(Rollout r) {
   }
   if (paused) {
     slots_[service].current = id;
+  } else if (wait) {
+    InsertWaitingLocked(slots_[service], id);
   } else {
     EnqueueLocked(id, service);
   }
@@ -236,7 +245,7 @@ absl::Status RolloutManager::Adopt(const std::string& id) {
   HOIST_ASSIGN_OR_RETURN(Rollout r, journal_->GetRollout(id));
   if (r.state() != hoist::v1::ROLLOUT_STATE_PENDING) return absl::OkStatus();
   absl::MutexLock lock(&mu_);
-  if (TakeUpLocked(std::move(r))) {
+  if (TakeUpLocked(std::move(r), /*wait=*/false)) {
     LogInfo("rollout adopted", {{"rollout_id", id}});
   }
   return absl::OkStatus();
@@ -259,16 +268,42 @@ void RolloutManager::EnqueueLocked(const std::string& id,
     ready_.push_back(id);
     return;
   }
+  InsertWaitingLocked(slot, id);
+}
+
+void RolloutManager::InsertWaitingLocked(ServiceSlot& slot,
+                                         const std::string& id) {
   // Waiting rollouts stay oldest first by creation (as ListUnfinished gives
   // them to Recover), not by when they were taken up: a leader takes its own
   // rollouts up at once but another receiver's only when etcd's watch
-  // reports them (Adopt), which may be after a newer one of its own. Finish
-  // runs the newest, waiting.back(), and supersedes the rest.
+  // reports them (Adopt), which may be after a newer one of its own.
+  // PromoteNewestLocked runs the newest, waiting.back(), and supersedes the
+  // rest.
   auto last_not_newer =
       std::find_if(slot.waiting.rbegin(), slot.waiting.rend(),
                    [&](const std::string& other) ABSL_EXCLUSIVE_LOCKS_REQUIRED(
                        mu_) { return !CreatedAfterLocked(other, id); });
   slot.waiting.insert(last_not_newer.base(), id);
+}
+
+std::vector<Rollout> RolloutManager::PromoteNewestLocked(ServiceSlot& slot,
+                                                         absl::Time now) {
+  std::vector<Rollout> superseded;
+  if (!slot.current.empty() || slot.waiting.empty()) return superseded;
+  const std::string newest = slot.waiting.back();
+  slot.waiting.pop_back();
+  for (const std::string& old : slot.waiting) {
+    auto o = active_.find(old);
+    if (o == active_.end()) continue;
+    o->second.set_state(hoist::v1::ROLLOUT_STATE_SUPERSEDED);
+    o->second.set_superseded_by(newest);
+    *o->second.mutable_finished() = ToProto(now);
+    superseded.push_back(o->second);
+  }
+  slot.waiting.clear();
+  slot.current = newest;
+  ready_.push_back(newest);
+  return superseded;
 }
 
 bool RolloutManager::CreatedAfterLocked(const std::string& a,
@@ -349,7 +384,7 @@ absl::StatusOr<Rollout> RolloutManager::CreateRollout(
     if (delivery != nullptr) {
       dedupe_[record.dedupe_key] = DedupeEntry{r.id(), r.service(), now};
     }
-    TakeUpLocked(r);  // a follower leaves it to the leader
+    TakeUpLocked(r, /*wait=*/false);  // a follower leaves it to the leader
   }
   LogInfo("rollout accepted", {{"rollout_id", r.id()},
                                {"service", r.service()},
@@ -889,21 +924,7 @@ void RolloutManager::Finish(const std::string& id, RolloutState state,
     creation_orders_.erase(id);
     ServiceSlot& slot = slots_[copy.service()];
     if (slot.current == id) slot.current.clear();
-    if (slot.current.empty() && !slot.waiting.empty()) {
-      const std::string newest = slot.waiting.back();
-      slot.waiting.pop_back();
-      for (const std::string& old : slot.waiting) {
-        auto o = active_.find(old);
-        if (o == active_.end()) continue;
-        o->second.set_state(hoist::v1::ROLLOUT_STATE_SUPERSEDED);
-        o->second.set_superseded_by(newest);
-        *o->second.mutable_finished() = ToProto(now);
-        superseded.push_back(o->second);
-      }
-      slot.waiting.clear();
-      slot.current = newest;
-      ready_.push_back(newest);
-    }
+    superseded = PromoteNewestLocked(slot, now);
   }
   NotifyState(copy);
   EndSuperseded(superseded);
@@ -933,42 +954,6 @@ void RolloutManager::EndSuperseded(const std::vector<Rollout>& superseded) {
     active_.erase(r.id());
     creation_orders_.erase(r.id());
   }
-}
-
-std::vector<Rollout> RolloutManager::CoalesceRecoveredLocked(
-    const std::set<std::string>& services) {
-  std::vector<Rollout> superseded;
-  const google::protobuf::Timestamp now = ToProto(clock_->Now());
-  for (const std::string& service : services) {
-    ServiceSlot& slot = slots_[service];
-    if (slot.waiting.empty()) continue;
-    // A PENDING rollout took the free slot only because recovery took it up
-    // first; it has not started (still in ready_: mu_ is held since), so it
-    // waits like the others and the newest runs alone, as at the end of a
-    // rollout (Finish). Otherwise a leader that failed over in a burst would
-    // run the oldest waiting promotion, then the newest.
-    const std::string first = slot.current;
-    slot.current.clear();
-    auto position = std::find_if(slot.waiting.rbegin(), slot.waiting.rend(),
-                                 [&](const std::string& other)
-                                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-                                       return !CreatedAfterLocked(other, first);
-                                     });
-    slot.waiting.insert(position.base(), first);
-    const std::string newest = slot.waiting.back();
-    slot.waiting.pop_back();
-    for (const std::string& old : slot.waiting) {
-      Rollout& o = active_.at(old);
-      o.set_state(hoist::v1::ROLLOUT_STATE_SUPERSEDED);
-      o.set_superseded_by(newest);
-      *o.mutable_finished() = now;
-      superseded.push_back(o);
-    }
-    slot.waiting.clear();
-    slot.current = newest;
-    std::replace(ready_.begin(), ready_.end(), first, newest);
-  }
-  return superseded;
 }
 
 void RolloutManager::ExecutorLoop() {

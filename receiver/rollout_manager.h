@@ -218,12 +218,6 @@ class RolloutManager : public RolloutSubmitter, public RolloutController {
   std::optional<SubmitResult> AnswerFromMemory(const std::string& dedupe_key);
   absl::StatusOr<std::optional<SubmitResult>> AnswerFromJournal(
       const std::string& dedupe_key);
-  // Puts a PENDING/RUNNING rollout into its service's queue.
-  // Recover's PENDING rollouts that took the free slot of `services`: each
-  // yields to the newest waiting one of its service; returns the rollouts
-  // superseded (marked, for EndSuperseded).
-  std::vector<hoist::v1::Rollout> CoalesceRecoveredLocked(
-      const std::set<std::string>& services) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Saves, counts, notifies and publishes rollouts marked SUPERSEDED, and
   // forgets them. Takes mu_.
   void EndSuperseded(const std::vector<hoist::v1::Rollout>& superseded)
@@ -231,12 +225,24 @@ class RolloutManager : public RolloutSubmitter, public RolloutController {
   // Whether rollout `a` was created after rollout `b` (both active).
   bool CreatedAfterLocked(const std::string& a, const std::string& b)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Puts a PENDING/RUNNING rollout into its service's queue: it runs when
+  // the service is free, else waits.
   void EnqueueLocked(const std::string& id, const std::string& service)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Puts rollout `id` among `slot`'s waiting ones, in creation order.
+  void InsertWaitingLocked(ServiceSlot& slot, const std::string& id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // When `slot` is free and rollouts wait: the newest runs, the others are
+  // marked SUPERSEDED by it (finished `now`) and returned for EndSuperseded.
+  std::vector<hoist::v1::Rollout> PromoteNewestLocked(ServiceSlot& slot,
+                                                      absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Takes up unfinished rollout `r` unless it is known already or this
-  // manager follows: PAUSED holds its service, others queue. True when
-  // taken up.
-  bool TakeUpLocked(hoist::v1::Rollout r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // manager follows: PAUSED holds its service; with `wait`, others only
+  // wait (PromoteNewestLocked runs one); else they queue (EnqueueLocked).
+  // True when taken up.
+  bool TakeUpLocked(hoist::v1::Rollout r, bool wait)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // UNAVAILABLE naming `what` while following, else OK.
   absl::Status LeaderOnly(absl::string_view what);
   void ExecutorLoop();
