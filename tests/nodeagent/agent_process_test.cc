@@ -1,6 +1,7 @@
 // The real hoist-agent binary against the harness's dockerd and registry:
 // flags and --check-config, serving over mTLS, SIGHUP reload, SIGTERM, a
-// deploy through the process, and a SIGKILL in the middle of a deploy.
+// deploy through the process, a SIGKILL in the middle of a deploy, and a
+// stopped agent found by the receiver's keepalive.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -9,17 +10,20 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/file_util.h"
 #include "gtest/gtest.h"
 #include "hoist/v1/agent.grpc.pb.h"
 #include "nodeagent/deploy_log.h"
+#include "receiver/agent_client_grpc.h"
 #include "tests/harness/harness.h"
 #include "tests/nodeagent/agent_test_util.h"
 
@@ -80,6 +84,11 @@ class AgentProcess {
     }
   }
 
+  // Sets `name`=`value` in the environment of the next Start().
+  void SetEnv(std::string name, std::string value) {
+    env_.emplace_back(std::move(name), std::move(value));
+  }
+
   // Starts the binary and waits for its "listening on 127.0.0.1:PORT" line.
   void Start() {
     const std::string binary = hoist::testing::BinaryPath("hoist-agent");
@@ -90,6 +99,9 @@ class AgentProcess {
           open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       dup2(fd, STDOUT_FILENO);
       dup2(fd, STDERR_FILENO);
+      for (const auto& [name, value] : env_) {
+        setenv(name.c_str(), value.c_str(), 1);
+      }
       execl(binary.c_str(), binary.c_str(), "--config", config_.c_str(),
             nullptr);
       _exit(127);
@@ -130,6 +142,7 @@ class AgentProcess {
  private:
   const std::string config_;
   const std::string log_path_;
+  std::vector<std::pair<std::string, std::string>> env_;
   pid_t pid_ = -1;
   int port_ = 0;
 };
@@ -412,6 +425,83 @@ TEST(AgentProcessTest, DeployThroughTheProcessAndSurviveSigkillMidDeploy) {
   agent->Signal(SIGTERM);
   EXPECT_NE(agent->WaitExit(absl::Seconds(15)), -1);
   hoist::testing::RemoveAllContainers(h.docker_endpoint);
+}
+
+// ---- keepalive from the receiver ----
+
+// The receiver's own agent client (its channel arguments: 10 s keepalive,
+// 5 s timeout) with one WatchContainers stream open on `port`.
+class ReceiverWatch {
+ public:
+  explicit ReceiverWatch(int port) {
+    receiver::AgentEntry entry;
+    entry.name = "proc-host";
+    entry.address = absl::StrCat("127.0.0.1:", port);
+    entry.tls_name = kAgentTlsName;
+    client_ = std::make_unique<receiver::AgentClientGrpc>(
+        entry, receiver::AgentChannelCredentials(HarnessTls("receiver")),
+        receiver::AgentCallConfig{});
+    handle_ = client_->WatchContainers(
+        hoist::v1::WatchContainersRequest(),
+        [this](const hoist::v1::ContainersEvent& e) {
+          absl::MutexLock lock(&mu_);
+          snapshots_ += e.snapshot();
+        },
+        [this](absl::Status s) {
+          absl::MutexLock lock(&mu_);
+          ended_ = absl::Now();
+          status_ = std::move(s);
+        });
+  }
+  ~ReceiverWatch() { handle_->Cancel(); }
+
+  bool AwaitSnapshot() {
+    absl::MutexLock lock(&mu_);
+    auto got = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return snapshots_ > 0;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&got), absl::Seconds(30));
+  }
+  // When the stream ended (InfiniteFuture while open) and how.
+  std::pair<absl::Time, absl::Status> AwaitEnd(absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    auto ended = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return ended_ != absl::InfiniteFuture();
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&ended), timeout);
+    return {ended_, status_};
+  }
+
+ private:
+  std::unique_ptr<receiver::AgentClientGrpc> client_;
+  std::unique_ptr<receiver::StreamHandle> handle_;
+  absl::Mutex mu_;
+  int snapshots_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time ended_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
+};
+
+// An agent that stops answering (SIGSTOP: the connection stays open, no
+// reset) ends the receiver's stream UNAVAILABLE within 10 s + 5 s of its last
+// frame: the receiver's keepalive (docs/design.md, "Desired state and
+// convergence").
+TEST(AgentProcessTest, AStoppedAgentEndsTheReceiversStreamWithin15Seconds) {
+  const std::string dir = hoist::testing::MakeTempDir("agent-silent");
+  AgentProcess agent(WriteConfig(dir, "[]"), dir + "/agent.log");
+  ASSERT_NO_FATAL_FAILURE(agent.Start());
+  ReceiverWatch watch(agent.port());
+  ASSERT_TRUE(watch.AwaitSnapshot()) << agent.Output();
+
+  agent.Signal(SIGSTOP);
+  const absl::Time stopped = absl::Now();
+  auto [ended, status] = watch.AwaitEnd(absl::Seconds(30));
+  agent.Signal(SIGCONT);
+  ASSERT_NE(ended, absl::InfiniteFuture()) << "the stream stayed open 30 s";
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_TRUE(absl::StrContains(status.message(), "keepalive")) << status;
+  // At most 15 s after the last frame, which came before the stop; 3 s for
+  // gRPC's timers on a loaded machine.
+  EXPECT_LE(ended - stopped, absl::Seconds(18));
 }
 
 }  // namespace
