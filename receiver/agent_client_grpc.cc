@@ -1,5 +1,6 @@
 #include "receiver/agent_client_grpc.h"
 
+#include <cstdlib>
 #include <memory>
 #include <thread>
 #include <utility>
@@ -22,12 +23,21 @@ constexpr int kTsiMaxFrameSize = 4096;
 // reference-count assertion in libgrpc (grpc/grpc#37198). Every call holds
 // its channel through a ChannelHold, and ~AgentClientGrpc hands its own
 // reference over too, so no reference is ever dropped on a gRPC thread.
+//
+// At process exit it finishes the batch it is destroying and destroys no
+// more: exit's static destructors (gRPC's among them) must not run while a
+// channel is being torn down on this thread, which corrupted the heap of a
+// test process that released a channel just before returning from main.
 class ChannelReleaser {
  public:
   static ChannelReleaser& Get() {
     // Leaked on purpose, with its thread: no destructor races a release at
     // process exit.
-    static ChannelReleaser* releaser = new ChannelReleaser();
+    static ChannelReleaser* releaser = [] {
+      auto* r = new ChannelReleaser();
+      std::atexit(+[] { Get().StopForExit(); });
+      return r;
+    }();
     return *releaser;
   }
 
@@ -42,24 +52,36 @@ class ChannelReleaser {
     std::thread([this] { Run(); }).detach();
   }
 
+  // Waits for the batch being destroyed; what is released later is leaked.
+  void StopForExit() {
+    absl::MutexLock lock(&mu_);
+    exiting_ = true;
+    mu_.Await(absl::Condition(
+        +[](bool* releasing) { return !*releasing; }, &releasing_));
+  }
+
   void Run() {
     for (;;) {
       std::vector<std::shared_ptr<grpc::Channel>> batch;
       {
         absl::MutexLock lock(&mu_);
-        mu_.Await(absl::Condition(
-            +[](std::vector<std::shared_ptr<grpc::Channel>>* pending) {
-              return !pending->empty();
-            },
-            &pending_));
+        auto work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return !pending_.empty() && !exiting_;
+        };
+        mu_.Await(absl::Condition(&work));
         batch.swap(pending_);
+        releasing_ = true;
       }
       batch.clear();  // may destroy channels, here and not on a gRPC thread
+      absl::MutexLock lock(&mu_);
+      releasing_ = false;
     }
   }
 
   absl::Mutex mu_;
   std::vector<std::shared_ptr<grpc::Channel>> pending_ ABSL_GUARDED_BY(mu_);
+  bool exiting_ ABSL_GUARDED_BY(mu_) = false;
+  bool releasing_ ABSL_GUARDED_BY(mu_) = false;  // a batch is being destroyed
 };
 
 // A call's reference to its channel. Declared as a call object's first
