@@ -320,6 +320,17 @@ int HostsInSync(Fleet& fleet) {
       }));
 }
 
+// Service "web" as the targeted receiver shows it, for failure messages.
+std::string ServiceText(Fleet& fleet) {
+  grpc::ClientContext c;
+  c.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+  hoist::v1::GetServiceRequest req;
+  req.set_name("web");
+  hoist::v1::Service service;
+  const grpc::Status s = fleet.Control()->GetService(&c, req, &service);
+  return s.ok() ? service.ShortDebugString() : s.error_message();
+}
+
 // A 3-member etcd cluster and receivers sharing it, one of which leads.
 class HaProcessTest : public ::testing::Test {
  protected:
@@ -429,9 +440,12 @@ TEST_F(HaProcessTest, FollowerTakesWebhooksAndTakesOverFromAKilledLeader) {
   fleet().Target(follower);
   EXPECT_TRUE(fleet().AwaitAgents(absl::Seconds(10)))
       << "the follower does not show both agents reachable";
+  // A host just deployed counts once its stream has reported the deploy
+  // (at most 30 s, docs/design.md), then the leader publishes within 1 s.
   EXPECT_TRUE(
-      WaitFor([&] { return HostsInSync(fleet()) == 2; }, absl::Seconds(10)))
-      << "the follower does not show both hosts IN_SYNC";
+      WaitFor([&] { return HostsInSync(fleet()) == 2; }, absl::Seconds(31)))
+      << "the follower does not show both hosts IN_SYNC: "
+      << ServiceText(fleet());
 
   // v2, watched on the follower, and the leader SIGKILLed once its first
   // host is deploying.
