@@ -397,6 +397,7 @@ void ConvergenceEngine::SetShown(const std::string& service, HostTrack& track,
   track.shown = shown;
   track.since = now;
   gauges_stale_.insert(service);
+  if (options_.shown_changed) options_.shown_changed();
 }
 
 bool ConvergenceEngine::Due(const HostTrack& track,

@@ -101,6 +101,12 @@ struct ConvergenceOptions {
   std::function<void(const std::string& event, const std::string& service,
                      const std::string& agent, const std::string& detail)>
       notify;
+  // Optional: a host's shown state changed (what GetService says of it),
+  // whatever caused it: a stream event, a rollout, an echo wait that ran
+  // out, a converge rollout started. The receiver republishes the fleet view
+  // for followers (FleetPublisher::Changed). Called on the engine's thread
+  // with its lock held; must not block nor call back into the engine.
+  std::function<void()> shown_changed;
 };
 
 class ConvergenceEngine : public ServiceStates {

@@ -433,6 +433,11 @@ bool Receiver::StartConvergence() {
           {{"event", event}, {"service", service}, {"error", s.ToString()}});
     }
   };
+  // A follower's view of the hosts must not wait for the publisher's
+  // periodic look when only the engine's verdict changed.
+  options.shown_changed = [this] {
+    if (FleetPublisher* p = publisher_feed_.load()) p->Changed();
+  };
   convergence_ = std::make_unique<ConvergenceEngine>(options, config_);
   ConvergenceEngine* engine = convergence_.get();
   fleet_->SetAgentChangedCallback([this, engine](const std::string& agent) {

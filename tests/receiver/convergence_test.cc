@@ -290,6 +290,7 @@ class ConvergenceEngineTest : public ::testing::Test {
                       const std::string& agent, const std::string&) {
       notified_.push_back(absl::StrCat(event, " ", service, " ", agent));
     };
+    o.shown_changed = [this] { ++shown_changes_; };
     engine_ = std::make_unique<ConvergenceEngine>(o, config_);
     fleet_.on_change = [this](const std::string& agent) {
       engine_->AgentChanged(agent);
@@ -334,6 +335,7 @@ class ConvergenceEngineTest : public ::testing::Test {
   absl::Mutex started_mu_;  // the engine's thread writes started_
   std::vector<DeployIntent> started_;
   std::vector<std::string> notified_;  // "event service agent" (notify hook)
+  std::atomic<int> shown_changes_{0};  // shown_changed hook calls
   std::unique_ptr<ConvergenceEngine> engine_;
 };
 
@@ -480,6 +482,31 @@ TEST_F(ConvergenceEngineTest, DriftAndGivingUpAreNotifiedOnceEach) {
   EXPECT_EQ(std::count(notified_.begin(), notified_.end(),
                        "converge_gave_up app web-2"),
             1);
+}
+
+// Each change of a host's shown state is reported (followers' fleet view is
+// republished from it), also the one a converge rollout's start makes
+// after the evaluation proper, and nothing else is.
+TEST_F(ConvergenceEngineTest, EveryChangeOfAShownStateIsReported) {
+  engine_->EvaluateNow();  // the first evaluation shows each of the 3 hosts
+  EXPECT_EQ(shown_changes_, 3);
+  engine_->EvaluateNow();
+  EXPECT_EQ(shown_changes_, 3);
+  fleet_.Set("web-2", true, std::nullopt);
+  engine_->EvaluateNow();
+  EXPECT_EQ(StateOf("web-2"), hoist::v1::CONVERGENCE_MISSING);
+  EXPECT_EQ(shown_changes_, 4);
+  clock_.Advance(absl::Seconds(5));
+  engine_->EvaluateNow();
+  ASSERT_EQ(started_.size(), 1u);
+  EXPECT_EQ(StateOf("web-2"), hoist::v1::CONVERGENCE_CONVERGING);
+  EXPECT_EQ(shown_changes_, 5);
+  EndConverge(1, {{"web-2", hoist::v1::DEPLOY_PHASE_SUCCEEDED}},
+              hoist::v1::ROLLOUT_STATE_SUCCEEDED);
+  fleet_.Set("web-2", true, App(Digest(1)));
+  engine_->EvaluateNow();
+  EXPECT_EQ(StateOf("web-2"), hoist::v1::CONVERGENCE_IN_SYNC);
+  EXPECT_EQ(shown_changes_, 6);
 }
 
 TEST_F(ConvergenceEngineTest, OffModeNotifiesNoDrift) {
