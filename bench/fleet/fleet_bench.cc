@@ -57,6 +57,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -821,31 +822,16 @@ bool SetServeAgents(const std::string& value, Flags* f) {
          f->serve_count > 0;
 }
 
-bool SetDrift(const std::string& value, Flags* f) {
-  return absl::SimpleAtoi(value, &f->drift) && f->drift >= 0;
-}
-
-bool SetDriftPollMs(const std::string& value, Flags* f) {
-  return absl::SimpleAtoi(value, &f->drift_poll_ms) && f->drift_poll_ms > 0;
-}
-
-bool SetConvergeDelay(const std::string& value, Flags* f) {
-  return absl::SimpleAtoi(value, &f->converge_delay_s) &&
-         f->converge_delay_s >= 0;
-}
-
 // The command line: every flag that takes a value, and the switches.
 const CommandLine<Flags>& FleetCommandLine() {
   using V = const std::string&;
+  constexpr int kMaxInt = std::numeric_limits<int>::max();
   static const auto* const line = new CommandLine<Flags>{
       "fleet_bench",
       kUsage,
       {
           {"--agents",
-           [](V v, Flags* f) {
-             return absl::SimpleAtoi(v, &f->agents) && f->agents >= 1 &&
-                    f->agents <= 5000;
-           }},
+           [](V v, Flags* f) { return IntIn(v, 1, 5000, &f->agents); }},
           {"--batches",
            [](V v, Flags* f) {
              f->batches = absl::StrSplit(v, ',', absl::SkipEmpty());
@@ -873,9 +859,7 @@ const CommandLine<Flags>& FleetCommandLine() {
              return absl::SimpleAtoi(v, &f->health_delay_ms);
            }},
           {"--timeout-s",
-           [](V v, Flags* f) {
-             return absl::SimpleAtoi(v, &f->timeout_s) && f->timeout_s > 0;
-           }},
+           [](V v, Flags* f) { return IntIn(v, 1, kMaxInt, &f->timeout_s); }},
           {"--receiver-env",
            [](V v, Flags* f) {
              f->receiver_env.push_back(v);
@@ -887,9 +871,7 @@ const CommandLine<Flags>& FleetCommandLine() {
              return true;
            }},
           {"--idle-s",
-           [](V v, Flags* f) {
-             return absl::SimpleAtoi(v, &f->idle_s) && f->idle_s >= 0;
-           }},
+           [](V v, Flags* f) { return IntIn(v, 0, kMaxInt, &f->idle_s); }},
           {"--receiver-bin",
            [](V v, Flags* f) {
              f->receiver_bin = v;
@@ -907,12 +889,18 @@ const CommandLine<Flags>& FleetCommandLine() {
            }},
           {"--agent-processes",
            [](V v, Flags* f) {
-             return absl::SimpleAtoi(v, &f->agent_processes) &&
-                    f->agent_processes >= 0;
+             return IntIn(v, 0, kMaxInt, &f->agent_processes);
            }},
-          {"--drift", SetDrift},
-          {"--drift-poll-ms", SetDriftPollMs},
-          {"--converge-delay-s", SetConvergeDelay},
+          {"--drift",
+           [](V v, Flags* f) { return IntIn(v, 0, kMaxInt, &f->drift); }},
+          {"--drift-poll-ms",
+           [](V v, Flags* f) {
+             return IntIn(v, 1, kMaxInt, &f->drift_poll_ms);
+           }},
+          {"--converge-delay-s",
+           [](V v, Flags* f) {
+             return IntIn(v, 0, kMaxInt, &f->converge_delay_s);
+           }},
           {"--serve-agents", SetServeAgents},
       },
       {{"--keep", &Flags::keep}, {"--etcd", &Flags::etcd}},
