@@ -69,7 +69,7 @@ if ((tsan == 0)); then
     step "unit tests as an unprivileged user (ctest -L unit)"
     mkdir -p build/Testing/Temporary
     chmod -R a+rwX build/Testing
-    (cd /tmp && runuser -u nobody -- ctest --test-dir "$ROOT/build" -L unit --output-on-failure)
+    (cd /tmp && runuser -u nobody -- ctest --test-dir "$ROOT/build" -L unit -j "$JOBS" --output-on-failure)
 
     step "clang-tidy (tests/tidy.sh)"
     ./tests/tidy.sh build

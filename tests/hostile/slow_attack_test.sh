@@ -7,7 +7,9 @@
 #                                        binary, e.g. an older build;
 #                                        $HOIST_SLOW_ATTACK_ONLY=REGEX runs
 #                                        only the attacks whose "MODE NAME"
-#                                        matches)
+#                                        matches;
+#                                        $HOIST_SLOW_ATTACK_SECONDS sets
+#                                        ATTACK_SECONDS, 10 under ASan)
 #
 # Each attack gets a fresh receiver (attack_lib.sh: hmac-sha256 auth, the
 # contract's default limits: no webhook limit key is set) listening on
