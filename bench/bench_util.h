@@ -84,6 +84,13 @@ inline bool IntIn(const std::string& value, int lo, int hi, int* out) {
   return absl::SimpleAtoi(value, out) && *out >= lo && *out <= hi;
 }
 
+// A setter for a flag that takes any value as it is: Text<Flags, &Flags::x>.
+template <typename Flags, std::string Flags::*kField>
+bool Text(const std::string& value, Flags* flags) {
+  flags->*kField = value;
+  return true;
+}
+
 }  // namespace hoist::bench
 
 #endif  // HOIST_BENCH_BENCH_UTIL_H_

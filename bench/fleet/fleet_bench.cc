@@ -849,11 +849,7 @@ const CommandLine<Flags>& FleetCommandLine() {
            }},
           {"--settle-ms",
            [](V v, Flags* f) { return absl::SimpleAtoi(v, &f->settle_ms); }},
-          {"--sim-latency",
-           [](V v, Flags* f) {
-             f->sim_latency = v;
-             return true;
-           }},
+          {"--sim-latency", Text<Flags, &Flags::sim_latency>},
           {"--health-delay-ms",
            [](V v, Flags* f) {
              return absl::SimpleAtoi(v, &f->health_delay_ms);
@@ -865,11 +861,7 @@ const CommandLine<Flags>& FleetCommandLine() {
              f->receiver_env.push_back(v);
              return v.find('=') != std::string::npos;
            }},
-          {"--receiver-state",
-           [](V v, Flags* f) {
-             f->receiver_state = v;
-             return true;
-           }},
+          {"--receiver-state", Text<Flags, &Flags::receiver_state>},
           {"--idle-s",
            [](V v, Flags* f) { return IntIn(v, 0, kMaxInt, &f->idle_s); }},
           {"--receiver-bin",
@@ -877,16 +869,8 @@ const CommandLine<Flags>& FleetCommandLine() {
              f->receiver_bin = v;
              return access(v.c_str(), X_OK) == 0;
            }},
-          {"--workdir",
-           [](V v, Flags* f) {
-             f->workdir = v;
-             return true;
-           }},
-          {"--agent-state-dir",
-           [](V v, Flags* f) {
-             f->agent_state_dir = v;
-             return true;
-           }},
+          {"--workdir", Text<Flags, &Flags::workdir>},
+          {"--agent-state-dir", Text<Flags, &Flags::agent_state_dir>},
           {"--agent-processes",
            [](V v, Flags* f) {
              return IntIn(v, 0, kMaxInt, &f->agent_processes);
